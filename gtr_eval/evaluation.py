@@ -1,0 +1,267 @@
+"""Score a run against qrels the way BEIR does, with every convention written down.
+
+Conventions (each has a test in tests/test_evaluation.py):
+
+(a) Identical ids.  With `ignore_identical_ids` (BEIR's `EvaluateRetrieval.evaluate` default) a
+    retrieved document whose id equals the query id is dropped before scoring.  It matters for
+    ArguAna and Quora, where queries are also corpus documents and would otherwise find themselves.
+(b) The mean is over the *judged* queries: a judged query with no retrieved document scores zero in
+    every measure, and queries in the run but not in the qrels are ignored.  BEIR divides by the
+    number of queries present in both run and qrels instead; when the run covers every judged
+    query (what a retriever produces) the two are identical, and ours cannot be inflated by a run
+    that silently skips hard queries.
+(c) Relevance is grade > 0 for the binary measures (recall, precision, MAP, MRR: pytrec_eval's
+    relevance_level=1); NDCG uses the graded gains as they are.
+(d) `average_subsets` is a plain mean of per-subset metrics; BEIR's CQADupStack figure is the mean
+    of its 12 subforums, not a pooled mean over their queries.
+
+Ties: the pytrec_eval measures follow trec_eval (score descending, then document id descending);
+`mrr@10` follows BEIR's `custom_metrics.mrr` (a stable sort by score, so tied documents keep the
+order they have in the run).  Real retrievers rarely tie; the tests avoid ties.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytrec_eval
+
+from .io import atomic_write_gzip_text, atomic_write_text
+from .loader import QRELS_HEADER, DataError, read_qrels
+
+Qrels = dict[str, dict[str, int]]
+Run = dict[str, dict[str, float]]
+
+DEFAULT_K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)
+MRR_CUTOFF = 10
+
+# Our metric prefix -> (pytrec_eval measure family, prefix of pytrec_eval's per-query key).
+_PYTREC_FAMILIES = {
+    "ndcg": ("ndcg_cut", "ndcg_cut_"),
+    "recall": ("recall", "recall_"),
+    "map": ("map_cut", "map_cut_"),
+    "p": ("P", "P_"),
+}
+
+
+@dataclass
+class Evaluation:
+    """Mean metrics plus the per-query scores behind them (needed for significance tests)."""
+
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    k_values: tuple[int, ...] = DEFAULT_K_VALUES
+    ignore_identical_ids: bool = True
+    missing_queries: list[str] = field(default_factory=list)
+    unjudged_queries: int = 0
+
+    @property
+    def n_queries(self) -> int:
+        return len(next(iter(self.per_query.values()), {}))
+
+
+def metric_names(k_values: Sequence[int] = DEFAULT_K_VALUES) -> list[str]:
+    """Every key `evaluate` returns, in a stable display order."""
+    names = [f"{m}@{k}" for m in _PYTREC_FAMILIES for k in k_values]
+    return names + [f"mrr@{MRR_CUTOFF}", "mrr"]
+
+
+def evaluate(
+    qrels: Qrels,
+    run: Run,
+    k_values: Iterable[int] = DEFAULT_K_VALUES,
+    ignore_identical_ids: bool = True,
+) -> Evaluation:
+    """Score `run` against `qrels` (inputs are not modified); see the module docstring."""
+    ks = tuple(sorted({int(k) for k in k_values}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k_values must be positive integers, got {ks}")
+    if not qrels:
+        raise ValueError("qrels are empty: nothing to evaluate against")
+    qrels = {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items()}
+    judged_run = _prepare_run(qrels, run, ignore_identical_ids)
+    scored = _pytrec_per_query(qrels, judged_run, ks)
+    scored[f"mrr@{MRR_CUTOFF}"] = mrr_at_k(qrels, judged_run, MRR_CUTOFF)
+    per_query = {name: scored[name] for name in metric_names(ks)}
+    n = len(qrels)
+    metrics = {name: float(sum(scores.values()) / n) for name, scores in per_query.items()}
+    return Evaluation(
+        metrics=metrics,
+        per_query=per_query,
+        k_values=ks,
+        ignore_identical_ids=ignore_identical_ids,
+        missing_queries=sorted(q for q in qrels if not judged_run.get(q)),
+        unjudged_queries=sum(1 for q in run if str(q) not in qrels),
+    )
+
+
+def _prepare_run(qrels: Qrels, run: Run, ignore_identical_ids: bool) -> Run:
+    """A copy holding only judged queries, float scores and (optionally) no query-id documents."""
+    out: Run = {}
+    for qid, docs in run.items():
+        qid = str(qid)
+        if qid not in qrels:
+            continue
+        out[qid] = {str(d): float(s) for d, s in docs.items() if not (ignore_identical_ids and str(d) == qid)}
+    return out
+
+
+def _pytrec_per_query(qrels: Qrels, run: Run, ks: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    """One pytrec_eval pass for all measures; judged queries it does not report score zero."""
+    cut = ",".join(str(k) for k in ks)
+    measures = {f"{family}.{cut}" for family, _ in _PYTREC_FAMILIES.values()} | {"recip_rank"}
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, measures, relevance_level=1)
+    scores = evaluator.evaluate({q: docs for q, docs in run.items() if docs})
+    per_query: dict[str, dict[str, float]] = {}
+    for name, (_, key_prefix) in _PYTREC_FAMILIES.items():
+        for k in ks:
+            key = f"{key_prefix}{k}"
+            per_query[f"{name}@{k}"] = {q: float(scores.get(q, {}).get(key, 0.0)) for q in qrels}
+    per_query["mrr"] = {q: float(scores.get(q, {}).get("recip_rank", 0.0)) for q in qrels}
+    return per_query
+
+
+def mrr_at_k(qrels: Qrels, run: Run, k: int = MRR_CUTOFF) -> dict[str, float]:
+    """Per judged query: 1/rank of the first document with grade > 0 in the top `k`, else 0.
+
+    Mirrors BEIR's `custom_metrics.mrr`: documents ordered by a stable descending sort on score.
+    """
+    out = dict.fromkeys(qrels, 0.0)
+    for qid, docs in run.items():
+        if qid not in out:
+            continue
+        relevant = {d for d, g in qrels[qid].items() if g > 0}
+        if not docs or not relevant:
+            continue
+        ids = list(docs)
+        scores = np.fromiter(docs.values(), dtype=np.float64, count=len(ids))
+        top = np.argsort(-scores, kind="stable")[:k]
+        hits = np.fromiter((ids[i] in relevant for i in top), dtype=bool, count=len(top))
+        if hits.any():
+            out[qid] = 1.0 / (int(np.argmax(hits)) + 1)
+    return out
+
+
+def average_subsets(metric_dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Plain mean per metric over subsets (BEIR's CQADupStack convention: mean of 12 subforums).
+
+    Only metrics present in every subset are averaged, so a missing one cannot skew the mean.
+    """
+    if not metric_dicts:
+        raise ValueError("no subsets to average")
+    common = set(metric_dicts[0]).intersection(*metric_dicts[1:])
+    order = [m for m in metric_dicts[0] if m in common]
+    return {m: float(np.mean([d[m] for d in metric_dicts])) for m in order}
+
+
+# --- TREC run and qrels files ------------------------------------------------------------------
+
+
+def write_trec_run(run: Run, path: Path | str, tag: str) -> None:
+    """Write `qid Q0 docid rank score tag` lines, ranks 1.. in descending score order.
+
+    Scores are written with `repr(float)` so reading the file back gives the identical floats.  Tied
+    documents keep their order in `run` (a stable sort), so BEIR's MRR is unchanged by a round trip.
+    Gzip-compressed when `path` ends with `.gz`; written atomically either way.
+    """
+    if not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"run tag must be non-empty and without whitespace, got {tag!r}")
+    lines: list[str] = []
+    for qid, docs in run.items():
+        _check_token(qid, "query id")
+        ranked = sorted(docs.items(), key=lambda item: -float(item[1]))
+        for rank, (doc_id, score) in enumerate(ranked, start=1):
+            _check_token(doc_id, "document id")
+            lines.append(f"{qid} Q0 {doc_id} {rank} {float(score)!r} {tag}\n")
+    text = "".join(lines)
+    if str(path).endswith(".gz"):
+        atomic_write_gzip_text(path, text)
+    else:
+        atomic_write_text(path, text)
+
+
+def _check_token(value: str, what: str) -> None:
+    if not value or any(c.isspace() for c in str(value)):
+        raise ValueError(f"{what} {value!r} cannot be written to a TREC file (empty or has whitespace)")
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        try:
+            for lineno, line in enumerate(fh, start=1):
+                yield lineno, line.rstrip("\r\n")
+        except (UnicodeDecodeError, OSError, EOFError) as e:
+            raise DataError(path, None, f"unreadable ({e})") from None
+
+
+def read_trec_run(path: Path | str) -> Run:
+    """Read a TREC run (plain or .gz); the rank column is ignored, as trec_eval does."""
+    path = Path(path)
+    run: Run = {}
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) != 6:
+            raise DataError(
+                path, lineno, f"expected 6 columns 'qid Q0 docid rank score tag', found {len(cols)}"
+            )
+        qid, _, doc_id, _, score, _ = cols
+        try:
+            value = float(score)
+        except ValueError:
+            raise DataError(path, lineno, f"score {score!r} is not a number") from None
+        if not np.isfinite(value):
+            raise DataError(path, lineno, f"score {score!r} is not finite")
+        docs = run.setdefault(qid, {})
+        if doc_id in docs:
+            raise DataError(path, lineno, f"document {doc_id!r} listed twice for query {qid!r}")
+        docs[doc_id] = value
+    if not run:
+        raise DataError(path, None, "empty run: no lines")
+    return run
+
+
+def read_qrels_any(path: Path | str) -> Qrels:
+    """Read BEIR qrels (tsv with a `query-id corpus-id score` header) or TREC qrels (`qid 0 docid grade`).
+
+    The format is told by the first non-empty line: BEIR's header, or else four columns.
+    """
+    path = Path(path)
+    lines = _text_lines(path)
+    first = next((line for _, line in lines if line.strip()), None)
+    lines.close()
+    if first is None:
+        raise DataError(path, None, "empty qrels file")
+    if tuple(c.strip() for c in first.split("\t")) == QRELS_HEADER:
+        if path.name.endswith(".gz"):
+            raise DataError(path, None, "BEIR tsv qrels must be uncompressed")
+        return read_qrels(path)[0]
+    return _read_trec_qrels(path)
+
+
+def _read_trec_qrels(path: Path) -> Qrels:
+    qrels: Qrels = {}
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) != 4:
+            raise DataError(
+                path,
+                lineno,
+                f"expected TREC qrels 'qid 0 docid grade' (4 columns) or a BEIR header, found {len(cols)} columns",
+            )
+        qid, _, doc_id, grade = cols
+        try:
+            qrels.setdefault(qid, {})[doc_id] = int(grade)
+        except ValueError:
+            raise DataError(path, lineno, f"grade {grade!r} is not an integer") from None
+    if not qrels:
+        raise DataError(path, None, "no judgments")
+    return qrels

@@ -1,0 +1,336 @@
+"""Retrievers behind one narrow interface: index a corpus, then search queries for the top k.
+
+`BM25Retriever` is bm25s (Lucene BM25) with PyStemmer; `DenseRetriever` is any sentence-transformers
+model, GTR presets included, with an on-disk embedding cache and exact chunked search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cache import ShardedEmbeddings, encode_sharded
+from .loader import Corpus
+from .models import PRESETS, known_prompts, load_sentence_transformer, resolve_model, weights_fingerprint
+from .search import exact_search
+
+log = logging.getLogger(__name__)
+
+Run = dict[str, dict[str, float]]
+
+TEXT_FORMAT = "(title + ' ' + text).strip()"
+
+
+class Retriever(ABC):
+    """Index once, search many query sets. `manifest()` says everything that made the ranking."""
+
+    name: str
+    timings: dict[str, float]
+
+    @abstractmethod
+    def index(self, corpus: Corpus) -> None: ...
+
+    @abstractmethod
+    def search(self, queries: dict[str, str], top_k: int) -> Run: ...
+
+    @abstractmethod
+    def manifest(self) -> dict: ...
+
+
+def _to_run(qids: list[str], doc_ids: list[str], scores: np.ndarray, indices: np.ndarray) -> Run:
+    return {
+        q: {doc_ids[j]: float(s) for j, s in zip(indices[r].tolist(), scores[r].tolist(), strict=True)}
+        for r, q in enumerate(qids)
+    }
+
+
+# --------------------------------------------------------------------------------------------- BM25
+
+
+@dataclass
+class BM25Config:
+    """Defaults are the published bm25s BEIR setting (MTEB's `bm25s` baseline)."""
+
+    k1: float = 1.5
+    b: float = 0.75
+    method: str = "lucene"
+    stopwords: str | None = "en"
+    stemmer: str | None = "english"
+    delta: float = 0.5
+
+
+class BM25Retriever(Retriever):
+    def __init__(self, config: BM25Config | None = None, name: str = "bm25", progress: bool = True):
+        self.config = config or BM25Config()
+        self.name = name
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    def _tokenize(self, texts: list[str]):
+        import bm25s
+
+        stemmer = None
+        if self.config.stemmer:
+            import Stemmer
+
+            stemmer = Stemmer.Stemmer(self.config.stemmer)
+        return bm25s.tokenize(
+            texts, stopwords=self.config.stopwords, stemmer=stemmer, show_progress=self.progress
+        )
+
+    def index(self, corpus: Corpus) -> None:
+        import bm25s
+
+        t0 = time.perf_counter()
+        c = self.config
+        kwargs = {"delta": c.delta} if c.method in ("bm25l", "bm25+") else {}
+        self._model = bm25s.BM25(k1=c.k1, b=c.b, method=c.method, **kwargs)
+        self._model.index(self._tokenize(corpus.texts()), show_progress=self.progress)
+        self._doc_ids = corpus.ids
+        self.timings["index_s"] = time.perf_counter() - t0
+
+    def search(self, queries: dict[str, str], top_k: int) -> Run:
+        t0 = time.perf_counter()
+        qids = list(queries)
+        k = min(top_k, len(self._doc_ids))
+        indices, scores = self._model.retrieve(
+            self._tokenize([queries[q] for q in qids]), k=k, show_progress=self.progress
+        )
+        # bm25s pads with score 0 when fewer than k documents share a term: keep real hits only.
+        run = {
+            q: {self._doc_ids[j]: float(s) for j, s in zip(indices[r], scores[r], strict=True) if s > 0}
+            for r, q in enumerate(qids)
+        }
+        self.timings["search_s"] = time.perf_counter() - t0
+        return run
+
+    def manifest(self) -> dict:
+        return {"retriever": "bm25s", "bm25": asdict(self.config), "text_format": TEXT_FORMAT}
+
+
+# -------------------------------------------------------------------------------------------- dense
+
+
+@dataclass
+class DenseConfig:
+    model: str
+    revision: str | None = None
+    query_prompt: str | None = None  # None: the model family's known prompt, if any
+    doc_prompt: str | None = None
+    max_length: int | None = None  # None: the preset's, else the model's own
+    batch_size: int | None = None
+    score: str | None = None  # "dot" or "cos"; None: the preset's, else "cos"
+    device: str | None = None
+    dtype: str = "fp32"
+    backend: str = "torch"
+    trust_remote_code: bool = False
+    shard_size: int = 2048
+    name: str | None = None
+
+
+class DenseRetriever(Retriever):
+    """Encode the corpus once (cached in shards), then exact top-k by dot product or cosine."""
+
+    def __init__(self, config: DenseConfig, cache_dir: Path | None = None, progress: bool = True):
+        self.config = config
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.source = resolve_model(config.model, config.revision)
+        self.name = config.name or self.source.name
+        preset = self.source.preset
+        self.query_prompt, self.doc_prompt = self._prompts()
+        self.score = config.score or (preset.score if preset else "cos")
+        self.batch_size = config.batch_size or (preset.batch_size if preset else 64)
+        self.fingerprint = weights_fingerprint(self.source.path)
+        self._model = None
+        self._max_length = config.max_length or (preset.max_length if preset else None)
+        self.timings["resolve_s"] = time.perf_counter() - t0
+        self.stats: dict[str, int] = {}
+
+    def _prompts(self) -> tuple[str, str]:
+        c = self.config
+        known = known_prompts(self.source.hub_id or c.model) or known_prompts(c.model)
+        q = c.query_prompt if c.query_prompt is not None else (known[0] if known else "")
+        d = c.doc_prompt if c.doc_prompt is not None else (known[1] if known else "")
+        if known and (q, d) != known:
+            warnings.warn(
+                f"{c.model} was trained with prompts query={known[0]!r} doc={known[1]!r} but runs with "
+                f"query={q!r} doc={d!r}; scores will not match published ones",
+                stacklevel=3,
+            )
+        return q, d
+
+    @property
+    def model(self):
+        if self._model is None:
+            t0 = time.perf_counter()
+            self._model = load_sentence_transformer(
+                self.source.path,
+                device=self.config.device,
+                dtype=self.config.dtype,
+                max_length=self._max_length,
+                trust_remote_code=self.config.trust_remote_code,
+                backend=self.config.backend,
+            )
+            self._max_length = self._model.max_seq_length
+            self.timings["load_model_s"] = time.perf_counter() - t0
+        return self._model
+
+    def max_length(self) -> int:
+        if self._max_length is None:
+            self._max_length = self.model.max_seq_length
+        return self._max_length
+
+    def _encoder(self, prompt: str):
+        def encode(texts: list[str]) -> np.ndarray:
+            emb = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                prompt=prompt or None,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            return np.asarray(emb, dtype=np.float32)
+
+        return encode
+
+    def _key(self, kind: str, content: str, prompt: str) -> dict:
+        return {
+            "kind": kind,
+            "weights_sha256": self.fingerprint,
+            "prompt": prompt,
+            "max_length": self.max_length(),
+            "dtype": self.config.dtype,
+            "backend": self.config.backend,
+            "content": content,
+            "text_format": TEXT_FORMAT if kind == "corpus" else "query text",
+        }
+
+    def index(self, corpus: Corpus) -> None:
+        t0 = time.perf_counter()
+        # Longest first, as BEIR does: batches of similar length waste little on padding.
+        order = np.argsort(-corpus.char_lengths(), kind="stable")
+        self._doc_ids = corpus.ids
+        self._emb: ShardedEmbeddings = encode_sharded(
+            texts=corpus.texts,
+            order=order,
+            encode=self._encoder(self.doc_prompt),
+            key=self._key("corpus", corpus.content_hash(), self.doc_prompt),
+            cache_dir=self.cache_dir,
+            shard_size=self.config.shard_size,
+            desc=f"{self.name}: encode corpus",
+            progress=self.progress,
+        )
+        self.stats = {
+            "corpus_shards": self._emb.stats.shards_total,
+            "corpus_shards_encoded": self._emb.stats.shards_encoded,
+            "corpus_shards_reused": self._emb.stats.shards_reused,
+        }
+        self.timings["encode_corpus_s"] = time.perf_counter() - t0
+
+    def encode_queries(self, queries: dict[str, str]) -> np.ndarray:
+        qids = list(queries)
+        texts = [queries[q] for q in qids]
+        digest = hashlib.sha256("\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode())
+        emb = encode_sharded(
+            texts=lambda idx: [texts[i] for i in idx],
+            order=np.arange(len(texts)),
+            encode=self._encoder(self.query_prompt),
+            key=self._key("queries", digest.hexdigest(), self.query_prompt),
+            cache_dir=self.cache_dir,
+            shard_size=max(1, len(texts)),
+            desc=f"{self.name}: encode queries",
+            progress=False,
+        )
+        try:
+            return emb.matrix()
+        finally:
+            emb.close()
+
+    def search(self, queries: dict[str, str], top_k: int) -> Run:
+        t0 = time.perf_counter()
+        q_emb = self.encode_queries(queries)
+        self.timings["encode_queries_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores, rows = exact_search(q_emb, self._emb.chunks(), top_k, score=self.score)
+        run = _to_run(list(queries), self._doc_ids, scores, self._emb.order[rows])
+        self.timings["search_s"] = time.perf_counter() - t0
+        return run
+
+    def close(self) -> None:
+        if getattr(self, "_emb", None) is not None:
+            self._emb.close()
+
+    def manifest(self) -> dict:
+        s = self.source
+        return {
+            "retriever": "dense",
+            "model": self.config.model,
+            "model_path": str(s.path),
+            "hub_id": s.hub_id,
+            "revision": s.revision,
+            "weights_sha256": self.fingerprint,
+            "query_prompt": self.query_prompt,
+            "doc_prompt": self.doc_prompt,
+            "max_length": self.max_length(),
+            "score": self.score,
+            "dtype": self.config.dtype,
+            "backend": self.config.backend,
+            "batch_size": self.batch_size,
+            "text_format": TEXT_FORMAT,
+            "trust_remote_code": self.config.trust_remote_code,
+            "shard_size": self.config.shard_size,
+        }
+
+
+# ------------------------------------------------------------------------------------------ factory
+
+SPARSE = {"bm25": BM25Config()}
+
+
+@dataclass
+class RetrieverOptions:
+    """CLI-level options shared by all models of one `run`."""
+
+    cache_dir: Path | None = None
+    device: str | None = None
+    dtype: str = "fp32"
+    batch_size: int | None = None
+    backend: str = "torch"
+    query_prompt: str | None = None
+    doc_prompt: str | None = None
+    max_length: int | None = None
+    trust_remote_code: bool = False
+    bm25: BM25Config = field(default_factory=BM25Config)
+    progress: bool = True
+
+
+def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
+    """`bm25`, a GTR/other preset name, a hub id, or a local sentence-transformers folder."""
+    if spec == "bm25":
+        return BM25Retriever(opts.bm25, progress=opts.progress)
+    cfg = DenseConfig(
+        model=spec,
+        query_prompt=opts.query_prompt,
+        doc_prompt=opts.doc_prompt,
+        max_length=opts.max_length,
+        batch_size=opts.batch_size,
+        device=opts.device,
+        dtype=opts.dtype,
+        backend=opts.backend,
+        trust_remote_code=opts.trust_remote_code,
+    )
+    return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
+
+
+def available_models() -> list[str]:
+    return ["bm25", *PRESETS]

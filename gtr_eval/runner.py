@@ -1,0 +1,188 @@
+"""`run`: every (system, dataset) pair once, skip what is done, resume what was cut short.
+
+A pair is done when its result JSON exists (written atomically after its run file), so a run killed
+anywhere restarts at the first unfinished pair; the embedding cache makes an interrupted encode
+resume at its last complete shard.  A file lock per pair lets two processes share one results folder:
+the second skips pairs the first is working on and comes back to them at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from . import datasets as registry
+from .evaluation import evaluate
+from .loader import BeirData, load_beir_folder
+from .results import StoredResult, is_done, load_result, save_result
+from .retrievers import Retriever, RetrieverOptions, make_retriever
+
+log = logging.getLogger(__name__)
+
+BUNDLED = Path(__file__).parent / "data"
+
+
+@dataclass
+class DatasetUnit:
+    """One folder scored on its own (a cqadupstack subforum is one unit)."""
+
+    name: str
+    path: Path
+    split: str
+    ignore_identical_ids: bool = True
+    loader: Callable[[DatasetUnit], BeirData] | None = None
+
+    def load(self) -> BeirData:
+        if self.loader is not None:
+            return self.loader(self)
+        return load_beir_folder(self.path, split=self.split, name=self.name)
+
+
+@dataclass
+class RunConfig:
+    models: list[str]
+    datasets: list[str]
+    data_dir: Path = Path("data")
+    results_dir: Path = Path("results")
+    top_k: int = 1000
+    overwrite: bool = False
+    download: bool = True
+    base_url: str | None = None
+    split: str | None = None
+    options: RetrieverOptions = field(default_factory=RetrieverOptions)
+
+
+def resolve_dataset(spec: str, cfg: RunConfig) -> list[DatasetUnit]:
+    """A registry name (downloaded under `data_dir` if missing), `demo`, or a BEIR folder path."""
+    path = Path(spec).expanduser()
+    if (path / "corpus.jsonl").is_file():
+        return [DatasetUnit(path.resolve().name, path, cfg.split or "test")]
+    if spec == "peerqa":
+        from .peerqa import peerqa_units
+
+        return peerqa_units(cfg.data_dir)
+    info = registry.get(spec)
+    if info.bundled:
+        return [DatasetUnit(info.name, BUNDLED / info.name, cfg.split or info.split)]
+    units = registry.evaluation_units(spec, Path(cfg.data_dir))
+    if any(not (p / "corpus.jsonl").is_file() for _, p in units):
+        if not cfg.download:
+            raise FileNotFoundError(
+                f"{spec}: not found under {cfg.data_dir} (run `gtr-eval download {spec}`)"
+            )
+        from .download import download
+
+        download(spec, Path(cfg.data_dir), base_url=cfg.base_url)
+    split = cfg.split or info.split
+    return [DatasetUnit(n, p, split, info.remove_identical_ids) for n, p in units]
+
+
+def _pair_lock(cfg: RunConfig, system: str, dataset: str) -> FileLock:
+    lock_dir = Path(cfg.results_dir) / ".locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(lock_dir / f"{system}__{dataset.replace('/', '--')}.lock"))
+
+
+def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResult]:
+    """Evaluate every model on every dataset; returns the stored results of all requested pairs."""
+    units = [u for spec in cfg.datasets for u in resolve_dataset(spec, cfg)]
+    retrievers: dict[str, Retriever] = {}
+    results: list[StoredResult] = []
+    deferred: list[tuple[DatasetUnit, str]] = []
+    for unit in units:
+        data: BeirData | None = None
+        for spec in cfg.models:
+            retriever = retrievers.get(spec) or retrievers.setdefault(spec, make_retriever(spec, cfg.options))
+            name = retriever.name
+            if not cfg.overwrite and is_done(cfg.results_dir, name, unit.name):
+                echo(f"[skip] {name} on {unit.name}: already done")
+                results.append(load_result(cfg.results_dir, name, unit.name))
+                continue
+            lock = _pair_lock(cfg, name, unit.name)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                echo(f"[busy] {name} on {unit.name}: another process is on it; coming back later")
+                deferred.append((unit, spec))
+                continue
+            try:
+                data = data or _load(unit, echo)
+                results.append(_evaluate_pair(cfg, retriever, unit, data, echo))
+            finally:
+                lock.release()
+    for unit, spec in deferred:
+        retriever = retrievers[spec]
+        with _pair_lock(cfg, retriever.name, unit.name):
+            if cfg.overwrite or not is_done(cfg.results_dir, retriever.name, unit.name):
+                results.append(_evaluate_pair(cfg, retriever, unit, _load(unit, echo), echo))
+            else:
+                echo(f"[skip] {retriever.name} on {unit.name}: finished by another process")
+                results.append(load_result(cfg.results_dir, retriever.name, unit.name))
+    for r in retrievers.values():
+        if hasattr(r, "close"):
+            r.close()
+    return results
+
+
+def _load(unit: DatasetUnit, echo) -> BeirData:
+    t0 = time.perf_counter()
+    data = unit.load()
+    data.manifest_timing = time.perf_counter() - t0  # type: ignore[attr-defined]
+    echo(f"[data] {unit.name}: {len(data.corpus):,} documents, {len(data.queries):,} {unit.split} queries")
+    return data
+
+
+def _evaluate_pair(
+    cfg: RunConfig, retriever: Retriever, unit: DatasetUnit, data: BeirData, echo
+) -> StoredResult:
+    retriever.timings.clear()
+    t0 = time.perf_counter()
+    retriever.index(data.corpus)
+    run = retriever.search(data.queries, cfg.top_k)
+    t1 = time.perf_counter()
+    evaluation = evaluate(data.qrels, run, ignore_identical_ids=unit.ignore_identical_ids)
+    timings = {
+        "load_data_s": getattr(data, "manifest_timing", None),
+        **retriever.timings,
+        "retrieve_total_s": t1 - t0,
+        "evaluate_s": time.perf_counter() - t1,
+    }
+    manifest = {
+        **retriever.manifest(),
+        "top_k": cfg.top_k,
+        "dataset": {
+            "name": unit.name,
+            "path": str(unit.path),
+            "split": unit.split,
+            "checksum": data.checksum,
+            "files_sha256": data.checksums,
+            "num_docs": len(data.corpus),
+            "num_queries": len(data.queries),
+            "ignore_identical_ids": unit.ignore_identical_ids,
+        },
+        "encode_stats": getattr(retriever, "stats", {}),
+        "timings": timings,
+    }
+    path = save_result(cfg.results_dir, retriever.name, unit.name, unit.split, evaluation, run, manifest)
+    m = evaluation.metrics
+    echo(
+        f"[done] {retriever.name} on {unit.name}: nDCG@10 {m['ndcg@10']:.4f}  Recall@100 {m['recall@100']:.4f}"
+        f"  MRR@10 {m['mrr@10']:.4f}  ({t1 - t0:.1f} s) -> {path}"
+    )
+    return load_result(cfg.results_dir, retriever.name, unit.name)
+
+
+SUMMARY_METRICS = ("ndcg@10", "recall@100", "mrr@10")
+
+
+def summary_table(results: list[StoredResult], metrics: tuple[str, ...] = SUMMARY_METRICS) -> str:
+    """One line per (system, dataset) of this run; `gtr-eval table` makes the full leaderboard."""
+    from tabulate import tabulate
+
+    rows = [[r.system, r.dataset, *(r.metrics.get(m) for m in metrics)] for r in results]
+    return tabulate(rows, headers=["system", "dataset", *metrics], floatfmt=".4f", tablefmt="github")

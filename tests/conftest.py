@@ -1,0 +1,52 @@
+"""Shared fixtures. Real-data tests read ../shared/data (beside the repo) and are marked slow."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+BEIR_DATA = SHARED / "data" / "beir"
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def _cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def beir_data() -> Path:
+    if not (BEIR_DATA / "scifact" / "corpus.jsonl").is_file():
+        pytest.skip(f"real BEIR data not found at {BEIR_DATA}")
+    return BEIR_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_cache_dir() -> Path:
+    """One embedding cache for the whole test session: each real set is encoded once per CI run.
+
+    `GTR_EVAL_TEST_CACHE` keeps it across sessions on a developer machine.
+    """
+    path = Path(os.environ.get("GTR_EVAL_TEST_CACHE", ROOT / ".pytest_cache" / "gtr-eval-embeddings"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gtr(tmp_path_factory) -> Path:
+    from tiny_gtr import build_tiny_gtr
+
+    return build_tiny_gtr(tmp_path_factory.mktemp("tiny-gtr"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_cache(tmp_path, monkeypatch):
+    """Tests never write to the real user cache (model fingerprints, default embedding cache)."""
+    monkeypatch.setenv("GTR_EVAL_CACHE_DIR", str(tmp_path / "user-cache"))
