@@ -169,6 +169,11 @@ def _evaluate_pair(
         "timings": timings,
     }
     path = save_result(cfg.results_dir, retriever.name, unit.name, unit.split, evaluation, run, manifest)
+    if stats := getattr(retriever, "stats", None):
+        echo(
+            f"[cache] {retriever.name} on {unit.name}: encoded {stats['corpus_shards_encoded']} of "
+            f"{stats['corpus_shards']} corpus shards, reused {stats['corpus_shards_reused']}"
+        )
     m = evaluation.metrics
     echo(
         f"[done] {retriever.name} on {unit.name}: nDCG@10 {m['ndcg@10']:.4f}  Recall@100 {m['recall@100']:.4f}"
