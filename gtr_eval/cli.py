@@ -35,16 +35,18 @@ def datasets_cmd(as_json: bool) -> None:
     show_default="$GTR_EVAL_DATA_DIR or ./data",
     help="Folder that receives NAME/.",
 )
-@click.option("--base-url", default=None, help="Mirror serving NAME.zip (default: $GTR_EVAL_BASE_URL, else BEIR's).")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds without data before giving up.")
+@click.option(
+    "--base-url", default=None, help="Mirror serving NAME.zip (default: $GTR_EVAL_BASE_URL, else BEIR's)."
+)
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds without data before giving up."
+)
 @click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def download_cmd(
     names: tuple[str, ...], data_dir: str, base_url: str | None, timeout: float, retries: int, progress: bool
 ) -> None:
     """Download, md5-verify and unpack BEIR datasets into DATA_DIR/NAME; prints each folder."""
-    from pathlib import Path
-
     from .download import download
 
     failed = 0

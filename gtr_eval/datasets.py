@@ -74,7 +74,9 @@ class DatasetInfo:
         return d
 
 
-def _public(name: str, md5: str, split: str, num_docs: int, num_queries: int, title: str, **kw) -> DatasetInfo:
+def _public(
+    name: str, md5: str, split: str, num_docs: int, num_queries: int, title: str, **kw
+) -> DatasetInfo:
     return DatasetInfo(
         name=name,
         url=f"{BEIR_BASE_URL}/{name}.zip",
@@ -132,7 +134,9 @@ _REGISTRY: dict[str, DatasetInfo] = {
         _public("dbpedia-entity", "c2a39eb420a3164af735795df012ac2c", "test", 4_635_922, 400, "DBPedia"),
         _public("scidocs", "38121350fc3a4d2f48850f6aff52e4a9", "test", 25_657, 1_000, "SCIDOCS"),
         _public("fever", "5a818580227bfb4b35bb6fa46d9b6c03", "test", 5_416_568, 6_666, "FEVER"),
-        _public("climate-fever", "8b66f0a9126c521bae2bde127b4dc99d", "test", 5_416_593, 1_535, "Climate-FEVER"),
+        _public(
+            "climate-fever", "8b66f0a9126c521bae2bde127b4dc99d", "test", 5_416_593, 1_535, "Climate-FEVER"
+        ),
         _public("scifact", "5f7d1de60b170fc8027bb7898e2efca1", "test", 5_183, 300, "SciFact"),
         _private(
             "bioasq",
@@ -216,7 +220,9 @@ def get(name: str) -> DatasetInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}") from None
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}"
+        ) from None
 
 
 def evaluation_units(name: str, root: Path) -> list[tuple[str, Path]]:

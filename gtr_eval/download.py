@@ -28,6 +28,7 @@ import stat
 import sys
 import tempfile
 import time
+import uuid
 import zipfile
 import zlib
 from contextlib import suppress
@@ -236,7 +237,8 @@ def _extract(archive: Path, name: str, data_dir: Path, marker: dict) -> Path:
                     f"not enough disk space in {data_dir} to extract {archive}: "
                     f"{need / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free"
                 )
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_dir))
+            tmp = data_dir / f".{name}.tmp-{uuid.uuid4().hex[:12]}"
+            tmp.mkdir()  # not mkdtemp: the dataset folder gets the usual umask permissions, not 0700
             root = tmp.resolve()
             for m, rel in files:
                 rel = PurePosixPath(*rel.parts[1:]) if strip else rel

@@ -73,7 +73,9 @@ def test_registry_is_complete():
 def test_key_facts():
     assert datasets.get("nfcorpus").md5 == "a89dba18a62ef92f7d323ec890a0d38d"
     assert datasets.get("msmarco").split == "dev"
-    assert {d: datasets.get(d).split for d in PUBLIC if d != "msmarco"} == {d: "test" for d in PUBLIC if d != "msmarco"}
+    assert {d: datasets.get(d).split for d in PUBLIC if d != "msmarco"} == {
+        d: "test" for d in PUBLIC if d != "msmarco"
+    }
     assert datasets.get("cqadupstack").subsets == tuple(CQA)
     assert (datasets.get("scifact").num_docs, datasets.get("scifact").num_queries) == (5183, 300)
     assert (datasets.get("nfcorpus").num_docs, datasets.get("nfcorpus").num_queries) == (3633, 323)
@@ -81,7 +83,10 @@ def test_key_facts():
     demo = datasets.get("demo")
     assert demo.bundled and demo.url is None and demo.md5 is None
     assert [d for d in datasets.names() if datasets.get(d).bundled] == ["demo"]
-    assert "robust04" in datasets.get("robust04").how_to_obtain and "ir_datasets" in datasets.get("robust04").how_to_obtain
+    assert (
+        "robust04" in datasets.get("robust04").how_to_obtain
+        and "ir_datasets" in datasets.get("robust04").how_to_obtain
+    )
 
 
 def test_info_is_frozen():

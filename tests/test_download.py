@@ -120,7 +120,9 @@ def server():
 
 
 def _beir_files(prefix: str = "tiny/") -> dict[str, bytes]:
-    corpus = "".join(json.dumps({"_id": f"d{i}", "title": f"T{i}", "text": f"text {i}"}) + "\n" for i in range(5))
+    corpus = "".join(
+        json.dumps({"_id": f"d{i}", "title": f"T{i}", "text": f"text {i}"}) + "\n" for i in range(5)
+    )
     return {
         f"{prefix}corpus.jsonl": corpus.encode(),
         f"{prefix}queries.jsonl": b'{"_id": "q1", "text": "what"}\n{"_id": "q2", "text": "who"}\n',
@@ -188,19 +190,24 @@ def test_cli_download_nfcorpus_matches_official_folder(server, tmp_path):
     assert res.exit_code == 0, res.output
     out = data / "nfcorpus"
     assert res.stdout.strip() == str(out)
-    assert _tree(out) == _tree(NFCORPUS_DIR) == [
-        "corpus.jsonl",
-        "qrels/dev.tsv",
-        "qrels/test.tsv",
-        "qrels/train.tsv",
-        "queries.jsonl",
-    ]
+    assert (
+        _tree(out)
+        == _tree(NFCORPUS_DIR)
+        == [
+            "corpus.jsonl",
+            "qrels/dev.tsv",
+            "qrels/test.tsv",
+            "qrels/train.tsv",
+            "queries.jsonl",
+        ]
+    )
     for rel in _tree(out):
         assert filecmp.cmp(out / rel, NFCORPUS_DIR / rel, shallow=False), rel
     marker = json.loads((out / MARKER).read_text())
     assert marker["md5"] == NFCORPUS_MD5 and marker["url"] == server.url + "nfcorpus.zip"
     assert sorted(p.name for p in data.iterdir()) == [".downloads", "nfcorpus"]  # no temp folder
     assert [p.name for p in (data / ".downloads").iterdir()] == ["nfcorpus.lock"]  # zip removed
+    assert out.stat().st_mode & 0o777 == (data / ".downloads").stat().st_mode & 0o777  # umask, not 0700
 
     res2 = CliRunner().invoke(cli, args)
     assert res2.exit_code == 0 and "already downloaded" in res2.stderr
@@ -218,7 +225,9 @@ def test_corrupted_zip_fails_checksum_and_leaves_nothing(server, tmp_path):
         blob[i] ^= 0xFF
     server.files["nfcorpus.zip"] = bytes(blob)
     data = tmp_path / "data"
-    res = CliRunner().invoke(cli, ["download", "nfcorpus", "--base-url", server.url, "--data-dir", str(data), "--no-progress"])
+    res = CliRunner().invoke(
+        cli, ["download", "nfcorpus", "--base-url", server.url, "--data-dir", str(data), "--no-progress"]
+    )
     assert res.exit_code == 1
     assert "checksum" in res.stderr and NFCORPUS_MD5 in res.stderr and _md5(bytes(blob)) in res.stderr
     assert "Traceback" not in res.output
@@ -412,7 +421,16 @@ def test_bad_names_rejected_before_any_io(tmp_path, name):
 
 def test_cli_errors_exit_1_without_traceback(server, tiny, tmp_path):
     server.rules["tiny.zip"] = 500
-    args = ["download", "tiny", "nope", "--base-url", server.url, "--data-dir", str(tmp_path), "--no-progress"]
+    args = [
+        "download",
+        "tiny",
+        "nope",
+        "--base-url",
+        server.url,
+        "--data-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
     res = CliRunner().invoke(cli, [*args, "--retries", "0"])
     assert res.exit_code == 1
     assert "Error: tiny: HTTP 500" in res.stderr and "Error: nope: unknown dataset 'nope'" in res.stderr

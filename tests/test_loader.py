@@ -89,7 +89,13 @@ BAD = [
     ("missing-_id", "corpus.jsonl", {"corpus": b'{"text": "x"}\n' + CORPUS}, 1, "missing field '_id'"),
     ("missing-text", "queries.jsonl", {"queries": QUERIES + b'{"_id": "q3"}\n'}, 3, "missing field 'text'"),
     ("empty-_id", "corpus.jsonl", {"corpus": CORPUS + b'{"_id": "", "text": "x"}\n'}, 4, "'_id' must be"),
-    ("text-not-string", "corpus.jsonl", {"corpus": CORPUS + b'{"_id": "d9", "text": 5}\n'}, 4, "must be a string"),
+    (
+        "text-not-string",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": "d9", "text": 5}\n'},
+        4,
+        "must be a string",
+    ),
     (
         "duplicate-doc",
         "corpus.jsonl",
@@ -104,20 +110,50 @@ BAD = [
         3,
         "duplicate query id 'q1'",
     ),
-    ("non-utf8", "corpus.jsonl", {"corpus": CORPUS + b'{"_id": "d4", "text": "caf\xe9"}\n'}, 4, "not valid UTF-8"),
+    (
+        "non-utf8",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": "d4", "text": "caf\xe9"}\n'},
+        4,
+        "not valid UTF-8",
+    ),
     ("qrels-header", "qrels/test.tsv", {"qrels": b"qid\tdid\tscore\nq1\td1\t1\n"}, 1, "bad header"),
     ("qrels-no-header", "qrels/test.tsv", {"qrels": b"q1\td1\t1\n"}, 1, "bad header"),
-    ("qrels-score", "qrels/test.tsv", {"qrels": QRELS + b"q1\td2\t1.5\n"}, 4, "score '1.5' is not an integer"),
-    ("qrels-columns", "qrels/test.tsv", {"qrels": QRELS + b"q1\td2\n"}, 4, "expected 3 tab-separated columns, found 2"),
+    (
+        "qrels-score",
+        "qrels/test.tsv",
+        {"qrels": QRELS + b"q1\td2\t1.5\n"},
+        4,
+        "score '1.5' is not an integer",
+    ),
+    (
+        "qrels-columns",
+        "qrels/test.tsv",
+        {"qrels": QRELS + b"q1\td2\n"},
+        4,
+        "expected 3 tab-separated columns, found 2",
+    ),
     ("qrels-columns-4", "qrels/test.tsv", {"qrels": QRELS + b"q1\td2\t1\t0\n"}, 4, "found 4"),
     ("qrels-empty", "qrels/test.tsv", {"qrels": b"query-id\tcorpus-id\tscore\n"}, None, "no judgments"),
     ("empty-corpus", "corpus.jsonl", {"corpus": b""}, None, "empty corpus"),
     ("blank-corpus", "corpus.jsonl", {"corpus": b"\n \n"}, None, "empty corpus"),
     ("empty-queries", "queries.jsonl", {"queries": b"\n"}, None, "empty query set"),
     # Found by the fuzz test below; fixed in loader._json_record.
-    ("lone-surrogate", "corpus.jsonl", {"corpus": CORPUS + b'{"_id": "d4", "text": "\\ud800"}\n'}, 4, "surrogate"),
+    (
+        "lone-surrogate",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": "d4", "text": "\\ud800"}\n'},
+        4,
+        "surrogate",
+    ),
     ("deep-nesting", "queries.jsonl", {"queries": QUERIES + b"[" * 100_000 + b"\n"}, 3, "invalid JSON"),
-    ("huge-number", "corpus.jsonl", {"corpus": CORPUS + b'{"_id": ' + b"9" * 5000 + b"}\n"}, 4, "invalid JSON"),
+    (
+        "huge-number",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": ' + b"9" * 5000 + b"}\n"},
+        4,
+        "invalid JSON",
+    ),
 ]
 
 
@@ -145,7 +181,9 @@ def test_missing_file_is_a_data_error(tmp_path):
 
 def test_unknown_queries_and_docs_warn_with_counts(tmp_path):
     qrels = QRELS + b"q9\td1\t1\nq8\td2\t1\nq1\td99\t1\n"
-    with pytest.warns(UserWarning, match="2 judged queries not in queries.jsonl and 1 judgments naming documents"):
+    with pytest.warns(
+        UserWarning, match="2 judged queries not in queries.jsonl and 1 judgments naming documents"
+    ):
         data = load_beir_folder(_write(tmp_path, qrels=qrels))
     assert set(data.qrels) == {"q1", "q2"} and set(data.queries) == {"q1", "q2"}
     assert data.qrels["q1"] == {"d1": 1, "d99": 1}  # kept: relevant but unretrievable, as in BEIR
@@ -159,10 +197,39 @@ def test_no_known_judged_query_is_an_error(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Fuzz: whatever the bytes, the loader loads or raises DataError, never anything else
 
-_FRAGMENTS = ["{", "}", "[", "]", '"', ":", ",", '"_id"', '"text"', "null", "\\", "\\u", "\t", "\r", "\x00", "é", "\u2028"]
+_FRAGMENTS = [
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    ":",
+    ",",
+    '"_id"',
+    '"text"',
+    "null",
+    "\\",
+    "\\u",
+    "\t",
+    "\r",
+    "\x00",
+    "é",
+    "\u2028",
+]
 # JSON literals, including the ones that trip Python's json module in unusual ways: lone surrogate
 # escapes, integers beyond the 4300-digit conversion limit, nesting beyond the recursion limit.
-_ESCAPES = ["\\ud800", "\\udfff", "\\ud83d\\ude00", "\\ud83d", "\\u00e9", "\\n", "\\t", '\\"', "\\\\", "\\u0000"]
+_ESCAPES = [
+    "\\ud800",
+    "\\udfff",
+    "\\ud83d\\ude00",
+    "\\ud83d",
+    "\\u00e9",
+    "\\n",
+    "\\t",
+    '\\"',
+    "\\\\",
+    "\\u0000",
+]
 _string_literals = st.lists(
     st.one_of(st.text(max_size=3).map(lambda t: json.dumps(t)[1:-1]), st.sampled_from(_ESCAPES)), max_size=4
 ).map(lambda parts: '"' + "".join(parts) + '"')
@@ -173,7 +240,9 @@ _other_literals = st.one_of(
     ),
 )
 _literals = st.one_of(_string_literals, _string_literals, _other_literals)
-_ids = st.one_of(st.sampled_from(['"d4"', '"d5"', '"q3"', '"q4"', "7"]), st.sampled_from(['"d1"', '"q1"', '""']), _literals)
+_ids = st.one_of(
+    st.sampled_from(['"d4"', '"d5"', '"q3"', '"q4"', "7"]), st.sampled_from(['"d1"', '"q1"', '""']), _literals
+)
 _templated = st.builds(
     lambda i, t, title: "{" + f'"_id": {i}, "text": {t}' + (f', "title": {title}' if title else "") + "}",
     _ids,
@@ -196,7 +265,10 @@ _json_lines = st.one_of(
     st.lists(st.sampled_from(_FRAGMENTS), max_size=8).map("".join),
 )
 _tsv_lines = st.lists(
-    st.one_of(st.sampled_from(["q1", "q2", "d1", "d3", "1", "0", "-1", "x", " 2 ", "1.0", "", "٣"]), st.text(max_size=3)),
+    st.one_of(
+        st.sampled_from(["q1", "q2", "d1", "d3", "1", "0", "-1", "x", " 2 ", "1.0", "", "٣"]),
+        st.text(max_size=3),
+    ),
     max_size=4,
 ).map("\t".join)
 
@@ -222,7 +294,9 @@ def _mutated(base: bytes, lines: st.SearchStrategy[str]) -> st.SearchStrategy[by
     return st.one_of(st.just(base), edit(), edit(), st.binary(max_size=200), whole)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(
     corrupt=st.sets(st.sampled_from(["corpus", "queries", "qrels"]), min_size=1),
     corpus=_mutated(CORPUS, _json_lines),
