@@ -88,25 +88,26 @@ class ShardedEmbeddings:
             self._tmp = None
 
 
-def _shard_complete(npy: Path, rows: int) -> bool:
+def _shard_complete(npy: Path, rows: int, start: int) -> bool:
     meta_path = npy.with_suffix(".json")
     if not (npy.is_file() and meta_path.is_file()):
         return False
     try:
         meta = json.loads(meta_path.read_text())
-        if meta["rows"] != rows or meta["bytes"] != npy.stat().st_size:
+        # `start` (absent in old sidecars): a shard of another --shard-size may have the same row count.
+        if meta["rows"] != rows or meta.get("start", start) != start or meta["bytes"] != npy.stat().st_size:
             return False
         return meta["sha256"] == _sha256_file(npy)
     except (OSError, ValueError, KeyError):
         return False
 
 
-def _write_shard(npy: Path, array: np.ndarray) -> None:
+def _write_shard(npy: Path, array: np.ndarray, start: int) -> None:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
     data = buf.getvalue()
     atomic_write_bytes(npy, data)
-    meta = {"rows": int(array.shape[0]), "dim": int(array.shape[1]), "bytes": len(data)}
+    meta = {"rows": int(array.shape[0]), "start": start, "dim": int(array.shape[1]), "bytes": len(data)}
     meta["sha256"] = hashlib.sha256(data).hexdigest()
     atomic_write_json(npy.with_suffix(".json"), meta)
 
@@ -143,10 +144,10 @@ def encode_sharded(
         bar = tqdm(total=len(order), desc=desc, unit="doc", disable=not progress, leave=False)
         for i, path in enumerate(paths):
             idx = order[i * shard_size : (i + 1) * shard_size]
-            if _shard_complete(path, len(idx)):
+            if _shard_complete(path, len(idx), i * shard_size):
                 stats.shards_reused += 1
             else:
-                _write_shard(path, encode(texts(idx)))
+                _write_shard(path, encode(texts(idx)), i * shard_size)
                 stats.shards_encoded += 1
             bar.update(len(idx))
         bar.close()

@@ -93,10 +93,12 @@ def download_cmd(
 @click.option("--bm25-b", type=float, default=0.75, show_default=True)
 @click.option("--bm25-method", type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
               default="lucene", show_default=True)
+@click.option("--shard-size", type=click.IntRange(1), default=2048, show_default=True,
+              help="Documents per embedding-cache shard (the unit an interrupted encode resumes from).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_cmd(models, datasets, data_dir, results_dir, cache_dir, no_cache, top_k, split, overwrite, no_download,
             base_url, device, dtype, batch_size, backend, query_prompt, doc_prompt, max_length,
-            trust_remote_code, bm25_k1, bm25_b, bm25_method, quiet) -> None:
+            trust_remote_code, bm25_k1, bm25_b, bm25_method, shard_size, quiet) -> None:
     """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
 
     Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
@@ -116,7 +118,7 @@ def run_cmd(models, datasets, data_dir, results_dir, cache_dir, no_cache, top_k,
         device=device, dtype=dtype, batch_size=batch_size, backend=backend,
         query_prompt=query_prompt, doc_prompt=doc_prompt, max_length=max_length,
         trust_remote_code=trust_remote_code,
-        bm25=BM25Config(k1=bm25_k1, b=bm25_b, method=bm25_method), progress=not quiet,
+        bm25=BM25Config(k1=bm25_k1, b=bm25_b, method=bm25_method), progress=not quiet, shard_size=shard_size,
     )
     cfg = RunConfig(list(models), list(datasets), data_dir=data_dir, results_dir=results_dir, top_k=top_k,
                     overwrite=overwrite, download=not no_download, base_url=base_url, split=split, options=opts)
@@ -221,6 +223,79 @@ def plot_cmd(results_dir: Path, metric: str, output: Path) -> None:
     except (DataError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(str(path))
+
+
+@cli.command("paper")
+@click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), envvar="GTR_EVAL_RESULTS_DIR",
+              default="./results", show_default="$GTR_EVAL_RESULTS_DIR or ./results")
+@click.option("--metric", "metrics", multiple=True, default=("ndcg@10", "recall@100"), show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "latex", "html"]), default="markdown",
+              show_default=True)
+@click.option("--only-run", is_flag=True, help="Only datasets with at least one stored result.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the committed tables (paper-*.md, leaderboard-*.md, both metrics) here.")
+@click.option("--check", is_flag=True, help="Compare stored results with the golden file; exit 1 on any FAIL.")
+@click.option("--golden", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="[default: RESULTS_DIR/golden.yaml]")
+@click.option("--reproduce", is_flag=True,
+              help="Run all four GTR sizes and BM25 on every public BEIR dataset (GPU and internet needed).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="GTR_EVAL_DATA_DIR",
+              default="./data", show_default="$GTR_EVAL_DATA_DIR or ./data")
+@click.option("--dry-run", is_flag=True, help="With --reproduce: print the plan and stop.")
+@click.option("--device", default=None, help="With --reproduce: device for the dense models.")
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True,
+              help="With --reproduce.")
+@click.option("--yes", is_flag=True, help="With --reproduce: do not ask before starting.")
+def paper_cmd(results_dir, metrics, fmt, only_run, output_dir, check, golden, reproduce, data_dir, dry_run,
+              device, dtype, yes) -> None:
+    """The GTR paper's BEIR tables from stored results, beside the paper's and MTEB's figures.
+
+    \b
+    gtr-eval paper                      print the NDCG@10 and Recall@100 tables
+    gtr-eval paper --check              stored results vs results/golden.yaml (OK / OKISH / FAIL)
+    gtr-eval paper --reproduce          everything for the full table (resumable)
+    """
+    from . import paper
+    from .results import load_results
+
+    if reproduce:
+        _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes)
+        return
+    results = load_results(results_dir) if Path(results_dir).is_dir() else []
+    if check:
+        try:
+            expected = paper.load_golden(golden or Path(results_dir) / "golden.yaml")
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        rows = paper.check_golden(results, expected)
+        click.echo(paper.render_check(rows))
+        if any(r.status == "FAIL" for r in rows):
+            sys.exit(1)
+        return
+    if output_dir:
+        for path in paper.regenerate_tables(results, Path(output_dir), only_run=only_run):
+            click.echo(str(path))
+        return
+    for metric in metrics:
+        click.echo(paper.render_paper(paper.paper_table(results, metric, only_run=only_run), metric, fmt))
+
+
+def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> None:
+    from .cache import default_cache_dir
+    from .results import load_results
+    from .retrievers import RetrieverOptions
+    from .runner import RunConfig, run
+
+    plan = paper.reproduce_plan(Path(data_dir))
+    click.echo(paper.render_plan(plan))
+    if dry_run or not (yes or click.confirm("Start?", default=True)):
+        return
+    opts = RetrieverOptions(cache_dir=default_cache_dir(), device=device, dtype=dtype)
+    cfg = RunConfig(["bm25", *paper.GTR_MODELS], [r.dataset for r in plan], data_dir=Path(data_dir),
+                    results_dir=Path(results_dir), options=opts)
+    run(cfg, echo=lambda s: click.echo(s, err=True))
+    for metric in paper.METRICS:
+        click.echo(paper.render_paper(paper.paper_table(load_results(results_dir), metric), metric))
 
 
 def main() -> None:

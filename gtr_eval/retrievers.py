@@ -312,6 +312,7 @@ class RetrieverOptions:
     trust_remote_code: bool = False
     bm25: BM25Config = field(default_factory=BM25Config)
     progress: bool = True
+    shard_size: int = 2048
 
 
 def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
@@ -328,6 +329,7 @@ def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
         dtype=opts.dtype,
         backend=opts.backend,
         trust_remote_code=opts.trust_remote_code,
+        shard_size=opts.shard_size,
     )
     return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
 

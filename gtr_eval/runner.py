@@ -8,6 +8,7 @@ the second skips pairs the first is working on and comes back to them at the end
 
 from __future__ import annotations
 
+import glob
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from filelock import FileLock, Timeout
 from . import datasets as registry
 from .evaluation import evaluate
 from .loader import BeirData, load_beir_folder
-from .results import StoredResult, is_done, load_result, save_result
+from .results import RUN_SUFFIX, StoredResult, is_done, load_result, result_path, save_result
 from .retrievers import Retriever, RetrieverOptions, make_retriever
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,10 @@ def resolve_dataset(spec: str, cfg: RunConfig) -> list[DatasetUnit]:
     path = Path(spec).expanduser()
     if (path / "corpus.jsonl").is_file():
         return [DatasetUnit(path.resolve().name, path, cfg.split or "test")]
-    if spec == "peerqa":
+    if spec in ("peerqa", "peerqa-sentences"):
         from .peerqa import peerqa_units
 
-        return peerqa_units(cfg.data_dir)
+        return peerqa_units(cfg.data_dir, spec)
     info = registry.get(spec)
     if info.bundled:
         return [DatasetUnit(info.name, BUNDLED / info.name, cfg.split or info.split)]
@@ -111,6 +112,10 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
                 deferred.append((unit, spec))
                 continue
             try:
+                if not cfg.overwrite and is_done(cfg.results_dir, name, unit.name):  # done since checked
+                    echo(f"[skip] {name} on {unit.name}: finished by another process")
+                    results.append(load_result(cfg.results_dir, name, unit.name))
+                    continue
                 data = data or _load(unit, echo)
                 results.append(_evaluate_pair(cfg, retriever, unit, data, echo))
             finally:
@@ -140,10 +145,19 @@ def _load(unit: DatasetUnit, echo) -> BeirData:
 def _evaluate_pair(
     cfg: RunConfig, retriever: Retriever, unit: DatasetUnit, data: BeirData, echo
 ) -> StoredResult:
+    final = result_path(cfg.results_dir, retriever.name, unit.name)
+    for leftover in (final.name, final.stem + RUN_SUFFIX):  # temp files of a run killed mid-write
+        for stale in final.parent.glob(f".{glob.escape(leftover)}.*.tmp"):  # (we hold the pair's lock)
+            stale.unlink(missing_ok=True)
     retriever.timings.clear()
     t0 = time.perf_counter()
-    retriever.index(data.corpus)
-    run = retriever.search(data.queries, cfg.top_k)
+    if (groups := getattr(data, "groups", None)) is not None:  # PeerQA: each query searches its paper
+        from .peerqa import scoped_search
+
+        run = scoped_search(retriever, data.corpus, data.queries, groups, cfg.top_k)
+    else:
+        retriever.index(data.corpus)
+        run = retriever.search(data.queries, cfg.top_k)
     t1 = time.perf_counter()
     evaluation = evaluate(data.qrels, run, ignore_identical_ids=unit.ignore_identical_ids)
     timings = {
@@ -164,6 +178,7 @@ def _evaluate_pair(
             "num_docs": len(data.corpus),
             "num_queries": len(data.queries),
             "ignore_identical_ids": unit.ignore_identical_ids,
+            **({"retrieval_scope": "per paper (PeerQA)"} if groups is not None else {}),
         },
         "encode_stats": getattr(retriever, "stats", {}),
         "timings": timings,

@@ -1,0 +1,335 @@
+"""The GTR paper's BEIR tables, regenerated from stored results, and the golden-score check.
+
+`paper_table` lays our numbers beside the published ones (the GTR paper's, second-hand, and MTEB's)
+per GTR size, for BM25 and for any other evaluated system, in the paper's dataset order; a system
+that was not run leaves a marked gap rather than a silent hole.  `check_golden` compares stored
+results with expected scores, each of which names where it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from tabulate import tabulate
+
+from .results import StoredResult
+from .tables import CQADUPSTACK, CQADUPSTACK_SUBFORUMS, DATASET_ORDER, load_references
+
+PAPER_REF = "gtr-paper-table (second-hand copy, unconfirmed)"
+MTEB = "mteb-results"
+NOT_RUN = "not run"
+METRICS = ("ndcg@10", "recall@100")
+
+
+@dataclass(frozen=True)
+class Group:
+    """One system of the paper's table: our system name and the published columns beside it."""
+
+    label: str
+    system: str
+    references: tuple[tuple[str, str, str], ...]  # (column label, source, system in the CSV)
+
+
+PAPER_GROUPS = (
+    Group(
+        "BM25",
+        "bm25",
+        (("bm25s MTEB", MTEB, "bm25s"), ("Lucene multifield", "pyserini-2cr", "bm25-pyserini-multifield")),
+    ),
+    Group("GTR-Base", "gtr-t5-base", (("paper²", PAPER_REF, "gtr-base"), ("MTEB", MTEB, "gtr-t5-base"))),
+    Group("GTR-Large", "gtr-t5-large", (("MTEB", MTEB, "gtr-t5-large"),)),
+    Group("GTR-XL", "gtr-t5-xl", (("MTEB", MTEB, "gtr-t5-xl"),)),
+    Group("GTR-XXL", "gtr-t5-xxl", (("paper²", PAPER_REF, "gtr-xxl"), ("MTEB", MTEB, "gtr-t5-xxl"))),
+)
+
+NOTES = (
+    "ours = this harness's stored result; `not run` marks a system not evaluated on that dataset.",
+    "paper² = the GTR paper's NDCG@10 as copied by a later paper (second-hand, unconfirmed, "
+    "3 decimals); the paper's Large/XL columns and Recall@100 are not available to us.",
+    "MTEB = the MTEB results repository (sentence-transformers ports of the GTR checkpoints); "
+    "Lucene multifield = Pyserini 2CR, the BEIR paper's BM25 setting.",
+    "Δ = ours − the first reference beside it that has a value.",
+    "cqadupstack = mean of its 12 subforums (BEIR's convention); msmarco is scored on dev.",
+)
+
+
+def _our_scores(results: Sequence[StoredResult], metric: str) -> dict[tuple[str, str], float]:
+    """(system, dataset) → value, with CQADupStack's subforums averaged when all 12 are present."""
+    scores: dict[tuple[str, str], float] = {}
+    subs: dict[str, list[float]] = {}
+    for r in results:
+        if metric not in r.metrics:
+            continue
+        if r.dataset.startswith(CQADUPSTACK + "/"):
+            subs.setdefault(r.system, []).append(r.metrics[metric])
+        else:
+            scores[(r.system, r.dataset)] = r.metrics[metric]
+    for system, values in subs.items():
+        if len(values) == len(CQADUPSTACK_SUBFORUMS):
+            scores[(system, CQADUPSTACK)] = sum(values) / len(values)
+    return scores
+
+
+def _groups(results: Sequence[StoredResult]) -> list[Group]:
+    """The paper's groups, then every other evaluated system (with MTEB's figure when MTEB has one)."""
+    known = {g.system for g in PAPER_GROUPS}
+    extra = sorted({r.system for r in results} - known)
+    return [*PAPER_GROUPS, *(Group(s, s, (("MTEB", MTEB, s),)) for s in extra)]
+
+
+def paper_table(
+    results: Sequence[StoredResult],
+    metric: str = "ndcg@10",
+    only_run: bool = False,
+    refs: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Rows: datasets in the paper's order; columns: per group ours, references, Δ (strings)."""
+    refs = load_references() if refs is None else refs
+    ref = {
+        (s, sy, d): v
+        for s, sy, d, v in refs.loc[
+            refs["metric"] == metric, ["source", "system", "dataset", "value"]
+        ].itertuples(index=False)
+    }
+    ours = _our_scores(results, metric)
+    datasets = list(DATASET_ORDER)
+    if only_run:
+        datasets = [d for d in datasets if any(k[1] == d for k in ours)]
+    rows = []
+    for d in datasets:
+        row: dict[str, str] = {"dataset": d}
+        for g in _groups(results):
+            mine = ours.get((g.system, d))
+            row[f"{g.label} ours"] = NOT_RUN if mine is None else f"{mine:.4f}"
+            first_ref = None
+            for label, source, system in g.references:
+                v = ref.get((source, system, d))
+                row[f"{g.label} {label}"] = "" if v is None else f"{v:.4f}" if source == MTEB else f"{v:.3f}"
+                first_ref = first_ref if first_ref is not None else v
+            diff = None if mine is None or first_ref is None else mine - first_ref
+            row[f"{g.label} Δ"] = "" if diff is None else f"{diff:+.4f}"
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("dataset")
+    # Drop reference/Δ columns that are empty for every shown row; keep `ours` so gaps stay visible.
+    keep = [c for c in table.columns if c.endswith(" ours") or (table[c] != "").any()]
+    return table[keep]
+
+
+def render_paper(table: pd.DataFrame, metric: str, fmt: str = "markdown") -> str:
+    title = f"GTR paper table, {metric} (BEIR, zero-shot)"
+    if fmt == "csv":
+        return table.to_csv()
+    tablefmt = {"markdown": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
+    body = tabulate(
+        table.reset_index().values.tolist(),
+        headers=["dataset", *table.columns],
+        tablefmt=tablefmt,
+        disable_numparse=True,
+    )
+    notes = "\n".join(f"- {n}" for n in NOTES)
+    if fmt == "markdown":
+        return f"**{title}**\n\n{body}\n\n{notes}\n"
+    return f"{title}\n{body}\n{notes}\n"
+
+
+# ---------------------------------------------------------------------------------------- golden
+
+
+@dataclass(frozen=True)
+class Expectation:
+    system: str
+    dataset: str
+    metric: str
+    expected: float
+    tolerance: float
+    source: str
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    status: str  # OK (within tolerance), OKISH (within 2×), FAIL
+    expectation: Expectation
+    actual: float | None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.actual is None else self.actual - self.expectation.expected
+
+
+def load_golden(path: Path) -> list[Expectation]:
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: cannot read golden file ({e})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping with a 'checks' list")
+    out = []
+    for i, item in enumerate(doc.get("checks", []), start=1):
+        try:
+            out.append(
+                Expectation(
+                    str(item["system"]),
+                    str(item["dataset"]),
+                    str(item["metric"]),
+                    float(item["expected"]),
+                    float(item["tolerance"]),
+                    str(item["source"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: check #{i} is incomplete or malformed ({e!r})") from None
+    if not out:
+        raise ValueError(f"{path}: no checks")
+    return out
+
+
+def check_golden(results: Sequence[StoredResult], golden: Sequence[Expectation]) -> list[CheckRow]:
+    by_key = {(r.system, r.dataset): r for r in results}
+    rows = []
+    for e in golden:
+        r = by_key.get((e.system, e.dataset))
+        actual = None if r is None else r.metrics.get(e.metric)
+        if actual is None or math.isnan(actual):
+            rows.append(CheckRow("FAIL", e, None))
+            continue
+        gap = abs(actual - e.expected)
+        status = "OK" if gap <= e.tolerance else "OKISH" if gap <= 2 * e.tolerance else "FAIL"
+        rows.append(CheckRow(status, e, actual))
+    return rows
+
+
+def render_check(rows: Sequence[CheckRow]) -> str:
+    body = [
+        [
+            r.status,
+            r.expectation.system,
+            r.expectation.dataset,
+            r.expectation.metric,
+            f"{r.expectation.expected:.5f}",
+            "missing" if r.actual is None else f"{r.actual:.5f}",
+            "" if r.diff is None else f"{r.diff:+.5f}",
+            f"±{r.expectation.tolerance:g}",
+            r.expectation.source,
+        ]
+        for r in rows
+    ]
+    headers = ["status", "system", "dataset", "metric", "expected", "actual", "diff", "tolerance", "source"]
+    counts = {s: sum(r.status == s for r in rows) for s in ("OK", "OKISH", "FAIL")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + f"\n\n{summary}\n"
+
+
+# ------------------------------------------------------------------------------------- reproduce
+
+GTR_MODELS = ("gtr-t5-base", "gtr-t5-large", "gtr-t5-xl", "gtr-t5-xxl")
+# Rough, for planning only: weights download (GB) and corpus documents per second on one
+# A100/H100-class GPU in fp16 at 512 tokens. Real throughput depends on document length.
+MODEL_GB = {"gtr-t5-base": 0.2, "gtr-t5-large": 0.7, "gtr-t5-xl": 2.5, "gtr-t5-xxl": 9.8}
+DOCS_PER_S = {"gtr-t5-base": 2000, "gtr-t5-large": 800, "gtr-t5-xl": 250, "gtr-t5-xxl": 80}
+# Zip sizes in GB as listed in BEIR's README (approximate).
+ZIP_GB = {
+    "msmarco": 1.0,
+    "trec-covid": 0.07,
+    "nfcorpus": 0.002,
+    "nq": 0.5,
+    "hotpotqa": 0.38,
+    "fiqa": 0.017,
+    "arguana": 0.008,
+    "webis-touche2020": 0.23,
+    "cqadupstack": 0.12,
+    "quora": 0.015,
+    "dbpedia-entity": 0.4,
+    "scidocs": 0.023,
+    "fever": 1.2,
+    "climate-fever": 1.2,
+    "scifact": 0.003,
+}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    dataset: str
+    num_docs: int
+    to_download_gb: float
+    est_hours: dict[str, float]
+
+
+def reproduce_plan(data_dir: Path, models: Sequence[str] = GTR_MODELS) -> list[PlanRow]:
+    """What `paper --reproduce` will fetch and roughly how long encoding takes, per public dataset."""
+    from . import datasets as registry
+
+    rows = []
+    for name in registry.names():
+        info = registry.get(name)
+        if not info.public or info.bundled:
+            continue
+        present = all((p / "corpus.jsonl").is_file() for _, p in registry.evaluation_units(name, data_dir))
+        est = {
+            m: (info.num_docs + info.num_queries) / DOCS_PER_S[m] / 3600 for m in models if m in DOCS_PER_S
+        }
+        rows.append(PlanRow(name, info.num_docs, 0.0 if present else ZIP_GB.get(name, math.nan), est))
+    return rows
+
+
+def render_plan(rows: Sequence[PlanRow], models: Sequence[str] = GTR_MODELS) -> str:
+    body = [
+        [
+            r.dataset,
+            f"{r.num_docs:,}",
+            f"{r.to_download_gb:.3f}" if r.to_download_gb else "present",
+            *(f"{r.est_hours.get(m, math.nan):.2f}" for m in models),
+        ]
+        for r in rows
+    ]
+    total_dl = sum(r.to_download_gb for r in rows if not math.isnan(r.to_download_gb))
+    total_dl += sum(MODEL_GB.get(m, 0.0) for m in models)
+    totals = {m: sum(r.est_hours.get(m, 0.0) for r in rows) for m in models}
+    body.append(
+        [
+            "total",
+            f"{sum(r.num_docs for r in rows):,}",
+            f"{total_dl:.1f} (with weights)",
+            *(f"{totals[m]:.1f}" for m in models),
+        ]
+    )
+    headers = ["dataset", "documents", "download GB", *(f"{m} h" for m in models)]
+    return (
+        tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+        + "\n\nHours are rough estimates of corpus encoding on one A100/H100-class GPU in fp16 "
+        "(BM25 adds minutes); CPU-only runs are one to two orders of magnitude slower. "
+        "The run is resumable: finished (system, dataset) pairs and complete cache shards are kept.\n"
+    )
+
+
+# ---------------------------------------------------------------------------------- committed tables
+
+LEADERBOARD_BASELINE = "bm25"
+
+
+def regenerate_tables(results: Sequence[StoredResult], out_dir: Path, only_run: bool = True) -> list[Path]:
+    """Every table committed under results/tables: paper layout and leaderboards, both metrics.
+
+    CI regenerates these from a fresh run and fails if they differ from the committed files, so
+    they hold nothing that changes between identical runs (no paths, times or versions).
+    """
+    from .io import atomic_write_text
+    from .tables import leaderboard, render
+
+    out_dir = Path(out_dir)
+    written = []
+    systems = {r.system for r in results}
+    for metric in METRICS:
+        path = out_dir / f"paper-{metric}.md"
+        atomic_write_text(path, render_paper(paper_table(results, metric, only_run=only_run), metric))
+        written.append(path)
+        baseline = LEADERBOARD_BASELINE if LEADERBOARD_BASELINE in systems and len(systems) > 1 else None
+        board = leaderboard(results, metric=metric, baseline=baseline)
+        path = out_dir / f"leaderboard-{metric}.md"
+        atomic_write_text(path, render(board, "markdown"))
+        written.append(path)
+    return written

@@ -1,0 +1,93 @@
+"""`gtr-eval paper`: golden check on the committed results, FAIL on an edited score, table gaps,
+and the --reproduce plan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from click.testing import CliRunner
+from conftest import ROOT
+
+from gtr_eval.cli import cli
+from gtr_eval.paper import NOT_RUN, Expectation, check_golden, load_golden, paper_table, reproduce_plan
+from gtr_eval.results import StoredResult
+
+RESULTS = ROOT / "results"
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_committed_results_pass_the_golden_check():
+    out = _invoke("paper", "--check", "--results-dir", str(RESULTS))
+    assert out.exit_code == 0, out.output
+    assert "FAIL" not in out.output.split("\n\n")[0]
+    assert " 0 FAIL" in out.output
+
+
+def test_editing_one_score_by_001_fails_naming_dataset_and_metric(tmp_path):
+    copy = tmp_path / "results"
+    shutil.copytree(RESULTS, copy)
+    path = copy / "bm25" / "scifact.json"
+    record = json.loads(path.read_text())
+    record["metrics"]["ndcg@10"] += 0.01
+    path.write_text(json.dumps(record))
+    out = _invoke("paper", "--check", "--results-dir", str(copy))
+    assert out.exit_code == 1
+    fail_rows = [line for line in out.output.splitlines() if line.startswith("| FAIL")]
+    assert fail_rows and all("scifact" in r and "ndcg@10" in r and "bm25" in r for r in fail_rows)
+
+
+def _result(system, dataset, value):
+    return StoredResult(system, dataset, "test", {"ndcg@10": value}, {}, {}, None)
+
+
+def test_check_statuses_ok_okish_fail_and_missing():
+    golden = [Expectation("s", d, "ndcg@10", 0.5, 0.01, "x") for d in ("a", "b", "c", "missing")]
+    rows = check_golden([_result("s", "a", 0.505), _result("s", "b", 0.515), _result("s", "c", 0.53)], golden)
+    assert [r.status for r in rows] == ["OK", "OKISH", "FAIL", "FAIL"]
+    assert rows[3].actual is None
+
+
+def test_golden_file_names_a_source_for_every_check():
+    checks = load_golden(RESULTS / "golden.yaml")
+    assert checks and all(c.source.strip() for c in checks)
+    assert {c.source.split(":")[0] for c in checks} >= {"own run", "published"}
+
+
+def test_paper_table_marks_gaps_and_averages_cqadupstack():
+    subs = [
+        "android",
+        "english",
+        "gaming",
+        "gis",
+        "mathematica",
+        "physics",
+        "programmers",
+        "stats",
+        "tex",
+        "unix",
+        "webmasters",
+        "wordpress",
+    ]
+    results = [_result("gtr-t5-base", f"cqadupstack/{s}", 0.3 + i / 100) for i, s in enumerate(subs)]
+    results.append(_result("bm25", "scifact", 0.6863))
+    table = paper_table(results, "ndcg@10")
+    assert table.loc["cqadupstack", "GTR-Base ours"] == f"{sum(0.3 + i / 100 for i in range(12)) / 12:.4f}"
+    assert table.loc["scifact", "GTR-Base ours"] == NOT_RUN
+    assert table.loc["scifact", "BM25 ours"] == "0.6863"
+    assert table.loc["scifact", "GTR-XXL paper²"] == "0.662"  # second-hand paper figure, labelled
+    assert list(table.index[:3]) == ["msmarco", "trec-covid", "bioasq"]  # the paper's order
+
+
+def test_reproduce_dry_run_prints_plan_without_running(tmp_path):
+    out = _invoke(
+        "paper", "--reproduce", "--dry-run", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r")
+    )
+    assert out.exit_code == 0
+    assert "msmarco" in out.output and "gtr-t5-xxl h" in out.output and "total" in out.output
+    assert not (tmp_path / "r").exists()
+    plan = {r.dataset: r for r in reproduce_plan(tmp_path)}
+    assert "bioasq" not in plan and plan["scifact"].to_download_gb > 0
