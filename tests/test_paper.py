@@ -91,3 +91,9 @@ def test_reproduce_dry_run_prints_plan_without_running(tmp_path):
     assert not (tmp_path / "r").exists()
     plan = {r.dataset: r for r in reproduce_plan(tmp_path)}
     assert "bioasq" not in plan and plan["scifact"].to_download_gb > 0
+
+
+def test_readme_shows_the_committed_tables_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    for name in ("leaderboard-ndcg@10.md", "leaderboard-recall@100.md", "paper-ndcg@10.md", "paper-recall@100.md"):
+        assert (RESULTS / "tables" / name).read_text() in readme, f"README is out of date with {name}"

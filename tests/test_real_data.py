@@ -107,7 +107,12 @@ def test_every_metric_equals_pytrec_eval_and_beir_on_the_saved_run(real_run, bei
     ks = (1, 3, 5, 10, 100, 1000)
     measures = {f"{m}.{','.join(map(str, ks))}" for m in PYTREC.values()} | {"recip_rank"}
     per_query = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
-    assert len(per_query) == len(qrels)  # every judged query was retrieved for
+    # pytrec_eval and BEIR average over the judged queries that retrieved something; we count a judged
+    # query with no hit as zero (BM25 on NFCorpus: 15 of 323 queries share no term with any document).
+    # So BEIR's mean equals ours times len(qrels) / len(per_query); the factor is 1 when every query
+    # retrieved something, which holds for every pair but BM25 on NFCorpus.
+    scale = len(per_query) / len(qrels)
+    assert scale == 1.0 or (system, dataset) == ("bm25", "nfcorpus")
     beir_scores = {}
     for part in EvaluateRetrieval.evaluate(qrels, run, list(ks)):
         beir_scores.update(part)
@@ -118,7 +123,7 @@ def test_every_metric_equals_pytrec_eval_and_beir_on_the_saved_run(real_run, bei
         if name in PYTREC:
             direct = sum(v[f"{PYTREC[name]}_{k}"] for v in per_query.values()) / len(qrels)
             assert ours == pytest.approx(direct, abs=1e-4), key
-            assert ours == pytest.approx(beir_scores[f"{BEIR_KEYS[name]}@{k}"], abs=1e-4), key
+            assert ours == pytest.approx(beir_scores[f"{BEIR_KEYS[name]}@{k}"] * scale, abs=1e-4), key
             checked += 1
         elif key == "mrr":
             assert ours == pytest.approx(
@@ -126,7 +131,7 @@ def test_every_metric_equals_pytrec_eval_and_beir_on_the_saved_run(real_run, bei
             )
             checked += 1
         elif key == "mrr@10":
-            assert ours == pytest.approx(beir_mrr, abs=1e-4)
+            assert ours == pytest.approx(beir_mrr, abs=1e-4)  # BEIR's MRR already divides by len(qrels)
             checked += 1
     assert checked == 4 * len(ks) + 2
 
