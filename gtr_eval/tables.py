@@ -20,24 +20,12 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
+from .datasets import CQADUPSTACK_SUBSETS
 from .results import StoredResult
 
 PACKAGE_REFERENCES = Path(__file__).parent / "data" / "published_scores.csv"
 CQADUPSTACK = "cqadupstack"
-CQADUPSTACK_SUBFORUMS = (
-    "android",
-    "english",
-    "gaming",
-    "gis",
-    "mathematica",
-    "physics",
-    "programmers",
-    "stats",
-    "tex",
-    "unix",
-    "webmasters",
-    "wordpress",
-)
+CQADUPSTACK_SUBFORUMS = CQADUPSTACK_SUBSETS
 # BEIR paper order (MS MARCO first); other datasets follow alphabetically.
 DATASET_ORDER = (
     "msmarco",

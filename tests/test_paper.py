@@ -95,5 +95,10 @@ def test_reproduce_dry_run_prints_plan_without_running(tmp_path):
 
 def test_readme_shows_the_committed_tables_verbatim():
     readme = (ROOT / "README.md").read_text()
-    for name in ("leaderboard-ndcg@10.md", "leaderboard-recall@100.md", "paper-ndcg@10.md", "paper-recall@100.md"):
+    for name in (
+        "leaderboard-ndcg@10.md",
+        "leaderboard-recall@100.md",
+        "paper-ndcg@10.md",
+        "paper-recall@100.md",
+    ):
         assert (RESULTS / "tables" / name).read_text() in readme, f"README is out of date with {name}"
