@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from gtr_eval.cli import cli
+from gtr_eval.datasets import CQADUPSTACK_SUBSETS
 from gtr_eval.paper import NOT_RUN, Expectation, check_golden, load_golden, paper_table, reproduce_plan
 from gtr_eval.results import StoredResult
 
@@ -58,20 +59,7 @@ def test_golden_file_names_a_source_for_every_check():
 
 
 def test_paper_table_marks_gaps_and_averages_cqadupstack():
-    subs = [
-        "android",
-        "english",
-        "gaming",
-        "gis",
-        "mathematica",
-        "physics",
-        "programmers",
-        "stats",
-        "tex",
-        "unix",
-        "webmasters",
-        "wordpress",
-    ]
+    subs = CQADUPSTACK_SUBSETS
     results = [_result("gtr-t5-base", f"cqadupstack/{s}", 0.3 + i / 100) for i, s in enumerate(subs)]
     results.append(_result("bm25", "scifact", 0.6863))
     table = paper_table(results, "ndcg@10")
