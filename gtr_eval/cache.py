@@ -16,12 +16,13 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from .io import atomic_write_bytes, atomic_write_json
@@ -69,9 +70,12 @@ class ShardedEmbeddings:
     shard_paths: list[Path]
     stats: EncodeStats = field(default_factory=EncodeStats)
     _tmp: tempfile.TemporaryDirectory | None = None
+    complete: bool = True  # False when a `select`ed encode left shards to other jobs
 
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, memory-mapped rows) per shard: search reads one shard at a time."""
+        if not self.complete:
+            raise RuntimeError(f"{self.folder}: some shards are still to be encoded by other jobs")
         for i, path in enumerate(self.shard_paths):
             yield i * self.shard_size, np.load(path, mmap_mode="r", allow_pickle=False)
 
@@ -112,6 +116,17 @@ def _write_shard(npy: Path, array: np.ndarray, start: int) -> None:
     atomic_write_json(npy.with_suffix(".json"), meta)
 
 
+ShardSelector = Callable[[int], bool]
+BatchEncoder = Callable[[Iterator[list[str]]], Iterator[np.ndarray]]
+
+
+def shard_selector(index: int, count: int) -> ShardSelector:
+    """`--shard I/N`: this job encodes the shards whose number modulo N is I."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in [0, {count}), not {index}")
+    return lambda i: i % count == index
+
+
 def encode_sharded(
     texts: Callable[[np.ndarray], list[str]],
     order: np.ndarray,
@@ -121,19 +136,29 @@ def encode_sharded(
     shard_size: int = 2048,
     desc: str = "encode",
     progress: bool = True,
+    select: ShardSelector | None = None,
+    encode_many: BatchEncoder | None = None,
+    folder: Path | None = None,
 ) -> ShardedEmbeddings:
     """Encode `texts(order[a:b])` shard by shard, reusing complete shards from the cache.
 
     With `cache_dir=None` the shards go to a temporary folder removed by `close()`, so memory stays
-    bounded by one shard even without a cache.
+    bounded by one shard even without a cache.  Texts are fetched one shard at a time.
+
+    `select(i)` limits the work to some shards (`--shard I/N`: other jobs encode the rest); the result
+    is then `complete` only when every shard exists.  `encode_many` maps an iterator of shard texts to
+    their vectors in order (a process pool keeps several shards in flight); default `map(encode, ...)`.
+
+    Each shard is claimed with its own file lock, so processes that share a cache folder split the
+    work between them: a shard another process holds is skipped and checked again at the end.
     """
     tmp = None
-    if cache_dir is None:
+    if folder is None and cache_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="gtr-eval-emb-")
         folder = Path(tmp.name)
-    else:
-        digest = cache_key(key)
-        folder = Path(cache_dir) / "embeddings" / digest[:2] / digest
+    elif folder is None:
+        folder = entry_folder(cache_dir, key)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = (len(order) + shard_size - 1) // shard_size
     paths = [folder / f"shard-{i:06d}.npy" for i in range(n_shards)]
@@ -141,20 +166,77 @@ def encode_sharded(
     with FileLock(str(folder / ".lock")):
         atomic_write_json(folder / "key.json", key)
         _check_order(folder, order)
-        bar = tqdm(total=len(order), desc=desc, unit="doc", disable=not progress, leave=False)
-        for i, path in enumerate(paths):
-            idx = order[i * shard_size : (i + 1) * shard_size]
-            if _shard_complete(path, len(idx), i * shard_size):
+    (folder / ".locks").mkdir(exist_ok=True)
+    chosen = [i for i in range(n_shards) if select is None or select(i)]
+
+    def rows(i: int) -> np.ndarray:
+        return order[i * shard_size : (i + 1) * shard_size]
+
+    bar = tqdm(
+        total=sum(len(rows(i)) for i in chosen), desc=desc, unit="doc", disable=not progress, leave=False
+    )
+
+    def claims() -> Iterator[tuple[int, FileLock]]:
+        """Shards this process must encode, each yielded with its lock held."""
+        busy: list[int] = []
+        for i in chosen:
+            lock = FileLock(str(folder / ".locks" / f"shard-{i:06d}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                busy.append(i)  # another process is encoding it
+                continue
+            if _shard_complete(paths[i], len(rows(i)), i * shard_size):
+                lock.release()
                 stats.shards_reused += 1
-            else:
-                _write_shard(path, encode(texts(idx)), i * shard_size)
-                stats.shards_encoded += 1
-            bar.update(len(idx))
+                bar.update(len(rows(i)))
+                continue
+            yield i, lock
+        for i in busy:
+            lock = FileLock(str(folder / ".locks" / f"shard-{i:06d}.lock"))
+            lock.acquire()
+            if _shard_complete(paths[i], len(rows(i)), i * shard_size):
+                lock.release()
+                stats.shards_reused += 1
+                bar.update(len(rows(i)))
+                continue
+            yield i, lock  # its owner died: encode it here
+
+    held: deque[tuple[int, FileLock]] = deque()
+
+    def feed() -> Iterator[list[str]]:
+        for i, lock in claims():
+            held.append((i, lock))
+            yield texts(rows(i))
+
+    try:
+        for vectors in (encode_many or (lambda it: map(encode, it)))(feed()):
+            i, lock = held.popleft()
+            if len(vectors) != len(rows(i)):
+                raise RuntimeError(f"encoder returned {len(vectors)} vectors for {len(rows(i))} texts")
+            _write_shard(paths[i], vectors, i * shard_size)
+            lock.release()
+            stats.shards_encoded += 1
+            bar.update(len(vectors))
+    finally:
+        for _, lock in held:
+            lock.release()
         bar.close()
     log.info(
         "%s: %d shards encoded, %d reused from %s", desc, stats.shards_encoded, stats.shards_reused, folder
     )
-    return ShardedEmbeddings(folder, order, shard_size, paths, stats, tmp)
+    emb = ShardedEmbeddings(folder, order, shard_size, paths, stats, tmp)
+    mine = set(chosen)
+    emb.complete = all(
+        _shard_complete(paths[i], len(rows(i)), i * shard_size) for i in range(n_shards) if i not in mine
+    )
+    return emb
+
+
+def entry_folder(cache_dir: Path, key: dict) -> Path:
+    """Where the cache entry for `key` lives under `cache_dir`."""
+    digest = cache_key(key)
+    return Path(cache_dir) / "embeddings" / digest[:2] / digest
 
 
 def _check_order(folder: Path, order: np.ndarray) -> None:

@@ -84,7 +84,8 @@ def download_cmd(
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps …  [default: cuda if available]")
 @click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="[default: the preset's, else 64]")
-@click.option("--backend", type=click.Choice(["torch", "onnx", "openvino"]), default="torch", show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8", "openvino"]), default="torch",
+              show_default=True, help="onnx: ONNX Runtime fp32; onnx-int8: dynamic int8 (CPU; own cache key).")
 @click.option("--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]")
 @click.option("--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]")
 @click.option("--max-length", type=click.IntRange(1), default=None, help="Max tokens  [default: preset's or model's]")
@@ -95,10 +96,16 @@ def download_cmd(
               default="lucene", show_default=True)
 @click.option("--shard-size", type=click.IntRange(1), default=2048, show_default=True,
               help="Documents per embedding-cache shard (the unit an interrupted encode resumes from).")
+@click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
+              help="Encode the corpus in N worker processes on --device (CPU threads are split between them).")
+@click.option("--devices", default=None, help="One corpus-encoding worker per device, e.g. cuda:0,cuda:1.")
+@click.option("--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`).")
+@click.option("--ray-address", default=None, help="Ray cluster address  [default: a local Ray]")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run_cmd(models, datasets, data_dir, results_dir, cache_dir, no_cache, top_k, split, overwrite, no_download,
             base_url, device, dtype, batch_size, backend, query_prompt, doc_prompt, max_length,
-            trust_remote_code, bm25_k1, bm25_b, bm25_method, shard_size, quiet) -> None:
+            trust_remote_code, bm25_k1, bm25_b, bm25_method, shard_size, processes, devices, use_ray, ray_address,
+            quiet) -> None:
     """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
 
     Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
@@ -119,10 +126,15 @@ def run_cmd(models, datasets, data_dir, results_dir, cache_dir, no_cache, top_k,
         query_prompt=query_prompt, doc_prompt=doc_prompt, max_length=max_length,
         trust_remote_code=trust_remote_code,
         bm25=BM25Config(k1=bm25_k1, b=bm25_b, method=bm25_method), progress=not quiet, shard_size=shard_size,
+        processes=processes, devices=devices,
     )
     cfg = RunConfig(list(models), list(datasets), data_dir=data_dir, results_dir=results_dir, top_k=top_k,
                     overwrite=overwrite, download=not no_download, base_url=base_url, split=split, options=opts)
     try:
+        if use_ray:
+            from .distributed import ray_encode_for_run
+
+            ray_encode_for_run(cfg, address=ray_address, echo=lambda s: click.echo(s, err=True))
         results = run(cfg, echo=lambda s: click.echo(s, err=True))
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
@@ -296,6 +308,11 @@ def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> Non
     run(cfg, echo=lambda s: click.echo(s, err=True))
     for metric in paper.METRICS:
         click.echo(paper.render_paper(paper.paper_table(load_results(results_dir), metric), metric))
+
+
+from .distributed import encode_cmd  # noqa: E402  (`gtr-eval encode`: sharded / Ray corpus encoding)
+
+cli.add_command(encode_cmd)
 
 
 def main() -> None:

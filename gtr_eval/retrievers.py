@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import ShardedEmbeddings, encode_sharded
+from .cache import ShardedEmbeddings, ShardSelector, encode_sharded
+from .encoders import ONNX_BACKENDS, EncoderSpec
 from .loader import Corpus
-from .models import PRESETS, known_prompts, load_sentence_transformer, resolve_model, weights_fingerprint
+from .models import PRESETS, known_prompts, resolve_model, weights_fingerprint
 from .search import exact_search
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,9 @@ class DenseConfig:
     trust_remote_code: bool = False
     shard_size: int = 2048
     name: str | None = None
+    # Encode the corpus in one worker process per entry (`cpu,cpu`, `cuda:0,cuda:1`); None: in-process.
+    devices: tuple[str, ...] | None = None
+    threads: int | None = None  # intra-op threads of the in-process encoder; None: torch's default
 
 
 class DenseRetriever(Retriever):
@@ -151,7 +155,8 @@ class DenseRetriever(Retriever):
         self.score = config.score or (preset.score if preset else "cos")
         self.batch_size = config.batch_size or (preset.batch_size if preset else 64)
         self.fingerprint = weights_fingerprint(self.source.path)
-        self._model = None
+        self._encoder_impl = None
+        self._emb: ShardedEmbeddings | None = None
         self._max_length = config.max_length or (preset.max_length if preset else None)
         self.timings["resolve_s"] = time.perf_counter() - t0
         self.stats: dict[str, int] = {}
@@ -169,37 +174,43 @@ class DenseRetriever(Retriever):
             )
         return q, d
 
+    def spec(self, device: str | None = None, threads: int | None = None) -> EncoderSpec:
+        """What a process needs to build this retriever's encoder (picklable)."""
+        c = self.config
+        return EncoderSpec(
+            path=str(self.source.path),
+            backend=c.backend,
+            device=device if device is not None else c.device,
+            dtype=c.dtype,
+            max_length=self._max_length,
+            batch_size=self.batch_size,
+            trust_remote_code=c.trust_remote_code,
+            threads=threads if threads is not None else c.threads,
+            fingerprint=self.fingerprint,
+        )
+
+    @property
+    def encoder(self):
+        if self._encoder_impl is None:
+            t0 = time.perf_counter()
+            self._encoder_impl = self.spec().load()
+            self._max_length = self._encoder_impl.max_seq_length
+            self.timings["load_model_s"] = time.perf_counter() - t0
+        return self._encoder_impl
+
     @property
     def model(self):
-        if self._model is None:
-            t0 = time.perf_counter()
-            self._model = load_sentence_transformer(
-                self.source.path,
-                device=self.config.device,
-                dtype=self.config.dtype,
-                max_length=self._max_length,
-                trust_remote_code=self.config.trust_remote_code,
-                backend=self.config.backend,
-            )
-            self._max_length = self._model.max_seq_length
-            self.timings["load_model_s"] = time.perf_counter() - t0
-        return self._model
+        """The sentence-transformers model (for the onnx backends: the one that tokenizes)."""
+        return self.encoder.model
 
     def max_length(self) -> int:
         if self._max_length is None:
-            self._max_length = self.model.max_seq_length
+            self._max_length = self.encoder.max_seq_length
         return self._max_length
 
     def _encoder(self, prompt: str):
         def encode(texts: list[str]) -> np.ndarray:
-            emb = self.model.encode(
-                texts,
-                batch_size=self.batch_size,
-                prompt=prompt or None,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-            return np.asarray(emb, dtype=np.float32)
+            return self.encoder.encode(texts, prompt)
 
         return encode
 
@@ -213,14 +224,23 @@ class DenseRetriever(Retriever):
             "backend": self.config.backend,
             "content": content,
             "text_format": TEXT_FORMAT if kind == "corpus" else "query text",
-        }
+        } | self._backend_key()
 
-    def index(self, corpus: Corpus) -> None:
+    def _backend_key(self) -> dict:
+        if self.config.backend not in ONNX_BACKENDS:
+            return {}  # torch keys stay as they were: existing caches keep working
+        from .onnx_backend import recipe_id
+
+        return {"backend_recipe": recipe_id()}
+
+    def index(self, corpus: Corpus, select: ShardSelector | None = None) -> None:
+        """Encode (or reuse) the corpus shards; `select` limits this call to some shards (`--shard I/N`)."""
         t0 = time.perf_counter()
-        # Longest first, as BEIR does: batches of similar length waste little on padding.
+        # Longest first, as BEIR does: batches of similar length waste little on padding.  The order
+        # is deterministic, so every job of a sharded encode agrees on what shard i holds.
         order = np.argsort(-corpus.char_lengths(), kind="stable")
         self._doc_ids = corpus.ids
-        self._emb: ShardedEmbeddings = encode_sharded(
+        kw = dict(
             texts=corpus.texts,
             order=order,
             encode=self._encoder(self.doc_prompt),
@@ -229,7 +249,16 @@ class DenseRetriever(Retriever):
             shard_size=self.config.shard_size,
             desc=f"{self.name}: encode corpus",
             progress=self.progress,
+            select=select,
         )
+        devices = self.config.devices
+        if devices and len(devices) > 1:
+            from .distributed import EncoderPool
+
+            with EncoderPool(self, list(devices)) as pool:
+                self._emb = encode_sharded(**kw, encode_many=pool.encode_many(self.doc_prompt))
+        else:
+            self._emb = encode_sharded(**kw)
         self.stats = {
             "corpus_shards": self._emb.stats.shards_total,
             "corpus_shards_encoded": self._emb.stats.shards_encoded,
@@ -257,6 +286,10 @@ class DenseRetriever(Retriever):
             emb.close()
 
     def search(self, queries: dict[str, str], top_k: int) -> Run:
+        if not self._emb.complete:
+            raise RuntimeError(
+                f"{self.name}: the corpus is only partly encoded (a --shard job); run without it"
+            )
         t0 = time.perf_counter()
         q_emb = self.encode_queries(queries)
         self.timings["encode_queries_s"] = time.perf_counter() - t0
@@ -289,7 +322,7 @@ class DenseRetriever(Retriever):
             "text_format": TEXT_FORMAT,
             "trust_remote_code": self.config.trust_remote_code,
             "shard_size": self.config.shard_size,
-        }
+        } | self._backend_key()
 
 
 # ------------------------------------------------------------------------------------------ factory
@@ -313,6 +346,10 @@ class RetrieverOptions:
     bm25: BM25Config = field(default_factory=BM25Config)
     progress: bool = True
     shard_size: int = 2048
+    processes: int = 1  # corpus-encoding worker processes on `device` (cpu: threads split between them)
+    devices: tuple[str, ...] | None = (
+        None  # one worker per entry, e.g. ("cuda:0", "cuda:1"); wins over processes
+    )
 
 
 def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
@@ -330,8 +367,22 @@ def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
         backend=opts.backend,
         trust_remote_code=opts.trust_remote_code,
         shard_size=opts.shard_size,
+        devices=_worker_devices(opts),
     )
     return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
+
+
+def _worker_devices(opts: RetrieverOptions) -> tuple[str, ...] | None:
+    if opts.devices:
+        devices = tuple(
+            d.strip() for d in (opts.devices.split(",") if isinstance(opts.devices, str) else opts.devices)
+        )
+        return tuple(d for d in devices if d) or None
+    if opts.processes > 1:
+        from .distributed import default_device
+
+        return (opts.device or default_device(),) * opts.processes
+    return None
 
 
 def available_models() -> list[str]:

@@ -1,8 +1,14 @@
 """Exact (brute-force) top-k search over corpus chunks.
 
-Memory stays bounded by one corpus chunk plus a (query block x chunk) score block: the full
-queries x corpus matrix is never formed, so a 10k x 8.8M search needs no more than a 50k-document
-search does.  A running top-k per query is merged after each chunk.
+Memory stays bounded by one corpus block plus a (query block x corpus block) score block: the full
+queries x corpus matrix is never formed, and the corpus is never loaded whole, so a 10k x 8.8M
+search needs little more than a 50k-document search does.  Small cache shards are copied into one
+block of about `corpus_block_bytes` before scoring (fewer, larger matrix products and merges); a
+running top-k per query is merged after each block.
+
+Two kernels give the same result: `torch` (matmul + topk, the default) and `faiss` (`faiss.knn`, its
+BLAS + heap k-selection).  `benchmarks/bench_search.py` measures both; torch was faster on our CPU
+for top-1000 (see benchmarks/README.md), so it is the default.
 """
 
 from __future__ import annotations
@@ -13,10 +19,40 @@ import numpy as np
 import torch
 
 SCORE_FUNCTIONS = ("dot", "cos")
+KERNELS = ("torch", "faiss")
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x, p=2, dim=1)
+
+
+def _blocks(chunks: Iterable[tuple[int, np.ndarray]], max_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Consecutive chunks copied into blocks of at most `max_rows` rows (one reused buffer)."""
+    buf: torch.Tensor | None = None
+    start, fill = 0, 0
+    for first, rows in chunks:
+        rows = np.asarray(rows)
+        if rows.ndim != 2:
+            raise ValueError(f"corpus chunks must be 2-d, got shape {rows.shape}")
+        if buf is None:
+            buf = torch.empty((max(max_rows, 1), rows.shape[1]), dtype=torch.float32)
+        pos = 0
+        while pos < len(rows):
+            if fill == 0:
+                start = first + pos
+            elif first + pos != start + fill:
+                raise ValueError("corpus chunks must be consecutive")
+            take = min(len(rows) - pos, len(buf) - fill)
+            # copy out of the (read-only, memory-mapped) shard; its pages are dropped afterwards
+            buf[fill : fill + take] = torch.from_numpy(np.array(rows[pos : pos + take], dtype=np.float32))
+            fill += take
+            pos += take
+            if fill == len(buf):
+                yield start, buf
+                fill = 0
+        del rows
+    if buf is not None and fill:
+        yield start, buf[:fill]
 
 
 def exact_search(
@@ -26,37 +62,57 @@ def exact_search(
     score: str = "dot",
     block_bytes: int = 256 << 20,
     device: str = "cpu",
+    corpus_block_bytes: int = 128 << 20,
+    kernel: str = "torch",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k over `chunks` of (first row index, rows).
 
     Returns (scores, indices), each (n_queries, k) with k = min(top_k, corpus size), best first.
-    Indices count rows across all chunks in the order given.  `block_bytes` caps the score block.
+    Indices count rows across all chunks in the order given.  `block_bytes` caps the score block,
+    `corpus_block_bytes` the corpus block.
     """
     if score not in SCORE_FUNCTIONS:
         raise ValueError(f"score must be one of {SCORE_FUNCTIONS}, not {score!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
     q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
     if score == "cos":
         q = _normalize(q)
-    n_q = q.shape[0]
+    n_q, dim = q.shape
+    max_rows = max(1, corpus_block_bytes // max(1, 4 * dim))
     best_s = torch.full((n_q, 0), -torch.inf, device=device)
     best_i = torch.zeros((n_q, 0), dtype=torch.int64, device=device)
-    for start, rows in chunks:
-        d = torch.as_tensor(
-            np.array(rows, dtype=np.float32), device=device
-        )  # copy: shards are read-only memmaps
+    for start, block in _blocks(chunks, max_rows):
+        d = block.to(device)
         if score == "cos":
             d = _normalize(d)
-        block = max(1, block_bytes // max(1, 4 * d.shape[0]))
-        new_s, new_i = [], []
-        for qs in range(0, n_q, block):
-            s = q[qs : qs + block] @ d.T
-            s.nan_to_num_(nan=-1.0)
-            k = min(top_k, s.shape[1])
-            vs, ix = torch.topk(s, k, dim=1)
-            new_s.append(vs)
-            new_i.append(ix + start)
-        best_s, best_i = _merge(best_s, best_i, torch.cat(new_s), torch.cat(new_i), top_k)
+        k = min(top_k, d.shape[0])
+        if kernel == "faiss":
+            new_s, new_i = _faiss_topk(q, d, k)
+        else:
+            new_s, new_i = _torch_topk(q, d, k, block_bytes)
+        best_s, best_i = _merge(best_s, best_i, new_s, new_i + start, top_k)
     return best_s.cpu().numpy(), best_i.cpu().numpy()
+
+
+def _torch_topk(q: torch.Tensor, d: torch.Tensor, k: int, block_bytes: int):
+    block = max(1, block_bytes // max(1, 4 * d.shape[0]))
+    out_s = torch.empty((q.shape[0], k), dtype=torch.float32, device=q.device)
+    out_i = torch.empty((q.shape[0], k), dtype=torch.int64, device=q.device)
+    for qs in range(0, q.shape[0], block):
+        s = q[qs : qs + block] @ d.T
+        s.nan_to_num_(nan=-1.0)
+        torch.topk(s, k, dim=1, sorted=False, out=(out_s[qs : qs + block], out_i[qs : qs + block]))
+        del s
+    return out_s, out_i
+
+
+def _faiss_topk(q: torch.Tensor, d: torch.Tensor, k: int):
+    import faiss
+
+    s, i = faiss.knn(q.cpu().numpy(), d.cpu().numpy(), k, metric=faiss.METRIC_INNER_PRODUCT)
+    s = np.nan_to_num(s, nan=-1.0)
+    return torch.from_numpy(s), torch.from_numpy(i)
 
 
 def _merge(a_s, a_i, b_s, b_i, top_k: int):

@@ -1,0 +1,94 @@
+"""Text encoders behind one call, `encode(texts, prompt) -> float32 vectors`, for every backend.
+
+`EncoderSpec` is a small picklable description (weights folder, backend, device, batch size…), so a
+worker process, a Ray task or a SLURM job builds exactly the encoder the main process would.
+
+Backends: `torch` (sentence-transformers as is), `onnx` (the whole sentence-transformers stack
+exported to ONNX, fused, run by ONNX Runtime in fp32), `onnx-int8` (the same graph with dynamic
+per-channel int8 weights for its MatMuls), `openvino` (passed to sentence-transformers, which needs
+`optimum-intel`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+ONNX_BACKENDS = ("onnx", "onnx-int8")
+
+
+class TextEncoder(Protocol):
+    max_seq_length: int
+
+    def encode(self, texts: list[str], prompt: str = "") -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    path: str
+    backend: str = "torch"
+    device: str | None = None
+    dtype: str = "fp32"
+    max_length: int | None = None
+    batch_size: int = 64
+    trust_remote_code: bool = False
+    threads: int | None = None  # intra-op threads; None: leave torch's / ONNX Runtime's default
+    fingerprint: str = ""  # weights sha256: names the exported ONNX model in the user cache
+
+    def load(self) -> TextEncoder:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
+        if self.threads and (self.device or "cpu").startswith("cpu"):
+            import torch
+
+            torch.set_num_threads(self.threads)
+        if self.backend in ONNX_BACKENDS:
+            from .onnx_backend import OnnxEncoder
+
+            return OnnxEncoder(self)
+        return TorchEncoder(self)
+
+
+class TorchEncoder:
+    """sentence-transformers' own `encode` (it sorts each call by length and pads per batch)."""
+
+    def __init__(self, spec: EncoderSpec):
+        from .models import load_sentence_transformer
+
+        self.spec = spec
+        self.model = load_sentence_transformer(
+            Path(spec.path),
+            device=spec.device,
+            dtype=spec.dtype,
+            max_length=spec.max_length,
+            trust_remote_code=spec.trust_remote_code,
+            backend=spec.backend,
+        )
+        self.max_seq_length = self.model.max_seq_length
+
+    def encode(self, texts: list[str], prompt: str = "") -> np.ndarray:
+        emb = self.model.encode(
+            texts,
+            batch_size=self.spec.batch_size,
+            prompt=prompt or None,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(emb, dtype=np.float32)
+
+
+def configured_max_length(path: Path) -> int | None:
+    """`max_seq_length` from a sentence-transformers folder, without loading the model."""
+    try:
+        value = json.loads((Path(path) / "sentence_bert_config.json").read_text()).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
