@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/gtr-eval run -m bm25 -m all-MiniLM-L6-v2 -d demo --results-dir runs/demo
 
 test: $(STAMP)
-	$(BIN)/ruff check gtr_eval tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
