@@ -125,10 +125,18 @@ def _pytrec_per_query(qrels: Qrels, run: Run, ks: tuple[int, ...]) -> dict[str, 
     return per_query
 
 
+def ranked(docs: Mapping[str, float]) -> list[tuple[str, float]]:
+    """trec_eval's order: score descending, ties by document id descending."""
+    return sorted(docs.items(), key=lambda item: (float(item[1]), item[0]), reverse=True)
+
+
 def mrr_at_k(qrels: Qrels, run: Run, k: int = MRR_CUTOFF) -> dict[str, float]:
     """Per judged query: 1/rank of the first document with grade > 0 in the top `k`, else 0.
 
-    Mirrors BEIR's `custom_metrics.mrr`: documents ordered by a stable descending sort on score.
+    BEIR's `custom_metrics.mrr`, with one difference that only tied scores can show: BEIR keeps the
+    run's insertion order among ties, which depends on the search algorithm (duplicate documents, as
+    NFCorpus has, tie exactly); we rank ties like trec_eval (`ranked`), so MRR@10 is deterministic and
+    agrees with `recip_rank`.  On a run read back from a file this harness wrote, the two coincide.
     """
     out = dict.fromkeys(qrels, 0.0)
     for qid, docs in run.items():
@@ -137,12 +145,10 @@ def mrr_at_k(qrels: Qrels, run: Run, k: int = MRR_CUTOFF) -> dict[str, float]:
         relevant = {d for d, g in qrels[qid].items() if g > 0}
         if not docs or not relevant:
             continue
-        ids = list(docs)
-        scores = np.fromiter(docs.values(), dtype=np.float64, count=len(ids))
-        top = np.argsort(-scores, kind="stable")[:k]
-        hits = np.fromiter((ids[i] in relevant for i in top), dtype=bool, count=len(top))
-        if hits.any():
-            out[qid] = 1.0 / (int(np.argmax(hits)) + 1)
+        for rank, (doc_id, _) in enumerate(ranked(docs)[:k], start=1):
+            if doc_id in relevant:
+                out[qid] = 1.0 / rank
+                break
     return out
 
 
@@ -164,8 +170,8 @@ def average_subsets(metric_dicts: Sequence[Mapping[str, float]]) -> dict[str, fl
 def write_trec_run(run: Run, path: Path | str, tag: str) -> None:
     """Write `qid Q0 docid rank score tag` lines, ranks 1.. in descending score order.
 
-    Scores are written with `repr(float)` so reading the file back gives the identical floats.  Tied
-    documents keep their order in `run` (a stable sort), so BEIR's MRR is unchanged by a round trip.
+    Scores are written with `repr(float)` so reading the file back gives the identical floats.  Ties
+    are ranked as trec_eval ranks them (`ranked`), so the file's order is what every scorer sees.
     Gzip-compressed when `path` ends with `.gz`; written atomically either way.
     """
     if not tag or any(c.isspace() for c in tag):
@@ -173,8 +179,7 @@ def write_trec_run(run: Run, path: Path | str, tag: str) -> None:
     lines: list[str] = []
     for qid, docs in run.items():
         _check_token(qid, "query id")
-        ranked = sorted(docs.items(), key=lambda item: -float(item[1]))
-        for rank, (doc_id, score) in enumerate(ranked, start=1):
+        for rank, (doc_id, score) in enumerate(ranked(docs), start=1):
             _check_token(doc_id, "document id")
             lines.append(f"{qid} Q0 {doc_id} {rank} {float(score)!r} {tag}\n")
     text = "".join(lines)

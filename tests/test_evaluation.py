@@ -17,6 +17,7 @@ from gtr_eval.evaluation import (
     average_subsets,
     evaluate,
     metric_names,
+    ranked,
     read_qrels_any,
     read_trec_run,
     write_trec_run,
@@ -117,14 +118,20 @@ def test_binary_relevance_is_grade_above_zero_and_ndcg_is_graded():
     assert ev.metrics["ndcg@3"] == pytest.approx(dcg / idcg)
 
 
-def test_mrr_at_10_cutoff_and_beir_tie_order():
+def test_mrr_at_10_cutoff_and_trec_eval_tie_order():
     qrels = {"q": {"rel": 1}}
     far = {f"d{i}": 1.0 - i / 100 for i in range(10)} | {"rel": 0.5}  # rel at rank 11
     ev = evaluate(qrels, {"q": far}, [10])
     assert ev.metrics["mrr@10"] == 0.0 and ev.metrics["mrr"] == pytest.approx(1 / 11)
-    tied = {"a": 1.0, "rel": 1.0}  # BEIR keeps run order among ties: rel is second
-    assert evaluate(qrels, {"q": tied}, [10]).metrics["mrr@10"] == 0.5
-    assert EvaluateRetrieval.evaluate_custom(qrels, {"q": tied}, [10], "mrr")["MRR@10"] == 0.5
+    # Ties rank like trec_eval (doc id descending), whatever the run's insertion order: "rel" > "a".
+    for tied in ({"a": 1.0, "rel": 1.0}, {"rel": 1.0, "a": 1.0}):
+        ev = evaluate(qrels, {"q": tied}, [10])
+        assert ev.metrics["mrr@10"] == ev.metrics["mrr"] == 1.0
+    for tied in ({"a": 1.0, "b": 1.0}, {"b": 1.0, "a": 1.0}):
+        assert evaluate({"q": {"a": 1}}, {"q": tied}, [10]).metrics["mrr@10"] == 0.5
+    # BEIR keeps insertion order among ties; on a run in trec_eval order (as we write runs) it agrees.
+    canonical = dict(ranked({"a": 1.0, "rel": 1.0}))
+    assert EvaluateRetrieval.evaluate_custom(qrels, {"q": canonical}, [10], "mrr")["MRR@10"] == 1.0
 
 
 def test_average_subsets_is_plain_mean_of_common_metrics():
