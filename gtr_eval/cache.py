@@ -5,6 +5,12 @@ prompts, max length, dtype, backend, dataset checksum, text formatting).  Each s
 written atomically, followed by a sidecar `.json` with its row count, dimension and sha256: a shard
 counts as complete only when both exist and agree, so a file cut short by `kill -9` is re-encoded,
 never read back.  Arrays are loaded with `allow_pickle=False` and memory-mapped.
+
+Locks: the entry's `.lock` guards only its key and row order; each shard is claimed through its own
+lock (`.locks/shard-NNNNNN.lock`).  Processes sharing an entry therefore split its shards between
+them (a shard held elsewhere is skipped, then waited for and reused at the end), which is what lets
+`gtr-eval encode --shard I/N` jobs, Ray tasks and concurrent runs fill one cache without writing a
+shard twice.
 """
 
 from __future__ import annotations

@@ -3,12 +3,16 @@
 Memory stays bounded by one corpus block plus a (query block x corpus block) score block: the full
 queries x corpus matrix is never formed, and the corpus is never loaded whole, so a 10k x 8.8M
 search needs little more than a 50k-document search does.  Small cache shards are copied into one
-block of about `corpus_block_bytes` before scoring (fewer, larger matrix products and merges); a
-running top-k per query is merged after each block.
+block of at most `corpus_block_bytes` (512 MiB; 20% faster than 128 MiB at 1M x 384, top-1000)
+before scoring: fewer, larger matrix products and merges.  A running top-k per query is merged
+after each block.  Measured at 1M x 384 with 10k queries, top-1000: peak RSS 1.6 GB for a 1.5 GB
+matrix, against 3.4 GB for FAISS IndexFlatIP over the loaded matrix, in the same time.
 
-Two kernels give the same result: `torch` (matmul + topk, the default) and `faiss` (`faiss.knn`, its
-BLAS + heap k-selection).  `benchmarks/bench_search.py` measures both; torch was faster on our CPU
-for top-1000 (see benchmarks/README.md), so it is the default.
+Two kernels give the same result (up to the rounding of near-ties): `torch` (matmul + topk) and
+`faiss` (`faiss.knn`: its BLAS matmul + heap k-selection per block).  `benchmarks/bench_search.py`
+measures both: on the AMD EPYC benchmark machine faiss was 1.7x faster for top-1000 (torch's CPU
+matmul alone was slower there than faiss' matmul + selection; see benchmarks/README.md), so
+`kernel="auto"` uses faiss on CPU when it is installed and torch otherwise (and on GPUs).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 import torch
 
 SCORE_FUNCTIONS = ("dot", "cos")
-KERNELS = ("torch", "faiss")
+KERNELS = ("auto", "torch", "faiss")
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -62,8 +66,8 @@ def exact_search(
     score: str = "dot",
     block_bytes: int = 256 << 20,
     device: str = "cpu",
-    corpus_block_bytes: int = 128 << 20,
-    kernel: str = "torch",
+    corpus_block_bytes: int = 512 << 20,
+    kernel: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k over `chunks` of (first row index, rows).
 
@@ -75,6 +79,8 @@ def exact_search(
         raise ValueError(f"score must be one of {SCORE_FUNCTIONS}, not {score!r}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
+    if kernel == "auto":
+        kernel = "faiss" if str(device).startswith("cpu") and _has_faiss() else "torch"
     q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
     if score == "cos":
         q = _normalize(q)
@@ -93,6 +99,12 @@ def exact_search(
             new_s, new_i = _torch_topk(q, d, k, block_bytes)
         best_s, best_i = _merge(best_s, best_i, new_s, new_i + start, top_k)
     return best_s.cpu().numpy(), best_i.cpu().numpy()
+
+
+def _has_faiss() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faiss") is not None
 
 
 def _torch_topk(q: torch.Tensor, d: torch.Tensor, k: int, block_bytes: int):

@@ -1,0 +1,128 @@
+"""(1a) Dense retrieval end to end: `gtr-eval run` vs beir's DenseRetrievalExactSearch.
+
+Same model folder (all-MiniLM-L6-v2), same batch size, same torch threads (OMP_NUM_THREADS), each
+side in its own process (wall time and peak RSS of that process), our run without a cache
+(`--no-cache`: encodes into a fresh temporary folder).  Both load the data, encode corpus and
+queries, search top-1000 and score; NDCG@10 of both is reported.
+
+Variants of our side (`--variants`, default `torch,onnx`): `torch` (default backend, one process),
+`torch-2proc` (`--processes 2`, one thread each; not faster here, see bench_parallel.py), `onnx`
+(`--backend onnx`, ONNX Runtime fp32; its one-time export is done beforehand and cached, as it would
+be after the first run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import (
+    BEIR,
+    BENCH_CACHE,
+    fmt_ratio,
+    last_json,
+    minilm_path,
+    run_child,
+    subset_folder,
+    write_record,
+)
+
+NAME = "dense_e2e"
+
+
+def beir_child(folder: str, model: str, batch_size: int) -> None:
+    import torch
+    from beir.datasets.data_loader import GenericDataLoader
+    from beir.retrieval import models
+    from beir.retrieval.evaluation import EvaluateRetrieval
+    from beir.retrieval.search.dense import DenseRetrievalExactSearch
+
+    corpus, queries, qrels = GenericDataLoader(data_folder=folder).load(split="test")
+    dres = DenseRetrievalExactSearch(
+        models.SentenceBERT(model), batch_size=batch_size, show_progress_bar=False
+    )
+    retriever = EvaluateRetrieval(dres, score_function="cos_sim", k_values=[1, 3, 5, 10, 100, 1000])
+    results = retriever.retrieve(corpus, queries)
+    ndcg, _map, _recall, _p = retriever.evaluate(qrels, results, retriever.k_values)
+    print(json.dumps({"ndcg@10": ndcg["NDCG@10"], "threads": torch.get_num_threads()}))
+
+
+def ours_cmd(folder: Path, model: str, batch_size: int, results: Path, extra: list[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "gtr_eval.cli", "run", "-m", model, "-d", str(folder), "--no-cache",
+        "--results-dir", str(results), "--batch-size", str(batch_size), "--overwrite", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="150 SciFact documents, 15 queries")
+    ap.add_argument("--model", default=None, help="model folder  [default: the packaged all-MiniLM-L6-v2]")
+    ap.add_argument("--dataset", default=str(BEIR / "scifact"))
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--variants", default=None, help="comma list of: torch, torch-2proc, onnx")
+    args = ap.parse_args(argv)
+    model = args.model or str(minilm_path())
+    variants = (args.variants or ("torch" if args.quick else "torch,onnx")).split(",")
+    env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        tmp = Path(tmp)
+        folder = Path(args.dataset)
+        if args.quick:
+            folder = subset_folder(folder, tmp / "data", n_docs=150, n_queries=15)
+        env["GTR_EVAL_CACHE_DIR"] = str(BENCH_CACHE)  # fingerprints and the ONNX export only
+        extra_of = {"torch": [], "torch-2proc": ["--processes", "2"], "onnx": ["--backend", "onnx"]}
+        if "onnx" in variants:  # the one-time export, so that the timed run measures encoding
+            run_child(ours_cmd(folder, model, args.batch_size, tmp / "warm", ["--backend", "onnx"]), env)
+        sides: dict[str, dict] = {}
+        beir = run_child(
+            [sys.executable, __file__, "--child-beir", str(folder), model, str(args.batch_size)], env
+        )
+        sides["beir"] = {**{k: beir[k] for k in ("wall_s", "peak_rss_mib")}, **last_json(beir["stdout"])}
+        print(f"beir: {sides['beir']['wall_s']:.1f} s, {sides['beir']['peak_rss_mib']:.0f} MiB, "
+              f"NDCG@10 {sides['beir']['ndcg@10']:.5f}")  # fmt: skip
+        for v in variants:
+            res = tmp / f"results-{v}"
+            out = run_child(ours_cmd(folder, model, args.batch_size, res, extra_of[v]), env)
+            stored = json.loads(next(res.glob("*/*.json")).read_text())
+            sides[v] = {
+                "wall_s": out["wall_s"],
+                "peak_rss_mib": out["peak_rss_mib"],
+                "ndcg@10": stored["metrics"]["ndcg@10"],
+                "encode_corpus_s": stored["manifest"]["timings"].get("encode_corpus_s"),
+            }
+            s = sides[v]
+            print(f"ours[{v}]: {s['wall_s']:.1f} s, {s['peak_rss_mib']:.0f} MiB, NDCG@10 {s['ndcg@10']:.5f}; "
+                  f"time ratio ours/beir {fmt_ratio(s['wall_s'], sides['beir']['wall_s'])}")  # fmt: skip
+    b = sides["beir"]
+    record = {
+        "what": "gtr-eval run --no-cache vs beir DenseRetrievalExactSearch(SentenceBERT), end to end",
+        "dataset": Path(args.dataset).name + (" (quick subset)" if args.quick else ""),
+        "model": Path(model).name if args.model else "all-MiniLM-L6-v2",
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "sides": sides,
+        "ratios": {
+            v: {
+                "time": sides[v]["wall_s"] / b["wall_s"],
+                "peak_rss": sides[v]["peak_rss_mib"] / b["peak_rss_mib"],
+                "ndcg@10_diff": sides[v]["ndcg@10"] - b["ndcg@10"],
+            }
+            for v in variants
+        },
+        "target": "time ratio <= 0.9 at equal NDCG@10",
+    }
+    write_record(NAME, record, args.quick)
+    return record
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child-beir":
+        beir_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()

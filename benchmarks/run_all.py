@@ -1,0 +1,295 @@
+"""Run every benchmark, then regenerate benchmarks/README.md from the JSON records.
+
+python benchmarks/run_all.py             # full runs (about an hour on 2 CPU cores), then README
+python benchmarks/run_all.py --quick     # smoke runs (records *.quick.json; README untouched)
+python benchmarks/run_all.py --readme    # only regenerate README.md from benchmarks/results/
+python benchmarks/run_all.py --only search,bm25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SCRIPTS = {
+    "bm25": "bench_bm25.py",
+    "evaluation": "bench_eval.py",
+    "search": "bench_search.py",
+    "encode_overhead": "bench_encode_overhead.py",
+    "parallel": "bench_parallel.py",
+    "onnx": "bench_onnx.py",
+    "dense_e2e": "bench_dense_e2e.py",
+}
+
+
+def run(names: list[str], quick: bool) -> None:
+    for name in names:
+        cmd = [sys.executable, str(HERE / SCRIPTS[name]), *(["--quick"] if quick else [])]
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, check=True)
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _when(r: dict) -> str:
+    load = ", ".join(f"{x:.1f}" for x in r["loadavg"])
+    return f"_{r['date']}; {r['machine']['cpu']}, {r['machine']['cores']} cores; load average {load}_"
+
+
+def _e2e(r: dict) -> list[str]:
+    b = r["sides"]["beir"]
+    rows = [
+        "| side | wall time (s) | peak RSS (MiB) | NDCG@10 | time / beir | RSS / beir |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| beir DenseRetrievalExactSearch | {b['wall_s']:.1f} | {b['peak_rss_mib']:.0f} | {b['ndcg@10']:.5f} | 1 | 1 |",
+    ]
+    names = {"torch": "gtr-eval run (torch)", "torch-2proc": "gtr-eval run --processes 2",
+             "onnx": "gtr-eval run --backend onnx"}  # fmt: skip
+    for v, ratio in r["ratios"].items():
+        s = r["sides"][v]
+        rows.append(
+            f"| {names.get(v, v)} | {s['wall_s']:.1f} | {s['peak_rss_mib']:.0f} | {s['ndcg@10']:.5f} | "
+            f"**{ratio['time']:.3f}** | {ratio['peak_rss']:.3f} |"
+        )
+    return [
+        f"{r['dataset']}, {r['model']}, batch size {r['batch_size']}, {r['threads']} threads, each side its own "
+        "process, our side `--no-cache`. Target: time ratio ≤ 0.9 at equal NDCG@10.",
+        "",
+        *rows,
+    ]
+
+
+def _ratio_table(r: dict, ours: str, peer: str, unit: float = 1.0, fmt: str = "{:.2f} s") -> list[str]:
+    return [
+        f"| ours | peer | ours / peer |\n|---:|---:|---:|\n| {fmt.format(r['ours_s'] * unit)} "
+        f"| {fmt.format(r['peer_s'] * unit)} | **{r['ratio']:.3f}** |",
+        "",
+        f"Ours: {ours}. Peer: {peer}.",
+    ]
+
+
+DEFAULT_NOTE = ' and is the CPU default (`kernel="auto"`)'
+
+
+def _search(r: dict) -> list[str]:
+    o = r["sides"]["ours"]
+    lines = [
+        f"{r['what']}. Matrix {r['matrix_mib']:.0f} MiB; RSS limit 1.5 × matrix + 1 GiB = {r['rss_limit_mib']:.0f} MiB.",
+        "",
+        "| side | search (s) | process wall (s) | peak RSS (MiB) |",
+        "|---|---:|---:|---:|",
+        f"| ours: `exact_search` over memory-mapped cache shards | {o['search_s']:.1f} | {o['wall_s']:.1f} | "
+        f"{o['peak_rss_mib']:.0f} ({'within' if r['rss_ok'] else 'OVER'} the limit) |",
+    ]
+    if f := r["sides"].get("faiss-flat"):
+        lines.append(f"| peer: FAISS `IndexFlatIP` (matrix loaded, add, search) | {f['search_s']:.1f} | "
+                     f"{f['wall_s']:.1f} | {f['peak_rss_mib']:.0f} |")  # fmt: skip
+        lines += ["", f"Ours / peer: time **{r['ratio_time']:.3f}**, peak RSS **{r['ratio_rss']:.3f}**; "
+                  f"identical top-10 indices: {100 * r['same_top10_indices']:.2f}%."]  # fmt: skip
+    k = r["kernels"]
+    lines += [
+        "",
+        f"Kernel choice, `exact_search(kernel=...)` on {k['rows']:,} rows × {k['queries']:,} queries, top-{k['top_k']} "
+        f"(median of {k['rounds']}, alternating): torch matmul+topk {k['median_s']['torch']:.2f} s, faiss `knn` "
+        f"{k['median_s']['faiss']:.2f} s → **{k['faster']}** is faster"
+        f"{DEFAULT_NOTE if k['faster'] == 'faiss' else ' (the CPU default is faiss: revisit)'}; "
+        f"same indices {100 * k['same_indices']:.2f}%.",
+    ]
+    return lines
+
+
+def _onnx(r: dict) -> list[str]:
+    t = r["throughput"]
+    lines = [
+        f"Throughput on {t['docs']} SciFact documents ({t['threads']} threads, sides rotating over {t['groups']} groups):",
+        "",
+        "| backend | docs/s | × torch fp32 |",
+        "|---|---:|---:|",
+    ]
+    for b, dps in t["docs_per_s"].items():
+        lines.append(f"| {b} | {dps:.1f} | **{t['speedup_vs_torch'][b]:.2f}** |")
+    lines += ["", "NDCG@10, end to end (top-1000, our evaluation):", "",
+              "| dataset | torch fp32 | onnx (fp32) | Δ | onnx-int8 | Δ |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, q in r["quality"].items():
+        lines.append(
+            f"| {name} | {q['torch']['ndcg@10']:.5f} | {q['onnx']['ndcg@10']:.5f} | "
+            f"{q['onnx']['ndcg@10_diff_vs_torch']:+.5f} | {q['onnx-int8']['ndcg@10']:.5f} | "
+            f"{q['onnx-int8']['ndcg@10_diff_vs_torch']:+.5f} |"
+        )
+    met = r["targets_met"]
+    lines += ["", f"Targets: int8 ≥ 1.8× torch: {'met' if met['int8_speedup'] else 'NOT met'}; "
+              f"|ΔNDCG@10| ≤ 0.005 on both: {'met' if met['ndcg'] else 'NOT met'}."]  # fmt: skip
+    return lines
+
+
+def _parallel(r: dict) -> list[str]:
+    (a, ta), (b, tb) = r["seconds"].items()
+    return [
+        f"`DenseRetriever.index` on {r['docs']} SciFact documents ({r['model']}, {r['backend']}):",
+        "",
+        "| processes × threads | seconds | docs/s |",
+        "|---|---:|---:|",
+        f"| {a.replace('x', ' × ')} | {ta:.1f} | {r['docs_per_s'][a]:.1f} |",
+        f"| {b.replace('x', ' × ')} (incl. worker start-up) | {tb:.1f} | {r['docs_per_s'][b]:.1f} |",
+        "",
+        f"Ratio pool / single: **{r['ratio_multi_over_single']:.3f}**; largest |difference| of the vectors "
+        f"{r['max_abs_diff']:.1g} (same to float rounding).",
+    ]
+
+
+SECTIONS = [
+    ("dense_e2e", "1a. Dense end to end vs beir", _e2e),
+    ("encode_overhead", "1b. Harness encode vs bare `SentenceTransformer.encode`",
+     lambda r: [f"{r['docs']} SciFact documents, batch size {r['batch_size']}, same process, sides alternating; "
+                f"ours includes a fresh shard cache. Target ≤ 5% overhead; measured **{r['overhead_pct']:+.1f}%** "
+                f"over all groups, {100 * (r['median_group_ratio'] - 1):+.1f}% as the median of the per-group "
+                "ratios (less sensitive to a load spike in one group).", "",
+                *_ratio_table(r, "DenseRetriever.index", "SentenceTransformer.encode")]),
+    ("bm25", "1c. BM25 vs bm25s",
+     lambda r: [f"{r['dataset']}: {r['docs']:,} documents, {r['queries']} queries, top-{r['top_k']}, median of "
+                f"{r['rounds']} alternating rounds; NDCG@10 ours {r['ndcg@10']['ours']:.5f}, peer "
+                f"{r['ndcg@10']['peer']:.5f}.", "",
+                *_ratio_table(r, "BM25Retriever index + search (run dict)",
+                              "bm25s tokenize + index + retrieve + the same run dict")]),
+    ("evaluation", "1d. Evaluation vs pytrec_eval",
+     lambda r: [f"{r['dataset']} BM25 run: {r['queries']} queries, {r['run_entries']:,} entries; median of "
+                f"{r['rounds']} alternating rounds.", "",
+                *_ratio_table(r, "evaluate() (all metrics, MRR@10, identical-id removal, per-query scores)",
+                              "one pytrec_eval RelevanceEvaluator pass, same measures", 1000, "{:.0f} ms")]),
+    ("search", "1e. Exact search, 1M × 384", _search),
+    ("parallel", "4. Two processes × 1 thread vs 1 × 2 threads", _parallel),
+    ("onnx", "3. ONNX Runtime backends", _onnx),
+]  # fmt: skip
+
+HEADER = """# Performance and scale
+
+Generated by `python benchmarks/run_all.py` from the JSON records in `benchmarks/results/` (edit
+`run_all.py`, not this file).  Every benchmark runs this harness and a peer in the same invocation
+and reports the ratio ours / peer: the benchmark machine is shared with other jobs, so absolute
+times drift with its load (each record keeps `os.getloadavg()`), ratios much less.  Each script has
+`--quick` for a smoke run (`tests/test_search.py` runs them that way).
+"""
+
+SCALE = """## Scaling out: processes, devices, SLURM arrays, Ray
+
+The corpus is encoded in cache shards (`--shard-size`, 2048 documents) over a deterministic
+longest-first order, and each shard is claimed through its own file lock.  So any number of
+processes or machines sharing the cache folder can encode disjoint shards, and a later
+`gtr-eval run` with the same model options finds every shard complete (`[cache] … encoded 0 of N
+corpus shards, reused N`) and only encodes the queries and searches: that run is the merge step.
+
+* One machine, several devices: `gtr-eval run -m gtr-t5-base -d nq --devices cuda:0,cuda:1,cuda:2,cuda:3`
+  (one worker process per device), or `--processes 4` for four CPU workers that split the cores.
+* Any scheduler: `gtr-eval encode -m MODEL -d DATASET --shard I/N --cache-dir /shared/cache` encodes
+  the shards whose number % N == I.  Use the same model options (`--backend`, `--max-length`,
+  `--doc-prompt`, `--shard-size`, `--dtype`) as the final run: they are part of the cache key.
+
+SLURM array (16 encode jobs, then one merge job that starts when all have succeeded):
+
+```bash
+# encode.sbatch
+#!/bin/bash
+#SBATCH --array=0-15
+#SBATCH --gres=gpu:1 --cpus-per-task=8 --time=04:00:00
+gtr-eval encode -m gtr-t5-xl -d msmarco --data-dir /shared/beir --cache-dir /shared/gtr-cache \\
+    --shard $SLURM_ARRAY_TASK_ID/16 --quiet
+
+# merge.sbatch
+#!/bin/bash
+#SBATCH --gres=gpu:1 --time=02:00:00
+gtr-eval run -m gtr-t5-xl -d msmarco --data-dir /shared/beir --cache-dir /shared/gtr-cache --quiet
+```
+
+```bash
+jid=$(sbatch --parsable encode.sbatch)
+sbatch --dependency=afterok:$jid merge.sbatch
+```
+
+A failed or pre-empted array task can simply be resubmitted: finished shards are kept, a shard cut
+short is re-encoded (its sidecar hash no longer matches), and the merge run encodes any shard still
+missing itself.  The cache folder must be on a file system all nodes see, with working `flock`
+(NFSv4, Lustre, GPFS and BeeGFS do).
+
+Ray cluster (`pip install gtr-eval[ray]`; the data and cache folders on a shared file system):
+
+```bash
+ray start --head                                     # on the head node; `ray start --address HEAD:6379` on the others
+gtr-eval encode -m gtr-t5-xl -d msmarco --cache-dir /shared/gtr-cache --ray --ray-address auto \\
+    --ray-tasks 64 --ray-gpus 1                      # 64 shard jobs, one GPU each; then the merge check
+gtr-eval run -m gtr-t5-xl -d msmarco --cache-dir /shared/gtr-cache    # only queries + search
+# or in one command:  gtr-eval run ... --ray --ray-address auto
+```
+
+Without `--ray-address` a local Ray instance is started (`--ray-tasks` defaults to its CPUs /
+`--ray-cpus`).  Each task is `gtr-eval encode --shard I/N` run inside Ray; the driver then verifies
+every shard (and encodes any that a failed task left) before reporting.
+"""
+
+
+def readme() -> str:
+    out = [HEADER]
+    for name, title, render in SECTIONS:
+        out.append(f"## {title}\n")
+        r = _load(name)
+        if r is None:
+            out.append(f"Not measured yet: `python benchmarks/{SCRIPTS[name]}`.\n")
+            continue
+        out.append("\n".join(render(r)) + "\n")
+        out.append(_when(r) + "\n")
+    out.append(NOTES)
+    out.append(SCALE)
+    return "\n".join(out)
+
+
+NOTES = """## Notes on the method and the findings
+
+* Why torch loses on this CPU: the torch CPU wheel does fp32 matrix products with MKL, which on
+  this AMD EPYC ran a 768 × 87k × 384 product at about 118 GFLOP/s against 183 GFLOP/s for
+  OpenBLAS (numpy / FAISS) on the same cores.  That is why FAISS's `knn` beats torch's matmul +
+  topk in search (so `exact_search` uses it on CPU), and why ONNX Runtime's own kernels run the very
+  same fp32 model 1.7-2× faster than torch.  beir and `gtr-eval run --backend torch` execute the
+  same torch code, so they take the same time (the 1a ratio ≈ 1); the ≤ 0.9× target is met with
+  `--backend onnx` at identical NDCG@10.
+* Two processes × one thread did not beat one process × two threads for MiniLM here (section 4):
+  torch's intra-op parallelism already keeps both cores busy, and each worker pays a start-up.
+  The pool is for machines with several GPUs (`--devices cuda:0,cuda:1`) or many cores.
+* Memory: search reads the corpus vectors as memory-mapped cache shards, copies them into one
+  reused block of at most 512 MiB, scores it against all queries (torch: ≤ 256 MiB score blocks) and
+  merges a running top-k, so peak memory is the queries, the top-k, one block and one score block,
+  whatever the corpus size.  Document text is read per shard from the loaded corpus
+  (`Corpus.texts(idx)`), never copied into a second list.
+* The ONNX backends export the whole sentence-transformers stack (transformer, pooling, and for
+  GTR the dense projection and normalization) as one graph; tokenization is sentence-transformers'
+  own.  BERT-like graphs get ONNX Runtime's attention / GELU / LayerNorm fusion (checked against
+  the unfused graph); `onnx-int8` then quantizes MatMul weights per output channel with dynamic
+  int8 activations, leaving the fused attention and activation × activation products in fp32.
+  Per-tensor weights (ONNX Runtime's default) lost far more: worst cosine to fp32 0.90 against
+  0.99 on SciFact documents.  ONNX Runtime runs batches of at most 16 on CPU (14-27% faster than
+  128 here).  Exports live in the user cache under `onnx/<weights sha256>-<recipe>/`, and the
+  vectors of each backend are cached under their own key.
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--readme", action="store_true", help="only regenerate README.md")
+    ap.add_argument("--only", default=None, help=f"comma list of {', '.join(SCRIPTS)}")
+    args = ap.parse_args()
+    if not args.readme:
+        run(args.only.split(",") if args.only else list(SCRIPTS), args.quick)
+    if not args.quick:
+        (HERE / "README.md").write_text(readme())
+        print(f"-> {HERE / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
