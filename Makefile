@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# Pin torch first: an unpinned torch would pull a multi-GB CUDA build.
+	# Pin torch first: here this takes the CPU build from local disk; an unpinned torch would pull a
+	# multi-GB CUDA build. (On a GPU machine the same pin gives the CUDA build from PyPI.)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)

@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -260,7 +259,3 @@ def _check_order(folder: Path, order: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, order.astype(np.int64), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def clear(cache_dir: Path) -> None:
-    shutil.rmtree(Path(cache_dir) / "embeddings", ignore_errors=True)

@@ -60,10 +60,6 @@ class TextColumn(Sequence[str]):
     def byte_lengths(self) -> np.ndarray:
         return np.diff(self._off)
 
-    @property
-    def nbytes(self) -> int:
-        return self._buf.nbytes + self._off.nbytes
-
 
 class _ColumnBuilder:
     def __init__(self) -> None:

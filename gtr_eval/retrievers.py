@@ -19,7 +19,7 @@ import numpy as np
 from .cache import ShardedEmbeddings, ShardSelector, encode_sharded
 from .encoders import ONNX_BACKENDS, EncoderSpec
 from .loader import Corpus
-from .models import PRESETS, known_prompts, resolve_model, weights_fingerprint
+from .models import known_prompts, resolve_model, weights_fingerprint
 from .search import exact_search
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ class Retriever(ABC):
 
     @abstractmethod
     def manifest(self) -> dict: ...
+
+    def settings(self) -> dict:
+        """The manifest entries that change the ranking; a stored result must match them to be reused."""
+        return {}
 
 
 def _to_run(qids: list[str], doc_ids: list[str], scores: np.ndarray, indices: np.ndarray) -> Run:
@@ -115,6 +119,9 @@ class BM25Retriever(Retriever):
     def manifest(self) -> dict:
         return {"retriever": "bm25s", "bm25": asdict(self.config), "text_format": TEXT_FORMAT}
 
+    def settings(self) -> dict:
+        return {"bm25": asdict(self.config)}
+
 
 # -------------------------------------------------------------------------------------------- dense
 
@@ -148,6 +155,8 @@ class DenseRetriever(Retriever):
         self.progress = progress
         self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        if config.backend in ONNX_BACKENDS and (config.dtype != "fp32" or (config.device or "cpu") != "cpu"):
+            raise ValueError(f"--backend {config.backend} runs fp32 on the CPU; drop --dtype/--device or use torch")
         self.source = resolve_model(config.model, config.revision)
         self.name = config.name or self.source.name
         preset = self.source.preset
@@ -294,7 +303,10 @@ class DenseRetriever(Retriever):
         q_emb = self.encode_queries(queries)
         self.timings["encode_queries_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores, rows = exact_search(q_emb, self._emb.chunks(), top_k, score=self.score)
+        from .distributed import default_device
+
+        device = self.config.device or default_device()
+        scores, rows = exact_search(q_emb, self._emb.chunks(), top_k, score=self.score, device=device)
         run = _to_run(list(queries), self._doc_ids, scores, self._emb.order[rows])
         self.timings["search_s"] = time.perf_counter() - t0
         return run
@@ -302,6 +314,17 @@ class DenseRetriever(Retriever):
     def close(self) -> None:
         if getattr(self, "_emb", None) is not None:
             self._emb.close()
+
+    def settings(self) -> dict:
+        """What changes the ranking, known without loading the model (see `runner`'s skip check)."""
+        return {
+            "weights_sha256": self.fingerprint,
+            "query_prompt": self.query_prompt,
+            "doc_prompt": self.doc_prompt,
+            "score": self.score,
+            "dtype": self.config.dtype,
+            "backend": self.config.backend,
+        }
 
     def manifest(self) -> dict:
         s = self.source
@@ -326,9 +349,6 @@ class DenseRetriever(Retriever):
 
 
 # ------------------------------------------------------------------------------------------ factory
-
-SPARSE = {"bm25": BM25Config()}
-
 
 @dataclass
 class RetrieverOptions:
@@ -362,7 +382,7 @@ def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
         doc_prompt=opts.doc_prompt,
         max_length=opts.max_length,
         batch_size=opts.batch_size,
-        device=opts.device,
+        device=_single_device(opts) or opts.device,
         dtype=opts.dtype,
         backend=opts.backend,
         trust_remote_code=opts.trust_remote_code,
@@ -372,18 +392,21 @@ def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
     return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
 
 
+def _single_device(opts: RetrieverOptions) -> str | None:
+    devices = opts.devices.split(",") if isinstance(opts.devices, str) else (opts.devices or ())
+    devices = [d.strip() for d in devices if d.strip()]
+    return devices[0] if len(devices) == 1 else None
+
+
 def _worker_devices(opts: RetrieverOptions) -> tuple[str, ...] | None:
     if opts.devices:
         devices = tuple(
             d.strip() for d in (opts.devices.split(",") if isinstance(opts.devices, str) else opts.devices)
         )
-        return tuple(d for d in devices if d) or None
+        devices = tuple(d for d in devices if d)
+        return devices if len(devices) > 1 else None  # one device: encode in-process on it
     if opts.processes > 1:
         from .distributed import default_device
 
         return (opts.device or default_device(),) * opts.processes
     return None
-
-
-def available_models() -> list[str]:
-    return ["bm25", *PRESETS]

@@ -62,7 +62,10 @@ def resolve_dataset(spec: str, cfg: RunConfig) -> list[DatasetUnit]:
     """A registry name (downloaded under `data_dir` if missing), `demo`, or a BEIR folder path."""
     path = Path(spec).expanduser()
     if (path / "corpus.jsonl").is_file():
-        return [DatasetUnit(path.resolve().name, path, cfg.split or "test")]
+        name = path.resolve().name
+        known = registry.get(name) if name in registry.names() else None  # e.g. ~/beir/msmarco: dev
+        split = cfg.split or (known.split if known else "test")
+        return [DatasetUnit(name, path, split, known.remove_identical_ids if known else True)]
     if spec in ("peerqa", "peerqa-sentences"):
         from .peerqa import peerqa_units
 
@@ -102,7 +105,7 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
             name = retriever.name
             if not cfg.overwrite and is_done(cfg.results_dir, name, unit.name):
                 echo(f"[skip] {name} on {unit.name}: already done")
-                results.append(load_result(cfg.results_dir, name, unit.name))
+                results.append(_reusable(cfg, retriever, unit))
                 continue
             lock = _pair_lock(cfg, name, unit.name)
             try:
@@ -132,6 +135,20 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
         if hasattr(r, "close"):
             r.close()
     return results
+
+
+def _reusable(cfg: RunConfig, retriever: Retriever, unit: DatasetUnit) -> StoredResult:
+    """The stored result, if it was made with the settings asked for now; else a clear error."""
+    stored = load_result(cfg.results_dir, retriever.name, unit.name)
+    wanted = {**retriever.settings(), "top_k": cfg.top_k}
+    differ = {k: (stored.manifest.get(k), v) for k, v in wanted.items() if stored.manifest.get(k) != v}
+    if differ:
+        details = "; ".join(f"{k}: stored {old!r}, asked {new!r}" for k, (old, new) in differ.items())
+        raise ValueError(
+            f"{stored.path} was made with other settings ({details}). Use --overwrite to replace it, "
+            "or another --results-dir to keep both."
+        )
+    return stored
 
 
 def _load(unit: DatasetUnit, echo) -> BeirData:
