@@ -122,7 +122,7 @@ def subset_folder(src: Path, dst: Path, n_docs: int, n_queries: int, seed: int =
 
 
 def minilm_path() -> Path:
-    from gtr_eval.models import resolve_model
+    from gtr_eval.retrieval.models import resolve_model
 
     return resolve_model("all-MiniLM-L6-v2").path
 

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     rounds = 1 if args.quick else args.rounds
 
+    from gtr_eval.data.loader import load_beir_folder
     from gtr_eval.evaluation import evaluate
-    from gtr_eval.loader import load_beir_folder
-    from gtr_eval.retrievers import BM25Retriever
+    from gtr_eval.retrieval.bm25 import BM25Retriever
 
     data = load_beir_folder(Path(args.dataset))
     qids = list(data.queries)

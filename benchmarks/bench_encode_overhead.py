@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     n_docs, groups = (48, 2) if args.quick else (args.docs, args.groups)
 
-    from gtr_eval.loader import load_beir_folder
-    from gtr_eval.models import load_sentence_transformer
-    from gtr_eval.retrievers import DenseConfig, DenseRetriever
+    from gtr_eval.data.loader import load_beir_folder
+    from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
+    from gtr_eval.retrieval.models import load_sentence_transformer
 
     model_path = args.model or str(minilm_path())
     corpus = load_beir_folder(Path(args.dataset)).corpus

@@ -28,9 +28,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     import pytrec_eval
 
+    from gtr_eval.data.loader import load_beir_folder
     from gtr_eval.evaluation import DEFAULT_K_VALUES, evaluate
-    from gtr_eval.loader import load_beir_folder
-    from gtr_eval.retrievers import BM25Retriever
+    from gtr_eval.retrieval.bm25 import BM25Retriever
 
     data = load_beir_folder(Path(args.dataset))
     bm25 = BM25Retriever(progress=False)

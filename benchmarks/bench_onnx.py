@@ -26,8 +26,8 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def throughput(model: str, dataset: Path, n_docs: int, groups: int, threads: int) -> dict:
-    from gtr_eval.loader import load_beir_folder
-    from gtr_eval.retrievers import DenseConfig, DenseRetriever
+    from gtr_eval.data.loader import load_beir_folder
+    from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
 
     corpus = load_beir_folder(dataset).corpus
     sample = sorted(random.Random(0).sample(range(len(corpus)), min(n_docs, len(corpus))))
@@ -49,9 +49,9 @@ def throughput(model: str, dataset: Path, n_docs: int, groups: int, threads: int
 
 
 def quality(model: str, dataset: Path, cache: Path) -> dict:
+    from gtr_eval.data.loader import load_beir_folder
     from gtr_eval.evaluation import evaluate
-    from gtr_eval.loader import load_beir_folder
-    from gtr_eval.retrievers import DenseConfig, DenseRetriever
+    from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
 
     data = load_beir_folder(dataset)
     out = {}

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from gtr_eval.loader import load_beir_folder
-    from gtr_eval.retrievers import DenseConfig, DenseRetriever
+    from gtr_eval.data.loader import load_beir_folder
+    from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
 
     torch.set_num_threads(cores)
     corpus = load_beir_folder(Path(args.dataset)).corpus

@@ -7,7 +7,7 @@ stay under 1.5 x the matrix bytes + 1 GiB.
 
 Kernel choice: on a slice (200,000 rows, 2,000 queries, top-1000) `exact_search` runs with its torch
 kernel (matmul + topk) and its faiss kernel (`faiss.knn` per block), alternating; the faster one is
-the default in `gtr_eval/search.py`.
+the default in `gtr_eval/retrieval/search.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SHARD = 2048
 
 
 def write_corpus(folder: Path, n: int, dim: int) -> list[Path]:
-    from gtr_eval.cache import encode_sharded
+    from gtr_eval.retrieval.cache import encode_sharded
 
     def encode(texts: list[str]) -> np.ndarray:  # "texts" are row numbers: deterministic vectors
         rng = np.random.default_rng(int(texts[0]))
@@ -56,7 +56,7 @@ def _chunks(folder: Path):
 def child(side: str, folder: str, queries: str, k: int) -> None:
     import faiss
 
-    from gtr_eval.search import exact_search
+    from gtr_eval.retrieval.search import exact_search
 
     q = np.load(queries, allow_pickle=False)
     t0 = time.perf_counter()
@@ -73,7 +73,7 @@ def child(side: str, folder: str, queries: str, k: int) -> None:
 
 
 def kernels(folder: Path, rows: int, n_q: int, k: int, rounds: int) -> dict:
-    from gtr_eval.search import exact_search
+    from gtr_eval.retrieval.search import exact_search
 
     q = np.random.default_rng(1).standard_normal((n_q, 384), dtype=np.float32)
 

@@ -30,8 +30,9 @@ def run(
     """`gtr-eval run`. `cache_dir=None` disables the cache; other keyword arguments are
     `RetrieverOptions` fields (device, dtype, batch_size, backend, query_prompt, doc_prompt,
     max_length, trust_remote_code, bm25=BM25Config(...))."""
-    from .cache import default_cache_dir
-    from .retrievers import RetrieverOptions
+    from .data.units import DataOptions
+    from .paths import default_cache_dir
+    from .retrieval.factory import RetrieverOptions
     from .runner import RunConfig
     from .runner import run as _run
 
@@ -40,12 +41,10 @@ def run(
     cfg = RunConfig(
         list(models),
         list(datasets),
-        data_dir=Path(data_dir),
+        data=DataOptions(Path(data_dir), split=split, download=download),
         results_dir=Path(results_dir),
         top_k=top_k,
         overwrite=overwrite,
-        download=download,
-        split=split,
         options=opts,
     )
     return _run(cfg, echo=echo)
@@ -60,7 +59,7 @@ def table(
     diff_against: str | None = None,
 ) -> str:
     """`gtr-eval table`: the rendered leaderboard."""
-    from .tables import RefSpec, leaderboard, render
+    from .report.tables import RefSpec, leaderboard, render
 
     board = leaderboard(
         load_results(results_dir),
@@ -74,7 +73,7 @@ def table(
 
 def paper_check(results_dir: Path | str = "results", golden: Path | str | None = None):
     """`gtr-eval paper --check`: one row per expectation (status OK / OKISH / FAIL)."""
-    from .paper import check_golden, load_golden
+    from .report.paper import check_golden, load_golden
 
     return check_golden(load_results(results_dir), load_golden(golden or Path(results_dir) / "golden.yaml"))
 

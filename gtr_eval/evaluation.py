@@ -15,9 +15,11 @@ Conventions (each has a test in tests/test_evaluation.py):
 (d) `average_subsets` is a plain mean of per-subset metrics; BEIR's CQADupStack figure is the mean
     of its 12 subforums, not a pooled mean over their queries.
 
-Ties: the pytrec_eval measures follow trec_eval (score descending, then document id descending);
-`mrr@10` follows BEIR's `custom_metrics.mrr` (a stable sort by score, so tied documents keep the
-order they have in the run).  Real retrievers rarely tie; the tests avoid ties.
+Ties: every measure ranks tied scores as trec_eval does (score descending, then document id
+descending): the pytrec_eval measures natively, `mrr@10` through `ranked`, and the TREC run files
+are written in that order.  BEIR's `custom_metrics.mrr` instead keeps the run's insertion order
+among ties, which depends on the search kernel (NFCorpus has exact duplicate documents, which tie);
+ours does not, so MRR@10 is deterministic and agrees with `recip_rank` within the top 10.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytrec_eval
 
+from .data.loader import QRELS_HEADER, DataError, read_qrels
 from .io import atomic_write_gzip_text, atomic_write_text
-from .loader import QRELS_HEADER, DataError, read_qrels
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]

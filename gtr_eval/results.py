@@ -20,9 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .data.loader import DataError
 from .evaluation import Evaluation, Run, write_trec_run
 from .io import atomic_write_json
-from .loader import DataError
 
 RUN_SUFFIX = ".run.trec.gz"
 _REQUIRED_KEYS = ("system", "dataset", "split", "metrics")

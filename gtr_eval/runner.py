@@ -17,73 +17,27 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from . import datasets as registry
+from .data.loader import BeirData
+from .data.units import DataOptions, DatasetUnit
 from .evaluation import evaluate
-from .loader import BeirData, load_beir_folder
 from .results import RUN_SUFFIX, StoredResult, is_done, load_result, result_path, save_result
-from .retrievers import Retriever, RetrieverOptions, make_retriever
+from .retrieval.base import Retriever
+from .retrieval.factory import RetrieverOptions, make_retriever
 
 log = logging.getLogger(__name__)
-
-BUNDLED = Path(__file__).parent / "data"
-
-
-@dataclass
-class DatasetUnit:
-    """One folder scored on its own (a cqadupstack subforum is one unit)."""
-
-    name: str
-    path: Path
-    split: str
-    ignore_identical_ids: bool = True
-    loader: Callable[[DatasetUnit], BeirData] | None = None
-
-    def load(self) -> BeirData:
-        if self.loader is not None:
-            return self.loader(self)
-        return load_beir_folder(self.path, split=self.split, name=self.name)
-
 
 @dataclass
 class RunConfig:
     models: list[str]
     datasets: list[str]
-    data_dir: Path = Path("data")
+    data: DataOptions = field(default_factory=DataOptions)
     results_dir: Path = Path("results")
     top_k: int = 1000
     overwrite: bool = False
-    download: bool = True
-    base_url: str | None = None
-    split: str | None = None
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
 
-
-def resolve_dataset(spec: str, cfg: RunConfig) -> list[DatasetUnit]:
-    """A registry name (downloaded under `data_dir` if missing), `demo`, or a BEIR folder path."""
-    path = Path(spec).expanduser()
-    if (path / "corpus.jsonl").is_file():
-        name = path.resolve().name
-        known = registry.get(name) if name in registry.names() else None  # e.g. ~/beir/msmarco: dev
-        split = cfg.split or (known.split if known else "test")
-        return [DatasetUnit(name, path, split, known.remove_identical_ids if known else True)]
-    if spec in ("peerqa", "peerqa-sentences"):
-        from .peerqa import peerqa_units
-
-        return peerqa_units(cfg.data_dir, spec)
-    info = registry.get(spec)
-    if info.bundled:
-        return [DatasetUnit(info.name, BUNDLED / info.name, cfg.split or info.split)]
-    units = registry.evaluation_units(spec, Path(cfg.data_dir))
-    if any(not (p / "corpus.jsonl").is_file() for _, p in units):
-        if not cfg.download:
-            raise FileNotFoundError(
-                f"{spec}: not found under {cfg.data_dir} (run `gtr-eval download {spec}`)"
-            )
-        from .download import download
-
-        download(spec, Path(cfg.data_dir), base_url=cfg.base_url)
-    split = cfg.split or info.split
-    return [DatasetUnit(n, p, split, info.remove_identical_ids) for n, p in units]
+    def units(self) -> list[DatasetUnit]:
+        return [u for spec in self.datasets for u in self.data.units(spec)]
 
 
 def _pair_lock(cfg: RunConfig, system: str, dataset: str) -> FileLock:
@@ -94,7 +48,7 @@ def _pair_lock(cfg: RunConfig, system: str, dataset: str) -> FileLock:
 
 def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResult]:
     """Evaluate every model on every dataset; returns the stored results of all requested pairs."""
-    units = [u for spec in cfg.datasets for u in resolve_dataset(spec, cfg)]
+    units = cfg.units()
     retrievers: dict[str, Retriever] = {}
     results: list[StoredResult] = []
     deferred: list[tuple[DatasetUnit, str]] = []
@@ -132,8 +86,7 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
                 echo(f"[skip] {retriever.name} on {unit.name}: finished by another process")
                 results.append(load_result(cfg.results_dir, retriever.name, unit.name))
     for r in retrievers.values():
-        if hasattr(r, "close"):
-            r.close()
+        r.close()
     return results
 
 
@@ -169,7 +122,7 @@ def _evaluate_pair(
     retriever.timings.clear()
     t0 = time.perf_counter()
     if (groups := getattr(data, "groups", None)) is not None:  # PeerQA: each query searches its paper
-        from .peerqa import scoped_search
+        from .retrieval.scoped import scoped_search
 
         run = scoped_search(retriever, data.corpus, data.queries, groups, cfg.top_k)
     else:

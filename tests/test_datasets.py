@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gtr_eval import datasets
 from gtr_eval.cli import cli
+from gtr_eval.data import registry as datasets
 
 PUBLIC = [
     "msmarco",

@@ -12,11 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from gtr_eval.cli import cli
+from gtr_eval.data.loader import load_beir_folder
+from gtr_eval.data.units import DatasetUnit
 from gtr_eval.distributed import encode_job, parse_shard, ray_encode
 from gtr_eval.evaluation import read_trec_run
-from gtr_eval.loader import load_beir_folder
-from gtr_eval.retrievers import DenseConfig, DenseRetriever, RetrieverOptions
-from gtr_eval.runner import BUNDLED, DatasetUnit, RunConfig, run
+from gtr_eval.paths import BUNDLED
+from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
+from gtr_eval.retrieval.factory import RetrieverOptions
+from gtr_eval.runner import RunConfig, run
 
 DEMO = BUNDLED / "demo"
 

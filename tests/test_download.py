@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gtr_eval import datasets
-from gtr_eval import download as dl
 from gtr_eval.cli import cli
-from gtr_eval.datasets import DatasetInfo
-from gtr_eval.download import MARKER, DownloadError, download
+from gtr_eval.data import download as dl
+from gtr_eval.data import registry as datasets
+from gtr_eval.data.download import MARKER, DownloadError, download
+from gtr_eval.data.registry import DatasetInfo
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NFCORPUS_ZIP = SHARED / "data" / "beir-zips" / "nfcorpus.zip"

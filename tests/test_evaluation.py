@@ -13,6 +13,7 @@ from beir.retrieval.evaluation import EvaluateRetrieval
 from click.testing import CliRunner
 
 from gtr_eval.cli import cli
+from gtr_eval.data.loader import DataError
 from gtr_eval.evaluation import (
     average_subsets,
     evaluate,
@@ -22,7 +23,6 @@ from gtr_eval.evaluation import (
     read_trec_run,
     write_trec_run,
 )
-from gtr_eval.loader import DataError
 
 K_VALUES = [1, 3, 5, 10, 100, 1000]
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gtr_eval.loader import DataError, load_beir_folder
+from gtr_eval.data.loader import DataError, load_beir_folder
 
 SHARED_BEIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "beir"
 

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from gtr_eval.encoders import EncoderSpec  # noqa: E402
-from gtr_eval.loader import load_beir_folder  # noqa: E402
-from gtr_eval.retrievers import DenseConfig, DenseRetriever  # noqa: E402
-from gtr_eval.runner import BUNDLED  # noqa: E402
+from gtr_eval.data.loader import load_beir_folder  # noqa: E402
+from gtr_eval.paths import BUNDLED  # noqa: E402
+from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever  # noqa: E402
+from gtr_eval.retrieval.encoders import EncoderSpec, load_encoder  # noqa: E402
 
 DEMO = BUNDLED / "demo"
 
@@ -26,9 +26,9 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_onnx_vectors_match_torch(tiny_gtr):
     texts = load_beir_folder(DEMO).corpus.texts() + ["", "a query about bread " * 40]
-    ref = EncoderSpec(str(tiny_gtr)).load().encode(texts, "query: ")
-    fp32 = EncoderSpec(str(tiny_gtr), backend="onnx", batch_size=5).load().encode(texts, "query: ")
-    int8 = EncoderSpec(str(tiny_gtr), backend="onnx-int8").load().encode(texts, "query: ")
+    ref = load_encoder(EncoderSpec(str(tiny_gtr))).encode(texts, "query: ")
+    fp32 = load_encoder(EncoderSpec(str(tiny_gtr), backend="onnx", batch_size=5)).encode(texts, "query: ")
+    int8 = load_encoder(EncoderSpec(str(tiny_gtr), backend="onnx-int8")).encode(texts, "query: ")
     assert fp32.shape == int8.shape == ref.shape == (len(texts), 16) and fp32.dtype == np.float32
     assert cosines(fp32, ref).min() > 0.9999
     np.testing.assert_allclose(fp32, ref, atol=1e-4)
@@ -40,7 +40,7 @@ def test_onnx_vectors_match_torch(tiny_gtr):
 
 def test_export_is_cached_and_vectors_have_their_own_cache_key(tiny_gtr, tmp_path):
     data = load_beir_folder(DEMO)
-    from gtr_eval.onnx_backend import model_folder
+    from gtr_eval.retrieval.onnx_backend import model_folder
 
     a = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="onnx-int8"), cache_dir=tmp_path, progress=False

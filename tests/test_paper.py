@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from gtr_eval.cli import cli
-from gtr_eval.datasets import CQADUPSTACK_SUBSETS
-from gtr_eval.paper import NOT_RUN, Expectation, check_golden, load_golden, paper_table, reproduce_plan
+from gtr_eval.data.registry import CQADUPSTACK_SUBSETS
+from gtr_eval.report.paper import NOT_RUN, Expectation, check_golden, load_golden, paper_table, reproduce_plan
 from gtr_eval.results import StoredResult
 
 RESULTS = ROOT / "results"

@@ -17,13 +17,16 @@ import pytest
 from click.testing import CliRunner
 
 from gtr_eval.cli import cli
+from gtr_eval.data.loader import Corpus, DataError
+from gtr_eval.data.peerqa import Groups, load_peerqa
+from gtr_eval.data.units import peerqa_units, resolve_dataset
 from gtr_eval.evaluation import evaluate, read_trec_run
-from gtr_eval.loader import Corpus, DataError
-from gtr_eval.peerqa import Groups, load_peerqa, peerqa_units, scoped_search
-from gtr_eval.retrievers import BM25Retriever, Retriever, RetrieverOptions, make_retriever
-from gtr_eval.runner import RunConfig, resolve_dataset
+from gtr_eval.retrieval.base import Retriever
+from gtr_eval.retrieval.bm25 import BM25Retriever
+from gtr_eval.retrieval.factory import RetrieverOptions, make_retriever
+from gtr_eval.retrieval.scoped import scoped_search
 
-FIXTURE = Path(__file__).resolve().parents[1] / "gtr_eval" / "data" / "peerqa_fixture"
+FIXTURE = Path(__file__).resolve().parents[1] / "gtr_eval" / "data" / "bundled" / "peerqa_fixture"
 A = "openreview/ICLR-2022-conf/Fx7aB2kQ9z"
 B = "egu/ESurf/esurf-9-1-2021"
 
@@ -76,7 +79,7 @@ def test_sentence_corpus_qrels_and_template():
 
 def test_units_and_missing_files(tmp_path, data_dir):
     (unit,) = resolve_dataset(
-        "peerqa-sentences", RunConfig(["bm25"], ["peerqa-sentences"], data_dir=data_dir)
+        "peerqa-sentences", data_dir
     )
     assert unit.name == "peerqa-sentences" and not unit.ignore_identical_ids
     assert unit.load().granularity == "sentences"

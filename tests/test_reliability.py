@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gtr_eval.cache import encode_sharded
 from gtr_eval.cli import cli
+from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import read_trec_run
-from gtr_eval.loader import load_beir_folder
 from gtr_eval.results import RUN_SUFFIX, is_done, load_result, load_results
+from gtr_eval.retrieval.cache import encode_sharded
 
 GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 PACKAGE = Path(__file__).resolve().parents[1] / "gtr_eval"
@@ -190,7 +190,7 @@ def test_kill_9_during_corpus_encoding_resumes_from_the_last_complete_shard(env,
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    import gtr_eval.cli, gtr_eval.io, gtr_eval.retrievers
+    import gtr_eval.cli, gtr_eval.io, gtr_eval.retrieval.dense
 
     point, target, *argv = sys.argv[1:]
 
@@ -198,7 +198,7 @@ KILLER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     if point == "search":
-        gtr_eval.retrievers.exact_search = die
+        gtr_eval.retrieval.dense.exact_search = die
     else:  # kill at the rename of `target` (its temp file is complete, fsynced, not yet renamed)
         real_replace = gtr_eval.io.os.replace
 

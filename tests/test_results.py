@@ -7,8 +7,8 @@ import json
 import pytest
 
 import gtr_eval.results as results_mod
+from gtr_eval.data.loader import DataError
 from gtr_eval.evaluation import evaluate, read_trec_run
-from gtr_eval.loader import DataError
 from gtr_eval.results import is_done, load_result, load_results, result_path, save_result
 
 QRELS = {"q1": {"d1": 1, "d2": 2}, "q2": {"d3": 1}}

@@ -11,11 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from gtr_eval.cache import encode_sharded
-from gtr_eval.loader import Corpus, load_beir_folder
-from gtr_eval.models import PRESETS, known_prompts, load_sentence_transformer, weights_fingerprint
-from gtr_eval.retrievers import BM25Retriever, DenseConfig, DenseRetriever
-from gtr_eval.runner import BUNDLED
+from gtr_eval.data.loader import Corpus, load_beir_folder
+from gtr_eval.paths import BUNDLED
+from gtr_eval.retrieval.bm25 import BM25Retriever
+from gtr_eval.retrieval.cache import encode_sharded
+from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
+from gtr_eval.retrieval.models import PRESETS, known_prompts, load_sentence_transformer, weights_fingerprint
 
 DEMO = BUNDLED / "demo"
 GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]

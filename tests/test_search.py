@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gtr_eval.cache import encode_sharded, shard_selector
-from gtr_eval.runner import BUNDLED
-from gtr_eval.search import array_chunks, exact_search
+from gtr_eval.paths import BUNDLED
+from gtr_eval.retrieval.cache import encode_sharded, shard_selector
+from gtr_eval.retrieval.search import array_chunks, exact_search
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"

@@ -13,9 +13,8 @@ from click.testing import CliRunner
 
 from gtr_eval.cli import cli
 from gtr_eval.evaluation import evaluate
-from gtr_eval.plots import plot_results
-from gtr_eval.results import StoredResult, save_result
-from gtr_eval.tables import (
+from gtr_eval.report.plots import plot_results
+from gtr_eval.report.tables import (
     AVERAGE,
     BETTER,
     CQADUPSTACK_SUBFORUMS,
@@ -27,6 +26,7 @@ from gtr_eval.tables import (
     paired_test,
     render,
 )
+from gtr_eval.results import StoredResult, save_result
 
 METRIC = "ndcg@10"
 

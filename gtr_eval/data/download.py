@@ -35,12 +35,13 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from . import datasets
+from ..paths import BUNDLED
+from . import registry
 
 MARKER = ".gtr-eval-download.json"
 BASE_URL_ENV = "GTR_EVAL_BASE_URL"
 RETRY_BACKOFF_S = 2.0  # seconds before the first retry; doubles each time (capped at 30 s)
-DEMO_DIR = Path(__file__).resolve().parent / "data" / "demo"
+DEMO_DIR = BUNDLED / "demo"
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -54,7 +55,7 @@ class _Retryable(DownloadError):
 
 
 def dataset_url(name: str, base_url: str | None = None) -> str:
-    base = base_url or os.environ.get(BASE_URL_ENV) or datasets.BEIR_BASE_URL
+    base = base_url or os.environ.get(BASE_URL_ENV) or registry.BEIR_BASE_URL
     return f"{base.rstrip('/')}/{name}.zip"
 
 
@@ -78,13 +79,13 @@ def download(
     `demo` returns the folder inside the package. Datasets BEIR cannot redistribute raise
     `DownloadError` saying how to obtain them, unless `data_dir/name` already holds a BEIR folder.
     """
-    info = datasets.get(name)  # validates the name: it becomes a path
+    info = registry.get(name)  # validates the name: it becomes a path
     if info.bundled:
         return DEMO_DIR
     data_dir = Path(data_dir).expanduser().resolve()
     target = data_dir / name
     if not info.public:
-        if all(p.joinpath("corpus.jsonl").is_file() for _, p in datasets.evaluation_units(name, data_dir)):
+        if all(p.joinpath("corpus.jsonl").is_file() for _, p in registry.evaluation_units(name, data_dir)):
             return target
         raise DownloadError(
             f"{name} is not publicly downloadable (BEIR may not redistribute it). {info.how_to_obtain}"
@@ -255,7 +256,7 @@ def _extract(archive: Path, name: str, data_dir: Path, marker: dict) -> Path:
                     ) from None
                 except FileExistsError:
                     raise DownloadError(f"archive {archive}: entry {m.filename!r} appears twice") from None
-        units = datasets.evaluation_units(name, data_dir)  # paths under data_dir/name, i.e. tmp
+        units = registry.evaluation_units(name, data_dir)  # paths under data_dir/name, i.e. tmp
         missing = [u for u, p in units if not (tmp / p.relative_to(target) / "corpus.jsonl").is_file()]
         if missing:
             raise DownloadError(

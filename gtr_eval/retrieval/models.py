@@ -157,7 +157,7 @@ def weights_fingerprint(path: Path) -> str:
                 h.update(block)
     digest = h.hexdigest()
     try:
-        from .io import atomic_write_text
+        from ..io import atomic_write_text
 
         atomic_write_text(memo, digest)
     except OSError:
@@ -166,7 +166,7 @@ def weights_fingerprint(path: Path) -> str:
 
 
 def _memo_dir() -> Path:
-    from .cache import default_cache_dir
+    from ..paths import default_cache_dir
 
     return default_cache_dir() / "fingerprints"
 

@@ -1,129 +1,22 @@
-"""Retrievers behind one narrow interface: index a corpus, then search queries for the top k.
-
-`BM25Retriever` is bm25s (Lucene BM25) with PyStemmer; `DenseRetriever` is any sentence-transformers
-model, GTR presets included, with an on-disk embedding cache and exact chunked search.
-"""
+"""Dense retrieval: any sentence-transformers model (GTR presets included), an on-disk embedding
+cache in shards, and exact chunked search by dot product or cosine."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 import warnings
-from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..data.loader import Corpus
+from .base import TEXT_FORMAT, Retriever, Run, to_run
 from .cache import ShardedEmbeddings, ShardSelector, encode_sharded
-from .encoders import ONNX_BACKENDS, EncoderSpec
-from .loader import Corpus
+from .encoders import ONNX_BACKENDS, EncoderSpec, default_device, load_encoder
 from .models import known_prompts, resolve_model, weights_fingerprint
 from .search import exact_search
-
-log = logging.getLogger(__name__)
-
-Run = dict[str, dict[str, float]]
-
-TEXT_FORMAT = "(title + ' ' + text).strip()"
-
-
-class Retriever(ABC):
-    """Index once, search many query sets. `manifest()` says everything that made the ranking."""
-
-    name: str
-    timings: dict[str, float]
-
-    @abstractmethod
-    def index(self, corpus: Corpus) -> None: ...
-
-    @abstractmethod
-    def search(self, queries: dict[str, str], top_k: int) -> Run: ...
-
-    @abstractmethod
-    def manifest(self) -> dict: ...
-
-    def settings(self) -> dict:
-        """The manifest entries that change the ranking; a stored result must match them to be reused."""
-        return {}
-
-
-def _to_run(qids: list[str], doc_ids: list[str], scores: np.ndarray, indices: np.ndarray) -> Run:
-    return {
-        q: {doc_ids[j]: float(s) for j, s in zip(indices[r].tolist(), scores[r].tolist(), strict=True)}
-        for r, q in enumerate(qids)
-    }
-
-
-# --------------------------------------------------------------------------------------------- BM25
-
-
-@dataclass
-class BM25Config:
-    """Defaults are the published bm25s BEIR setting (MTEB's `bm25s` baseline)."""
-
-    k1: float = 1.5
-    b: float = 0.75
-    method: str = "lucene"
-    stopwords: str | None = "en"
-    stemmer: str | None = "english"
-    delta: float = 0.5
-
-
-class BM25Retriever(Retriever):
-    def __init__(self, config: BM25Config | None = None, name: str = "bm25", progress: bool = True):
-        self.config = config or BM25Config()
-        self.name = name
-        self.progress = progress
-        self.timings: dict[str, float] = {}
-
-    def _tokenize(self, texts: list[str]):
-        import bm25s
-
-        stemmer = None
-        if self.config.stemmer:
-            import Stemmer
-
-            stemmer = Stemmer.Stemmer(self.config.stemmer)
-        return bm25s.tokenize(
-            texts, stopwords=self.config.stopwords, stemmer=stemmer, show_progress=self.progress
-        )
-
-    def index(self, corpus: Corpus) -> None:
-        import bm25s
-
-        t0 = time.perf_counter()
-        c = self.config
-        kwargs = {"delta": c.delta} if c.method in ("bm25l", "bm25+") else {}
-        self._model = bm25s.BM25(k1=c.k1, b=c.b, method=c.method, **kwargs)
-        self._model.index(self._tokenize(corpus.texts()), show_progress=self.progress)
-        self._doc_ids = corpus.ids
-        self.timings["index_s"] = time.perf_counter() - t0
-
-    def search(self, queries: dict[str, str], top_k: int) -> Run:
-        t0 = time.perf_counter()
-        qids = list(queries)
-        k = min(top_k, len(self._doc_ids))
-        indices, scores = self._model.retrieve(
-            self._tokenize([queries[q] for q in qids]), k=k, show_progress=self.progress
-        )
-        # bm25s pads with score 0 when fewer than k documents share a term: keep real hits only.
-        run = {
-            q: {self._doc_ids[j]: float(s) for j, s in zip(indices[r], scores[r], strict=True) if s > 0}
-            for r, q in enumerate(qids)
-        }
-        self.timings["search_s"] = time.perf_counter() - t0
-        return run
-
-    def manifest(self) -> dict:
-        return {"retriever": "bm25s", "bm25": asdict(self.config), "text_format": TEXT_FORMAT}
-
-    def settings(self) -> dict:
-        return {"bm25": asdict(self.config)}
-
-
-# -------------------------------------------------------------------------------------------- dense
 
 
 @dataclass
@@ -202,7 +95,7 @@ class DenseRetriever(Retriever):
     def encoder(self):
         if self._encoder_impl is None:
             t0 = time.perf_counter()
-            self._encoder_impl = self.spec().load()
+            self._encoder_impl = load_encoder(self.spec())
             self._max_length = self._encoder_impl.max_seq_length
             self.timings["load_model_s"] = time.perf_counter() - t0
         return self._encoder_impl
@@ -262,7 +155,7 @@ class DenseRetriever(Retriever):
         )
         devices = self.config.devices
         if devices and len(devices) > 1:
-            from .distributed import EncoderPool
+            from .pool import EncoderPool
 
             with EncoderPool(self, list(devices)) as pool:
                 self._emb = encode_sharded(**kw, encode_many=pool.encode_many(self.doc_prompt))
@@ -303,11 +196,9 @@ class DenseRetriever(Retriever):
         q_emb = self.encode_queries(queries)
         self.timings["encode_queries_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        from .distributed import default_device
-
         device = self.config.device or default_device()
         scores, rows = exact_search(q_emb, self._emb.chunks(), top_k, score=self.score, device=device)
-        run = _to_run(list(queries), self._doc_ids, scores, self._emb.order[rows])
+        run = to_run(list(queries), self._doc_ids, scores, self._emb.order[rows])
         self.timings["search_s"] = time.perf_counter() - t0
         return run
 
@@ -348,65 +239,3 @@ class DenseRetriever(Retriever):
         } | self._backend_key()
 
 
-# ------------------------------------------------------------------------------------------ factory
-
-@dataclass
-class RetrieverOptions:
-    """CLI-level options shared by all models of one `run`."""
-
-    cache_dir: Path | None = None
-    device: str | None = None
-    dtype: str = "fp32"
-    batch_size: int | None = None
-    backend: str = "torch"
-    query_prompt: str | None = None
-    doc_prompt: str | None = None
-    max_length: int | None = None
-    trust_remote_code: bool = False
-    bm25: BM25Config = field(default_factory=BM25Config)
-    progress: bool = True
-    shard_size: int = 2048
-    processes: int = 1  # corpus-encoding worker processes on `device` (cpu: threads split between them)
-    devices: tuple[str, ...] | None = (
-        None  # one worker per entry, e.g. ("cuda:0", "cuda:1"); wins over processes
-    )
-
-
-def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
-    """`bm25`, a GTR/other preset name, a hub id, or a local sentence-transformers folder."""
-    if spec == "bm25":
-        return BM25Retriever(opts.bm25, progress=opts.progress)
-    cfg = DenseConfig(
-        model=spec,
-        query_prompt=opts.query_prompt,
-        doc_prompt=opts.doc_prompt,
-        max_length=opts.max_length,
-        batch_size=opts.batch_size,
-        device=_single_device(opts) or opts.device,
-        dtype=opts.dtype,
-        backend=opts.backend,
-        trust_remote_code=opts.trust_remote_code,
-        shard_size=opts.shard_size,
-        devices=_worker_devices(opts),
-    )
-    return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
-
-
-def _single_device(opts: RetrieverOptions) -> str | None:
-    devices = opts.devices.split(",") if isinstance(opts.devices, str) else (opts.devices or ())
-    devices = [d.strip() for d in devices if d.strip()]
-    return devices[0] if len(devices) == 1 else None
-
-
-def _worker_devices(opts: RetrieverOptions) -> tuple[str, ...] | None:
-    if opts.devices:
-        devices = tuple(
-            d.strip() for d in (opts.devices.split(",") if isinstance(opts.devices, str) else opts.devices)
-        )
-        devices = tuple(d for d in devices if d)
-        return devices if len(devices) > 1 else None  # one device: encode in-process on it
-    if opts.processes > 1:
-        from .distributed import default_device
-
-        return (opts.device or default_device(),) * opts.processes
-    return None

@@ -24,11 +24,13 @@ import logging
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock
 
-from .encoders import EncoderSpec
+if TYPE_CHECKING:  # only a type here: `encoders` imports this module when asked for ONNX
+    from .encoders import EncoderSpec
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +208,7 @@ def _quantize(src: Path, out: Path) -> None:
 
 
 def model_folder(fingerprint: str) -> Path:
-    from .cache import default_cache_dir
+    from ..paths import default_cache_dir
 
     return default_cache_dir() / "onnx" / f"{fingerprint[:16]}-{RECIPE}"
 

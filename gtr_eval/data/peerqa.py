@@ -37,18 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .loader import BeirData, Corpus, DataError, _lines
-from .retrievers import Retriever, Run
-
-if TYPE_CHECKING:
-    from .runner import DatasetUnit
 
 GRANULARITIES = {"peerqa": "paragraphs", "peerqa-sentences": "sentences"}
 PAPERS_FILE = "papers.jsonl"
@@ -301,69 +296,3 @@ def check_files(folder: Path) -> None:
     missing = [f for f in (PAPERS_FILE, QA_FILE) if not (Path(folder) / f).is_file()]
     if missing:
         raise FileNotFoundError(f"PeerQA: {', '.join(missing)} not found in {folder}. {HOW_TO_OBTAIN}")
-
-
-def peerqa_units(data_dir: Path, spec: str = "peerqa") -> list[DatasetUnit]:
-    """The runner's unit for `peerqa` (paragraphs) or `peerqa-sentences`: DATA_DIR/peerqa/."""
-    from .runner import DatasetUnit
-
-    granularity = GRANULARITIES[spec]
-    folder = Path(data_dir).expanduser() / "peerqa"
-    check_files(folder)
-    return [
-        DatasetUnit(
-            spec,
-            folder,
-            "test",
-            ignore_identical_ids=False,
-            loader=lambda unit: load_peerqa(unit.path, granularity, name=unit.name),
-        )
-    ]
-
-
-# ------------------------------------------------------------------------------------- searching
-
-
-def scoped_search(
-    retriever: Retriever, corpus: Corpus, queries: dict[str, str], groups: Groups, top_k: int
-) -> Run:
-    """Per scope: index its documents once, search its queries only; one run for all queries.
-
-    Works with any `Retriever`; a dense one encodes each document exactly once (each document is in
-    one scope).  Timings and encode statistics are summed over scopes.
-    """
-    scoped = {q for qs in groups.queries.values() for q in qs}
-    if unscoped := [q for q in queries if q not in scoped]:
-        raise ValueError(f"{len(unscoped)} queries belong to no scope, e.g. {unscoped[0]!r}")
-    progress = getattr(retriever, "progress", False)
-    scopes = [s for s, qs in groups.queries.items() if any(q in queries for q in qs)]
-    if progress:
-        from tqdm.auto import tqdm
-
-        scopes = tqdm(scopes, desc=f"{retriever.name}: per-paper search", unit="paper")
-    timings: dict[str, float] = defaultdict(float)
-    stats: dict[str, int] = defaultdict(int)
-    run: Run = {}
-    t0 = time.perf_counter()
-    try:
-        if progress:
-            retriever.progress = False  # type: ignore[attr-defined]  # one bar, not two per paper
-        for scope in scopes:
-            sub = corpus.subset(groups.docs[scope])
-            retriever.timings.clear()
-            retriever.index(sub)
-            part = retriever.search({q: queries[q] for q in groups.queries[scope] if q in queries}, top_k)
-            allowed = set(sub.ids)
-            run.update({q: {d: s for d, s in hits.items() if d in allowed} for q, hits in part.items()})
-            for k, v in retriever.timings.items():
-                timings[k] += v
-            for k, v in (getattr(retriever, "stats", None) or {}).items():
-                stats[k] += v
-    finally:
-        if progress:
-            retriever.progress = True  # type: ignore[attr-defined]
-    retriever.timings.clear()
-    retriever.timings.update(timings, scoped_search_s=time.perf_counter() - t0)
-    if hasattr(retriever, "stats"):
-        retriever.stats = dict(stats)  # type: ignore[attr-defined]
-    return run

@@ -18,8 +18,8 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_write_bytes  # noqa: E402
-from .results import StoredResult  # noqa: E402
+from ..io import atomic_write_bytes  # noqa: E402
+from ..results import StoredResult  # noqa: E402
 from .tables import leaderboard  # noqa: E402
 
 

@@ -43,18 +43,27 @@ class EncoderSpec:
     threads: int | None = None  # intra-op threads; None: leave torch's / ONNX Runtime's default
     fingerprint: str = ""  # weights sha256: names the exported ONNX model in the user cache
 
-    def load(self) -> TextEncoder:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
-        if self.threads and (self.device or "cpu").startswith("cpu"):
-            import torch
 
-            torch.set_num_threads(self.threads)
-        if self.backend in ONNX_BACKENDS:
-            from .onnx_backend import OnnxEncoder
 
-            return OnnxEncoder(self)
-        return TorchEncoder(self)
+def load_encoder(spec: EncoderSpec) -> TextEncoder:
+    """Build the encoder `spec` describes, in this process (the main one, a worker or a Ray task)."""
+    if spec.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {spec.backend!r}")
+    if spec.threads and (spec.device or "cpu").startswith("cpu"):
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    if spec.backend in ONNX_BACKENDS:
+        from .onnx_backend import OnnxEncoder
+
+        return OnnxEncoder(spec)
+    return TorchEncoder(spec)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class TorchEncoder:

@@ -17,8 +17,8 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-from .results import StoredResult
-from .tables import CQADUPSTACK, CQADUPSTACK_SUBFORUMS, DATASET_ORDER, load_references
+from ..results import StoredResult
+from .tables import CQADUPSTACK, CQADUPSTACK_SUBFORUMS, DATASET_ORDER, load_references, subforum_mean
 
 PAPER_REF = "gtr-paper-table (second-hand copy, unconfirmed)"
 MTEB = "mteb-results"
@@ -61,17 +61,17 @@ NOTES = (
 def _our_scores(results: Sequence[StoredResult], metric: str) -> dict[tuple[str, str], float]:
     """(system, dataset) → value, with CQADupStack's subforums averaged when all 12 are present."""
     scores: dict[tuple[str, str], float] = {}
-    subs: dict[str, list[float]] = {}
+    subs: dict[str, dict[str, StoredResult]] = {}
     for r in results:
         if metric not in r.metrics:
             continue
         if r.dataset.startswith(CQADUPSTACK + "/"):
-            subs.setdefault(r.system, []).append(r.metrics[metric])
+            subs.setdefault(r.system, {})[r.dataset.split("/", 1)[1]] = r
         else:
             scores[(r.system, r.dataset)] = r.metrics[metric]
-    for system, values in subs.items():
-        if len(values) == len(CQADUPSTACK_SUBFORUMS):
-            scores[(system, CQADUPSTACK)] = sum(values) / len(values)
+    for system, by_forum in subs.items():
+        if set(by_forum) >= set(CQADUPSTACK_SUBFORUMS):
+            scores[(system, CQADUPSTACK)] = subforum_mean(by_forum, metric, CQADUPSTACK_SUBFORUMS)[0]
     return scores
 
 
@@ -261,7 +261,7 @@ class PlanRow:
 
 def reproduce_plan(data_dir: Path, models: Sequence[str] = GTR_MODELS) -> list[PlanRow]:
     """What `paper --reproduce` will fetch and roughly how long encoding takes, per public dataset."""
-    from . import datasets as registry
+    from ..data import registry
 
     rows = []
     for name in registry.names():
@@ -317,7 +317,7 @@ def regenerate_tables(results: Sequence[StoredResult], out_dir: Path, only_run: 
     CI regenerates these from a fresh run and fails if they differ from the committed files, so
     they hold nothing that changes between identical runs (no paths, times or versions).
     """
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
     from .tables import leaderboard, render
 
     out_dir = Path(out_dir)

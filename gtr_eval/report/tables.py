@@ -11,7 +11,7 @@ import csv
 import html
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +20,11 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
-from .datasets import CQADUPSTACK_SUBSETS
-from .results import StoredResult
+from ..data.registry import CQADUPSTACK_SUBSETS
+from ..paths import BUNDLED
+from ..results import StoredResult
 
-PACKAGE_REFERENCES = Path(__file__).parent / "data" / "published_scores.csv"
+PACKAGE_REFERENCES = BUNDLED / "published_scores.csv"
 CQADUPSTACK = "cqadupstack"
 CQADUPSTACK_SUBFORUMS = CQADUPSTACK_SUBSETS
 # BEIR paper order (MS MARCO first); other datasets follow alphabetically.
@@ -150,6 +151,24 @@ def _collect(results: Iterable[StoredResult], metric: str) -> tuple[dict[str, di
     return rows, notes
 
 
+def subforum_mean(
+    subs: Mapping[str, StoredResult], metric: str, subforums: Sequence[str]
+) -> tuple[float, dict[str, float] | None]:
+    """BEIR's CQADupStack figure: the plain mean of the subforums' scores, not a mean pooled over
+    their queries (tables and the paper layout both use this one definition).  Also returns the
+    per-query scores of all subforums (ids prefixed by subforum) for significance tests, or None
+    when a subforum lacks them."""
+    values = [float(subs[f].metrics[metric]) for f in subforums]
+    pooled: dict[str, float] | None = {}
+    for f in subforums:
+        pq = subs[f].per_query.get(metric)
+        if pq is None or pooled is None:
+            pooled = None
+            continue
+        pooled.update({f"{f}/{q}": v for q, v in pq.items()})
+    return (float(np.mean(values)) if values else math.nan), pooled
+
+
 def _collapse_cqadupstack(
     by_system: dict[str, dict[str, StoredResult]], metric: str
 ) -> tuple[str, dict[str, _Cell], str]:
@@ -158,17 +177,7 @@ def _collapse_cqadupstack(
     common = sorted(set.intersection(*with_metric.values()))
     complete = set(common) >= set(CQADUPSTACK_SUBFORUMS)
     label = CQADUPSTACK if complete else f"{CQADUPSTACK} ({len(common)}/{len(CQADUPSTACK_SUBFORUMS)})"
-    cells = {}
-    for system, subs in by_system.items():
-        values = [float(subs[f].metrics[metric]) for f in common]
-        pooled: dict[str, float] | None = {}
-        for f in common:
-            pq = subs[f].per_query.get(metric)
-            if pq is None or pooled is None:
-                pooled = None
-                continue
-            pooled.update({f"{f}/{q}": v for q, v in pq.items()})
-        cells[system] = _Cell(float(np.mean(values)) if values else math.nan, pooled)
+    cells = {system: _Cell(*subforum_mean(subs, metric, common)) for system, subs in by_system.items()}
     if complete:
         note = f"{CQADUPSTACK}: mean of its {len(CQADUPSTACK_SUBFORUMS)} subforums (BEIR's convention)."
     else:

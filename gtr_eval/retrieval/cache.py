@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,20 +29,11 @@ import numpy as np
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from .io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 Encoder = Callable[[list[str]], np.ndarray]
-
-
-def default_cache_dir() -> Path:
-    """`$GTR_EVAL_CACHE_DIR`, else the user cache directory (honours `XDG_CACHE_HOME`)."""
-    if env := os.environ.get("GTR_EVAL_CACHE_DIR"):
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("gtr-eval"))
 
 
 def cache_key(parts: dict) -> str:

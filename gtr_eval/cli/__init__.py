@@ -1,0 +1,29 @@
+"""The `gtr-eval` command. Each subcommand is a thin shell over a function of the Python API."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from .data import datasets_cmd, download_cmd
+from .results import evaluate_cmd, paper_cmd, plot_cmd, table_cmd
+from .run import encode_cmd, run_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gtr-eval")
+def cli() -> None:
+    """Zero-shot BEIR evaluation of dense (GTR, sentence-transformers) and BM25 retrievers."""
+
+
+for command in (datasets_cmd, download_cmd, run_cmd, encode_cmd, evaluate_cmd, table_cmd, plot_cmd, paper_cmd):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)

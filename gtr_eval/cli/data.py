@@ -1,0 +1,45 @@
+"""`gtr-eval datasets` (the registry) and `gtr-eval download` (fetch, verify, unpack)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .options import base_url_option, data_dir_option
+
+
+@click.command("datasets")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as a JSON list.")
+def datasets_cmd(as_json: bool) -> None:
+    """List the datasets gtr-eval knows (BEIR's 18 and the bundled demo)."""
+    from ..data.registry import datasets_json, datasets_table
+
+    click.echo(datasets_json() if as_json else datasets_table())
+
+
+@click.command("download")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@data_dir_option
+@base_url_option
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds without data before giving up.")
+@click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def download_cmd(names: tuple[str, ...], data_dir: Path, base_url: str | None, timeout: float, retries: int,
+                 progress: bool) -> None:
+    """Download, md5-verify and unpack BEIR datasets into DATA_DIR/NAME; prints each folder."""
+    from ..data.download import download
+
+    failed = 0
+    for name in names:
+        try:
+            path = download(name, Path(data_dir), base_url=base_url, progress=progress, timeout=timeout,
+                            retries=retries)
+        except (RuntimeError, KeyError, ValueError, OSError) as e:
+            click.echo(f"Error: {name}: {e}", err=True)
+            failed += 1
+        else:
+            click.echo(str(path))
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,131 @@
+"""Options shared by several commands, declared once.
+
+Single options (`data_dir_option`, `results_dir_option`) are plain click decorators.  Groups of
+options that always travel together are collected into one object before the command sees them
+(`option_group`): `run` receives a `RetrieverOptions`, not fourteen loose parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..paths import CACHE_DIR_ENV, DATA_DIR_ENV, RESULTS_DIR_ENV
+
+FolderPath = click.Path(file_okay=False, path_type=Path)
+
+data_dir_option = click.option(
+    "--data-dir", type=FolderPath, envvar=DATA_DIR_ENV, default="./data",
+    show_default=f"${DATA_DIR_ENV} or ./data", help="Where datasets are (and are downloaded to).",
+)
+results_dir_option = click.option(
+    "--results-dir", type=FolderPath, envvar=RESULTS_DIR_ENV, default="./results",
+    show_default=f"${RESULTS_DIR_ENV} or ./results", help="The results store.",
+)
+models_option = click.option(
+    "-m", "--model", "models", multiple=True, required=True,
+    help="bm25, a preset (gtr-t5-base/large/xl/xxl, all-MiniLM-L6-v2), a hub id or a local folder. Repeatable.",
+)
+datasets_option = click.option(
+    "-d", "--dataset", "datasets", multiple=True, required=True,
+    help="A registry name (see `gtr-eval datasets`), demo, peerqa, or a BEIR folder. Repeatable.",
+)
+split_option = click.option(
+    "--split", default=None, help="Evaluation split  [default: the dataset's, e.g. test; dev for msmarco]"
+)
+no_download_option = click.option("--no-download", is_flag=True, help="Fail instead of downloading a missing dataset.")
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+def option_group(dest: str, build: Callable[..., Any], *options: Callable) -> Callable:
+    """A decorator adding `options` to a command and handing it `build(**their values)` as `dest`."""
+
+    def probe() -> None: ...
+
+    for option in options:
+        option(probe)
+    names = [p.name for p in probe.__click_params__]  # type: ignore[attr-defined]
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            kwargs[dest] = build(**{n: kwargs.pop(n) for n in names})
+            return command(*args, **kwargs)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def _cache_dir(cache_dir: Path | None, no_cache: bool) -> Path | None:
+    from ..paths import default_cache_dir
+
+    return None if no_cache else (cache_dir or default_cache_dir())
+
+
+CACHE_OPTIONS = (
+    click.option("--cache-dir", type=FolderPath, default=None,
+                 help=f"Embedding cache  [default: ${CACHE_DIR_ENV}, else the user cache dir (XDG_CACHE_HOME)]"),
+    click.option("--no-cache", is_flag=True, help="Encode into a temporary folder, removed afterwards."),
+)
+
+# Options that decide how a dense model encodes: `run` and `encode` share them (they are part of the
+# cache key, so an `encode` job and the later `run` must agree).
+ENCODER_OPTIONS = (
+    click.option("--device", default=None, help="cpu, cuda, cuda:1, mps …  [default: cuda if available]"),
+    click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
+    click.option("--batch-size", type=click.IntRange(1), default=None, help="[default: the preset's, else 64]"),
+    click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8", "openvino"]), default="torch",
+                 show_default=True, help="onnx: ONNX Runtime fp32; onnx-int8: dynamic int8 (CPU; own cache key)."),
+    click.option("--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]"),
+    click.option("--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]"),
+    click.option("--max-length", type=click.IntRange(1), default=None, help="Max tokens  [default: preset's or model's]"),
+    click.option("--trust-remote-code", is_flag=True, help="Allow a model folder to run its own Python code."),
+    click.option("--shard-size", type=click.IntRange(1), default=2048, show_default=True,
+                 help="Documents per embedding-cache shard (the unit an interrupted encode resumes from)."),
+    click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
+                 help="Encode the corpus in N worker processes on --device (CPU threads are split between them)."),
+    click.option("--devices", default=None, help="One corpus-encoding worker per device, e.g. cuda:0,cuda:1."),
+)
+BM25_OPTIONS = (
+    click.option("--bm25-k1", type=float, default=1.5, show_default=True),
+    click.option("--bm25-b", type=float, default=0.75, show_default=True),
+    click.option("--bm25-method", type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+                 default="lucene", show_default=True),
+)
+
+
+def _retriever_options(cache_dir: Path | None, no_cache: bool, quiet: bool, bm25_k1: float = 1.5,
+                       bm25_b: float = 0.75, bm25_method: str = "lucene", **encoder) -> Any:
+    from ..retrieval.bm25 import BM25Config
+    from ..retrieval.factory import RetrieverOptions
+
+    bm25 = BM25Config(k1=bm25_k1, b=bm25_b, method=bm25_method)
+    return RetrieverOptions(cache_dir=_cache_dir(cache_dir, no_cache), progress=not quiet, bm25=bm25, **encoder)
+
+
+def retriever_options(bm25: bool = True) -> Callable:
+    """Every option that shapes a retriever, handed to the command as one `RetrieverOptions` (`options`)."""
+    return option_group(
+        "options", _retriever_options, *CACHE_OPTIONS, quiet_option, *ENCODER_OPTIONS, *(BM25_OPTIONS if bm25 else ())
+    )
+
+
+def _data_options(data_dir: Path, split: str | None, no_download: bool, base_url: str | None) -> Any:
+    from ..data.units import DataOptions
+
+    return DataOptions(data_dir=data_dir, split=split, download=not no_download, base_url=base_url)
+
+
+base_url_option = click.option(
+    "--base-url", default=None, help="Dataset mirror serving NAME.zip (default: $GTR_EVAL_BASE_URL, else BEIR's)."
+)
+
+data_options = option_group("data", _data_options, data_dir_option, split_option, no_download_option, base_url_option)
+"""Where datasets come from, handed to the command as one `DataOptions` (`data`)."""

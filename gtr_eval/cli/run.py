@@ -1,0 +1,96 @@
+"""`gtr-eval run` (evaluate models on datasets) and `gtr-eval encode` (fill the embedding cache)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import data_options, datasets_option, models_option, results_dir_option, retriever_options
+
+
+def _echo(text: str) -> None:
+    click.echo(text, err=True)
+
+
+@click.command("run")
+@models_option
+@datasets_option
+@data_options
+@results_dir_option
+@retriever_options(bm25=True)
+@click.option("--top-k", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Re-run pairs that already have results.")
+@click.option("--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`).")
+@click.option("--ray-address", default=None, help="Ray cluster address  [default: a local Ray]")
+def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, overwrite: bool, use_ray: bool,
+            ray_address: str | None) -> None:
+    """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
+
+    Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
+    its last complete cache shard.
+
+    \b
+    Examples:
+      gtr-eval run -m bm25 -m gtr-t5-base -d scifact -d nfcorpus
+      gtr-eval run -m ./my-model --query-prompt "query: " -d ~/beir/fiqa
+    """
+    from ..runner import RunConfig, run, summary_table
+
+    cfg = RunConfig(list(models), list(datasets), data=data, results_dir=results_dir, top_k=top_k,
+                    overwrite=overwrite, options=options)
+    try:
+        if use_ray:
+            from ..distributed import ray_encode_for_run
+
+            ray_encode_for_run(cfg, address=ray_address, echo=_echo)
+        results = run(cfg, echo=_echo)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(summary_table(results))
+
+
+@click.command("encode")
+@click.option("-m", "--model", "models", multiple=True, required=True, help="Dense model (as for `run`). Repeatable.")
+@datasets_option
+@data_options
+@retriever_options(bm25=False)
+@click.option("--shard", default=None, metavar="I/N", help="Encode only the cache shards whose number % N == I (job I of N).")
+@click.option("--ray", "use_ray", is_flag=True, help="Run the N shard jobs as Ray tasks, then merge.")
+@click.option("--ray-address", default=None, help="Ray cluster (e.g. auto, ray://head:10001)  [default: local]")
+@click.option("--ray-tasks", type=click.IntRange(1), default=None, help="N  [default: cluster CPUs / --ray-cpus]")
+@click.option("--ray-cpus", type=float, default=1.0, show_default=True, help="CPUs per Ray task (= its threads).")
+@click.option("--ray-gpus", type=float, default=0.0, show_default=True, help="GPUs per Ray task.")
+def encode_cmd(models, datasets, data, options, shard: str | None, use_ray: bool, ray_address: str | None,
+               ray_tasks: int | None, ray_cpus: float, ray_gpus: float) -> None:
+    """Encode corpora into the embedding cache, all of it or one shard job's part.
+
+    Use the same model options as the later `gtr-eval run` (they are part of the cache key); that run
+    then finds every shard and only encodes the queries and searches.
+
+    \b
+    Examples:
+      gtr-eval encode -m gtr-t5-base -d nq --shard $SLURM_ARRAY_TASK_ID/16 --cache-dir /shared/cache
+      gtr-eval encode -m gtr-t5-base -d nq --ray --ray-address auto --cache-dir /shared/cache
+    """
+    from ..distributed import dense_models, describe, encode_job, parse_shard, ray_encode
+
+    try:
+        index = parse_shard(shard) if shard else (0, 1)
+        if use_ray and shard:
+            raise ValueError("--shard and --ray do not mix: --ray runs all N jobs (set N with --ray-tasks)")
+        if options.cache_dir is None:
+            raise ValueError("encode fills the embedding cache: drop --no-cache")
+        units = [u for spec in datasets for u in data.units(spec)]
+        dense = dense_models(list(models))
+        if len(dense) < len(models):
+            _echo("note: bm25 has no embeddings; skipped")
+        if use_ray:
+            ray_encode(dense, units, options, address=ray_address, tasks=ray_tasks, cpus_per_task=ray_cpus,
+                       gpus_per_task=ray_gpus, echo=_echo)
+            return
+        for m in dense:
+            for u in units:
+                _echo(describe(encode_job(m, u, options, index)))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from e

@@ -1,0 +1,1 @@
+"""Reporting on stored results: leaderboard tables, the GTR paper's tables, plots."""

@@ -1,0 +1,49 @@
+"""The one interface every retriever implements: index a corpus, then search queries for the top k.
+
+Like BEIR's `BaseSearch`, it is deliberately narrow: the runner, PeerQA's scoped search and the
+distributed encoders need nothing else.  `manifest()` records what made a ranking and `settings()`
+the part of it that must match before a stored result is reused.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..data.loader import Corpus
+
+Run = dict[str, dict[str, float]]
+
+TEXT_FORMAT = "(title + ' ' + text).strip()"
+
+
+class Retriever(ABC):
+    """Index once, search many query sets. `manifest()` says everything that made the ranking."""
+
+    name: str
+    timings: dict[str, float]
+
+    @abstractmethod
+    def index(self, corpus: Corpus) -> None: ...
+
+    @abstractmethod
+    def search(self, queries: dict[str, str], top_k: int) -> Run: ...
+
+    @abstractmethod
+    def manifest(self) -> dict: ...
+
+    def settings(self) -> dict:
+        """The manifest entries that change the ranking; a stored result must match them to be reused."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most retrievers hold nothing to release
+        """Release files and models; the runner calls it once the retriever is no longer needed."""
+
+
+def to_run(qids: list[str], doc_ids, scores: np.ndarray, indices: np.ndarray) -> Run:
+    """Rows of (scores, corpus indices) as a run; `doc_ids` is any indexable sequence of ids."""
+    return {
+        q: {doc_ids[j]: float(s) for j, s in zip(indices[r].tolist(), scores[r].tolist(), strict=True)}
+        for r, q in enumerate(qids)
+    }

@@ -1,0 +1,135 @@
+"""The house: data flows one way (data → retrieval → evaluation → results → report → runner → cli).
+
+Imports are read from the source (module level and inside functions alike); imports under
+`if TYPE_CHECKING:` are left out, since they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gtr_eval"
+
+# Each layer may import only from layers listed before it (and from itself).
+LAYERS = [
+    ["gtr_eval", "gtr_eval.io", "gtr_eval.paths"],
+    ["gtr_eval.data"],
+    ["gtr_eval.retrieval"],
+    ["gtr_eval.evaluation"],
+    ["gtr_eval.results"],
+    ["gtr_eval.report"],
+    ["gtr_eval.runner"],
+    ["gtr_eval.distributed"],
+    ["gtr_eval.api", "gtr_eval.cli"],
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("gtr_eval"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if target.startswith("gtr_eval"):
+                for alias in node.names:  # `from . import registry` imports a module
+                    sub = f"{target}.{alias.name}"
+                    found.add(sub if sub in modules else target)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return {m for m in found if m in modules and m != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def dfs(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := dfs(nxt)):
+                return found
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := dfs(node)):
+            return found
+    return None
+
+
+def _layer(module: str) -> int:
+    best = None
+    for i, layer in enumerate(LAYERS):
+        for prefix in layer:
+            if (module == prefix or module.startswith(prefix + ".")) and (
+                best is None or len(prefix) > len(best[1])
+            ):
+                best = (i, prefix)
+    assert best is not None, f"{module} belongs to no layer; add it to LAYERS"
+    return best[0]
+
+
+def test_the_import_graph_is_read_from_the_source():
+    graph = _graph()
+    assert "gtr_eval.data.loader" in graph["gtr_eval.runner"] or "gtr_eval.data.units" in graph["gtr_eval.runner"]
+    assert "gtr_eval.retrieval.onnx_backend" in graph["gtr_eval.retrieval.encoders"]  # imported in a function
+
+
+def test_no_import_cycles():
+    assert _cycle(_graph()) is None, f"import cycle: {' -> '.join(_cycle(_graph()) or [])}"
+
+
+def test_imports_only_go_down_the_layers():
+    upward = [
+        f"{a} imports {b}"
+        for a, targets in _graph().items()
+        for b in targets
+        if _layer(b) > _layer(a) and b != "gtr_eval"
+    ]
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_the_checks_catch_a_cycle_and_an_upward_import():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+    assert _layer("gtr_eval.retrieval.dense") > _layer("gtr_eval.data.loader")
+    assert _layer("gtr_eval.cli.run") > _layer("gtr_eval.runner")
