@@ -75,7 +75,7 @@ def _our_scores(results: Sequence[StoredResult], metric: str) -> dict[tuple[str,
     return scores
 
 
-def _groups(results: Sequence[StoredResult]) -> list[Group]:
+def table_groups(results: Sequence[StoredResult]) -> list[Group]:
     """The paper's groups, then every other evaluated system (with MTEB's figure when MTEB has one)."""
     known = {g.system for g in PAPER_GROUPS}
     extra = sorted({r.system for r in results} - known)
@@ -103,7 +103,7 @@ def paper_table(
     rows = []
     for d in datasets:
         row: dict[str, str] = {"dataset": d}
-        for g in _groups(results):
+        for g in table_groups(results):
             mine = ours.get((g.system, d))
             row[f"{g.label} ours"] = NOT_RUN if mine is None else f"{mine:.4f}"
             first_ref = None
