@@ -114,6 +114,8 @@ def paper_table(
             diff = None if mine is None or first_ref is None else mine - first_ref
             row[f"{g.label} Δ"] = "" if diff is None else f"{diff:+.4f}"
         rows.append(row)
+    if not rows:  # e.g. only non-BEIR datasets are stored and only_run is set
+        return pd.DataFrame(index=pd.Index([], name="dataset"))
     table = pd.DataFrame(rows).set_index("dataset")
     # Drop reference/Δ columns that are empty for every shown row; keep `ours` so gaps stay visible.
     keep = [c for c in table.columns if c.endswith(" ours") or (table[c] != "").any()]

@@ -15,6 +15,7 @@ versions, hardware, timings).
 
 from __future__ import annotations
 
+import gzip
 import html
 import json
 import math
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..evaluation import metric_names, ranked, read_trec_run
+from ..evaluation import metric_names, ranked
 from ..io import atomic_write_text
 from ..results import StoredResult
 from . import paper
@@ -132,9 +133,10 @@ $body
 
 
 def _json_for_script(obj: Any) -> str:
-    """JSON that cannot close its <script> element (`</` and `<!--` escaped); NaN becomes null."""
+    """JSON that cannot close or comment out its <script> element (every `<` written as `\\u003c`,
+    which only occurs inside strings); NaN becomes null."""
     text = json.dumps(_clean(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.replace("<", "\\u003c")
 
 
 def _clean(obj: Any) -> Any:
@@ -326,6 +328,9 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
     column_system = {f"{g.label} ours": g.system for g in groups}
     for metric in paper.METRICS:
         table = paper.paper_table(ctx.results, metric, only_run=True, refs=ctx.reference_table)
+        if table.empty:
+            parts.append("<p class='hint'>None of the stored datasets is in the paper's table.</p>")
+            break
         parts.append(_paper_table_html(ctx, table, metric, column_system, statuses, [g.label for g in groups]))
     parts.append('<ul class="notes">' + "".join(f"<li>{_esc(n)}</li>" for n in paper.NOTES) + "</ul>")
     parts.append(golden_note)
@@ -473,6 +478,7 @@ def _dataset_page(ctx: _Context, dataset: str) -> str:
     pairs = {}
     for a, b in combinations(stored, 2):
         pairs[f"{a.system}\t{b.system}"] = {m: comparison.pair(a, b, m) for m in qmetrics}
+    comparison.finish()
     data = {
         "page": "dataset",
         "dataset": dataset,
@@ -529,13 +535,15 @@ def _round(value: float | None) -> float | None:
 
 class _Comparison:
     """Per-pair statistics and the queries where two systems disagree most, with the relevant
-    document the better system ranks highest and where each system ranks it."""
+    document the better system ranks highest and where each system ranks it.
+
+    `pair` ranks the queries from the stored per-query scores; `finish` then reads each run file
+    once, keeping only the lines of the queries listed, and fills in documents and ranks.
+    """
 
     def __init__(self, ctx: _Context, stored: list[StoredResult], files: DatasetFiles | None):
         self.ctx, self.stored, self.files = ctx, stored, files
-        self._runs: dict[str, dict[str, dict[str, float]]] = {}
-        self._ranks: dict[tuple[str, str], dict[str, int]] = {}
-        self._queries: set[str] = set()
+        self._pending: list[tuple[StoredResult, StoredResult, dict[str, Any]]] = []
         self._docs: set[str] = set()
 
     def pair(self, a: StoredResult, b: StoredResult, metric: str) -> dict[str, Any]:
@@ -545,8 +553,9 @@ class _Comparison:
         y = np.array([pb[q] for q in qids], dtype=float)
         diff = y - x
         order = sorted(range(len(qids)), key=lambda i: (-abs(diff[i]), qids[i]))
-        top = [self._row(a, b, qids[i], float(x[i]), float(y[i])) for i in order[: self.ctx.config.top_queries]
-               if diff[i] != 0]
+        top = [{"q": qids[i], "a": float(x[i]), "b": float(y[i])}
+               for i in order[: self.ctx.config.top_queries] if diff[i] != 0]
+        self._pending += [(a, b, row) for row in top]
         return {
             "n": len(qids),
             "meanA": float(x.mean()) if len(qids) else None,
@@ -558,41 +567,34 @@ class _Comparison:
             "top": top,
         }
 
-    def _row(self, a: StoredResult, b: StoredResult, qid: str, sa: float, sb: float) -> dict[str, Any]:
-        row: dict[str, Any] = {"q": qid, "a": sa, "b": sb}
-        if self.files is None:
-            return row
-        self._queries.add(qid)
-        relevant = {d: g for d, g in self.files.qrels.get(qid, {}).items() if g > 0}
+    def finish(self) -> None:
+        if self.files is None or not self._pending:
+            return
+        wanted: dict[str, set[str]] = {}
+        for a, b, row in self._pending:
+            for r in (a, b):
+                wanted.setdefault(r.system, set()).add(row["q"])
+        ranks = {r.system: _ranks(r, wanted[r.system]) for r in self.stored if r.system in wanted}
+        for a, b, row in self._pending:
+            self._fill(row, ranks[a.system].get(row["q"], {}), ranks[b.system].get(row["q"], {}))
+
+    def _fill(self, row: dict[str, Any], ranks_a: dict[str, int], ranks_b: dict[str, int]) -> None:
+        relevant = {d: g for d, g in self.files.qrels.get(row["q"], {}).items() if g > 0}
         if not relevant:
-            return row
-        winner = b if sb > sa else a
-        ranks_w = self._rank_of(winner, qid)
-        top_grade = max(relevant.values())
+            return
+        ranks_w = ranks_b if row["b"] > row["a"] else ranks_a
         doc = min(relevant, key=lambda d: (ranks_w.get(d, math.inf), -relevant[d], d))
-        if doc not in ranks_w:  # the winner found none: show a most relevant one
+        if doc not in ranks_w:  # the better system found none: show a most relevant one
+            top_grade = max(relevant.values())
             doc = min(d for d, g in relevant.items() if g == top_grade)
         self._docs.add(doc)
-        row.update(doc=doc, grade=relevant[doc], nrel=len(relevant),
-                   rankA=self._rank_of(a, qid).get(doc), rankB=self._rank_of(b, qid).get(doc))
-        return row
-
-    def _rank_of(self, r: StoredResult, qid: str) -> dict[str, int]:
-        """Rank of every document the system retrieved for `qid`, in the order it was scored in
-        (trec_eval's tie order; the query's own id dropped when the scoring dropped it)."""
-        key = (r.system, qid)
-        if key not in self._ranks:
-            if r.system not in self._runs:
-                self._runs[r.system] = read_trec_run(r.run_path)
-            drop = (r.manifest.get("dataset") or {}).get("ignore_identical_ids", True)
-            docs = {d: s for d, s in self._runs[r.system].get(qid, {}).items() if not (drop and d == qid)}
-            self._ranks[key] = {d: i for i, (d, _) in enumerate(ranked(docs), start=1)}
-        return self._ranks[key]
+        row.update(doc=doc, grade=relevant[doc], nrel=len(relevant), rankA=ranks_a.get(doc), rankB=ranks_b.get(doc))
 
     def query_texts(self) -> dict[str, str]:
         if self.files is None:
             return {}
-        return {q: self.files.queries[q] for q in sorted(self._queries) if q in self.files.queries}
+        listed = {row["q"] for _, _, row in self._pending}
+        return {q: self.files.queries[q] for q in sorted(listed) if q in self.files.queries}
 
     def documents(self) -> dict[str, dict[str, str]]:
         if self.files is None or self.files.folder is None or not self._docs:
@@ -602,3 +604,22 @@ class _Comparison:
             d: {"title": title, "text": text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")}
             for d, (title, text) in sorted(found.items())
         }
+
+
+def _ranks(result: StoredResult, qids: set[str]) -> dict[str, dict[str, int]]:
+    """Rank of every retrieved document for the queries `qids`, in one pass over the run file,
+    ordered as they were scored (trec_eval's tie order; the query's own id dropped when the scoring
+    dropped it)."""
+    docs: dict[str, dict[str, float]] = {q: {} for q in qids}
+    opener = gzip.open if result.run_path.name.endswith(".gz") else open
+    with opener(result.run_path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            qid, _, rest = line.partition(" ")
+            if qid in docs:
+                cols = rest.split()
+                docs[qid][cols[1]] = float(cols[3])
+    drop = (result.manifest.get("dataset") or {}).get("ignore_identical_ids", True)
+    return {
+        q: {d: i for i, (d, _) in enumerate(ranked({d: s for d, s in found.items() if not (drop and d == q)}), 1)}
+        for q, found in docs.items()
+    }
