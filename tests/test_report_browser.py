@@ -256,3 +256,24 @@ def test_the_checks_catch_an_outside_request_and_a_console_error(browser, tmp_pa
     with pytest.raises(AssertionError, match="requests outside file://: \\['https://example.invalid/pixel.png'\\]"):
         tab.close()
     assert tab.errors and "broken" in tab.errors
+
+
+def test_a_single_system_report_renders_without_errors(browser, tmp_path):
+    """One system: no baseline to test against and nothing to compare; the pages still render."""
+    from demo_results import make_demo_results
+
+    results_dir = make_demo_results(tmp_path / "results", systems={"alpha": 0.5})
+    index = build_site(load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir)
+    tab = Tab(browser, index.as_uri())
+    try:
+        assert tab.page.locator("#baseline option").all_inner_texts() == ["none"]
+        stored = load_results(results_dir)[0]
+        assert cell(tab.page, "demo", "alpha").inner_text() == f"{stored.metrics['ndcg@10']:.4f}"
+        assert "None of the stored datasets is in the paper's table" in tab.page.locator("#paper").inner_text()
+    finally:
+        tab.close()
+    tab = Tab(browser, (index.parent / "datasets" / "demo.html").as_uri())
+    try:
+        assert "Only one system is stored" in tab.page.locator("#compare").inner_text()
+    finally:
+        tab.close()

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from ..paths import DATA_DIR_ENV
 from .options import FolderPath, results_dir_option
 
 _text_dir_option = click.option(
-    "--data-dir", type=FolderPath, default=None,
-    help="Where to look for datasets' queries, qrels and documents when the path a run recorded is gone  "
-         "[default: only the recorded path]",
+    "--data-dir", type=FolderPath, envvar=DATA_DIR_ENV, default="./data",
+    show_default=f"${DATA_DIR_ENV} or ./data",
+    help="Where to look for datasets' queries, qrels and documents when the folder a run recorded is gone.",
 )
 
 
@@ -85,8 +86,8 @@ def export_cmd(results_dir: Path, fmt: str, output: Path, systems: tuple[str, ..
               help="The dataset it was run on, as our results name it (scifact, cqadupstack/android, ...).")
 @click.option("--qrels", "qrels_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="BEIR qrels tsv or TREC qrels  [default: DATA_DIR/DATASET/qrels/SPLIT.tsv]")
-@click.option("--data-dir", type=FolderPath, default=None, envvar="GTR_EVAL_DATA_DIR",
-              help="Where the dataset is, when --qrels is not given  [default: $GTR_EVAL_DATA_DIR or ./data]")
+@click.option("--data-dir", type=FolderPath, envvar=DATA_DIR_ENV, default="./data",
+              show_default=f"${DATA_DIR_ENV} or ./data", help="Where the dataset is, when --qrels is not given.")
 @click.option("--split", default=None, help="[default: the dataset's evaluation split, e.g. test; dev for msmarco]")
 @click.option("--no-ignore-identical-ids", is_flag=True,
               help="Keep retrieved documents whose id equals the query id (BEIR drops them by default).")
@@ -99,7 +100,7 @@ def import_cmd(results_dir: Path, run_file: Path, system: str, dataset: str, qre
 
     try:
         done = import_run(run_file, system, dataset, results_dir=results_dir, qrels=qrels_file,
-                          data_dir=data_dir or (None if qrels_file else Path("data")), split=split,
+                          data_dir=data_dir, split=split,
                           ignore_identical_ids=not no_ignore_identical_ids, overwrite=overwrite)
     except (DataError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e

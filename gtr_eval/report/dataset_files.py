@@ -11,7 +11,6 @@ that parses just the lines whose id is wanted, so an MS MARCO-sized corpus costs
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from ..data.loader import DataError, read_qrels, read_queries
 from ..evaluation import Qrels, read_qrels_any
+from ..io import sha256_file
 from ..results import StoredResult
 
 _ID_PREFIX = re.compile(rb'^\{\s*"_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -35,14 +35,6 @@ class DatasetFiles:
     queries: dict[str, str]  # judged queries only; empty when only a qrels file is known
     folder: Path | None  # the BEIR folder, when there is one (documents come from it)
     source: str  # a line for the report: which files were used
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _candidates(result: StoredResult, data_dir: Path | None) -> list[Path]:
@@ -65,7 +57,7 @@ def locate(result: StoredResult, data_dir: Path | None = None) -> tuple[DatasetF
             continue
         changed = [
             name for name, path in ((f"qrels/{split}", qrels_path), ("queries", queries_path))
-            if expected.get(name) and _sha256(path) != expected[name]
+            if expected.get(name) and sha256_file(path) != expected[name]
         ]
         if changed:
             tried.append(f"{folder} ({', '.join(changed)} differ from the files the run was scored with)")

@@ -9,7 +9,6 @@ model and hardware, which the harness cannot know.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from ..data import registry
 from ..data.loader import DataError, read_qrels, read_queries
 from ..evaluation import Evaluation, Qrels, evaluate, read_qrels_any, read_trec_run
+from ..io import sha256_file
 from ..results import is_done, load_results, result_path, save_result
 from .dataset_files import locate
 
@@ -26,14 +26,6 @@ class ImportedRun:
     path: Path  # the stored result JSON
     evaluation: Evaluation
     warnings: list[str] = field(default_factory=list)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_split(dataset: str) -> str:
@@ -48,7 +40,7 @@ def _judgments(
     """Qrels from `qrels_file`, else from `<data_dir>/<dataset>` as a run of this harness reads them
     (judged queries missing from queries.jsonl dropped); with the sha256 of the files used."""
     if qrels_file is not None:
-        return read_qrels_any(qrels_file), Path(qrels_file), {f"qrels/{split}": _sha256(Path(qrels_file))}
+        return read_qrels_any(qrels_file), Path(qrels_file), {f"qrels/{split}": sha256_file(Path(qrels_file))}
     if data_dir is None:
         raise ValueError("give --qrels FILE, or --data-dir holding the dataset")
     folder = Path(data_dir).expanduser() / dataset
@@ -89,7 +81,7 @@ def import_trec_run(
         "retriever": "imported",
         "imported": {
             "run_file": str(run_file.resolve()),
-            "run_sha256": _sha256(run_file),
+            "run_sha256": sha256_file(run_file),
             "qrels_file": str(qrels_path.resolve()),
             "qrels_sha256": files_sha[f"qrels/{split}"],
         },

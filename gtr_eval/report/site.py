@@ -468,7 +468,7 @@ def _dataset_page(ctx: _Context, dataset: str) -> str:
     systems = [r.system for r in stored]
     metrics = [m for m in metric_names() if any(m in r.metrics for r in stored)]
     metrics += sorted({m for r in stored for m in r.metrics} - set(metrics))
-    files, why = locate(stored[0], ctx.config.data_dir)
+    files, why = _dataset_files(stored, ctx.config.data_dir)
     qmetrics = [m for m in QUERY_METRICS if all(m in r.per_query for r in stored)]
     qids = sorted({q for r in stored for m in qmetrics for q in r.per_query[m]})
     per_query = {
@@ -520,6 +520,19 @@ across, B's up. Above the diagonal B is better.</figcaption></figure>
 </section>"""
     title = f"{dataset} — {ctx.config.title}"
     return _page(title, dataset, "dataset", body, data, "../")
+
+
+def _dataset_files(stored: list[StoredResult], data_dir: Path | None) -> tuple[DatasetFiles | None, str]:
+    """The first BEIR folder any of the systems' manifests leads to (documents come only from a
+    folder), else the qrels file an imported run was scored with, else why none was found."""
+    fallback, reasons = None, []
+    for r in stored:
+        files, why = locate(r, data_dir)
+        if files is not None and files.folder is not None:
+            return files, ""
+        fallback = fallback or files
+        reasons.append(why)
+    return fallback, "" if fallback else "; ".join(dict.fromkeys(w for w in reasons if w))
 
 
 def _default_pair(ctx: _Context, systems: list[str]) -> list[str]:

@@ -295,10 +295,11 @@
   function initDataset() {
     renderMetricsTable();
     var section = document.getElementById("compare");
-    if (DATA.systems.length < 2) {
+    if (DATA.systems.length < 2 || !DATA.queryMetrics.length) {
       clear(section);
-      append(section, [el("h2", { text: "Per-query comparison" }),
-                       el("p", { "class": "hint", text: "Only one system is stored for this dataset." })]);
+      append(section, [el("h2", { text: "Per-query comparison" }), el("p", { "class": "hint",
+        text: DATA.systems.length < 2 ? "Only one system is stored for this dataset."
+                                      : "The stored results hold no per-query scores to compare." })]);
       return;
     }
     var hash = readHash();
