@@ -125,6 +125,8 @@ def test_mteb_round_trip_gives_our_numbers_as_a_reference_column(tmp_path):
         board = leaderboard(results, metric=metric, references=[RefSpec.parse(f"mteb:{folder}")])
         (column,) = board.reference_columns
         assert column == "sentence-transformers/all-MiniLM-L6-v2 [MTEB files]"
+        assert any(n.startswith(f"`{column}`: {metric} of") and "read from the MTEB result files in" in n
+                   for n in board.notes)
         for dataset in ("scifact", "nfcorpus"):
             assert board.values.loc[dataset, column] == load_result(COMMITTED, "all-MiniLM-L6-v2", dataset).metrics[metric]
         assert board.values.loc[AVERAGE, column] == board.values.loc[AVERAGE, "all-MiniLM-L6-v2"]

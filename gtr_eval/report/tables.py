@@ -330,7 +330,10 @@ def _add_references(
 
 
 def _reference_note(header: str, spec: RefSpec, by_dataset: pd.DataFrame, metric: str) -> str:
-    note = f"`{header}`: published {metric} of {spec.system!r} from source {spec.source!r}"
+    if spec.source.startswith(MTEB_FOLDER + ":"):
+        note = f"`{header}`: {metric} of {spec.system!r} read from the MTEB result files in {spec.source[5:]!r}"
+    else:
+        note = f"`{header}`: published {metric} of {spec.system!r} from source {spec.source!r}"
     if by_dataset.empty:
         note += f" (the source lists no {metric} for it)"
     remarks = sorted({f"{d}: {n}" for d, n in by_dataset["note"].items() if n and n != "split=test"})
