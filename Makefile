@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean report screenshot
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,5 +25,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
+# The results site of the committed results, and the README's screenshot of it (headless Chromium:
+# `apt-get install chromium`).
+report: $(STAMP)
+	$(BIN)/gtr-eval report --results-dir results --output build/report
+
+screenshot: report
+	profile=$$(mktemp -d) && trap 'rm -rf "$$profile"' EXIT && \
+	chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+	  --disable-component-update --disable-sync --user-data-dir="$$profile" --hide-scrollbars \
+	  --force-device-scale-factor=1 --window-size=1100,820 --screenshot=docs/report-leaderboard.png \
+	  "file://$(CURDIR)/build/report/index.html"
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache build/report

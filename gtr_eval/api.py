@@ -1,4 +1,5 @@
-"""The Python API, mirroring the CLI: `run`, `table`, `paper_check`, `evaluate_run`.
+"""The Python API, mirroring the CLI: `run`, `table`, `paper_check`, `evaluate_run`, `report`,
+`export`, `import_run`.
 
 >>> from gtr_eval.api import run, table
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
@@ -84,4 +85,81 @@ def evaluate_run(qrels_path: Path | str, run_path: Path | str, ignore_identical_
 
     return evaluate(
         read_qrels_any(qrels_path), read_trec_run(run_path), ignore_identical_ids=ignore_identical_ids
+    )
+
+
+def report(
+    results_dir: Path | str = "results",
+    output: Path | str = "report",
+    data_dir: Path | str | None = None,
+    baseline: str | None = "auto",
+    references: Sequence[str] = (),
+    golden: Path | str | None = None,
+    test: str = "ttest",
+    alpha: float = 0.05,
+    top_queries: int = 20,
+    title: str = "Retrieval results",
+    echo=lambda _: None,
+) -> Path:
+    """`gtr-eval report`: write the static site; returns the path of its index.html."""
+    from .report.site import ReportConfig, build_site
+    from .report.tables import RefSpec
+
+    config = ReportConfig(
+        output=Path(output),
+        data_dir=Path(data_dir) if data_dir else None,
+        baseline=baseline,
+        references=[RefSpec.parse(r) for r in references],
+        golden=Path(golden) if golden else None,
+        alpha=alpha,
+        test=test,
+        top_queries=top_queries,
+        title=title,
+    )
+    return build_site(load_results(results_dir), config, results_dir=Path(results_dir), echo=echo)
+
+
+def export(
+    results_dir: Path | str,
+    fmt: str,
+    output: Path | str,
+    systems: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+    data_dir: Path | str | None = None,
+):
+    """`gtr-eval export`: stored results as MTEB files, TREC runs, ranx JSON or CSV."""
+    from .report.export import export_results
+
+    chosen = [
+        r
+        for r in load_results(results_dir)
+        if (not systems or r.system in systems) and (not datasets or r.dataset in datasets)
+    ]
+    return export_results(chosen, fmt, output, data_dir=data_dir)
+
+
+def import_run(
+    run_file: Path | str,
+    system: str,
+    dataset: str,
+    results_dir: Path | str = "results",
+    qrels: Path | str | None = None,
+    data_dir: Path | str | None = "data",
+    split: str | None = None,
+    ignore_identical_ids: bool = True,
+    overwrite: bool = False,
+):
+    """`gtr-eval import`: score an external TREC run and store it as `system`."""
+    from .report.imported import import_trec_run
+
+    return import_trec_run(
+        run_file,
+        results_dir,
+        system,
+        dataset,
+        qrels_file=qrels,
+        data_dir=data_dir,
+        split=split,
+        ignore_identical_ids=ignore_identical_ids,
+        overwrite=overwrite,
     )

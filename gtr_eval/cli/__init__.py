@@ -8,6 +8,7 @@ import click
 
 from .. import __version__
 from .data import datasets_cmd, download_cmd
+from .report import export_cmd, import_cmd, report_cmd
 from .results import evaluate_cmd, paper_cmd, plot_cmd, table_cmd
 from .run import encode_cmd, run_cmd
 
@@ -19,6 +20,8 @@ def cli() -> None:
 
 
 for command in (datasets_cmd, download_cmd, run_cmd, encode_cmd, evaluate_cmd, table_cmd, plot_cmd, paper_cmd):
+    cli.add_command(command)
+for command in (report_cmd, export_cmd, import_cmd):
     cli.add_command(command)
 
 

@@ -75,7 +75,7 @@ def _our_scores(results: Sequence[StoredResult], metric: str) -> dict[tuple[str,
     return scores
 
 
-def _groups(results: Sequence[StoredResult]) -> list[Group]:
+def table_groups(results: Sequence[StoredResult]) -> list[Group]:
     """The paper's groups, then every other evaluated system (with MTEB's figure when MTEB has one)."""
     known = {g.system for g in PAPER_GROUPS}
     extra = sorted({r.system for r in results} - known)
@@ -103,7 +103,7 @@ def paper_table(
     rows = []
     for d in datasets:
         row: dict[str, str] = {"dataset": d}
-        for g in _groups(results):
+        for g in table_groups(results):
             mine = ours.get((g.system, d))
             row[f"{g.label} ours"] = NOT_RUN if mine is None else f"{mine:.4f}"
             first_ref = None
@@ -114,6 +114,8 @@ def paper_table(
             diff = None if mine is None or first_ref is None else mine - first_ref
             row[f"{g.label} Δ"] = "" if diff is None else f"{diff:+.4f}"
         rows.append(row)
+    if not rows:  # e.g. only non-BEIR datasets are stored and only_run is set
+        return pd.DataFrame(index=pd.Index([], name="dataset"))
     table = pd.DataFrame(rows).set_index("dataset")
     # Drop reference/Δ columns that are empty for every shown row; keep `ours` so gaps stay visible.
     keep = [c for c in table.columns if c.endswith(" ours") or (table[c] != "").any()]

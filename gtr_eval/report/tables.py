@@ -50,6 +50,7 @@ DATASET_ORDER = (
     "scifact",
 )
 AVERAGE = "Average"
+MTEB_FOLDER = "mteb"  # `--reference mteb:DIR`: a folder of MTEB result files
 DECIMALS = 4
 BETTER, WORSE = "†", "‡"
 TESTS = ("ttest", "wilcoxon")
@@ -64,7 +65,10 @@ class RefSpec:
 
     @classmethod
     def parse(cls, text: str) -> RefSpec:
-        """`SOURCE:SYSTEM`; split at the last colon, since sources carry free text."""
+        """`SOURCE:SYSTEM`; split at the last colon, since sources carry free text.  `mteb:DIR` names a
+        folder of MTEB result files (split at the first colon, so DIR may hold colons)."""
+        if text.startswith(MTEB_FOLDER + ":") and text[len(MTEB_FOLDER) + 1 :].strip():
+            return cls(MTEB_FOLDER, text[len(MTEB_FOLDER) + 1 :].strip())
         source, sep, system = text.rpartition(":")
         if not sep or not source.strip() or not system.strip():
             raise ValueError(f"reference {text!r} is not SOURCE:SYSTEM")
@@ -114,11 +118,44 @@ def resolve_reference(refs: pd.DataFrame, spec: RefSpec) -> RefSpec:
         raise ValueError(f"reference source {spec.source!r} matches {matches or 'nothing'}; known: {sources}")
     systems = sorted(refs.loc[refs["source"] == matches[0], "system"].unique())
     if spec.system not in systems:
-        raise ValueError(f"source {matches[0]!r} has no system {spec.system!r}; it has {systems}")
+        hint = f" (nor is {spec.system!r} a folder of MTEB result files)" if spec.source == MTEB_FOLDER else ""
+        raise ValueError(f"source {matches[0]!r} has no system {spec.system!r}{hint}; it has {systems}")
     return RefSpec(matches[0], spec.system)
 
 
+def _is_mteb_folder(spec: RefSpec) -> bool:
+    return spec.source == MTEB_FOLDER and Path(spec.system).expanduser().is_dir()
+
+
+def mteb_folder_spec(spec: RefSpec) -> RefSpec:
+    """`mteb:DIR` as the (source, system) its rows carry in the reference table; other specs as given.
+
+    `mteb:NAME` where NAME is not a folder keeps its old meaning, a prefix of the `mteb-results` source.
+    """
+    if not _is_mteb_folder(spec):
+        return spec
+    from .mteb import find_model_folder, read_model_folder
+
+    folder = find_model_folder(Path(spec.system).expanduser())
+    return RefSpec(f"{MTEB_FOLDER}:{folder}", read_model_folder(folder).name)
+
+
+def with_mteb_folders(refs: pd.DataFrame, specs: Sequence[RefSpec]) -> pd.DataFrame:
+    """`refs` plus the rows of every `mteb:DIR` folder among `specs`."""
+    from .mteb import read_model_folder, reference_rows
+
+    rows = []
+    for spec in specs:
+        if _is_mteb_folder(spec):
+            model = read_model_folder(Path(spec.system).expanduser())
+            rows += reference_rows(model, f"{MTEB_FOLDER}:{model.path}")
+    return pd.concat([refs, pd.DataFrame(rows)], ignore_index=True) if rows else refs
+
+
 def _reference_header(spec: RefSpec) -> str:
+    if spec.source.startswith(MTEB_FOLDER + ":"):  # a folder: its revision tells two columns apart
+        revision = Path(spec.source).name
+        return f"{spec.system}{'' if revision == 'no_revision_available' else '@' + revision[:8]} [MTEB files]"
     return f"{spec.system} [{spec.source.split(' (')[0]}]"
 
 
@@ -268,9 +305,10 @@ def _add_references(
             raise ValueError("diff_against needs at least one reference column")
         return [], []
     refs = load_references() if reference_table is None else reference_table
+    refs = with_mteb_folders(refs, references)
     ref_cols, delta_cols = [], []
     for spec in references:
-        spec = resolve_reference(refs, spec)
+        spec = resolve_reference(refs, mteb_folder_spec(spec))
         header = _reference_header(spec)
         sel = refs[
             (refs["source"] == spec.source) & (refs["system"] == spec.system) & (refs["metric"] == metric)
@@ -292,7 +330,10 @@ def _add_references(
 
 
 def _reference_note(header: str, spec: RefSpec, by_dataset: pd.DataFrame, metric: str) -> str:
-    note = f"`{header}`: published {metric} of {spec.system!r} from source {spec.source!r}"
+    if spec.source.startswith(MTEB_FOLDER + ":"):
+        note = f"`{header}`: {metric} of {spec.system!r} read from the MTEB result files in {spec.source[5:]!r}"
+    else:
+        note = f"`{header}`: published {metric} of {spec.system!r} from source {spec.source!r}"
     if by_dataset.empty:
         note += f" (the source lists no {metric} for it)"
     remarks = sorted({f"{d}: {n}" for d, n in by_dataset["note"].items() if n and n != "split=test"})
