@@ -4,9 +4,12 @@ Sources, checked against each other:
 - md5 of each zip: the table in the BEIR README (github.com/beir-cellar/beir, "Available Datasets"),
   which ir_datasets also uses. BEIR's older `examples/dataset/md5.csv` lists superseded md5s for
   `fever` and `webis-touche2020` (the v1 Touché zip); the README values are the current ones.
-- document and query counts: BEIR paper (Thakur et al., NeurIPS 2021 Datasets track), Table 1;
-  `num_queries` counts the queries judged in the evaluation split (`split`), which is what BEIR's
-  `GenericDataLoader.load(split)` keeps.
+- document and query counts, and average query and document lengths in words: BEIR paper (Thakur et
+  al., NeurIPS 2021 Datasets track), Table 1; `num_queries` counts the queries judged in the
+  evaluation split (`split`), which is what BEIR's `GenericDataLoader.load(split)` keeps. (The
+  lengths agree with the real SciFact and NFCorpus files to within 1 %: 214.6 and 233.8 words per
+  `title + " " + text`, 12.38 and 3.32 per query.) They only feed `run --plan`'s time estimates.
+- `zip_gb`: the archive sizes listed in BEIR's README (rounded; nfcorpus.zip is 2,448,432 bytes).
 
 A dataset name becomes a folder name (`data_dir/name`), so `get` refuses names that could escape
 the data folder before looking them up.
@@ -67,6 +70,9 @@ class DatasetInfo:
     how_to_obtain: str = ""
     bundled: bool = False
     title: str = ""
+    query_words: float = 0.0
+    doc_words: float = 0.0
+    zip_gb: float = 0.0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -75,7 +81,15 @@ class DatasetInfo:
 
 
 def _public(
-    name: str, md5: str, split: str, num_docs: int, num_queries: int, title: str, **kw
+    name: str,
+    md5: str,
+    split: str,
+    num_docs: int,
+    num_queries: int,
+    title: str,
+    words: tuple[float, float],
+    zip_gb: float,
+    **kw,
 ) -> DatasetInfo:
     return DatasetInfo(
         name=name,
@@ -85,11 +99,16 @@ def _public(
         num_docs=num_docs,
         num_queries=num_queries,
         title=title,
+        query_words=words[0],
+        doc_words=words[1],
+        zip_gb=zip_gb,
         **kw,
     )
 
 
-def _private(name: str, num_docs: int, num_queries: int, title: str, how: str) -> DatasetInfo:
+def _private(
+    name: str, num_docs: int, num_queries: int, title: str, words: tuple[float, float], how: str
+) -> DatasetInfo:
     return DatasetInfo(
         name=name,
         url=None,
@@ -99,6 +118,8 @@ def _private(name: str, num_docs: int, num_queries: int, title: str, how: str) -
         num_queries=num_queries,
         public=False,
         title=title,
+        query_words=words[0],
+        doc_words=words[1],
         how_to_obtain=(
             f"{how} Build the BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) as BEIR "
             f"describes in {BEIR_NONPUBLIC_HELP}, then place it at DATA_DIR/{name}/ or pass the "
@@ -110,39 +131,44 @@ def _private(name: str, num_docs: int, num_queries: int, title: str, how: str) -
 _REGISTRY: dict[str, DatasetInfo] = {
     d.name: d
     for d in (
-        _public("msmarco", "444067daf65d982533ea17ebd59501e4", "dev", 8_841_823, 6_980, "MS MARCO"),
-        _public("trec-covid", "ce62140cb23feb9becf6270d0d1fe6d1", "test", 171_332, 50, "TREC-COVID"),
-        _public("nfcorpus", "a89dba18a62ef92f7d323ec890a0d38d", "test", 3_633, 323, "NFCorpus"),
-        _public("nq", "d4d3d2e48787a744b6f6e691ff534307", "test", 2_681_468, 3_452, "NQ"),
-        _public("hotpotqa", "f412724f78b0d91183a0e86805e16114", "test", 5_233_329, 7_405, "HotpotQA"),
-        _public("fiqa", "17918ed23cd04fb15047f73e6c3bd9d9", "test", 57_638, 648, "FiQA-2018"),
-        _public("arguana", "8ad3e3c2a5867cdced806d6503f29b99", "test", 8_674, 1_406, "ArguAna"),
+        # name, md5, split, documents, judged queries, title, (query words, document words), zip GB
+        _public("msmarco", "444067daf65d982533ea17ebd59501e4", "dev", 8_841_823, 6_980, "MS MARCO",
+                (5.96, 55.98), 1.0),
+        _public("trec-covid", "ce62140cb23feb9becf6270d0d1fe6d1", "test", 171_332, 50, "TREC-COVID",
+                (10.60, 160.77), 0.07),
+        _public("nfcorpus", "a89dba18a62ef92f7d323ec890a0d38d", "test", 3_633, 323, "NFCorpus",
+                (3.30, 232.26), 0.002),
+        _public("nq", "d4d3d2e48787a744b6f6e691ff534307", "test", 2_681_468, 3_452, "NQ",
+                (9.16, 78.88), 0.5),
+        _public("hotpotqa", "f412724f78b0d91183a0e86805e16114", "test", 5_233_329, 7_405, "HotpotQA",
+                (17.61, 46.30), 0.38),
+        _public("fiqa", "17918ed23cd04fb15047f73e6c3bd9d9", "test", 57_638, 648, "FiQA-2018",
+                (10.77, 132.32), 0.017),
+        _public("arguana", "8ad3e3c2a5867cdced806d6503f29b99", "test", 8_674, 1_406, "ArguAna",
+                (192.98, 166.80), 0.008),
         # Touché-2020 v2: BEIR re-released the corrected corpus under the same file name.
-        _public(
-            "webis-touche2020", "46f650ba5a527fc69e0a6521c5a23563", "test", 382_545, 49, "Touché-2020 (v2)"
-        ),
-        _public(
-            "cqadupstack",
-            "4e41456d7df8ee7760a7f866133bda78",
-            "test",
-            457_199,
-            13_145,
-            "CQADupStack",
-            subsets=CQADUPSTACK_SUBSETS,
-        ),
-        _public("quora", "18fb154900ba42a600f84b839c173167", "test", 522_931, 10_000, "Quora"),
-        _public("dbpedia-entity", "c2a39eb420a3164af735795df012ac2c", "test", 4_635_922, 400, "DBPedia"),
-        _public("scidocs", "38121350fc3a4d2f48850f6aff52e4a9", "test", 25_657, 1_000, "SCIDOCS"),
-        _public("fever", "5a818580227bfb4b35bb6fa46d9b6c03", "test", 5_416_568, 6_666, "FEVER"),
-        _public(
-            "climate-fever", "8b66f0a9126c521bae2bde127b4dc99d", "test", 5_416_593, 1_535, "Climate-FEVER"
-        ),
-        _public("scifact", "5f7d1de60b170fc8027bb7898e2efca1", "test", 5_183, 300, "SciFact"),
+        _public("webis-touche2020", "46f650ba5a527fc69e0a6521c5a23563", "test", 382_545, 49,
+                "Touché-2020 (v2)", (6.55, 292.37), 0.23),
+        _public("cqadupstack", "4e41456d7df8ee7760a7f866133bda78", "test", 457_199, 13_145, "CQADupStack",
+                (8.59, 129.09), 0.12, subsets=CQADUPSTACK_SUBSETS),
+        _public("quora", "18fb154900ba42a600f84b839c173167", "test", 522_931, 10_000, "Quora",
+                (9.53, 11.44), 0.015),
+        _public("dbpedia-entity", "c2a39eb420a3164af735795df012ac2c", "test", 4_635_922, 400, "DBPedia",
+                (5.39, 49.68), 0.4),
+        _public("scidocs", "38121350fc3a4d2f48850f6aff52e4a9", "test", 25_657, 1_000, "SCIDOCS",
+                (9.38, 176.19), 0.023),
+        _public("fever", "5a818580227bfb4b35bb6fa46d9b6c03", "test", 5_416_568, 6_666, "FEVER",
+                (8.13, 84.76), 1.2),
+        _public("climate-fever", "8b66f0a9126c521bae2bde127b4dc99d", "test", 5_416_593, 1_535,
+                "Climate-FEVER", (20.13, 84.76), 1.2),
+        _public("scifact", "5f7d1de60b170fc8027bb7898e2efca1", "test", 5_183, 300, "SciFact",
+                (12.37, 213.63), 0.003),
         _private(
             "bioasq",
             14_914_602,
             500,
             "BioASQ",
+            (8.05, 202.61),
             "Register at http://bioasq.org/ and download the task 9a (2020) documents and the "
             "Task 8b training and test questions; BEIR adds a few documents by hand.",
         ),
@@ -151,6 +177,7 @@ _REGISTRY: dict[str, DatasetInfo] = {
             2_866_316,
             97,
             "Signal-1M (RT)",
+            (9.30, 13.93),
             "Request the Signal-1M corpus, queries and qrels at "
             "https://research.signal-ai.com/datasets/signal1m-tweetir.html and scrape the tweets "
             "with BEIR's scrape_tweets.py.",
@@ -160,6 +187,7 @@ _REGISTRY: dict[str, DatasetInfo] = {
             594_977,
             57,
             "TREC-NEWS",
+            (11.14, 634.79),
             "Apply for the Washington Post corpus at https://trec.nist.gov/data/wapost/ and take the "
             "2019 News Track background-linking topics and qrels from "
             "https://trec.nist.gov/data/news2019.html.",
@@ -169,6 +197,7 @@ _REGISTRY: dict[str, DatasetInfo] = {
             528_155,
             249,
             "Robust04",
+            (15.27, 466.99),
             "Apply for TREC disks 4 and 5 at https://trec.nist.gov/data/cd45/index.html, then build "
             "corpus, queries (descriptions) and qrels with ir_datasets key 'trec-robust04' "
             "(https://ir-datasets.com/trec-robust04.html).",
@@ -184,9 +213,79 @@ _REGISTRY: dict[str, DatasetInfo] = {
             bundled=True,
             title="gtr-eval demo (not a benchmark)",
             how_to_obtain="Shipped inside the package (gtr_eval/data/demo); nothing to download.",
+            query_words=7.1,
+            doc_words=23.5,
         ),
     )
 }
+
+# The GTR paper's (and BEIR paper's) row order: MS MARCO first; reports sort datasets by it.
+DATASET_ORDER = (
+    "msmarco",
+    "trec-covid",
+    "bioasq",
+    "nfcorpus",
+    "nq",
+    "hotpotqa",
+    "fiqa",
+    "signal1m",
+    "trec-news",
+    "robust04",
+    "arguana",
+    "webis-touche2020",
+    "cqadupstack",
+    "quora",
+    "dbpedia-entity",
+    "scidocs",
+    "fever",
+    "climate-fever",
+    "scifact",
+)
+SMALL_MAX_DOCS = 600_000
+
+
+@dataclass(frozen=True)
+class DatasetGroup:
+    """A one-word sweep (`-d beir`): its datasets in the paper's order, and what it means."""
+
+    name: str
+    members: tuple[str, ...]
+    description: str
+
+
+def _zero_shot(public_only: bool) -> tuple[str, ...]:
+    # MS MARCO is GTR's training set, so the zero-shot table (and BEIR's zero-shot average) leaves it out.
+    return tuple(
+        d for d in DATASET_ORDER if d != "msmarco" and (_REGISTRY[d].public or not public_only)
+    )
+
+
+GROUPS: dict[str, DatasetGroup] = {
+    g.name: g
+    for g in (
+        DatasetGroup(
+            "beir",
+            _zero_shot(public_only=True),
+            "the 14 public BEIR datasets of the zero-shot table (MS MARCO, GTR's training set, is "
+            "left out: add -d msmarco)",
+        ),
+        DatasetGroup(
+            "beir-small",
+            tuple(d for d in _zero_shot(public_only=True) if _REGISTRY[d].num_docs < SMALL_MAX_DOCS),
+            f"those of `beir` with fewer than {SMALL_MAX_DOCS:,} documents",
+        ),
+        DatasetGroup(
+            "paper",
+            _zero_shot(public_only=False),
+            "the 18 of the GTR paper's table: `beir`, plus bioasq, signal1m, trec-news and robust04 "
+            "where found under the data folder (not public)",
+        ),
+    )
+}
+
+
+def group(name: str) -> DatasetGroup | None:
+    return GROUPS.get(name)
 
 
 def names() -> list[str]:
@@ -221,7 +320,8 @@ def get(name: str) -> DatasetInfo:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}"
+            f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}; "
+            f"sweeps: {', '.join(GROUPS)}"
         ) from None
 
 
@@ -238,6 +338,11 @@ def evaluation_units(name: str, root: Path) -> list[tuple[str, Path]]:
     return [(name, root / name)]
 
 
+def is_present(name: str, root: Path) -> bool:
+    """Whether every BEIR folder of `name` is under `root` (a corpus.jsonl in each)."""
+    return all((p / "corpus.jsonl").is_file() for _, p in evaluation_units(name, Path(root)))
+
+
 def datasets_table() -> str:
     rows = [
         (
@@ -252,8 +357,16 @@ def datasets_table() -> str:
         for d in _REGISTRY.values()
     ]
     headers = ("name", "split", "docs", "queries", "public", "md5", "subsets")
-    return tabulate(rows, headers=headers, intfmt=",")
+    sweeps = "\n".join(
+        f"  -d {g.name}: {g.description}\n      {', '.join(g.members)}" for g in GROUPS.values()
+    )
+    return tabulate(rows, headers=headers, intfmt=",") + "\n\nSweeps (one word for many datasets):\n" + sweeps
 
 
 def datasets_json() -> str:
-    return json.dumps([d.to_dict() for d in _REGISTRY.values()], indent=2, ensure_ascii=False)
+    rows = []
+    for d in _REGISTRY.values():
+        row = d.to_dict()
+        row["groups"] = [g.name for g in GROUPS.values() if d.name in g.members]
+        rows.append(row)
+    return json.dumps(rows, indent=2, ensure_ascii=False)
