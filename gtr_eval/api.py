@@ -25,11 +25,14 @@ def run(
     split: str | None = None,
     progress: bool = True,
     echo=print,
+    source: str = "auto",
     **retriever_options,
 ) -> list[StoredResult]:
     """`gtr-eval run`. `cache_dir=None` disables the cache; other keyword arguments are
     `RetrieverOptions` fields (device, dtype, batch_size, backend, query_prompt, doc_prompt,
-    max_length, trust_remote_code, bm25=BM25Config(...))."""
+    max_length, trust_remote_code, bm25=BM25Config(...)). `datasets` may hold sweeps (`beir`);
+    `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). The returned list
+    holds the pairs that succeeded; its `.failures` says which failed and why."""
     from .data.units import DataOptions
     from .paths import default_cache_dir
     from .retrieval.factory import RetrieverOptions
@@ -41,7 +44,7 @@ def run(
     cfg = RunConfig(
         list(models),
         list(datasets),
-        data=DataOptions(Path(data_dir), split=split, download=download),
+        data=DataOptions(Path(data_dir), split=split, download=download, source=source),
         results_dir=Path(results_dir),
         top_k=top_k,
         overwrite=overwrite,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .data.download import DownloadError
+from .data.download import DownloadError, dataset_source
 from .data.loader import BeirData
 from .data.units import DataOptions, DatasetUnit, unit_names
 from .evaluation import evaluate
@@ -327,6 +327,7 @@ def _evaluate_pair(
             "num_docs": len(data.corpus),
             "num_queries": len(data.queries),
             "ignore_identical_ids": unit.ignore_identical_ids,
+            "source": dataset_source(unit.path),
             **({"retrieval_scope": "per paper (PeerQA)"} if groups is not None else {}),
         },
         "encode_stats": getattr(retriever, "stats", {}),

@@ -40,10 +40,11 @@ class DataOptions:
     split: str | None = None  # None: each dataset's own (test; dev for msmarco)
     download: bool = True
     base_url: str | None = None
+    source: str = "auto"  # ukp, hf-beir, hf-mteb, or auto (the registry's order, with fallback)
 
     def units(self, spec: str) -> list[DatasetUnit]:
         """The dataset units `spec` names, downloaded first when missing (unless `download` is off)."""
-        return resolve_dataset(spec, self.data_dir, self.split, self.download, self.base_url)
+        return resolve_dataset(spec, self.data_dir, self.split, self.download, self.base_url, self.source)
 
     def expand(self, specs: list[str]) -> Selection:
         """The datasets `specs` stand for, sweeps expanded; nothing is downloaded or read."""
@@ -102,6 +103,7 @@ def resolve_dataset(
     split: str | None = None,
     download: bool = True,
     base_url: str | None = None,
+    source: str = "auto",
 ) -> list[DatasetUnit]:
     """The units `spec` stands for; a missing registry dataset is downloaded into `data_dir` first."""
     path = Path(spec).expanduser()
@@ -124,7 +126,7 @@ def resolve_dataset(
             raise FileNotFoundError(f"{spec}: not found under {data_dir} (run `gtr-eval download {spec}`)")
         from .download import download as fetch
 
-        fetch(spec, Path(data_dir), base_url=base_url)
+        fetch(spec, Path(data_dir), base_url=base_url, source=source)
     return [DatasetUnit(n, p, split or info.split, info.remove_identical_ids) for n, p in units]
 
 
