@@ -66,11 +66,12 @@ def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, over
 
 
 def _plan(cfg) -> str:
-    from ..report.plan import make_plan, model_cost, render_plan, resolve_device
+    from ..report.plan import Device, make_plan, model_cost, render_plan, resolve_device
 
     o = cfg.options
-    device = resolve_device(o.device, o.devices, o.dtype, o.backend)
     costs = [model_cost(m, o.max_length) for m in cfg.models]
+    dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
+    device = resolve_device(o.device, o.devices, o.dtype, o.backend) if dense else Device("cpu", "cpu")
     selection = cfg.data.expand(cfg.datasets)
     return render_plan(make_plan(selection, costs, device, cfg.data.data_dir, cfg.results_dir))
 

@@ -12,8 +12,10 @@ compute model: encoding costs 2 × (parameters outside the embeddings) FLOPs per
   peak (312 TFLOP/s) in fp16/bf16, two thirds of its fp32 peak (19.5 TFLOP/s) in fp32. An H100 is
   faster; a smaller GPU slower.
 
-Real throughput also depends on padding, attention (ignored here) and the disk; take the hours as
-good to a factor of two.
+Real throughput also depends on padding, attention (ignored here) and the disk. On the CPU the
+model predicts 18.5 documents/s for all-MiniLM-L6-v2 on SciFact where an independent run measured
+16.1 (benchmarks/results/parallel.json, 1,000 documents): take CPU hours as good to a factor of
+two, GPU hours as an order of magnitude.
 """
 
 from __future__ import annotations
@@ -306,15 +308,15 @@ def render_plan(plan: Plan) -> str:
 def _basis(device: Device) -> str:
     if device.kind == "gpu":
         rate = GPU_FLOPS.get(device.dtype, GPU_FLOPS["fp32"]) * device.count
-        where = (f"{device.name} x {device.count}, {device.dtype}: assumed {rate / 1e12:.0f} TFLOP/s effective "
-                 "(a third of an A100's peak; not measured)")
+        dense = (f"{device.name} x {device.count}, {device.dtype}, at an assumed {rate / 1e12:.0f} TFLOP/s effective "
+                 "(a third of an A100's peak; not measured here, so take the hours as an order of magnitude)")
     else:
         rate = CPU_FLOPS * CPU_BACKEND_SPEEDUP.get(device.backend, 1.0)
-        where = (f"CPU, {device.backend}: {rate / 1e9:.0f} GFLOP/s effective, measured with all-MiniLM-L6-v2 on "
-                 "a 2-core AMD EPYC (benchmarks/results)")
+        dense = (f"the CPU ({device.backend}) at {rate / 1e9:.0f} GFLOP/s effective, measured with all-MiniLM-L6-v2 "
+                 "on a 2-core AMD EPYC (benchmarks/results); good to about a factor of two")
     return (
-        f"Device: {device.name}. Times are rough and cover only what is left. Dense: encoding at 2 FLOPs per "
-        f"parameter per token on {where}, plus exact search; good to about a factor of two. BM25 (CPU): "
+        f"Device: {device.name}. Times are rough and cover only what is left. Dense models: 2 FLOPs per "
+        f"parameter per token on {dense}; exact search added. BM25 (CPU): "
         f"{BM25_WORDS_PER_S / 1e6:.1f}M words/s indexing and a search cost per (query, document) measured on "
         "SciFact and NFCorpus (results/bm25), extrapolated linearly, which overstates it on corpora of "
         "millions. Loading data is not counted. Nothing has been downloaded or run."
