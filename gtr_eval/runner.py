@@ -126,9 +126,9 @@ class _Sweep:
         self.step()
 
     def step(self) -> None:
-        self.bar.update(1)
         if self.out.failures:
             self.bar.set_postfix(failed=len(self.out.failures), refresh=False)
+        self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()

@@ -200,7 +200,8 @@ def _fetch_hub(info, source: str, data_dir: Path, progress: bool) -> str:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    revisions = sorted({f"{p['repo']}@{p['revision'][:12]}" for p in provenance})
+    revisions = {f"{p[repo]}@{p[rev][:12]}": None for p in provenance
+                 for repo, rev in (("repo", "revision"), ("qrels_repo", "qrels_revision"))}
     return ", ".join(revisions)
 
 
