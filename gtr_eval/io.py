@@ -1,8 +1,9 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader sees the old file or the new one, never half of one; file checksums."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import tempfile
@@ -44,3 +45,12 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 def atomic_write_gzip_text(path: Path | str, text: str) -> None:
     # mtime=0 keeps the archive byte-identical for identical content.
     atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+
+
+def sha256_file(path: Path | str) -> str:
+    """sha256 of a file, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

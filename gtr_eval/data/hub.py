@@ -19,7 +19,6 @@ so a different or incomplete copy is refused instead of scored.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..io import sha256_file
 from .loader import QRELS_HEADER, DataError, Qrels, check_record, jsonl_records, read_qrels
 from .registry import ExpectedRows, HubCopy
 
@@ -82,7 +82,7 @@ def fetch_unit(source: str, copy: HubCopy, split: str, expected: ExpectedRows | 
         "qrels_repo": copy.qrels_repo,
         "qrels_revision": qroot.name,
         "folder": copy.folder,
-        "files_sha256": {_rel(p, repo_of): _sha256(p) for p in used},
+        "files_sha256": {_rel(p, repo_of): sha256_file(p) for p in used},
     }
 
 
@@ -166,14 +166,6 @@ def _rel(p: Path, repo_of: dict[Path, str]) -> str:
         if p.is_relative_to(base):
             return f"{repo}/{p.relative_to(base).as_posix()}"
     return str(p)
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------- records
