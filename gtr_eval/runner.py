@@ -64,7 +64,7 @@ RuntimeError), a full disk. Anything else is a bug and stops the run."""
 class PairFailure:
     system: str
     dataset: str
-    stage: str  # "download", "model", "data" or "run"
+    stage: str  # "download", "data", "model", "reuse" (a stored result made otherwise) or "run"
     error: str
 
     def __str__(self) -> str:
@@ -108,8 +108,6 @@ class _Sweep:
             self._echo(msg)
 
     def retriever(self, spec: str) -> Retriever:
-        if spec in self.broken:
-            raise RuntimeError(self.broken[spec])
         if spec not in self.retrievers:
             try:
                 self.retrievers[spec] = make_retriever(spec, self.cfg.options)
@@ -178,8 +176,12 @@ def _system(sweep: _Sweep, spec: str) -> str:
 def _run_unit(cfg: RunConfig, sweep: _Sweep, unit: DatasetUnit) -> list[tuple[DatasetUnit, str]]:
     """Every model on one unit; returns the pairs another process holds, to come back to."""
     data: BeirData | None = None
+    data_error: BaseException | None = None  # data that would not load is not read again for the next model
     deferred = []
     for spec in cfg.models:
+        if spec in sweep.broken:
+            sweep.fail(_system(sweep, spec), unit.name, "model", sweep.broken[spec])
+            continue
         try:
             retriever = sweep.retriever(spec)
         except PAIR_ERRORS as e:
@@ -208,27 +210,20 @@ def _run_unit(cfg: RunConfig, sweep: _Sweep, unit: DatasetUnit) -> list[tuple[Da
                 sweep.say(f"[skip] {name} on {unit.name}: finished by another process")
                 sweep.out.append(load_result(cfg.results_dir, name, unit.name))
             else:
+                if data_error is not None:
+                    raise data_error
                 data = data or _load(unit, sweep.say)
                 stage = "run"
                 sweep.out.append(_evaluate_pair(cfg, retriever, unit, data, sweep.say))
         except PAIR_ERRORS as e:
             _release_memory()
+            data_error = e if stage == "data" else data_error
             sweep.fail(name, unit.name, stage, e)
-            if stage == "data":
-                return deferred + _fail_rest(cfg, sweep, unit, spec, e)
             continue
         finally:
             lock.release()
         sweep.step()
     return deferred
-
-
-def _fail_rest(cfg: RunConfig, sweep: _Sweep, unit: DatasetUnit, failed_spec: str, e: BaseException):
-    """Data that will not load fails every remaining model on that unit, without trying again."""
-    rest = cfg.models[cfg.models.index(failed_spec) + 1 :]
-    for spec in rest:
-        sweep.fail(_system(sweep, spec), unit.name, "data", e)
-    return []
 
 
 def _run_deferred(cfg: RunConfig, sweep: _Sweep, unit: DatasetUnit, spec: str) -> None:

@@ -238,3 +238,38 @@ def test_beir_small_sweep_runs_what_is_there_and_reports_the_rest(beir_data, tmp
     assert stored["manifest"]["dataset"]["source"] == {"source": "local folder"}
     assert "18 pair(s) failed" in out.stderr  # 7 missing sets, CQADupStack counting 12
     assert "bm25 on cqadupstack (12 subforums): data failed: FileNotFoundError" in out.stderr
+
+
+def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once(tmp_path, monkeypatch):
+    from gtr_eval import runner
+    from gtr_eval.data.units import DataOptions
+    from gtr_eval.retrieval.factory import RetrieverOptions
+
+    real_make, real_load = runner.make_retriever, runner._load
+    built, loads = [], []
+
+    def make(spec, opts):
+        built.append(spec)
+        if spec == "org/missing-model":
+            raise RuntimeError("cannot get model 'org/missing-model' from the Hugging Face hub (offline)")
+        return _Exploding() if spec == "exploding" else real_make(spec, opts)
+
+    def load(unit, echo):
+        loads.append(unit.name)
+        return real_load(unit, echo)
+
+    monkeypatch.setattr(runner, "make_retriever", make)
+    monkeypatch.setattr(runner, "_load", load)
+    bad = shutil.copytree(DEMO, tmp_path / "bad")
+    (bad / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
+    cfg = runner.RunConfig(["bm25", "org/missing-model", "exploding"], ["demo", str(bad)],
+                           data=DataOptions(tmp_path), results_dir=tmp_path / "r",
+                           options=RetrieverOptions(progress=False))
+    out = runner.run(cfg, echo=lambda s: None)
+    assert sorted((r.system, r.dataset) for r in out) == [("bm25", "demo"), ("exploding", "demo")]
+    assert built.count("org/missing-model") == 1  # not tried again for the second dataset
+    failures = {(f.system, f.dataset, f.stage) for f in out.failures}
+    assert failures == {("missing-model", "demo", "model"), ("missing-model", "bad", "model"),
+                        ("bm25", "bad", "data"), ("exploding", "bad", "data")}
+    assert loads.count("bad") == 1  # the second model is told, not made to read the bad file again
+    assert all("score 'high' is not an integer" in f.error for f in out.failures if f.stage == "data")
