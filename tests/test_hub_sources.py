@@ -360,3 +360,38 @@ def test_registry_counts_match_the_official_files(beir_data, name):
     qrels = read_qrels(beir_data / name / "qrels" / f"{info.split}.tsv")[0]
     nonzero = sum(1 for docs in qrels.values() for s in docs.values() if s != 0)
     assert (len(data.corpus), len(data.queries), nonzero) == tuple(vars(info.expected[0]).values())
+
+
+@pytest.mark.parametrize("source", ["hf-beir", "hf-mteb"])
+def test_a_dataset_of_subforums_is_converted_forum_by_forum(monkeypatch, tmp_path, source):
+    """CQADupStack's shape: BeIR keeps a folder per forum in one repo pair, MTEB a repo per forum."""
+    forums = ("android", "gis")
+    info = DatasetInfo(
+        name="cqa", url=None, md5="0" * 32, split="test", num_docs=10, num_queries=4, subsets=forums,
+        hub={"hf-beir": tuple(HubCopy("BeIR/cqa", "4" * 40, "BeIR/cqa-qrels", "5" * 40, f) for f in forums),
+             "hf-mteb": tuple(HubCopy(f"mteb/cqa-{f}", c * 40, f"mteb/cqa-{f}", c * 40) for f, c in zip(forums, "67",
+                                                                                                    strict=True))},
+        expected=(ExpectedRows(5, 2, 2), ExpectedRows(5, 2, 2)),
+    )
+    monkeypatch.setitem(registry._REGISTRY, "cqa", info)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    originals = {}
+    beir_tables, beir_qrels = {}, {}
+    for i, forum in enumerate(forums):
+        files = {k: v.replace(b'"d', f'"{forum}-d'.encode()) if k.endswith(".jsonl") else v
+                 for k, v in TINY_FILES.items()}
+        files = {k: v.replace(b"\td", f"\t{forum}-d".encode()) if k.endswith(".tsv") else v for k, v in files.items()}
+        originals[forum] = _write_folder(tmp_path / "original" / forum, files)
+        corpus, queries, qrels = read_beir(originals[forum])
+        beir_tables |= {f"{forum}/{k}": v for k, v in beir_parquet_files(corpus, queries).items()}
+        beir_qrels |= {f"{forum}/{k}.tsv": v for k, v in qrels.items()}
+        install_copy(tmp_path / "hub", info, "hf-mteb parquet", originals[forum], unit=i)
+    install(tmp_path / "hub", "BeIR/cqa", "4" * 40, beir_tables)
+    install(tmp_path / "hub", "BeIR/cqa-qrels", "5" * 40, beir_qrels)
+    path = download("cqa", tmp_path / "data", source=source, progress=False)
+    for forum in forums:
+        assert_same(load_beir_folder(path / forum, "test"), load_beir_folder(originals[forum], "test"))
+    marker = json.loads((path / MARKER).read_text())
+    assert [h["folder"] for h in marker["hub"]] == (list(forums) if source == "hf-beir" else ["", ""])
+    assert dl.dataset_source(path / "gis")["source"] == source  # a forum's manifest finds the marker above it
