@@ -1,4 +1,4 @@
-"""The Python API, mirroring the CLI: `run`, `table`, `paper_check`, `evaluate_run`.
+"""The Python API, mirroring the CLI: `run`, `plan`, `table`, `paper_check`, `evaluate_run`.
 
 >>> from gtr_eval.api import run, table
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
@@ -51,6 +51,23 @@ def run(
         options=opts,
     )
     return _run(cfg, echo=echo)
+
+
+def plan(
+    models: Sequence[str],
+    datasets: Sequence[str],
+    data_dir: Path | str = "data",
+    results_dir: Path | str = "results",
+    device: str | None = None,
+    dtype: str = "fp32",
+    backend: str = "torch",
+) -> str:
+    """`gtr-eval run --plan`: what would be downloaded, what is done, rough time; nothing is run."""
+    from .data.units import expand_datasets
+    from .report.plan import plan_run, render_plan
+
+    selection = expand_datasets(list(datasets), data_dir)
+    return render_plan(plan_run(models, selection, Path(data_dir), Path(results_dir), device, None, dtype, backend))
 
 
 def table(

@@ -273,3 +273,10 @@ def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once
                         ("bm25", "bad", "data"), ("exploding", "bad", "data")}
     assert loads.count("bad") == 1  # the second model is told, not made to read the bad file again
     assert all("score 'high' is not an integer" in f.error for f in out.failures if f.stage == "data")
+
+
+def test_the_python_api_plans_as_the_cli_does(tmp_path):
+    from gtr_eval.api import plan
+
+    args = ("-m", "bm25", "-d", "beir-small", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"))
+    assert plan(["bm25"], ["beir-small"], tmp_path, tmp_path / "r") == _cli("run", *args, "--plan").stdout

@@ -66,14 +66,12 @@ def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, over
 
 
 def _plan(cfg) -> str:
-    from ..report.plan import Device, make_plan, model_cost, render_plan, resolve_device
+    from ..report.plan import plan_run, render_plan
 
     o = cfg.options
-    costs = [model_cost(m, o.max_length) for m in cfg.models]
-    dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
-    device = resolve_device(o.device, o.devices, o.dtype, o.backend) if dense else Device("cpu", "cpu")
-    selection = cfg.data.expand(cfg.datasets)
-    return render_plan(make_plan(selection, costs, device, cfg.data.data_dir, cfg.results_dir))
+    plan = plan_run(cfg.models, cfg.data.expand(cfg.datasets), cfg.data.data_dir, cfg.results_dir, o.device,
+                    o.devices, o.dtype, o.backend, o.max_length)
+    return render_plan(plan)
 
 
 @click.command("encode")

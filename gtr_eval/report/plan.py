@@ -198,6 +198,16 @@ def make_plan(
     return Plan(rows, list(models), device, list(selection.skipped))
 
 
+def plan_run(models: Sequence[str], selection: Selection, data_dir: Path, results_dir: Path,
+             device: str | None = None, devices: Sequence[str] | str | None = None, dtype: str = "fp32",
+             backend: str = "torch", max_length: int | None = None) -> Plan:
+    """The plan of `run` with these models and datasets; the device is looked up only for dense models."""
+    costs = [model_cost(m, max_length) for m in models]
+    dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
+    where = resolve_device(device, devices, dtype, backend) if dense else Device("cpu", "cpu")
+    return make_plan(selection, costs, where, data_dir, results_dir)
+
+
 def _dataset_plan(spec: str, models: Sequence[ModelCost], device: Device, data_dir: Path,
                   results_dir: Path) -> DatasetPlan:
     units = unit_names(spec, data_dir)
