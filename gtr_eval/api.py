@@ -1,4 +1,4 @@
-"""The Python API, mirroring the CLI: `run`, `table`, `paper_check`, `evaluate_run`, `report`,
+"""The Python API, mirroring the CLI: `run`, `plan`, `table`, `paper_check`, `evaluate_run`, `report`,
 `export`, `import_run`.
 
 >>> from gtr_eval.api import run, table
@@ -26,11 +26,14 @@ def run(
     split: str | None = None,
     progress: bool = True,
     echo=print,
+    source: str = "auto",
     **retriever_options,
 ) -> list[StoredResult]:
     """`gtr-eval run`. `cache_dir=None` disables the cache; other keyword arguments are
     `RetrieverOptions` fields (device, dtype, batch_size, backend, query_prompt, doc_prompt,
-    max_length, trust_remote_code, bm25=BM25Config(...))."""
+    max_length, trust_remote_code, bm25=BM25Config(...)). `datasets` may hold sweeps (`beir`);
+    `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). The returned list
+    holds the pairs that succeeded; its `.failures` says which failed and why."""
     from .data.units import DataOptions
     from .paths import default_cache_dir
     from .retrieval.factory import RetrieverOptions
@@ -42,13 +45,30 @@ def run(
     cfg = RunConfig(
         list(models),
         list(datasets),
-        data=DataOptions(Path(data_dir), split=split, download=download),
+        data=DataOptions(Path(data_dir), split=split, download=download, source=source),
         results_dir=Path(results_dir),
         top_k=top_k,
         overwrite=overwrite,
         options=opts,
     )
     return _run(cfg, echo=echo)
+
+
+def plan(
+    models: Sequence[str],
+    datasets: Sequence[str],
+    data_dir: Path | str = "data",
+    results_dir: Path | str = "results",
+    device: str | None = None,
+    dtype: str = "fp32",
+    backend: str = "torch",
+) -> str:
+    """`gtr-eval run --plan`: what would be downloaded, what is done, rough time; nothing is run."""
+    from .data.units import expand_datasets
+    from .report.plan import plan_run, render_plan
+
+    selection = expand_datasets(list(datasets), data_dir)
+    return render_plan(plan_run(models, selection, Path(data_dir), Path(results_dir), device, None, dtype, backend))
 
 
 def table(

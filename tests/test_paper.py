@@ -75,10 +75,11 @@ def test_reproduce_dry_run_prints_plan_without_running(tmp_path):
         "paper", "--reproduce", "--dry-run", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r")
     )
     assert out.exit_code == 0
-    assert "msmarco" in out.output and "gtr-t5-xxl h" in out.output and "total" in out.output
+    assert "msmarco" in out.output and "gtr-t5-xxl time" in out.output and "total" in out.output
     assert not (tmp_path / "r").exists()
-    plan = {r.dataset: r for r in reproduce_plan(tmp_path)}
-    assert "bioasq" not in plan and plan["scifact"].to_download_gb > 0
+    plan = {r.dataset: r for r in reproduce_plan(tmp_path, tmp_path / "r").datasets}
+    assert "bioasq" not in plan and plan["scifact"].download_gb > 0
+    assert plan["msmarco"].seconds["gtr-t5-xxl"] > plan["scifact"].seconds["gtr-t5-xxl"] > 0
 
 
 def test_readme_shows_the_committed_tables_verbatim():

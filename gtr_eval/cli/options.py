@@ -117,15 +117,22 @@ def retriever_options(bm25: bool = True) -> Callable:
     )
 
 
-def _data_options(data_dir: Path, split: str | None, no_download: bool, base_url: str | None) -> Any:
+def _data_options(data_dir: Path, split: str | None, no_download: bool, base_url: str | None, source: str) -> Any:
     from ..data.units import DataOptions
 
-    return DataOptions(data_dir=data_dir, split=split, download=not no_download, base_url=base_url)
+    return DataOptions(data_dir=data_dir, split=split, download=not no_download, base_url=base_url, source=source)
 
 
 base_url_option = click.option(
     "--base-url", default=None, help="Dataset mirror serving NAME.zip (default: $GTR_EVAL_BASE_URL, else BEIR's)."
 )
+source_option = click.option(
+    "--source", type=click.Choice(["auto", "ukp", "hf-beir", "hf-mteb"]), default="auto", show_default=True,
+    help="Where missing datasets come from: BEIR's zip server (ukp), the Hugging Face hub copies of BEIR "
+         "(hf-beir) or MTEB (hf-mteb); auto tries them in that order and says when it falls back.",
+)
 
-data_options = option_group("data", _data_options, data_dir_option, split_option, no_download_option, base_url_option)
+data_options = option_group(
+    "data", _data_options, data_dir_option, split_option, no_download_option, base_url_option, source_option
+)
 """Where datasets come from, handed to the command as one `DataOptions` (`data`)."""

@@ -157,12 +157,12 @@ def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> Non
     from ..retrieval.factory import RetrieverOptions
     from ..runner import RunConfig, run
 
-    plan = paper.reproduce_plan(Path(data_dir))
+    plan = paper.reproduce_plan(Path(data_dir), Path(results_dir), device, dtype)
     click.echo(paper.render_plan(plan))
     if dry_run or not (yes or click.confirm("Start?", default=True)):
         return
     opts = RetrieverOptions(cache_dir=default_cache_dir(), device=device, dtype=dtype)
-    cfg = RunConfig(["bm25", *paper.GTR_MODELS], [r.dataset for r in plan], data=DataOptions(Path(data_dir)),
+    cfg = RunConfig(["bm25", *paper.GTR_MODELS], [r.dataset for r in plan.datasets], data=DataOptions(Path(data_dir)),
                     results_dir=Path(results_dir), options=opts)
     run(cfg, echo=lambda s: click.echo(s, err=True))
     for metric in paper.METRICS:

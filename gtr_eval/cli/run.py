@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -23,23 +24,34 @@ def _echo(text: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Re-run pairs that already have results.")
 @click.option("--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`).")
 @click.option("--ray-address", default=None, help="Ray cluster address  [default: a local Ray]")
+@click.option("--plan", "plan_only", is_flag=True,
+              help="Print what would be downloaded, what is done and a rough time per dataset, then exit.")
 def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, overwrite: bool, use_ray: bool,
-            ray_address: str | None) -> None:
+            ray_address: str | None, plan_only: bool) -> None:
     """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
 
     Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
-    its last complete cache shard.
+    its last complete cache shard. A pair that fails is reported and skipped, the others go on; the
+    exit code is then 3.
+
+    \b
+    Sweeps: -d beir (the 14 public BEIR sets), -d beir-small (those under 600k
+    documents), -d paper (the GTR paper's 18, non-public ones when present).
 
     \b
     Examples:
       gtr-eval run -m bm25 -m gtr-t5-base -d scifact -d nfcorpus
+      gtr-eval run -m bm25 -m gtr-t5-xl -d beir --plan
       gtr-eval run -m ./my-model --query-prompt "query: " -d ~/beir/fiqa
     """
-    from ..runner import RunConfig, run, summary_table
+    from ..runner import RunConfig, failure_summary, run, summary_table
 
     cfg = RunConfig(list(models), list(datasets), data=data, results_dir=results_dir, top_k=top_k,
                     overwrite=overwrite, options=options)
     try:
+        if plan_only:
+            click.echo(_plan(cfg), nl=False)
+            return
         if use_ray:
             from ..distributed import ray_encode_for_run
 
@@ -48,6 +60,18 @@ def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, over
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(summary_table(results))
+    if results.failures:
+        _echo(failure_summary(results))
+        sys.exit(3)
+
+
+def _plan(cfg) -> str:
+    from ..report.plan import plan_run, render_plan
+
+    o = cfg.options
+    plan = plan_run(cfg.models, cfg.data.expand(cfg.datasets), cfg.data.data_dir, cfg.results_dir, o.device,
+                    o.devices, o.dtype, o.backend, o.max_length)
+    return render_plan(plan)
 
 
 @click.command("encode")
@@ -81,7 +105,7 @@ def encode_cmd(models, datasets, data, options, shard: str | None, use_ray: bool
             raise ValueError("--shard and --ray do not mix: --ray runs all N jobs (set N with --ray-tasks)")
         if options.cache_dir is None:
             raise ValueError("encode fills the embedding cache: drop --no-cache")
-        units = [u for spec in datasets for u in data.units(spec)]
+        units = [u for spec in data.expand(list(datasets)).datasets for u in data.units(spec)]
         dense = dense_models(list(models))
         if len(dense) < len(models):
             _echo("note: bm25 has no embeddings; skipped")

@@ -1,4 +1,8 @@
-"""Download a BEIR dataset zip, verify its md5, and extract it atomically into `data_dir/name`.
+"""Download a BEIR dataset, verify it, and put it atomically into `data_dir/name`.
+
+Sources (`source=`): `ukp`, BEIR's zip server (md5-verified zip, below); `hf-beir` and `hf-mteb`,
+copies on the Hugging Face hub converted into the same folder layout (`hub.py`, row counts checked
+against the registry); `auto` tries the registry's order and falls back to the next on failure.
 
 Layout under `data_dir`:
 - `.downloads/<name>/`  the zip while it downloads (pooch streams it into a randomly named temp
@@ -7,10 +11,11 @@ Layout under `data_dir`:
   file in there is never mistaken for a finished download.
 - `.downloads/<name>.lock`  a file lock: two processes downloading the same dataset into the same
   folder take turns; the second then finds the finished download and skips.
-- `<name>/`  the dataset. It is extracted into a temporary folder `data_dir/.<name>.tmp-*` and
-  renamed into place in one step, with the marker `.gtr-eval-download.json` (url, md5, time)
-  already inside, so a `<name>/` folder with a marker is always complete. A later call skips
-  when the marker's md5 equals the registry's.
+- `<name>/`  the dataset. It is extracted (or converted from the hub) into a temporary folder
+  `data_dir/.<name>.tmp-*` and renamed into place in one step, with the marker
+  `.gtr-eval-download.json` already inside (source; url and md5, or the hub repos, the commits
+  fetched and each file's sha256; time), so a `<name>/` folder with a marker is always complete. A
+  later call skips when the marker still matches the registry (same md5, same pinned hub copies).
 
 Archives are checked before anything is written: entries with an absolute path, a drive letter,
 a `..` component or a symlink are refused, and every extracted path is checked to stay inside the
@@ -37,6 +42,7 @@ from pathlib import Path, PurePosixPath
 
 from ..paths import BUNDLED
 from . import registry
+from .loader import DataError
 
 MARKER = ".gtr-eval-download.json"
 BASE_URL_ENV = "GTR_EVAL_BASE_URL"
@@ -73,9 +79,12 @@ def download(
     progress: bool = True,
     timeout: float = 60,
     retries: int = 2,
+    source: str = "auto",
 ) -> Path:
     """Make `data_dir/name` hold the verified BEIR dataset `name` and return that path.
 
+    `source`: `ukp` (BEIR's zip server), `hf-beir` or `hf-mteb` (the Hugging Face hub copies), or
+    `auto`: the registry's order, falling back to the next source when one fails, saying so.
     `demo` returns the folder inside the package. Datasets BEIR cannot redistribute raise
     `DownloadError` saying how to obtain them, unless `data_dir/name` already holds a BEIR folder.
     """
@@ -90,42 +99,139 @@ def download(
         raise DownloadError(
             f"{name} is not publicly downloadable (BEIR may not redistribute it). {info.how_to_obtain}"
         )
-    assert info.md5 is not None
-    if _is_current(target, info.md5):
-        _say(f"{name}: already downloaded at {target}")
+    chain = source_chain(info, source)
+    if (done := _current_source(target, info, chain)) is not None:
+        _say(f"{name}: already downloaded at {target} (from {done})")
         return target
 
     import filelock  # lazy: keeps `gtr-eval datasets` fast
 
-    url = dataset_url(name, base_url)
     downloads = data_dir / ".downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(downloads / f"{name}.lock")):
-        if _is_current(target, info.md5):  # another process finished it while we waited
-            _say(f"{name}: already downloaded at {target}")
+        if (done := _current_source(target, info, chain)) is not None:  # another process finished it
+            _say(f"{name}: already downloaded at {target} (from {done})")
             return target
         if target.exists() and read_marker(target) is None:
             raise DownloadError(
                 f"{target} exists but was not downloaded by gtr-eval (no {MARKER}); remove it to "
                 "download again, or evaluate it as a local folder"
             )
-        work = downloads / name
-        shutil.rmtree(work, ignore_errors=True)  # leftovers of a killed run: never trusted
-        work.mkdir()
         try:
-            zip_path = _fetch(url, info.md5, work, progress=progress, timeout=timeout, retries=retries)
-            _extract(zip_path, name, data_dir, marker={"name": name, "url": url, "md5": info.md5})
+            _fetch_first(info, chain, data_dir, downloads, base_url, progress, timeout, retries)
         finally:
-            shutil.rmtree(work, ignore_errors=True)
             with suppress(OSError):
                 downloads.rmdir()  # only if empty (the lock file usually remains)
-    _say(f"{name}: downloaded and verified (md5 {info.md5}) into {target}")
     return target
 
 
-def _is_current(target: Path, md5: str) -> bool:
+def source_chain(info: registry.DatasetInfo, source: str) -> list[str]:
+    """The sources to try, in order: all of the registry's for `auto`, else the one asked for."""
+    if source == "auto":
+        return list(info.sources)
+    if source not in registry.SOURCES:
+        raise ValueError(f"unknown source {source!r}; choose auto or one of {', '.join(registry.SOURCES)}")
+    if source not in info.sources:
+        raise ValueError(f"{info.name} has no {source} copy in the registry (it has: {', '.join(info.sources)})")
+    return [source]
+
+
+def _fetch_first(info, chain, data_dir, downloads, base_url, progress, timeout, retries) -> None:
+    """Try each source in turn; the first that yields a verified folder wins."""
+    failures: list[tuple[str, Exception]] = []
+    for i, src in enumerate(chain):
+        try:
+            if src == "ukp":
+                detail = _fetch_ukp(info, data_dir, downloads, base_url, progress, timeout, retries)
+            else:
+                detail = _fetch_hub(info, src, data_dir, progress)
+        except (DownloadError, DataError) as e:
+            failures.append((src, e))
+            if i + 1 < len(chain):
+                _say(f"{info.name}: {src} failed ({e}); falling back to {chain[i + 1]}")
+            continue
+        after = f" after {', '.join(s for s, _ in failures)} failed" if failures else ""
+        _say(f"{info.name}: downloaded from {src}{after} and verified ({detail}) into {data_dir / info.name}")
+        return
+    if len(failures) == 1:
+        raise failures[0][1]
+    raise DownloadError(f"{info.name}: every source failed: " + "; ".join(f"{s}: {e}" for s, e in failures))
+
+
+def _fetch_ukp(info, data_dir, downloads, base_url, progress, timeout, retries) -> str:
+    assert info.md5 is not None
+    url = dataset_url(info.name, base_url)
+    work = downloads / info.name
+    shutil.rmtree(work, ignore_errors=True)  # leftovers of a killed run: never trusted
+    work.mkdir()
+    try:
+        zip_path = _fetch(url, info.md5, work, progress=progress, timeout=timeout, retries=retries)
+        marker = {"name": info.name, "source": "ukp", "url": url, "md5": info.md5}
+        _extract(zip_path, info.name, data_dir, marker=marker)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return f"md5 {info.md5}"
+
+
+def _fetch_hub(info, source: str, data_dir: Path, progress: bool) -> str:
+    """Convert each unit's hub copy into a temporary folder, then rename it into place."""
+    from . import hub
+
+    target = data_dir / info.name
+    tmp = data_dir / f".{info.name}.tmp-{uuid.uuid4().hex[:12]}"
+    units = registry.evaluation_units(info.name, data_dir)
+    copies = info.hub[source]
+    try:
+        tmp.mkdir()
+        provenance = []
+        for (_, path), copy, expected in zip(units, copies, info.expected, strict=True):
+            out = tmp / path.relative_to(target)
+            try:
+                provenance.append(hub.fetch_unit(source, copy, info.split, expected, out, progress=progress))
+            except hub.HubUnavailable as e:
+                raise DownloadError(str(e)) from None
+        marker = {"name": info.name, "source": source, "pins": _pins(info, source), "hub": provenance,
+                  "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        _move_into_place(tmp, target)
+        tmp = None
+    except OSError as e:
+        raise DownloadError(f"could not write {info.name} from {source} into {data_dir}: {e}") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    revisions = {f"{p[repo]}@{p[rev][:12]}": None for p in provenance
+                 for repo, rev in (("repo", "revision"), ("qrels_repo", "qrels_revision"))}
+    return ", ".join(revisions)
+
+
+def _pins(info: registry.DatasetInfo, source: str) -> list[list[str | None]]:
+    """What identifies the registry's copies of `info` on `source`; a change means fetch again."""
+    return [[c.repo, c.revision, c.qrels_repo, c.qrels_revision, c.folder] for c in info.hub[source]]
+
+
+def dataset_source(folder: Path) -> dict:
+    """Where a dataset folder came from, for result manifests: its download marker (a CQADupStack
+    forum's is one level up), else a local folder."""
+    for f in (Path(folder), Path(folder).parent):
+        if (marker := read_marker(f)) is not None:
+            keep = ("url", "md5", "hub", "downloaded_at")
+            return {"source": marker.get("source", "ukp"), **{k: marker[k] for k in keep if k in marker}}
+    return {"source": "bundled" if Path(folder) == DEMO_DIR else "local folder"}
+
+
+def _current_source(target: Path, info: registry.DatasetInfo, chain: list[str]) -> str | None:
+    """The source `target` was downloaded from, if it is one of `chain` and still what the registry
+    names (the same md5; the same hub copies); None when it must be fetched (again)."""
     marker = read_marker(target)
-    return bool(marker) and marker.get("md5") == md5
+    if not marker:
+        return None
+    src = marker.get("source", "ukp")  # markers written before hub sources existed are ukp's
+    if src not in chain:
+        return None
+    if src == "ukp":
+        return src if marker.get("md5") == info.md5 else None
+    return src if marker.get("pins") == _pins(info, src) else None
 
 
 def _say(msg: str) -> None:

@@ -25,7 +25,7 @@ QRELS_HEADER = ("query-id", "corpus-id", "score")
 class DataError(ValueError):
     """Bad input: the message names the file, the line and the problem."""
 
-    def __init__(self, path: Path | str, line: int | None, problem: str):
+    def __init__(self, path: Path | str, line: int | str | None, problem: str):
         where = f"{path}:{line}" if line else str(path)
         super().__init__(f"{where}: {problem}")
         self.path, self.line, self.problem = str(path), line, problem
@@ -156,9 +156,11 @@ class BeirData:
         return h.hexdigest()
 
 
-def _lines(path: Path, hasher) -> Iterator[tuple[int, str]]:
-    """Numbered lines, LF or CRLF, with UTF-8 errors reported by line; feeds `hasher` the raw bytes."""
-    with open(path, "rb") as fh:
+def _lines(path: Path, hasher, opener=open) -> Iterator[tuple[int, str]]:
+    """Numbered lines, LF or CRLF, with UTF-8 errors reported by line; feeds `hasher` the raw bytes.
+
+    `opener` may be `gzip.open` (the hub's `corpus.jsonl.gz`): lines are then those of the content."""
+    with opener(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             hasher.update(raw)
             try:
@@ -179,14 +181,7 @@ def _json_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) 
         raise DataError(path, lineno, f"invalid JSON ({e})") from None
     if not isinstance(rec, dict):
         raise DataError(path, lineno, "expected a JSON object")
-    for key in required:
-        if key not in rec:
-            raise DataError(path, lineno, f"missing field {key!r}")
-    if not isinstance(rec["_id"], str | int) or str(rec["_id"]) == "":
-        raise DataError(path, lineno, "field '_id' must be a non-empty string")
-    for key in ("title", "text"):
-        if key in rec and rec[key] is not None and not isinstance(rec[key], str):
-            raise DataError(path, lineno, f"field {key!r} must be a string")
+    check_record(path, lineno, rec, required)
     if "\\u" in line:  # only a \uXXXX escape can yield a lone surrogate, which UTF-8 cannot encode
         for key in ("_id", "title", "text"):
             if isinstance(rec.get(key), str):
@@ -197,6 +192,30 @@ def _json_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) 
                         path, lineno, f"field {key!r} holds a lone surrogate escape (\\ud800-\\udfff)"
                     ) from None
     return rec
+
+
+def jsonl_records(path: Path, required: tuple[str, ...], opener=open) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for each non-blank line, checked exactly as corpus.jsonl's lines are."""
+    for lineno, line in _lines(path, _NoHash(), opener):
+        if line.strip():
+            yield lineno, _json_record(path, lineno, line, required)
+
+
+class _NoHash:
+    def update(self, _: bytes) -> None:
+        pass
+
+
+def check_record(path: Path | str, where: int | str, rec: dict, required: tuple[str, ...]) -> None:
+    """The checks every corpus or query record passes, from a jsonl line or a parquet row alike."""
+    for key in required:
+        if key not in rec:
+            raise DataError(path, where, f"missing field {key!r}")
+    if not isinstance(rec["_id"], str | int) or str(rec["_id"]) == "":
+        raise DataError(path, where, "field '_id' must be a non-empty string")
+    for key in ("title", "text"):
+        if key in rec and rec[key] is not None and not isinstance(rec[key], str):
+            raise DataError(path, where, f"field {key!r} must be a string")
 
 
 def read_corpus(path: Path) -> tuple[Corpus, str]:

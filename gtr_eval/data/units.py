@@ -1,13 +1,14 @@
 """What a dataset name on the command line means: one or more folders, each scored on its own.
 
-A registry name (downloaded when missing), the bundled `demo`, PeerQA, or a BEIR folder path.
+A registry name (downloaded when missing), the bundled `demo`, PeerQA, a BEIR folder path, or a
+sweep (`beir`, `beir-small`, `paper`: see `registry.GROUPS`) that stands for several of those.
 CQADupStack becomes its 12 subforum units; the reporting layer averages them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..paths import BUNDLED
@@ -39,10 +40,61 @@ class DataOptions:
     split: str | None = None  # None: each dataset's own (test; dev for msmarco)
     download: bool = True
     base_url: str | None = None
+    source: str = "auto"  # ukp, hf-beir, hf-mteb, or auto (the registry's order, with fallback)
 
     def units(self, spec: str) -> list[DatasetUnit]:
         """The dataset units `spec` names, downloaded first when missing (unless `download` is off)."""
-        return resolve_dataset(spec, self.data_dir, self.split, self.download, self.base_url)
+        return resolve_dataset(spec, self.data_dir, self.split, self.download, self.base_url, self.source)
+
+    def expand(self, specs: list[str]) -> Selection:
+        """The datasets `specs` stand for, sweeps expanded; nothing is downloaded or read."""
+        return expand_datasets(specs, self.data_dir)
+
+
+@dataclass
+class Selection:
+    """What the `-d` arguments stand for: datasets to evaluate, in order, each once, and the datasets
+    of a sweep that are left out, with the reason (a non-public set not found locally)."""
+
+    datasets: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expand_datasets(specs: list[str], data_dir: Path | str = "data") -> Selection:
+    """Expand sweeps and check every name before anything runs (an unknown name raises KeyError)."""
+    data_dir = Path(data_dir).expanduser()
+    chosen: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for spec in specs:
+        group = None if _is_folder(spec) else registry.group(spec)
+        if group is None:
+            if not _is_folder(spec) and spec not in ("peerqa", "peerqa-sentences"):
+                registry.get(spec)  # raises, listing the known names, for a typo
+            names = [spec]
+        else:
+            names = []
+            for name in group.members:
+                info = registry.get(name)
+                if info.public or registry.is_present(name, data_dir):
+                    names.append(name)
+                else:
+                    skipped.append((name, f"not public and not found at {data_dir / name} (see `gtr-eval datasets`)"))
+        chosen += [n for n in names if n not in chosen]
+    skipped = [(n, why) for n, why in skipped if n not in chosen]
+    return Selection(chosen, list(dict(skipped).items()))
+
+
+def unit_names(spec: str, data_dir: Path | str = "data") -> list[str]:
+    """The names of the units `spec` will give, without downloading or reading anything."""
+    if _is_folder(spec):
+        return [Path(spec).expanduser().resolve().name]
+    if spec in ("peerqa", "peerqa-sentences"):
+        return [spec]
+    return [n for n, _ in registry.evaluation_units(spec, Path(data_dir))]
+
+
+def _is_folder(spec: str) -> bool:
+    return (Path(spec).expanduser() / "corpus.jsonl").is_file()
 
 
 def resolve_dataset(
@@ -51,10 +103,11 @@ def resolve_dataset(
     split: str | None = None,
     download: bool = True,
     base_url: str | None = None,
+    source: str = "auto",
 ) -> list[DatasetUnit]:
     """The units `spec` stands for; a missing registry dataset is downloaded into `data_dir` first."""
     path = Path(spec).expanduser()
-    if (path / "corpus.jsonl").is_file():
+    if _is_folder(spec):
         name = path.resolve().name
         known = registry.get(name) if name in registry.names() else None  # e.g. ~/beir/msmarco: dev
         return [
@@ -73,7 +126,7 @@ def resolve_dataset(
             raise FileNotFoundError(f"{spec}: not found under {data_dir} (run `gtr-eval download {spec}`)")
         from .download import download as fetch
 
-        fetch(spec, Path(data_dir), base_url=base_url)
+        fetch(spec, Path(data_dir), base_url=base_url, source=source)
     return [DatasetUnit(n, p, split or info.split, info.remove_identical_ids) for n, p in units]
 
 

@@ -18,6 +18,8 @@ import yaml
 from tabulate import tabulate
 
 from ..results import StoredResult
+from .plan import Device, Plan, make_plan, model_cost
+from .plan import render_plan as render_plan
 from .tables import CQADUPSTACK, CQADUPSTACK_SUBFORUMS, DATASET_ORDER, load_references, subforum_mean
 
 PAPER_REF = "gtr-paper-table (second-hand copy, unconfirmed)"
@@ -229,83 +231,17 @@ def render_check(rows: Sequence[CheckRow]) -> str:
 # ------------------------------------------------------------------------------------- reproduce
 
 GTR_MODELS = ("gtr-t5-base", "gtr-t5-large", "gtr-t5-xl", "gtr-t5-xxl")
-# Rough, for planning only: weights download (GB) and corpus documents per second on one
-# A100/H100-class GPU in fp16 at 512 tokens. Real throughput depends on document length.
-MODEL_GB = {"gtr-t5-base": 0.2, "gtr-t5-large": 0.7, "gtr-t5-xl": 2.5, "gtr-t5-xxl": 9.8}
-DOCS_PER_S = {"gtr-t5-base": 2000, "gtr-t5-large": 800, "gtr-t5-xl": 250, "gtr-t5-xxl": 80}
-# Zip sizes in GB as listed in BEIR's README (approximate).
-ZIP_GB = {
-    "msmarco": 1.0,
-    "trec-covid": 0.07,
-    "nfcorpus": 0.002,
-    "nq": 0.5,
-    "hotpotqa": 0.38,
-    "fiqa": 0.017,
-    "arguana": 0.008,
-    "webis-touche2020": 0.23,
-    "cqadupstack": 0.12,
-    "quora": 0.015,
-    "dbpedia-entity": 0.4,
-    "scidocs": 0.023,
-    "fever": 1.2,
-    "climate-fever": 1.2,
-    "scifact": 0.003,
-}
 
 
-@dataclass(frozen=True)
-class PlanRow:
-    dataset: str
-    num_docs: int
-    to_download_gb: float
-    est_hours: dict[str, float]
-
-
-def reproduce_plan(data_dir: Path, models: Sequence[str] = GTR_MODELS) -> list[PlanRow]:
-    """What `paper --reproduce` will fetch and roughly how long encoding takes, per public dataset."""
+def reproduce_plan(data_dir: Path, results_dir: Path = Path("results"), device: str | None = None,
+                   dtype: str = "fp16") -> Plan:
+    """What `paper --reproduce` fetches, what is done, and rough hours on one GPU, per public dataset."""
     from ..data import registry
+    from ..data.units import Selection
 
-    rows = []
-    for name in registry.names():
-        info = registry.get(name)
-        if not info.public or info.bundled:
-            continue
-        present = all((p / "corpus.jsonl").is_file() for _, p in registry.evaluation_units(name, data_dir))
-        est = {
-            m: (info.num_docs + info.num_queries) / DOCS_PER_S[m] / 3600 for m in models if m in DOCS_PER_S
-        }
-        rows.append(PlanRow(name, info.num_docs, 0.0 if present else ZIP_GB.get(name, math.nan), est))
-    return rows
-
-
-def render_plan(rows: Sequence[PlanRow], models: Sequence[str] = GTR_MODELS) -> str:
-    body = [
-        [
-            r.dataset,
-            f"{r.num_docs:,}",
-            f"{r.to_download_gb:.3f}" if r.to_download_gb else "present",
-            *(f"{r.est_hours.get(m, math.nan):.2f}" for m in models),
-        ]
-        for r in rows
-    ]
-    total_dl = sum(r.to_download_gb for r in rows if not math.isnan(r.to_download_gb))
-    total_dl += sum(MODEL_GB.get(m, 0.0) for m in models)
-    totals = {m: sum(r.est_hours.get(m, 0.0) for r in rows) for m in models}
-    body.append(
-        [
-            "total",
-            f"{sum(r.num_docs for r in rows):,}",
-            f"{total_dl:.1f} (with weights)",
-            *(f"{totals[m]:.1f}" for m in models),
-        ]
-    )
-    headers = ["dataset", "documents", "download GB", *(f"{m} h" for m in models)]
-    return (
-        tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
-        + "\n\nHours are rough estimates of corpus encoding on one A100/H100-class GPU in fp16 "
-        "(BM25 adds minutes); CPU-only runs are one to two orders of magnitude slower. "
-        "The run is resumable: finished (system, dataset) pairs and complete cache shards are kept.\n"
-    )
+    names = [n for n in registry.DATASET_ORDER if registry.get(n).public]
+    costs = [model_cost(m) for m in ("bm25", *GTR_MODELS)]
+    return make_plan(Selection(names), costs, Device("gpu", device or "cuda", dtype), data_dir, results_dir)
 
 
 # ---------------------------------------------------------------------------------- committed tables

@@ -20,35 +20,13 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
-from ..data.registry import CQADUPSTACK_SUBSETS
+from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
 from ..paths import BUNDLED
 from ..results import StoredResult
 
 PACKAGE_REFERENCES = BUNDLED / "published_scores.csv"
 CQADUPSTACK = "cqadupstack"
 CQADUPSTACK_SUBFORUMS = CQADUPSTACK_SUBSETS
-# BEIR paper order (MS MARCO first); other datasets follow alphabetically.
-DATASET_ORDER = (
-    "msmarco",
-    "trec-covid",
-    "bioasq",
-    "nfcorpus",
-    "nq",
-    "hotpotqa",
-    "fiqa",
-    "signal1m",
-    "trec-news",
-    "robust04",
-    "arguana",
-    "webis-touche2020",
-    CQADUPSTACK,
-    "quora",
-    "dbpedia-entity",
-    "scidocs",
-    "fever",
-    "climate-fever",
-    "scifact",
-)
 AVERAGE = "Average"
 MTEB_FOLDER = "mteb"  # `--reference mteb:DIR`: a folder of MTEB result files
 DECIMALS = 4

