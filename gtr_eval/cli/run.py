@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from .options import data_options, datasets_option, models_option, results_dir_option, retriever_options
+from .options import (
+    data_options,
+    datasets_option,
+    model_pair_options,
+    models_option,
+    results_dir_option,
+    retriever_options,
+)
 
 
 def _echo(text: str) -> None:
@@ -15,6 +22,7 @@ def _echo(text: str) -> None:
 
 @click.command("run")
 @models_option
+@model_pair_options
 @datasets_option
 @data_options
 @results_dir_option
@@ -23,22 +31,27 @@ def _echo(text: str) -> None:
 @click.option("--overwrite", is_flag=True, help="Re-run pairs that already have results.")
 @click.option("--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`).")
 @click.option("--ray-address", default=None, help="Ray cluster address  [default: a local Ray]")
-def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, overwrite: bool, use_ray: bool,
+def run_cmd(models, pair, datasets, data, results_dir: Path, options, top_k: int, overwrite: bool, use_ray: bool,
             ray_address: str | None) -> None:
     """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
 
     Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
-    its last complete cache shard.
+    its last complete cache shard.  --query-model/--doc-model add one asymmetric system, named
+    <query model>~<document model> (or the preset's name, e.g. dpr).
 
     \b
     Examples:
       gtr-eval run -m bm25 -m gtr-t5-base -d scifact -d nfcorpus
       gtr-eval run -m ./my-model --query-prompt "query: " -d ~/beir/fiqa
+      gtr-eval run -m dpr -m tas-b -d scifact
+      gtr-eval run --query-model ./q-encoder --doc-model ./d-encoder --score dot -d scifact
     """
     from ..runner import RunConfig, run, summary_table
 
-    cfg = RunConfig(list(models), list(datasets), data=data, results_dir=results_dir, top_k=top_k,
-                    overwrite=overwrite, options=options)
+    if not models and pair is None:
+        raise click.UsageError("give at least one -m MODEL, or --query-model and --doc-model")
+    cfg = RunConfig([*models, *([pair] if pair else [])], list(datasets), data=data, results_dir=results_dir,
+                    top_k=top_k, overwrite=overwrite, options=options)
     try:
         if use_ray:
             from ..distributed import ray_encode_for_run
@@ -54,7 +67,7 @@ def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, over
 @click.option("-m", "--model", "models", multiple=True, required=True, help="Dense model (as for `run`). Repeatable.")
 @datasets_option
 @data_options
-@retriever_options(bm25=False)
+@retriever_options(bm25=False, search=False)
 @click.option("--shard", default=None, metavar="I/N", help="Encode only the cache shards whose number % N == I (job I of N).")
 @click.option("--ray", "use_ray", is_flag=True, help="Run the N shard jobs as Ray tasks, then merge.")
 @click.option("--ray-address", default=None, help="Ray cluster (e.g. auto, ray://head:10001)  [default: local]")

@@ -228,6 +228,19 @@ def encode_sharded(
     return emb
 
 
+def read_complete(folder: Path, n_rows: int, shard_size: int) -> np.ndarray | None:
+    """The rows of an entry written by `encode_sharded` with `order = arange(n_rows)`, if every
+    shard is complete; else None (an entry still being filled, or cut short by a kill)."""
+    n_shards = (n_rows + shard_size - 1) // shard_size
+    parts = []
+    for i in range(n_shards):
+        npy = Path(folder) / f"shard-{i:06d}.npy"
+        if not _shard_complete(npy, min(shard_size, n_rows - i * shard_size), i * shard_size):
+            return None
+        parts.append(np.load(npy, allow_pickle=False))
+    return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
+
+
 def entry_folder(cache_dir: Path, key: dict) -> Path:
     """Where the cache entry for `key` lives under `cache_dir`."""
     digest = cache_key(key)
