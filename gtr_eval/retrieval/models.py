@@ -184,7 +184,9 @@ def resolve_model(spec: str, revision: str | None = None) -> ModelSource:
     preset = PRESETS.get(spec)
     local = Path(spec).expanduser()
     if local.is_dir():
-        known = _preset_by_model_name(_folder_model_name(local.resolve()))
+        known = _preset_by_model_name(_folder_model_name(local.absolute())) or _preset_by_model_name(
+            _folder_model_name(local.resolve())
+        )  # the name given (a symlink's), else the target's
         return ModelSource(
             system_name(spec), local.resolve(), preset=known[1] if known else None,
             preset_name=known[0] if known else None,
