@@ -9,7 +9,6 @@ Names: `<candidates>>><cross-encoder>` (`bm25>>ms-marco-MiniLM-L6-v2`) and `fusi
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from . import fusion
 from .data.loader import BeirData
 from .data.units import DataOptions, DatasetUnit
 from .evaluation import Run, evaluate, ranked, read_trec_run
+from .io import sha256_file
 from .results import StoredResult, load_result, save_result, validate_name
 from .retrieval.rerank import CrossEncoderConfig, CrossEncoderScorer
 from .runner import DataMemo, PairJob, clear_leftovers, dataset_manifest, each_pair, echo_done, reusable
@@ -272,11 +272,7 @@ def _fuse_pair(cfg: FuseConfig, name: str, unit: DatasetUnit, load: DataMemo, ec
 
 def run_file_sha256(path: Path) -> str:
     """sha256 of a stored TREC run file: names exactly the run a composed system was made from."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _model_summary(manifest: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import tempfile
@@ -44,3 +45,12 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 def atomic_write_gzip_text(path: Path | str, text: str) -> None:
     # mtime=0 keeps the archive byte-identical for identical content.
     atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+
+
+def sha256_file(path: Path | str) -> str:
+    """The file's sha256, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()

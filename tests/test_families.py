@@ -234,3 +234,18 @@ def test_kill_9_during_the_document_encoders_corpus_encoding_resumes(tiny, tmp_p
     name = "question_encoder~ctx_encoder"
     got, want = load_result(results, name, "synthetic"), load_result(reference, name, "synthetic")
     assert got.metrics == want.metrics and got.per_query == want.per_query
+
+
+def test_the_task_routes_only_router_models(tiny):
+    """Queries are encoded with task "query", documents with "document": for a model without a Router
+    (the committed all-MiniLM-L6-v2 runs) that changes nothing, bit for bit."""
+    from gtr_eval.retrieval.encoders import EncoderSpec, TorchEncoder
+    from gtr_eval.retrieval.models import resolve_model
+
+    texts = ["how does bread rise", "Coffee and tea brewing in the morning, " * 8, "x"]
+    minilm = TorchEncoder(EncoderSpec(str(resolve_model("all-MiniLM-L6-v2").path), device="cpu", batch_size=2))
+    plain = minilm.encode(texts, "")
+    assert np.array_equal(plain, minilm.encode(texts, "", "query"))
+    assert np.array_equal(plain, minilm.encode(texts, "", "document"))
+    router = TorchEncoder(EncoderSpec(str(tiny["router"]), device="cpu"))
+    assert not np.allclose(router.encode(texts, "", "query"), router.encode(texts, "", "document"))

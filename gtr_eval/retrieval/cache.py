@@ -29,7 +29,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from ..io import atomic_write_bytes, atomic_write_json
+from ..io import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,6 @@ Encoder = Callable[[list[str]], np.ndarray]
 
 def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -96,7 +88,7 @@ def _shard_complete(npy: Path, rows: int, start: int) -> bool:
         # `start` (absent in old sidecars): a shard of another --shard-size may have the same row count.
         if meta["rows"] != rows or meta.get("start", start) != start or meta["bytes"] != npy.stat().st_size:
             return False
-        return meta["sha256"] == _sha256_file(npy)
+        return meta["sha256"] == sha256_file(npy)
     except (OSError, ValueError, KeyError):
         return False
 
