@@ -198,6 +198,9 @@ def test_known_models_warn_when_run_with_settings_their_authors_did_not_use(tiny
     # a model that declares its score function: running it otherwise warns too
     assert "scoring 'cos' instead of 'dot'" in warned(model=str(tiny["router"]), score="cos")[0]
     assert warned(model=str(tiny["doc"]), score="dot") == []  # unknown model, nothing declared
+    # another query encoder in front of a preset's document encoder: its own name, the preset's settings
+    mixed = DenseRetriever(DenseConfig(model="tas-b", query_model=str(tiny["query"])), progress=False)
+    assert (mixed.name, mixed.score, mixed.asymmetric) == ("question_encoder~tas-b", "dot", True)
 
 
 def test_kill_9_during_the_document_encoders_corpus_encoding_resumes(tiny, tmp_path):

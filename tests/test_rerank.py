@@ -96,6 +96,8 @@ def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_c
     assert {r.system for r in load_results(results)} == {"bm25", f"bm25>>{CE}"}
     table = _invoke("table", "--results-dir", str(results), "--baseline", "bm25").output
     assert f"bm25>>{CE}" in table
+    latex = _invoke("table", "--results-dir", str(results), "--format", "latex").output
+    assert rf"bm25\textgreater{{}}\textgreater{{}}{CE}" in latex
 
 
 def test_without_an_activation_in_the_config_the_library_default_applies(tiny_ce, demo_bm25, tmp_path):

@@ -134,7 +134,7 @@ class DenseRetriever(Retriever):
 
     def _default_name(self) -> str:
         """A preset's name; for two other models `<query model>~<document model>`."""
-        if self.query_source is None or self.config.model in PRESETS:
+        if self.query_source is None or self.config.query_model is None:  # one model, or `-m dpr`
             return self.source.name
         pair = self._pair_preset()
         return pair[0] if pair else f"{self.query_source.name}~{self.source.name}"
