@@ -78,8 +78,8 @@ class DenseRetriever(Retriever):
             raise ValueError(f"--backend {config.backend} runs fp32 on the CPU; drop --dtype/--device or use torch")
         self.source = resolve_model(config.model, config.revision)
         self.query_source = self._query_source()
-        self.preset_name, preset = self._preset()
-        self.preset = preset
+        self.preset_name, self.preset = self._preset()
+        preset = self.preset
         self.name = config.name or self._default_name()
         if config.backend in ONNX_BACKENDS and any(has_router(s.path) for s in self._sources()):
             raise ValueError(f"{self.name}: a model with a Router (query/document routes) runs on --backend torch")
