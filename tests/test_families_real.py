@@ -76,7 +76,7 @@ def test_rerank_of_the_real_bm25_run_equals_cross_encoder_predict(beir_data, nfc
     model = build_tiny_cross_encoder(tmp_path / "tiny-ce")
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "bm25", results / "bm25")  # the committed real run
-    depth = 30
+    depth = 20
     stderr = _cli("rerank", "--run", "bm25", "-m", str(model), "--depth", str(depth), "-d", "nfcorpus",
                   "--data-dir", str(beir_data), "--results-dir", str(results), "--cache-dir", str(tmp_path / "c"),
                   "--no-download")  # fmt: skip
