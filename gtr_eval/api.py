@@ -1,5 +1,5 @@
-"""The Python API, mirroring the CLI: `run`, `plan`, `table`, `paper_check`, `evaluate_run`, `report`,
-`export`, `import_run`.
+"""The Python API, mirroring the CLI: `run`, `plan`, `rerank`, `fuse`, `table`, `paper_check`,
+`evaluate_run`, `report`, `export`, `import_run`.
 
 >>> from gtr_eval.api import run, table
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .results import StoredResult, load_results
 
+if TYPE_CHECKING:
+    from .retrieval.factory import ModelPair
+
 
 def run(
-    models: Sequence[str],
+    models: Sequence[str | ModelPair],
     datasets: Sequence[str],
     data_dir: Path | str = "data",
     results_dir: Path | str = "results",
@@ -31,9 +35,10 @@ def run(
 ) -> list[StoredResult]:
     """`gtr-eval run`. `cache_dir=None` disables the cache; other keyword arguments are
     `RetrieverOptions` fields (device, dtype, batch_size, backend, query_prompt, doc_prompt,
-    max_length, trust_remote_code, bm25=BM25Config(...)). `datasets` may hold sweeps (`beir`);
-    `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). The returned list
-    holds the pairs that succeeded; its `.failures` says which failed and why."""
+    max_length, score, trust_remote_code, bm25=BM25Config(...)). `datasets` may hold sweeps (`beir`);
+    `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). A model may be a
+    `retrieval.factory.ModelPair(query, doc)`: one asymmetric system (`--query-model/--doc-model`).
+    The returned list holds the pairs that succeeded; its `.failures` says which failed and why."""
     from .data.units import DataOptions
     from .paths import default_cache_dir
     from .retrieval.factory import RetrieverOptions
@@ -69,6 +74,83 @@ def plan(
 
     selection = expand_datasets(list(datasets), data_dir)
     return render_plan(plan_run(models, selection, Path(data_dir), Path(results_dir), device, None, dtype, backend))
+
+
+def rerank(
+    candidates: str,
+    models: Sequence[str],
+    datasets: Sequence[str],
+    depth: int = 100,
+    data_dir: Path | str = "data",
+    results_dir: Path | str = "results",
+    cache_dir: Path | str | None = "default",
+    overwrite: bool = False,
+    download: bool = True,
+    split: str | None = None,
+    name: str | None = None,
+    progress: bool = True,
+    echo=print,
+    **cross_encoder_options,
+) -> list[StoredResult]:
+    """`gtr-eval rerank`: the stored run of `candidates` re-ranked by each cross-encoder in `models`.
+    Other keyword arguments are `CrossEncoderConfig` fields (device, dtype, batch_size, max_length,
+    trust_remote_code, shard_size)."""
+    from .compose import RerankConfig
+    from .compose import rerank as _rerank
+    from .data.units import DataOptions
+    from .paths import default_cache_dir
+    from .retrieval.rerank import CrossEncoderConfig
+
+    cache = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
+    cfg = RerankConfig(
+        candidates,
+        list(models),
+        list(datasets),
+        depth=depth,
+        data=DataOptions(Path(data_dir), split=split, download=download),
+        results_dir=Path(results_dir),
+        cache_dir=cache,
+        overwrite=overwrite,
+        name=name,
+        encoder=CrossEncoderConfig(model="", **cross_encoder_options),
+        progress=progress,
+    )
+    return _rerank(cfg, echo=echo)
+
+
+def fuse(
+    systems: Sequence[str],
+    datasets: Sequence[str],
+    method: str = "rrf",
+    k: int = 60,
+    weights: Sequence[float] | None = None,
+    top_k: int = 1000,
+    name: str | None = None,
+    data_dir: Path | str = "data",
+    results_dir: Path | str = "results",
+    overwrite: bool = False,
+    download: bool = True,
+    split: str | None = None,
+    echo=print,
+) -> list[StoredResult]:
+    """`gtr-eval fuse`: the stored runs of `systems` fused (method "rrf", "minmax" or "zscore")."""
+    from .compose import FuseConfig
+    from .compose import fuse as _fuse
+    from .data.units import DataOptions
+
+    cfg = FuseConfig(
+        list(systems),
+        list(datasets),
+        method=method,
+        k=k,
+        weights=list(weights) if weights is not None else None,
+        top_k=top_k,
+        name=name,
+        data=DataOptions(Path(data_dir), split=split, download=download),
+        results_dir=Path(results_dir),
+        overwrite=overwrite,
+    )
+    return _fuse(cfg, echo=echo)
 
 
 def table(

@@ -8,6 +8,7 @@ the second skips pairs the first is working on and comes back to them at the end
 A sweep (`-d beir`) is many pairs: one that fails (a download, bad data, a model that will not load or
 runs out of memory) is reported and skipped, the others go on, and the result lists what failed and
 why. One overall progress line (pairs done of all, elapsed, estimate) sits above the per-stage bars.
+`run`, `rerank` and `fuse` (gtr_eval/compose.py) all go through the one pair loop, `each_pair`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import glob
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +29,17 @@ from .data.units import DataOptions, DatasetUnit, unit_names
 from .evaluation import evaluate
 from .results import RUN_SUFFIX, StoredResult, is_done, load_result, result_path, save_result
 from .retrieval.base import Retriever
-from .retrieval.factory import RetrieverOptions, make_retriever
+from .retrieval.factory import ModelPair, RetrieverOptions, make_retriever
 from .retrieval.models import system_name
 
 log = logging.getLogger(__name__)
 
+Echo = Callable[[str], None]
+
+
 @dataclass
 class RunConfig:
-    models: list[str]
+    models: list[str | ModelPair]
     datasets: list[str]
     data: DataOptions = field(default_factory=DataOptions)
     results_dir: Path = Path("results")
@@ -48,11 +52,14 @@ class RunConfig:
         return [u for spec in self.data.expand(self.datasets).datasets for u in self.data.units(spec)]
 
 
-def _pair_lock(cfg: RunConfig, system: str, dataset: str) -> FileLock:
-    lock_dir = Path(cfg.results_dir) / ".locks"
+def pair_lock(results_dir: Path | str, system: str, dataset: str) -> FileLock:
+    """The lock of one (system, dataset) pair of a results folder: one process computes it."""
+    lock_dir = Path(results_dir) / ".locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     return FileLock(str(lock_dir / f"{system}__{dataset.replace('/', '--')}.lock"))
 
+
+# ------------------------------------------------------------------------------- failures, progress
 
 PAIR_ERRORS = (RuntimeError, ValueError, OSError, MemoryError)
 """What one pair may raise without stopping a sweep: download failures (DownloadError), bad data
@@ -71,6 +78,14 @@ class PairFailure:
         return f"{self.system} on {self.dataset}: {self.stage} failed: {self.error}"
 
 
+class StageError(RuntimeError):
+    """A pair's failure at a known stage (its data would not load), carrying the original error."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(str(error))
+        self.stage, self.error = stage, error
+
+
 class RunResults(list):
     """The stored results of the pairs that succeeded (a list), with what failed and what was skipped."""
 
@@ -81,24 +96,24 @@ class RunResults(list):
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, StageError):
+        e = e.error
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     if isinstance(e, MemoryError) or "out of memory" in text.lower():
         return f"out of memory ({type(e).__name__}{': ' + text if text else ''})"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-class _Sweep:
-    """Bookkeeping for one `run`: retrievers built once, the overall progress line, failures."""
+class Sweep:
+    """Bookkeeping for one command over many pairs: the overall progress line and what failed."""
 
-    def __init__(self, cfg: RunConfig, echo: Callable[[str], None], total: int):
+    def __init__(self, echo: Echo, total: int | None, progress: bool = True):
         from tqdm.auto import tqdm
 
-        self.cfg, self._echo = cfg, echo
-        self.retrievers: dict[str, Retriever] = {}
-        self.broken: dict[str, str] = {}  # model spec -> why it could not be built
+        self._echo = echo
         self.out = RunResults()
         self.bar = tqdm(total=total, desc="pairs", unit="pair", position=0, leave=True, file=sys.stderr,
-                        disable=not cfg.options.progress, dynamic_ncols=True)
+                        disable=not progress, dynamic_ncols=True)  # fmt: skip
 
     def say(self, msg: str) -> None:
         if self.bar.disable:
@@ -106,15 +121,6 @@ class _Sweep:
             return
         with self.bar.external_write_mode(file=sys.stderr):
             self._echo(msg)
-
-    def retriever(self, spec: str) -> Retriever:
-        if spec not in self.retrievers:
-            try:
-                self.retrievers[spec] = make_retriever(spec, self.cfg.options)
-            except PAIR_ERRORS as e:
-                self.broken[spec] = _describe(e)
-                raise
-        return self.retrievers[spec]
 
     def fail(self, system: str, dataset: str, stage: str, e: BaseException | str, say: bool = True) -> None:
         failure = PairFailure(system, dataset, stage, e if isinstance(e, str) else _describe(e))
@@ -130,114 +136,81 @@ class _Sweep:
 
     def close(self) -> None:
         self.bar.close()
-        for r in self.retrievers.values():
-            r.close()
 
 
-def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> RunResults:
-    """Evaluate every model on every dataset; returns the stored results of all requested pairs.
+# ------------------------------------------------------------------------------------ the pair loop
 
-    A pair that fails (a download, bad data, a model that cannot load or runs out of memory) is
-    reported and skipped; the others go on. `RunResults.failures` says what failed and why.
+
+@dataclass
+class PairJob:
+    """One (system, dataset) pair: `compute` makes and stores its result, `reuse` returns the stored
+    one after checking it was made with the settings asked for now.  `failed`: a pair known to fail
+    before it starts (its dataset would not download, its model would not load); `quiet` keeps its
+    failure out of the log when one line already said it for many pairs."""
+
+    system: str
+    dataset: str
+    compute: Callable[[], StoredResult] | None = None
+    reuse: Callable[[], StoredResult] | None = None
+    failed: tuple[str, BaseException | str] | None = None  # (stage, error)
+    quiet: bool = False
+
+
+def each_pair(jobs: Iterable[PairJob], results_dir: Path | str, overwrite: bool, sweep: Sweep) -> RunResults:
+    """Compute every pair not done yet, once, however many processes share `results_dir`.
+
+    A pair another process holds is skipped and revisited at the end (then it is usually done).  A
+    pair that fails is recorded in `sweep` and the loop goes on.
     """
-    selection = cfg.data.expand(cfg.datasets)
-    planned = {spec: unit_names(spec, cfg.data.data_dir) for spec in selection.datasets}
-    sweep = _Sweep(cfg, echo, total=len(cfg.models) * sum(len(u) for u in planned.values()))
-    sweep.out.skipped = selection.skipped
-    for name, why in selection.skipped:
-        sweep.say(f"[skip] {name}: {why}")
-    deferred: list[tuple[DatasetUnit, str]] = []
-    try:
-        for spec in selection.datasets:
-            try:
-                units = cfg.data.units(spec)
-            except PAIR_ERRORS as e:
-                stage = "download" if isinstance(e, DownloadError) else "data"
-                units_note = f" ({len(planned[spec])} subforums)" if len(planned[spec]) > 1 else ""
-                for model in cfg.models:
-                    sweep.say(f"[fail] {_system(sweep, model)} on {spec}{units_note}: {stage} failed: {_describe(e)}")
-                    for unit_name in planned[spec]:
-                        sweep.fail(_system(sweep, model), unit_name, stage, e, say=False)
-                continue
-            for unit in units:
-                deferred += _run_unit(cfg, sweep, unit)
-        for unit, spec in deferred:
-            _run_deferred(cfg, sweep, unit, spec)
-    finally:
-        sweep.close()
-    return sweep.out
-
-
-def _system(sweep: _Sweep, spec: str) -> str:
-    r = sweep.retrievers.get(spec)
-    return r.name if r is not None else ("bm25" if spec == "bm25" else system_name(spec))
-
-
-def _run_unit(cfg: RunConfig, sweep: _Sweep, unit: DatasetUnit) -> list[tuple[DatasetUnit, str]]:
-    """Every model on one unit; returns the pairs another process holds, to come back to."""
-    data: BeirData | None = None
-    data_error: BaseException | None = None  # data that would not load is not read again for the next model
-    deferred = []
-    for spec in cfg.models:
-        if spec in sweep.broken:
-            sweep.fail(_system(sweep, spec), unit.name, "model", sweep.broken[spec])
+    deferred: list[PairJob] = []
+    for job in jobs:
+        name, dataset = job.system, job.dataset
+        if job.failed is not None:
+            sweep.fail(name, dataset, job.failed[0], job.failed[1], say=not job.quiet)
             continue
-        try:
-            retriever = sweep.retriever(spec)
-        except PAIR_ERRORS as e:
-            sweep.fail(_system(sweep, spec), unit.name, "model", e)
-            continue
-        name = retriever.name
-        if not cfg.overwrite and is_done(cfg.results_dir, name, unit.name):
+        if not overwrite and is_done(results_dir, name, dataset):
             try:
-                sweep.out.append(_reusable(cfg, retriever, unit))
+                sweep.out.append(job.reuse())
             except PAIR_ERRORS as e:
-                sweep.fail(name, unit.name, "reuse", e)
+                sweep.fail(name, dataset, "reuse", e)
                 continue
-            sweep.say(f"[skip] {name} on {unit.name}: already done")
+            sweep.say(f"[skip] {name} on {dataset}: already done")
             sweep.step()
             continue
-        lock = _pair_lock(cfg, name, unit.name)
+        lock = pair_lock(results_dir, name, dataset)
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            sweep.say(f"[busy] {name} on {unit.name}: another process is on it; coming back later")
-            deferred.append((unit, spec))
+            sweep.say(f"[busy] {name} on {dataset}: another process is on it; coming back later")
+            deferred.append(job)
             continue
-        stage = "data"
         try:
-            if not cfg.overwrite and is_done(cfg.results_dir, name, unit.name):  # done since checked
-                sweep.say(f"[skip] {name} on {unit.name}: finished by another process")
-                sweep.out.append(load_result(cfg.results_dir, name, unit.name))
+            if not overwrite and is_done(results_dir, name, dataset):  # done since checked
+                sweep.say(f"[skip] {name} on {dataset}: finished by another process")
+                sweep.out.append(load_result(results_dir, name, dataset))
             else:
-                if data_error is not None:
-                    raise data_error
-                data = data or _load(unit, sweep.say)
-                stage = "run"
-                sweep.out.append(_evaluate_pair(cfg, retriever, unit, data, sweep.say))
-        except PAIR_ERRORS as e:
-            _release_memory()
-            data_error = e if stage == "data" else data_error
-            sweep.fail(name, unit.name, stage, e)
-            continue
+                _compute(job, sweep)
+                continue
         finally:
             lock.release()
         sweep.step()
-    return deferred
+    for job in deferred:
+        with pair_lock(results_dir, job.system, job.dataset):
+            if overwrite or not is_done(results_dir, job.system, job.dataset):
+                _compute(job, sweep)
+                continue
+            sweep.say(f"[skip] {job.system} on {job.dataset}: finished by another process")
+            sweep.out.append(load_result(results_dir, job.system, job.dataset))
+        sweep.step()
+    return sweep.out
 
 
-def _run_deferred(cfg: RunConfig, sweep: _Sweep, unit: DatasetUnit, spec: str) -> None:
-    retriever = sweep.retrievers[spec]
+def _compute(job: PairJob, sweep: Sweep) -> None:
     try:
-        with _pair_lock(cfg, retriever.name, unit.name):
-            if cfg.overwrite or not is_done(cfg.results_dir, retriever.name, unit.name):
-                sweep.out.append(_evaluate_pair(cfg, retriever, unit, _load(unit, sweep.say), sweep.say))
-            else:
-                sweep.say(f"[skip] {retriever.name} on {unit.name}: finished by another process")
-                sweep.out.append(load_result(cfg.results_dir, retriever.name, unit.name))
+        sweep.out.append(job.compute())
     except PAIR_ERRORS as e:
         _release_memory()
-        sweep.fail(retriever.name, unit.name, "run", e)
+        sweep.fail(job.system, job.dataset, getattr(e, "stage", "run"), e)
         return
     sweep.step()
 
@@ -252,22 +225,112 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def failure_summary(results: RunResults) -> str:
-    """What failed and why; CQADupStack subforums that failed alike are one line."""
-    groups: dict[tuple[str, str, str, str], list[str]] = {}
-    for f in results.failures:
-        groups.setdefault((f.system, f.dataset.split("/")[0], f.stage, f.error), []).append(f.dataset)
-    lines = [f"{len(results.failures)} pair(s) failed and were skipped; the others finished:"]
-    for (system, dataset, stage, error), units in groups.items():
-        where = units[0] if len(units) == 1 else f"{dataset} ({len(units)} subforums)"
-        lines.append(f"  - {system} on {where}: {stage} failed: {error}")
-    return "\n".join(lines)
+class DataMemo:
+    """The last dataset unit loaded: consecutive pairs on one dataset load it once.  Data that would
+    not load is not read again for the next system: the same `StageError("data", ...)` is raised."""
+
+    def __init__(self, echo: Echo):
+        self.echo = echo
+        self._name: str | None = None
+        self._data: BeirData | None = None
+        self._error: StageError | None = None
+
+    def __call__(self, unit: DatasetUnit) -> BeirData:
+        if self._name != unit.name:
+            self._data = self._error = None  # release the previous dataset before loading the next
+            self._name = unit.name
+            try:
+                self._data = _load(unit, self.echo)
+            except PAIR_ERRORS as e:
+                self._error = StageError("data", e)
+        if self._error is not None:
+            raise self._error
+        return self._data
 
 
-def _reusable(cfg: RunConfig, retriever: Retriever, unit: DatasetUnit) -> StoredResult:
+def failed_units(spec: str, data: DataOptions, systems: list[str], sweep: Sweep, e: BaseException):
+    """Failed jobs for every system on every unit of `spec` (whose folders would not download or
+    load), announced in one line per system."""
+    stage = "download" if isinstance(e, DownloadError) else "data"
+    names = unit_names(spec, data.data_dir)
+    note = f" ({len(names)} subforums)" if len(names) > 1 else ""
+    for system in systems:
+        sweep.say(f"[fail] {system} on {spec}{note}: {stage} failed: {_describe(e)}")
+        for unit_name in names:
+            yield PairJob(system, unit_name, failed=(stage, e), quiet=True)
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
+    """Evaluate every model on every dataset; returns the stored results of all requested pairs.
+
+    A pair that fails (a download, bad data, a model that cannot load or runs out of memory) is
+    reported and skipped; the others go on. `RunResults.failures` says what failed and why.
+    """
+    selection = cfg.data.expand(cfg.datasets)
+    total = len(cfg.models) * sum(len(unit_names(s, cfg.data.data_dir)) for s in selection.datasets)
+    sweep = Sweep(echo, total, cfg.options.progress)
+    sweep.out.skipped = selection.skipped
+    for name, why in selection.skipped:
+        sweep.say(f"[skip] {name}: {why}")
+    retrievers: dict[str | ModelPair, Retriever] = {}
+    broken: dict[str | ModelPair, BaseException] = {}
+    data = DataMemo(sweep.say)
+
+    def system(spec: str | ModelPair) -> str:
+        if spec in retrievers:
+            return retrievers[spec].name
+        if isinstance(spec, ModelPair):
+            return f"{system_name(spec.query)}~{system_name(spec.doc)}"
+        return "bm25" if spec == "bm25" else system_name(spec)
+
+    def retriever(spec: str | ModelPair) -> Retriever:
+        if spec in broken:
+            raise broken[spec]
+        if spec not in retrievers:
+            try:
+                retrievers[spec] = make_retriever(spec, cfg.options)
+            except PAIR_ERRORS as e:
+                broken[spec] = e
+                raise
+        return retrievers[spec]
+
+    def jobs():
+        for spec in selection.datasets:
+            try:
+                units = cfg.data.units(spec)
+            except PAIR_ERRORS as e:
+                yield from failed_units(spec, cfg.data, [system(m) for m in cfg.models], sweep, e)
+                continue
+            for unit in units:
+                for model in cfg.models:
+                    try:
+                        r = retriever(model)
+                    except PAIR_ERRORS as e:
+                        yield PairJob(system(model), unit.name, failed=("model", e))
+                        continue
+                    yield PairJob(
+                        r.name,
+                        unit.name,
+                        compute=lambda r=r, u=unit: _evaluate_pair(cfg, r, u, data(u), sweep.say),
+                        reuse=lambda r=r, u=unit: reusable(
+                            cfg.results_dir, r.name, u.name, {**r.settings(), "top_k": cfg.top_k}
+                        ),
+                    )
+
+    try:
+        return each_pair(jobs(), cfg.results_dir, cfg.overwrite, sweep)
+    finally:
+        sweep.close()
+        for r in retrievers.values():
+            r.close()
+
+
+def reusable(results_dir: Path | str, system: str, dataset: str, wanted: dict) -> StoredResult:
     """The stored result, if it was made with the settings asked for now; else a clear error."""
-    stored = load_result(cfg.results_dir, retriever.name, unit.name)
-    wanted = {**retriever.settings(), "top_k": cfg.top_k}
+    stored = load_result(results_dir, system, dataset)
     differ = {k: (stored.manifest.get(k), v) for k, v in wanted.items() if stored.manifest.get(k) != v}
     if differ:
         details = "; ".join(f"{k}: stored {old!r}, asked {new!r}" for k, (old, new) in differ.items())
@@ -289,10 +352,7 @@ def _load(unit: DatasetUnit, echo) -> BeirData:
 def _evaluate_pair(
     cfg: RunConfig, retriever: Retriever, unit: DatasetUnit, data: BeirData, echo
 ) -> StoredResult:
-    final = result_path(cfg.results_dir, retriever.name, unit.name)
-    for leftover in (final.name, final.stem + RUN_SUFFIX):  # temp files of a run killed mid-write
-        for stale in final.parent.glob(f".{glob.escape(leftover)}.*.tmp"):  # (we hold the pair's lock)
-            stale.unlink(missing_ok=True)
+    clear_leftovers(cfg.results_dir, retriever.name, unit.name)
     retriever.timings.clear()
     t0 = time.perf_counter()
     if (groups := getattr(data, "groups", None)) is not None:  # PeerQA: each query searches its paper
@@ -313,18 +373,7 @@ def _evaluate_pair(
     manifest = {
         **retriever.manifest(),
         "top_k": cfg.top_k,
-        "dataset": {
-            "name": unit.name,
-            "path": str(unit.path),
-            "split": unit.split,
-            "checksum": data.checksum,
-            "files_sha256": data.checksums,
-            "num_docs": len(data.corpus),
-            "num_queries": len(data.queries),
-            "ignore_identical_ids": unit.ignore_identical_ids,
-            "source": dataset_source(unit.path),
-            **({"retrieval_scope": "per paper (PeerQA)"} if groups is not None else {}),
-        },
+        "dataset": dataset_manifest(unit, data),
         "encode_stats": getattr(retriever, "stats", {}),
         "timings": timings,
     }
@@ -334,12 +383,40 @@ def _evaluate_pair(
             f"[cache] {retriever.name} on {unit.name}: encoded {stats['corpus_shards_encoded']} of "
             f"{stats['corpus_shards']} corpus shards, reused {stats['corpus_shards_reused']}"
         )
-    m = evaluation.metrics
-    echo(
-        f"[done] {retriever.name} on {unit.name}: nDCG@10 {m['ndcg@10']:.4f}  Recall@100 {m['recall@100']:.4f}"
-        f"  MRR@10 {m['mrr@10']:.4f}  ({t1 - t0:.1f} s) -> {path}"
-    )
+    echo_done(echo, retriever.name, unit.name, evaluation.metrics, t1 - t0, path)
     return load_result(cfg.results_dir, retriever.name, unit.name)
+
+
+def clear_leftovers(results_dir: Path | str, system: str, dataset: str) -> None:
+    """Remove the temp files of a write killed mid-way (call with the pair's lock held)."""
+    final = result_path(results_dir, system, dataset)
+    for leftover in (final.name, final.stem + RUN_SUFFIX):
+        for stale in final.parent.glob(f".{glob.escape(leftover)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def dataset_manifest(unit: DatasetUnit, data: BeirData) -> dict:
+    """What a result records about its data: files, checksums, split, sizes, conventions."""
+    groups = getattr(data, "groups", None)
+    return {
+        "name": unit.name,
+        "path": str(unit.path),
+        "split": unit.split,
+        "checksum": data.checksum,
+        "files_sha256": data.checksums,
+        "num_docs": len(data.corpus),
+        "num_queries": len(data.queries),
+        "ignore_identical_ids": unit.ignore_identical_ids,
+        "source": dataset_source(unit.path),
+        **({"retrieval_scope": "per paper (PeerQA)"} if groups is not None else {}),
+    }
+
+
+def echo_done(echo, system: str, dataset: str, metrics: dict, seconds: float, path: Path) -> None:
+    echo(
+        f"[done] {system} on {dataset}: nDCG@10 {metrics['ndcg@10']:.4f}  Recall@100 {metrics['recall@100']:.4f}"
+        f"  MRR@10 {metrics['mrr@10']:.4f}  ({seconds:.1f} s) -> {path}"
+    )
 
 
 SUMMARY_METRICS = ("ndcg@10", "recall@100", "mrr@10")
@@ -351,3 +428,15 @@ def summary_table(results: list[StoredResult], metrics: tuple[str, ...] = SUMMAR
 
     rows = [[r.system, r.dataset, *(r.metrics.get(m) for m in metrics)] for r in results]
     return tabulate(rows, headers=["system", "dataset", *metrics], floatfmt=".4f", tablefmt="github")
+
+
+def failure_summary(results: RunResults) -> str:
+    """What failed and why; CQADupStack subforums that failed alike are one line."""
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    for f in results.failures:
+        groups.setdefault((f.system, f.dataset.split("/")[0], f.stage, f.error), []).append(f.dataset)
+    lines = [f"{len(results.failures)} pair(s) failed and were skipped; the others finished:"]
+    for (system, dataset, stage, error), units in groups.items():
+        where = units[0] if len(units) == 1 else f"{dataset} ({len(units)} subforums)"
+        lines.append(f"  - {system} on {where}: {stage} failed: {error}")
+    return "\n".join(lines)

@@ -19,7 +19,8 @@ LAYERS = [
     ["gtr_eval.evaluation"],
     ["gtr_eval.results"],
     ["gtr_eval.report"],
-    ["gtr_eval.runner"],
+    ["gtr_eval.fusion"],
+    ["gtr_eval.runner", "gtr_eval.compose"],
     ["gtr_eval.distributed"],
     ["gtr_eval.api", "gtr_eval.cli"],
 ]

@@ -91,3 +91,23 @@ def test_readme_shows_the_committed_tables_verbatim():
         "paper-recall@100.md",
     ):
         assert (RESULTS / "tables" / name).read_text() in readme, f"README is out of date with {name}"
+
+
+def test_paper_table_has_the_baseline_columns_with_their_published_figures():
+    results = [_result("dpr", "scifact", 0.3), _result("colbertv2", "scifact", 0.69),
+               _result("bm25>>ms-marco-MiniLM-L6-v2", "scifact", 0.7), _result("splade-pp-ed", "scifact", 0.71),
+               _result("rrf(bm25+all-MiniLM-L6-v2)", "scifact", 0.72)]  # fmt: skip
+    table = paper_table(results, "ndcg@10", only_run=True)
+    row = table.loc["scifact"]
+    assert (row["DPR ours"], row["DPR BEIR²"], row["DPR Δ"]) == ("0.3000", "0.318", "-0.0180")
+    assert (row["TAS-B ours"], row["TAS-B BEIR²"]) == (NOT_RUN, "0.643")
+    assert (row["GenQ ours"], row["GenQ BEIR²"]) == (NOT_RUN, "0.644")
+    assert row["ColBERT v1 BEIR²"] == "0.671" and "ColBERT Δ" not in table.columns  # v1 vs our v2: no Δ
+    assert (row["SPLADE++ Pyserini"], row["SPLADE++ Δ"]) == ("0.7036", "+0.0064")
+    assert row["Contriever Pyserini"] == "0.6768"
+    assert (row["BM25+CE ours"], row["BM25+CE BEIR²"]) == ("0.7000", "0.688")
+    assert row["rrf(bm25+all-MiniLM-L6-v2) ours"] == "0.7200"  # any other system: its own column
+    columns = [c.split(" ")[0] for c in table.columns if c.endswith(" ours")]
+    assert columns[columns.index("GTR-XXL") + 1 :][:8] == [
+        "DPR", "ANCE", "TAS-B", "GenQ", "ColBERT", "SPLADE++", "Contriever", "BM25+CE"
+    ]  # fmt: skip

@@ -1,7 +1,7 @@
 """End to end on the real BEIR SciFact and NFCorpus: BM25 and all-MiniLM-L6-v2 run once per session
-through the CLI (encodings shared through the session's embedding cache), then checked against the
-published figures, against pytrec_eval and beir on the saved TREC runs, against the golden file, and
-the committed tables are regenerated and compared."""
+through the CLI (encodings shared through the session's embedding cache) and fused by RRF, then
+checked against the published figures, against pytrec_eval and beir on the saved TREC runs, the
+fusion against ranx, against the golden file, and the committed tables are regenerated and compared."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 SYSTEMS = ("bm25", "all-MiniLM-L6-v2")
+FUSED = "rrf(bm25+all-MiniLM-L6-v2)"  # `gtr-eval fuse --rrf bm25 all-MiniLM-L6-v2`, part of the committed tables
 DATASETS = ("scifact", "nfcorpus")
 
 
@@ -52,7 +53,12 @@ def real_run(beir_data, shared_cache_dir, tmp_path_factory) -> RealRun:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stderr[-3000:]
     print(out.stderr)
-    return RealRun(results, out.stderr, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    fuse = [*GTR_EVAL, "fuse", "--rrf", *SYSTEMS, *(a for d in DATASETS for a in ("-d", d)),
+            "--data-dir", str(beir_data), "--results-dir", str(results), "--no-download"]  # fmt: skip
+    fused = subprocess.run(fuse, capture_output=True, text=True, timeout=600)
+    assert fused.returncode == 0, fused.stderr[-3000:]
+    return RealRun(results, out.stderr, seconds)
 
 
 def _load(run: RealRun, system: str, dataset: str):
@@ -93,7 +99,7 @@ PYTREC = {"ndcg": "ndcg_cut", "recall": "recall", "map": "map_cut", "p": "P"}
 BEIR_KEYS = {"ndcg": "NDCG", "recall": "Recall", "map": "MAP", "p": "P"}
 
 
-@pytest.mark.parametrize("system", SYSTEMS)
+@pytest.mark.parametrize("system", [*SYSTEMS, FUSED])
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_metric_equals_pytrec_eval_and_beir_on_the_saved_run(real_run, beir_data, system, dataset):
     from beir.datasets.data_loader import GenericDataLoader
@@ -134,6 +140,26 @@ def test_every_metric_equals_pytrec_eval_and_beir_on_the_saved_run(real_run, bei
             assert ours == pytest.approx(beir_mrr, abs=1e-4)  # BEIR's MRR already divides by len(qrels)
             checked += 1
     assert checked == 4 * len(ks) + 2
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_fresh_fused_run_equals_ranx_rrf(real_run, dataset):
+    """The fused system's run is ranx's RRF (k=60) of the two fresh runs, cut to the top 1000."""
+    ranx = pytest.importorskip("ranx")
+    from gtr_eval.evaluation import ranked
+
+    inputs = [_read_gz_run(_load(real_run, s, dataset).run_path) for s in SYSTEMS]
+    queries = sorted(set().union(*inputs))
+    # distinct scores in trec_eval's order (ranx breaks ties arbitrarily); every query in every run
+    as_ranks = [ranx.Run.from_dict({q: {d: float(-i) for i, (d, _) in enumerate(ranked(run.get(q, {})))}
+                                    for q in queries}) for run in inputs]  # fmt: skip
+    theirs = ranx.fuse(as_ranks, norm=None, method="rrf", params={"k": 60}).to_dict()
+    ours = _read_gz_run(_load(real_run, FUSED, dataset).run_path)
+    assert ours.keys() == theirs.keys()
+    for q, docs in ours.items():
+        top = dict(ranked(theirs[q])[:1000])
+        assert list(dict(ranked(docs))) == list(top), q
+        assert all(abs(docs[d] - top[d]) < 1e-12 for d in docs), q
 
 
 def test_fresh_run_passes_the_golden_check(real_run):

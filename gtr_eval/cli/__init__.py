@@ -7,6 +7,7 @@ import sys
 import click
 
 from .. import __version__
+from .compose import fuse_cmd, rerank_cmd
 from .data import datasets_cmd, download_cmd
 from .report import export_cmd, import_cmd, report_cmd
 from .results import evaluate_cmd, paper_cmd, plot_cmd, table_cmd
@@ -16,12 +17,12 @@ from .run import encode_cmd, run_cmd
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gtr-eval")
 def cli() -> None:
-    """Zero-shot BEIR evaluation of dense (GTR, sentence-transformers) and BM25 retrievers."""
+    """Zero-shot BEIR evaluation of dense (GTR, sentence-transformers) and BM25 retrievers, re-ranking and fusion."""
 
 
 for command in (datasets_cmd, download_cmd, run_cmd, encode_cmd, evaluate_cmd, table_cmd, plot_cmd, paper_cmd):
     cli.add_command(command)
-for command in (report_cmd, export_cmd, import_cmd):
+for command in (report_cmd, export_cmd, import_cmd, rerank_cmd, fuse_cmd):
     cli.add_command(command)
 
 

@@ -27,8 +27,9 @@ results_dir_option = click.option(
     show_default=f"${RESULTS_DIR_ENV} or ./results", help="The results store.",
 )
 models_option = click.option(
-    "-m", "--model", "models", multiple=True, required=True,
-    help="bm25, a preset (gtr-t5-base/large/xl/xxl, all-MiniLM-L6-v2), a hub id or a local folder. Repeatable.",
+    "-m", "--model", "models", multiple=True,
+    help="bm25, a preset (gtr-t5-base/large/xl/xxl, all-MiniLM-L6-v2, tas-b, ance, dpr, contriever-msmarco, "
+         "e5-base-v2, bge-base-en-v1.5), a hub id or a local folder. Repeatable.",
 )
 datasets_option = click.option(
     "-d", "--dataset", "datasets", multiple=True, required=True,
@@ -71,22 +72,35 @@ def _cache_dir(cache_dir: Path | None, no_cache: bool) -> Path | None:
 
 CACHE_OPTIONS = (
     click.option("--cache-dir", type=FolderPath, default=None,
-                 help=f"Embedding cache  [default: ${CACHE_DIR_ENV}, else the user cache dir (XDG_CACHE_HOME)]"),
+                 help=f"Cache of embeddings and pair scores  [default: ${CACHE_DIR_ENV}, else the user cache dir "
+                      "(XDG_CACHE_HOME)]"),
     click.option("--no-cache", is_flag=True, help="Encode into a temporary folder, removed afterwards."),
 )
+cache_dir_options = option_group("cache_dir", _cache_dir, *CACHE_OPTIONS)
+"""`--cache-dir` / `--no-cache`, handed to the command as the cache folder or None (`cache_dir`)."""
+
+# Options that decide how a model runs; the encoder options below and `rerank`'s share them.
+device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1, mps …  [default: cuda if available]")
+dtype_option = click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+batch_size_option = click.option("--batch-size", type=click.IntRange(1), default=None,
+                                 help="[default: the preset's, else 64]")
+max_length_option = click.option("--max-length", type=click.IntRange(1), default=None,
+                                 help="Max tokens  [default: preset's or model's]")
+trust_remote_code_option = click.option("--trust-remote-code", is_flag=True,
+                                        help="Allow a model folder to run its own Python code.")
 
 # Options that decide how a dense model encodes: `run` and `encode` share them (they are part of the
 # cache key, so an `encode` job and the later `run` must agree).
 ENCODER_OPTIONS = (
-    click.option("--device", default=None, help="cpu, cuda, cuda:1, mps …  [default: cuda if available]"),
-    click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
-    click.option("--batch-size", type=click.IntRange(1), default=None, help="[default: the preset's, else 64]"),
+    device_option,
+    dtype_option,
+    batch_size_option,
     click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8", "openvino"]), default="torch",
                  show_default=True, help="onnx: ONNX Runtime fp32; onnx-int8: dynamic int8 (CPU; own cache key)."),
     click.option("--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]"),
     click.option("--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]"),
-    click.option("--max-length", type=click.IntRange(1), default=None, help="Max tokens  [default: preset's or model's]"),
-    click.option("--trust-remote-code", is_flag=True, help="Allow a model folder to run its own Python code."),
+    max_length_option,
+    trust_remote_code_option,
     click.option("--shard-size", type=click.IntRange(1), default=2048, show_default=True,
                  help="Documents per embedding-cache shard (the unit an interrupted encode resumes from)."),
     click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
@@ -101,6 +115,13 @@ BM25_OPTIONS = (
 )
 
 
+# How a dense system scores (not part of the embedding cache key): `run` only.
+SEARCH_OPTIONS = (
+    click.option("--score", type=click.Choice(["dot", "cos"]), default=None,
+                 help="Dense score function  [default: the preset's, else the model's own, else cos]"),
+)
+
+
 def _retriever_options(cache_dir: Path | None, no_cache: bool, quiet: bool, bm25_k1: float = 1.5,
                        bm25_b: float = 0.75, bm25_method: str = "lucene", **encoder) -> Any:
     from ..retrieval.bm25 import BM25Config
@@ -110,11 +131,32 @@ def _retriever_options(cache_dir: Path | None, no_cache: bool, quiet: bool, bm25
     return RetrieverOptions(cache_dir=_cache_dir(cache_dir, no_cache), progress=not quiet, bm25=bm25, **encoder)
 
 
-def retriever_options(bm25: bool = True) -> Callable:
-    """Every option that shapes a retriever, handed to the command as one `RetrieverOptions` (`options`)."""
+def retriever_options(bm25: bool = True, search: bool | None = None) -> Callable:
+    """Every option that shapes a retriever, handed to the command as one `RetrieverOptions` (`options`).
+
+    `search` (default: like `bm25`) adds the options that only searching uses (`--score`)."""
+    search = bm25 if search is None else search
     return option_group(
-        "options", _retriever_options, *CACHE_OPTIONS, quiet_option, *ENCODER_OPTIONS, *(BM25_OPTIONS if bm25 else ())
-    )
+        "options", _retriever_options, *CACHE_OPTIONS, quiet_option, *ENCODER_OPTIONS,
+        *(SEARCH_OPTIONS if search else ()), *(BM25_OPTIONS if bm25 else ()),
+    )  # fmt: skip
+
+
+def _model_pair(query_model: str | None, doc_model: str | None) -> Any:
+    from ..retrieval.factory import ModelPair
+
+    if (query_model is None) != (doc_model is None):
+        raise click.UsageError("--query-model and --doc-model go together")
+    return ModelPair(query_model, doc_model) if query_model else None
+
+
+model_pair_options = option_group(
+    "pair", _model_pair,
+    click.option("--query-model", default=None, metavar="MODEL",
+                 help="With --doc-model: one asymmetric system (e.g. DPR's question encoder). Preset, hub id or folder."),
+    click.option("--doc-model", default=None, metavar="MODEL", help="The document encoder of --query-model's system."),
+)  # fmt: skip
+"""`--query-model A --doc-model B`, handed to the command as one `ModelPair` or None (`pair`)."""
 
 
 def _data_options(data_dir: Path, split: str | None, no_download: bool, base_url: str | None, source: str) -> Any:

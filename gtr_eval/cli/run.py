@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from .options import data_options, datasets_option, models_option, results_dir_option, retriever_options
+from .options import (
+    data_options,
+    datasets_option,
+    model_pair_options,
+    models_option,
+    results_dir_option,
+    retriever_options,
+)
 
 
 def _echo(text: str) -> None:
@@ -16,6 +23,7 @@ def _echo(text: str) -> None:
 
 @click.command("run")
 @models_option
+@model_pair_options
 @datasets_option
 @data_options
 @results_dir_option
@@ -26,13 +34,14 @@ def _echo(text: str) -> None:
 @click.option("--ray-address", default=None, help="Ray cluster address  [default: a local Ray]")
 @click.option("--plan", "plan_only", is_flag=True,
               help="Print what would be downloaded, what is done and a rough time per dataset, then exit.")
-def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, overwrite: bool, use_ray: bool,
+def run_cmd(models, pair, datasets, data, results_dir: Path, options, top_k: int, overwrite: bool, use_ray: bool,
             ray_address: str | None, plan_only: bool) -> None:
     """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
 
     Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
     its last complete cache shard. A pair that fails is reported and skipped, the others go on; the
-    exit code is then 3.
+    exit code is then 3.  --query-model/--doc-model add one asymmetric system, named
+    <query model>~<document model> (or the preset's name, e.g. dpr).
 
     \b
     Sweeps: -d beir (the 14 public BEIR sets), -d beir-small (those under 600k
@@ -43,11 +52,15 @@ def run_cmd(models, datasets, data, results_dir: Path, options, top_k: int, over
       gtr-eval run -m bm25 -m gtr-t5-base -d scifact -d nfcorpus
       gtr-eval run -m bm25 -m gtr-t5-xl -d beir --plan
       gtr-eval run -m ./my-model --query-prompt "query: " -d ~/beir/fiqa
+      gtr-eval run -m dpr -m tas-b -d scifact
+      gtr-eval run --query-model ./q-encoder --doc-model ./d-encoder --score dot -d scifact
     """
     from ..runner import RunConfig, failure_summary, run, summary_table
 
-    cfg = RunConfig(list(models), list(datasets), data=data, results_dir=results_dir, top_k=top_k,
-                    overwrite=overwrite, options=options)
+    if not models and pair is None:
+        raise click.UsageError("give at least one -m MODEL, or --query-model and --doc-model")
+    cfg = RunConfig([*models, *([pair] if pair else [])], list(datasets), data=data, results_dir=results_dir,
+                    top_k=top_k, overwrite=overwrite, options=options)
     try:
         if plan_only:
             click.echo(_plan(cfg), nl=False)
@@ -78,7 +91,7 @@ def _plan(cfg) -> str:
 @click.option("-m", "--model", "models", multiple=True, required=True, help="Dense model (as for `run`). Repeatable.")
 @datasets_option
 @data_options
-@retriever_options(bm25=False)
+@retriever_options(bm25=False, search=False)
 @click.option("--shard", default=None, metavar="I/N", help="Encode only the cache shards whose number % N == I (job I of N).")
 @click.option("--ray", "use_ray", is_flag=True, help="Run the N shard jobs as Ray tasks, then merge.")
 @click.option("--ray-address", default=None, help="Ray cluster (e.g. auto, ray://head:10001)  [default: local]")

@@ -507,6 +507,8 @@ _LATEX_SPECIAL = {
     "}": r"\}",
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
+    "<": r"\textless{}",  # re-ranked systems are named `bm25>>model`
+    ">": r"\textgreater{}",
     "Δ": r"$\Delta$",
     "−": "$-$",
     "–": "--",

@@ -40,9 +40,6 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-_sha256_file = sha256_file
-
-
 @dataclass
 class EncodeStats:
     shards_total: int = 0
@@ -91,7 +88,7 @@ def _shard_complete(npy: Path, rows: int, start: int) -> bool:
         # `start` (absent in old sidecars): a shard of another --shard-size may have the same row count.
         if meta["rows"] != rows or meta.get("start", start) != start or meta["bytes"] != npy.stat().st_size:
             return False
-        return meta["sha256"] == _sha256_file(npy)
+        return meta["sha256"] == sha256_file(npy)
     except (OSError, ValueError, KeyError):
         return False
 
@@ -221,6 +218,19 @@ def encode_sharded(
         _shard_complete(paths[i], len(rows(i)), i * shard_size) for i in range(n_shards) if i not in mine
     )
     return emb
+
+
+def read_complete(folder: Path, n_rows: int, shard_size: int) -> np.ndarray | None:
+    """The rows of an entry written by `encode_sharded` with `order = arange(n_rows)`, if every
+    shard is complete; else None (an entry still being filled, or cut short by a kill)."""
+    n_shards = (n_rows + shard_size - 1) // shard_size
+    parts = []
+    for i in range(n_shards):
+        npy = Path(folder) / f"shard-{i:06d}.npy"
+        if not _shard_complete(npy, min(shard_size, n_rows - i * shard_size), i * shard_size):
+            return None
+        parts.append(np.load(npy, allow_pickle=False))
+    return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
 
 def entry_folder(cache_dir: Path, key: dict) -> Path:

@@ -1,5 +1,11 @@
 """Dense retrieval: any sentence-transformers model (GTR presets included), an on-disk embedding
-cache in shards, and exact chunked search by dot product or cosine."""
+cache in shards, and exact chunked search by dot product or cosine.
+
+Asymmetric dual encoders are one system too: two models (DPR's question and context encoders,
+`query_model` + `model`), or one model whose `Router` sends queries and documents through different
+stacks (queries are encoded with task "query", documents with task "document").  Each side keeps its
+own cache key (its own weights hash and max length).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,23 @@ import numpy as np
 from ..data.loader import Corpus
 from .base import TEXT_FORMAT, Retriever, Run, to_run
 from .cache import ShardedEmbeddings, ShardSelector, encode_sharded
-from .encoders import ONNX_BACKENDS, EncoderSpec, default_device, load_encoder
-from .models import known_prompts, resolve_model, weights_fingerprint
+from .encoders import (
+    ONNX_BACKENDS,
+    EncoderSpec,
+    configured_similarity,
+    default_device,
+    has_router,
+    load_encoder,
+)
+from .models import (
+    PRESETS,
+    ModelSource,
+    Preset,
+    known_prompts,
+    pair_preset,
+    resolve_model,
+    weights_fingerprint,
+)
 from .search import exact_search
 
 
@@ -37,6 +58,11 @@ class DenseConfig:
     # Encode the corpus in one worker process per entry (`cpu,cpu`, `cuda:0,cuda:1`); None: in-process.
     devices: tuple[str, ...] | None = None
     threads: int | None = None  # intra-op threads of the in-process encoder; None: torch's default
+    query_model: str | None = None  # asymmetric: the query encoder (`model` then encodes documents)
+
+
+def text_format(title_sep: str) -> str:
+    return TEXT_FORMAT if title_sep == " " else f"(title + {title_sep!r} + text).strip()"
 
 
 class DenseRetriever(Retriever):
@@ -51,21 +77,75 @@ class DenseRetriever(Retriever):
         if config.backend in ONNX_BACKENDS and (config.dtype != "fp32" or (config.device or "cpu") != "cpu"):
             raise ValueError(f"--backend {config.backend} runs fp32 on the CPU; drop --dtype/--device or use torch")
         self.source = resolve_model(config.model, config.revision)
-        self.name = config.name or self.source.name
-        preset = self.source.preset
+        self.query_source = self._query_source()
+        self.preset_name, self.preset = self._preset()
+        preset = self.preset
+        self.name = config.name or self._default_name()
+        if config.backend in ONNX_BACKENDS and any(has_router(s.path) for s in self._sources()):
+            raise ValueError(f"{self.name}: a model with a Router (query/document routes) runs on --backend torch")
         self.query_prompt, self.doc_prompt = self._prompts()
-        self.score = config.score or (preset.score if preset else "cos")
+        self.score = config.score or (preset.score if preset else None) or self._stored_score() or "cos"
         self.batch_size = config.batch_size or (preset.batch_size if preset else 64)
+        self.title_sep = preset.title_sep if preset else " "
         self.fingerprint = weights_fingerprint(self.source.path)
+        self.query_fingerprint = (
+            weights_fingerprint(self.query_source.path) if self.query_source else self.fingerprint
+        )
         self._encoder_impl = None
+        self._query_encoder_impl = None
         self._emb: ShardedEmbeddings | None = None
         self._max_length = config.max_length or (preset.max_length if preset else None)
+        self._query_max_length = self._max_length
+        self._warn_unpublished()
         self.timings["resolve_s"] = time.perf_counter() - t0
         self.stats: dict[str, int] = {}
 
+    # --- which models, with which settings ---------------------------------------------------
+
+    @property
+    def asymmetric(self) -> bool:
+        """Two models (queries and documents); a Router model is one model and not counted here."""
+        return self.query_source is not None
+
+    def _query_source(self) -> ModelSource | None:
+        c = self.config
+        if c.query_model is not None:
+            return resolve_model(c.query_model)
+        preset = PRESETS.get(c.model)
+        if preset is not None and preset.query_hub_id:  # `-m dpr`: the preset names both encoders
+            return resolve_model(preset.query_hub_id)
+        return None
+
+    def _sources(self) -> list[ModelSource]:
+        return [self.source] + ([self.query_source] if self.query_source else [])
+
+    def _preset(self) -> tuple[str | None, Preset | None]:
+        """The published settings that apply: the preset named, or the one these models belong to."""
+        if (pair := self._pair_preset()) is not None:
+            return pair
+        return self.source.preset_name, self.source.preset
+
+    def _pair_preset(self) -> tuple[str, Preset] | None:
+        """`--query-model/--doc-model` naming both encoders of an asymmetric preset (DPR's pair)."""
+        c = self.config
+        if c.query_model is None or c.model in PRESETS:
+            return None
+        return pair_preset(c.query_model, c.model)
+
+    def _default_name(self) -> str:
+        """A preset's name; for two other models `<query model>~<document model>`."""
+        if self.query_source is None or self.config.query_model is None:  # one model, or `-m dpr`
+            return self.source.name
+        pair = self._pair_preset()
+        return pair[0] if pair else f"{self.query_source.name}~{self.source.name}"
+
+    def _stored_score(self) -> str | None:
+        """The score function the (document) model's own folder declares, if any."""
+        return configured_similarity(self.source.path)
+
     def _prompts(self) -> tuple[str, str]:
         c = self.config
-        known = known_prompts(self.source.hub_id or c.model) or known_prompts(c.model)
+        known = self._published_prompts()
         q = c.query_prompt if c.query_prompt is not None else (known[0] if known else "")
         d = c.doc_prompt if c.doc_prompt is not None else (known[1] if known else "")
         if known and (q, d) != known:
@@ -76,29 +156,69 @@ class DenseRetriever(Retriever):
             )
         return q, d
 
-    def spec(self, device: str | None = None, threads: int | None = None) -> EncoderSpec:
-        """What a process needs to build this retriever's encoder (picklable)."""
+    def _published_prompts(self) -> tuple[str, str] | None:
+        """A preset's prompts, else those its family is known for (e5, bge, gte), else None."""
+        if self.preset is not None:
+            return self.preset.query_prompt, self.preset.doc_prompt
+        for s, spec in ((self.source, self.config.model), (self.query_source, self.config.query_model)):
+            if s is not None and (known := known_prompts(s.hub_id or spec or "") or known_prompts(spec or "")):
+                return known
+        return None
+
+    def _warn_unpublished(self) -> None:
+        """Warn when a known model runs with settings its authors did not use (prompts: `_prompts`)."""
+        c, p = self.config, self.preset
+        published_score = (p.score if p else None) or self._stored_score()
+        problems = []
+        if c.score and published_score and c.score != published_score:
+            problems.append(f"scoring {c.score!r} instead of {published_score!r}")
+        if c.max_length and p and p.max_length and c.max_length != p.max_length:
+            problems.append(f"max length {c.max_length} instead of {p.max_length}")
+        if p and p.query_hub_id and self.query_source is None and c.model not in PRESETS:
+            problems.append(f"queries through the document encoder, not {p.query_hub_id} (use -m {self.preset_name})")
+        if problems:
+            where = f" (published settings: {p.source})" if p and p.source else ""
+            warnings.warn(
+                f"{c.model} runs with {'; '.join(problems)}{where}; scores will not match published ones",
+                stacklevel=3,
+            )
+
+    def spec(self, device: str | None = None, threads: int | None = None, side: str = "document") -> EncoderSpec:
+        """What a process needs to build this retriever's encoder of `side` (picklable)."""
         c = self.config
+        query = side == "query" and self.query_source is not None
         return EncoderSpec(
-            path=str(self.source.path),
+            path=str((self.query_source if query else self.source).path),
             backend=c.backend,
             device=device if device is not None else c.device,
             dtype=c.dtype,
-            max_length=self._max_length,
+            max_length=self._query_max_length if query else self._max_length,
             batch_size=self.batch_size,
             trust_remote_code=c.trust_remote_code,
             threads=threads if threads is not None else c.threads,
-            fingerprint=self.fingerprint,
+            fingerprint=self.query_fingerprint if query else self.fingerprint,
         )
 
     @property
     def encoder(self):
+        """The document encoder (the only one unless the system is asymmetric)."""
         if self._encoder_impl is None:
             t0 = time.perf_counter()
             self._encoder_impl = load_encoder(self.spec())
             self._max_length = self._encoder_impl.max_seq_length
             self.timings["load_model_s"] = time.perf_counter() - t0
         return self._encoder_impl
+
+    @property
+    def query_encoder(self):
+        if self.query_source is None:
+            return self.encoder
+        if self._query_encoder_impl is None:
+            t0 = time.perf_counter()
+            self._query_encoder_impl = load_encoder(self.spec(side="query"))
+            self._query_max_length = self._query_encoder_impl.max_seq_length
+            self.timings["load_query_model_s"] = time.perf_counter() - t0
+        return self._query_encoder_impl
 
     @property
     def model(self):
@@ -110,23 +230,33 @@ class DenseRetriever(Retriever):
             self._max_length = self.encoder.max_seq_length
         return self._max_length
 
-    def _encoder(self, prompt: str):
+    def query_max_length(self) -> int:
+        if self.query_source is None:
+            return self.max_length()
+        if self._query_max_length is None:
+            self._query_max_length = self.query_encoder.max_seq_length
+        return self._query_max_length
+
+    def _encoder(self, prompt: str, task: str = "document"):
         def encode(texts: list[str]) -> np.ndarray:
-            return self.encoder.encode(texts, prompt)
+            encoder = self.query_encoder if task == "query" else self.encoder
+            return encoder.encode(texts, prompt, task)
 
         return encode
 
     def _key(self, kind: str, content: str, prompt: str) -> dict:
-        return {
+        query = kind == "queries"
+        key = {
             "kind": kind,
-            "weights_sha256": self.fingerprint,
+            "weights_sha256": self.query_fingerprint if query else self.fingerprint,
             "prompt": prompt,
-            "max_length": self.max_length(),
+            "max_length": self.query_max_length() if query else self.max_length(),
             "dtype": self.config.dtype,
             "backend": self.config.backend,
             "content": content,
-            "text_format": TEXT_FORMAT if kind == "corpus" else "query text",
-        } | self._backend_key()
+            "text_format": "query text" if query else text_format(self.title_sep),
+        }
+        return key | self._backend_key()
 
     def _backend_key(self) -> dict:
         if self.config.backend not in ONNX_BACKENDS:
@@ -143,7 +273,7 @@ class DenseRetriever(Retriever):
         order = np.argsort(-corpus.char_lengths(), kind="stable")
         self._doc_ids = corpus.ids
         kw = dict(
-            texts=corpus.texts,
+            texts=corpus.texts if self.title_sep == " " else self._titled_texts(corpus),
             order=order,
             encode=self._encoder(self.doc_prompt),
             key=self._key("corpus", corpus.content_hash(), self.doc_prompt),
@@ -168,6 +298,15 @@ class DenseRetriever(Retriever):
         }
         self.timings["encode_corpus_s"] = time.perf_counter() - t0
 
+    def _titled_texts(self, corpus: Corpus):
+        """Documents as `(title + sep + text).strip()`: BEIR joins DPR's with " [SEP] "."""
+        sep = self.title_sep
+
+        def texts(indices) -> list[str]:
+            return [(corpus.titles[int(i)] + sep + corpus.bodies[int(i)]).strip() for i in indices]
+
+        return texts
+
     def encode_queries(self, queries: dict[str, str]) -> np.ndarray:
         qids = list(queries)
         texts = [queries[q] for q in qids]
@@ -175,7 +314,7 @@ class DenseRetriever(Retriever):
         emb = encode_sharded(
             texts=lambda idx: [texts[i] for i in idx],
             order=np.arange(len(texts)),
-            encode=self._encoder(self.query_prompt),
+            encode=self._encoder(self.query_prompt, "query"),
             key=self._key("queries", digest.hexdigest(), self.query_prompt),
             cache_dir=self.cache_dir,
             shard_size=max(1, len(texts)),
@@ -208,7 +347,7 @@ class DenseRetriever(Retriever):
 
     def settings(self) -> dict:
         """What changes the ranking, known without loading the model (see `runner`'s skip check)."""
-        return {
+        out = {
             "weights_sha256": self.fingerprint,
             "query_prompt": self.query_prompt,
             "doc_prompt": self.doc_prompt,
@@ -216,10 +355,15 @@ class DenseRetriever(Retriever):
             "dtype": self.config.dtype,
             "backend": self.config.backend,
         }
+        if self.query_source is not None:
+            out["query_weights_sha256"] = self.query_fingerprint
+        if self.title_sep != " ":
+            out["text_format"] = text_format(self.title_sep)
+        return out
 
     def manifest(self) -> dict:
         s = self.source
-        return {
+        out = {
             "retriever": "dense",
             "model": self.config.model,
             "model_path": str(s.path),
@@ -233,9 +377,22 @@ class DenseRetriever(Retriever):
             "dtype": self.config.dtype,
             "backend": self.config.backend,
             "batch_size": self.batch_size,
-            "text_format": TEXT_FORMAT,
+            "text_format": text_format(self.title_sep),
             "trust_remote_code": self.config.trust_remote_code,
             "shard_size": self.config.shard_size,
         } | self._backend_key()
-
-
+        if self.preset_name:
+            out["preset"] = self.preset_name
+        if (q := self.query_source) is not None:
+            out |= {
+                "retriever": "dense (asymmetric)",
+                "query_model": self.config.query_model or self.preset.query_hub_id,
+                "query_model_path": str(q.path),
+                "query_hub_id": q.hub_id,
+                "query_revision": q.revision,
+                "query_weights_sha256": self.query_fingerprint,
+                "query_max_length": self.query_max_length(),
+            }
+        elif has_router(s.path):
+            out["routes"] = "Router: queries with task 'query', documents with task 'document'"
+        return out

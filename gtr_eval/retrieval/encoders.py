@@ -28,7 +28,7 @@ ONNX_BACKENDS = ("onnx", "onnx-int8")
 class TextEncoder(Protocol):
     max_seq_length: int
 
-    def encode(self, texts: list[str], prompt: str = "") -> np.ndarray: ...
+    def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,16 @@ class TorchEncoder:
         )
         self.max_seq_length = self.model.max_seq_length
 
-    def encode(self, texts: list[str], prompt: str = "") -> np.ndarray:
+    def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray:
+        """`task` ("query" / "document") picks the route of a model with a `Router` (separate query
+        and document stacks); a model without one encodes the same either way."""
         emb = self.model.encode(
             texts,
             batch_size=self.spec.batch_size,
             prompt=prompt or None,
             convert_to_numpy=True,
             show_progress_bar=False,
+            **({"task": task} if task else {}),
         )
         return np.asarray(emb, dtype=np.float32)
 
@@ -101,3 +104,22 @@ def configured_max_length(path: Path) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def configured_similarity(path: Path) -> str | None:
+    """The score function a sentence-transformers folder declares ("dot" / "cos"), without loading it."""
+    try:
+        config = json.loads((Path(path) / "config_sentence_transformers.json").read_text())
+    except (OSError, ValueError):
+        return None
+    name = config.get("similarity_fn_name") if isinstance(config, dict) else None
+    return {"dot": "dot", "dot_score": "dot", "cosine": "cos", "cos_sim": "cos"}.get(str(name).lower())
+
+
+def has_router(path: Path) -> bool:
+    """True when the folder's first module is a `Router` (separate query and document stacks)."""
+    try:
+        modules = json.loads((Path(path) / "modules.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(isinstance(m, dict) and str(m.get("type", "")).endswith(".Router") for m in modules)

@@ -11,6 +11,17 @@ from .dense import DenseConfig, DenseRetriever
 from .encoders import default_device
 
 
+@dataclass(frozen=True)
+class ModelPair:
+    """`--query-model Q --doc-model D`: one asymmetric system, queries encoded by Q, documents by D."""
+
+    query: str
+    doc: str
+
+    def __str__(self) -> str:
+        return f"{self.query} (queries) + {self.doc} (documents)"
+
+
 @dataclass
 class RetrieverOptions:
     """CLI-level options shared by all models of one `run`."""
@@ -31,14 +42,19 @@ class RetrieverOptions:
     devices: tuple[str, ...] | None = (
         None  # one worker per entry, e.g. ("cuda:0", "cuda:1"); wins over processes
     )
+    score: str | None = None  # dense: "dot" or "cos"; None: the preset's, else the model's own, else cos
 
 
-def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
-    """`bm25`, a GTR/other preset name, a hub id, or a local sentence-transformers folder."""
+def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
+    """`bm25`, a GTR/other preset name, a hub id, a local sentence-transformers folder, or a
+    `ModelPair` of query and document models."""
     if spec == "bm25":
         return BM25Retriever(opts.bm25, progress=opts.progress)
+    pair = spec if isinstance(spec, ModelPair) else None
     cfg = DenseConfig(
-        model=spec,
+        model=pair.doc if pair else spec,
+        query_model=pair.query if pair else None,
+        score=opts.score,
         query_prompt=opts.query_prompt,
         doc_prompt=opts.doc_prompt,
         max_length=opts.max_length,

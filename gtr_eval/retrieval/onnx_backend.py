@@ -243,7 +243,8 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
-    def encode(self, texts: list[str], prompt: str = "") -> np.ndarray:
+    def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray:
+        # `task` routes only Router models, which the ONNX export does not take (DenseRetriever refuses).
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # as sentence-transformers does

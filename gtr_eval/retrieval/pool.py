@@ -31,7 +31,7 @@ def _init_worker(spec: EncoderSpec, devices, threads: int | None) -> None:
 
 
 def _worker_encode(texts: list[str], prompt: str) -> np.ndarray:
-    return _WORKER["encoder"].encode(texts, prompt)
+    return _WORKER["encoder"].encode(texts, prompt, "document")  # the pool encodes corpora
 
 
 class EncoderPool:

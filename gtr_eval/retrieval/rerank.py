@@ -1,0 +1,274 @@
+"""Cross-encoder scoring of (query, document) pairs, for re-ranking a stored run (BEIR's protocol:
+re-score the first stage's top 100), with a resumable pair-score cache.
+
+Scores are `CrossEncoder.predict` as the library computes it, with the model's own default
+activation (raw logits for the ms-marco cross-encoders, whose config names Identity; Sigmoid for a
+one-logit head that names none): the harness applies nothing of its own.
+
+The cache is content-addressed twice over.  An entry per model setting (weights sha256, max length,
+activation, dtype) holds *jobs*; a job is the list of pairs one re-ranking had to score, each pair
+named by a hash of its query text and document text, scored in shards of float32 with the embedding
+cache's machinery (`cache.encode_sharded`: atomic shards, sha256 sidecars, one lock per shard).  A
+later re-ranking looks every pair up in the finished jobs and scores only the rest as a new job, so
+re-ranking another first stage, or to another depth, reuses every pair already scored; a re-ranking
+killed mid-way finds its own unfinished job (same missing pairs, same name) and resumes at its last
+complete shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_write_bytes, atomic_write_json
+from .base import TEXT_FORMAT
+from .cache import cache_key, encode_sharded, read_complete
+from .encoders import default_device
+from .models import DTYPES, resolve_model, system_name, weights_fingerprint
+
+# Short names for the cross-encoders BEIR and the sentence-transformers docs use.
+CROSS_ENCODERS = {
+    "ms-marco-MiniLM-L6-v2": "cross-encoder/ms-marco-MiniLM-L6-v2",
+    "ms-marco-MiniLM-L12-v2": "cross-encoder/ms-marco-MiniLM-L12-v2",
+}
+PAIR_FORMAT = f"(query text, {TEXT_FORMAT})"
+HASH_BYTES = 16
+Pair = tuple[str, str]
+
+
+@dataclass
+class CrossEncoderConfig:
+    model: str
+    revision: str | None = None
+    max_length: int | None = None  # None: the model's own (its tokenizer's limit)
+    batch_size: int = 64
+    device: str | None = None
+    dtype: str = "fp32"
+    trust_remote_code: bool = False
+    shard_size: int = 2048  # pairs per cache shard: the unit an interrupted re-ranking resumes from
+
+
+class CrossEncoderScorer:
+    """One cross-encoder: `score(pairs)` through the cache, `predict(pairs)` straight from the library."""
+
+    def __init__(self, config: CrossEncoderConfig, cache_dir: Path | None = None, progress: bool = True):
+        if config.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {config.dtype!r}")
+        self.config = config
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        self.stats: dict[str, int] = {}
+        self.source = resolve_model(CROSS_ENCODERS.get(config.model, config.model), config.revision)
+        self.name = system_name(config.model)
+        self.fingerprint = weights_fingerprint(self.source.path)
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            t0 = time.perf_counter()
+            self._model = _load_cross_encoder(self.source.path, self.config)
+            self.timings["load_model_s"] = self.timings.get("load_model_s", 0.0) + time.perf_counter() - t0
+        return self._model
+
+    def max_length(self) -> int:
+        return self.config.max_length or int(self.model.max_seq_length)
+
+    def activation(self) -> str:
+        fn = self.model.activation_fn
+        return f"{type(fn).__module__}.{type(fn).__qualname__}"
+
+    def predict(self, pairs: Sequence[Pair]) -> np.ndarray:
+        """The library's own scores, one float32 per pair (no cache)."""
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        scores = self.model.predict(
+            [list(p) for p in pairs], batch_size=self.config.batch_size, show_progress_bar=False,
+            convert_to_numpy=True,
+        )  # fmt: skip
+        return np.asarray(scores, dtype=np.float32).reshape(len(pairs))
+
+    def key(self) -> dict:
+        """Everything that changes a pair's score."""
+        return {
+            "kind": "cross-encoder pair scores",
+            "weights_sha256": self.fingerprint,
+            "max_length": self.max_length(),
+            "activation": self.activation(),
+            "dtype": self.config.dtype,
+            "pair_format": PAIR_FORMAT,
+        }
+
+    def score(self, pairs: Sequence[Pair], desc: str = "score pairs") -> np.ndarray:
+        """Scores of `pairs` (in order), each distinct pair computed once and cached."""
+        t0 = time.perf_counter()
+        cache = PairScoreCache(self.cache_dir, self.key(), self.config.shard_size)
+        scores, self.stats = cache.scores(pairs, self.predict, desc=desc, progress=self.progress)
+        self.timings["score_pairs_s"] = time.perf_counter() - t0
+        return scores
+
+    def manifest(self) -> dict:
+        s = self.source
+        return {
+            "model": self.config.model,
+            "model_path": str(s.path),
+            "hub_id": s.hub_id,
+            "revision": s.revision,
+            "weights_sha256": self.fingerprint,
+            "max_length": self.max_length(),
+            "activation": self.activation(),
+            "dtype": self.config.dtype,
+            "batch_size": self.config.batch_size,
+            "pair_format": PAIR_FORMAT,
+            "trust_remote_code": self.config.trust_remote_code,
+            "shard_size": self.config.shard_size,
+        }
+
+    def settings(self) -> dict:
+        """What changes the scores, known without loading the model (the runner's skip check)."""
+        out = {"weights_sha256": self.fingerprint, "dtype": self.config.dtype}
+        if self.config.max_length:
+            out["max_length"] = self.config.max_length
+        return out
+
+
+def _load_cross_encoder(path: Path, config: CrossEncoderConfig):
+    """sentence-transformers' CrossEncoder with its default activation; one score per pair or an error."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    device = config.device or default_device()
+    model = CrossEncoder(
+        str(path),
+        device=device,
+        max_length=config.max_length,
+        trust_remote_code=config.trust_remote_code,
+        model_kwargs={"torch_dtype": getattr(torch, DTYPES[config.dtype])},
+    )
+    if model.num_labels != 1:
+        raise ValueError(
+            f"{path}: the cross-encoder gives {model.num_labels} scores per pair; re-ranking needs one"
+        )
+    return model
+
+
+# ------------------------------------------------------------------------------------- pair cache
+
+
+def pair_hashes(pairs: Sequence[Pair]) -> np.ndarray:
+    """One 16-byte digest per (query text, document text) pair (dtype V16), each text hashed once."""
+    digests: dict[str, bytes] = {}
+
+    def h(text: str) -> bytes:
+        d = digests.get(text)
+        if d is None:
+            d = digests[text] = hashlib.sha256(text.encode("utf-8")).digest()
+        return d
+
+    out = b"".join(hashlib.sha256(h(q) + h(d)).digest()[:HASH_BYTES] for q, d in pairs)
+    return np.frombuffer(out, dtype=f"V{HASH_BYTES}")
+
+
+class PairScoreCache:
+    """Finished jobs are looked up; the missing pairs are scored as one (resumable) job."""
+
+    def __init__(self, cache_dir: Path | None, key: dict, shard_size: int = 2048):
+        self.key = key
+        self.shard_size = shard_size
+        self.root = None if cache_dir is None else Path(cache_dir) / "pair-scores" / _entry(key)
+
+    def scores(
+        self,
+        pairs: Sequence[Pair],
+        predict: Callable[[Sequence[Pair]], np.ndarray],
+        desc: str = "score pairs",
+        progress: bool = True,
+    ) -> tuple[np.ndarray, dict[str, int]]:
+        hashes = pair_hashes(pairs)
+        uniq, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        values = np.full(len(uniq), np.nan, dtype=np.float32)
+        found = self._lookup(uniq, values)
+        missing = np.flatnonzero(~found)
+        missing = missing[np.argsort(first[missing], kind="stable")]  # in the order the pairs came
+        stats = {"pairs": len(pairs), "distinct_pairs": len(uniq), "pairs_reused": int(found.sum()),
+                 "pairs_scored": 0, "shards_encoded": 0, "shards_reused": 0}  # fmt: skip
+        if len(missing):
+            rows = first[missing]  # positions in `pairs`
+            job = self._job(uniq[missing])  # None without a cache: a temporary folder instead
+            emb = encode_sharded(
+                texts=lambda idx: [pairs[int(i)] for i in rows[idx]],
+                order=np.arange(len(rows)),
+                encode=lambda chunk: predict(chunk).reshape(-1, 1),
+                key={**self.key, "rows": len(rows), "shard_size": self.shard_size},
+                cache_dir=None,
+                folder=job,
+                shard_size=self.shard_size,
+                desc=desc,
+                progress=progress,
+            )
+            try:
+                values[missing] = emb.matrix()[:, 0]
+            finally:
+                emb.close()
+            stats.update(pairs_scored=len(rows), shards_encoded=emb.stats.shards_encoded,
+                         shards_reused=emb.stats.shards_reused)  # fmt: skip
+        return values[inverse.reshape(-1)], stats
+
+    def _lookup(self, uniq: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Fill `values` from every finished job; returns which of `uniq` were found."""
+        found = np.zeros(len(uniq), dtype=bool)
+        if self.root is None or not (self.root / "jobs").is_dir():
+            return found
+        for folder in sorted((self.root / "jobs").iterdir()):
+            done = _finished_job(folder)
+            if done is None:
+                continue
+            keys, scores = done
+            pos = np.searchsorted(uniq, keys)
+            ok = pos < len(uniq)
+            ok[ok] = uniq[pos[ok]] == keys[ok]
+            values[pos[ok]] = scores[ok]
+            found[pos[ok]] = True
+        return found
+
+    def _job(self, hashes: np.ndarray) -> Path | None:
+        """The folder of the job scoring `hashes` (named by them: a restart finds the same one)."""
+        if self.root is None:
+            return None
+        digest = hashlib.sha256(hashes.tobytes() + f"/{self.shard_size}".encode()).hexdigest()
+        folder = self.root / "jobs" / digest
+        if not (folder / "job.json").is_file():  # written last: with it, pairs.npy is complete
+            buf = io.BytesIO()
+            np.save(buf, hashes.view(np.uint8).reshape(len(hashes), HASH_BYTES), allow_pickle=False)
+            atomic_write_bytes(folder / "pairs.npy", buf.getvalue())
+            atomic_write_json(folder / "job.json", {"rows": len(hashes), "shard_size": self.shard_size})
+        return folder
+
+
+def _entry(key: dict) -> str:
+    digest = cache_key(key)
+    return f"{digest[:2]}/{digest}"
+
+
+def _finished_job(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(pair hashes, scores) of a job whose every shard is complete; None otherwise."""
+    try:
+        meta = json.loads((folder / "job.json").read_text())
+        keys = np.load(folder / "pairs.npy", allow_pickle=False)
+        rows, shard_size = int(meta["rows"]), int(meta["shard_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if keys.dtype != np.uint8 or keys.shape != (rows, HASH_BYTES):
+        return None
+    scores = read_complete(folder, rows, shard_size)
+    if scores is None or scores.shape != (rows, 1):
+        return None
+    return np.ascontiguousarray(keys).view(f"V{HASH_BYTES}").reshape(rows), scores[:, 0]
