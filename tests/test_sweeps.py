@@ -88,6 +88,16 @@ def test_plan_for_bm25_on_beir_lists_the_14_sets_and_runs_nothing(tmp_path):
     assert not data.exists() and not results.exists()
 
 
+def test_plan_costs_an_asymmetric_pair_by_its_document_model(tmp_path):
+    args = ["-d", "scifact", "--plan", "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "r")]
+    pair = _cli("run", "--query-model", "some/query-encoder", "--doc-model", "intfloat/e5-base-v2", *args)
+    alone = _cli("run", "-m", "e5-base-v2", *args)
+    assert pair.exit_code == 0 and alone.exit_code == 0, pair.output + alone.output
+    pair_rows, alone_rows = _plan_rows(pair.stdout), _plan_rows(alone.stdout)
+    assert "query-encoder~e5-base-v2 done" in pair.stdout
+    assert pair_rows["scifact"][3] == alone_rows["scifact"][3] != "?"  # the corpus encoder's time
+
+
 def test_plan_counts_what_is_done_and_present():
     """The committed results hold bm25 on scifact and nfcorpus; ../shared holds their data."""
     shared = ROOT.parent / "shared" / "data" / "beir"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tabulate import tabulate
@@ -102,12 +102,19 @@ class Plan:
         return sum(n for d in self.datasets for n in d.done.values())
 
 
-def model_cost(spec: str, max_length: int | None = None) -> ModelCost:
-    """bm25, a preset, a local folder, or a hub id (known only if it is in the local hub cache)."""
+def model_cost(spec, max_length: int | None = None) -> ModelCost:
+    """bm25, a preset, a local folder, or a hub id (known only if it is in the local hub cache); or
+    an asymmetric pair (`--query-model/--doc-model`), costed by its document model, which encodes the
+    corpus."""
+    if not isinstance(spec, str):
+        doc = model_cost(spec.doc, max_length)
+        system = f"{model_registry.system_name(spec.query)}~{doc.system}"
+        return replace(doc, spec=str(spec), system=system)
     if spec == "bm25":
         return ModelCost(spec, "bm25", dense=False)
     system = model_registry.system_name(spec)
-    preset = model_registry.PRESETS.get(spec)
+    known = model_registry.preset_of(spec)  # a preset's name or its hub id
+    preset = known[1] if known else None
     local = Path(spec).expanduser()
     if preset is not None:
         cached = spec == "all-MiniLM-L6-v2" and model_registry.packaged_minilm() is not None

@@ -64,31 +64,38 @@ PRESETS: dict[str, Preset] = {
 # not store: the score function (none of the first four saves one, and sentence-transformers would
 # then default to cosine), prompts, max length and BEIR's title separator.  docs/families.md lists
 # the sources.
+# For `run --plan`: a BERT/RoBERTa-base encoder's 12 layers hold 85,054,464 parameters outside the
+# embeddings (DistilBERT's 6: 42,527,232); weights_gb is the fp32 checkpoint size (DPR: both encoders).
+BASE_LAYERS, DISTILBERT_LAYERS = 85_054_464, 42_527_232
 DENSE_BASELINES: dict[str, Preset] = {
     "tas-b": Preset(
         "sentence-transformers/msmarco-distilbert-base-tas-b", 512, "dot", False,
+        compute_params=DISTILBERT_LAYERS, weights_gb=0.27,
         source="sentence-transformers model card (util.dot_score); TAS-B authors' card (CLS pooling)",
     ),
     "ance": Preset(
         "sentence-transformers/msmarco-roberta-base-ance-firstp", 512, "dot", False,
+        compute_params=BASE_LAYERS, weights_gb=0.5,
         source="BEIR examples/retrieval/evaluation/dense/evaluate_ance.py (score_function='dot')",
     ),
     "dpr": Preset(
         "sentence-transformers/facebook-dpr-ctx_encoder-multiset-base", 512, "dot", False,
+        compute_params=BASE_LAYERS, weights_gb=0.88,
         query_hub_id="sentence-transformers/facebook-dpr-question_encoder-multiset-base",
         title_sep=" [SEP] ",
         source="BEIR examples/retrieval/evaluation/dense/evaluate_dpr.py (dot, title ' [SEP] ' text)",
     ),
     "contriever-msmarco": Preset(
         "facebook/contriever-msmarco", 512, "dot", False,
+        compute_params=BASE_LAYERS, weights_gb=0.44,
         source="facebookresearch/contriever README and eval_beir.py (--metric dot, mean pooling, 512)",
     ),
     "e5-base-v2": Preset(
-        "intfloat/e5-base-v2", 512, "cos", True, query_prompt="query: ", doc_prompt="passage: ",
+        "intfloat/e5-base-v2", 512, "cos", True, compute_params=BASE_LAYERS, weights_gb=0.44, query_prompt="query: ", doc_prompt="passage: ",
         source="intfloat/e5-base-v2 model card ('query: ' / 'passage: ', 512 tokens, cosine)",
     ),
     "bge-base-en-v1.5": Preset(
-        "BAAI/bge-base-en-v1.5", 512, "cos", True,
+        "BAAI/bge-base-en-v1.5", 512, "cos", True, compute_params=BASE_LAYERS, weights_gb=0.44,
         query_prompt="Represent this sentence for searching relevant passages: ",
         source="BAAI/bge-base-en-v1.5 model card and FlagEmbedding (query instruction, CLS, normalized)",
     ),
