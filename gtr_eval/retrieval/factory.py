@@ -9,6 +9,7 @@ from .base import Retriever
 from .bm25 import BM25Config, BM25Retriever
 from .dense import DenseConfig, DenseRetriever
 from .encoders import default_device
+from .models import FAMILIES, model_family
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class RetrieverOptions:
         None  # one worker per entry, e.g. ("cuda:0", "cuda:1"); wins over processes
     )
     score: str | None = None  # dense: "dot" or "cos"; None: the preset's, else the model's own, else cos
+    # Learned sparse and late-interaction models (see sparse.py, multivector.py).
+    family: str = "auto"  # auto: from the preset or the model's files (models.detect_family)
+    candidates: str | None = None  # re-rank this system's stored run (late interaction: two-stage)
+    depth: int = 1000  # candidates per query taken from that run
+    maxsim_search: str = "auto"  # late interaction: auto, full or rerank
 
 
 def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
@@ -51,6 +57,11 @@ def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
     if spec == "bm25":
         return BM25Retriever(opts.bm25, progress=opts.progress)
     pair = spec if isinstance(spec, ModelPair) else None
+    family = "dense" if pair else (model_family(spec) if opts.family == "auto" else opts.family)
+    if family not in FAMILIES:
+        raise ValueError(f"family must be auto or one of {', '.join(FAMILIES)}, not {family!r}")
+    if family in ("sparse", "multivector"):
+        return _family_retriever(spec, family, opts)
     cfg = DenseConfig(
         model=pair.doc if pair else spec,
         query_model=pair.query if pair else None,
@@ -67,6 +78,32 @@ def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
         devices=_worker_devices(opts),
     )
     return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
+
+
+def _family_retriever(spec: str, family: str, opts: RetrieverOptions) -> Retriever:
+    """A learned sparse or late-interaction retriever (in-process, torch backend)."""
+    from .multivector import MultiVectorConfig, MultiVectorRetriever
+    from .sparse import SparseConfig, SparseRetriever
+
+    if opts.backend != "torch":
+        raise ValueError(f"{spec}: {family} models run with --backend torch, not {opts.backend}")
+    if _worker_devices(opts):
+        raise ValueError(f"{spec}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`")
+    common = dict(
+        model=spec,
+        max_length=opts.max_length,
+        batch_size=opts.batch_size,
+        device=_single_device(opts) or opts.device,
+        dtype=opts.dtype,
+        trust_remote_code=opts.trust_remote_code,
+        shard_size=opts.shard_size,
+        query_prompt=opts.query_prompt,
+        doc_prompt=opts.doc_prompt,
+    )
+    if family == "sparse":
+        return SparseRetriever(SparseConfig(**common), cache_dir=opts.cache_dir, progress=opts.progress)
+    cfg = MultiVectorConfig(**common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth)
+    return MultiVectorRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
 
 
 def _single_device(opts: RetrieverOptions) -> str | None:
