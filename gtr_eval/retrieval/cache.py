@@ -128,9 +128,8 @@ class PartsFormat:
 
     def load(self, path: Path):
         meta = json.loads(path.read_text())
-        arrays = {
-            part: np.load(self.part_path(path, part), mmap_mode="r", allow_pickle=False) for part in meta["parts"]
-        }
+        files = {part: self.part_path(path, part) for part in meta["parts"]}
+        arrays = {part: np.load(file, mmap_mode="r", allow_pickle=False) for part, file in files.items()}
         return self.assemble(arrays, meta)
 
     def disk_bytes(self, path: Path) -> int:
