@@ -244,6 +244,13 @@ def test_kill_9_during_token_encoding_resumes_from_the_last_complete_shard(tiny_
     kill_during_encode_then_resume(tiny_colbert, "tiny-colbert", tmp_path)
 
 
+def test_bench_maxsim_quick():
+    from test_search import _quick
+
+    r = _quick("bench_maxsim.py")
+    assert r["same_top10_sets"] == 1.0 and r["max_abs_score_diff_top10"] < 1e-4
+
+
 # ---------------------------------------------------------------------------------- real NFCorpus
 
 

@@ -55,19 +55,21 @@ def _chunks(d: sp.csr_matrix, size: int):
         yield start, d[start : start + size]
 
 
-@pytest.mark.parametrize(("n", "chunk", "block_nnz", "score_bytes", "k"), [
-    (500, 64, 1000, 4096, 10),  # many blocks, query blocks of one or two queries
-    (300, 300, 10**9, 1 << 20, 50),  # one block
-    (40, 7, 200, 64, 100),  # k larger than the corpus
+@pytest.mark.parametrize(("n", "chunk", "block_nnz", "max_pairs", "k"), [
+    (500, 64, 1000, 300, 10),  # many blocks, a few queries per product
+    (300, 300, 10**9, 10**9, 50),  # one block, one product
+    (40, 7, 200, 1, 100),  # one query per product; k larger than the corpus
 ])  # fmt: skip
-def test_sparse_search_equals_brute_force(n, chunk, block_nnz, score_bytes, k):
+def test_sparse_search_equals_brute_force(n, chunk, block_nnz, max_pairs, k):
     rng = np.random.default_rng(n)
     vocab = 400
     d = _random_csr(rng, n, vocab, 12)
     q = _random_csr(rng, 9, vocab, 5)
-    s, i = sparse_search(q, _chunks(d, chunk), k, block_nnz=block_nnz, score_block_bytes=score_bytes)
+    stats: dict = {}
+    s, i = sparse_search(q, _chunks(d, chunk), k, block_nnz=block_nnz, max_pairs=max_pairs, stats=stats)
     dense = (q @ d.T).toarray()
     overlap = (q.astype(bool).astype(np.int32) @ d.astype(bool).astype(np.int32).T).toarray() > 0
+    assert stats["pairs"] == overlap.sum() == (q @ d.T).nnz
     assert s.shape == i.shape == (9, k)
     for r in range(9):
         hits = np.flatnonzero(overlap[r])
@@ -239,6 +241,16 @@ def test_encode_shard_jobs_fill_the_sparse_cache_and_the_run_only_searches(tiny_
 
 def test_kill_9_during_sparse_encoding_resumes_from_the_last_complete_shard(tiny_splade, tmp_path):
     kill_during_encode_then_resume(tiny_splade, "tiny-splade", tmp_path)
+
+
+def test_bench_sparse_quick():
+    from test_search import _quick
+
+    r = _quick("bench_sparse.py", "--skews", "0.5")
+    (run,) = r["runs"]
+    ours, peer = run["sides"]["ours"], run["sides"]["scipy"]
+    assert run["same_top10"] == 1.0 and ours["pairs"] == peer["pairs"] > 0
+    assert 140 <= run["avg_nnz_per_doc"] <= 170 and 20 <= run["avg_nnz_per_query"] <= 40
 
 
 # ---------------------------------------------------------------------------------- real NFCorpus

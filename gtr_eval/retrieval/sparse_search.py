@@ -3,11 +3,12 @@
 Scores are dot products of sparse query and document vectors over the vocabulary (what
 `SparseEncoder.similarity` computes).  Consecutive cache shards (CSR, documents x vocabulary) are
 stacked into a block of at most `block_nnz` non-zeros and transposed, which makes the block's
-inverted index (term -> postings).  `Q_block @ D_blockᵀ` with both sides CSR then walks, for each
+inverted index (term -> postings).  `Q_group @ D_blockᵀ` with both sides CSR then walks, for each
 query term, exactly that term's postings: the cost is the sum of the query terms' document
-frequencies, as in an inverted-index engine.  The result is scattered into a (query block x
-document block) score block (bounded by `score_block_bytes`), cut to its top-k and merged into a
-running top-k.  The full queries x corpus matrix is never formed.
+frequencies, as in an inverted-index engine, and the result holds only the (query, document) pairs
+that share a term.  Queries are grouped so that one product walks at most `max_pairs` postings,
+which bounds its result; each row's top-k is cut from its stored entries and merged into a running
+top-k.  The full queries x corpus product is never formed.
 
 A document sharing no term with a query gets no score and is not returned (as Lucene's impact
 search, which Pyserini's SPLADE runs use, does not return it); so a query can have fewer than k
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from .topk import RunningTopK
+from .topk import RunningTopK, csr_row_top_k
 
 
 def sparse_search(
@@ -30,32 +31,46 @@ def sparse_search(
     chunks: Iterable[tuple[int, sp.spmatrix]],
     top_k: int,
     block_nnz: int = 16_000_000,
-    score_block_bytes: int = 256 << 20,
+    max_pairs: int = 24_000_000,
+    stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k over `chunks` of (first row index, CSR rows), by dot product.
 
     Returns (scores, indices), each (n_queries, top_k), best first; slots without a hit hold
-    (-inf, -1).  Indices count rows across all chunks in the order given.
+    (-inf, -1).  Indices count rows across all chunks in the order given.  `max_pairs` bounds the
+    postings one product walks (hence its result size, about 12 bytes per pair).  `stats`, if
+    given, receives `pairs` (query-document pairs sharing a term: the whole product's non-zeros)
+    and `postings` (postings walked).
     """
     q = sp.csr_matrix(queries, dtype=np.float32)
     q.sort_indices()
+    pattern = sp.csr_matrix((np.ones_like(q.data), q.indices, q.indptr), shape=q.shape)
     top = RunningTopK(q.shape[0], top_k)
+    pairs = postings = 0
     for start, block in _blocks(chunks, block_nnz, q.shape[1]):
         inverted = block.T.tocsr()  # vocabulary x documents: each row is one term's postings
-        n_docs = block.shape[0]
-        q_rows = max(1, score_block_bytes // (8 * max(1, n_docs)))
-        for q0 in range(0, q.shape[0], q_rows):
-            hits = q[q0 : q0 + q_rows] @ inverted  # only (query, document) pairs sharing a term
-            top.add(_scatter(hits, n_docs), start, slice(q0, q0 + q_rows))
+        walk = pattern @ np.diff(inverted.indptr).astype(np.float64)  # postings each query walks
+        postings += int(walk.sum())
+        for group in _groups(walk, max_pairs):
+            hits = q[group] @ inverted  # only (query, document) pairs sharing a term
+            pairs += hits.nnz
+            scores, cols = csr_row_top_k(hits, top.k)
+            top.merge(scores, np.where(cols >= 0, cols + start, -1), group)
+    if stats is not None:
+        stats.update(pairs=pairs, postings=postings)
     return top.result()
 
 
-def _scatter(hits: sp.csr_matrix, n_docs: int) -> np.ndarray:
-    """A sparse score block as a dense one with -inf where a document shares no term."""
-    block = np.full((hits.shape[0], n_docs), -np.inf, dtype=np.float32)
-    rows = np.repeat(np.arange(hits.shape[0]), np.diff(hits.indptr))
-    block[rows, hits.indices] = hits.data
-    return block
+def _groups(walk: np.ndarray, max_pairs: int) -> Iterator[slice]:
+    """Consecutive query ranges whose postings add up to at most `max_pairs` (at least one query)."""
+    start, total = 0, 0.0
+    for i, w in enumerate(walk.tolist()):
+        if i > start and total + w > max_pairs:
+            yield slice(start, i)
+            start, total = i, 0.0
+        total += w
+    if start < len(walk):
+        yield slice(start, len(walk))
 
 
 def _blocks(chunks: Iterable[tuple[int, sp.spmatrix]], block_nnz: int, vocab: int) -> Iterator[tuple[int, sp.csr_matrix]]:

@@ -22,8 +22,14 @@ class RunningTopK:
             return
         scores = np.nan_to_num(scores, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
         cols = _top_columns(scores, self.k)
-        s = np.concatenate([self.scores[rows], np.take_along_axis(scores, cols, 1)], axis=1)
-        i = np.concatenate([self.indices[rows], cols + first], axis=1)
+        self.merge(np.take_along_axis(scores, cols, 1), cols + first, rows)
+
+    def merge(self, scores: np.ndarray, indices: np.ndarray, rows: slice | np.ndarray = slice(None)) -> None:
+        """Merge candidate (scores, document indices) of the queries `rows`, any number per row."""
+        if self.k == 0 or scores.shape[1] == 0:
+            return
+        s = np.concatenate([self.scores[rows], scores], axis=1)
+        i = np.concatenate([self.indices[rows], indices], axis=1)
         keep = _top_columns(s, self.k)
         self.scores[rows] = np.take_along_axis(s, keep, 1)
         self.indices[rows] = np.take_along_axis(i, keep, 1)
@@ -42,8 +48,19 @@ def _top_columns(scores: np.ndarray, k: int) -> np.ndarray:
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's top-k (scores, column indices), best first, from one score matrix."""
-    top = RunningTopK(scores.shape[0], min(k, scores.shape[1]))
-    top.add(scores, 0)
-    return top.result()
+def csr_row_top_k(hits, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest stored entries of a CSR matrix: (scores, columns), (rows x k), unordered,
+    padded with (-inf, -1).  Costs the row's stored entries only, not its full width."""
+    n = hits.shape[0]
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    cols = np.full((n, k), -1, dtype=np.int64)
+    indptr, data, indices = hits.indptr, hits.data, hits.indices
+    for r in range(n):
+        a, b = indptr[r], indptr[r + 1]
+        if b - a > k:
+            sel = a + np.argpartition(-data[a:b], k - 1)[:k]
+        else:
+            sel = np.arange(a, b)
+        scores[r, : len(sel)] = data[sel]
+        cols[r, : len(sel)] = indices[sel]
+    return scores, cols
