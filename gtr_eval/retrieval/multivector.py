@@ -8,7 +8,7 @@ upcasts to float32.
 Two modes, recorded in the manifest as `mode`:
 
 * `full`: exact MaxSim of every query against every document, one shard at a time.  The default
-  for corpora of at most `full_max_docs` documents (200,000: every BEIR set up to TREC-COVID).
+  for corpora of at most `full_max_docs` documents (200,000: TREC-COVID and every smaller BEIR set).
 * `rerank`: the standard two-stage search: the top `depth` documents of another system's stored
   run on the same dataset (`--candidates bm25 --depth 1000`) are re-scored by exact MaxSim.  The
   manifest names the candidate system, the depth and the sha256 of the run file used.  A larger
