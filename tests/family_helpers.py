@@ -67,6 +67,23 @@ def _args(model: Path, syn: Path, results: Path, cache: Path) -> list[str]:
             "--shard-size", str(SHARD), "--quiet"]  # fmt: skip
 
 
+def check_sampled_pairs(results: Path, system: str, data, model, family: str, n_queries: int, token_dtype=np.float32):
+    """For a seeded sample of queries: their stored top-20 scores equal the library's, and no
+    document of a random sample of 300 others scores above the 20th hit (the search is exact).
+    The library encodes the union of these documents once."""
+    sample = stored_pairs(results, system, data.name, n_queries, 20)
+    others = np.random.default_rng(0).choice(len(data.corpus), size=300, replace=False).tolist()
+    docs = sorted({data.corpus.index_of(d) for _, hits in sample for d, _ in hits} | set(others))
+    column = {j: c for c, j in enumerate(docs)}
+    lib = library_scores(model, family, [data.queries[q] for q, _ in sample], data.corpus.texts(docs), token_dtype)
+    for row, (_, hits) in enumerate(sample):
+        cols = [column[data.corpus.index_of(d)] for d, _ in hits]
+        np.testing.assert_allclose([s for _, s in hits], lib[row, cols], rtol=1e-5)
+        if len(hits) == 20:
+            rest = np.delete(lib[row], cols)
+            assert rest.max() <= hits[-1][1] * (1 + 1e-5) + 1e-6
+
+
 def kill_during_encode_then_resume(model: Path, system: str, tmp_path: Path) -> None:
     """kill -9 a `gtr-eval run` after its first corpus shard, restart it: only the missing shards are
     encoded, and the result equals an uninterrupted run's (own results folder and cache)."""

@@ -60,46 +60,34 @@ def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
     family = "dense" if pair else (model_family(spec) if opts.family == "auto" else opts.family)
     if family not in FAMILIES:
         raise ValueError(f"family must be auto or one of {', '.join(FAMILIES)}, not {family!r}")
-    if family in ("sparse", "multivector"):
-        return _family_retriever(spec, family, opts)
-    cfg = DenseConfig(
+    common = dict(
         model=pair.doc if pair else spec,
-        query_model=pair.query if pair else None,
-        score=opts.score,
         query_prompt=opts.query_prompt,
         doc_prompt=opts.doc_prompt,
         max_length=opts.max_length,
         batch_size=opts.batch_size,
         device=_single_device(opts) or opts.device,
         dtype=opts.dtype,
-        backend=opts.backend,
         trust_remote_code=opts.trust_remote_code,
         shard_size=opts.shard_size,
-        devices=_worker_devices(opts),
     )
+    if family in ("sparse", "multivector"):
+        return _family_retriever(family, opts, common)
+    cfg = DenseConfig(**common, query_model=pair.query if pair else None, score=opts.score, backend=opts.backend,
+                      devices=_worker_devices(opts))  # fmt: skip
     return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
 
 
-def _family_retriever(spec: str, family: str, opts: RetrieverOptions) -> Retriever:
+def _family_retriever(family: str, opts: RetrieverOptions, common: dict) -> Retriever:
     """A learned sparse or late-interaction retriever (in-process, torch backend)."""
     from .multivector import MultiVectorConfig, MultiVectorRetriever
     from .sparse import SparseConfig, SparseRetriever
 
+    spec = common["model"]
     if opts.backend != "torch":
         raise ValueError(f"{spec}: {family} models run with --backend torch, not {opts.backend}")
     if _worker_devices(opts):
         raise ValueError(f"{spec}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`")
-    common = dict(
-        model=spec,
-        max_length=opts.max_length,
-        batch_size=opts.batch_size,
-        device=_single_device(opts) or opts.device,
-        dtype=opts.dtype,
-        trust_remote_code=opts.trust_remote_code,
-        shard_size=opts.shard_size,
-        query_prompt=opts.query_prompt,
-        doc_prompt=opts.doc_prompt,
-    )
     if family == "sparse":
         return SparseRetriever(SparseConfig(**common), cache_dir=opts.cache_dir, progress=opts.progress)
     cfg = MultiVectorConfig(**common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth)

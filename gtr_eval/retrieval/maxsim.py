@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+import torch
 
 from .cache import RaggedTokens
 from .topk import RunningTopK
@@ -35,6 +36,17 @@ def padded_queries(queries: RaggedTokens) -> tuple[np.ndarray, np.ndarray]:
     for i in range(len(queries)):
         out[i, : lengths[i]] = queries.item(i)
     return out, lengths
+
+
+def _dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b.T in float32.  torch's CPU matmul: numpy's OpenBLAS ran this wide product (query
+    vectors x all token vectors of a shard) several times slower on the benchmark machine."""
+    return torch.mm(torch.from_numpy(a), torch.from_numpy(b).T).numpy()
+
+
+def _float32(x: np.ndarray) -> np.ndarray:
+    """An in-memory, writable, C-ordered float32 copy (shards are read-only memory maps)."""
+    return np.require(x, dtype=np.float32, requirements=["C", "W"])
 
 
 def _segment_max(scores: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +75,7 @@ def maxsim_full(
     top = RunningTopK(n_q, top_k)
     scale = 1.0 / np.maximum(q_len, 1) if normalize_by_length else None
     for start, shard in chunks:
-        tokens = np.asarray(shard.vectors, dtype=np.float32)  # upcast the whole shard once
+        tokens = _float32(shard.vectors)  # upcast the whole shard once
         offsets = np.asarray(shard.offsets, dtype=np.int64)
         n_docs = len(offsets) - 1
         if tokens.shape[0] and tokens.shape[1] != dim:
@@ -71,7 +83,7 @@ def maxsim_full(
         step = max(1, score_block_bytes // max(1, 4 * q_tokens * max(1, tokens.shape[0])))
         for q0 in range(0, n_q, step):
             block = q[q0 : q0 + step]
-            sims = block.reshape(-1, dim) @ tokens.T  # (queries x query tokens) x shard tokens
+            sims = _dots(block.reshape(-1, dim), tokens)  # (queries x query tokens) x shard tokens
             best, scorable = _segment_max(sims, offsets)
             del sims
             scores = np.full((len(block), n_docs), -np.inf, dtype=np.float32)
@@ -116,7 +128,7 @@ def maxsim_rerank(
             tokens, offsets = _gather(shard, group_rows)
             if tokens.shape[1] != dim:
                 raise ValueError(f"document token vectors have {tokens.shape[1]} dimensions, queries {dim}")
-            best = np.maximum.reduceat(q[query] @ tokens.T, offsets[:-1], axis=1)
+            best = np.maximum.reduceat(_dots(q[query], tokens), offsets[:-1], axis=1)
             scores = best.sum(axis=0)
             if normalize_by_length:
                 scores = scores / np.float32(max(int(q_len[query]), 1))
@@ -130,4 +142,4 @@ def _gather(shard: RaggedTokens, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(lengths)
     index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return np.asarray(shard.vectors[index], dtype=np.float32), offsets
+    return _float32(shard.vectors[index]), offsets
