@@ -16,7 +16,9 @@ product then holds about a billion pairs, and the peer is skipped when its estim
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -30,6 +32,7 @@ SHARD = 2048
 VOCAB = 30_522
 
 
+@functools.lru_cache(maxsize=4)
 def _term_sampler(skew: float):
     """Cumulative term probabilities by frequency rank, and the term id of each rank (one shared
     vocabulary for documents and queries; frequent terms spread over the id range)."""
@@ -38,6 +41,7 @@ def _term_sampler(skew: float):
     return cdf, np.random.default_rng(0).permutation(VOCAB)
 
 
+@functools.lru_cache(maxsize=16)
 def _draws_for(distinct: float, skew: float) -> float:
     """How many draws with replacement give `distinct` different terms on average."""
     p = 1.0 / np.arange(1, VOCAB + 1) ** skew
@@ -60,7 +64,8 @@ def synthetic_rows(first: int, n: int, nnz: tuple[int, int], skew: float, seed: 
     draws = np.round(rng.integers(nnz[0], nnz[1] + 1, size=n) * scale).astype(np.int64)
     rows = np.repeat(np.arange(n), draws)
     terms = perm[np.searchsorted(cdf, rng.random(len(rows)), side="right").clip(0, VOCAB - 1)]
-    key = np.unique(rows.astype(np.int64) * VOCAB + terms)  # one entry per (row, term)
+    key = np.sort(rows.astype(np.int64) * VOCAB + terms)
+    key = key[np.r_[True, key[1:] != key[:-1]]]  # one entry per (row, term); np.unique hashes slowly here
     r, t = key // VOCAB, key % VOCAB
     weights = rng.gamma(2.0, 0.4, size=len(key)).astype(np.float32)
     return sp.csr_matrix((weights, (r, t)), shape=(n, VOCAB), dtype=np.float32)
@@ -130,6 +135,12 @@ def _same_top10(folder: Path) -> float:
     return float(np.mean(same))
 
 
+def _side(out: dict) -> dict:
+    """A child's wall time, peak RSS, what it printed, and the machine's load when it ended (shared)."""
+    return {"wall_s": out["wall_s"], "peak_rss_mib": out["peak_rss_mib"], "loadavg_1m": os.getloadavg()[0],
+            **last_json(out["stdout"])}  # fmt: skip
+
+
 def measure(n: int, n_q: int, k: int, skew: float, budget_gib: float, tmp: Path) -> dict:
     folder = tmp / f"skew-{skew}"
     t0 = time.perf_counter()
@@ -145,7 +156,7 @@ def measure(n: int, n_q: int, k: int, skew: float, budget_gib: float, tmp: Path)
            "index_bytes": index_bytes, "avg_nnz_per_doc": nnz / n, "avg_nnz_per_query": q.nnz / n_q, "sides": {}}  # fmt: skip
     cmd = [sys.executable, __file__, "--child"]
     out = run_child([*cmd, "ours", str(folder), str(k)])
-    rec["sides"]["ours"] = {"wall_s": out["wall_s"], "peak_rss_mib": out["peak_rss_mib"], **last_json(out["stdout"])}
+    rec["sides"]["ours"] = _side(out)
     pairs = rec["sides"]["ours"]["pairs"]
     # scipy: the loaded matrix, its transpose made CSR for the product, and the product itself
     # (float32 data + int32 or int64 column indices per pair)
@@ -155,7 +166,7 @@ def measure(n: int, n_q: int, k: int, skew: float, budget_gib: float, tmp: Path)
         rec["sides"]["scipy"] = {"skipped": f"estimated {estimate / 2**30:.1f} GiB > budget {budget_gib} GiB"}
     else:
         out = run_child([*cmd, "scipy", str(folder), str(k)])
-        rec["sides"]["scipy"] = {"wall_s": out["wall_s"], "peak_rss_mib": out["peak_rss_mib"], **last_json(out["stdout"])}
+        rec["sides"]["scipy"] = _side(out)
         o, p = rec["sides"]["ours"], rec["sides"]["scipy"]
         rec["same_top10"] = _same_top10(folder)
         rec["ratio_time"] = o["search_s"] / p["search_s"]

@@ -108,6 +108,11 @@ def _search(r: dict) -> list[str]:
     return lines
 
 
+def _load1(side: dict) -> str:
+    """The 1-minute load average when a side finished (the machine is shared)."""
+    return f"{side['loadavg_1m']:.1f}" if "loadavg_1m" in side else "–"
+
+
 def _sparse(r: dict) -> list[str]:
     lines = [
         f"{r['what']}; terms drawn from a power law p(rank r) ∝ r^-a (skew a). Ours: `sparse_search` over "
@@ -115,18 +120,18 @@ def _sparse(r: dict) -> list[str]:
         "matrix loaded, `Q @ D.T` in one product, then each row's top-k. Each side its own process.",
         "",
         "| skew | avg nnz / doc | avg nnz / query | index on disk (MiB) | pairs sharing a term | side | search (s) "
-        "| peak RSS (MiB) |",
-        "|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| peak RSS (MiB) | load (1 min) |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for run in r["runs"]:
         o, p = run["sides"]["ours"], run["sides"]["scipy"]
         head = (f"| {run['skew']} | {run['avg_nnz_per_doc']:.1f} | {run['avg_nnz_per_query']:.1f} | "
                 f"{run['index_bytes'] / 2**20:.0f} | {o['pairs']:,} |")  # fmt: skip
-        lines.append(f"{head} ours | {o['search_s']:.1f} | {o['peak_rss_mib']:.0f} |")
+        lines.append(f"{head} ours | {o['search_s']:.1f} | {o['peak_rss_mib']:.0f} | {_load1(o)} |")
         if "skipped" in p:
-            lines.append(f"| | | | | | scipy whole product | not run: {p['skipped']} | |")
+            lines.append(f"| | | | | | scipy whole product | not run: {p['skipped']} | | |")
         else:
-            lines.append(f"| | | | | | scipy whole product | {p['search_s']:.1f} | {p['peak_rss_mib']:.0f} |")
+            lines.append(f"| | | | | | scipy whole product | {p['search_s']:.1f} | {p['peak_rss_mib']:.0f} | {_load1(p)} |")
     lines.append("")
     for run in r["runs"]:
         if "ratio_time" in run:

@@ -356,7 +356,8 @@ def _evaluate_pair(
     clear_leftovers(cfg.results_dir, retriever.name, unit.name)
     retriever.timings.clear()
     t0 = time.perf_counter()
-    if (first_stage := retriever.candidate_system()) is not None:
+    first_stage = getattr(retriever, "candidate_system", lambda: None)()  # two-stage: the stored first stage
+    if first_stage is not None:
         retriever.use_candidates(*_candidates(cfg, first_stage, retriever.name, unit.name))
     if (groups := getattr(data, "groups", None)) is not None:  # PeerQA: each query searches its paper
         from .retrieval.scoped import scoped_search
