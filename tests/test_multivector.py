@@ -246,6 +246,16 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
         np.testing.assert_allclose([s for _, s in hits], lib[0], rtol=1e-5)
 
 
+def test_api_run_takes_the_two_stage_options(tiny_colbert, tmp_path):
+    from gtr_eval.api import run
+
+    results = run(["bm25", str(tiny_colbert)], ["demo"], results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
+                  progress=False, echo=lambda s: None, candidates="bm25", depth=3)  # fmt: skip
+    man = {r.system: r.manifest for r in results}["tiny-colbert"]
+    assert (man["mode"], man["candidates"], man["depth"]) == ("rerank", "bm25", 3)
+    assert all(len(hits) <= 3 for hits in read_trec_run(tmp_path / "r" / "tiny-colbert" / "demo.run.trec.gz").values())
+
+
 def test_kill_9_during_token_encoding_resumes_from_the_last_complete_shard(tiny_colbert, tmp_path):
     kill_during_encode_then_resume(tiny_colbert, "tiny-colbert", tmp_path)
 
