@@ -357,8 +357,8 @@ PRESETS.update(
         # documents at 256 tokens (sentence-transformers would use 512); scored by dot product.
         "splade-pp-ed": Preset("naver/splade-cocondenser-ensembledistil", 256, "dot", False, 32),
         # ColBERTv2: queries are the checkpoint's 32 tokens ([MASK]-expanded); documents 300 tokens,
-        # the ColBERT authors' setting for BEIR-style collections, whose documents are longer than
-        # the MS MARCO passages the checkpoint's own 180 (artifact.metadata `doc_maxlen`) was set for.
+        # as the ColBERT introduction notebook indexes out-of-domain collections (LoTTE) with this
+        # checkpoint; its own `doc_maxlen` 180 (artifact.metadata) suits MS MARCO's short passages.
         "colbertv2": Preset("colbert-ir/colbertv2.0", 300, "maxsim", False, 32),
     }
 )
