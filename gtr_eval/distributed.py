@@ -25,6 +25,7 @@ from pathlib import Path
 from .data.units import DatasetUnit
 from .retrieval.cache import shard_selector
 from .retrieval.dense import DenseRetriever
+from .retrieval.encoded import EncodedRetriever
 from .retrieval.factory import RetrieverOptions, make_retriever
 from .runner import RunConfig
 
@@ -59,8 +60,8 @@ def encode_job(
     t0 = time.perf_counter()
     data = unit.load()
     retriever = make_retriever(model, opts)
-    if not isinstance(retriever, DenseRetriever):
-        raise ValueError(f"{model}: only dense models have embeddings to encode")
+    if not isinstance(retriever, DenseRetriever | EncodedRetriever):
+        raise ValueError(f"{model}: only dense, sparse and late-interaction models have vectors to encode")
     try:
         retriever.index(data.corpus, select=shard_selector(*shard) if shard[1] > 1 else None)
         return {

@@ -26,7 +26,8 @@ from filelock import FileLock, Timeout
 from .data.download import DownloadError, dataset_source
 from .data.loader import BeirData
 from .data.units import DataOptions, DatasetUnit, unit_names
-from .evaluation import evaluate
+from .evaluation import evaluate, read_trec_run
+from .io import sha256_file
 from .results import RUN_SUFFIX, StoredResult, is_done, load_result, result_path, save_result
 from .retrieval.base import Retriever
 from .retrieval.factory import ModelPair, RetrieverOptions, make_retriever
@@ -355,6 +356,9 @@ def _evaluate_pair(
     clear_leftovers(cfg.results_dir, retriever.name, unit.name)
     retriever.timings.clear()
     t0 = time.perf_counter()
+    first_stage = getattr(retriever, "candidate_system", lambda: None)()  # two-stage: the stored first stage
+    if first_stage is not None:
+        retriever.use_candidates(*_candidates(cfg, first_stage, retriever.name, unit.name))
     if (groups := getattr(data, "groups", None)) is not None:  # PeerQA: each query searches its paper
         from .retrieval.scoped import scoped_search
 
@@ -378,6 +382,9 @@ def _evaluate_pair(
         "timings": timings,
     }
     path = save_result(cfg.results_dir, retriever.name, unit.name, unit.split, evaluation, run, manifest)
+    if index := manifest.get("index"):  # sparse / late-interaction index size and density
+        parts = (f"{k} {v:,}" if isinstance(v, int | float) else f"{k} {v}" for k, v in index.items())
+        echo(f"[index] {retriever.name} on {unit.name}: " + ", ".join(parts))
     if stats := getattr(retriever, "stats", None):
         echo(
             f"[cache] {retriever.name} on {unit.name}: encoded {stats['corpus_shards_encoded']} of "
@@ -417,6 +424,19 @@ def echo_done(echo, system: str, dataset: str, metrics: dict, seconds: float, pa
         f"[done] {system} on {dataset}: nDCG@10 {metrics['ndcg@10']:.4f}  Recall@100 {metrics['recall@100']:.4f}"
         f"  MRR@10 {metrics['mrr@10']:.4f}  ({seconds:.1f} s) -> {path}"
     )
+
+
+def _candidates(cfg: RunConfig, system: str, reranker: str, dataset: str) -> tuple[dict, dict]:
+    """The stored run of `system` on `dataset` (a two-stage search's first stage) and its identity."""
+    if system == reranker:
+        raise ValueError(f"{reranker} cannot re-rank its own run (--candidates {system})")
+    if not is_done(cfg.results_dir, system, dataset):
+        raise ValueError(
+            f"--candidates {system}: no stored result of {system} on {dataset} in {cfg.results_dir}; "
+            f"run it first (list -m {system} before {reranker} in the same run)"
+        )
+    path = load_result(cfg.results_dir, system, dataset).run_path
+    return read_trec_run(path), {"system": system, "run_file": str(path), "run_sha256": sha256_file(path)}
 
 
 SUMMARY_METRICS = ("ndcg@10", "recall@100", "mrr@10")

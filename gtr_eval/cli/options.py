@@ -29,7 +29,7 @@ results_dir_option = click.option(
 models_option = click.option(
     "-m", "--model", "models", multiple=True,
     help="bm25, a preset (gtr-t5-base/large/xl/xxl, all-MiniLM-L6-v2, tas-b, ance, dpr, contriever-msmarco, "
-         "e5-base-v2, bge-base-en-v1.5), a hub id or a local folder. Repeatable.",
+         "e5-base-v2, bge-base-en-v1.5, splade-pp-ed, colbertv2), a hub id or a local folder. Repeatable.",
 )
 datasets_option = click.option(
     "-d", "--dataset", "datasets", multiple=True, required=True,
@@ -106,6 +106,8 @@ ENCODER_OPTIONS = (
     click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
                  help="Encode the corpus in N worker processes on --device (CPU threads are split between them)."),
     click.option("--devices", default=None, help="One corpus-encoding worker per device, e.g. cuda:0,cuda:1."),
+    click.option("--family", type=click.Choice(["auto", "dense", "sparse", "multivector"]), default="auto",
+                 show_default=True, help="Model family; auto: from the preset or the model's files (docs/families.md)."),
 )
 BM25_OPTIONS = (
     click.option("--bm25-k1", type=float, default=1.5, show_default=True),
@@ -115,10 +117,18 @@ BM25_OPTIONS = (
 )
 
 
-# How a dense system scores (not part of the embedding cache key): `run` only.
+# How a system searches (not part of the embedding cache key): `run` only.
 SEARCH_OPTIONS = (
     click.option("--score", type=click.Choice(["dot", "cos"]), default=None,
                  help="Dense score function  [default: the preset's, else the model's own, else cos]"),
+    # Two-stage search: re-rank the stored run of a first-stage system (late interaction: exact MaxSim).
+    click.option("--candidates", default=None, metavar="SYSTEM",
+                 help="Re-rank SYSTEM's stored run on the same dataset (list -m SYSTEM first), e.g. bm25."),
+    click.option("--depth", type=click.IntRange(1), default=1000, show_default=True,
+                 help="Candidates per query taken from the --candidates run."),
+    click.option("--maxsim-search", type=click.Choice(["auto", "full", "rerank"]), default="auto", show_default=True,
+                 help="Late interaction: full exact MaxSim, or rerank --candidates; auto: rerank with "
+                      "--candidates, else full up to 200,000 documents."),
 )
 
 
@@ -134,7 +144,8 @@ def _retriever_options(cache_dir: Path | None, no_cache: bool, quiet: bool, bm25
 def retriever_options(bm25: bool = True, search: bool | None = None) -> Callable:
     """Every option that shapes a retriever, handed to the command as one `RetrieverOptions` (`options`).
 
-    `search` (default: like `bm25`) adds the options that only searching uses (`--score`)."""
+    `search` (default: like `bm25`) adds the options that only searching uses (`--score`, and the
+    two-stage `--candidates`, `--depth`, `--maxsim-search`)."""
     search = bm25 if search is None else search
     return option_group(
         "options", _retriever_options, *CACHE_OPTIONS, quiet_option, *ENCODER_OPTIONS,

@@ -37,6 +37,15 @@ class Retriever(ABC):
         """The manifest entries that change the ranking; a stored result must match them to be reused."""
         return {}
 
+    def candidate_system(self) -> str | None:
+        """The system whose stored run on the same dataset this retriever re-scores (a two-stage
+        search), or None.  The runner then hands that run to `use_candidates` before `search`."""
+        return None
+
+    def use_candidates(self, run: Run, source: dict) -> None:
+        """The first stage's run and where it came from (`system`, `run_file`, `run_sha256`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not re-rank candidates")
+
     def close(self) -> None:  # noqa: B027 - optional hook: most retrievers hold nothing to release
         """Release files and models; the runner calls it once the retriever is no longer needed."""
 

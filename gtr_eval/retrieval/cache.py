@@ -6,6 +6,12 @@ written atomically, followed by a sidecar `.json` with its row count, dimension 
 counts as complete only when both exist and agree, so a file cut short by `kill -9` is re-encoded,
 never read back.  Arrays are loaded with `allow_pickle=False` and memory-mapped.
 
+Shard formats: dense vectors are one float32 `.npy` per shard (the layout every existing cache has).
+Learned sparse vectors (`CSR`) and late-interaction token vectors (`RaggedTokens`) are several plain
+numeric `.npy` parts per shard (CSR: data / indices / indptr; tokens: one 2-D matrix of every token
+vector of the shard + int64 offsets), and their sidecar, written last, lists each part's size and
+sha256: the same "complete only when the sidecar agrees" rule, part by part.
+
 Locks: the entry's `.lock` guards only its key and row order; each shard is claimed through its own
 lock (`.locks/shard-NNNNNN.lock`).  Processes sharing an entry therefore split its shards between
 them (a shard held elsewhere is skipped, then waited for and reused at the end), which is what lets
@@ -24,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -47,6 +54,167 @@ class EncodeStats:
     shards_reused: int = 0
 
 
+class DenseFormat:
+    """One float32 `.npy` per shard (memory-mapped when read) and its sidecar `.json`."""
+
+    name = "dense"
+
+    def path(self, folder: Path, i: int) -> Path:
+        return folder / f"shard-{i:06d}.npy"
+
+    def rows(self, value) -> int:
+        return len(value)
+
+    def write(self, path: Path, value, start: int) -> None:
+        _write_shard(path, value, start)
+
+    def complete(self, path: Path, rows: int, start: int) -> bool:
+        return _shard_complete(path, rows, start)
+
+    def load(self, path: Path):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+class PartsFormat:
+    """A shard as several plain numeric `.npy` parts, `shard-NNNNNN.<part>.npy`, named by a sidecar
+    `shard-NNNNNN.json` written last that holds each part's dtype, shape, size and sha256."""
+
+    name = "parts"
+
+    def path(self, folder: Path, i: int) -> Path:
+        return folder / f"shard-{i:06d}.json"
+
+    def part_path(self, path: Path, part: str) -> Path:
+        return path.with_name(f"{path.stem}.{part}.npy")
+
+    def rows(self, value) -> int:
+        raise NotImplementedError
+
+    def parts(self, value) -> tuple[dict[str, np.ndarray], dict]:
+        """The arrays to store and extra sidecar fields (e.g. `dim`)."""
+        raise NotImplementedError
+
+    def assemble(self, arrays: dict[str, np.ndarray], meta: dict):
+        raise NotImplementedError
+
+    def write(self, path: Path, value, start: int) -> None:
+        arrays, extra = self.parts(value)
+        meta = {"format": self.name, "rows": self.rows(value), "start": start, **extra, "parts": {}}
+        for part, array in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+            data = buf.getvalue()
+            atomic_write_bytes(self.part_path(path, part), data)
+            meta["parts"][part] = {
+                "dtype": str(array.dtype),
+                "shape": list(array.shape),
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        atomic_write_json(path, meta)
+
+    def complete(self, path: Path, rows: int, start: int) -> bool:
+        try:
+            meta = json.loads(path.read_text())
+            if meta["format"] != self.name or meta["rows"] != rows or meta["start"] != start:
+                return False
+            for part, info in meta["parts"].items():
+                file = self.part_path(path, part)
+                if file.stat().st_size != info["bytes"] or sha256_file(file) != info["sha256"]:
+                    return False
+            return True
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    def load(self, path: Path):
+        meta = json.loads(path.read_text())
+        files = {part: self.part_path(path, part) for part in meta["parts"]}
+        arrays = {part: np.load(file, mmap_mode="r", allow_pickle=False) for part, file in files.items()}
+        return self.assemble(arrays, meta)
+
+    def disk_bytes(self, path: Path) -> int:
+        """Bytes of the shard's parts (what the index costs on disk, sidecar aside)."""
+        return sum(info["bytes"] for info in json.loads(path.read_text())["parts"].values())
+
+
+class CSRFormat(PartsFormat):
+    """Learned sparse vectors: a scipy CSR matrix (rows x vocabulary) as data / indices / indptr."""
+
+    name = "csr"
+
+    def rows(self, value) -> int:
+        return int(value.shape[0])
+
+    def parts(self, value) -> tuple[dict[str, np.ndarray], dict]:
+        value = value.tocsr()
+        value.sort_indices()
+        arrays = {
+            "data": value.data.astype(np.float32, copy=False),
+            "indices": value.indices.astype(np.int32, copy=False),
+            "indptr": value.indptr.astype(np.int64, copy=False),
+        }
+        return arrays, {"dim": int(value.shape[1]), "nnz": int(value.nnz)}
+
+    def assemble(self, arrays: dict[str, np.ndarray], meta: dict):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix(
+            (np.asarray(arrays["data"]), np.asarray(arrays["indices"]), np.asarray(arrays["indptr"])),
+            shape=(meta["rows"], meta["dim"]),
+        )
+
+
+@dataclass
+class RaggedTokens:
+    """Token vectors of many texts: text i owns rows `offsets[i]:offsets[i + 1]` of `vectors`."""
+
+    vectors: np.ndarray  # (total tokens, dim), float16 or float32; memory-mapped when read from a shard
+    offsets: np.ndarray  # (texts + 1,), int64, offsets[0] == 0
+
+    @classmethod
+    def from_list(cls, items: list, dtype=np.float32) -> RaggedTokens:
+        mats = [np.asarray(m, dtype=np.float32) for m in items]
+        dim = mats[0].shape[1] if mats else 0
+        offsets = np.zeros(len(mats) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(m) for m in mats])
+        vectors = np.concatenate(mats).astype(dtype) if mats else np.zeros((0, dim), dtype)
+        return cls(vectors, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def item(self, i: int) -> np.ndarray:
+        """Text i's token vectors, as float32."""
+        return np.asarray(self.vectors[self.offsets[i] : self.offsets[i + 1]], dtype=np.float32)
+
+
+class TokensFormat(PartsFormat):
+    """Late-interaction token vectors: `tokens` (all vectors of the shard, `dtype`) + int64 `offsets`."""
+
+    name = "tokens"
+
+    def __init__(self, dtype: str = "float16"):
+        self.dtype = np.dtype(dtype)
+
+    def rows(self, value) -> int:
+        return len(value)
+
+    def parts(self, value) -> tuple[dict[str, np.ndarray], dict]:
+        ragged = value if isinstance(value, RaggedTokens) else RaggedTokens.from_list(value, self.dtype)
+        tokens = ragged.vectors.astype(self.dtype, copy=False)
+        return {"tokens": tokens, "offsets": ragged.offsets.astype(np.int64)}, {"dim": int(tokens.shape[1])}
+
+    def assemble(self, arrays: dict[str, np.ndarray], meta: dict):
+        return RaggedTokens(arrays["tokens"], np.asarray(arrays["offsets"]))
+
+
+DENSE = DenseFormat()
+ShardFormat = DenseFormat | PartsFormat
+
+
 @dataclass
 class ShardedEmbeddings:
     """Embeddings of `order[r]`-th documents in row r, stored as shard files."""
@@ -58,13 +226,15 @@ class ShardedEmbeddings:
     stats: EncodeStats = field(default_factory=EncodeStats)
     _tmp: tempfile.TemporaryDirectory | None = None
     complete: bool = True  # False when a `select`ed encode left shards to other jobs
+    fmt: ShardFormat = DENSE
 
-    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row, memory-mapped rows) per shard: search reads one shard at a time."""
+    def chunks(self) -> Iterator[tuple[int, Any]]:
+        """(first row, rows) per shard, memory-mapped where the format allows: search reads one
+        shard at a time.  Dense rows are an array; CSR a scipy matrix; tokens `RaggedTokens`."""
         if not self.complete:
             raise RuntimeError(f"{self.folder}: some shards are still to be encoded by other jobs")
         for i, path in enumerate(self.shard_paths):
-            yield i * self.shard_size, np.load(path, mmap_mode="r", allow_pickle=False)
+            yield i * self.shard_size, self.fmt.load(path)
 
     def matrix(self) -> np.ndarray:
         """All rows in document order (row i = document i); loads everything into memory."""
@@ -126,6 +296,7 @@ def encode_sharded(
     select: ShardSelector | None = None,
     encode_many: BatchEncoder | None = None,
     folder: Path | None = None,
+    fmt: ShardFormat = DENSE,
 ) -> ShardedEmbeddings:
     """Encode `texts(order[a:b])` shard by shard, reusing complete shards from the cache.
 
@@ -138,6 +309,9 @@ def encode_sharded(
 
     Each shard is claimed with its own file lock, so processes that share a cache folder split the
     work between them: a shard another process holds is skipped and checked again at the end.
+
+    `fmt` says what the encoder returns and how a shard is stored (dense by default; `CSRFormat`,
+    `TokensFormat`).
     """
     tmp = None
     if folder is None and cache_dir is None:
@@ -148,7 +322,7 @@ def encode_sharded(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = (len(order) + shard_size - 1) // shard_size
-    paths = [folder / f"shard-{i:06d}.npy" for i in range(n_shards)]
+    paths = [fmt.path(folder, i) for i in range(n_shards)]
     stats = EncodeStats(shards_total=n_shards)
     with FileLock(str(folder / ".lock")):
         atomic_write_json(folder / "key.json", key)
@@ -173,7 +347,7 @@ def encode_sharded(
             except Timeout:
                 busy.append(i)  # another process is encoding it
                 continue
-            if _shard_complete(paths[i], len(rows(i)), i * shard_size):
+            if fmt.complete(paths[i], len(rows(i)), i * shard_size):
                 lock.release()
                 stats.shards_reused += 1
                 bar.update(len(rows(i)))
@@ -182,7 +356,7 @@ def encode_sharded(
         for i in busy:
             lock = FileLock(str(folder / ".locks" / f"shard-{i:06d}.lock"))
             lock.acquire()
-            if _shard_complete(paths[i], len(rows(i)), i * shard_size):
+            if fmt.complete(paths[i], len(rows(i)), i * shard_size):
                 lock.release()
                 stats.shards_reused += 1
                 bar.update(len(rows(i)))
@@ -199,12 +373,12 @@ def encode_sharded(
     try:
         for vectors in (encode_many or (lambda it: map(encode, it)))(feed()):
             i, lock = held.popleft()
-            if len(vectors) != len(rows(i)):
-                raise RuntimeError(f"encoder returned {len(vectors)} vectors for {len(rows(i))} texts")
-            _write_shard(paths[i], vectors, i * shard_size)
+            if (n := fmt.rows(vectors)) != len(rows(i)):
+                raise RuntimeError(f"encoder returned {n} vectors for {len(rows(i))} texts")
+            fmt.write(paths[i], vectors, i * shard_size)
             lock.release()
             stats.shards_encoded += 1
-            bar.update(len(vectors))
+            bar.update(n)
     finally:
         for _, lock in held:
             lock.release()
@@ -212,10 +386,10 @@ def encode_sharded(
     log.info(
         "%s: %d shards encoded, %d reused from %s", desc, stats.shards_encoded, stats.shards_reused, folder
     )
-    emb = ShardedEmbeddings(folder, order, shard_size, paths, stats, tmp)
+    emb = ShardedEmbeddings(folder, order, shard_size, paths, stats, tmp, fmt=fmt)
     mine = set(chosen)
     emb.complete = all(
-        _shard_complete(paths[i], len(rows(i)), i * shard_size) for i in range(n_shards) if i not in mine
+        fmt.complete(paths[i], len(rows(i)), i * shard_size) for i in range(n_shards) if i not in mine
     )
     return emb
 

@@ -9,6 +9,7 @@ from .base import Retriever
 from .bm25 import BM25Config, BM25Retriever
 from .dense import DenseConfig, DenseRetriever
 from .encoders import default_device
+from .models import FAMILIES, model_family
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class RetrieverOptions:
         None  # one worker per entry, e.g. ("cuda:0", "cuda:1"); wins over processes
     )
     score: str | None = None  # dense: "dot" or "cos"; None: the preset's, else the model's own, else cos
+    # Learned sparse and late-interaction models (see sparse.py, multivector.py).
+    family: str = "auto"  # auto: from the preset or the model's files (models.detect_family)
+    candidates: str | None = None  # re-rank this system's stored run (late interaction: two-stage)
+    depth: int = 1000  # candidates per query taken from that run
+    maxsim_search: str = "auto"  # late interaction: auto, full or rerank
 
 
 def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
@@ -51,22 +57,41 @@ def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
     if spec == "bm25":
         return BM25Retriever(opts.bm25, progress=opts.progress)
     pair = spec if isinstance(spec, ModelPair) else None
-    cfg = DenseConfig(
+    family = "dense" if pair else (model_family(spec) if opts.family == "auto" else opts.family)
+    if family not in FAMILIES:
+        raise ValueError(f"family must be auto or one of {', '.join(FAMILIES)}, not {family!r}")
+    common = dict(
         model=pair.doc if pair else spec,
-        query_model=pair.query if pair else None,
-        score=opts.score,
         query_prompt=opts.query_prompt,
         doc_prompt=opts.doc_prompt,
         max_length=opts.max_length,
         batch_size=opts.batch_size,
         device=_single_device(opts) or opts.device,
         dtype=opts.dtype,
-        backend=opts.backend,
         trust_remote_code=opts.trust_remote_code,
         shard_size=opts.shard_size,
-        devices=_worker_devices(opts),
     )
+    if family in ("sparse", "multivector"):
+        return _family_retriever(family, opts, common)
+    cfg = DenseConfig(**common, query_model=pair.query if pair else None, score=opts.score, backend=opts.backend,
+                      devices=_worker_devices(opts))  # fmt: skip
     return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
+
+
+def _family_retriever(family: str, opts: RetrieverOptions, common: dict) -> Retriever:
+    """A learned sparse or late-interaction retriever (in-process, torch backend)."""
+    from .multivector import MultiVectorConfig, MultiVectorRetriever
+    from .sparse import SparseConfig, SparseRetriever
+
+    spec = common["model"]
+    if opts.backend != "torch":
+        raise ValueError(f"{spec}: {family} models run with --backend torch, not {opts.backend}")
+    if _worker_devices(opts):
+        raise ValueError(f"{spec}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`")
+    if family == "sparse":
+        return SparseRetriever(SparseConfig(**common), cache_dir=opts.cache_dir, progress=opts.progress)
+    cfg = MultiVectorConfig(**common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth)
+    return MultiVectorRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
 
 
 def _single_device(opts: RetrieverOptions) -> str | None:

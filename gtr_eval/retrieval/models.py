@@ -248,7 +248,8 @@ def _snapshot_revision(path: Path) -> str | None:
     return path.name if path.parent.name == "snapshots" else None
 
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".json", ".txt", ".model")
+# `.metadata`: Stanford ColBERT's `artifact.metadata` (markers, lengths, punctuation masking).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".json", ".txt", ".model", ".metadata")
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -343,3 +344,147 @@ def folder_compute_params(path: Path) -> int | None:
                 count *= int(dim)
             total += count
     return total if files else None
+
+
+# ------------------------------------------------------------- learned sparse and late interaction
+# Model families other than dense: `model_family` picks the retriever, one loader per family.
+
+FAMILIES = ("dense", "sparse", "multivector")
+
+PRESETS.update(
+    {
+        # SPLADE++ EnsembleDistil: naver's training and BEIR evaluation truncate queries and
+        # documents at 256 tokens (sentence-transformers would use 512); scored by dot product.
+        "splade-pp-ed": Preset("naver/splade-cocondenser-ensembledistil", 256, "dot", False, 32),
+        # ColBERTv2: queries are the checkpoint's 32 tokens ([MASK]-expanded); documents 300 tokens,
+        # as the ColBERT introduction notebook indexes out-of-domain collections (LoTTE) with this
+        # checkpoint; its own `doc_maxlen` 180 (artifact.metadata) suits MS MARCO's short passages.
+        "colbertv2": Preset("colbert-ir/colbertv2.0", 300, "maxsim", False, 32),
+    }
+)
+# Hub ids whose family is known without looking at their files.
+KNOWN_FAMILIES = {
+    "naver/splade-cocondenser-ensembledistil": "sparse",
+    "colbert-ir/colbertv2.0": "multivector",
+}
+_SPARSE_MODULES = ("SpladePooling", "MLMTransformer", "SparseStaticEmbedding", "SparseAutoEncoder")
+_MULTIVECTOR_MODULES = ("MultiVectorMask",)
+
+
+def model_family(spec: str, revision: str | None = None) -> str:
+    """`dense`, `sparse` or `multivector` for a preset, hub id or folder (see `detect_family`)."""
+    preset = PRESETS.get(spec)
+    hub_id = preset.hub_id if preset else spec
+    if hub_id in KNOWN_FAMILIES:
+        return KNOWN_FAMILIES[hub_id]
+    if preset is not None:
+        return "dense"
+    local = Path(spec).expanduser()
+    path = local if local.is_dir() else resolve_model(spec, revision).path
+    return detect_family(path, spec)
+
+
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def detect_family(path: Path, name: str = "") -> str:
+    """Which sentence-transformers class a model folder is for, read from its files.
+
+    `config_sentence_transformers.json`'s `model_type` when saved by sentence-transformers
+    (SparseEncoder; MultiVectorEncoder, or ColBERT for PyLate saves); else the module types in
+    `modules.json` / `router_config.json` (SpladePooling, MLMTransformer… -> sparse; MultiVectorMask
+    or a `pylate.` module -> multivector); else, for a plain Hugging Face folder, Stanford ColBERT's
+    `artifact.metadata` or `HF_ColBERT` architecture -> multivector, and a masked-LM head in a model
+    named like SPLADE -> sparse (naver's SPLADE uploads are plain `BertForMaskedLM` folders; any
+    other masked LM is loaded as a dense model, as `SentenceTransformer` would).
+    """
+    path = Path(path)
+    model_type = _json(path / "config_sentence_transformers.json").get("model_type")
+    if model_type == "SparseEncoder":
+        return "sparse"
+    if model_type in ("MultiVectorEncoder", "ColBERT"):
+        return "multivector"
+    modules = path / "modules.json"
+    try:
+        entries = json.loads(modules.read_text(encoding="utf-8")) if modules.is_file() else []
+    except (OSError, ValueError):
+        entries = []
+    types = [str(e.get("type", "")) for e in entries if isinstance(e, dict)]
+    types += [str(t) for t in (_json(path / "router_config.json").get("types") or {}).values()]
+    if any(t.rsplit(".", 1)[-1] in _SPARSE_MODULES for t in types):
+        return "sparse"
+    if any(t.rsplit(".", 1)[-1] in _MULTIVECTOR_MODULES or t.startswith("pylate.") for t in types):
+        return "multivector"
+    if modules.is_file():
+        return "dense"
+    architectures = _json(path / "config.json").get("architectures") or []
+    if (path / "artifact.metadata").is_file() or "HF_ColBERT" in architectures:
+        return "multivector"
+    if any(str(a).endswith("ForMaskedLM") for a in architectures) and "splade" in f"{name} {path}".lower():
+        return "sparse"
+    return "dense"
+
+
+def _load_family_model(cls, path: Path, device: str | None, dtype: str, trust_remote_code: bool):
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype != "fp32" and device == "cpu":
+        warnings.warn(f"{dtype} on CPU is slow and changes scores; fp32 is the CPU default", stacklevel=3)
+    return cls(
+        str(path),
+        device=device,
+        trust_remote_code=trust_remote_code,
+        model_kwargs={"torch_dtype": getattr(torch, DTYPES[dtype])},
+    )
+
+
+def load_sparse_encoder(
+    path: Path, device: str | None = None, dtype: str = "fp32", max_length: int | None = None,
+    trust_remote_code: bool = False,
+):
+    """The one loader for learned sparse models (SPLADE presets, hub ids and folders alike).
+
+    A plain masked-LM folder (naver's SPLADE uploads) becomes MLM + SpladePooling(max), as
+    `SparseEncoder` builds it; `max_length` caps queries and documents alike.
+    """
+    from sentence_transformers import SparseEncoder
+
+    model = _load_family_model(SparseEncoder, path, device, dtype, trust_remote_code)
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return model
+
+
+def load_multivector_encoder(
+    path: Path, device: str | None = None, dtype: str = "fp32", document_length: int | None = None,
+    trust_remote_code: bool = False,
+):
+    """The one loader for late-interaction models: Stanford ColBERT, PyLate and native saves.
+
+    lightonai's PyLate saves name their projection `pylate.models.Dense`, a spelling
+    sentence-transformers 6.2 only knows as `pylate.models.Dense.Dense`: it is aliased to the same
+    Dense module.  `document_length` sets the document truncation (queries keep the checkpoint's
+    fixed, [MASK]-expanded length).
+    """
+    from sentence_transformers import MultiVectorEncoder
+
+    try:
+        from sentence_transformers.multi_vector_encoder import model as mve
+
+        aliases = getattr(mve, "_CLASS_REF_ALIASES", None)
+        if isinstance(aliases, dict):
+            aliases.setdefault("pylate.models.Dense", "sentence_transformers.base.modules.dense.Dense")
+    except ImportError:  # a later release may move it; the standard spellings load without it
+        pass
+    model = _load_family_model(MultiVectorEncoder, path, device, dtype, trust_remote_code)
+    if document_length is not None:
+        model[0].document_length = document_length
+    return model
