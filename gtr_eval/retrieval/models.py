@@ -355,11 +355,13 @@ PRESETS.update(
     {
         # SPLADE++ EnsembleDistil: naver's training and BEIR evaluation truncate queries and
         # documents at 256 tokens (sentence-transformers would use 512); scored by dot product.
-        "splade-pp-ed": Preset("naver/splade-cocondenser-ensembledistil", 256, "dot", False, 32),
+        "splade-pp-ed": Preset("naver/splade-cocondenser-ensembledistil", 256, "dot", False, 32,
+                               compute_params=BASE_LAYERS, weights_gb=0.44),
         # ColBERTv2: queries are the checkpoint's 32 tokens ([MASK]-expanded); documents 300 tokens,
         # as the ColBERT introduction notebook indexes out-of-domain collections (LoTTE) with this
         # checkpoint; its own `doc_maxlen` 180 (artifact.metadata) suits MS MARCO's short passages.
-        "colbertv2": Preset("colbert-ir/colbertv2.0", 300, "maxsim", False, 32),
+        "colbertv2": Preset("colbert-ir/colbertv2.0", 300, "maxsim", False, 32,
+                            compute_params=BASE_LAYERS, weights_gb=0.44),
     }
 )
 # Hub ids whose family is known without looking at their files.
