@@ -67,7 +67,10 @@ def test_mteb_export_of_the_committed_results(tmp_path):
     assert sorted(p.name for p in minilm.iterdir()) == ["NFCorpus.json", "SciFact.json", "model_meta.json"]
     assert (out / "bm25" / "no_revision_available" / "SciFact.json") in done.written
     meta = json.loads((minilm / "model_meta.json").read_text())
-    assert meta["name"] == "sentence-transformers/all-MiniLM-L6-v2" and meta["revision"] == "no_revision_available"
+    assert (
+        meta["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+        and meta["revision"] == "no_revision_available"
+    )
     record = json.loads((minilm / "SciFact.json").read_text())
     stored = load_result(COMMITTED, "all-MiniLM-L6-v2", "scifact")
     assert record["task_name"] == "SciFact"
@@ -105,11 +108,19 @@ def test_mteb_export_names_revisions_splits_and_skips(tmp_path):
 
     sha = "8b3219a92973c328a8e22fadcfa821b5dc75636a"
     done = mteb.write_mteb(
-        [result("msmarco", "dev", sha), result("cqadupstack/tex", revision=sha), result("bioasq", revision=sha)], tmp_path
+        [
+            result("msmarco", "dev", sha),
+            result("cqadupstack/tex", revision=sha),
+            result("bioasq", revision=sha),
+        ],
+        tmp_path,
     )
     folder = tmp_path / "org__model" / sha
     assert json.loads((folder / "MSMARCO.json").read_text())["scores"].keys() == {"dev"}
-    assert json.loads((folder / "CQADupstackTexRetrieval.json").read_text())["dataset_revision"] == "beir-files-sha256:abc"
+    assert (
+        json.loads((folder / "CQADupstackTexRetrieval.json").read_text())["dataset_revision"]
+        == "beir-files-sha256:abc"
+    )
     assert json.loads((folder / "model_meta.json").read_text())["revision"] == sha
     assert done.skipped == ["m/bioasq: MTEB has no task for this dataset"]
 
@@ -125,18 +136,35 @@ def test_mteb_round_trip_gives_our_numbers_as_a_reference_column(tmp_path):
         board = leaderboard(results, metric=metric, references=[RefSpec.parse(f"mteb:{folder}")])
         (column,) = board.reference_columns
         assert column == "sentence-transformers/all-MiniLM-L6-v2 [MTEB files]"
-        assert any(n.startswith(f"`{column}`: {metric} of") and "read from the MTEB result files in" in n
-                   for n in board.notes)
+        assert any(
+            n.startswith(f"`{column}`: {metric} of") and "read from the MTEB result files in" in n
+            for n in board.notes
+        )
         for dataset in ("scifact", "nfcorpus"):
-            assert board.values.loc[dataset, column] == load_result(COMMITTED, "all-MiniLM-L6-v2", dataset).metrics[metric]
+            assert (
+                board.values.loc[dataset, column]
+                == load_result(COMMITTED, "all-MiniLM-L6-v2", dataset).metrics[metric]
+            )
         assert board.values.loc[AVERAGE, column] == board.values.loc[AVERAGE, "all-MiniLM-L6-v2"]
 
 
 def test_table_cli_reads_an_mteb_folder(tmp_path):
     export_results(load_results(COMMITTED), "mteb", tmp_path)
     folder = tmp_path / "bm25" / "no_revision_available"
-    out = CliRunner().invoke(cli, ["table", "--results-dir", str(COMMITTED), "--reference", f"mteb:{folder}",
-                                   "--format", "csv", "--diff-against", "bm25"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "table",
+            "--results-dir",
+            str(COMMITTED),
+            "--reference",
+            f"mteb:{folder}",
+            "--format",
+            "csv",
+            "--diff-against",
+            "bm25",
+        ],
+    )
     assert out.exit_code == 0, out.output
     frame = pd.read_csv(pd.io.common.StringIO(out.output), comment="#")
     assert list(frame["Δ ours−ref"]) == [0.0, 0.0, 0.0]
@@ -152,19 +180,36 @@ def test_mteb_prefix_still_names_the_bundled_source():
 
 def _task_file(folder: Path, task: str, scores, **top) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"dataset_revision": "r", "task_name": task, "mteb_version": "1.12.75", "evaluation_time": 1.0,
-              "scores": scores, **top}
+    record = {
+        "dataset_revision": "r",
+        "task_name": task,
+        "mteb_version": "1.12.75",
+        "evaluation_time": 1.0,
+        "scores": scores,
+        **top,
+    }
     (folder / f"{task}.json").write_text(json.dumps(record))
 
 
 def test_reader_handles_real_world_variants(tmp_path):
     folder = tmp_path / "org__model" / "abc"
-    entry = {"hf_subset": "default", "languages": ["eng-Latn"], "main_score": 0.5, "ndcg_at_10": 0.5,
-             "recall_at_100": 0.9, "nauc_ndcg_at_10_max": 0.1, "mrr_at_10": 0.4}
+    entry = {
+        "hf_subset": "default",
+        "languages": ["eng-Latn"],
+        "main_score": 0.5,
+        "ndcg_at_10": 0.5,
+        "recall_at_100": 0.9,
+        "nauc_ndcg_at_10_max": 0.1,
+        "mrr_at_10": 0.4,
+    }
     _task_file(folder, "SciFact", {"test": [entry], "train": [dict(entry, ndcg_at_10=0.9)]})
-    _task_file(folder, "MSMARCO", {"dev": [dict(entry, ndcg_at_10=0.41)], "test": [dict(entry, ndcg_at_10=0.7)]})
+    _task_file(
+        folder, "MSMARCO", {"dev": [dict(entry, ndcg_at_10=0.41)], "test": [dict(entry, ndcg_at_10=0.7)]}
+    )
     # A file written before mteb 1.11: metrics directly under the split, no task_name.
-    (folder / "NFCorpus.json").write_text(json.dumps({"mteb_dataset_name": "NFCorpus", "test": {"ndcg_at_10": 0.3}}))
+    (folder / "NFCorpus.json").write_text(
+        json.dumps({"mteb_dataset_name": "NFCorpus", "test": {"ndcg_at_10": 0.3}})
+    )
     _task_file(folder, "Banking77Classification", {"test": [entry]})
     for i, forum in enumerate(mteb.CQADUPSTACK_SUBSETS):
         _task_file(folder, mteb.TASKS[f"cqadupstack/{forum}"], {"test": [dict(entry, ndcg_at_10=i / 10)]})
@@ -188,8 +233,16 @@ def test_reader_cqadupstack_aggregate_and_partial(tmp_path):
 
 
 def test_reader_errors_name_the_problem(tmp_path):
-    _task_file(tmp_path / "m1" / "r1", "SciFact", {"test": [{"hf_subset": "default", "main_score": 1, "ndcg_at_10": 1}]})
-    _task_file(tmp_path / "m2" / "r1", "SciFact", {"test": [{"hf_subset": "default", "main_score": 1, "ndcg_at_10": 1}]})
+    _task_file(
+        tmp_path / "m1" / "r1",
+        "SciFact",
+        {"test": [{"hf_subset": "default", "main_score": 1, "ndcg_at_10": 1}]},
+    )
+    _task_file(
+        tmp_path / "m2" / "r1",
+        "SciFact",
+        {"test": [{"hf_subset": "default", "main_score": 1, "ndcg_at_10": 1}]},
+    )
     with pytest.raises(DataError, match="expected one MTEB model or revision folder here, found: m1, m2"):
         mteb.read_model_folder(tmp_path)
     _task_file(tmp_path / "bad", "SciFact", {"dev": [{"hf_subset": "default", "main_score": 1}]})
@@ -216,12 +269,13 @@ def test_exported_files_load_with_mtebs_own_reader(tmp_path):
         for metric in MAPPED:
             assert scores[mteb.mteb_key(metric)] == pytest.approx(r.metrics[metric], abs=1e-12)
     cache = mteb_pkg.ResultCache(cache_path=tmp_path)
-    bench = cache.load_results(models=["sentence-transformers/all-MiniLM-L6-v2", "bm25"],
-                               tasks=["SciFact", "NFCorpus"], include_remote=False)
+    models = sorted({mteb.model_name(r) for r in results})
+    assert len(models) == len({r.system for r in results}) >= 3  # bm25, a dense model, a fused run
+    bench = cache.load_results(models=models, tasks=["SciFact", "NFCorpus"], include_remote=False)
     found = {(m.model_name, t.task_name): t.get_score() for m in bench.model_results for t in m.task_results}
-    assert found == pytest.approx({
-        (mteb.model_name(r), mteb.TASKS[r.dataset]): r.metrics["ndcg@10"] for r in results
-    })
+    assert found == pytest.approx(
+        {(mteb.model_name(r), mteb.TASKS[r.dataset]): r.metrics["ndcg@10"] for r in results}
+    )
 
 
 # --- TREC, ranx, CSV ---------------------------------------------------------------------------
@@ -242,8 +296,10 @@ def test_ranx_and_csv_exports_hold_the_stored_numbers(demo, tmp_path):
     export_results(results, "ranx", tmp_path / "ranx")
     run = json.loads((tmp_path / "ranx" / "alpha" / "demo.run.json").read_text())
     assert run == read_trec_run(demo / "alpha" / "demo.run.trec.gz")
-    assert json.loads((tmp_path / "ranx" / "qrels" / "demo.test.json").read_text()) == read_qrels(
-        DEMO / "qrels" / "test.tsv")[0]
+    assert (
+        json.loads((tmp_path / "ranx" / "qrels" / "demo.test.json").read_text())
+        == read_qrels(DEMO / "qrels" / "test.tsv")[0]
+    )
     export_results(results, "csv", tmp_path / "csv")
     long = pd.read_csv(tmp_path / "csv" / "per_query.csv", dtype={"query_id": str})
     wide = long.pivot_table(index=["system", "query_id"], columns="metric", values="value")
@@ -263,17 +319,43 @@ def test_export_notes_when_qrels_cannot_be_found(tmp_path):
     done = export_results([load_result(results, "alpha", "demo")], "ranx", tmp_path / "out")
     assert not (tmp_path / "out" / "qrels").exists()
     assert "no qrels for demo" in done.notes[0] and "--data-dir" in done.notes[0]
-    done = export_results([load_result(results, "alpha", "demo")], "ranx", tmp_path / "out", data_dir=DEMO.parent)
+    done = export_results(
+        [load_result(results, "alpha", "demo")], "ranx", tmp_path / "out", data_dir=DEMO.parent
+    )
     assert (tmp_path / "out" / "qrels" / "demo.test.json").is_file() and not done.notes
 
 
 def test_export_cli_filters_and_reports(demo, tmp_path):
-    out = CliRunner().invoke(cli, ["export", "--results-dir", str(demo), "--format", "csv", "--output",
-                                   str(tmp_path / "o"), "--system", "beta"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            "--results-dir",
+            str(demo),
+            "--format",
+            "csv",
+            "--output",
+            str(tmp_path / "o"),
+            "--system",
+            "beta",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert set(pd.read_csv(tmp_path / "o" / "metrics.csv")["system"]) == {"beta"}
-    bad = CliRunner().invoke(cli, ["export", "--results-dir", str(demo), "--format", "csv", "--output",
-                                   str(tmp_path / "o"), "--system", "nobody"])
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            "--results-dir",
+            str(demo),
+            "--format",
+            "csv",
+            "--output",
+            str(tmp_path / "o"),
+            "--system",
+            "nobody",
+        ],
+    )
     assert bad.exit_code != 0 and "no stored results to export" in bad.output
 
 
@@ -295,8 +377,19 @@ def test_ranx_scores_the_exported_files_as_we_do(tmp_path, beir_data):
         "print(json.dumps({k: {m: float(v) for m, v in d.items()} for k, d in out.items()}))\n"
     )
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "qrels" / "scifact.test.json"),
-                           *(r.system for r in results)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(tmp_path / "qrels" / "scifact.test.json"),
+            *(r.system for r in results),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     scored = json.loads(proc.stdout.strip().splitlines()[-1])
     for r in results:
@@ -329,7 +422,12 @@ def test_import_scores_like_evaluate_and_records_where_it_came_from(demo, tmp_pa
     assert read_trec_run(stored.run_path) == read_trec_run(run_file)
     with pytest.raises(FileExistsError):
         import_trec_run(run_file, demo, "pyserini-bm25", "demo", qrels_file=DEMO / "qrels" / "test.tsv")
-    assert import_trec_run(run_file, demo, "pyserini-bm25", "demo", data_dir=DEMO.parent, overwrite=True).warnings == []
+    assert (
+        import_trec_run(
+            run_file, demo, "pyserini-bm25", "demo", data_dir=DEMO.parent, overwrite=True
+        ).warnings
+        == []
+    )
 
 
 def test_import_warns_about_missing_queries_and_other_judgments(demo, tmp_path):
@@ -338,8 +436,14 @@ def test_import_warns_about_missing_queries_and_other_judgments(demo, tmp_path):
     del run["q1"]
     run["unjudged"] = {"d01": 1.0}
     other_qrels = tmp_path / "qrels.txt"
-    other_qrels.write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in data.qrels.items() for d, g in docs.items()
-                                   if (q, d) != ("q2", "d04")))
+    other_qrels.write_text(
+        "".join(
+            f"{q} 0 {d} {g}\n"
+            for q, docs in data.qrels.items()
+            for d, g in docs.items()
+            if (q, d) != ("q2", "d04")
+        )
+    )
     done = import_trec_run(_write_run(tmp_path / "r.trec", run), demo, "ext", "demo", qrels_file=other_qrels)
     assert any("1 of 8 judged queries have no results" in w for w in done.warnings)
     assert any("1 queries of the run have no judgments" in w for w in done.warnings)
@@ -350,7 +454,9 @@ def test_import_warns_about_missing_queries_and_other_judgments(demo, tmp_path):
 def test_import_of_the_same_judgments_in_trec_format_does_not_warn(demo, tmp_path):
     data = load_beir_folder(DEMO, "test")
     trec_qrels = tmp_path / "qrels.trec"
-    trec_qrels.write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in data.qrels.items() for d, g in docs.items()))
+    trec_qrels.write_text(
+        "".join(f"{q} 0 {d} {g}\n" for q, docs in data.qrels.items() for d, g in docs.items())
+    )
     run_file = _write_run(tmp_path / "r.trec", demo_run(data, "x", 0.3))
     assert import_trec_run(run_file, demo, "ext", "demo", qrels_file=trec_qrels).warnings == []
 
@@ -359,8 +465,19 @@ def test_import_cli_and_bad_input(demo, tmp_path):
     data = load_beir_folder(DEMO, "test")
     run_file = _write_run(tmp_path / "r.trec.gz", demo_run(data, "x", 0.5))
     runner = CliRunner()
-    args = ["import", "--results-dir", str(demo), "--run", str(run_file), "--name", "anserini", "--dataset", "demo",
-            "--data-dir", str(DEMO.parent)]
+    args = [
+        "import",
+        "--results-dir",
+        str(demo),
+        "--run",
+        str(run_file),
+        "--name",
+        "anserini",
+        "--dataset",
+        "demo",
+        "--data-dir",
+        str(DEMO.parent),
+    ]
     out = runner.invoke(cli, args)
     assert out.exit_code == 0, out.output
     assert "[imported] anserini on demo: nDCG@10" in out.output
@@ -370,11 +487,39 @@ def test_import_cli_and_bad_input(demo, tmp_path):
     bad.write_text("q1 Q0 d01 1 0.5 tag\nq1 Q0 d02 2 oops tag\n")
     out = runner.invoke(cli, [*args[:4], str(bad), *args[5:], "--overwrite"])
     assert out.exit_code != 0 and "bad.trec:2: score 'oops' is not a number" in out.output
-    out = runner.invoke(cli, ["import", "--results-dir", str(demo), "--run", str(run_file), "--name", "a/b",
-                              "--dataset", "demo", "--data-dir", str(DEMO.parent)])
+    out = runner.invoke(
+        cli,
+        [
+            "import",
+            "--results-dir",
+            str(demo),
+            "--run",
+            str(run_file),
+            "--name",
+            "a/b",
+            "--dataset",
+            "demo",
+            "--data-dir",
+            str(DEMO.parent),
+        ],
+    )
     assert out.exit_code != 0 and "invalid system name" in out.output
-    out = runner.invoke(cli, ["import", "--results-dir", str(demo), "--run", str(run_file), "--name", "z",
-                              "--dataset", "scifact", "--data-dir", str(tmp_path)])
+    out = runner.invoke(
+        cli,
+        [
+            "import",
+            "--results-dir",
+            str(demo),
+            "--run",
+            str(run_file),
+            "--name",
+            "z",
+            "--dataset",
+            "scifact",
+            "--data-dir",
+            str(tmp_path),
+        ],
+    )
     assert out.exit_code != 0 and "no BEIR dataset here" in out.output
 
 
@@ -406,10 +551,16 @@ def test_imported_trec_run_sits_in_the_table_with_a_significance_mark(tmp_path, 
     assert done.evaluation.metrics["ndcg@10"] < bm25.metrics["ndcg@10"] - 0.1
     assert done.evaluation.metrics["recall@10"] == bm25.metrics["recall@10"]
 
-    out = CliRunner().invoke(cli, ["table", "--results-dir", str(results), "--baseline", "bm25", "--format", "csv"])
+    out = CliRunner().invoke(
+        cli, ["table", "--results-dir", str(results), "--baseline", "bm25", "--format", "csv"]
+    )
     assert out.exit_code == 0, out.output
-    frame = pd.read_csv(pd.io.common.StringIO(out.output), comment="#", keep_default_na=False).set_index("dataset")
+    frame = pd.read_csv(pd.io.common.StringIO(out.output), comment="#", keep_default_na=False).set_index(
+        "dataset"
+    )
     assert frame.loc["scifact", "bm25-reversed sig"] == WORSE
     assert frame.loc["scifact", "bm25-again sig"] == ""
-    assert math.isclose(float(frame.loc["scifact", "bm25-reversed"]), round(done.evaluation.metrics["ndcg@10"], 4))
+    assert math.isclose(
+        float(frame.loc["scifact", "bm25-reversed"]), round(done.evaluation.metrics["ndcg@10"], 4)
+    )
     assert frame.loc["nfcorpus", "bm25-reversed"] == ""  # not imported there

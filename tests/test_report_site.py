@@ -16,6 +16,7 @@ from demo_results import DEMO, make_demo_results
 from gtr_eval.cli import cli
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import ranked, read_trec_run
+from gtr_eval.report import paper
 from gtr_eval.report.site import QUERY_METRICS, ReportConfig, _json_for_script, build_site, dataset_href
 from gtr_eval.report.tables import AVERAGE, leaderboard
 from gtr_eval.results import load_result, load_results
@@ -31,8 +32,11 @@ def page_data(path: Path) -> dict:
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("site")
     results_dir = make_demo_results(tmp_path / "results")
-    index = build_site(load_results(results_dir), ReportConfig(output=tmp_path / "site", baseline="alpha"),
-                       results_dir=results_dir)
+    index = build_site(
+        load_results(results_dir),
+        ReportConfig(output=tmp_path / "site", baseline="alpha"),
+        results_dir=results_dir,
+    )
     return results_dir, index
 
 
@@ -40,7 +44,11 @@ def test_site_layout(site):
     _, index = site
     root = index.parent
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
-        "assets/report.css", "assets/report.js", "datasets/demo.html", "index.html"]
+        "assets/report.css",
+        "assets/report.js",
+        "datasets/demo.html",
+        "index.html",
+    ]
     assert dataset_href("cqadupstack/android") == "datasets/cqadupstack--android.html"
 
 
@@ -75,7 +83,10 @@ def test_provenance_is_the_stored_manifest(site):
     assert entry["manifest"] == json.loads(json.dumps(stored.manifest))
     assert entry["manifest"]["weights_sha256"] == stored.manifest["weights_sha256"]
     assert entry["result_file"] == "results/beta/demo.json"
-    assert sorted(board["provenance"][1][0] + board["provenance"][1][1]) == [0, 1]  # the Average: its datasets
+    assert sorted(board["provenance"][1][0] + board["provenance"][1][1]) == [
+        0,
+        1,
+    ]  # the Average: its datasets
 
 
 def test_dataset_page_holds_every_metric_per_query_scores_and_disagreements(site):
@@ -87,11 +98,16 @@ def test_dataset_page_holds_every_metric_per_query_scores_and_disagreements(site
     for system, r in results.items():
         assert data["values"][system] == r.metrics
         for metric in QUERY_METRICS:
-            assert data["perQuery"][system][metric] == [round(r.per_query[metric][q], 6) for q in data["qids"]]
+            assert data["perQuery"][system][metric] == [
+                round(r.per_query[metric][q], 6) for q in data["qids"]
+            ]
     pair = data["pairs"]["alpha\tbeta"]["ndcg@10"]
     a, b = results["alpha"].per_query["ndcg@10"], results["beta"].per_query["ndcg@10"]
     assert (pair["wins"], pair["ties"], pair["losses"]) == (
-        sum(b[q] > a[q] for q in a), sum(b[q] == a[q] for q in a), sum(b[q] < a[q] for q in a))
+        sum(b[q] > a[q] for q in a),
+        sum(b[q] == a[q] for q in a),
+        sum(b[q] < a[q] for q in a),
+    )
     assert pair["top"], "the two made-up systems disagree somewhere"
     diffs = [abs(row["b"] - row["a"]) for row in pair["top"]]
     assert diffs == sorted(diffs, reverse=True)
@@ -106,8 +122,14 @@ def test_dataset_page_holds_every_metric_per_query_scores_and_disagreements(site
         best_rank = min(row["rankB"] if row["b"] > row["a"] else row["rankA"], 10**9)
         ranks = [i for i, (d, _) in enumerate(ranked(winner), 1) if beir.qrels[row["q"]].get(d, 0) > 0]
         assert best_rank == ranks[0]  # the relevant document the better system ranks highest
-        title, text = beir.corpus.titles[beir.corpus.index_of(row["doc"])], beir.corpus.bodies[beir.corpus.index_of(row["doc"])]
-        assert data["docs"][row["doc"]] == {"title": title, "text": text[:400] + ("…" if len(text) > 400 else "")}
+        title, text = (
+            beir.corpus.titles[beir.corpus.index_of(row["doc"])],
+            beir.corpus.bodies[beir.corpus.index_of(row["doc"])],
+        )
+        assert data["docs"][row["doc"]] == {
+            "title": title,
+            "text": text[:400] + ("…" if len(text) > 400 else ""),
+        }
 
 
 def test_pages_reference_nothing_outside_the_site(site):
@@ -146,13 +168,18 @@ def test_report_without_dataset_files_says_why(tmp_path):
         record = json.loads(path.read_text())
         record["manifest"]["dataset"]["path"] = str(tmp_path / "moved")
         path.write_text(json.dumps(record))
-    index = build_site(load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir)
+    index = build_site(
+        load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
+    )
     data = page_data(index.parent / "datasets" / "demo.html")
     assert data["queries"] == {} and data["docs"] == {}
     assert "moved" in data["textMissing"]
     assert all("doc" not in row for row in data["pairs"]["alpha\tbeta"]["ndcg@10"]["top"])
-    index = build_site(load_results(results_dir), ReportConfig(output=tmp_path / "site2", data_dir=DEMO.parent),
-                       results_dir=results_dir)
+    index = build_site(
+        load_results(results_dir),
+        ReportConfig(output=tmp_path / "site2", data_dir=DEMO.parent),
+        results_dir=results_dir,
+    )
     assert page_data(index.parent / "datasets" / "demo.html")["queries"]
 
 
@@ -168,25 +195,53 @@ def test_changed_dataset_files_are_not_used(tmp_path):
         record = json.loads(path.read_text())
         record["manifest"]["dataset"]["path"] = str(copy)
         path.write_text(json.dumps(record))
-    index = build_site(load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir)
-    assert "qrels/test differ from the files the run was scored with" in page_data(
-        index.parent / "datasets" / "demo.html")["textMissing"]
+    index = build_site(
+        load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
+    )
+    assert (
+        "qrels/test differ from the files the run was scored with"
+        in page_data(index.parent / "datasets" / "demo.html")["textMissing"]
+    )
 
 
 def test_report_cli(tmp_path):
     results_dir = make_demo_results(tmp_path / "results")
     runner = CliRunner()
-    out = runner.invoke(cli, ["report", "--results-dir", str(results_dir), "--output", str(tmp_path / "site"),
-                              "--baseline", "none", "--title", "Demo <results>"])
+    out = runner.invoke(
+        cli,
+        [
+            "report",
+            "--results-dir",
+            str(results_dir),
+            "--output",
+            str(tmp_path / "site"),
+            "--baseline",
+            "none",
+            "--title",
+            "Demo <results>",
+        ],
+    )
     assert out.exit_code == 0, out.output
     index = tmp_path / "site" / "index.html"
     assert out.output.strip().endswith(str(index))
     assert "<title>Demo &lt;results&gt;</title>" in index.read_text()
     assert page_data(index)["defaultBaseline"] is None
-    bad = runner.invoke(cli, ["report", "--results-dir", str(results_dir), "--output", str(tmp_path / "x"),
-                              "--baseline", "nobody"])
+    bad = runner.invoke(
+        cli,
+        [
+            "report",
+            "--results-dir",
+            str(results_dir),
+            "--output",
+            str(tmp_path / "x"),
+            "--baseline",
+            "nobody",
+        ],
+    )
     assert bad.exit_code != 0 and "baseline 'nobody' has no stored results" in bad.output
-    empty = runner.invoke(cli, ["report", "--results-dir", str(tmp_path / "none"), "--output", str(tmp_path / "y")])
+    empty = runner.invoke(
+        cli, ["report", "--results-dir", str(tmp_path / "none"), "--output", str(tmp_path / "y")]
+    )
     assert empty.exit_code != 0 and "results folder does not exist" in empty.output
 
 
@@ -195,8 +250,14 @@ def test_report_of_the_committed_results_has_golden_badges(tmp_path):
     root = Path(__file__).resolve().parents[1] / "results"
     index = build_site(load_results(root), ReportConfig(output=tmp_path / "site"), results_dir=root)
     text = index.read_text()
-    # one badge per golden check (24 rows) and one per `ours` cell of the two paper tables (2 × 2 × 2)
-    assert text.count('<span class="badge ok"') == 24 + 8
+    golden = paper.load_golden(root / "golden.yaml")
+    shown = {r.system for r in load_results(root)}
+    # one badge per golden check, and one per `ours` cell of the two paper tables that a check covers
+    ours = {
+        (e.system, e.dataset, e.metric) for e in golden if e.metric in paper.METRICS and e.system in shown
+    }
+    assert len(golden) >= 24 and len(ours) >= 8
+    assert text.count('<span class="badge ok"') == len(golden) + len(ours)
     assert "FAIL</span>" not in text
     data = page_data(index)
     assert data["defaultBaseline"] == "bm25"
