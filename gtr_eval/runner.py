@@ -55,7 +55,7 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
     for unit in units:
         data: BeirData | None = None
         for spec in cfg.models:
-            retriever = retrievers.get(spec) or retrievers.setdefault(spec, make_retriever(spec, cfg.options))
+            retriever = retrievers.get(spec) or retrievers.setdefault(spec, _make(spec, cfg, echo))
             name = retriever.name
             if not cfg.overwrite and is_done(cfg.results_dir, name, unit.name):
                 echo(f"[skip] {name} on {unit.name}: already done")
@@ -90,11 +90,23 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
     return results
 
 
+def _make(spec: str, cfg: RunConfig, echo) -> Retriever:
+    retriever = make_retriever(spec, cfg.options)
+    if choice := getattr(retriever, "choice", None):  # dense: which backend encodes, and why
+        echo(f"[backend] {retriever.name}: {choice.backend}" + (f" (auto: {choice.reason})" if choice.reason else ""))
+    return retriever
+
+
+# Settings that manifests record only since they became options: what a manifest without them ran with.
+IMPLIED = {"cache_dtype": "fp32"}
+
+
 def _reusable(cfg: RunConfig, retriever: Retriever, unit: DatasetUnit) -> StoredResult:
     """The stored result, if it was made with the settings asked for now; else a clear error."""
     stored = load_result(cfg.results_dir, retriever.name, unit.name)
     wanted = {**retriever.settings(), "top_k": cfg.top_k}
-    differ = {k: (stored.manifest.get(k), v) for k, v in wanted.items() if stored.manifest.get(k) != v}
+    recorded = {**IMPLIED, **stored.manifest}
+    differ = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
     if differ:
         details = "; ".join(f"{k}: stored {old!r}, asked {new!r}" for k, (old, new) in differ.items())
         raise ValueError(

@@ -4,19 +4,22 @@ cache in shards, and exact chunked search by dot product or cosine."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..data.loader import Corpus
 from .base import TEXT_FORMAT, Retriever, Run, to_run
-from .cache import ShardedEmbeddings, ShardSelector, encode_sharded
-from .encoders import ONNX_BACKENDS, EncoderSpec, default_device, load_encoder
+from .cache import STORAGE_DTYPES, ShardedEmbeddings, ShardSelector, encode_sharded
+from .encoders import AUTO, ONNX_BACKENDS, EncoderSpec, choose_backend, default_device, load_encoder
 from .models import known_prompts, resolve_model, weights_fingerprint
 from .search import exact_search
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,13 +33,14 @@ class DenseConfig:
     score: str | None = None  # "dot" or "cos"; None: the preset's, else "cos"
     device: str | None = None
     dtype: str = "fp32"
-    backend: str = "torch"
+    backend: str = AUTO  # auto: ONNX fp32 on the CPU, torch on a GPU (see `encoders.choose_backend`)
     trust_remote_code: bool = False
     shard_size: int = 2048
     name: str | None = None
     # Encode the corpus in one worker process per entry (`cpu,cpu`, `cuda:0,cuda:1`); None: in-process.
     devices: tuple[str, ...] | None = None
     threads: int | None = None  # intra-op threads of the in-process encoder; None: torch's default
+    cache_dtype: str = "fp32"  # how corpus vectors are stored (fp16: half the disk); scored in fp32
 
 
 class DenseRetriever(Retriever):
@@ -50,6 +54,8 @@ class DenseRetriever(Retriever):
         t0 = time.perf_counter()
         if config.backend in ONNX_BACKENDS and (config.dtype != "fp32" or (config.device or "cpu") != "cpu"):
             raise ValueError(f"--backend {config.backend} runs fp32 on the CPU; drop --dtype/--device or use torch")
+        if config.cache_dtype not in STORAGE_DTYPES:
+            raise ValueError(f"cache dtype must be one of {sorted(STORAGE_DTYPES)}, not {config.cache_dtype!r}")
         self.source = resolve_model(config.model, config.revision)
         self.name = config.name or self.source.name
         preset = self.source.preset
@@ -57,6 +63,12 @@ class DenseRetriever(Retriever):
         self.score = config.score or (preset.score if preset else "cos")
         self.batch_size = config.batch_size or (preset.batch_size if preset else 64)
         self.fingerprint = weights_fingerprint(self.source.path)
+        devices = config.devices or (config.device or default_device(),)
+        self.choice = choose_backend(
+            config.backend, self.source.path, devices, config.dtype, self._export_dir(), self.fingerprint
+        )
+        if self.choice.requested == AUTO and "not installed" in self.choice.reason:
+            log.warning("note: %s runs with torch: %s", self.name, self.choice.reason)
         self._encoder_impl = None
         self._emb: ShardedEmbeddings | None = None
         self._max_length = config.max_length or (preset.max_length if preset else None)
@@ -76,12 +88,33 @@ class DenseRetriever(Retriever):
             )
         return q, d
 
+    @property
+    def backend(self) -> str:
+        """The backend that encodes (`auto` settled): it keys the cache and is recorded."""
+        return self.choice.backend
+
+    def _export_dir(self) -> Path | None:
+        return Path(self.cache_dir) / "onnx" if self.cache_dir is not None else None
+
+    def settle_backend(self) -> None:
+        """`auto` chose ONNX: export now (or fall back to torch) before a cache key names the backend."""
+        if self.choice.requested != AUTO or self.backend not in ONNX_BACKENDS or self._encoder_impl:
+            return
+        from .onnx_backend import OnnxExportError, model_folder, record_failure
+
+        try:
+            self.encoder  # noqa: B018  (exports the model, or finds its export)
+        except OnnxExportError as e:
+            record_failure(model_folder(self.fingerprint, self._export_dir()), e)
+            warnings.warn(f"{e}; running with torch instead", stacklevel=3)
+            self.choice = replace(self.choice, backend="torch", reason=f"ONNX export failed: {e}")
+
     def spec(self, device: str | None = None, threads: int | None = None) -> EncoderSpec:
         """What a process needs to build this retriever's encoder (picklable)."""
         c = self.config
         return EncoderSpec(
             path=str(self.source.path),
-            backend=c.backend,
+            backend=self.backend,
             device=device if device is not None else c.device,
             dtype=c.dtype,
             max_length=self._max_length,
@@ -89,6 +122,7 @@ class DenseRetriever(Retriever):
             trust_remote_code=c.trust_remote_code,
             threads=threads if threads is not None else c.threads,
             fingerprint=self.fingerprint,
+            export_dir=str(self._export_dir()) if self._export_dir() else None,
         )
 
     @property
@@ -98,6 +132,8 @@ class DenseRetriever(Retriever):
             self._encoder_impl = load_encoder(self.spec())
             self._max_length = self._encoder_impl.max_seq_length
             self.timings["load_model_s"] = time.perf_counter() - t0
+            if (export_s := getattr(self._encoder_impl, "export_s", None)) is not None:
+                self.timings["onnx_export_s"] = export_s
         return self._encoder_impl
 
     @property
@@ -123,13 +159,20 @@ class DenseRetriever(Retriever):
             "prompt": prompt,
             "max_length": self.max_length(),
             "dtype": self.config.dtype,
-            "backend": self.config.backend,
+            "backend": self.backend,
             "content": content,
             "text_format": TEXT_FORMAT if kind == "corpus" else "query text",
-        } | self._backend_key()
+        } | self._backend_key() | self._storage_key(kind)
+
+    def _storage_key(self, kind: str) -> dict:
+        """fp16 corpus storage keys apart; fp32 keys stay as they were (existing caches keep working).
+        Queries are always stored in fp32: they are few, and they are the left side of every score."""
+        if kind != "corpus" or self.config.cache_dtype == "fp32":
+            return {}
+        return {"storage_dtype": STORAGE_DTYPES[self.config.cache_dtype]}
 
     def _backend_key(self) -> dict:
-        if self.config.backend not in ONNX_BACKENDS:
+        if self.backend not in ONNX_BACKENDS:
             return {}  # torch keys stay as they were: existing caches keep working
         from .onnx_backend import recipe_id
 
@@ -138,6 +181,7 @@ class DenseRetriever(Retriever):
     def index(self, corpus: Corpus, select: ShardSelector | None = None) -> None:
         """Encode (or reuse) the corpus shards; `select` limits this call to some shards (`--shard I/N`)."""
         t0 = time.perf_counter()
+        self.settle_backend()
         # Longest first, as BEIR does: batches of similar length waste little on padding.  The order
         # is deterministic, so every job of a sharded encode agrees on what shard i holds.
         order = np.argsort(-corpus.char_lengths(), kind="stable")
@@ -152,6 +196,7 @@ class DenseRetriever(Retriever):
             desc=f"{self.name}: encode corpus",
             progress=self.progress,
             select=select,
+            storage_dtype=STORAGE_DTYPES[self.config.cache_dtype],
         )
         devices = self.config.devices
         if devices and len(devices) > 1:
@@ -169,6 +214,7 @@ class DenseRetriever(Retriever):
         self.timings["encode_corpus_s"] = time.perf_counter() - t0
 
     def encode_queries(self, queries: dict[str, str]) -> np.ndarray:
+        self.settle_backend()
         qids = list(queries)
         texts = [queries[q] for q in qids]
         digest = hashlib.sha256("\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode())
@@ -214,7 +260,8 @@ class DenseRetriever(Retriever):
             "doc_prompt": self.doc_prompt,
             "score": self.score,
             "dtype": self.config.dtype,
-            "backend": self.config.backend,
+            "backend": self.backend,
+            "cache_dtype": self.config.cache_dtype,
         }
 
     def manifest(self) -> dict:
@@ -231,11 +278,14 @@ class DenseRetriever(Retriever):
             "max_length": self.max_length(),
             "score": self.score,
             "dtype": self.config.dtype,
-            "backend": self.config.backend,
+            "backend": self.backend,
+            "backend_requested": self.choice.requested,
+            **({"backend_reason": self.choice.reason} if self.choice.reason else {}),
             "batch_size": self.batch_size,
             "text_format": TEXT_FORMAT,
             "trust_remote_code": self.config.trust_remote_code,
             "shard_size": self.config.shard_size,
+            "cache_dtype": self.config.cache_dtype,
         } | self._backend_key()
 
 
