@@ -28,8 +28,8 @@ def run(
     **retriever_options,
 ) -> list[StoredResult]:
     """`gtr-eval run`. `cache_dir=None` disables the cache; other keyword arguments are
-    `RetrieverOptions` fields (device, dtype, batch_size, backend, query_prompt, doc_prompt,
-    max_length, trust_remote_code, bm25=BM25Config(...))."""
+    `RetrieverOptions` fields (device, dtype, batch_size, backend (default "auto"), cache_dtype,
+    query_prompt, doc_prompt, max_length, trust_remote_code, bm25=BM25Config(...))."""
     from .data.units import DataOptions
     from .paths import default_cache_dir
     from .retrieval.factory import RetrieverOptions

@@ -84,7 +84,7 @@ ENCODER_OPTIONS = (
     click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "onnx-int8", "openvino"]), default="auto",
                  show_default=True,
                  help="auto: ONNX Runtime fp32 on the CPU (same scores, about 2x faster; exported once, cached), "
-                      "torch on a GPU, for --dtype fp16/bf16, for weights over 2 GB or if the export fails. "
+                      "torch on a GPU, for --dtype fp16/bf16, for weights of 2 GiB or more, or if the export fails. "
                       "onnx-int8: dynamic int8 (CPU; own cache key)."),
     click.option("--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]"),
     click.option("--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]"),
