@@ -144,9 +144,16 @@ def test_auto_runs_onnx_on_cpu_with_the_same_cache_entry_as_backend_onnx(tiny_gt
     torch_ = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False)
     torch_.index(data.corpus)
     assert torch_._emb.folder != auto._emb.folder  # the cache key keeps backends apart
+    # exported and encoded before: a second run settles `auto` and searches without loading the model
+    # (given the max length, as presets give it; else reading it from the model loads the model)
+    hits = auto.search(data.queries, 5)
+    assert auto.max_length() == 512
+    again = DenseRetriever(DenseConfig(model=str(tiny_gtr), max_length=512), cache_dir=tmp_path, progress=False)
+    again.index(data.corpus)
+    assert again.search(data.queries, 5) == hits and again._encoder_impl is None
 
 
-def test_auto_uses_torch_on_a_gpu_or_for_fp16(tiny_gtr, tmp_path, monkeypatch):
+def test_auto_uses_torch_on_a_gpu_for_fp16_or_without_onnx(tiny_gtr, tmp_path, monkeypatch, caplog):
     from gtr_eval.retrieval import dense
 
     monkeypatch.setattr(dense, "default_device", lambda: "cuda")  # as on a machine with a GPU
@@ -155,6 +162,11 @@ def test_auto_uses_torch_on_a_gpu_or_for_fp16(tiny_gtr, tmp_path, monkeypatch):
     monkeypatch.undo()
     r = DenseRetriever(DenseConfig(model=str(tiny_gtr), dtype="fp16"), cache_dir=tmp_path, progress=False)
     assert r.backend == "torch" and r.settings()["backend"] == "torch"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real_find_spec(n, *a))
+    with caplog.at_level("WARNING"):
+        r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    assert r.backend == "torch" and "note: model runs with torch: onnx is not installed" in caplog.text
 
 
 def test_export_failure_falls_back_to_torch_naming_the_error(tiny_gtr, tmp_path, monkeypatch):

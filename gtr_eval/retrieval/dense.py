@@ -100,8 +100,10 @@ class DenseRetriever(Retriever):
         """`auto` chose ONNX: export now (or fall back to torch) before a cache key names the backend."""
         if self.choice.requested != AUTO or self.backend not in ONNX_BACKENDS or self._encoder_impl:
             return
-        from .onnx_backend import OnnxExportError, model_folder, record_failure
+        from .onnx_backend import OnnxExportError, exported, model_folder, record_failure
 
+        if exported(model_folder(self.fingerprint, self._export_dir())):
+            return  # exported before: a run whose vectors are all cached loads no model
         try:
             self.encoder  # noqa: B018  (exports the model, or finds its export)
         except OnnxExportError as e:

@@ -87,11 +87,11 @@ def export_models(st, folder: Path, int8: bool = False) -> Path:
 
     opt, quantized = folder / "model-opt.onnx", folder / "model-int8.onnx"
     target = quantized if int8 else opt
-    if target.is_file():
+    if exported(folder, int8):
         return target
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".lock")):
-        if target.is_file():  # exported meanwhile by another process
+        if exported(folder, int8):  # exported meanwhile by another process
             return target
         t0 = time.perf_counter()
         if not opt.is_file():
@@ -104,6 +104,11 @@ def export_models(st, folder: Path, int8: bool = False) -> Path:
             _quantize(opt, quantized)
         log.info("exported the ONNX model to %s in %.1f s", target, time.perf_counter() - t0)
     return target
+
+
+def exported(folder: Path, int8: bool = False) -> bool:
+    """Whether the graph the backend runs is already in `folder`."""
+    return (folder / ("model-int8.onnx" if int8 else "model-opt.onnx")).is_file()
 
 
 def record_failure(folder: Path, error: BaseException) -> None:
