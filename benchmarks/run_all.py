@@ -68,7 +68,10 @@ def _e2e(r: dict) -> list[str]:
                  + " and the model fingerprint a first run pays."]  # fmt: skip
     return [
         f"{r['dataset']}, {r['model']}, batch size {r['batch_size']}, {r['threads']} threads, each side its own "
-        f"process, our side `--no-cache`. Target: {r.get('target', 'time ratio ≤ 0.9 at equal NDCG@10')}.",
+        f"process, our side `--no-cache`"
+        + (f"; medians of {r['rounds']} rounds, the order of the sides reversed each round"
+           if r.get("rounds", 1) > 1 else "")
+        + f". Target: {r.get('target', 'time ratio ≤ 0.9 at equal NDCG@10')}.",
         "",
         *rows,
         *notes,
