@@ -34,11 +34,11 @@ def run(
     **retriever_options,
 ) -> list[StoredResult]:
     """`gtr-eval run`. `cache_dir=None` disables the cache; other keyword arguments are
-    `RetrieverOptions` fields (device, dtype, batch_size, backend, query_prompt, doc_prompt,
-    max_length, score, trust_remote_code, bm25=BM25Config(...), family, candidates, depth,
-    maxsim_search). `datasets` may hold sweeps (`beir`); `source` is where missing datasets come from
-    (auto, ukp, hf-beir, hf-mteb). A model may be a `retrieval.factory.ModelPair(query, doc)`: one
-    asymmetric system (`--query-model/--doc-model`). The returned list holds the pairs that
+    `RetrieverOptions` fields (device, dtype, batch_size, backend (default "auto"), cache_dtype,
+    query_prompt, doc_prompt, max_length, score, trust_remote_code, bm25=BM25Config(...), family,
+    candidates, depth, maxsim_search). `datasets` may hold sweeps (`beir`); `source` is where missing
+    datasets come from (auto, ukp, hf-beir, hf-mteb). A model may be a `retrieval.factory.ModelPair(query,
+    doc)`: one asymmetric system (`--query-model/--doc-model`). The returned list holds the pairs that
     succeeded; its `.failures` says which failed and why."""
     from .data.units import DataOptions
     from .paths import default_cache_dir

@@ -68,6 +68,7 @@ def encode_job(
             "model": retriever.name,
             "dataset": unit.name,
             "shard": f"{shard[0]}/{shard[1]}",
+            "backend": retriever.backend,
             **retriever.stats,
             "complete": retriever._emb.complete,
             "folder": str(retriever._emb.folder),
@@ -81,12 +82,13 @@ def describe(stats: dict) -> str:
     if stats["shard"] == "0/1":
         return (
             f"[cache] {stats['model']} on {stats['dataset']}: encoded {stats['corpus_shards_encoded']} of "
-            f"{stats['corpus_shards']} corpus shards, reused {stats['corpus_shards_reused']}"
+            f"{stats['corpus_shards']} corpus shards, reused {stats['corpus_shards_reused']} (backend {stats['backend']})"
         )
     return (
         f"[cache] {stats['model']} on {stats['dataset']} (shard {stats['shard']}): encoded "
         f"{stats['corpus_shards_encoded']}, reused {stats['corpus_shards_reused']} of the "
-        f"{stats['corpus_shards']} corpus shards; all complete: {'yes' if stats['complete'] else 'no'}"
+        f"{stats['corpus_shards']} corpus shards; all complete: {'yes' if stats['complete'] else 'no'} "
+        f"(backend {stats['backend']})"
     )
 
 
@@ -125,14 +127,26 @@ def ray_encode(
     if gpus_per_task and not opts.device:
         opts = replace(opts, device="cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPUs
     t0 = time.perf_counter()
-    refs = [job.remote(m, u, opts, (i, n), threads) for m in models for u in units for i in range(n)]
+    settled = {m: replace(opts, backend=settled_backend(m, opts)) for m in models}
+    refs = [job.remote(m, u, settled[m], (i, n), threads) for m in models for u in units for i in range(n)]
     for stats in ray.get(refs):
         echo(describe(stats))
     echo(
         f"[ray] {len(refs)} tasks ({n} shards x {len(models)} models x {len(units)} datasets) in "
         f"{time.perf_counter() - t0:.1f} s"
     )
-    return [merge(m, u, opts, echo) for m in models for u in units]
+    return [merge(m, u, settled[m], echo) for m in models for u in units]
+
+
+def settled_backend(model: str, opts: RetrieverOptions) -> str:
+    """The backend `auto` means for `model` here, export tried: tasks on other nodes then key the
+    cache as this process's merge and later `run` do (and reuse the export in a shared cache)."""
+    retriever = make_retriever(model, opts)
+    try:
+        retriever.settle_backend()
+        return retriever.backend
+    finally:
+        retriever.close()
 
 
 def merge(model: str, unit: DatasetUnit, opts: RetrieverOptions, echo: Callable[[str], None] = print) -> dict:

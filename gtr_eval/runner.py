@@ -292,7 +292,7 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
             raise broken[spec]
         if spec not in retrievers:
             try:
-                retrievers[spec] = make_retriever(spec, cfg.options)
+                retrievers[spec] = _make(spec, cfg.options, sweep.say)
             except PAIR_ERRORS as e:
                 broken[spec] = e
                 raise
@@ -329,10 +329,22 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
             r.close()
 
 
+def _make(spec: str | ModelPair, options: RetrieverOptions, say: Echo) -> Retriever:
+    retriever = make_retriever(spec, options)
+    if choice := getattr(retriever, "choice", None):  # dense: which backend encodes, and why
+        say(f"[backend] {retriever.name}: {choice.backend}" + (f" (auto: {choice.reason})" if choice.reason else ""))
+    return retriever
+
+
+# Settings that manifests record only since they became options: what a manifest without them ran with.
+IMPLIED = {"cache_dtype": "fp32"}
+
+
 def reusable(results_dir: Path | str, system: str, dataset: str, wanted: dict) -> StoredResult:
     """The stored result, if it was made with the settings asked for now; else a clear error."""
     stored = load_result(results_dir, system, dataset)
-    differ = {k: (stored.manifest.get(k), v) for k, v in wanted.items() if stored.manifest.get(k) != v}
+    recorded = {**IMPLIED, **stored.manifest}
+    differ = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
     if differ:
         details = "; ".join(f"{k}: stored {old!r}, asked {new!r}" for k, (old, new) in differ.items())
         raise ValueError(

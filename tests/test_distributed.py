@@ -41,6 +41,7 @@ def test_pool_of_two_processes_matches_one_process(tiny_gtr, tmp_path):
     )
     two.index(data.corpus)
     assert two.stats["corpus_shards_encoded"] == 5
+    assert one.backend == two.backend == "onnx"  # `auto` settles before the workers start: same key
     np.testing.assert_allclose(two._emb.matrix(), one._emb.matrix(), atol=1e-5)
     assert top(two.search(data.queries, 5), 5) == top(one.search(data.queries, 5), 5)
     # everything cached: no worker process is started at all

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -46,14 +47,14 @@ def test_export_is_cached_and_vectors_have_their_own_cache_key(tiny_gtr, tmp_pat
         DenseConfig(model=str(tiny_gtr), backend="onnx-int8"), cache_dir=tmp_path, progress=False
     )
     a.index(data.corpus)
-    exported = model_folder(a.fingerprint) / "model-int8.onnx"
+    exported = model_folder(a.fingerprint, tmp_path / "onnx") / "model-int8.onnx"  # beside the embeddings
     stamp = exported.stat().st_mtime_ns
     b = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="onnx-int8"), cache_dir=tmp_path, progress=False
     )
     b.encoder  # noqa: B018
     assert exported.stat().st_mtime_ns == stamp  # reused, not exported again
-    t = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    t = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False)
     t.index(data.corpus)
     assert t._emb.folder != a._emb.folder
     assert a.manifest()["backend"] == "onnx-int8" and "backend_recipe" in a.manifest()
@@ -69,3 +70,154 @@ def test_run_with_onnx_int8_end_to_end(tiny_gtr, tmp_path):
     stored = json.loads(next(results.glob("*/demo.json")).read_text())
     assert stored["manifest"]["backend"] == "onnx-int8"
     assert 0.0 <= stored["metrics"]["ndcg@10"] <= 1.0
+
+
+# ------------------------------------------------------------------ `--backend auto` (the default)
+
+
+def _safetensors(path, shapes: dict[str, list[int]], dtype: str = "F32") -> None:
+    """A safetensors file whose header declares `shapes` (the data is not needed to size the model)."""
+    import struct
+
+    header = json.dumps({k: {"dtype": dtype, "shape": v, "data_offsets": [0, 0]} for k, v in shapes.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode())
+
+
+def test_weights_size_is_read_from_the_files_without_loading(tiny_gtr, tmp_path):
+    from gtr_eval.retrieval.models import weights_fp32_bytes
+
+    # the tiny model: its parameters' fp32 bytes, as torch counts them (tied embeddings once)
+    st = load_encoder(EncoderSpec(str(tiny_gtr))).model
+    assert weights_fp32_bytes(tiny_gtr) == 4 * sum(p.numel() for p in st.parameters())
+    _safetensors(tmp_path / "half" / "model.safetensors", {"w": [1000, 100]}, "F16")
+    _safetensors(tmp_path / "half" / "onnx" / "model.safetensors", {"w": [10**9]})  # another runtime's copy
+    assert weights_fp32_bytes(tmp_path / "half") == 4 * 100_000  # fp16 on disk counts as its fp32 export
+    (tmp_path / "bin").mkdir()
+    with open(tmp_path / "bin" / "pytorch_model.bin", "wb") as fh:  # a pickle: sized, never opened
+        fh.truncate(3 * 2**30)  # sparse: 3 GiB on paper, nothing on disk
+    assert weights_fp32_bytes(tmp_path / "bin") == 3 * 2**30
+
+
+def test_auto_rules(tiny_gtr, tmp_path, monkeypatch):
+    from gtr_eval.retrieval.encoders import choose_backend
+
+    cpu = ("cpu",)
+    ok = choose_backend("auto", tiny_gtr, cpu, "fp32")
+    assert (ok.requested, ok.backend) == ("auto", "onnx") and "CPU, fp32" in ok.reason
+    assert choose_backend("torch", tiny_gtr, ("cuda",), "fp16").backend == "torch"  # explicit: as asked
+    assert choose_backend("onnx-int8", tiny_gtr, cpu, "fp32").reason == ""
+    for devices, dtype, why in [(("cuda",), "fp32", "device cuda"), (("cpu", "cuda:1"), "fp32", "device cuda:1"),
+                                (cpu, "bf16", "dtype bf16")]:  # fmt: skip
+        got = choose_backend("auto", tiny_gtr, devices, dtype)
+        assert got.backend == "torch" and why in got.reason
+    big = tmp_path / "big"
+    _safetensors(big / "model.safetensors", {"a": [2**28], "b": [2**28]})  # 2 x 1 GiB in fp32
+    got = choose_backend("auto", big, cpu, "fp32")
+    assert got.backend == "torch" and "2.0 GiB" in got.reason and "2 GiB limit" in got.reason
+    _safetensors(big / "model.safetensors", {"a": [2**28], "b": [2**28 - 2**20]})  # just under
+    assert choose_backend("auto", big, cpu, "fp32").backend == "onnx"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real_find_spec(n, *a))
+    got = choose_backend("auto", tiny_gtr, cpu, "fp32")
+    assert got.backend == "torch" and "onnxruntime is not installed" in got.reason
+    with pytest.raises(ValueError, match="backend must be"):
+        choose_backend("tensorrt", tiny_gtr, cpu, "fp32")
+
+
+def test_auto_runs_onnx_on_cpu_with_the_same_cache_entry_as_backend_onnx(tiny_gtr, tmp_path):
+    data = load_beir_folder(DEMO)
+    auto = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    assert auto.config.backend == "auto" and auto.backend == "onnx"
+    auto.index(data.corpus)
+    assert auto.stats["corpus_shards_encoded"] == 1
+    key = json.loads((auto._emb.folder / "key.json").read_text())
+    assert key["backend"] == "onnx" and key["backend_recipe"].startswith("st-stack")
+    m = auto.manifest()
+    assert (m["backend"], m["backend_requested"]) == ("onnx", "auto") and "CPU, fp32" in m["backend_reason"]
+    assert auto.settings()["backend"] == "onnx"
+    assert auto.timings["onnx_export_s"] > 0  # exported here, beside the embeddings
+    explicit = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False)
+    explicit.index(data.corpus)
+    assert explicit._emb.folder == auto._emb.folder and explicit.stats["corpus_shards_reused"] == 1
+    assert "backend_reason" not in explicit.manifest() and explicit.manifest()["backend_requested"] == "onnx"
+    torch_ = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False)
+    torch_.index(data.corpus)
+    assert torch_._emb.folder != auto._emb.folder  # the cache key keeps backends apart
+    # exported and encoded before: a second run settles `auto` and searches without loading the model
+    # (given the max length, as presets give it; else reading it from the model loads the model)
+    hits = auto.search(data.queries, 5)
+    assert auto.max_length() == 512
+    again = DenseRetriever(DenseConfig(model=str(tiny_gtr), max_length=512), cache_dir=tmp_path, progress=False)
+    again.index(data.corpus)
+    assert again.search(data.queries, 5) == hits and again._encoder_impl is None
+
+
+def test_auto_uses_torch_on_a_gpu_for_fp16_or_without_onnx(tiny_gtr, tmp_path, monkeypatch, caplog):
+    from gtr_eval.retrieval import dense
+
+    monkeypatch.setattr(dense, "default_device", lambda: "cuda")  # as on a machine with a GPU
+    r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    assert r.backend == "torch" and r.spec().backend == "torch" and "device cuda" in r.manifest()["backend_reason"]
+    monkeypatch.undo()
+    r = DenseRetriever(DenseConfig(model=str(tiny_gtr), dtype="fp16"), cache_dir=tmp_path, progress=False)
+    assert r.backend == "torch" and r.settings()["backend"] == "torch"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real_find_spec(n, *a))
+    with caplog.at_level("WARNING"):
+        r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    assert r.backend == "torch" and "note: model runs with torch: onnx is not installed" in caplog.text
+
+
+def test_export_failure_falls_back_to_torch_naming_the_error(tiny_gtr, tmp_path, monkeypatch):
+    from gtr_eval.retrieval import onnx_backend
+    from gtr_eval.retrieval.onnx_backend import OnnxExportError, model_folder
+
+    calls = []
+
+    def broken_export(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("Could not trace the forward of ModelX\nlong traceback")
+
+    monkeypatch.setattr(onnx_backend, "_export", broken_export)
+    data = load_beir_folder(DEMO)
+    auto = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    assert auto.backend == "onnx"  # not known to fail yet
+    with pytest.warns(UserWarning, match="RuntimeError: Could not trace the forward of ModelX.*with torch"):
+        auto.index(data.corpus)
+    assert calls == [1] and auto.backend == "torch" and auto.settings()["backend"] == "torch"
+    m = auto.manifest()
+    assert (m["backend"], m["backend_requested"]) == ("torch", "auto")
+    assert "ONNX export failed" in m["backend_reason"] and "Could not trace" in m["backend_reason"]
+    ref = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False)
+    ref.index(data.corpus)
+    assert ref._emb.folder == auto._emb.folder and ref.stats["corpus_shards_reused"] == 1
+    failed = json.loads((model_folder(auto.fingerprint, tmp_path / "onnx") / "export-failed.json").read_text())
+    assert failed["error"] == "RuntimeError: Could not trace the forward of ModelX" and failed["torch"]
+    # next time `auto` knows without trying again
+    again = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    assert again.backend == "torch" and "failed before" in again.choice.reason
+    again.index(data.corpus)
+    assert calls == [1] and again.stats["corpus_shards_reused"] == 1
+    # asked for explicitly, the same failure is an error, not a silent switch
+    explicit = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False)
+    with pytest.raises(OnnxExportError, match="Could not trace"):
+        explicit.index(data.corpus)
+
+
+def test_default_cli_run_and_encode_agree_on_the_backend(tiny_gtr, tmp_path):
+    from click.testing import CliRunner
+
+    from gtr_eval.cli import cli
+
+    common = ["-m", str(tiny_gtr), "-d", "demo", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    enc = CliRunner().invoke(cli, ["encode", *common])
+    assert enc.exit_code == 0, enc.output
+    assert "encoded 1 of 1 corpus shards, reused 0 (backend onnx)" in enc.output
+    res = CliRunner().invoke(cli, ["run", *common, "--results-dir", str(tmp_path / "results")])
+    assert res.exit_code == 0, res.output
+    assert "[backend] model: onnx (auto: CPU, fp32" in res.output
+    assert "encoded 0 of 1 corpus shards, reused 1" in res.output
+    stored = json.loads((tmp_path / "results" / "model" / "demo.json").read_text())["manifest"]
+    assert (stored["backend"], stored["backend_requested"]) == ("onnx", "auto")
+    assert "auto" in CliRunner().invoke(cli, ["run", "--help"]).output

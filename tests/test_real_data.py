@@ -231,3 +231,52 @@ def test_second_run_reuses_the_cache_and_is_over_10x_faster(real_run, beir_data,
     first_s = first["timings"]["retrieve_total_s"]  # model load + encode + search of the first run
     print(f"first run {first_s:.1f} s, whole second process {second_s:.1f} s: {first_s / second_s:.0f}x")
     assert first_s / second_s >= 10
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_fp16_cache_storage_scores_like_fp32(real_run, beir_data, shared_cache_dir, tmp_path, dataset):
+    """`--cache-dtype fp16` on the real sets, without encoding them again: the session's fp32 vectors
+    (the model's output does not depend on storage) go through the cache's own writer as fp16, then
+    through the normal search and evaluation.  NDCG@10 within 1e-4 of fp32, rankings nearly equal."""
+    import numpy as np
+
+    from gtr_eval.data.units import DataOptions
+    from gtr_eval.evaluation import evaluate
+    from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
+
+    unit = DataOptions(data_dir=beir_data, download=False).units(dataset)[0]
+    data = unit.load()
+    stored = _load(real_run, "all-MiniLM-L6-v2", dataset)
+    backend = stored.manifest["backend"]  # what `auto` chose for the session's run
+    full = DenseRetriever(
+        DenseConfig(model="all-MiniLM-L6-v2", backend=backend), cache_dir=shared_cache_dir, progress=False
+    )
+    full.index(data.corpus)
+    assert full.stats["corpus_shards_encoded"] == 0  # the session's vectors, not a second encode
+    half = DenseRetriever(
+        DenseConfig(model="all-MiniLM-L6-v2", backend=backend, cache_dtype="fp16"), cache_dir=tmp_path,
+        progress=False,
+    )
+    replay = (np.asarray(rows) for _, rows in full._emb.chunks())  # shard by shard, in cache order
+    half._encoder = lambda prompt: lambda texts: next(replay)
+    half.encode_queries = full.encode_queries  # queries are stored in fp32 whatever --cache-dtype says
+    half.index(data.corpus)
+    assert half.stats["corpus_shards_encoded"] == half.stats["corpus_shards"] == full.stats["corpus_shards"]
+    assert all(np.load(p, mmap_mode="r", allow_pickle=False).dtype == np.float16 for p in half._emb.shard_paths)
+
+    runs = {"fp32": full.search(data.queries, 1000), "fp16": half.search(data.queries, 1000)}
+    m = {k: evaluate(data.qrels, r, ignore_identical_ids=unit.ignore_identical_ids).metrics for k, r in runs.items()}
+    assert m["fp32"] == pytest.approx(stored.metrics, abs=1e-9)  # the normal path gives the stored scores
+
+    def top(run, q, n):
+        return sorted(run[q], key=lambda d: (-run[q][d], d))[:n]
+
+    same10 = sum(top(runs["fp16"], q, 10) == top(runs["fp32"], q, 10) for q in runs["fp32"]) / len(runs["fp32"])
+    overlap100 = np.mean([len(set(top(runs["fp16"], q, 100)) & set(top(runs["fp32"], q, 100))) / 100
+                          for q in runs["fp32"]])  # fmt: skip
+    print(f"\n{dataset}: NDCG@10 fp32 {m['fp32']['ndcg@10']:.6f}, fp16 storage {m['fp16']['ndcg@10']:.6f} "
+          f"(diff {m['fp16']['ndcg@10'] - m['fp32']['ndcg@10']:+.1e}); identical top-10 lists {same10:.1%}, "
+          f"top-100 overlap {overlap100:.2%}")  # fmt: skip
+    assert abs(m["fp16"]["ndcg@10"] - m["fp32"]["ndcg@10"]) <= 1e-4
+    assert abs(m["fp16"]["recall@100"] - m["fp32"]["recall@100"]) <= 1e-3
+    assert same10 >= 0.95 and overlap100 >= 0.99

@@ -95,14 +95,20 @@ ENCODER_OPTIONS = (
     device_option,
     dtype_option,
     batch_size_option,
-    click.option("--backend", type=click.Choice(["torch", "onnx", "onnx-int8", "openvino"]), default="torch",
-                 show_default=True, help="onnx: ONNX Runtime fp32; onnx-int8: dynamic int8 (CPU; own cache key)."),
+    click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "onnx-int8", "openvino"]), default="auto",
+                 show_default=True,
+                 help="auto: ONNX Runtime fp32 on the CPU (same scores, about 2x faster; exported once, cached), "
+                      "torch on a GPU, for --dtype fp16/bf16, for weights of 2 GiB or more, for separate query/"
+                      "document encoders, or if the export fails. onnx-int8: dynamic int8 (CPU; own cache key)."),
     click.option("--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]"),
     click.option("--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]"),
     max_length_option,
     trust_remote_code_option,
     click.option("--shard-size", type=click.IntRange(1), default=2048, show_default=True,
                  help="Documents per embedding-cache shard (the unit an interrupted encode resumes from)."),
+    click.option("--cache-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+                 help="How corpus vectors are stored in the cache: fp16 takes half the disk; scores are "
+                      "computed in fp32 either way (NDCG@10 within 1e-4 of fp32 on SciFact and NFCorpus)."),
     click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
                  help="Encode the corpus in N worker processes on --device (CPU threads are split between them)."),
     click.option("--devices", default=None, help="One corpus-encoding worker per device, e.g. cuda:0,cuda:1."),

@@ -2,9 +2,15 @@
 
 A cache entry is a folder named by the sha256 of everything that changes the vectors (model weights,
 prompts, max length, dtype, backend, dataset checksum, text formatting).  Each shard is a `.npy`
-written atomically, followed by a sidecar `.json` with its row count, dimension and sha256: a shard
-counts as complete only when both exist and agree, so a file cut short by `kill -9` is re-encoded,
-never read back.  Arrays are loaded with `allow_pickle=False` and memory-mapped.
+written atomically, followed by a sidecar `.json` with its row count, dimension, storage dtype and
+sha256: a shard counts as complete only when both exist and agree, so a file cut short by `kill -9`
+is re-encoded, never read back.  Arrays are loaded with `allow_pickle=False` and memory-mapped.
+
+Storage is float32, or float16 on request (`--cache-dtype fp16`: half the disk, 13.6 GB instead of
+27 GB for 8.8M x 768).  The storage dtype is part of the key and of each sidecar; readers get
+float32 back (`ShardedEmbeddings.matrix`, and `search._blocks` copies shards into a float32 block),
+so scores are always computed in float32: half-precision products would round nearby scores
+onto the same value and make spurious ties in the top-k.
 
 Shard formats: dense vectors are one float32 `.npy` per shard (the layout every existing cache has).
 Learned sparse vectors (`CSR`) and late-interaction token vectors (`RaggedTokens`) are several plain
@@ -41,6 +47,7 @@ from ..io import atomic_write_bytes, atomic_write_json, sha256_file
 log = logging.getLogger(__name__)
 
 Encoder = Callable[[list[str]], np.ndarray]
+STORAGE_DTYPES = {"fp32": "float32", "fp16": "float16"}  # --cache-dtype -> numpy dtype of the shards
 
 
 def cache_key(parts: dict) -> str:
@@ -55,9 +62,15 @@ class EncodeStats:
 
 
 class DenseFormat:
-    """One float32 `.npy` per shard (memory-mapped when read) and its sidecar `.json`."""
+    """One `.npy` per shard (float32, or float16 storage; memory-mapped when read) and its sidecar
+    `.json`, which names the dtype."""
 
     name = "dense"
+
+    def __init__(self, dtype: str = "float32"):
+        if dtype not in STORAGE_DTYPES.values():
+            raise ValueError(f"storage dtype must be one of {sorted(STORAGE_DTYPES.values())}, not {dtype!r}")
+        self.dtype = dtype
 
     def path(self, folder: Path, i: int) -> Path:
         return folder / f"shard-{i:06d}.npy"
@@ -66,10 +79,10 @@ class DenseFormat:
         return len(value)
 
     def write(self, path: Path, value, start: int) -> None:
-        _write_shard(path, value, start)
+        _write_shard(path, value, start, self.dtype)
 
     def complete(self, path: Path, rows: int, start: int) -> bool:
-        return _shard_complete(path, rows, start)
+        return _shard_complete(path, rows, start, self.dtype)
 
     def load(self, path: Path):
         return np.load(path, mmap_mode="r", allow_pickle=False)
@@ -229,17 +242,18 @@ class ShardedEmbeddings:
     fmt: ShardFormat = DENSE
 
     def chunks(self) -> Iterator[tuple[int, Any]]:
-        """(first row, rows) per shard, memory-mapped where the format allows: search reads one
-        shard at a time.  Dense rows are an array; CSR a scipy matrix; tokens `RaggedTokens`."""
+        """(first row, rows as stored) per shard, memory-mapped where the format allows: search reads
+        one shard at a time.  Dense rows are an array (float16 shards are upcast to float32 by
+        `search._blocks`); CSR a scipy matrix; tokens `RaggedTokens`."""
         if not self.complete:
             raise RuntimeError(f"{self.folder}: some shards are still to be encoded by other jobs")
         for i, path in enumerate(self.shard_paths):
             yield i * self.shard_size, self.fmt.load(path)
 
     def matrix(self) -> np.ndarray:
-        """All rows in document order (row i = document i); loads everything into memory."""
+        """All rows in document order (row i = document i), float32; loads everything into memory."""
         rows = np.concatenate([c for _, c in self.chunks()]) if self.shard_paths else np.zeros((0, 0))
-        out = np.empty_like(rows)
+        out = np.empty(rows.shape, dtype=np.float32)
         out[self.order] = rows
         return out
 
@@ -249,7 +263,7 @@ class ShardedEmbeddings:
             self._tmp = None
 
 
-def _shard_complete(npy: Path, rows: int, start: int) -> bool:
+def _shard_complete(npy: Path, rows: int, start: int, dtype: str = "float32") -> bool:
     meta_path = npy.with_suffix(".json")
     if not (npy.is_file() and meta_path.is_file()):
         return False
@@ -258,18 +272,20 @@ def _shard_complete(npy: Path, rows: int, start: int) -> bool:
         # `start` (absent in old sidecars): a shard of another --shard-size may have the same row count.
         if meta["rows"] != rows or meta.get("start", start) != start or meta["bytes"] != npy.stat().st_size:
             return False
+        if meta.get("dtype", "float32") != dtype:  # absent in sidecars written before fp16 storage
+            return False
         return meta["sha256"] == sha256_file(npy)
     except (OSError, ValueError, KeyError):
         return False
 
 
-def _write_shard(npy: Path, array: np.ndarray, start: int) -> None:
+def _write_shard(npy: Path, array: np.ndarray, start: int, dtype: str = "float32") -> None:
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    np.save(buf, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
     data = buf.getvalue()
     atomic_write_bytes(npy, data)
-    meta = {"rows": int(array.shape[0]), "start": start, "dim": int(array.shape[1]), "bytes": len(data)}
-    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    meta = {"rows": int(array.shape[0]), "start": start, "dim": int(array.shape[1]), "dtype": dtype}
+    meta |= {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     atomic_write_json(npy.with_suffix(".json"), meta)
 
 
@@ -297,6 +313,7 @@ def encode_sharded(
     encode_many: BatchEncoder | None = None,
     folder: Path | None = None,
     fmt: ShardFormat = DENSE,
+    storage_dtype: str | None = None,
 ) -> ShardedEmbeddings:
     """Encode `texts(order[a:b])` shard by shard, reusing complete shards from the cache.
 
@@ -310,9 +327,13 @@ def encode_sharded(
     Each shard is claimed with its own file lock, so processes that share a cache folder split the
     work between them: a shard another process holds is skipped and checked again at the end.
 
-    `fmt` says what the encoder returns and how a shard is stored (dense by default; `CSRFormat`,
-    `TokensFormat`).
+    `fmt` says what the encoder returns and how a shard is stored (dense float32 by default;
+    `DenseFormat("float16")`, `CSRFormat`, `TokensFormat`).  `storage_dtype` ("float32" or "float16")
+    is shorthand for a dense format of that dtype; put it in `key` too (a shard whose sidecar names
+    another dtype is not complete, so it is encoded again rather than misread).
     """
+    if storage_dtype is not None:
+        fmt = DenseFormat(storage_dtype)
     tmp = None
     if folder is None and cache_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="gtr-eval-emb-")
@@ -333,6 +354,9 @@ def encode_sharded(
     def rows(i: int) -> np.ndarray:
         return order[i * shard_size : (i + 1) * shard_size]
 
+    def complete(i: int) -> bool:
+        return fmt.complete(paths[i], len(rows(i)), i * shard_size)
+
     bar = tqdm(
         total=sum(len(rows(i)) for i in chosen), desc=desc, unit="doc", disable=not progress, leave=False
     )
@@ -347,7 +371,7 @@ def encode_sharded(
             except Timeout:
                 busy.append(i)  # another process is encoding it
                 continue
-            if fmt.complete(paths[i], len(rows(i)), i * shard_size):
+            if complete(i):
                 lock.release()
                 stats.shards_reused += 1
                 bar.update(len(rows(i)))
@@ -356,7 +380,7 @@ def encode_sharded(
         for i in busy:
             lock = FileLock(str(folder / ".locks" / f"shard-{i:06d}.lock"))
             lock.acquire()
-            if fmt.complete(paths[i], len(rows(i)), i * shard_size):
+            if complete(i):
                 lock.release()
                 stats.shards_reused += 1
                 bar.update(len(rows(i)))
@@ -388,9 +412,7 @@ def encode_sharded(
     )
     emb = ShardedEmbeddings(folder, order, shard_size, paths, stats, tmp, fmt=fmt)
     mine = set(chosen)
-    emb.complete = all(
-        fmt.complete(paths[i], len(rows(i)), i * shard_size) for i in range(n_shards) if i not in mine
-    )
+    emb.complete = all(complete(i) for i in range(n_shards) if i not in mine)
     return emb
 
 

@@ -10,19 +10,23 @@ own cache key (its own weights hash and max length).
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..data.loader import Corpus
 from .base import TEXT_FORMAT, Retriever, Run, to_run
-from .cache import ShardedEmbeddings, ShardSelector, encode_sharded
+from .cache import STORAGE_DTYPES, ShardedEmbeddings, ShardSelector, encode_sharded
 from .encoders import (
+    AUTO,
     ONNX_BACKENDS,
+    BackendChoice,
     EncoderSpec,
+    choose_backend,
     configured_similarity,
     default_device,
     has_router,
@@ -39,6 +43,8 @@ from .models import (
 )
 from .search import exact_search
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class DenseConfig:
@@ -51,7 +57,7 @@ class DenseConfig:
     score: str | None = None  # "dot" or "cos"; None: the preset's, else "cos"
     device: str | None = None
     dtype: str = "fp32"
-    backend: str = "torch"
+    backend: str = AUTO  # auto: ONNX fp32 on the CPU, torch on a GPU (see `encoders.choose_backend`)
     trust_remote_code: bool = False
     shard_size: int = 2048
     name: str | None = None
@@ -59,6 +65,7 @@ class DenseConfig:
     devices: tuple[str, ...] | None = None
     threads: int | None = None  # intra-op threads of the in-process encoder; None: torch's default
     query_model: str | None = None  # asymmetric: the query encoder (`model` then encodes documents)
+    cache_dtype: str = "fp32"  # how corpus vectors are stored (fp16: half the disk); scored in fp32
 
 
 def text_format(title_sep: str) -> str:
@@ -76,6 +83,8 @@ class DenseRetriever(Retriever):
         t0 = time.perf_counter()
         if config.backend in ONNX_BACKENDS and (config.dtype != "fp32" or (config.device or "cpu") != "cpu"):
             raise ValueError(f"--backend {config.backend} runs fp32 on the CPU; drop --dtype/--device or use torch")
+        if config.cache_dtype not in STORAGE_DTYPES:
+            raise ValueError(f"cache dtype must be one of {sorted(STORAGE_DTYPES)}, not {config.cache_dtype!r}")
         self.source = resolve_model(config.model, config.revision)
         self.query_source = self._query_source()
         self.preset_name, self.preset = self._preset()
@@ -91,6 +100,9 @@ class DenseRetriever(Retriever):
         self.query_fingerprint = (
             weights_fingerprint(self.query_source.path) if self.query_source else self.fingerprint
         )
+        self.choice = self._choose_backend()
+        if self.choice.requested == AUTO and "not installed" in self.choice.reason:
+            log.warning("note: %s runs with torch: %s", self.name, self.choice.reason)
         self._encoder_impl = None
         self._query_encoder_impl = None
         self._emb: ShardedEmbeddings | None = None
@@ -183,13 +195,43 @@ class DenseRetriever(Retriever):
                 stacklevel=3,
             )
 
+    def _choose_backend(self) -> BackendChoice:
+        c = self.config
+        if c.backend == AUTO and (self.asymmetric or any(has_router(s.path) for s in self._sources())):
+            return BackendChoice(AUTO, "torch", "separate query and document encoders run with torch")
+        devices = c.devices or (c.device or default_device(),)
+        return choose_backend(c.backend, self.source.path, devices, c.dtype, self._export_dir(), self.fingerprint)
+
+    @property
+    def backend(self) -> str:
+        """The backend that encodes (`auto` settled): it keys the cache and is recorded."""
+        return self.choice.backend
+
+    def _export_dir(self) -> Path | None:
+        return Path(self.cache_dir) / "onnx" if self.cache_dir is not None else None
+
+    def settle_backend(self) -> None:
+        """`auto` chose ONNX: export now (or fall back to torch) before a cache key names the backend."""
+        if self.choice.requested != AUTO or self.backend not in ONNX_BACKENDS or self._encoder_impl:
+            return
+        from .onnx_backend import OnnxExportError, exported, model_folder, record_failure
+
+        if exported(model_folder(self.fingerprint, self._export_dir())):
+            return  # exported before: a run whose vectors are all cached loads no model
+        try:
+            self.encoder  # noqa: B018  (exports the model, or finds its export)
+        except OnnxExportError as e:
+            record_failure(model_folder(self.fingerprint, self._export_dir()), e)
+            warnings.warn(f"{e}; running with torch instead", stacklevel=3)
+            self.choice = replace(self.choice, backend="torch", reason=f"ONNX export failed: {e}")
+
     def spec(self, device: str | None = None, threads: int | None = None, side: str = "document") -> EncoderSpec:
         """What a process needs to build this retriever's encoder of `side` (picklable)."""
         c = self.config
         query = side == "query" and self.query_source is not None
         return EncoderSpec(
             path=str((self.query_source if query else self.source).path),
-            backend=c.backend,
+            backend=self.backend,
             device=device if device is not None else c.device,
             dtype=c.dtype,
             max_length=self._query_max_length if query else self._max_length,
@@ -197,6 +239,7 @@ class DenseRetriever(Retriever):
             trust_remote_code=c.trust_remote_code,
             threads=threads if threads is not None else c.threads,
             fingerprint=self.query_fingerprint if query else self.fingerprint,
+            export_dir=str(self._export_dir()) if self._export_dir() else None,
         )
 
     @property
@@ -207,6 +250,8 @@ class DenseRetriever(Retriever):
             self._encoder_impl = load_encoder(self.spec())
             self._max_length = self._encoder_impl.max_seq_length
             self.timings["load_model_s"] = time.perf_counter() - t0
+            if (export_s := getattr(self._encoder_impl, "export_s", None)) is not None:
+                self.timings["onnx_export_s"] = export_s
         return self._encoder_impl
 
     @property
@@ -252,14 +297,21 @@ class DenseRetriever(Retriever):
             "prompt": prompt,
             "max_length": self.query_max_length() if query else self.max_length(),
             "dtype": self.config.dtype,
-            "backend": self.config.backend,
+            "backend": self.backend,
             "content": content,
             "text_format": "query text" if query else text_format(self.title_sep),
         }
-        return key | self._backend_key()
+        return key | self._backend_key() | self._storage_key(kind)
+
+    def _storage_key(self, kind: str) -> dict:
+        """fp16 corpus storage keys apart; fp32 keys stay as they were (existing caches keep working).
+        Queries are always stored in fp32: they are few, and they are the left side of every score."""
+        if kind != "corpus" or self.config.cache_dtype == "fp32":
+            return {}
+        return {"storage_dtype": STORAGE_DTYPES[self.config.cache_dtype]}
 
     def _backend_key(self) -> dict:
-        if self.config.backend not in ONNX_BACKENDS:
+        if self.backend not in ONNX_BACKENDS:
             return {}  # torch keys stay as they were: existing caches keep working
         from .onnx_backend import recipe_id
 
@@ -268,6 +320,7 @@ class DenseRetriever(Retriever):
     def index(self, corpus: Corpus, select: ShardSelector | None = None) -> None:
         """Encode (or reuse) the corpus shards; `select` limits this call to some shards (`--shard I/N`)."""
         t0 = time.perf_counter()
+        self.settle_backend()
         # Longest first, as BEIR does: batches of similar length waste little on padding.  The order
         # is deterministic, so every job of a sharded encode agrees on what shard i holds.
         order = np.argsort(-corpus.char_lengths(), kind="stable")
@@ -282,6 +335,7 @@ class DenseRetriever(Retriever):
             desc=f"{self.name}: encode corpus",
             progress=self.progress,
             select=select,
+            storage_dtype=STORAGE_DTYPES[self.config.cache_dtype],
         )
         devices = self.config.devices
         if devices and len(devices) > 1:
@@ -308,6 +362,7 @@ class DenseRetriever(Retriever):
         return texts
 
     def encode_queries(self, queries: dict[str, str]) -> np.ndarray:
+        self.settle_backend()
         qids = list(queries)
         texts = [queries[q] for q in qids]
         digest = hashlib.sha256("\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode())
@@ -353,7 +408,8 @@ class DenseRetriever(Retriever):
             "doc_prompt": self.doc_prompt,
             "score": self.score,
             "dtype": self.config.dtype,
-            "backend": self.config.backend,
+            "backend": self.backend,
+            "cache_dtype": self.config.cache_dtype,
         }
         if self.query_source is not None:
             out["query_weights_sha256"] = self.query_fingerprint
@@ -375,11 +431,14 @@ class DenseRetriever(Retriever):
             "max_length": self.max_length(),
             "score": self.score,
             "dtype": self.config.dtype,
-            "backend": self.config.backend,
+            "backend": self.backend,
+            "backend_requested": self.choice.requested,
+            **({"backend_reason": self.choice.reason} if self.choice.reason else {}),
             "batch_size": self.batch_size,
             "text_format": text_format(self.title_sep),
             "trust_remote_code": self.config.trust_remote_code,
             "shard_size": self.config.shard_size,
+            "cache_dtype": self.config.cache_dtype,
         } | self._backend_key()
         if self.preset_name:
             out["preset"] = self.preset_name

@@ -6,13 +6,17 @@ worker process, a Ray task or a SLURM job builds exactly the encoder the main pr
 Backends: `torch` (sentence-transformers as is), `onnx` (the whole sentence-transformers stack
 exported to ONNX, fused, run by ONNX Runtime in fp32), `onnx-int8` (the same graph with dynamic
 per-channel int8 weights for its MatMuls), `openvino` (passed to sentence-transformers, which needs
-`optimum-intel`).
+`optimum-intel`).  `auto`, the default, is not a backend but a rule (`choose_backend`): ONNX fp32
+where it gives the same vectors faster (the CPU, fp32, a model that fits one ONNX file), torch
+elsewhere.  It is settled before anything is keyed by the backend, so an `EncoderSpec` always names
+a concrete one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +27,10 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 ONNX_BACKENDS = ("onnx", "onnx-int8")
+AUTO = "auto"
+# One ONNX file is one protobuf message, which cannot exceed 2 GiB; larger models would need the
+# weights in side files, which this backend does not write.
+ONNX_MAX_BYTES = 2**31
 
 
 class TextEncoder(Protocol):
@@ -41,13 +49,68 @@ class EncoderSpec:
     batch_size: int = 64
     trust_remote_code: bool = False
     threads: int | None = None  # intra-op threads; None: leave torch's / ONNX Runtime's default
-    fingerprint: str = ""  # weights sha256: names the exported ONNX model in the user cache
+    fingerprint: str = ""  # weights sha256: names the exported ONNX model in `export_dir`
+    export_dir: str | None = None  # where ONNX exports live; None: <user cache>/onnx
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend that runs (`backend`), what was asked (`requested`), and why `auto` chose it."""
+
+    requested: str
+    backend: str
+    reason: str = ""
+
+
+def choose_backend(
+    requested: str,
+    path: Path,
+    devices: Sequence[str],
+    dtype: str,
+    export_dir: Path | None = None,
+    fingerprint: str = "",
+) -> BackendChoice:
+    """Settle `auto` without loading the model: ONNX fp32 on the CPU, torch on a GPU, for another
+    dtype, without onnx/onnxruntime, for weights of 2 GiB or more, or where the export failed before.
+
+    (A first export can still fail; `DenseRetriever` then falls back to torch before it keys the cache.)
+    """
+    if requested != AUTO:
+        if requested not in BACKENDS:
+            raise ValueError(f"backend must be {AUTO} or one of {BACKENDS}, not {requested!r}")
+        return BackendChoice(requested, requested)
+
+    def use_torch(reason: str) -> BackendChoice:
+        return BackendChoice(AUTO, "torch", reason)
+
+    if gpu := [d for d in devices if not str(d).startswith("cpu")]:
+        return use_torch(f"device {gpu[0]}: the ONNX backend runs on the CPU")
+    if dtype != "fp32":
+        return use_torch(f"dtype {dtype}: the ONNX backend runs fp32")
+    if missing := _missing_onnx():
+        return use_torch(f"{missing} is not installed (`pip install onnx onnxruntime` makes CPU runs about 2x faster)")
+    from .models import weights_fp32_bytes
+
+    size = weights_fp32_bytes(path)
+    if size >= ONNX_MAX_BYTES:
+        return use_torch(f"{size / 2**30:.1f} GiB of fp32 weights: over the 2 GiB limit of one ONNX file")
+    from .onnx_backend import earlier_failure, model_folder
+
+    if failure := earlier_failure(model_folder(fingerprint, export_dir)):
+        return use_torch(f"its ONNX export failed before ({failure})")
+    return BackendChoice(AUTO, "onnx", f"CPU, fp32, {size / 2**20:.0f} MiB of weights")
+
+
+def _missing_onnx() -> str | None:
+    import importlib.util
+
+    return next((m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None), None)
 
 
 
 def load_encoder(spec: EncoderSpec) -> TextEncoder:
     """Build the encoder `spec` describes, in this process (the main one, a worker or a Ray task)."""
-    if spec.backend not in BACKENDS:
+    if spec.backend not in BACKENDS:  # `auto` included: `choose_backend` settles it first
         raise ValueError(f"backend must be one of {BACKENDS}, not {spec.backend!r}")
     if spec.threads and (spec.device or "cpu").startswith("cpu"):
         import torch

@@ -31,7 +31,7 @@ class RetrieverOptions:
     device: str | None = None
     dtype: str = "fp32"
     batch_size: int | None = None
-    backend: str = "torch"
+    backend: str = "auto"  # ONNX fp32 on the CPU, torch on a GPU (`encoders.choose_backend`)
     query_prompt: str | None = None
     doc_prompt: str | None = None
     max_length: int | None = None
@@ -39,6 +39,7 @@ class RetrieverOptions:
     bm25: BM25Config = field(default_factory=BM25Config)
     progress: bool = True
     shard_size: int = 2048
+    cache_dtype: str = "fp32"  # corpus vectors on disk: fp32, or fp16 (half the disk; scored in fp32)
     processes: int = 1  # corpus-encoding worker processes on `device` (cpu: threads split between them)
     devices: tuple[str, ...] | None = (
         None  # one worker per entry, e.g. ("cuda:0", "cuda:1"); wins over processes
@@ -74,7 +75,7 @@ def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
     if family in ("sparse", "multivector"):
         return _family_retriever(family, opts, common)
     cfg = DenseConfig(**common, query_model=pair.query if pair else None, score=opts.score, backend=opts.backend,
-                      devices=_worker_devices(opts))  # fmt: skip
+                      cache_dtype=opts.cache_dtype, devices=_worker_devices(opts))  # fmt: skip
     return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
 
 

@@ -286,6 +286,38 @@ def _memo_dir() -> Path:
     return default_cache_dir() / "fingerprints"
 
 
+# Folders of other runtimes' copies of the weights, which a sentence-transformers folder may carry.
+_OTHER_RUNTIMES = {"onnx", "openvino"}
+
+
+def weights_fp32_bytes(path: Path) -> int:
+    """Bytes the model's parameters take in fp32, read from the files without loading the model.
+
+    safetensors files count their tensors (from the JSON header: an fp16 checkpoint counts double,
+    as its fp32 export would); a folder with only PyTorch `.bin` files counts their size on disk
+    (their contents are pickles, which are never opened here).
+    """
+    files = [
+        p for p in sorted(Path(path).rglob("*"))
+        if p.is_file() and not _OTHER_RUNTIMES & set(p.relative_to(path).parts[:-1])
+    ]  # fmt: skip
+    tensors = [p for p in files if p.suffix == ".safetensors"]
+    if tensors:
+        return sum(4 * _safetensors_elements(p) for p in tensors)
+    return sum(p.stat().st_size for p in files if p.suffix == ".bin" and p.name != "training_args.bin")
+
+
+def _safetensors_elements(path: Path) -> int:
+    """Number of tensor elements in a safetensors file: an 8-byte header length, then a JSON header."""
+    import math
+    import struct
+
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+
+
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 

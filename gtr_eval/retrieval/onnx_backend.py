@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: `--backend onnx` (fp32) and `--backend onnx-int8` (dynamic int8).
+"""ONNX Runtime backend: `--backend onnx` (fp32; what `auto` picks on the CPU) and `--backend onnx-int8`.
 
 The whole sentence-transformers stack (transformer + pooling [+ dense + normalize, as in GTR]) is
 exported with `torch.onnx` as one graph from token ids to the sentence embedding, so pooling and
@@ -6,20 +6,26 @@ projection run inside ONNX Runtime and every sentence-transformers model that tr
 (MiniLM) and T5 (GTR) alike.  Tokenization stays sentence-transformers' own (`preprocess`), so the
 token ids are exactly those the torch backend sees.
 
-Steps, each cached under `<user cache>/onnx/<weights sha256[:16]>-<recipe>/` (a file lock makes
-concurrent processes export once):
+Steps, each cached under `<cache>/onnx/<weights sha256[:16]>-<recipe>/` (`--cache-dir`, else the
+user cache; a file lock makes concurrent processes export once), only as far as the backend needs:
 
-1. `model.onnx`: export, eager attention, dynamic batch and sequence axes, opset 17.
+1. `model.onnx`: export, eager attention, dynamic batch and sequence axes, opset 17 (removed once
+   step 2 has written its file).
 2. `model-opt.onnx`: ONNX Runtime's transformer optimizer (attention, GELU, LayerNorm, embedding
    fusion) for BERT-like models; kept only when it reproduces the export to 1e-4 on a probe batch.
    T5 graphs skip this step (ONNX Runtime's session-level graph optimizations still apply).
-3. `model-int8.onnx`: `quantize_dynamic`, int8 weights **per output channel**, MatMuls with a
-   constant weight only (activation x activation products such as attention scores stay fp32).
-   Per-tensor weights cost far more accuracy (worst cosine to fp32 0.90 vs 0.99 on SciFact).
+3. `model-int8.onnx` (`onnx-int8` only): `quantize_dynamic`, int8 weights **per output channel**,
+   MatMuls with a constant weight only (activation x activation products such as attention scores
+   stay fp32).  Per-tensor weights cost far more accuracy (worst cosine to fp32 0.90 vs 0.99 on SciFact).
+
+A model that does not export (it does not trace, or its pooling drops the prompt) raises
+`OnnxExportError`; the failure is recorded in the folder (`export-failed.json`, with the torch and
+onnx versions it happened under), so `auto` goes straight to torch next time without trying again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
@@ -54,6 +60,13 @@ def recipe_id() -> str:
     return f"{RECIPE}/onnxruntime-{onnxruntime.__version__}"
 
 
+FAILED = "export-failed.json"
+
+
+class OnnxExportError(RuntimeError):
+    """The model could not be turned into a working ONNX graph."""
+
+
 def _require() -> None:
     try:
         import onnx  # noqa: F401
@@ -65,42 +78,76 @@ def _require() -> None:
 
 
 def _features(st, texts: list[str], prompt: str | None = None) -> dict:
-    feats = st.preprocess(texts, prompt=prompt or None)
-    if "prompt_length" in feats and any(getattr(m, "include_prompt", True) is False for m in st):
-        raise NotImplementedError("the onnx backends do not support pooling that excludes the prompt")
-    return feats
+    return st.preprocess(texts, prompt=prompt or None)  # pooling that drops the prompt: see _check_pooling
 
 
-def export_models(st, folder: Path) -> dict[str, Path]:
-    """Write (once) the fp32, fp32-optimized and int8 graphs of `st` into `folder`."""
-    import onnxruntime as ort
+def export_models(st, folder: Path, int8: bool = False) -> Path:
+    """Write (once) the graph the backend runs into `folder`: fused fp32, or int8 with `int8`."""
     import torch
 
+    opt, quantized = folder / "model-opt.onnx", folder / "model-int8.onnx"
+    target = quantized if int8 else opt
+    if exported(folder, int8):
+        return target
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "fp32": folder / "model.onnx",
-        "opt": folder / "model-opt.onnx",
-        "int8": folder / "model-int8.onnx",
-    }
     with FileLock(str(folder / ".lock")):
-        if all(p.is_file() for p in paths.values()):
-            return paths
+        if exported(folder, int8):  # exported meanwhile by another process
+            return target
         t0 = time.perf_counter()
-        feats = {k: v for k, v in _features(st, PROBE[:2]).items() if isinstance(v, torch.Tensor)}
-        names = list(feats)
-        if not paths["fp32"].is_file():
-            _export(st, feats, names, paths["fp32"])
-        if not paths["opt"].is_file():
-            _optimize(st, paths["fp32"], paths["opt"], {k: v.numpy() for k, v in feats.items()})
-        if not paths["int8"].is_file():
-            _quantize(paths["opt"], paths["int8"])
-        log.info(
-            "exported ONNX models to %s in %.1f s (onnxruntime %s)",
-            folder,
-            time.perf_counter() - t0,
-            ort.__version__,
-        )
-    return paths
+        if not opt.is_file():
+            raw = folder / "model.onnx"
+            feats = {k: v for k, v in _features(st, PROBE[:2]).items() if isinstance(v, torch.Tensor)}
+            _export(st, feats, list(feats), raw)
+            _optimize(st, raw, opt, {k: v.numpy() for k, v in feats.items()})
+            raw.unlink()
+        if int8:
+            _quantize(opt, quantized)
+        log.info("exported the ONNX model to %s in %.1f s", target, time.perf_counter() - t0)
+    return target
+
+
+def exported(folder: Path, int8: bool = False) -> bool:
+    """Whether the graph the backend runs is already in `folder`."""
+    return (folder / ("model-int8.onnx" if int8 else "model-opt.onnx")).is_file()
+
+
+def record_failure(folder: Path, error: BaseException) -> None:
+    """Remember that this model does not export (under these torch and onnx versions)."""
+    from ..io import atomic_write_json
+
+    try:
+        atomic_write_json(folder / FAILED, {"error": _describe(error), **_versions()})
+    except OSError as e:
+        log.warning("could not record the failed ONNX export in %s: %s", folder, e)
+
+
+def earlier_failure(folder: Path) -> str | None:
+    """The error of an earlier export of this model under the same versions, if it failed."""
+    try:
+        record = json.loads((folder / FAILED).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or any(record.get(k) != v for k, v in _versions().items()):
+        return None  # another torch or onnx may export it: try again
+    return str(record.get("error", "unknown error"))
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("torch", "onnx"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = ""
+    return out
+
+
+def _describe(error: BaseException) -> str:
+    cause = error.__cause__ if isinstance(error, OnnxExportError) and error.__cause__ else error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def _export(st, feats: dict, names: list[str], out: Path) -> None:
@@ -207,10 +254,16 @@ def _quantize(src: Path, out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def model_folder(fingerprint: str) -> Path:
+def model_folder(fingerprint: str, root: Path | str | None = None) -> Path:
+    """Where the exports of the model with weights sha256 `fingerprint` live (`root`: `<cache>/onnx`)."""
     from ..paths import default_cache_dir
 
-    return default_cache_dir() / "onnx" / f"{fingerprint[:16]}-{RECIPE}"
+    return Path(root or default_cache_dir() / "onnx") / f"{fingerprint[:16]}-{RECIPE}"
+
+
+def _check_pooling(st) -> None:
+    if any(getattr(m, "include_prompt", True) is False for m in st):
+        raise NotImplementedError("the onnx backends do not support pooling that excludes the prompt")
 
 
 class OnnxEncoder:
@@ -233,14 +286,21 @@ class OnnxEncoder:
         )
         self.max_seq_length = self.model.max_seq_length
         fingerprint = spec.fingerprint or weights_fingerprint(Path(spec.path))
-        paths = export_models(self.model, model_folder(fingerprint))
-        self.path = paths["int8" if spec.backend == "onnx-int8" else "opt"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = spec.threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        t0 = time.perf_counter()
+        try:
+            _check_pooling(self.model)
+            self.path = export_models(
+                self.model, model_folder(fingerprint, spec.export_dir), int8=spec.backend == "onnx-int8"
+            )
+            self.export_s = time.perf_counter() - t0  # ~0 when the export was cached
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = spec.threads or torch.get_num_threads()
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # tracing and ONNX Runtime raise many types; all mean "no ONNX here"
+            raise OnnxExportError(f"{Path(spec.path).name} does not run as ONNX ({_describe(e)})") from e
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray:

@@ -31,7 +31,11 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def _blocks(chunks: Iterable[tuple[int, np.ndarray]], max_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Consecutive chunks copied into blocks of at most `max_rows` rows (one reused buffer)."""
+    """Consecutive chunks copied into float32 blocks of at most `max_rows` rows (one reused buffer).
+
+    The copy is also the upcast of float16 cache shards (`--cache-dtype fp16`): scores are computed
+    in float32 only, since half-precision products round nearby scores onto one value (spurious ties).
+    """
     buf: torch.Tensor | None = None
     start, fill = 0, 0
     for first, rows in chunks:
