@@ -201,14 +201,14 @@ def test_dense_encodes_each_paragraph_once(tmp_path):
     d = load_peerqa(FIXTURE)
     dense = make_retriever("all-MiniLM-L6-v2", RetrieverOptions(cache_dir=tmp_path / "cache", progress=False))
     encoded: list[str] = []
-    model = dense.model
-    real_encode = model.encode
+    encoder = dense.encoder  # whichever backend `auto` chose: torch or ONNX Runtime
+    real_encode = encoder.encode
 
     def spy(texts, *args, **kwargs):
         encoded.extend(texts)
         return real_encode(texts, *args, **kwargs)
 
-    model.encode = spy
+    encoder.encode = spy
     run = scoped_search(dense, d.corpus, d.queries, d.groups, top_k=1000)
     queries = set(d.queries.values())
     docs = [t for t in encoded if t not in queries]

@@ -47,6 +47,10 @@ class EncodedRetriever(Retriever):
     family: str
     doc_format: PartsFormat
     query_format: PartsFormat
+    backend = "torch"  # these families encode with the sentence-transformers model itself
+
+    def settle_backend(self) -> None:
+        """Nothing to settle: `auto` is torch here (the dense retriever's hook, for `encode --ray`)."""
 
     def __init__(self, config: EncodedConfig, cache_dir: Path | None = None, progress: bool = True):
         t0 = time.perf_counter()

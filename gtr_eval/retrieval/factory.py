@@ -85,8 +85,10 @@ def _family_retriever(family: str, opts: RetrieverOptions, common: dict) -> Retr
     from .sparse import SparseConfig, SparseRetriever
 
     spec = common["model"]
-    if opts.backend != "torch":
+    if opts.backend not in ("auto", "torch"):  # auto settles on torch for these families
         raise ValueError(f"{spec}: {family} models run with --backend torch, not {opts.backend}")
+    if opts.cache_dtype != "fp32":
+        raise ValueError(f"{spec}: --cache-dtype is for dense vectors ({family} caches have their own layout)")
     if _worker_devices(opts):
         raise ValueError(f"{spec}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`")
     if family == "sparse":
