@@ -6,8 +6,10 @@ import gzip
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
@@ -19,6 +21,32 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_writer(path: Path | str, gzip_level: int | None = None) -> Iterator[IO[bytes]]:
+    """A binary stream that replaces `path` atomically when the block ends (removed on error).
+
+    For outputs too large to build in memory first (a 7M-line run file).  With `gzip_level` the
+    stream is gzip-compressed, without a file name or time stamp, so equal content gives equal bytes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            if gzip_level is None:
+                yield fh
+            else:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=fh, compresslevel=gzip_level, mtime=0) as gz:
+                    yield gz  # type: ignore[misc]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -73,7 +73,7 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
                     echo(f"[skip] {name} on {unit.name}: finished by another process")
                     results.append(load_result(cfg.results_dir, name, unit.name))
                     continue
-                data = data or _load(unit, echo)
+                data = data or _load(unit, echo, cfg)
                 results.append(_evaluate_pair(cfg, retriever, unit, data, echo))
             finally:
                 lock.release()
@@ -81,7 +81,7 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> list[StoredResul
         retriever = retrievers[spec]
         with _pair_lock(cfg, retriever.name, unit.name):
             if cfg.overwrite or not is_done(cfg.results_dir, retriever.name, unit.name):
-                results.append(_evaluate_pair(cfg, retriever, unit, _load(unit, echo), echo))
+                results.append(_evaluate_pair(cfg, retriever, unit, _load(unit, echo, cfg), echo))
             else:
                 echo(f"[skip] {retriever.name} on {unit.name}: finished by another process")
                 results.append(load_result(cfg.results_dir, retriever.name, unit.name))
@@ -104,9 +104,10 @@ def _reusable(cfg: RunConfig, retriever: Retriever, unit: DatasetUnit) -> Stored
     return stored
 
 
-def _load(unit: DatasetUnit, echo) -> BeirData:
+def _load(unit: DatasetUnit, echo, cfg: RunConfig) -> BeirData:
     t0 = time.perf_counter()
-    data = unit.load()
+    cache = cfg.options.cache_dir
+    data = unit.load(store_dir=cache / "corpus" if cache is not None else None)  # the corpus store
     data.manifest_timing = time.perf_counter() - t0  # type: ignore[attr-defined]
     echo(f"[data] {unit.name}: {len(data.corpus):,} documents, {len(data.queries):,} {unit.split} queries")
     return data

@@ -179,9 +179,9 @@ class BeirData:
         return h.hexdigest()
 
 
-def read_corpus(path: Path) -> tuple[Corpus, str]:
+def read_corpus(path: Path, store_dir: Path | None = None) -> tuple[Corpus, str]:
     """The corpus of `path` from the corpus store (converted on first use); returns it with the file's sha256."""
-    store = open_corpus(Path(path))
+    store = open_corpus(Path(path), store_dir)
     return Corpus(store.table, checksum=store.sha256, store_path=store.path), store.sha256
 
 
@@ -231,8 +231,12 @@ def read_qrels(path: Path) -> tuple[Qrels, str]:
     return qrels, hasher.hexdigest()
 
 
-def load_beir_folder(path: Path, split: str = "test", name: str | None = None) -> BeirData:
+def load_beir_folder(
+    path: Path, split: str = "test", name: str | None = None, store_dir: Path | None = None
+) -> BeirData:
     """Load a BEIR folder the way BEIR's GenericDataLoader does: keep only queries judged in `split`.
+
+    The corpus comes from the corpus store in `store_dir` (default: `<user cache>/corpus`).
 
     Judgments naming unknown queries or documents are kept out with a warning and counts, since BEIR
     tolerates them (they can only lower recall, never raise it).
@@ -241,7 +245,7 @@ def load_beir_folder(path: Path, split: str = "test", name: str | None = None) -
     for part in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (path / part).is_file():
             raise DataError(path / part, None, f"missing: not a BEIR folder with split {split!r}")
-    corpus, corpus_sha = read_corpus(path / "corpus.jsonl")
+    corpus, corpus_sha = read_corpus(path / "corpus.jsonl", store_dir)
     all_queries, queries_sha = read_queries(path / "queries.jsonl")
     qrels, qrels_sha = read_qrels(path / "qrels" / f"{split}.tsv")
     qrels = _drop_unknown(qrels, all_queries, corpus, path / "qrels" / f"{split}.tsv")

@@ -51,7 +51,8 @@ STORE_VERSION = 1
 # less than starting the fast path's child process.
 FAST_PATH_MIN_BYTES = 32 << 20
 SCAN_BLOCK = 8 << 20
-JSON_BLOCK = 16 << 20
+JSON_PIECE = 64 << 20  # bytes parsed at a time (resident memory: about three times this)
+JSON_BLOCK = 8 << 20  # pyarrow's unit of parallel parsing
 STRICT_BATCH_ROWS = 1 << 16
 _COLUMNS = ("_id", "title", "text")
 
@@ -187,6 +188,11 @@ def _write_memo(memo: Path, sha: str) -> None:
         pass  # only a speed-up
 
 
+def map_store(file: Path) -> pa.Table:
+    """A store file, memory-mapped (for worker processes handed its path)."""
+    return pa.ipc.open_file(pa.memory_map(str(file), "r")).read_all().replace_schema_metadata(None)
+
+
 def _map(file: Path, sha: str) -> CorpusStore | None:
     """The store at `file`, memory-mapped, if it is a complete store of content `sha`."""
     if not file.is_file():
@@ -307,37 +313,54 @@ def _last_json(text: str) -> dict | None:
     return None
 
 
+def _pieces(path: str, size: int):
+    """The file in pieces of about `size` bytes, each ending at a line end (read, not mapped, so
+    that resident memory stays one piece however large the file)."""
+    carry = b""
+    with open(path, "rb") as fh:
+        while block := fh.read(size):
+            block = carry + block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a piece: keep reading
+                carry = block
+                continue
+            carry = block[cut:]
+            yield block[:cut]
+    if carry:
+        yield carry
+
+
 def _fast_child(src: str, dst: str, sha: str) -> None:
     """Child process: parse `src` with pyarrow, write the store to `dst`, print its statistics.
 
-    Stops early at the first batch with a missing or empty `_id` or a missing `text`: the parent
-    then reads the file line by line anyway.
+    The file is parsed piece by piece with `read_json`, which splits each piece into blocks parsed
+    on all cores (pyarrow's streaming JSON reader is single-threaded).  Stops at the first piece
+    with a missing or empty `_id` or a missing `text`: the parent then reads the file line by line.
     """
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
     schema = _schema(sha)
-    reader = pj.open_json(
-        src,
-        read_options=pj.ReadOptions(block_size=JSON_BLOCK, use_threads=True),
-        parse_options=pj.ParseOptions(
-            explicit_schema=pa.schema([(c, pa.string()) for c in _COLUMNS]),
-            unexpected_field_behavior="ignore",
-        ),
+    read_options = pj.ReadOptions(block_size=JSON_BLOCK, use_threads=True)
+    parse_options = pj.ParseOptions(
+        explicit_schema=pa.schema([(c, pa.string()) for c in _COLUMNS]), unexpected_field_behavior="ignore"
     )
     stats = {"rows": 0, "null_ids": 0, "empty_ids": 0, "null_texts": 0, "distinct_ids": 0}
     ids_seen = []
     with pa.OSFile(dst, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-        for batch in reader:
-            ids, title, text = (batch.column(c) for c in _COLUMNS)
-            stats["rows"] += batch.num_rows
+        for piece in _pieces(src, JSON_PIECE):
+            table = pj.read_json(
+                pa.BufferReader(piece), read_options=read_options, parse_options=parse_options
+            )
+            ids, title, text = (table.column(c) for c in _COLUMNS)
+            stats["rows"] += table.num_rows
             stats["null_ids"] += ids.null_count
             stats["null_texts"] += text.null_count
             stats["empty_ids"] += int(pc.sum(pc.equal(pc.binary_length(ids), 0)).as_py() or 0)
             if stats["null_ids"] or stats["empty_ids"] or stats["null_texts"]:
                 break
-            writer.write_batch(pa.record_batch([ids, pc.fill_null(title, ""), text], schema=schema))
-            ids_seen.append(ids)
+            writer.write_table(pa.table([ids, pc.fill_null(title, ""), text], schema=schema))
+            ids_seen.extend(ids.chunks)
     if ids_seen:
         stats["distinct_ids"] = pc.count_distinct(pa.chunked_array(ids_seen, pa.string())).as_py()
     print(json.dumps(stats), flush=True)

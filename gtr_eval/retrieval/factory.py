@@ -36,7 +36,7 @@ class RetrieverOptions:
 def make_retriever(spec: str, opts: RetrieverOptions) -> Retriever:
     """`bm25`, a GTR/other preset name, a hub id, or a local sentence-transformers folder."""
     if spec == "bm25":
-        return BM25Retriever(opts.bm25, progress=opts.progress)
+        return BM25Retriever(opts.bm25, progress=opts.progress, cache_dir=opts.cache_dir)
     cfg = DenseConfig(
         model=spec,
         query_prompt=opts.query_prompt,
