@@ -57,8 +57,9 @@ def test_parser_crash_is_contained_in_the_child(tmp_path):
     """pyarrow 26 segfaults on a first line holding only `null`: the real child dies, the run does not."""
     src = tmp_path / "corpus.jsonl"
     src.write_bytes(b"null\n" + DOCS)
-    returncode, _, _ = store._run_fast_child(src, tmp_path / "x.arrow", "x")
-    assert returncode != 0 and _fast(src, tmp_path) is None
+    child = store._spawn_fast_child(src, tmp_path / "x.arrow")
+    child.communicate()
+    assert child.returncode != 0 and _fast(src, tmp_path) is None
 
 
 def test_fast_path_equals_the_strict_reader(tmp_path):
@@ -70,28 +71,41 @@ def test_fast_path_equals_the_strict_reader(tmp_path):
     assert fast.column("title").to_pylist() == ["T1", "", ""]
 
 
-def _forked_child(src: Path, dst: Path, sha: str) -> tuple[int, str, str]:
-    out = tempfile.TemporaryFile()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        faulthandler.disable()  # a crash of the parser is expected here; no traceback dump
-        os.dup2(out.fileno(), 1)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-        code = 0
-        try:
-            store._fast_child(str(src), str(dst), sha)
-        except BaseException:  # noqa: BLE001 - any failure is an exit status for the parent
-            code = 1
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    out.seek(0)
-    return os.waitstatus_to_exitcode(status), out.read().decode(), ""
+class _Forked:
+    """A Popen look-alike running `_fast_child` in a fork: the same code without a fresh interpreter
+    (a crash of the parser stays in the fork)."""
+
+    def __init__(self, src: Path, dst: Path):
+        out = tempfile.TemporaryFile()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            faulthandler.disable()  # a crash of the parser is expected here; no traceback dump
+            os.dup2(out.fileno(), 1)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+            code = 0
+            try:
+                store._fast_child(str(src), str(dst))
+            except BaseException:  # noqa: BLE001 - any failure is an exit status for the parent
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        self.returncode, self.stdout = os.waitstatus_to_exitcode(status), out.read().decode()
+
+    def poll(self) -> int:
+        return self.returncode
+
+    def kill(self) -> None:
+        pass
+
+    def communicate(self) -> tuple[str, str]:
+        return self.stdout, ""
 
 
 @pytest.fixture
 def forked(monkeypatch):
     """The fast path's child as a fork of this process: the same code, without a fresh interpreter."""
-    monkeypatch.setattr(store, "_run_fast_child", _forked_child)
+    monkeypatch.setattr(store, "_spawn_fast_child", _Forked)
 
 
 # Each: bytes the fast reader must not accept as they are; what the strict reader says of them.
@@ -168,7 +182,7 @@ _corpora = st.one_of(
 @given(data=_corpora)
 def test_fuzz_fast_path_never_disagrees_with_the_strict_reader(data):
     with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store, "_run_fast_child", _forked_child)
+        mp.setattr(store, "_spawn_fast_child", _Forked)
         src = Path(d) / "corpus.jsonl"
         src.write_bytes(data)
         fast = _fast(src, Path(d))
@@ -190,7 +204,7 @@ def test_second_open_maps_the_store_without_reading_the_file(tmp_path, monkeypat
     src.write_bytes(_lines(*({"_id": str(i), "text": "some words " * 20} for i in range(20_000))))
     first = store.open_corpus(src, tmp_path / "cache")
     monkeypatch.setattr(store, "scan_file", lambda p: pytest.fail("hashed again"))
-    monkeypatch.setattr(store, "_convert", lambda *a: pytest.fail("converted again"))
+    monkeypatch.setattr(store, "_converted", lambda *a: pytest.fail("converted again"))
     before = pa.total_allocated_bytes()
     second = store.open_corpus(src, tmp_path / "cache")
     assert second.sha256 == first.sha256 and second.path == first.path and second.table.equals(first.table)
@@ -237,7 +251,7 @@ def test_conversion_killed_midway_leaves_no_store_and_the_next_open_completes(tm
     code = f"from gtr_eval.data.store import open_corpus; open_corpus({str(src)!r}, {str(cache)!r})"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True)
     deadline = time.time() + 60
-    while not list(cache.rglob(".*.tmp")) and time.time() < deadline and proc.poll() is None:
+    while not list(cache.rglob("*.tmp")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the parent and its fast-path child
     proc.wait()

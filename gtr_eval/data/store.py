@@ -6,20 +6,22 @@ file (the format Hugging Face `datasets` memory-maps) with three string columns,
 `text`, written once per corpus content, keyed by the file's sha256, under the user cache.  Opening
 it again maps the file: no parse, no copy; the pages are read from disk as they are used.
 
-Conversion scans the file once (sha256, line count, UTF-8 validity, no byte-order mark, no blank or
-indented line), then parses it with pyarrow's multithreaded JSON reader in a child process, so that
-a crash of the parser on hostile input (pyarrow segfaults on a line holding only `null`) cannot take
-the run down.  Its result is kept only when it is provably what the strict line-by-line reader
-(`jsonl.corpus_records`) gives: one row per line, every `_id` present, non-empty and unique, every
-`text` present.  Anything else (the parser's refusal or crash, a count mismatch, a null) sends the
-file through the strict reader, which either loads it (integer ids, null texts, blank lines are
-fine there) or raises its `DataError` naming the file and line.  Small files go straight to it.
+Conversion parses the file with pyarrow's multithreaded JSON reader in a child process (so that a
+crash of the parser on hostile input, as pyarrow segfaults on a line holding only `null`, cannot
+take the run down) while this process scans it (sha256, line count, UTF-8 validity, no byte-order
+mark, no blank or indented line).  The child's result is kept only when it is provably what the
+strict line-by-line reader (`jsonl.corpus_records`) gives: one row per line, every `_id` present,
+non-empty and unique, every `text` present.  Anything else (the parser's refusal or crash, a count
+mismatch, a null) sends the file through the strict reader, which either loads it (integer ids,
+null texts, blank lines are fine there) or raises its `DataError` naming the file and line.  Small
+files go straight to the strict reader.
 
-Files under `<cache>/corpus/`: `<sha[:2]>/<sha>.v1.arrow`, written atomically (temporary file,
-fsync, rename) under a file lock, so concurrent processes convert a corpus once; and
-`fingerprints/<key>.txt`, memoising (path, size, mtime, inode) -> sha256 so that a second open does
-not hash gigabytes again.  A file whose size or mtime changed is hashed again; new content gets its
-own store.
+Files under `<cache>/corpus/`: `<sha[:2]>/<sha>.v1.arrow`, renamed into place when complete, under
+a file lock so that concurrent processes convert a corpus once (not fsynced: a store cut short by a
+crash is not an Arrow file, fails the checks on opening and is converted again); `tmp/` for
+conversions in progress (files of dead processes are removed); and `fingerprints/<key>.txt`,
+memoising (path, size, mtime, inode) -> sha256 so that a second open does not hash gigabytes
+again.  A file whose size or mtime changed is hashed again; new content gets its own store.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import json
 import logging
 import os
 import re
+import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,8 +65,8 @@ def store_root() -> Path:
     return default_cache_dir() / "corpus"
 
 
-def _schema(sha256: str) -> pa.Schema:
-    meta = {"gtr_eval_corpus_store": str(STORE_VERSION), "source_sha256": sha256}
+def _schema() -> pa.Schema:
+    meta = {"gtr_eval_corpus_store": str(STORE_VERSION)}
     return pa.schema([(c, pa.string()) for c in _COLUMNS], metadata=meta)
 
 
@@ -133,33 +137,78 @@ def scan_file(path: Path) -> Scan:
 
 
 def open_corpus(path: Path, root: Path | None = None) -> CorpusStore:
-    """The corpus of `path` (a BEIR corpus.jsonl), converting it on first use; `DataError` on bad input."""
+    """The corpus of `path` (a BEIR corpus.jsonl), converting it on first use; `DataError` on bad input.
+
+    On first use the fast reader's child process starts at once and parses while this process
+    hashes and checks the file (`scan_file`); the result is kept only if the scan allows it.
+    """
     path = Path(path)
     root = Path(root) if root is not None else store_root()
     memo = _memo_file(root, path)
     sha = _read_text(memo)
     if sha and (found := _map(_store_file(root, sha), sha)):
         return found
-    scan = scan_file(path)
-    target = _store_file(root, scan.sha256)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(target) + ".lock")
-        lock.acquire()
-    except OSError as e:
-        warnings.warn(f"corpus store {root} is not writable ({e}); converting {path} into a temporary file",
+    work = _work_dir(root)
+    stored = work is not None
+    if not stored:
+        work = Path(tempfile.mkdtemp(prefix="gtr-eval-corpus-"))
+        warnings.warn(f"corpus store {root} is not writable; converting {path} into a temporary file",
                       stacklevel=2)  # fmt: skip
-        return _convert_unstored(path, scan)
+    fast = FastConversion(path, work) if path.stat().st_size >= FAST_PATH_MIN_BYTES else None
     try:
-        if not (found := _map(target, scan.sha256)):
-            _convert(path, target, scan)
-            found = _map(target, scan.sha256)
+        scan = scan_file(path)
+        if not stored:
+            return _convert_unstored(path, work, scan, fast)
+        target = _store_file(root, scan.sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock"):
+            if not (found := _map(target, scan.sha256)):
+                os.replace(_converted(path, work, scan, fast), target)
+                found = _map(target, scan.sha256)
     finally:
-        lock.release()
+        if fast is not None:
+            fast.cancel()
     if found is None:
         raise RuntimeError(f"{target}: the corpus store just written cannot be read back")
     _write_memo(memo, scan.sha256)
     return found
+
+
+def _converted(src: Path, work: Path, scan: Scan, fast: FastConversion | None) -> Path:
+    """A finished store file of `src` in `work`: the fast child's if it provably agrees, else strict.
+
+    Not fsynced: a store cut short by a crash fails `_map`'s checks and is converted again.
+    """
+    if fast is not None and fast.agrees(scan):
+        return fast.dst
+    dst = work / f"strict-{os.getpid()}-{secrets.token_hex(4)}.arrow.tmp"
+    try:
+        _convert_strict(src, dst, scan.sha256)
+    except BaseException:
+        dst.unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def _work_dir(root: Path) -> Path | None:
+    """`<root>/tmp` for conversions in progress (files of dead processes removed); None if unwritable."""
+    work = root / "tmp"
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        probe = work / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return None
+    for stale in work.glob("*.tmp"):
+        try:
+            pid = int(stale.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)  # its process was killed mid-conversion
+        except (ValueError, IndexError, PermissionError):
+            continue
+    return work
 
 
 def _store_file(root: Path, sha: str) -> Path:
@@ -194,18 +243,16 @@ def map_store(file: Path) -> pa.Table:
 
 
 def _map(file: Path, sha: str) -> CorpusStore | None:
-    """The store at `file`, memory-mapped, if it is a complete store of content `sha`."""
+    """The store at `file`, memory-mapped, if it is a complete store of this version."""
     if not file.is_file():
         return None
     try:
         reader = pa.ipc.open_file(pa.memory_map(str(file), "r"))
         meta = reader.schema.metadata or {}
-        if (
-            meta.get(b"gtr_eval_corpus_store") != str(STORE_VERSION).encode()
-            or meta.get(b"source_sha256") != sha.encode()
-            or reader.schema.names != list(_COLUMNS)
+        if meta.get(b"gtr_eval_corpus_store") != str(STORE_VERSION).encode() or reader.schema.names != list(
+            _COLUMNS
         ):
-            raise ValueError("not a corpus store of this content and version")
+            raise ValueError("not a corpus store of this version")
         table = reader.read_all()
     except (OSError, ValueError, pa.ArrowException) as e:
         log.warning("%s: unreadable corpus store (%s); converting again", file, e)
@@ -213,35 +260,15 @@ def _map(file: Path, sha: str) -> CorpusStore | None:
     return CorpusStore(table.replace_schema_metadata(None), sha, file)
 
 
-def _convert(src: Path, target: Path, scan: Scan) -> None:
-    """Write the store of `src` to `target` atomically: fast path if it provably agrees, else strict."""
-    # Temporary files of a conversion that was killed (we hold the lock: nobody else writes them).
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+def _convert_unstored(src: Path, work: Path, scan: Scan, fast: FastConversion | None) -> CorpusStore:
+    """No writable cache: convert into a temporary file, map it and delete it (the mapping stays)."""
     try:
-        if not (scan.size >= FAST_PATH_MIN_BYTES and _convert_fast(src, tmp, scan)):
-            _convert_strict(src, tmp, scan.sha256)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _convert_unstored(src: Path, scan: Scan) -> CorpusStore:
-    """No writable cache: convert into a temporary file, map it and unlink it (the mapping stays)."""
-    fd, name = tempfile.mkstemp(prefix="gtr-eval-corpus-", suffix=".arrow")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        if not (scan.size >= FAST_PATH_MIN_BYTES and _convert_fast(src, tmp, scan)):
-            _convert_strict(src, tmp, scan.sha256)
+        tmp = _converted(src, work, scan, fast)
         found = _map(tmp, scan.sha256)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
     if found is None:
-        raise RuntimeError(f"{tmp}: the temporary corpus store cannot be read back")
+        raise RuntimeError(f"{work}: the temporary corpus store cannot be read back")
     found.path = None
     return found
 
@@ -249,7 +276,7 @@ def _convert_unstored(src: Path, scan: Scan) -> CorpusStore:
 def _convert_strict(src: Path, dst: Path, sha: str) -> int:
     """The line-by-line reader's result, written in record batches; raises its `DataError`."""
     hasher = hashlib.sha256()
-    schema = _schema(sha)
+    schema = _schema()
     rows = 0
     with pa.OSFile(str(dst), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         cols: tuple[list[str], list[str], list[str]] = ([], [], [])
@@ -268,38 +295,61 @@ def _convert_strict(src: Path, dst: Path, sha: str) -> int:
     return rows
 
 
-def _convert_fast(src: Path, dst: Path, scan: Scan) -> bool:
-    """pyarrow's JSON reader in a child process; True when its store is exactly the strict reader's."""
-    if not scan.clean:
-        return False
-    returncode, stdout, stderr = _run_fast_child(src, dst, scan.sha256)
-    stats = _last_json(stdout) if returncode == 0 else None
-    if stats is None:
-        log.info("%s: the fast reader declined (exit %s: %s); reading line by line", src, returncode,
-                 stderr.strip()[-300:])  # fmt: skip
-        return False
-    agrees = (
-        stats["rows"] == scan.lines > 0
-        and stats["distinct_ids"] == stats["rows"]
-        and not (stats["null_ids"] or stats["empty_ids"] or stats["null_texts"])
-    )
-    if not agrees:
-        log.info("%s: the fast reader's result needs the line-by-line check (%s)", src, stats)
-    return agrees
+class FastConversion:
+    """`_fast_child` started in a fresh interpreter: it parses while the parent scans the file."""
+
+    def __init__(self, src: Path, work: Path):
+        self.dst = work / f"fast-{os.getpid()}-{secrets.token_hex(4)}.arrow.tmp"
+        self.proc = _spawn_fast_child(src, self.dst)
+        self.src = src
+
+    def agrees(self, scan: Scan) -> bool:
+        """True when the child's store (at `dst`) is exactly what the strict reader gives."""
+        if not scan.clean:
+            self.cancel()
+            return False
+        stdout, stderr = self.proc.communicate()
+        stats = _last_json(stdout) if self.proc.returncode == 0 else None
+        if stats is None:
+            log.info("%s: the fast reader declined (exit %s: %s); reading line by line", self.src,
+                     self.proc.returncode, stderr.strip()[-300:])  # fmt: skip
+            return False
+        agrees = (
+            stats["rows"] == scan.lines > 0
+            and stats["distinct_ids"] == stats["rows"]
+            and not (stats["null_ids"] or stats["empty_ids"] or stats["null_texts"])
+        )
+        if not agrees:
+            log.info("%s: the fast reader's result needs the line-by-line check (%s)", self.src, stats)
+        return agrees
+
+    def cancel(self) -> None:
+        """Stop the child if it still runs; remove its file unless it became the store."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+        self.dst.unlink(missing_ok=True)
 
 
-def _run_fast_child(src: Path, dst: Path, sha: str) -> tuple[int, str, str]:
-    """`_fast_child` in a fresh interpreter: (exit status, stdout, stderr)."""
+def _spawn_fast_child(src: Path, dst: Path) -> subprocess.Popen:
     package_parent = str(Path(__file__).resolve().parents[2])
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])),
     }
     code = "import sys; from gtr_eval.data.store import _fast_child; _fast_child(*sys.argv[1:])"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(src), str(dst), sha], capture_output=True, text=True, env=env
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+    return subprocess.Popen([sys.executable, "-c", code, str(src), str(dst)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+
+
+def _convert_fast(src: Path, dst: Path, scan: Scan) -> bool:
+    """The fast path on its own (tests compare it with `_convert_strict`)."""
+    conversion = FastConversion(src, dst.parent)
+    if not conversion.agrees(scan):
+        conversion.cancel()
+        return False
+    os.replace(conversion.dst, dst)
+    return True
 
 
 def _last_json(text: str) -> dict | None:
@@ -314,23 +364,34 @@ def _last_json(text: str) -> dict | None:
 
 
 def _pieces(path: str, size: int):
-    """The file in pieces of about `size` bytes, each ending at a line end (read, not mapped, so
-    that resident memory stays one piece however large the file)."""
-    carry = b""
-    with open(path, "rb") as fh:
-        while block := fh.read(size):
-            block = carry + block
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a piece: keep reading
-                carry = block
-                continue
-            carry = block[cut:]
-            yield block[:cut]
-    if carry:
-        yield carry
+    """The file in Arrow buffers of about `size` bytes, each ending at a line end (read, not mapped,
+    so that resident memory stays one piece however large the file)."""
+    with pa.OSFile(path, "r") as f:
+        total, offset = f.size(), 0
+        while offset < total:
+            f.seek(offset)
+            buf = f.read_buffer(min(size, total - offset))
+            if offset + buf.size < total:
+                cut = _last_newline(buf) + 1
+                if cut == 0:  # one line longer than a piece: read a larger one
+                    size *= 2
+                    continue
+                buf = buf.slice(0, cut)
+            yield buf
+            offset += buf.size
 
 
-def _fast_child(src: str, dst: str, sha: str) -> None:
+def _last_newline(buf: pa.Buffer) -> int:
+    tail = 1 << 16
+    while True:
+        start = max(0, buf.size - tail)
+        i = bytes(buf.slice(start)).rfind(b"\n")
+        if i >= 0 or start == 0:
+            return start + i if i >= 0 else -1
+        tail *= 4
+
+
+def _fast_child(src: str, dst: str) -> None:
     """Child process: parse `src` with pyarrow, write the store to `dst`, print its statistics.
 
     The file is parsed piece by piece with `read_json`, which splits each piece into blocks parsed
@@ -340,7 +401,11 @@ def _fast_child(src: str, dst: str, sha: str) -> None:
     import pyarrow.compute as pc
     import pyarrow.json as pj
 
-    schema = _schema(sha)
+    try:  # jemalloc keeps freed pieces for the next one: a third of the system time of mimalloc here
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except (NotImplementedError, pa.ArrowException):
+        pass
+    schema = _schema()
     read_options = pj.ReadOptions(block_size=JSON_BLOCK, use_threads=True)
     parse_options = pj.ParseOptions(
         explicit_schema=pa.schema([(c, pa.string()) for c in _COLUMNS]), unexpected_field_behavior="ignore"
@@ -352,6 +417,7 @@ def _fast_child(src: str, dst: str, sha: str) -> None:
             table = pj.read_json(
                 pa.BufferReader(piece), read_options=read_options, parse_options=parse_options
             )
+            del piece
             ids, title, text = (table.column(c) for c in _COLUMNS)
             stats["rows"] += table.num_rows
             stats["null_ids"] += ids.null_count

@@ -303,9 +303,15 @@ class Searcher:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         cols = list(zip(self.indptr[ids].tolist(), self.indptr[ids + 1].tolist(), strict=True))
         docs = np.concatenate([self.indices[a:b] for a, b in cols])
-        np.add.at(self.buf, docs, np.concatenate([self.data[a:b] for a, b in cols]))  # bm25s' order
+        start = 0
+        for a, b in cols:  # bm25s' get_scores: np.add.at per query token, in query order, float32
+            np.add.at(self.buf, docs[start : start + b - a], self.data[a:b])
+            start += b - a
         values = self.buf[docs]
-        self.buf[docs] = 0
+        if len(docs) > len(self.buf) // 8:
+            self.buf.fill(0)
+        else:
+            self.buf[docs] = 0
         most = k * len(ids)
         if len(docs) > most:
             keep = values >= np.partition(values, len(values) - most)[len(values) - most]
