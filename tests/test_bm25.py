@@ -134,6 +134,13 @@ def test_ties_at_the_cutoff_keep_trec_evals_order():
     assert set(run) == {"y", "x4", "x3"} and run["x4"] == run["x3"] < run["y"]
 
 
+def test_corpus_without_any_token_gives_empty_runs():
+    """bm25s' own index raises on it (an empty vocabulary); every query here simply finds nothing."""
+    ours = BM25Retriever(progress=False)
+    ours.index(Corpus.from_records([("a", "", ""), ("b", "The", "of and")]))
+    assert ours.search({"q": "the apples"}, 10) == {"q": {}}
+
+
 def _store_corpus(tmp_path: Path, n: int = 300) -> Corpus:
     rng = np.random.default_rng(0)
     words = ["apple", "pear", "fruit", "red", "car", "truck", "road", "drive", "blue", "sky", "the", "of"]

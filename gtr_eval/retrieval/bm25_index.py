@@ -17,7 +17,7 @@ MS MARCO's 8.8M passages that passes 24 GB.  Here the same index (bm25s' CSC sco
 
 The result is bit-identical to bm25s' index up to the numbering of the vocabulary, which does not
 enter any score: a query's score for a document is the sum, in query-token order, of the same
-float32 values.  Search (`topk`) sums exactly like bm25s' `get_scores` (`np.add.at` per query
+float32 values.  Search (`Searcher`) sums exactly like bm25s' `get_scores` (`np.add.at` per query
 token, in order, float32), but selects the top k among the documents a query touches instead of
 partitioning all N scores per query; documents sharing no term with the query score 0 and are not
 returned.  Only the choice among documents tied at the k-th score can differ from bm25s, which
@@ -213,12 +213,15 @@ def build_index(corpus, folder: Path, config, workers: int = 2, progress: bool =
     indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     nnz = int(indptr[-1])
-    data = np.lib.format.open_memmap(folder / INDEX_FILES[0], mode="w+", dtype=np.float32, shape=(nnz,))
-    indices = np.lib.format.open_memmap(folder / INDEX_FILES[1], mode="w+", dtype=np.int32, shape=(nnz,))
+    data = _output(folder / INDEX_FILES[0], np.float32, nnz)
+    indices = _output(folder / INDEX_FILES[1], np.int32, nnz)
     heads = indptr[:-1].copy()
     bar = tqdm(total=n, desc="BM25: score", unit="doc", disable=not progress, leave=False)
     for first, count in chunks:
         terms, tf, per_doc = (np.load(spill / f"{first:010d}.{x}.npy") for x in ("terms", "tf", "tpd"))
+        bar.update(count)
+        if not len(terms):
+            continue
         docs = np.repeat(np.arange(first, first + count, dtype=np.int64), per_doc)
         tfc = tfc_fn(tf_array=tf.astype(np.float32), l_d=lengths[docs], l_avg=avg_doc_len, k1=config.k1,
                      b=config.b, delta=config.delta)  # fmt: skip
@@ -233,17 +236,27 @@ def build_index(corpus, folder: Path, config, workers: int = 2, progress: bool =
         data[pos] = scores[order]
         indices[pos] = docs[order]
         heads[sorted_terms[starts]] += sizes
-        bar.update(count)
     bar.close()
     if not np.array_equal(heads, indptr[1:]):
         raise RuntimeError("BM25 index: column fill does not match the document frequencies")
-    data.flush()
-    indices.flush()
+    if nnz:
+        data.flush()
+        indices.flush()
+    else:
+        np.save(folder / INDEX_FILES[0], data, allow_pickle=False)
+        np.save(folder / INDEX_FILES[1], indices, allow_pickle=False)
     del data, indices
     np.save(folder / INDEX_FILES[2], indptr, allow_pickle=False)
     shutil.rmtree(spill)
     _write_vocab_and_params(folder, vocab, config, n)
     return BuildStats(n, len(vocab), nnz, tokenize_s, time.perf_counter() - t0)
+
+
+def _output(path: Path, dtype, size: int) -> np.ndarray:
+    """A memory-mapped .npy to fill in place (an empty array in memory when there is nothing)."""
+    if not size:
+        return np.zeros(0, dtype=dtype)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(size,))
 
 
 def _per_unique(values: np.ndarray, fn) -> np.ndarray:
