@@ -50,6 +50,8 @@ DATA_ROOT = Path(os.environ.get("GTR_EVAL_SCALE_DATA", "/work/scale-data"))
 SPLIT = "dev"
 TOP_K = 1000
 STANDIN_VOCAB, STANDIN_DIM = 50_000, 768
+QUICK_VOCAB = 200_000  # --quick: a smaller synthetic vocabulary (the stand-in is built over the same)
+_corpus_vocab = {"size": 2_000_000}  # the synthetic vocabulary size of the corpus being measured
 BATCH = 1024
 
 
@@ -294,7 +296,7 @@ def standin(work: Path) -> Path:
     from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-    words = make_synthetic.vocabulary(make_synthetic.VOCAB_SIZE, np.random.default_rng(0))[:STANDIN_VOCAB]
+    words = make_synthetic.vocabulary(_corpus_vocab["size"], np.random.default_rng(0))[:STANDIN_VOCAB]
     tok = Tokenizer(
         models.WordLevel({"[UNK]": 0} | {w: i + 1 for i, w in enumerate(words)}, unk_token="[UNK]")
     )
@@ -437,7 +439,10 @@ def main(argv: list[str] | None = None) -> dict:
         import make_synthetic
 
         size = "quick"
-        data = make_synthetic.generate(Path(tmp.name) / "synth-quick", 30_000, 300, seed=0)
+        _corpus_vocab["size"] = QUICK_VOCAB
+        data = make_synthetic.generate(
+            Path(tmp.name) / "synth-quick", 30_000, 300, seed=0, vocab_size=QUICK_VOCAB
+        )
     else:
         size = args.size
         data = ensure_corpus(DATA_ROOT / f"synth-{size}", SIZES[size])
@@ -473,7 +478,12 @@ def _save(size: str, entry: dict, quick: bool) -> Path:
         "sides": {**old.get("sides", {}), **entry["sides"]},
     }
     record["sizes"][size] = merged
-    record.update(quick=quick, machine=machine(), date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), loadavg=list(os.getloadavg()))
+    record.update(
+        quick=quick,
+        machine=machine(),
+        date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        loadavg=list(os.getloadavg()),
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"-> {path}")

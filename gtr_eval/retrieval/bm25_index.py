@@ -218,7 +218,9 @@ def build_index(corpus, folder: Path, config, workers: int = 2, progress: bool =
     heads = indptr[:-1].copy()
     bar = tqdm(total=n, desc="BM25: score", unit="doc", disable=not progress, leave=False)
     for first, count in chunks:
-        terms, tf, per_doc = (np.load(spill / f"{first:010d}.{x}.npy") for x in ("terms", "tf", "tpd"))
+        terms, tf, per_doc = (
+            np.load(spill / f"{first:010d}.{x}.npy", allow_pickle=False) for x in ("terms", "tf", "tpd")
+        )
         bar.update(count)
         if not len(terms):
             continue
@@ -359,7 +361,8 @@ _SEARCHER: dict = {}
 def _search_init(folder: str, store_path: str | None) -> None:
     from ..data.store import map_store
 
-    arrays = [np.load(Path(folder) / name, mmap_mode="r", allow_pickle=False) for name in INDEX_FILES[:3]]
+    paths = [Path(folder) / name for name in INDEX_FILES[:3]]
+    arrays = [np.load(path, mmap_mode="r", allow_pickle=False) for path in paths]
     params = json.loads((Path(folder) / INDEX_FILES[4]).read_text())
     tie_ids = None
     if store_path:
