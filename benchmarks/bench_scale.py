@@ -41,7 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import HERE, RESULTS, machine
+from _common import HERE, RESULTS, last_json, machine
 
 NAME = "scale"
 SIZES = {"1m": 1_000_000, "8.8m": 8_841_823}
@@ -274,14 +274,10 @@ def _summary(m: dict, work: Path | None = None, results: str | None = None) -> d
 
 
 def _last_json(lines: list[str]) -> dict:
-    for line in reversed(lines):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return {}
+    try:
+        return last_json("\n".join(lines))
+    except ValueError:
+        return {}
 
 
 def standin(work: Path) -> Path:

@@ -14,19 +14,8 @@ from typing import IO, Any
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        fh.write(data)
 
 
 @contextmanager
@@ -72,3 +61,15 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 def atomic_write_gzip_text(path: Path | str, text: str) -> None:
     # mtime=0 keeps the archive byte-identical for identical content.
     atomic_write_bytes(path, gzip.compress(text.encode("utf-8"), mtime=0))
+
+
+def last_json_object(text: str) -> dict | None:
+    """The last line of `text` that parses as a JSON object (what a child process prints for its parent)."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None

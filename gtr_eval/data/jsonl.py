@@ -64,17 +64,25 @@ def json_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -
     return rec
 
 
-def corpus_records(path: Path, hasher) -> Iterator[tuple[str, str, str]]:
-    """(id, title, text) per document of a corpus.jsonl, validated; duplicates and emptiness caught."""
+def unique_records(path: Path, hasher, what: str) -> Iterator[tuple[str, dict]]:
+    """(id, record) per non-blank line, validated; a repeated id is a `DataError` naming both lines."""
     seen: dict[str, int] = {}
     for lineno, line in numbered_lines(path, hasher):
         if not line.strip():
             continue
         rec = json_record(path, lineno, line, ("_id", "text"))
-        doc_id = str(rec["_id"])
-        if doc_id in seen:
-            raise DataError(path, lineno, f"duplicate document id {doc_id!r} (first on line {seen[doc_id]})")
-        seen[doc_id] = lineno
+        rid = str(rec["_id"])
+        if rid in seen:
+            raise DataError(path, lineno, f"duplicate {what} id {rid!r} (first on line {seen[rid]})")
+        seen[rid] = lineno
+        yield rid, rec
+
+
+def corpus_records(path: Path, hasher) -> Iterator[tuple[str, str, str]]:
+    """(id, title, text) per document of a corpus.jsonl, validated; duplicates and emptiness caught."""
+    empty = True
+    for doc_id, rec in unique_records(path, hasher, "document"):
+        empty = False
         yield doc_id, rec.get("title") or "", rec.get("text") or ""
-    if not seen:
+    if empty:
         raise DataError(path, None, "empty corpus: no documents")

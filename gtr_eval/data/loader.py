@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .jsonl import DataError, json_record, numbered_lines
+from .jsonl import DataError, numbered_lines, unique_records
 from .store import open_corpus
 
 log = logging.getLogger(__name__)
@@ -188,17 +188,7 @@ def read_corpus(path: Path, store_dir: Path | None = None) -> tuple[Corpus, str]
 def read_queries(path: Path) -> tuple[dict[str, str], str]:
     path = Path(path)
     hasher = hashlib.sha256()
-    queries: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    for lineno, line in numbered_lines(path, hasher):
-        if not line.strip():
-            continue
-        rec = json_record(path, lineno, line, ("_id", "text"))
-        qid = str(rec["_id"])
-        if qid in queries:
-            raise DataError(path, lineno, f"duplicate query id {qid!r} (first on line {first_line[qid]})")
-        first_line[qid] = lineno
-        queries[qid] = rec["text"] or ""
+    queries = {qid: rec["text"] or "" for qid, rec in unique_records(path, hasher, "query")}
     if not queries:
         raise DataError(path, None, "empty query set: no queries")
     return queries, hasher.hexdigest()

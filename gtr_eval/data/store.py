@@ -45,6 +45,7 @@ from pathlib import Path
 import pyarrow as pa
 from filelock import FileLock
 
+from ..io import last_json_object
 from ..paths import default_cache_dir
 from .jsonl import DataError, corpus_records
 
@@ -309,7 +310,7 @@ class FastConversion:
             self.cancel()
             return False
         stdout, stderr = self.proc.communicate()
-        stats = _last_json(stdout) if self.proc.returncode == 0 else None
+        stats = last_json_object(stdout) if self.proc.returncode == 0 else None
         if stats is None:
             log.info("%s: the fast reader declined (exit %s: %s); reading line by line", self.src,
                      self.proc.returncode, stderr.strip()[-300:])  # fmt: skip
@@ -350,17 +351,6 @@ def _convert_fast(src: Path, dst: Path, scan: Scan) -> bool:
         return False
     os.replace(conversion.dst, dst)
     return True
-
-
-def _last_json(text: str) -> dict | None:
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
 
 
 def _pieces(path: str, size: int):
