@@ -88,14 +88,11 @@ def run_child(cmd: list[str], env: dict | None = None, timeout: float = 3600) ->
 
 def last_json(text: str) -> dict:
     """The last line of `text` that parses as a JSON object (what a child prints for its parent)."""
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    raise ValueError("no JSON line in child output")
+    from gtr_eval.io import last_json_object
+
+    if (value := last_json_object(text)) is None:
+        raise ValueError("no JSON line in child output")
+    return value
 
 
 def subset_folder(src: Path, dst: Path, n_docs: int, n_queries: int, seed: int = 0) -> Path:

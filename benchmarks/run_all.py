@@ -26,7 +26,9 @@ SCRIPTS = {
     "dense_e2e": "bench_dense_e2e.py",
     "sparse": "bench_sparse.py",
     "maxsim": "bench_maxsim.py",
+    "scale": "bench_scale.py",  # hours at full size: run it on its own (--only scale)
 }
+DEFAULT_RUN = [name for name in SCRIPTS if name != "scale"]
 
 
 def run(names: list[str], quick: bool) -> None:
@@ -42,7 +44,7 @@ def _load(name: str) -> dict | None:
 
 
 def _when(r: dict) -> str:
-    load = ", ".join(f"{x:.1f}" for x in r["loadavg"])
+    load = ", ".join(f"{x:.1f}" for x in r.get("loadavg", [])) or "not recorded"
     return f"_{r['date']}; {r['machine']['cpu']}, {r['machine']['cores']} cores; load average {load}_"
 
 
@@ -211,6 +213,83 @@ def _parallel(r: dict) -> list[str]:
     ]
 
 
+SCALE_ROWS = [
+    ("open-first", "ours: `load_beir_folder`, first open (corpus.jsonl → store)"),
+    ("open-second", "ours: `load_beir_folder`, second open (maps the store)"),
+    ("beir-load", "beir `GenericDataLoader.load`"),
+    ("bm25-first", "ours: `gtr-eval run -m bm25`, first run (indexes, saves the index)"),
+    ("bm25-second", "ours: `gtr-eval run -m bm25`, second run (saved index)"),
+    ("bm25s-direct", "bm25s directly on beir's loader (tokenize, index, retrieve, n_threads=2)"),
+    ("dense-first", "ours: `gtr-eval run -m <stand-in>` (encode, cache, search, evaluate, run file)"),
+    ("beir-dres", "beir `DenseRetrievalExactSearch(SentenceBERT(<stand-in>))`"),
+]
+
+
+def _gib(mib: float) -> str:
+    return f"{mib / 1024:.2f}"
+
+
+def _scale(r: dict) -> list[str]:
+    out = [
+        "Synthetic corpora shaped like MS MARCO (`benchmarks/make_synthetic.py`: 15-95-word passages, Zipf "
+        "vocabulary of 2M made-up words, 6,980 dev queries, one judged passage each), each side in its own "
+        "process, one after the other, top-1000.  Peak RSS counts mapped file pages (corpus store, BM25 "
+        "index, embedding shards) and sums the processes of a side; RssAnon is the anonymous memory alone "
+        "(\"page cache aside\").  A side is killed when its anonymous memory passes the limit.",
+    ]
+    for e in r["sizes"].values():
+        sides = e["sides"]
+        out += ["", f"**{e['docs']:,} passages** ({e['corpus_bytes'] / 1e9:.2f} GB corpus.jsonl)"
+                + (f"; {e['note']}" if e.get("note") else "") + ":", "",
+                "| side | wall (s) | CPU (s) | peak RSS (GiB) | peak RssAnon (GiB) | NDCG@10 | load avg before |",
+                "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for key, label in SCALE_ROWS:
+            if (x := sides.get(key)) is None:
+                continue
+            if x["status"] != "ok":
+                out.append(f"| {label} | {x['wall_s']:.0f} | {x['cpu_s']:.0f} | {_gib(x['peak_rss_mib'])} | "
+                           f"{_gib(x['peak_anon_mib'])} | **{x['status']}** | {x['loadavg_before'][0]:.1f} |")  # fmt: skip
+                continue
+            ndcg = f"{x['ndcg@10']:.5f}" if "ndcg@10" in x else "–"
+            out.append(f"| {label} | {x['wall_s']:.1f} | {x['cpu_s']:.0f} | {_gib(x['peak_rss_mib'])} | "
+                       f"{_gib(x['peak_anon_mib'])} | {ndcg} | {x['loadavg_before'][0]:.1f} |")  # fmt: skip
+        out += _scale_targets(sides)
+        for key in ("bm25-first", "bm25-second", "dense-first"):
+            if (x := sides.get(key)) and x.get("stages"):
+                out += ["", f"Stages of {key} (from its result manifest and output; memory = peak within the stage):",
+                        "", "| stage | s | peak RSS (GiB) | peak RssAnon (GiB) |", "|---|---:|---:|---:|"]  # fmt: skip
+                out += [f"| {n} | {st['s']:.1f} | {_gib(st['peak_rss_mib'])} | {_gib(st['peak_anon_mib'])} |"
+                        for n, st in x["stages"].items()]  # fmt: skip
+                if key == "dense-first" and "cache_gb" in x:
+                    out += ["", f"Embedding cache written: {x['cache_gb']:.1f} GB (fp32)."]
+    return out
+
+
+def _scale_targets(s: dict) -> list[str]:
+    checks = []
+    if all(k in s for k in ("open-first", "open-second", "beir-load")):
+        o1, o2, b = s["open-first"], s["open-second"], s["beir-load"]
+        checks.append(f"first open {o1['wall_s']:.1f} s vs beir {b['wall_s']:.1f} s ({o1['wall_s'] / b['wall_s']:.2f}×), "
+                      f"peak RSS {o1['peak_rss_mib'] / b['peak_rss_mib']:.2f}× beir's (target ≤ 1× and ≤ 0.5×: "
+                      f"{_met(o1['wall_s'] <= b['wall_s'] and o1['peak_rss_mib'] <= b['peak_rss_mib'] / 2)})")
+        checks.append(f"second open {o2['wall_s']:.1f} s, {_gib(o2['peak_rss_mib'])} GiB (target ≤ 5 s and ≤ 1 GB: "
+                      f"{_met(o2['wall_s'] <= 5 and o2['peak_rss_mib'] <= 1000 / 1.048576)})")
+    if all(k in s and s[k]["status"] == "ok" for k in ("bm25-first", "bm25-second")):
+        f, g = s["bm25-first"], s["bm25-second"]
+        checks.append(f"BM25 peak RSS {_gib(f['peak_rss_mib'])} GiB (target ≤ 8 GB: "
+                      f"{_met(max(f['peak_rss_mib'], g['peak_rss_mib']) <= 8000 / 1.048576)}); second run "
+                      f"{g['wall_s'] / f['wall_s']:.2f}× the first (target ≤ 0.35: {_met(g['wall_s'] <= 0.35 * f['wall_s'])})")
+    if (d := s.get("dense-first")) and d["status"] == "ok":
+        checks.append(f"dense pipeline peak RssAnon {_gib(d['peak_anon_mib'])} GiB, RSS with mapped pages "
+                      f"{_gib(d['peak_rss_mib'])} GiB (target ≤ 4 GB page cache aside: "
+                      f"{_met(d['peak_anon_mib'] <= 4000 / 1.048576)})")
+    return ["", "Targets: " + "; ".join(checks) + "."] if checks else []
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**NOT met**"
+
+
 SECTIONS = [
     ("dense_e2e", "1a. Dense end to end vs beir", _e2e),
     ("encode_overhead", "1b. Harness encode vs bare `SentenceTransformer.encode`",
@@ -235,6 +314,7 @@ SECTIONS = [
     ("maxsim", "1g. Late interaction (exact MaxSim)", _maxsim),
     ("parallel", "4. Two processes × 1 thread vs 1 × 2 threads", _parallel),
     ("onnx", "3. ONNX Runtime backends", _onnx),
+    ("scale", "5. MS MARCO size on one machine: corpus store, BM25, dense pipeline", _scale),
 ]  # fmt: skip
 
 HEADER = """# Performance and scale
@@ -357,7 +437,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help=f"comma list of {', '.join(SCRIPTS)}")
     args = ap.parse_args()
     if not args.readme:
-        run(args.only.split(",") if args.only else list(SCRIPTS), args.quick)
+        run(args.only.split(",") if args.only else DEFAULT_RUN, args.quick)
     if not args.quick:
         (HERE / "README.md").write_text(readme())
         print(f"-> {HERE / 'README.md'}")

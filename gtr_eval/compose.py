@@ -74,7 +74,7 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     }
     units = _units(cfg.data, cfg.datasets)
     sweep = Sweep(echo, len(units) * len(scorers), cfg.progress)
-    data = DataMemo(sweep.say)
+    data = DataMemo(sweep.say, cfg.cache_dir)
 
     def jobs():
         for unit in units:

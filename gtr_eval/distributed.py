@@ -58,7 +58,7 @@ def encode_job(
 
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    data = unit.load()
+    data = unit.load(store_dir=opts.cache_dir / "corpus" if opts.cache_dir is not None else None)
     retriever = make_retriever(model, opts)
     if not isinstance(retriever, DenseRetriever | EncodedRetriever):
         raise ValueError(f"{model}: only dense, sparse and late-interaction models have vectors to encode")

@@ -33,13 +33,14 @@ import numpy as np
 import pytrec_eval
 
 from .data.loader import QRELS_HEADER, DataError, read_qrels
-from .io import atomic_write_gzip_text, atomic_write_text
+from .io import atomic_writer
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
 
 DEFAULT_K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)
 MRR_CUTOFF = 10
+EVAL_BATCH_QUERIES = 1000
 
 # Our metric prefix -> (pytrec_eval measure family, prefix of pytrec_eval's per-query key).
 _PYTREC_FAMILIES = {
@@ -85,10 +86,20 @@ def evaluate(
     if not qrels:
         raise ValueError("qrels are empty: nothing to evaluate against")
     qrels = {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items()}
-    judged_run = _prepare_run(qrels, run, ignore_identical_ids)
-    scored = _pytrec_per_query(qrels, judged_run, ks)
-    scored[f"mrr@{MRR_CUTOFF}"] = mrr_at_k(qrels, judged_run, MRR_CUTOFF)
-    per_query = {name: scored[name] for name in metric_names(ks)}
+    per_query: dict[str, dict[str, float]] = {name: {} for name in metric_names(ks)}
+    missing: list[str] = []
+    by_id = {str(q): docs for q, docs in run.items()}
+    qids = list(qrels)
+    # Query batches: every measure is per query, so the result is the same, and the copies (and
+    # pytrec_eval's own) of a 7M-entry run never exist at once.
+    for start in range(0, len(qids), EVAL_BATCH_QUERIES):
+        part = {q: qrels[q] for q in qids[start : start + EVAL_BATCH_QUERIES]}
+        judged_run = _prepare_run(part, {q: by_id[q] for q in part if q in by_id}, ignore_identical_ids)
+        scored = _pytrec_per_query(part, judged_run, ks)
+        scored[f"mrr@{MRR_CUTOFF}"] = mrr_at_k(part, judged_run, MRR_CUTOFF)
+        for name, scores in per_query.items():
+            scores.update(scored[name])
+        missing += [q for q in part if not judged_run.get(q)]
     n = len(qrels)
     metrics = {name: float(sum(scores.values()) / n) for name, scores in per_query.items()}
     return Evaluation(
@@ -96,7 +107,7 @@ def evaluate(
         per_query=per_query,
         k_values=ks,
         ignore_identical_ids=ignore_identical_ids,
-        missing_queries=sorted(q for q in qrels if not judged_run.get(q)),
+        missing_queries=sorted(missing),
         unjudged_queries=sum(1 for q in run if str(q) not in qrels),
     )
 
@@ -169,26 +180,27 @@ def average_subsets(metric_dicts: Sequence[Mapping[str, float]]) -> dict[str, fl
 # --- TREC run and qrels files ------------------------------------------------------------------
 
 
+RUN_GZIP_LEVEL = 1  # a 7M-line run: 2 s at level 1, 24 s at gzip's default 9, for a 10% larger file
+
+
 def write_trec_run(run: Run, path: Path | str, tag: str) -> None:
     """Write `qid Q0 docid rank score tag` lines, ranks 1.. in descending score order.
 
     Scores are written with `repr(float)` so reading the file back gives the identical floats.  Ties
     are ranked as trec_eval ranks them (`ranked`), so the file's order is what every scorer sees.
-    Gzip-compressed when `path` ends with `.gz`; written atomically either way.
+    Gzip-compressed when `path` ends with `.gz`; streamed query by query and replaced atomically.
     """
     if not tag or any(c.isspace() for c in tag):
         raise ValueError(f"run tag must be non-empty and without whitespace, got {tag!r}")
-    lines: list[str] = []
-    for qid, docs in run.items():
-        _check_token(qid, "query id")
-        for rank, (doc_id, score) in enumerate(ranked(docs), start=1):
-            _check_token(doc_id, "document id")
-            lines.append(f"{qid} Q0 {doc_id} {rank} {float(score)!r} {tag}\n")
-    text = "".join(lines)
-    if str(path).endswith(".gz"):
-        atomic_write_gzip_text(path, text)
-    else:
-        atomic_write_text(path, text)
+    level = RUN_GZIP_LEVEL if str(path).endswith(".gz") else None
+    with atomic_writer(path, gzip_level=level) as out:
+        for qid, docs in run.items():
+            _check_token(qid, "query id")
+            if len(" ".join(docs).split()) != len(docs):  # an id is empty or holds whitespace
+                for doc_id in docs:
+                    _check_token(doc_id, "document id")
+            lines = [f"{qid} Q0 {d} {r} {float(s)!r} {tag}\n" for r, (d, s) in enumerate(ranked(docs), start=1)]
+            out.write("".join(lines).encode("utf-8"))
 
 
 def _check_token(value: str, what: str) -> None:

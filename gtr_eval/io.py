@@ -7,19 +7,36 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_writer(path: Path | str, gzip_level: int | None = None) -> Iterator[IO[bytes]]:
+    """A binary stream that replaces `path` atomically when the block ends (removed on error).
+
+    For outputs too large to build in memory first (a 7M-line run file).  With `gzip_level` the
+    stream is gzip-compressed, without a file name or time stamp, so equal content gives equal bytes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if gzip_level is None:
+                yield fh
+            else:
+                with gzip.GzipFile(filename="", mode="wb", fileobj=fh, compresslevel=gzip_level, mtime=0) as gz:
+                    yield gz  # type: ignore[misc]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -54,3 +71,15 @@ def sha256_file(path: Path | str) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def last_json_object(text: str) -> dict | None:
+    """The last line of `text` that parses as a JSON object (what a child process prints for its parent)."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None

@@ -230,8 +230,9 @@ class DataMemo:
     """The last dataset unit loaded: consecutive pairs on one dataset load it once.  Data that would
     not load is not read again for the next system: the same `StageError("data", ...)` is raised."""
 
-    def __init__(self, echo: Echo):
+    def __init__(self, echo: Echo, cache_dir: Path | None = None):
         self.echo = echo
+        self.cache_dir = cache_dir
         self._name: str | None = None
         self._data: BeirData | None = None
         self._error: StageError | None = None
@@ -241,7 +242,7 @@ class DataMemo:
             self._data = self._error = None  # release the previous dataset before loading the next
             self._name = unit.name
             try:
-                self._data = _load(unit, self.echo)
+                self._data = _load(unit, self.echo, self.cache_dir)
             except PAIR_ERRORS as e:
                 self._error = StageError("data", e)
         if self._error is not None:
@@ -278,7 +279,7 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
         sweep.say(f"[skip] {name}: {why}")
     retrievers: dict[str | ModelPair, Retriever] = {}
     broken: dict[str | ModelPair, BaseException] = {}
-    data = DataMemo(sweep.say)
+    data = DataMemo(sweep.say, cfg.options.cache_dir)
 
     def system(spec: str | ModelPair) -> str:
         if spec in retrievers:
@@ -354,9 +355,11 @@ def reusable(results_dir: Path | str, system: str, dataset: str, wanted: dict) -
     return stored
 
 
-def _load(unit: DatasetUnit, echo) -> BeirData:
+def _load(unit: DatasetUnit, echo, cache_dir: Path | None = None) -> BeirData:
+    """Load a unit; its corpus store (memory-mapped Arrow) is kept in `cache_dir`/corpus, else in the
+    loader's default place."""
     t0 = time.perf_counter()
-    data = unit.load()
+    data = unit.load(store_dir=Path(cache_dir) / "corpus" if cache_dir is not None else None)
     data.manifest_timing = time.perf_counter() - t0  # type: ignore[attr-defined]
     echo(f"[data] {unit.name}: {len(data.corpus):,} documents, {len(data.queries):,} {unit.split} queries")
     return data

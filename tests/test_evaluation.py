@@ -232,3 +232,49 @@ def test_evaluate_cli_matches_api(tmp_path, identical_flag):
         cells[0]: cells[1] for cells in (line.strip("|").split("|") for line in table.stdout.splitlines()[2:])
     }
     assert {m.strip(): v.strip() for m, v in rows.items()} == {m: f"{v:.4f}" for m, v in api.metrics.items()}
+
+
+# --- at MS MARCO size: query-batched evaluation and a streamed run file -------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_query_batches_do_not_change_any_score(monkeypatch, seed):
+    """`evaluate` scores 1,000 queries at a time (a 7M-entry run is never copied whole); every
+    measure is per query, so batches of 1 or 7 give exactly what one batch gives."""
+    import gtr_eval.evaluation as ev
+
+    qrels, run = synthetic(seed)
+    run["not-judged"] = {"d1": 1.0}
+    run[f"q{len(qrels) - 1}"] = {}  # judged, retrieved nothing
+    whole = evaluate(qrels, run)
+    for size in (1, 7):
+        monkeypatch.setattr(ev, "EVAL_BATCH_QUERIES", size)
+        part = evaluate(qrels, run)
+        assert part.metrics == whole.metrics and part.per_query == whole.per_query
+        assert part.missing_queries == whole.missing_queries and part.unjudged_queries == whole.unjudged_queries == 1
+        assert list(part.per_query["ndcg@10"]) == list(qrels)
+
+
+def test_streamed_run_file_has_the_content_of_one_written_at_once(tmp_path):
+    """Same lines as formatting the whole run first; gzip without name or time stamp: same bytes twice."""
+    import gzip
+
+    _, run = synthetic(3)
+    path = tmp_path / "run.trec.gz"
+    write_trec_run(run, path, tag="sys")
+    expected = "".join(
+        f"{q} Q0 {d} {r} {s!r} sys\n" for q, docs in run.items() for r, (d, s) in enumerate(ranked(docs), start=1)
+    )
+    assert gzip.decompress(path.read_bytes()).decode() == expected
+    first = path.read_bytes()
+    write_trec_run(run, path, tag="sys")
+    assert path.read_bytes() == first and first[3] == 0  # FLG: no file name in the header
+
+
+def test_run_file_cut_short_by_an_error_leaves_the_old_one(tmp_path):
+    path = tmp_path / "run.trec.gz"
+    write_trec_run({"q": {"a": 1.0}}, path, tag="sys")
+    before = path.read_bytes()
+    with pytest.raises(ValueError):
+        write_trec_run({"q": {"a": 1.0}, "r": {"b c": 2.0}}, path, tag="sys")  # fails after the first query
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))

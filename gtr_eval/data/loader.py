@@ -1,100 +1,131 @@
 """Read a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) into compact structures.
 
-The corpus keeps its text in two UTF-8 byte buffers with offsets rather than a dict per document,
-so MS MARCO's 8.8M passages cost roughly their size on disk plus the ids.  Every malformed input is
-a `DataError` naming the file and line: a week-long run should not fail an hour in on a bad row.
+The corpus is an Arrow table, memory-mapped from the corpus store (`store`): corpus.jsonl is
+converted once, and every later open maps the file, so MS MARCO's 8.8M passages cost neither a
+parse nor their size in memory, and nothing holds them as Python objects.  Readers fetch documents
+by index range or index array (`texts`).  Every malformed input is a `DataError` naming the file and
+line: a week-long run should not fail an hour in on a bad row.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .jsonl import DataError, check_record, jsonl_records, numbered_lines, unique_records
+from .store import open_corpus
 
 log = logging.getLogger(__name__)
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+_COLUMNS = ("_id", "title", "text")
 
-
-class DataError(ValueError):
-    """Bad input: the message names the file, the line and the problem."""
-
-    def __init__(self, path: Path | str, line: int | str | None, problem: str):
-        where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {problem}")
-        self.path, self.line, self.problem = str(path), line, problem
+__all__ = [
+    "BeirData", "Corpus", "DataError", "TextColumn", "check_record", "jsonl_records", "load_beir_folder", "read_corpus",
+]
 
 
 class TextColumn(Sequence[str]):
-    """Strings stored as one UTF-8 buffer plus offsets; decoded on access."""
+    """One string column of the corpus (Arrow, possibly memory-mapped); values decoded on access."""
 
-    def __init__(self, buffer: bytes | np.ndarray, offsets: np.ndarray):
-        self._buf = np.frombuffer(buffer, dtype=np.uint8) if isinstance(buffer, bytes | bytearray) else buffer
-        self._off = offsets
-
-    @classmethod
-    def from_strings(cls, items: Sequence[str]) -> TextColumn:
-        builder = _ColumnBuilder()
-        for s in items:
-            builder.append(s.encode("utf-8"))
-        return builder.build()
+    def __init__(self, column: pa.ChunkedArray):
+        self.arrow = column
 
     def __len__(self) -> int:
-        return len(self._off) - 1
+        return len(self.arrow)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+            return self.take(range(*i.indices(len(self))))
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self._buf[self._off[i] : self._off[i + 1]].tobytes().decode("utf-8")
+        return self.arrow[i].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self.arrow.chunks:
+            yield from chunk.to_pylist()
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, TextColumn):
+            return self.arrow.equals(other.arrow)
+        if isinstance(other, list | tuple):
+            return len(other) == len(self) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def index(self, value, start: int = 0, stop: int | None = None) -> int:  # type: ignore[override]
+        hits = np.flatnonzero(
+            pc.equal(self.arrow, pa.scalar(value, pa.string())).to_numpy(zero_copy_only=False)
+        )
+        hits = hits[(hits >= start) & (hits < (len(self) if stop is None else stop))]
+        if not len(hits):
+            raise ValueError(f"{value!r} is not in the column")
+        return int(hits[0])
+
+    def take(self, indices) -> list[str]:
+        """The values at `indices` (any integer sequence or array), as Python strings."""
+        return self.arrow.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
 
     def byte_lengths(self) -> np.ndarray:
-        return np.diff(self._off)
+        return pc.binary_length(self.arrow).to_numpy().astype(np.int64)
+
+    def positions(self, values) -> dict[str, int]:
+        """Row of each of `values` found in the column (a vectorised lookup, no dict of every row)."""
+        wanted = pa.array(list(values), pa.string())
+        rows = np.flatnonzero(pc.is_in(self.arrow, value_set=wanted).to_numpy(zero_copy_only=False))
+        return dict(zip(self.take(rows), rows.tolist(), strict=True))
 
 
-class _ColumnBuilder:
-    def __init__(self) -> None:
-        self.buf = bytearray()
-        self.ends: list[int] = []
-
-    def append(self, raw: bytes) -> None:
-        self.buf += raw
-        self.ends.append(len(self.buf))
-
-    def build(self) -> TextColumn:
-        offsets = np.zeros(len(self.ends) + 1, dtype=np.int64)
-        offsets[1:] = self.ends
-        return TextColumn(np.frombuffer(bytes(self.buf), dtype=np.uint8), offsets)
-
-
-@dataclass
 class Corpus:
-    """Documents in file order. `text(i)` is BEIR's `(title + " " + text).strip()`."""
+    """Documents in file order. `text(i)` is BEIR's `(title + " " + text).strip()`.
 
-    ids: list[str]
-    titles: TextColumn
-    bodies: TextColumn
-    checksum: str = ""
-    _index: dict[str, int] | None = field(default=None, repr=False)
+    `table` holds the columns `_id`, `title`, `text`; `store_path` is the memory-mapped store file it
+    comes from (None for corpora built in memory), which worker processes can map themselves.
+    """
+
+    def __init__(self, table: pa.Table, checksum: str = "", store_path: Path | None = None):
+        self.table = table.select(list(_COLUMNS))
+        self.ids = TextColumn(self.table.column("_id"))
+        self.titles = TextColumn(self.table.column("title"))
+        self.bodies = TextColumn(self.table.column("text"))
+        self.checksum = checksum
+        self.store_path = store_path
+        self._index: dict[str, int] | None = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        where = f", store={self.store_path}" if self.store_path else ""
+        return f"Corpus({len(self):,} documents{where})"
 
     def text(self, i: int) -> str:
         return (self.titles[i] + " " + self.bodies[i]).strip()
 
-    def texts(self, indices: Sequence[int] | None = None) -> list[str]:
-        rng = range(len(self)) if indices is None else indices
-        return [self.text(int(i)) for i in rng]
+    def rows(self, indices: Sequence[int] | np.ndarray | None = None) -> pa.Table:
+        """The rows at `indices`: a zero-copy slice for a `range` with step 1, else a gather."""
+        if indices is None:
+            return self.table
+        if isinstance(indices, range) and indices.step == 1:
+            return self.table.slice(indices.start, len(indices))
+        return self.table.take(pa.array(np.asarray(indices, dtype=np.int64)))
+
+    def texts(self, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
+        """Texts of `indices` (a range of rows for shards and chunks; default: every document)."""
+        rows = self.rows(indices)
+        titles, bodies = rows.column("title").to_pylist(), rows.column("text").to_pylist()
+        return [(t + " " + b).strip() for t, b in zip(titles, bodies, strict=True)]
 
     def char_lengths(self) -> np.ndarray:
         """Byte length of title + text: the key BEIR sorts by before encoding (longest first)."""
@@ -104,8 +135,10 @@ class Corpus:
         """The corpus file's sha256 when loaded from disk, else a hash of ids and texts."""
         if not self.checksum:
             h = hashlib.sha256()
-            for i in range(len(self)):
-                h.update(f"{self.ids[i]}\0{self.titles[i]}\0{self.bodies[i]}\n".encode())
+            for batch in self.table.to_batches(max_chunksize=1 << 16):
+                cols = [batch.column(c).to_pylist() for c in _COLUMNS]
+                for doc_id, title, body in zip(*cols, strict=True):
+                    h.update(f"{doc_id}\0{title}\0{body}\n".encode())
             self.checksum = "content:" + h.hexdigest()
         return self.checksum
 
@@ -115,21 +148,13 @@ class Corpus:
         return self._index[doc_id]
 
     def subset(self, indices: Sequence[int]) -> Corpus:
-        idx = [int(i) for i in indices]
-        return Corpus(
-            ids=[self.ids[i] for i in idx],
-            titles=TextColumn.from_strings([self.titles[i] for i in idx]),
-            bodies=TextColumn.from_strings([self.bodies[i] for i in idx]),
-        )
+        return Corpus(self.rows(np.asarray(indices, dtype=np.int64)).combine_chunks())
 
     @classmethod
     def from_records(cls, records: Sequence[tuple[str, str, str]]) -> Corpus:
         """(id, title, text) triples; for tests and small in-memory corpora."""
-        return cls(
-            ids=[r[0] for r in records],
-            titles=TextColumn.from_strings([r[1] for r in records]),
-            bodies=TextColumn.from_strings([r[2] for r in records]),
-        )
+        cols = [pa.array([r[i] for r in records], pa.string()) for i in range(3)]
+        return cls(pa.table(dict(zip(_COLUMNS, cols, strict=True))))
 
 
 Qrels = dict[str, dict[str, int]]
@@ -156,106 +181,16 @@ class BeirData:
         return h.hexdigest()
 
 
-def _lines(path: Path, hasher, opener=open) -> Iterator[tuple[int, str]]:
-    """Numbered lines, LF or CRLF, with UTF-8 errors reported by line; feeds `hasher` the raw bytes.
-
-    `opener` may be `gzip.open` (the hub's `corpus.jsonl.gz`): lines are then those of the content."""
-    with opener(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            hasher.update(raw)
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
-            yield lineno, line.rstrip("\r\n")
-
-
-def _json_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(path, lineno, f"invalid JSON ({e.msg}, column {e.colno})") from None
-    except RecursionError:
-        raise DataError(path, lineno, "invalid JSON (nested too deeply)") from None
-    except ValueError as e:  # e.g. an integer literal longer than Python's 4300-digit limit
-        raise DataError(path, lineno, f"invalid JSON ({e})") from None
-    if not isinstance(rec, dict):
-        raise DataError(path, lineno, "expected a JSON object")
-    check_record(path, lineno, rec, required)
-    if "\\u" in line:  # only a \uXXXX escape can yield a lone surrogate, which UTF-8 cannot encode
-        for key in ("_id", "title", "text"):
-            if isinstance(rec.get(key), str):
-                try:
-                    rec[key].encode("utf-8")
-                except UnicodeEncodeError:
-                    raise DataError(
-                        path, lineno, f"field {key!r} holds a lone surrogate escape (\\ud800-\\udfff)"
-                    ) from None
-    return rec
-
-
-def jsonl_records(path: Path, required: tuple[str, ...], opener=open) -> Iterator[tuple[int, dict]]:
-    """(line number, record) for each non-blank line, checked exactly as corpus.jsonl's lines are."""
-    for lineno, line in _lines(path, _NoHash(), opener):
-        if line.strip():
-            yield lineno, _json_record(path, lineno, line, required)
-
-
-class _NoHash:
-    def update(self, _: bytes) -> None:
-        pass
-
-
-def check_record(path: Path | str, where: int | str, rec: dict, required: tuple[str, ...]) -> None:
-    """The checks every corpus or query record passes, from a jsonl line or a parquet row alike."""
-    for key in required:
-        if key not in rec:
-            raise DataError(path, where, f"missing field {key!r}")
-    if not isinstance(rec["_id"], str | int) or str(rec["_id"]) == "":
-        raise DataError(path, where, "field '_id' must be a non-empty string")
-    for key in ("title", "text"):
-        if key in rec and rec[key] is not None and not isinstance(rec[key], str):
-            raise DataError(path, where, f"field {key!r} must be a string")
-
-
-def read_corpus(path: Path) -> tuple[Corpus, str]:
-    """Stream corpus.jsonl into a `Corpus`; returns it with the file's sha256."""
-    path = Path(path)
-    hasher = hashlib.sha256()
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    titles, bodies = _ColumnBuilder(), _ColumnBuilder()
-    for lineno, line in _lines(path, hasher):
-        if not line.strip():
-            continue
-        rec = _json_record(path, lineno, line, ("_id", "text"))
-        doc_id = str(rec["_id"])
-        if doc_id in seen:
-            raise DataError(path, lineno, f"duplicate document id {doc_id!r} (first on line {seen[doc_id]})")
-        seen[doc_id] = lineno
-        ids.append(doc_id)
-        titles.append((rec.get("title") or "").encode("utf-8"))
-        bodies.append((rec.get("text") or "").encode("utf-8"))
-    if not ids:
-        raise DataError(path, None, "empty corpus: no documents")
-    sha = hasher.hexdigest()
-    return Corpus(ids=ids, titles=titles.build(), bodies=bodies.build(), checksum=sha), sha
+def read_corpus(path: Path, store_dir: Path | None = None) -> tuple[Corpus, str]:
+    """The corpus of `path` from the corpus store (converted on first use); returns it with the file's sha256."""
+    store = open_corpus(Path(path), store_dir)
+    return Corpus(store.table, checksum=store.sha256, store_path=store.path), store.sha256
 
 
 def read_queries(path: Path) -> tuple[dict[str, str], str]:
     path = Path(path)
     hasher = hashlib.sha256()
-    queries: dict[str, str] = {}
-    first_line: dict[str, int] = {}
-    for lineno, line in _lines(path, hasher):
-        if not line.strip():
-            continue
-        rec = _json_record(path, lineno, line, ("_id", "text"))
-        qid = str(rec["_id"])
-        if qid in queries:
-            raise DataError(path, lineno, f"duplicate query id {qid!r} (first on line {first_line[qid]})")
-        first_line[qid] = lineno
-        queries[qid] = rec["text"] or ""
+    queries = {qid: rec["text"] or "" for qid, rec in unique_records(path, hasher, "query")}
     if not queries:
         raise DataError(path, None, "empty query set: no queries")
     return queries, hasher.hexdigest()
@@ -266,7 +201,7 @@ def read_qrels(path: Path) -> tuple[Qrels, str]:
     path = Path(path)
     hasher = hashlib.sha256()
     qrels: Qrels = {}
-    for lineno, line in _lines(path, hasher):
+    for lineno, line in numbered_lines(path, hasher):
         if lineno == 1:
             header = tuple(c.strip() for c in line.split("\t"))
             if header != QRELS_HEADER:
@@ -288,8 +223,12 @@ def read_qrels(path: Path) -> tuple[Qrels, str]:
     return qrels, hasher.hexdigest()
 
 
-def load_beir_folder(path: Path, split: str = "test", name: str | None = None) -> BeirData:
+def load_beir_folder(
+    path: Path, split: str = "test", name: str | None = None, store_dir: Path | None = None
+) -> BeirData:
     """Load a BEIR folder the way BEIR's GenericDataLoader does: keep only queries judged in `split`.
+
+    The corpus comes from the corpus store in `store_dir` (default: `<user cache>/corpus`).
 
     Judgments naming unknown queries or documents are kept out with a warning and counts, since BEIR
     tolerates them (they can only lower recall, never raise it).
@@ -298,7 +237,7 @@ def load_beir_folder(path: Path, split: str = "test", name: str | None = None) -
     for part in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"):
         if not (path / part).is_file():
             raise DataError(path / part, None, f"missing: not a BEIR folder with split {split!r}")
-    corpus, corpus_sha = read_corpus(path / "corpus.jsonl")
+    corpus, corpus_sha = read_corpus(path / "corpus.jsonl", store_dir)
     all_queries, queries_sha = read_queries(path / "queries.jsonl")
     qrels, qrels_sha = read_qrels(path / "qrels" / f"{split}.tsv")
     qrels = _drop_unknown(qrels, all_queries, corpus, path / "qrels" / f"{split}.tsv")
@@ -315,9 +254,10 @@ def load_beir_folder(path: Path, split: str = "test", name: str | None = None) -
 
 
 def _drop_unknown(qrels: Qrels, queries: dict[str, str], corpus: Corpus, path: Path) -> Qrels:
-    doc_ids = set(corpus.ids)
+    judged = {d for docs in qrels.values() for d in docs}
+    known = corpus.ids.positions(judged)  # a lookup of the judged ids only, not a set of every id
     unknown_q = [q for q in qrels if q not in queries]
-    unknown_d = sum(1 for q in qrels for d in qrels[q] if d not in doc_ids)
+    unknown_d = sum(1 for q in qrels for d in qrels[q] if d not in known)
     if unknown_q or unknown_d:
         warnings.warn(
             f"{path}: {len(unknown_q)} judged queries not in queries.jsonl and {unknown_d} judgments "

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .loader import BeirData, Corpus, DataError, _lines
+from .jsonl import DataError, numbered_lines
+from .loader import BeirData, Corpus
 
 GRANULARITIES = {"peerqa": "paragraphs", "peerqa-sentences": "sentences"}
 PAPERS_FILE = "papers.jsonl"
@@ -147,7 +148,7 @@ def read_papers(path: Path) -> tuple[dict[str, list[_Row]], str]:
     hasher = hashlib.sha256()
     papers: dict[str, dict[int, _Row]] = defaultdict(dict)
     first: dict[tuple[str, int], int] = {}
-    for lineno, line in _lines(path, hasher):
+    for lineno, line in numbered_lines(path, hasher):
         if not line.strip():
             continue
         r = _record(path, lineno, line, _PAPER_FIELDS)
@@ -185,7 +186,7 @@ def read_questions(path: Path, papers: dict[str, list[_Row]]) -> tuple[dict[str,
     by_idx = {pid: {row.idx: row for row in rows} for pid, rows in papers.items()}
     out: dict[str, _Question] = {}
     first: dict[str, int] = {}
-    for lineno, line in _lines(path, hasher):
+    for lineno, line in numbered_lines(path, hasher):
         if not line.strip():
             continue
         r = _record(path, lineno, line, _QA_FIELDS)

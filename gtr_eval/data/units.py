@@ -26,10 +26,11 @@ class DatasetUnit:
     ignore_identical_ids: bool = True
     loader: Callable[[DatasetUnit], BeirData] | None = None
 
-    def load(self) -> BeirData:
+    def load(self, store_dir: Path | None = None) -> BeirData:
+        """The unit's data; `store_dir` is where the corpus store lives (default: the user cache)."""
         if self.loader is not None:
             return self.loader(self)
-        return load_beir_folder(self.path, split=self.split, name=self.name)
+        return load_beir_folder(self.path, split=self.split, name=self.name, store_dir=store_dir)
 
 
 @dataclass

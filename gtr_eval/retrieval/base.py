@@ -50,9 +50,24 @@ class Retriever(ABC):
         """Release files and models; the runner calls it once the retriever is no longer needed."""
 
 
-def to_run(qids: list[str], doc_ids, scores: np.ndarray, indices: np.ndarray) -> Run:
-    """Rows of (scores, corpus indices) as a run; `doc_ids` is any indexable sequence of ids."""
-    return {
-        q: {doc_ids[j]: float(s) for j, s in zip(indices[r].tolist(), scores[r].tolist(), strict=True)}
-        for r, q in enumerate(qids)
-    }
+def to_run(
+    qids: list[str], doc_ids, scores: np.ndarray, indices: np.ndarray, keep: np.ndarray | None = None
+) -> Run:
+    """Rows of (scores, corpus indices) as a run; `keep` (same shape) masks entries out.
+
+    `doc_ids` is the corpus' id column (its `take` gathers all ids in one vectorised call) or any
+    indexable sequence of ids.
+    """
+    scores, indices = np.asarray(scores), np.asarray(indices)
+    if keep is None:
+        keep = np.ones(indices.shape, dtype=bool)
+    counts = keep.sum(axis=1)
+    flat = indices[keep]
+    names = doc_ids.take(flat) if hasattr(doc_ids, "take") else [doc_ids[j] for j in flat.tolist()]
+    values = scores[keep].tolist()
+    run: Run = {}
+    start = 0
+    for q, count in zip(qids, counts.tolist(), strict=True):
+        run[q] = dict(zip(names[start : start + count], values[start : start + count], strict=True))
+        start += count
+    return run

@@ -1,12 +1,29 @@
-"""BM25: bm25s (Lucene variant by default) with PyStemmer, BEIR's text `title + " " + text`."""
+"""BM25: bm25s (Lucene variant by default) with PyStemmer, BEIR's text `title + " " + text`.
+
+The index is bm25s' own (its CSC score matrix and vocabulary files), built by `bm25_index` in two
+streamed passes so that MS MARCO-size corpora fit in a few GB, and saved in the cache keyed by the
+corpus content, the BM25 parameters and the tokeniser: a second run on the same corpus maps the
+saved index (`bm25s.BM25.load(mmap=True)`) instead of indexing again.  Scores are bm25s' to the
+bit (tests compare whole runs with `bm25s.tokenize` + `bm25s.BM25.index` + `retrieve`).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ..data.loader import Corpus
-from .base import TEXT_FORMAT, Retriever, Run
+from .base import TEXT_FORMAT, Retriever, Run, to_run
+from .bm25_index import INDEX_FILES, INDEX_FORMAT, TOKEN_PATTERN, build_index, default_workers, search
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,11 +39,22 @@ class BM25Config:
 
 
 class BM25Retriever(Retriever):
-    def __init__(self, config: BM25Config | None = None, name: str = "bm25", progress: bool = True):
+    def __init__(
+        self,
+        config: BM25Config | None = None,
+        name: str = "bm25",
+        progress: bool = True,
+        cache_dir: Path | None = None,
+        workers: int | None = None,
+    ):
         self.config = config or BM25Config()
         self.name = name
         self.progress = progress
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.workers = workers or default_workers()
         self.timings: dict[str, float] = {}
+        self.index_info: dict = {}
+        self._model = None
 
     def _tokenize(self, texts: list[str]):
         import bm25s
@@ -40,36 +68,110 @@ class BM25Retriever(Retriever):
             texts, stopwords=self.config.stopwords, stemmer=stemmer, show_progress=self.progress
         )
 
+    def index_key(self, corpus: Corpus) -> dict:
+        """Everything that changes the index: corpus content, BM25 parameters, tokeniser and versions."""
+        from importlib.metadata import version
+
+        import bm25s
+
+        return {
+            "kind": "bm25-index",
+            "format": INDEX_FORMAT,
+            "corpus": corpus.content_hash(),
+            "text_format": TEXT_FORMAT,
+            "bm25": asdict(self.config),
+            "token_pattern": TOKEN_PATTERN,
+            "lowercase": True,
+            "bm25s": bm25s.__version__,
+            "PyStemmer": version("PyStemmer") if self.config.stemmer else None,
+        }
+
     def index(self, corpus: Corpus) -> None:
         import bm25s
 
         t0 = time.perf_counter()
-        c = self.config
-        kwargs = {"delta": c.delta} if c.method in ("bm25l", "bm25+") else {}
-        self._model = bm25s.BM25(k1=c.k1, b=c.b, method=c.method, **kwargs)
-        self._model.index(self._tokenize(corpus.texts()), show_progress=self.progress)
+        self.close()
+        cached = self.cache_dir is not None and corpus.store_path is not None
+        if cached:
+            folder, reused = self._cached_index(corpus)
+            self._model = bm25s.BM25.load(folder, mmap=True)
+        else:  # an in-memory corpus (PeerQA's papers, tests): build, load into memory, drop the files
+            with tempfile.TemporaryDirectory(prefix="gtr-eval-bm25-") as tmp:
+                folder = Path(tmp) / "index"
+                folder.mkdir()
+                build_index(corpus, folder, self.config, self.workers, self.progress)
+                self._model = bm25s.BM25.load(folder, mmap=False)
+            reused = False
         self._doc_ids = corpus.ids
+        self._folder = folder if cached else None  # workers map a saved index and the corpus store
+        self._store_path = corpus.store_path
+        self.index_info = {"cached": cached, "reused": reused, **({"path": str(folder)} if cached else {})}
         self.timings["index_s"] = time.perf_counter() - t0
 
+    def _cached_index(self, corpus: Corpus) -> tuple[Path, bool]:
+        """The saved index of `corpus` (built and saved atomically if missing); True if it was there."""
+        from filelock import FileLock
+
+        key = self.index_key(corpus)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+        folder = self.cache_dir / "bm25" / digest[:2] / digest
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder) + ".lock"):
+            if _complete(folder, key):
+                return folder, True
+            shutil.rmtree(folder, ignore_errors=True)  # incomplete or unreadable: build again
+            for stale in folder.parent.glob(f".{digest}.*.tmp"):  # a build that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = folder.parent / f".{digest}.{os.getpid()}.tmp"
+            try:
+                tmp.mkdir()
+                stats = build_index(corpus, tmp, self.config, self.workers, self.progress)
+                (tmp / "gtr-eval.json").write_text(json.dumps({"key": key, **asdict(stats)}, indent=1))
+                for name in INDEX_FILES:
+                    with open(tmp / name, "rb+") as fh:
+                        os.fsync(fh.fileno())
+                tmp.rename(folder)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        log.info("BM25 index saved to %s", folder)
+        return folder, False
+
     def search(self, queries: dict[str, str], top_k: int) -> Run:
+        import bm25s
+
         t0 = time.perf_counter()
         qids = list(queries)
-        k = min(top_k, len(self._doc_ids))
-        indices, scores = self._model.retrieve(
-            self._tokenize([queries[q] for q in qids]), k=k, show_progress=self.progress
-        )
+        n_docs = int(self._model.scores["num_docs"])
+        k = min(top_k, n_docs)
+        tokens = self._tokenize([queries[q] for q in qids])
+        if self._model.nonoccurrence_array is not None:  # bm25l, bm25+: every document has a score
+            indices, scores = self._model.retrieve(
+                tokens, k=k, show_progress=self.progress, n_threads=self.workers
+            )
+        else:
+            strings = bm25s.tokenization.convert_tokenized_to_string_list(tokens)
+            token_ids = [self._model.get_tokens_ids(q) for q in strings]
+            indices, scores = search(self._model, token_ids, k, self.workers, self._folder, self._store_path,
+                                     tie_ids=self._doc_ids)  # fmt: skip
         # bm25s pads with score 0 when fewer than k documents share a term: keep real hits only.
-        run = {
-            q: {self._doc_ids[j]: float(s) for j, s in zip(indices[r], scores[r], strict=True) if s > 0}
-            for r, q in enumerate(qids)
-        }
+        run = to_run(qids, self._doc_ids, scores, indices, keep=scores > 0)
         self.timings["search_s"] = time.perf_counter() - t0
         return run
 
+    def close(self) -> None:
+        self._model = None
+
     def manifest(self) -> dict:
-        return {"retriever": "bm25s", "bm25": asdict(self.config), "text_format": TEXT_FORMAT}
+        return {"retriever": "bm25s", "bm25": asdict(self.config), "text_format": TEXT_FORMAT,
+                "bm25_index": self.index_info}  # fmt: skip
 
     def settings(self) -> dict:
         return {"bm25": asdict(self.config)}
 
 
+def _complete(folder: Path, key: dict) -> bool:
+    try:
+        meta = json.loads((folder / "gtr-eval.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("key") == key and all((folder / name).is_file() for name in INDEX_FILES)

@@ -56,7 +56,7 @@ def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
     """`bm25`, a GTR/other preset name, a hub id, a local sentence-transformers folder, or a
     `ModelPair` of query and document models."""
     if spec == "bm25":
-        return BM25Retriever(opts.bm25, progress=opts.progress)
+        return BM25Retriever(opts.bm25, progress=opts.progress, cache_dir=opts.cache_dir)
     pair = spec if isinstance(spec, ModelPair) else None
     family = "dense" if pair else (model_family(spec) if opts.family == "auto" else opts.family)
     if family not in FAMILIES:

@@ -1,0 +1,107 @@
+"""Line-by-line reading of BEIR's JSONL files, with every problem reported by file and line.
+
+This is the strict reference reader: the corpus store's fast Arrow path (`store`) accepts a file
+only where this reader would accept it too, and falls back to it to name the line of a problem.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input: the message names the file, the line and the problem."""
+
+    def __init__(self, path: Path | str, line: int | str | None, problem: str):
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path, self.line, self.problem = str(path), line, problem
+
+
+def numbered_lines(path: Path, hasher, opener=open) -> Iterator[tuple[int, str]]:
+    """Numbered lines, LF or CRLF, with UTF-8 errors reported by line; feeds `hasher` the raw bytes.
+
+    `opener` may be `gzip.open` (the hub's `corpus.jsonl.gz`): lines are then those of the content."""
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            hasher.update(raw)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, lineno, f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            yield lineno, line.rstrip("\r\n")
+
+
+def json_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
+    """One BEIR record: a JSON object with a non-empty `_id` and string (or null) `title`/`text`."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(path, lineno, f"invalid JSON ({e.msg}, column {e.colno})") from None
+    except RecursionError:
+        raise DataError(path, lineno, "invalid JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer literal longer than Python's 4300-digit limit
+        raise DataError(path, lineno, f"invalid JSON ({e})") from None
+    if not isinstance(rec, dict):
+        raise DataError(path, lineno, "expected a JSON object")
+    check_record(path, lineno, rec, required)
+    if "\\u" in line:  # only a \uXXXX escape can yield a lone surrogate, which UTF-8 cannot encode
+        for key in ("_id", "title", "text"):
+            if isinstance(rec.get(key), str):
+                try:
+                    rec[key].encode("utf-8")
+                except UnicodeEncodeError:
+                    raise DataError(
+                        path, lineno, f"field {key!r} holds a lone surrogate escape (\\ud800-\\udfff)"
+                    ) from None
+    return rec
+
+
+def check_record(path: Path | str, where: int | str, rec: dict, required: tuple[str, ...]) -> None:
+    """The checks every corpus or query record passes, from a jsonl line or a parquet row alike."""
+    for key in required:
+        if key not in rec:
+            raise DataError(path, where, f"missing field {key!r}")
+    if not isinstance(rec["_id"], str | int) or str(rec["_id"]) == "":
+        raise DataError(path, where, "field '_id' must be a non-empty string")
+    for key in ("title", "text"):
+        if key in rec and rec[key] is not None and not isinstance(rec[key], str):
+            raise DataError(path, where, f"field {key!r} must be a string")
+
+
+def jsonl_records(path: Path, required: tuple[str, ...], opener=open) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for each non-blank line, checked exactly as corpus.jsonl's lines are."""
+    for lineno, line in numbered_lines(path, _NoHash(), opener):
+        if line.strip():
+            yield lineno, json_record(path, lineno, line, required)
+
+
+class _NoHash:
+    def update(self, _: bytes) -> None:
+        pass
+
+
+def unique_records(path: Path, hasher, what: str) -> Iterator[tuple[str, dict]]:
+    """(id, record) per non-blank line, validated; a repeated id is a `DataError` naming both lines."""
+    seen: dict[str, int] = {}
+    for lineno, line in numbered_lines(path, hasher):
+        if not line.strip():
+            continue
+        rec = json_record(path, lineno, line, ("_id", "text"))
+        rid = str(rec["_id"])
+        if rid in seen:
+            raise DataError(path, lineno, f"duplicate {what} id {rid!r} (first on line {seen[rid]})")
+        seen[rid] = lineno
+        yield rid, rec
+
+
+def corpus_records(path: Path, hasher) -> Iterator[tuple[str, str, str]]:
+    """(id, title, text) per document of a corpus.jsonl, validated; duplicates and emptiness caught."""
+    empty = True
+    for doc_id, rec in unique_records(path, hasher, "document"):
+        empty = False
+        yield doc_id, rec.get("title") or "", rec.get("text") or ""
+    if empty:
+        raise DataError(path, None, "empty corpus: no documents")
