@@ -264,9 +264,9 @@ def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once
             raise RuntimeError("cannot get model 'org/missing-model' from the Hugging Face hub (offline)")
         return _Exploding() if spec == "exploding" else real_make(spec, opts)
 
-    def load(unit, echo):
+    def load(unit, echo, cache_dir=None):
         loads.append(unit.name)
-        return real_load(unit, echo)
+        return real_load(unit, echo, cache_dir)
 
     monkeypatch.setattr(runner, "make_retriever", make)
     monkeypatch.setattr(runner, "_load", load)
