@@ -74,8 +74,30 @@ class TextColumn(Sequence[str]):
         return int(hits[0])
 
     def take(self, indices) -> list[str]:
-        """The values at `indices` (any integer sequence or array), as Python strings."""
-        return self.arrow.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
+        """The values at `indices` (any integer sequence or array), as Python strings.
+
+        Taken chunk by chunk: `ChunkedArray.take` would first concatenate every chunk (at MS MARCO
+        size, 90 MB copied for each call, which made BM25's tie-breaking a third of its search)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        chunks = self.arrow.chunks
+        if len(chunks) <= 1 or not len(idx):
+            return self.arrow.take(pa.array(idx)).to_pylist()
+        if (idx < 0).any() or (idx >= len(self)).any():
+            raise IndexError(f"index out of range for a column of {len(self)} values")
+        starts = self._chunk_starts()
+        which = np.searchsorted(starts, idx, side="right") - 1
+        out: list = [None] * len(idx)
+        for c in np.unique(which):
+            sel = np.flatnonzero(which == c)
+            values = chunks[c].take(pa.array(idx[sel] - starts[c])).to_pylist()
+            for j, v in zip(sel.tolist(), values, strict=True):
+                out[j] = v
+        return out
+
+    def _chunk_starts(self) -> np.ndarray:
+        if getattr(self, "_starts", None) is None:
+            self._starts = np.cumsum([0] + [len(c) for c in self.arrow.chunks[:-1]], dtype=np.int64)
+        return self._starts
 
     def byte_lengths(self) -> np.ndarray:
         return pc.binary_length(self.arrow).to_numpy().astype(np.int64)
