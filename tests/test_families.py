@@ -172,6 +172,11 @@ def test_a_router_model_routes_queries_and_documents_and_scores_as_it_declares(t
     _assert_same_top(read_trec_run(stored.run_path), _library_topk(tiny["router"], tiny["router"], " ", 5, router=True))
     with pytest.raises(ValueError, match="Router"):
         DenseRetriever(DenseConfig(model=str(tiny["router"]), backend="onnx"), progress=False)
+    assert stored.manifest["backend"] == "torch" and stored.manifest["backend_requested"] == "auto"
+    assert "separate query and document encoders" in stored.manifest["backend_reason"]
+    pair = DenseRetriever(DenseConfig(model=str(tiny["doc"]), query_model=str(tiny["query"]), device="cpu"),
+                          progress=False)  # fmt: skip
+    assert pair.backend == "torch" and "separate" in pair.choice.reason
 
 
 def test_known_models_warn_when_run_with_settings_their_authors_did_not_use(tiny, hub, tmp_path):
