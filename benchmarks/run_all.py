@@ -394,7 +394,7 @@ def readme() -> str:
         out.append(f"## {title}\n")
         r = _load(name)
         if r is None:
-            out.append(f"Not measured yet: `python benchmarks/{SCRIPTS[name]}`.\n")
+            out.append(f"Not measured yet: `python benchmarks/{SCRIPTS[name.split('.')[0]]}`.\n")
             continue
         out.append("\n".join(render(r)) + "\n")
         out.append(_when(r) + "\n")
