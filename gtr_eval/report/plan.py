@@ -36,7 +36,7 @@ from ..retrieval import models as model_registry
 # all-MiniLM-L6-v2's WordPiece tokens per whitespace word on SciFact (1.571) and NFCorpus (1.529).
 TOKENS_PER_WORD = 1.55
 MINILM = model_registry.PRESETS["all-MiniLM-L6-v2"]
-# benchmarks/results/dense_e2e.json: all-MiniLM-L6-v2, torch fp32, batch 128, 2 threads, encoded
+# benchmarks/results/dense_e2e.epyc.json (AMD EPYC): all-MiniLM-L6-v2, torch fp32, batch 128, 2 threads, encoded
 # SciFact's 5,183 documents (213.63 words each, 256-token limit) in 280.27 s: ≈ 1.0e11 FLOP/s.
 CPU_FLOPS = 5_183 * min(213.63 * TOKENS_PER_WORD, 256) * 2 * MINILM.compute_params / 280.27
 # The same benchmark with --backend onnx: 126.00 s; benchmarks/results/onnx.json: int8 2.61x torch.
@@ -180,7 +180,10 @@ def encode_seconds(cost: ModelCost, device: Device, docs: float, doc_words: floa
         encode = flops / (GPU_FLOPS.get(device.dtype, GPU_FLOPS["fp32"]) * device.count)
         search = 2 * queries * docs * cost.dim / GPU_FLOPS["fp32"]
     else:
-        encode = flops / (CPU_FLOPS * CPU_BACKEND_SPEEDUP.get(device.backend, 1.0))
+        backend = device.backend
+        if backend == "auto":  # as `encoders.choose_backend`: ONNX for fp32 weights under 2 GiB
+            backend = "onnx" if cost.compute_params * 4 < 2**31 else "torch"
+        encode = flops / (CPU_FLOPS * CPU_BACKEND_SPEEDUP.get(backend, 1.0))
         search = 2 * queries * docs * cost.dim / CPU_SEARCH_FLOPS
     return encode + search
 
