@@ -54,6 +54,11 @@ def cache_key(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def queries_digest(qids: list[str], texts: list[str]) -> str:
+    """What a query shard's cache key names: every (id, text) pair, in order."""
+    return hashlib.sha256("\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode()).hexdigest()
+
+
 @dataclass
 class EncodeStats:
     shards_total: int = 0

@@ -9,7 +9,6 @@ own cache key (its own weights hash and max length).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import warnings
@@ -20,7 +19,7 @@ import numpy as np
 
 from ..data.loader import Corpus
 from .base import TEXT_FORMAT, Retriever, Run, to_run
-from .cache import STORAGE_DTYPES, ShardedEmbeddings, ShardSelector, encode_sharded
+from .cache import STORAGE_DTYPES, ShardedEmbeddings, ShardSelector, encode_sharded, queries_digest
 from .encoders import (
     AUTO,
     ONNX_BACKENDS,
@@ -365,12 +364,11 @@ class DenseRetriever(Retriever):
         self.settle_backend()
         qids = list(queries)
         texts = [queries[q] for q in qids]
-        digest = hashlib.sha256("\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode())
         emb = encode_sharded(
             texts=lambda idx: [texts[i] for i in idx],
             order=np.arange(len(texts)),
             encode=self._encoder(self.query_prompt, "query"),
-            key=self._key("queries", digest.hexdigest(), self.query_prompt),
+            key=self._key("queries", queries_digest(qids, texts), self.query_prompt),
             cache_dir=self.cache_dir,
             shard_size=max(1, len(texts)),
             desc=f"{self.name}: encode queries",

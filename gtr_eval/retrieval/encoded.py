@@ -8,7 +8,6 @@ the two families here run sentence-transformers' `SparseEncoder` / `MultiVectorE
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..data.loader import Corpus
 from .base import TEXT_FORMAT, Retriever, Run
-from .cache import PartsFormat, ShardedEmbeddings, ShardSelector, encode_sharded
+from .cache import PartsFormat, ShardedEmbeddings, ShardSelector, encode_sharded, queries_digest
 from .models import resolve_model, weights_fingerprint
 
 
@@ -142,12 +141,11 @@ class EncodedRetriever(Retriever):
         t0 = time.perf_counter()
         qids = list(queries)
         texts = [queries[q] for q in qids]
-        digest = hashlib.sha256("\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode())
         emb = encode_sharded(
             texts=lambda idx: [texts[i] for i in idx],
             order=np.arange(len(texts)),
             encode=lambda batch: self._encode(batch, "query"),
-            key=self._key("queries", digest.hexdigest()),
+            key=self._key("queries", queries_digest(qids, texts)),
             cache_dir=self.cache_dir,
             shard_size=max(1, len(texts)),
             desc=f"{self.name}: encode queries",
