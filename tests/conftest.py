@@ -46,6 +46,15 @@ def tiny_gtr(tmp_path_factory) -> Path:
     return build_tiny_gtr(tmp_path_factory.mktemp("tiny-gtr"))
 
 
+@pytest.fixture
+def amd_cpu(monkeypatch):
+    """The CPU-dependent defaults as on a non-Intel CPU (ONNX Runtime encodes, FAISS searches),
+    whichever CPU runs the tests; `gtr_eval.retrieval.hardware` explains the rule."""
+    from gtr_eval.retrieval import hardware
+
+    monkeypatch.setattr(hardware, "cpu_vendor", lambda: "AuthenticAMD")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_cache(tmp_path, monkeypatch):
     """Tests never write to the real user cache (model fingerprints, default embedding cache)."""

@@ -28,7 +28,7 @@ def top(run_: dict, n: int = 10) -> dict[str, list[str]]:
     return {q: sorted(docs, key=lambda d: (-docs[d], d))[:n] for q, docs in run_.items()}
 
 
-def test_pool_of_two_processes_matches_one_process(tiny_gtr, tmp_path):
+def test_pool_of_two_processes_matches_one_process(tiny_gtr, tmp_path, amd_cpu):
     data = load_beir_folder(DEMO)
     one = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), shard_size=5), cache_dir=tmp_path / "a", progress=False

@@ -21,6 +21,11 @@ from gtr_eval.retrieval.encoders import EncoderSpec, load_encoder  # noqa: E402
 DEMO = BUNDLED / "demo"
 
 
+@pytest.fixture(autouse=True)
+def _onnx_cpu(amd_cpu):
+    """`auto` picks ONNX Runtime on a non-Intel CPU; on an Intel CPU it is torch (test_hardware.py)."""
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
@@ -156,10 +161,10 @@ def test_auto_runs_onnx_on_cpu_with_the_same_cache_entry_as_backend_onnx(tiny_gt
 def test_auto_uses_torch_on_a_gpu_for_fp16_or_without_onnx(tiny_gtr, tmp_path, monkeypatch, caplog):
     from gtr_eval.retrieval import dense
 
-    monkeypatch.setattr(dense, "default_device", lambda: "cuda")  # as on a machine with a GPU
-    r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(dense, "default_device", lambda: "cuda")  # as on a machine with a GPU
+        r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
     assert r.backend == "torch" and r.spec().backend == "torch" and "device cuda" in r.manifest()["backend_reason"]
-    monkeypatch.undo()
     r = DenseRetriever(DenseConfig(model=str(tiny_gtr), dtype="fp16"), cache_dir=tmp_path, progress=False)
     assert r.backend == "torch" and r.settings()["backend"] == "torch"
     real_find_spec = importlib.util.find_spec

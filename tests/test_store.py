@@ -289,6 +289,26 @@ def test_corpus_reads_rows_by_range_and_by_index(tmp_path):
     assert sub.ids == ["d3", "d1"] and sub.store_path is None and sub.content_hash().startswith("content:")
 
 
+def test_rows_of_a_many_chunk_store_are_gathered_chunk_by_chunk():
+    """A store's columns come in many chunks; `Table.take` would concatenate each column whole first
+    (at MS MARCO size past Arrow's 2 GiB string offsets: "offset overflow").  Rows are gathered
+    chunk by chunk instead, in the order asked, repeats and all (the 8.8M run of
+    benchmarks/bench_scale.py is where the overflow showed)."""
+    records = [(f"d{i}", f"t{i % 5}", "w" * (i % 11) + str(i)) for i in range(1_000)]
+    whole = Corpus.from_records(records)
+    chunked = Corpus(pa.concat_tables([whole.table.slice(a, 97) for a in range(0, 1_000, 97)]))
+    assert chunked.table.column("text").num_chunks == 11
+    idx = np.random.default_rng(0).integers(0, 1_000, 700)
+    idx[:3] = [999, 0, 999]
+
+    expected = whole.rows(idx)
+    assert chunked.rows(idx).equals(expected)
+    assert chunked.texts(idx) == [whole.text(int(i)) for i in idx]
+    assert chunked.subset(idx[:5]).ids == [f"d{i}" for i in idx[:5]]
+    with pytest.raises(IndexError, match="out of range"):
+        chunked.rows(np.array([3, 1_000]))
+
+
 def test_in_memory_corpus_hash_is_unchanged():
     """The content hash of in-memory corpora (PeerQA) keys embedding caches: it must not move."""
     corpus = Corpus.from_records([("p/0", "", "x"), ("p/1", "T", "y")])

@@ -97,9 +97,10 @@ ENCODER_OPTIONS = (
     batch_size_option,
     click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "onnx-int8", "openvino"]), default="auto",
                  show_default=True,
-                 help="auto: ONNX Runtime fp32 on the CPU (same scores, about 2x faster; exported once, cached), "
-                      "torch on a GPU, for --dtype fp16/bf16, for weights of 2 GiB or more, for separate query/"
-                      "document encoders, or if the export fails. onnx-int8: dynamic int8 (CPU; own cache key)."),
+                 help="auto: ONNX Runtime fp32 on a non-Intel CPU (same scores, about 2x faster; exported once, "
+                      "cached), torch on an Intel CPU (MKL is faster there), on a GPU, for --dtype fp16/bf16, for "
+                      "weights of 2 GiB or more, for separate query/document encoders, or if the export fails. "
+                      "onnx-int8: dynamic int8 (CPU; own cache key)."),
     click.option("--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]"),
     click.option("--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]"),
     max_length_option,

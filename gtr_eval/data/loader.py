@@ -109,6 +109,28 @@ class TextColumn(Sequence[str]):
         return dict(zip(self.take(rows), rows.tolist(), strict=True))
 
 
+def _gather(table: pa.Table, idx: np.ndarray) -> pa.Table:
+    """`table.take(idx)` chunk by chunk.  `Table.take` concatenates each column's chunks first: a
+    copy of the whole corpus per call, and past 2 GiB of text (MS MARCO) an offset overflow."""
+    batches = table.to_batches()
+    if len(batches) <= 1 or not len(idx):
+        return table.take(pa.array(idx, pa.int64()))
+    n = table.num_rows
+    if (idx < 0).any() or (idx >= n).any():
+        raise IndexError(f"index out of range for a table of {n} rows")
+    starts = np.cumsum([0] + [b.num_rows for b in batches[:-1]], dtype=np.int64)
+    which = np.searchsorted(starts, idx, side="right") - 1
+    grouped = np.argsort(which, kind="stable")  # the rows of each batch together, in request order
+    parts = []
+    for c in np.unique(which):
+        sel = grouped[which[grouped] == c]
+        parts.append(batches[c].take(pa.array(idx[sel] - starts[c])))
+    picked = pa.Table.from_batches(parts, schema=table.schema).combine_chunks()  # only the rows taken
+    inverse = np.empty(len(idx), dtype=np.int64)
+    inverse[grouped] = np.arange(len(idx))
+    return picked.take(pa.array(inverse))
+
+
 class Corpus:
     """Documents in file order. `text(i)` is BEIR's `(title + " " + text).strip()`.
 
@@ -141,7 +163,7 @@ class Corpus:
             return self.table
         if isinstance(indices, range) and indices.step == 1:
             return self.table.slice(indices.start, len(indices))
-        return self.table.take(pa.array(np.asarray(indices, dtype=np.int64)))
+        return _gather(self.table, np.asarray(indices, dtype=np.int64))
 
     def texts(self, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
         """Texts of `indices` (a range of rows for shards and chunks; default: every document)."""

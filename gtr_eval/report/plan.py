@@ -181,7 +181,9 @@ def encode_seconds(cost: ModelCost, device: Device, docs: float, doc_words: floa
         search = 2 * queries * docs * cost.dim / GPU_FLOPS["fp32"]
     else:
         backend = device.backend
-        if backend == "auto":  # as `encoders.choose_backend`: ONNX for fp32 weights under 2 GiB
+        # `auto`: ONNX for fp32 weights under 2 GiB (on an Intel CPU `auto` runs torch in small
+        # batches instead, measured slightly faster than ONNX there: the ONNX rate is the estimate)
+        if backend == "auto":
             backend = "onnx" if cost.compute_params * 4 < 2**31 else "torch"
         encode = flops / (CPU_FLOPS * CPU_BACKEND_SPEEDUP.get(backend, 1.0))
         search = 2 * queries * docs * cost.dim / CPU_SEARCH_FLOPS

@@ -56,7 +56,7 @@ class DenseConfig:
     score: str | None = None  # "dot" or "cos"; None: the preset's, else "cos"
     device: str | None = None
     dtype: str = "fp32"
-    backend: str = AUTO  # auto: ONNX fp32 on the CPU, torch on a GPU (see `encoders.choose_backend`)
+    backend: str = AUTO  # auto: ONNX fp32 on a non-Intel CPU, else torch (see `encoders.choose_backend`)
     trust_remote_code: bool = False
     shard_size: int = 2048
     name: str | None = None

@@ -7,9 +7,15 @@ Backends: `torch` (sentence-transformers as is), `onnx` (the whole sentence-tran
 exported to ONNX, fused, run by ONNX Runtime in fp32), `onnx-int8` (the same graph with dynamic
 per-channel int8 weights for its MatMuls), `openvino` (passed to sentence-transformers, which needs
 `optimum-intel`).  `auto`, the default, is not a backend but a rule (`choose_backend`): ONNX fp32
-where it gives the same vectors faster (the CPU, fp32, a model that fits one ONNX file), torch
-elsewhere.  It is settled before anything is keyed by the backend, so an `EncoderSpec` always names
-a concrete one.
+where it gives the same vectors faster (a non-Intel CPU, fp32, a model that fits one ONNX file),
+torch elsewhere (GPUs, Intel CPUs: see `hardware`).  It is settled before anything is keyed by the
+backend, so an `EncoderSpec` always names a concrete one.
+
+On the CPU both backends run transformers in batches of at most `CPU_BATCH` texts, whatever `--batch-size`
+says (larger values are split; the vectors differ from one big batch by float rounding only):
+activations of small batches stay in the CPU's caches.  all-MiniLM-L6-v2 on 800 SciFact documents,
+2-core Intel Xeon, torch: 20.9 s in batches of 16, 23.9 s of 32, 30.6 s of 128 (beir's default);
+ONNX Runtime on the AMD EPYC: batches of 16 were 27% faster than 128.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from .hardware import CPU_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +78,9 @@ def choose_backend(
     export_dir: Path | None = None,
     fingerprint: str = "",
 ) -> BackendChoice:
-    """Settle `auto` without loading the model: ONNX fp32 on the CPU, torch on a GPU, for another
-    dtype, without onnx/onnxruntime, for weights of 2 GiB or more, or where the export failed before.
+    """Settle `auto` without loading the model: ONNX fp32 on the CPU; torch on a GPU, on an Intel CPU
+    (its MKL kernels are faster there), for another dtype, without onnx/onnxruntime, for weights of
+    2 GiB or more, or where the export failed before.
 
     (A first export can still fail; `DenseRetriever` then falls back to torch before it keys the cache.)
     """
@@ -87,6 +96,10 @@ def choose_backend(
         return use_torch(f"device {gpu[0]}: the ONNX backend runs on the CPU")
     if dtype != "fp32":
         return use_torch(f"dtype {dtype}: the ONNX backend runs fp32")
+    from .hardware import torch_fastest_on_cpu
+
+    if torch_fastest_on_cpu():
+        return use_torch("Intel CPU: torch's MKL kernels encode faster than ONNX Runtime here")
     if missing := _missing_onnx():
         return use_torch(f"{missing} is not installed (`pip install onnx onnxruntime` makes CPU runs about 2x faster)")
     from .models import weights_fp32_bytes
@@ -145,13 +158,16 @@ class TorchEncoder:
             backend=spec.backend,
         )
         self.max_seq_length = self.model.max_seq_length
+        # small batches on the CPU for transformers (a static embedding is fastest in big ones)
+        small = str(self.model.device).startswith("cpu") and hasattr(self.model[0], "auto_model")
+        self.batch_size = max(1, min(spec.batch_size, CPU_BATCH)) if small else spec.batch_size
 
     def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray:
         """`task` ("query" / "document") picks the route of a model with a `Router` (separate query
         and document stacks); a model without one encodes the same either way."""
         emb = self.model.encode(
             texts,
-            batch_size=self.spec.batch_size,
+            batch_size=self.batch_size,
             prompt=prompt or None,
             convert_to_numpy=True,
             show_progress_bar=False,

@@ -31,7 +31,7 @@ class RetrieverOptions:
     device: str | None = None
     dtype: str = "fp32"
     batch_size: int | None = None
-    backend: str = "auto"  # ONNX fp32 on the CPU, torch on a GPU (`encoders.choose_backend`)
+    backend: str = "auto"  # ONNX fp32 on a non-Intel CPU, else torch (`encoders.choose_backend`)
     query_prompt: str | None = None
     doc_prompt: str | None = None
     max_length: int | None = None

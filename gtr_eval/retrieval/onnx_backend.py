@@ -35,17 +35,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock
 
-if TYPE_CHECKING:  # only a type here: `encoders` imports this module when asked for ONNX
+from .hardware import CPU_BATCH
+
+if TYPE_CHECKING:
     from .encoders import EncoderSpec
 
 log = logging.getLogger(__name__)
 
 RECIPE = "st-stack-v1-opset17-pcq"  # bump when any step below changes the files it writes
 FUSABLE = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "distilbert": "bert", "mpnet": "bert"}
-# ONNX Runtime on CPU runs fastest in small batches (activations stay in cache): on the 2-core
-# benchmark machine batches of 16 were 14% (int8) to 27% (fp32) faster than 128.  Larger
-# `--batch-size` values are split; the vectors differ from one big batch only by float rounding.
-CPU_BATCH = 16
 PROBE = [
     "dense retrieval with a sentence encoder",
     "a longer passage about bread, ovens and yeast, with padding in its batch",
@@ -309,7 +307,7 @@ class OnnxEncoder:
             return np.zeros((0, 0), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # as sentence-transformers does
         out: np.ndarray | None = None
-        bs = max(1, min(self.spec.batch_size, CPU_BATCH))
+        bs = max(1, min(self.spec.batch_size, CPU_BATCH))  # small batches run fastest (see encoders)
         for s in range(0, len(texts), bs):
             rows = order[s : s + bs]
             feats = _features(self.model, [texts[i] for i in rows], prompt)

@@ -10,9 +10,9 @@ matrix, against 3.4 GB for FAISS IndexFlatIP over the loaded matrix, in the same
 
 Two kernels give the same result (up to the rounding of near-ties): `torch` (matmul + topk) and
 `faiss` (`faiss.knn`: its BLAS matmul + heap k-selection per block).  `benchmarks/bench_search.py`
-measures both: on the AMD EPYC benchmark machine faiss was 1.7x faster for top-1000 (torch's CPU
-matmul alone was slower there than faiss' matmul + selection; see benchmarks/README.md), so
-`kernel="auto"` uses faiss on CPU when it is installed and torch otherwise (and on GPUs).
+measures both: for top-1000 faiss was 1.7x faster on the AMD EPYC benchmark machine, torch 1.7x
+faster on the Intel Xeon (torch's CPU matmul is MKL's, fast on Intel CPUs only; see `hardware`), so
+`kernel="auto"` uses torch on GPUs and Intel CPUs, and faiss on other CPUs when it is installed.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def exact_search(
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, not {kernel!r}")
     if kernel == "auto":
-        kernel = "faiss" if str(device).startswith("cpu") and _has_faiss() else "torch"
+        kernel = auto_kernel(device)
     q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
     if score == "cos":
         q = _normalize(q)
@@ -103,6 +103,14 @@ def exact_search(
             new_s, new_i = _torch_topk(q, d, k, block_bytes)
         best_s, best_i = _merge(best_s, best_i, new_s, new_i + start, top_k)
     return best_s.cpu().numpy(), best_i.cpu().numpy()
+
+
+def auto_kernel(device: str = "cpu") -> str:
+    """The faster kernel on `device` (see the module docstring)."""
+    from .hardware import torch_fastest_on_cpu
+
+    cpu = str(device).startswith("cpu")
+    return "faiss" if cpu and _has_faiss() and not torch_fastest_on_cpu() else "torch"
 
 
 def _has_faiss() -> bool:
