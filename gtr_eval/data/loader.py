@@ -82,15 +82,9 @@ class TextColumn(Sequence[str]):
         chunks = self.arrow.chunks
         if len(chunks) <= 1 or not len(idx):
             return self.arrow.take(pa.array(idx)).to_pylist()
-        if (idx < 0).any() or (idx >= len(self)).any():
-            raise IndexError(f"index out of range for a column of {len(self)} values")
-        starts = self._chunk_starts()
-        which = np.searchsorted(starts, idx, side="right") - 1
         out: list = [None] * len(idx)
-        for c in np.unique(which):
-            sel = np.flatnonzero(which == c)
-            values = chunks[c].take(pa.array(idx[sel] - starts[c])).to_pylist()
-            for j, v in zip(sel.tolist(), values, strict=True):
+        for c, sel, rows in _by_chunk(self._chunk_starts(), len(self), idx):
+            for j, v in zip(sel.tolist(), chunks[c].take(pa.array(rows)).to_pylist(), strict=True):
                 out[j] = v
         return out
 
@@ -109,25 +103,32 @@ class TextColumn(Sequence[str]):
         return dict(zip(self.take(rows), rows.tolist(), strict=True))
 
 
+def _by_chunk(starts: np.ndarray, n: int, idx: np.ndarray):
+    """Row indices `idx` into `n` rows stored in chunks beginning at `starts`, chunk by chunk:
+    (chunk, positions in `idx`, rows within the chunk).  Taking from each chunk avoids Arrow's
+    whole-column concatenation (see `_gather`)."""
+    if (idx < 0).any() or (idx >= n).any():
+        raise IndexError(f"index out of range for {n} rows")
+    which = np.searchsorted(starts, idx, side="right") - 1
+    for c in np.unique(which):
+        sel = np.flatnonzero(which == c)
+        yield int(c), sel, idx[sel] - starts[c]
+
+
 def _gather(table: pa.Table, idx: np.ndarray) -> pa.Table:
     """`table.take(idx)` chunk by chunk.  `Table.take` concatenates each column's chunks first: a
     copy of the whole corpus per call, and past 2 GiB of text (MS MARCO) an offset overflow."""
     batches = table.to_batches()
     if len(batches) <= 1 or not len(idx):
         return table.take(pa.array(idx, pa.int64()))
-    n = table.num_rows
-    if (idx < 0).any() or (idx >= n).any():
-        raise IndexError(f"index out of range for a table of {n} rows")
     starts = np.cumsum([0] + [b.num_rows for b in batches[:-1]], dtype=np.int64)
-    which = np.searchsorted(starts, idx, side="right") - 1
-    grouped = np.argsort(which, kind="stable")  # the rows of each batch together, in request order
-    parts = []
-    for c in np.unique(which):
-        sel = grouped[which[grouped] == c]
-        parts.append(batches[c].take(pa.array(idx[sel] - starts[c])))
+    parts, positions = [], []
+    for c, sel, rows in _by_chunk(starts, table.num_rows, idx):
+        parts.append(batches[c].take(pa.array(rows)))
+        positions.append(sel)
     picked = pa.Table.from_batches(parts, schema=table.schema).combine_chunks()  # only the rows taken
     inverse = np.empty(len(idx), dtype=np.int64)
-    inverse[grouped] = np.arange(len(idx))
+    inverse[np.concatenate(positions)] = np.arange(len(idx))
     return picked.take(pa.array(inverse))
 
 

@@ -32,6 +32,7 @@ from ..data import registry
 from ..data.units import Selection, unit_names
 from ..results import is_done
 from ..retrieval import models as model_registry
+from ..retrieval.encoders import ONNX_MAX_BYTES
 
 # all-MiniLM-L6-v2's WordPiece tokens per whitespace word on SciFact (1.571) and NFCorpus (1.529).
 TOKENS_PER_WORD = 1.55
@@ -184,7 +185,7 @@ def encode_seconds(cost: ModelCost, device: Device, docs: float, doc_words: floa
         # `auto`: ONNX for fp32 weights under 2 GiB (on an Intel CPU `auto` runs torch in small
         # batches instead, measured slightly faster than ONNX there: the ONNX rate is the estimate)
         if backend == "auto":
-            backend = "onnx" if cost.compute_params * 4 < 2**31 else "torch"
+            backend = "onnx" if cost.compute_params * 4 < ONNX_MAX_BYTES else "torch"
         encode = flops / (CPU_FLOPS * CPU_BACKEND_SPEEDUP.get(backend, 1.0))
         search = 2 * queries * docs * cost.dim / CPU_SEARCH_FLOPS
     return encode + search

@@ -11,7 +11,7 @@ where it gives the same vectors faster (a non-Intel CPU, fp32, a model that fits
 torch elsewhere (GPUs, Intel CPUs: see `hardware`).  It is settled before anything is keyed by the
 backend, so an `EncoderSpec` always names a concrete one.
 
-On the CPU both backends run transformers in batches of at most `CPU_BATCH` texts, whatever `--batch-size`
+On the CPU both backends run transformers in batches of at most `hardware.CPU_BATCH` texts, whatever `--batch-size`
 says (larger values are split; the vectors differ from one big batch by float rounding only):
 activations of small batches stay in the CPU's caches.  all-MiniLM-L6-v2 on 800 SciFact documents,
 2-core Intel Xeon, torch: 20.9 s in batches of 16, 23.9 s of 32, 30.6 s of 128 (beir's default);
@@ -29,7 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .hardware import CPU_BATCH
+from .hardware import cpu_batch, torch_fastest_on_cpu
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,6 @@ def choose_backend(
         return use_torch(f"device {gpu[0]}: the ONNX backend runs on the CPU")
     if dtype != "fp32":
         return use_torch(f"dtype {dtype}: the ONNX backend runs fp32")
-    from .hardware import torch_fastest_on_cpu
-
     if torch_fastest_on_cpu():
         return use_torch("Intel CPU: torch's MKL kernels encode faster than ONNX Runtime here")
     if missing := _missing_onnx():
@@ -160,7 +158,7 @@ class TorchEncoder:
         self.max_seq_length = self.model.max_seq_length
         # small batches on the CPU for transformers (a static embedding is fastest in big ones)
         small = str(self.model.device).startswith("cpu") and hasattr(self.model[0], "auto_model")
-        self.batch_size = max(1, min(spec.batch_size, CPU_BATCH)) if small else spec.batch_size
+        self.batch_size = cpu_batch(spec.batch_size) if small else spec.batch_size
 
     def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray:
         """`task` ("query" / "document") picks the route of a model with a `Router` (separate query

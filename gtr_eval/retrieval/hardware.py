@@ -24,6 +24,11 @@ from pathlib import Path
 CPU_BATCH = 16
 
 
+def cpu_batch(batch_size: int) -> int:
+    """The batch size a transformer runs with on the CPU when `batch_size` is asked for."""
+    return max(1, min(batch_size, CPU_BATCH))
+
+
 @functools.cache
 def cpu_vendor() -> str:
     """`GenuineIntel`, `AuthenticAMD`, … (Linux); elsewhere what `platform.processor()` says."""

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock
 
-from .hardware import CPU_BATCH
+from .hardware import cpu_batch
 
 if TYPE_CHECKING:
     from .encoders import EncoderSpec
@@ -307,7 +307,7 @@ class OnnxEncoder:
             return np.zeros((0, 0), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # as sentence-transformers does
         out: np.ndarray | None = None
-        bs = max(1, min(self.spec.batch_size, CPU_BATCH))  # small batches run fastest (see encoders)
+        bs = cpu_batch(self.spec.batch_size)  # small batches run fastest (see encoders)
         for s in range(0, len(texts), bs):
             rows = order[s : s + bs]
             feats = _features(self.model, [texts[i] for i in rows], prompt)

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from .hardware import torch_fastest_on_cpu
+
 SCORE_FUNCTIONS = ("dot", "cos")
 KERNELS = ("auto", "torch", "faiss")
 
@@ -107,8 +109,6 @@ def exact_search(
 
 def auto_kernel(device: str = "cpu") -> str:
     """The faster kernel on `device` (see the module docstring)."""
-    from .hardware import torch_fastest_on_cpu
-
     cpu = str(device).startswith("cpu")
     return "faiss" if cpu and _has_faiss() and not torch_fastest_on_cpu() else "torch"
 
