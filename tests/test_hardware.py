@@ -36,7 +36,10 @@ def test_cpu_vendor_is_read_from_the_machine():
         text = open("/proc/cpuinfo").read()
     except OSError:
         pytest.skip("no /proc/cpuinfo")
-    assert f"vendor_id\t: {vendor}" in text or f"vendor_id : {vendor}" in text or vendor in text
+    listed = {line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")}
+    if not listed:
+        pytest.skip("/proc/cpuinfo names no vendor_id (not x86)")
+    assert vendor and vendor in listed
 
 
 def test_the_auto_kernel_ranks_as_both_kernels_do(monkeypatch):
