@@ -29,7 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .hardware import cpu_batch, torch_fastest_on_cpu
+from .batching import token_batches
+from .hardware import cpu_batch, reuse_freed_memory, torch_fastest_on_cpu
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +157,25 @@ class TorchEncoder:
             backend=spec.backend,
         )
         self.max_seq_length = self.model.max_seq_length
-        # small batches on the CPU for transformers (a static embedding is fastest in big ones)
-        small = str(self.model.device).startswith("cpu") and hasattr(self.model[0], "auto_model")
-        self.batch_size = cpu_batch(spec.batch_size) if small else spec.batch_size
+        # A transformer on the CPU runs in small batches (a static embedding is fastest in big ones),
+        # of equal token counts, with its activations' memory reused (`hardware.reuse_freed_memory`).
+        self.cpu_transformer = str(self.model.device).startswith("cpu") and hasattr(self.model[0], "auto_model")
+        self.batch_size = cpu_batch(spec.batch_size) if self.cpu_transformer else spec.batch_size
+        if self.cpu_transformer:
+            reuse_freed_memory()
+        self.model.eval()
+
+    @property
+    def by_tokens(self) -> bool:
+        """Batches of equal token counts (`batching`) for CPU transformers; a model that truncates its
+        vectors (`truncate_dim`) keeps sentence-transformers' `encode`, which applies it."""
+        return self.cpu_transformer and self.model.truncate_dim is None
 
     def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray:
         """`task` ("query" / "document") picks the route of a model with a `Router` (separate query
         and document stacks); a model without one encodes the same either way."""
+        if self.by_tokens and texts:
+            return self._encode_by_tokens(texts, prompt)
         emb = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -172,6 +185,22 @@ class TorchEncoder:
             **({"task": task} if task else {}),
         )
         return np.asarray(emb, dtype=np.float32)
+
+    def _encode_by_tokens(self, texts: list[str], prompt: str) -> np.ndarray:
+        """What `model.encode` returns (same prompt rule: an empty one means the model's default),
+        in batches of equal token counts."""
+        import torch
+
+        model = self.model
+        prompt = prompt or (model.prompts.get(model.default_prompt_name) if model.default_prompt_name else None)
+        out = None
+        with torch.inference_mode():
+            for rows, feats in token_batches(model, texts, prompt, self.batch_size):
+                emb = model(feats)["sentence_embedding"].float().numpy()
+                if out is None:
+                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+                out[rows] = emb
+        return out
 
 
 def configured_max_length(path: Path) -> int | None:

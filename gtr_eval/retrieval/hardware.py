@@ -46,3 +46,33 @@ def torch_fastest_on_cpu() -> bool:
     import torch
 
     return "GenuineIntel" in cpu_vendor() and torch.backends.mkl.is_available()
+
+
+# glibc serves blocks over its mmap threshold (128 KiB, raised only by frees of bigger blocks) with
+# fresh mmaps, and returns freed memory at the top of the heap beyond its trim threshold: each
+# batch's activations (16 × 256 tokens × 1,536 floats = 25 MB per MiniLM feed-forward layer) come back
+# as new pages the kernel must fault in and zero.  With these limits they are reused instead.
+# all-MiniLM-L6-v2, 1,000 SciFact documents, 2-core Intel Xeon: 26.0 s → 24.1 s (three runs each),
+# 887k → 229k minor page faults.  The cost is freed memory kept for reuse (at most the trim threshold
+# at the top of the heap) instead of being handed back at once.
+MMAP_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 512 << 20
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Make glibc's malloc keep freed blocks of up to `MMAP_THRESHOLD` for reuse (once a process).
+
+    True when the limits were set; False where there is no glibc (macOS, Windows, musl)."""
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    ok = libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1
+    return libc.mallopt(m_trim_threshold, TRIM_THRESHOLD) == 1 and ok

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock
 
+from .batching import token_batches
 from .hardware import cpu_batch
 
 if TYPE_CHECKING:
@@ -305,12 +306,10 @@ class OnnxEncoder:
         # `task` routes only Router models, which the ONNX export does not take (DenseRetriever refuses).
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # as sentence-transformers does
         out: np.ndarray | None = None
         bs = cpu_batch(self.spec.batch_size)  # small batches run fastest (see encoders)
-        for s in range(0, len(texts), bs):
-            rows = order[s : s + bs]
-            feats = _features(self.model, [texts[i] for i in rows], prompt)
+        # prompt: as `_features` passes it (pooling that drops the prompt: see _check_pooling)
+        for rows, feats in token_batches(self.model, texts, prompt or None, bs):
             emb = self.session.run(None, {k: feats[k].numpy() for k in self.inputs})[0]
             if out is None:
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
