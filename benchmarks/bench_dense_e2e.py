@@ -6,8 +6,9 @@ side in its own process (wall time and peak RSS of that process), our run withou
 queries, search top-1000 and score; NDCG@10 of both is reported.
 
 Variants of our side (`--variants`, default `default,torch`): `default` (the command as a user
-types it, no backend flag: `--backend auto`, which is ONNX Runtime fp32 on this CPU; run cold, with
-an empty user cache, so its time includes the one-time ONNX export a first run pays), `torch`
+types it, no backend flag: `--backend auto`, which is torch on an Intel CPU and ONNX Runtime fp32 on
+others; run cold, with an empty user cache, so its time includes the one-time ONNX export a first run
+pays where ONNX is chosen), `torch`
 (`--backend torch`), `torch-2proc` (`--backend torch --processes 2`, one thread each; not faster
 here, see bench_parallel.py), `onnx` (`--backend onnx`; its export done beforehand and cached, as
 after the first run).

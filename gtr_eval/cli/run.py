@@ -41,9 +41,9 @@ def run_cmd(models, pair, datasets, data, results_dir: Path, options, top_k: int
     Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
     its last complete cache shard. A pair that fails is reported and skipped, the others go on; the
     exit code is then 3.  --query-model/--doc-model add one asymmetric system, named
-    <query model>~<document model> (or the preset's name, e.g. dpr).  On a CPU, dense models
-    are encoded by ONNX Runtime in fp32 (--backend auto, the default: same scores as torch in about
-    half the time); on a GPU by torch.
+    <query model>~<document model> (or the preset's name, e.g. dpr).  Dense models are
+    encoded (--backend auto, the default) by ONNX Runtime in fp32 on a non-Intel CPU (same scores as
+    torch in about half the time there), by torch on an Intel CPU (MKL is faster there) and on a GPU.
 
     \b
     Sweeps: -d beir (the 14 public BEIR sets), -d beir-small (those under 600k

@@ -15,7 +15,8 @@ On the CPU both backends run transformers in batches of at most `hardware.CPU_BA
 says (larger values are split; the vectors differ from one big batch by float rounding only):
 activations of small batches stay in the CPU's caches.  all-MiniLM-L6-v2 on 800 SciFact documents,
 2-core Intel Xeon, torch: 20.9 s in batches of 16, 23.9 s of 32, 30.6 s of 128 (beir's default);
-ONNX Runtime on the AMD EPYC: batches of 16 were 27% faster than 128.
+ONNX Runtime on the AMD EPYC: batches of 16 were 27% faster than 128.  Each batch holds texts of
+equal token counts, cut to its longest (`batching`), so almost nothing is padding.
 """
 
 from __future__ import annotations
