@@ -44,19 +44,20 @@ def token_batches(
     import torch
 
     for start in range(0, len(texts), chunk):
-        n = min(chunk, len(texts) - start)
-        feats = model.preprocess(texts[start : start + n], prompt=prompt)
+        part = texts[start : start + chunk]
+        feats = model.preprocess(part, prompt=prompt)
         mask = feats.get("attention_mask")
         if not isinstance(mask, torch.Tensor):
-            yield from _char_batches(model, texts[start : start + n], prompt, batch_size, start)
+            yield from _char_batches(model, part, prompt, batch_size, start)
             continue
         lengths = mask.sum(1).numpy()
         order = np.argsort(-lengths, kind="stable")
-        for s in range(0, n, batch_size):
+        for s in range(0, len(part), batch_size):
             rows = order[s : s + batch_size]
             width = max(1, int(lengths[rows[0]]))
             cols = slice(0, width) if side == "right" else slice(mask.shape[1] - width, None)
-            yield start + rows, {k: _cut(v, torch.from_numpy(rows), cols, n) for k, v in feats.items()}
+            picked = torch.from_numpy(rows)
+            yield start + rows, {k: _cut(v, picked, cols, len(part)) for k, v in feats.items()}
 
 
 def _char_batches(model, texts: list[str], prompt: str | None, batch_size: int, start: int = 0):
