@@ -419,25 +419,27 @@ NOTES = """## Notes on the method and the findings
   topk in search (1e, earlier record) and ONNX Runtime ran the very same fp32 model 1.7-2× faster
   than torch (1a, earlier record: 0.46× beir's time).  On the Intel Xeon it is the other way round:
   torch's matmul + topk searched 1.7× faster than FAISS (1e) and torch, in batches of 16, ran
-  SciFact end to end 1.18× faster than ONNX Runtime (1a: 136.9 s vs 161.0 s).  So `auto` runs
+  SciFact end to end 1.22× faster than ONNX Runtime (1a: 131.8 s vs 161.1 s).  So `auto` runs
   ONNX Runtime fp32 on non-Intel CPUs and torch on Intel CPUs (and on GPUs, for fp16/bf16, or when
   the export fails), and `exact_search` picks faiss or torch by the same rule.
-* The ≤ 0.6× target of 1a is met on the AMD EPYC (0.46×) and not on the Intel Xeon: 0.653× in the
-  record above (medians of two rounds, 136.9 s vs 209.8 s).  Batches of equal token counts and
-  reused activation memory (docs/backends.md) cut our default run from 143.8 s to 135.9 s on one
-  machine the same day (single runs).  Between the previous record and this one both sides ran
-  faster (ours 153.0 → 136.9 s, beir 239.7 → 209.8 s: 0.638× then), so the ratio did not fall
-  below 0.6.  What is left is the model's arithmetic:
-  all-MiniLM-L6-v2 over SciFact (about 1.2M tokens after truncation to 256) is about 29 TFLOP, which
-  the default encodes in about 132 s (220 GFLOP/s); its matrix products alone run at about
-  270 GFLOP/s, near the fp32 peak of two AVX-512 cores, and attention, GELU, LayerNorm and bias
-  copies take the rest.  Also tried on this CPU, none faster: batch 4/8/32 (same or slower), eager
-  attention (1.5× slower), `torch.compile` (7% slower), two processes × one thread (no gain), MKL's
-  and oneDNN's pre-packed weights (0-4% per product, 4.5× the weight memory for MKL's), OpenVINO in
-  fp32 (3% faster over all of SciFact, a new dependency).  beir loses mainly to its batches of 128,
-  which spill out of the CPU's caches (the same torch code in batches of 16: about 1.5× faster on
-  800 SciFact documents).  A faster default would need lower precision (int8 or bf16), which
-  changes the scores.
+* The ≤ 0.6× target of 1a is met on the AMD EPYC (0.46×) and not on the Intel Xeon: 0.688× in the
+  record above (medians of two rounds, 131.8 s vs 191.4 s).  Our side got faster with each change
+  and each record (153.0 s, then 136.9 s, now 131.8 s), but beir's ran at different speeds on
+  different days (239.7 s, 209.8 s, now 191.4 s), so the ratio went 0.638×, 0.653×, 0.688×.  What
+  the changes did, measured side by side in one process: batches of equal token counts and reused
+  activation memory 143.8 s → 135.9 s end to end (same machine, same day); oneDNN's fused linear
+  layers (`gtr_eval/retrieval/onednn.py`: GELU, bias and residual add inside the matrix product)
+  23.5 s vs 24.6 s on 1,000 SciFact documents (−4.4%, medians of three alternating rounds).
+  What is left is the model's arithmetic: all-MiniLM-L6-v2 over SciFact (about 1.2M tokens after
+  truncation to 256) is about 29 TFLOP, which the default encodes in about 128 s; its matrix
+  products run at about 270-300 GFLOP/s, the fp32 peak of two AVX-512 cores, and take 71% of a
+  forward pass; attention (17%) and LayerNorm take most of the rest.  Also tried on this CPU, none
+  faster: batch 4/8/32 (same or slower), eager attention (1.5× slower), `torch.compile` (7% slower),
+  two processes × one thread (no gain), MKL's pre-packed weights (0-4% per product, 4.5× the weight
+  memory), OpenVINO in fp32 (3% faster over all of SciFact, a new dependency).  beir loses mainly to
+  its batches of 128, which spill out of the CPU's caches (the same torch code in batches of 16:
+  about 1.5× faster on 800 SciFact documents).  A faster default would need lower precision (int8
+  or bf16), which changes the scores.
 * Two processes × one thread did not beat one process × two threads for MiniLM here (section 4):
   torch's intra-op parallelism already keeps both cores busy, and each worker pays a start-up.
   The pool is for machines with several GPUs (`--devices cuda:0,cuda:1`) or many cores.

@@ -16,7 +16,8 @@ says (larger values are split; the vectors differ from one big batch by float ro
 activations of small batches stay in the CPU's caches.  all-MiniLM-L6-v2 on 800 SciFact documents,
 2-core Intel Xeon, torch: 20.9 s in batches of 16, 23.9 s of 32, 30.6 s of 128 (beir's default);
 ONNX Runtime on the AMD EPYC: batches of 16 were 27% faster than 128.  Each batch holds texts of
-equal token counts, cut to its longest (`batching`), so almost nothing is padding.
+equal token counts, cut to its longest (`batching`), so almost nothing is padding.  On x86-64 CPUs
+torch runs the linear layers through oneDNN, fused with their activation / residual add (`onednn`).
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ class TorchEncoder:
 
     def __init__(self, spec: EncoderSpec):
         from .models import load_sentence_transformer
+        from .onednn import fuse_linears
 
         self.spec = spec
         self.model = load_sentence_transformer(
@@ -165,6 +167,9 @@ class TorchEncoder:
         if self.cpu_transformer:
             reuse_freed_memory()
         self.model.eval()
+        # On an x86 CPU its linear layers run through oneDNN, fused with their GELU / residual add
+        # (`onednn`): the same vectors up to float rounding, about 10% faster.
+        self.fused_linears = fuse_linears(self.model[0].auto_model) if self.cpu_transformer else 0
 
     @property
     def by_tokens(self) -> bool:
