@@ -115,6 +115,11 @@ def _by_chunk(starts: np.ndarray, n: int, idx: np.ndarray):
         yield int(c), sel, idx[sel] - starts[c]
 
 
+def _is_span(indices) -> bool:
+    """A `range` of consecutive rows: a zero-copy slice of the table."""
+    return isinstance(indices, range) and indices.step == 1
+
+
 def _gather(table: pa.Table, idx: np.ndarray) -> pa.Table:
     """`table.take(idx)` chunk by chunk.  `Table.take` concatenates each column's chunks first: a
     copy of the whole corpus per call, and past 2 GiB of text (MS MARCO) an offset overflow."""
@@ -162,14 +167,14 @@ class Corpus:
         """The rows at `indices`: a zero-copy slice for a `range` with step 1, else a gather."""
         if indices is None:
             return self.table
-        if isinstance(indices, range) and indices.step == 1:
+        if _is_span(indices):
             return self.table.slice(indices.start, len(indices))
         return _gather(self.table, np.asarray(indices, dtype=np.int64))
 
     def texts(self, indices: Sequence[int] | np.ndarray | None = None) -> list[str]:
         """Texts of `indices` (a range of rows for shards and chunks, rows in any order for
         length-ordered shards; default: every document)."""
-        if indices is None or (isinstance(indices, range) and indices.step == 1):
+        if indices is None or _is_span(indices):
             rows = self.rows(indices)  # a zero-copy slice
             titles, bodies = rows.column("title").to_pylist(), rows.column("text").to_pylist()
         else:  # two string columns taken chunk by chunk: 2,048 scattered rows of the 8.8M-passage

@@ -14,7 +14,7 @@ sentence-transformers' own `encode`; the vectors differ by float rounding (max 1
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -58,6 +58,19 @@ def token_batches(
             cols = slice(0, width) if side == "right" else slice(mask.shape[1] - width, None)
             picked = torch.from_numpy(rows)
             yield start + rows, {k: _cut(v, picked, cols, len(part)) for k, v in feats.items()}
+
+
+def encode_batches(
+    model, texts: list[str], prompt: str | None, batch_size: int, run: Callable[[dict], np.ndarray]
+) -> np.ndarray:
+    """`run(features)` over the `token_batches` of `texts`, its rows put back in `texts`' order."""
+    out = None
+    for rows, feats in token_batches(model, texts, prompt, batch_size):
+        emb = run(feats)
+        if out is None:
+            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+        out[rows] = emb
+    return out
 
 
 def _char_batches(model, texts: list[str], prompt: str | None, batch_size: int, start: int = 0):

@@ -31,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .batching import token_batches
+from .batching import encode_batches
 from .hardware import cpu_batch, reuse_freed_memory, torch_fastest_on_cpu
 
 log = logging.getLogger(__name__)
@@ -199,14 +199,10 @@ class TorchEncoder:
 
         model = self.model
         prompt = prompt or (model.prompts.get(model.default_prompt_name) if model.default_prompt_name else None)
-        out = None
         with torch.inference_mode():
-            for rows, feats in token_batches(model, texts, prompt, self.batch_size):
-                emb = model(feats)["sentence_embedding"].float().numpy()
-                if out is None:
-                    out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-                out[rows] = emb
-        return out
+            return encode_batches(
+                model, texts, prompt, self.batch_size, lambda f: model(f)["sentence_embedding"].float().numpy()
+            )
 
 
 def configured_max_length(path: Path) -> int | None:

@@ -192,17 +192,15 @@ class FusedLinear(nn.Module):
         return f"{self.in_features} -> {self.out_features}, then {self.post_op}, oneDNN"
 
 
-class LinearAddNorm(nn.Module):
+class LinearAddNorm(FusedLinear):
     """BERT's output block, `LayerNorm(h @ W.T + b + residual)`, with the add inside the product."""
 
     def __init__(self, dense: nn.Linear, norm: nn.LayerNorm):
-        super().__init__()
-        self.weight = _packed(dense.weight)
-        self.bias = None if dense.bias is None else dense.bias.detach()
+        super().__init__(dense, post_op="add")
         self.LayerNorm = norm
 
     def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
         summed = torch.ops.mkldnn._linear_pointwise.binary(
-            hidden_states, input_tensor.contiguous(), self.weight, self.bias, "add"
+            hidden_states, input_tensor.contiguous(), self.weight, self.bias, self.post_op
         )
         return self.LayerNorm(summed)

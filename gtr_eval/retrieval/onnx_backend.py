@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from filelock import FileLock
 
-from .batching import token_batches
+from .batching import encode_batches
 from .hardware import cpu_batch
 
 if TYPE_CHECKING:
@@ -306,12 +306,9 @@ class OnnxEncoder:
         # `task` routes only Router models, which the ONNX export does not take (DenseRetriever refuses).
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        out: np.ndarray | None = None
         bs = cpu_batch(self.spec.batch_size)  # small batches run fastest (see encoders)
         # prompt: as `_features` passes it (pooling that drops the prompt: see _check_pooling)
-        for rows, feats in token_batches(self.model, texts, prompt or None, bs):
-            emb = self.session.run(None, {k: feats[k].numpy() for k in self.inputs})[0]
-            if out is None:
-                out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
-            out[rows] = emb
-        return out
+        return encode_batches(self.model, texts, prompt or None, bs, self._run)
+
+    def _run(self, feats: dict) -> np.ndarray:
+        return self.session.run(None, {k: feats[k].numpy() for k in self.inputs})[0]
