@@ -24,6 +24,7 @@ SCRIPTS = {
     "parallel": "bench_parallel.py",
     "onnx": "bench_onnx.py",
     "dense_e2e": "bench_dense_e2e.py",
+    "cpu_floor": "bench_cpu_floor.py",
     "sparse": "bench_sparse.py",
     "maxsim": "bench_maxsim.py",
     "scale": "bench_scale.py",  # hours at full size: run it on its own (--only scale)
@@ -81,6 +82,37 @@ def _e2e(r: dict) -> list[str]:
         *rows,
         *notes,
     ]
+
+
+def _cpu_floor(r: dict) -> list[str]:
+    w, p, t = r["corpus_tflop"], r["projected_encode_s"], r.get("target")
+    peak = r["fp32_product_peak_gflops"]
+    lines = [
+        f"{r['model']} over {r['dataset']} ({r['corpus_docs']:,} documents, truncated to the model's 256 tokens): "
+        f"**{w['total']:.1f} TFLOP** ({100 * w['attention'] / w['total']:.0f}% in attention), counted per text "
+        "from its token count (the formula is tested against torch's FLOP counter). This CPU's rates on one of the "
+        f"model's feed-forward products (16 × 256 tokens), {r['threads']} threads:",
+        "",
+        "| kernel | GFLOP/s | × fp32 oneDNN |",
+        "|---|---:|---:|",
+        *[f"| {k} | {v:.0f} | {v / peak:.2f} |" for k, v in r["product_gflops"].items()],
+        "",
+        f"Our default encoder ({r['backend']}, {r['fused_linears']} fused linear layers) on {r['sample_docs']} "
+        f"SciFact documents: {r['sample_encode_s']:.1f} s = **{r['achieved_gflops']:.0f} GFLOP/s**, "
+        f"{100 * r['achieved_gflops'] / peak:.0f}% of the fp32 product rate over the whole model. All of "
+        f"{r['dataset']} would take {p['at_achieved_rate']:.0f} s at that rate, and "
+        f"**{p['every_flop_at_fp32_product_peak']:.0f} s** if every FLOP (attention, LayerNorm included) ran "
+        f"as fast as the model's largest fp32 product. Lower precision runs at {r['lower_precision_over_fp32']:.2f}× "
+        "the fp32 rate at best on this CPU (AVX-512 with BF16 and FP16 instructions, no AMX), so besides "
+        "changing the scores it would not make the default faster here.",
+    ]
+    if t:
+        lines += ["", f"For {t['ratio']}× beir's time ({t['beir_s']:.1f} s, {t['from']}; our time outside "
+                  f"encoding {t['ours_outside_encoding_s']:.1f} s) encoding would have to run at "
+                  f"**{t['needed_gflops']:.0f} GFLOP/s**, {100 * t['needed_gflops'] / peak:.0f}% of the fp32 "
+                  f"product rate over the whole model; with every FLOP at that rate the ratio would be "
+                  f"{t['best_ratio_at_fp32_peak']:.3f}."]  # fmt: skip
+    return lines
 
 
 def _ratio_table(r: dict, ours: str, peer: str, unit: float = 1.0, fmt: str = "{:.2f} s") -> list[str]:
@@ -301,6 +333,7 @@ SECTIONS = [
     # The record of the same benchmark on the AMD EPYC machine type, before `auto` was the default
     # (explicit backends); kept because the two CPUs differ in how much ONNX Runtime gains over torch.
     ("dense_e2e.epyc", "1a, earlier record. Dense end to end vs beir, explicit backends (AMD EPYC)", _e2e),
+    ("cpu_floor", "1a, the floor. The default CPU encoder against this CPU's arithmetic", _cpu_floor),
     ("encode_overhead", "1b. Harness encode vs bare `SentenceTransformer.encode`",
      lambda r: [f"{r['docs']} SciFact documents, batch size {r['batch_size']}, same process, sides alternating; "
                 f"ours includes a fresh shard cache. Target ≤ 5% overhead; measured **{r['overhead_pct']:+.1f}%** "
@@ -349,9 +382,10 @@ corpus shards, reused N`) and only encodes the queries and searches: that run is
 * Any scheduler: `gtr-eval encode -m MODEL -d DATASET --shard I/N --cache-dir /shared/cache` encodes
   the shards whose number % N == I.  Use the same model options (`--backend`, `--max-length`,
   `--doc-prompt`, `--shard-size`, `--dtype`, `--cache-dtype`) as the final run: they are part of the
-  cache key.  The default `--backend auto` settles on each machine (ONNX on a CPU, torch on a GPU):
-  when the encode jobs and the final run do not all run on the same kind of node, pass the same
-  explicit `--backend` to all of them (`--ray` settles it once, on the driver, for its tasks).
+  cache key.  The default `--backend auto` settles on each machine (torch on a GPU or an Intel
+  CPU, ONNX on other CPUs): when the encode jobs and the final run do not all run on the same kind
+  of node, pass the same explicit `--backend` to all of them (`--ray` settles it once, on the
+  driver, for its tasks).
 
 SLURM array (16 encode jobs, then one merge job that starts when all have succeeded):
 
@@ -419,27 +453,31 @@ NOTES = """## Notes on the method and the findings
   topk in search (1e, earlier record) and ONNX Runtime ran the very same fp32 model 1.7-2× faster
   than torch (1a, earlier record: 0.46× beir's time).  On the Intel Xeon it is the other way round:
   torch's matmul + topk searched 1.7× faster than FAISS (1e) and torch, in batches of 16, ran
-  SciFact end to end 1.22× faster than ONNX Runtime (1a: 131.8 s vs 161.1 s).  So `auto` runs
+  SciFact end to end 1.25× faster than ONNX Runtime (1a: 127.1 s vs 159.5 s).  So `auto` runs
   ONNX Runtime fp32 on non-Intel CPUs and torch on Intel CPUs (and on GPUs, for fp16/bf16, or when
   the export fails), and `exact_search` picks faiss or torch by the same rule.
-* The ≤ 0.6× target of 1a is met on the AMD EPYC (0.46×) and not on the Intel Xeon: 0.688× in the
-  record above (medians of two rounds, 131.8 s vs 191.4 s).  Our side got faster with each change
-  and each record (153.0 s, then 136.9 s, now 131.8 s), but beir's ran at different speeds on
-  different days (239.7 s, 209.8 s, now 191.4 s), so the ratio went 0.638×, 0.653×, 0.688×.  What
+* The ≤ 0.6× target of 1a is met on the AMD EPYC (0.46×) and not on the Intel Xeon: 0.657× in the
+  record above (medians of two rounds, 127.1 s vs 193.4 s).  Our side got faster with each change
+  (records of 153.0 s, 136.9 s, 131.8 s, then 127.1 s with the same code as 131.8 s), and beir's ran at
+  different speeds on different days (239.7 s, 209.8 s, 191.4 s, 193.4 s), so the ratio went 0.638×,
+  0.653×, 0.688×, 0.657×.  What
   the changes did, measured side by side in one process: batches of equal token counts and reused
   activation memory 143.8 s → 135.9 s end to end (same machine, same day); oneDNN's fused linear
   layers (`gtr_eval/retrieval/onednn.py`: GELU, bias and residual add inside the matrix product)
   23.5 s vs 24.6 s on 1,000 SciFact documents (−4.4%, medians of three alternating rounds).
-  What is left is the model's arithmetic: all-MiniLM-L6-v2 over SciFact (about 1.2M tokens after
-  truncation to 256) is about 29 TFLOP, which the default encodes in about 128 s; its matrix
-  products run at about 270-300 GFLOP/s, the fp32 peak of two AVX-512 cores, and take 71% of a
-  forward pass; attention (17%) and LayerNorm take most of the rest.  Also tried on this CPU, none
+  What is left is the model's arithmetic ("1a, the floor"): all-MiniLM-L6-v2 over SciFact is
+  29.2 TFLOP; the default runs at 248 GFLOP/s, 83% of the fastest fp32 product on this CPU
+  (298 GFLOP/s), and 0.6× beir's time would need 262 GFLOP/s (88%) over the whole model.  In a
+  forward pass (torch profiler, 16 × 256 tokens) the fused linear products take 80% of the time
+  at about 281 GFLOP/s, attention (10% of the work) 17%, LayerNorm 2%; torch's flash attention
+  kernel is already the fastest of the three variants, and fusing the query, key and value
+  products into one (tried) was no faster.  Lower precision runs slower than fp32 here (bf16:
+  0.57×; fp16: 0.95×; no AMX), besides changing the scores.  Also tried on this CPU, none
   faster: batch 4/8/32 (same or slower), eager attention (1.5× slower), `torch.compile` (7% slower),
   two processes × one thread (no gain), MKL's pre-packed weights (0-4% per product, 4.5× the weight
   memory), OpenVINO in fp32 (3% faster over all of SciFact, a new dependency).  beir loses mainly to
   its batches of 128, which spill out of the CPU's caches (the same torch code in batches of 16:
-  about 1.5× faster on 800 SciFact documents).  A faster default would need lower precision (int8
-  or bf16), which changes the scores.
+  about 1.5× faster on 800 SciFact documents).
 * Two processes × one thread did not beat one process × two threads for MiniLM here (section 4):
   torch's intra-op parallelism already keeps both cores busy, and each worker pays a start-up.
   The pool is for machines with several GPUs (`--devices cuda:0,cuda:1`) or many cores.

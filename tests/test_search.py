@@ -141,6 +141,44 @@ def test_bench_dense_scripts_quick(tiny_gtr):
     assert r["ours_s"] > 0 and r["peer_s"] > 0
 
 
+def test_bench_cpu_floor_counts_the_flop_torch_counts():
+    """The floor benchmark's FLOP formula against torch's own counter on the real model (eager
+    attention, whose products the counter sees; the counter also sees BERT's pooler, 2·h² a text,
+    which the formula leaves out as no embedding uses it)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sys.path.insert(0, str(BENCH))
+    from bench_cpu_floor import work
+
+    from gtr_eval.retrieval.models import load_sentence_transformer, resolve_model
+
+    st = load_sentence_transformer(resolve_model("all-MiniLM-L6-v2").path, device="cpu")
+    st[0].auto_model.set_attn_implementation("eager")
+    cfg = st[0].auto_model.config
+    texts = ["a short one", "a somewhat longer text about retrieval " * 5, "x " * 400]  # 400 x: truncated
+    counted, lengths = 0, []
+    for text in texts:  # one at a time: no padding
+        features = st.preprocess([text])
+        lengths.append(int(features["input_ids"].shape[1]))
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            st(features)
+        counted += counter.get_total_flops()
+    assert lengths[-1] == st.max_seq_length
+    pooler = 2 * cfg.hidden_size**2 * len(texts)
+    assert work(lengths, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers)["total"] + pooler == counted
+
+
+def test_bench_cpu_floor_quick():
+    r = _quick("bench_cpu_floor.py", "--dataset", DEMO)
+    assert r["sample_docs"] == r["corpus_docs"] == 24 and r["corpus_tflop"]["attention"] > 0
+    assert r["achieved_gflops"] > 0 and set(r["product_gflops"]) >= {"fp32 F.linear", "bf16 F.linear"}
+    p = r["projected_encode_s"]
+    assert p["every_flop_at_fp32_product_peak"] == pytest.approx(
+        p["at_achieved_rate"] * r["achieved_gflops"] / r["fp32_product_peak_gflops"]
+    )
+
+
 def test_run_all_renders_the_readme_from_records(tmp_path, monkeypatch):
     sys.path.insert(0, str(BENCH))
     import run_all

@@ -7,8 +7,8 @@ both choices, in opposite directions:
 
 - AMD EPYC: ONNX Runtime encoded all-MiniLM-L6-v2 2.2x faster than torch, and FAISS's `knn`
   searched top-1000 1.7x faster than torch's matmul + topk;
-- Intel Xeon (AVX-512): torch in batches of 16 ran SciFact end to end 1.22x faster than ONNX
-  Runtime (131.8 s vs 161.1 s), and torch's matmul + topk searched top-1000 1.7x (384-d) to 2.6x
+- Intel Xeon (AVX-512): torch in batches of 16 ran SciFact end to end 1.25x faster than ONNX
+  Runtime (127.1 s vs 159.5 s), and torch's matmul + topk searched top-1000 1.7x (384-d) to 2.6x
   (768-d) faster than FAISS's `knn`.
 
 Both choices give the same vectors and rankings up to float rounding, so this decides speed only.
