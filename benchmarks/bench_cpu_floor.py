@@ -48,10 +48,16 @@ def rates(hidden: int, inter: int, reps: int) -> dict:
     from gtr_eval.retrieval import onednn
 
     g = torch.Generator().manual_seed(0)
-    x, w, b = torch.randn(16 * 256, hidden, generator=g), torch.randn(inter, hidden, generator=g), torch.randn(inter)
+    x, w, b = (
+        torch.randn(16 * 256, hidden, generator=g),
+        torch.randn(inter, hidden, generator=g),
+        torch.randn(inter),
+    )
     kernels = {
         "fp32 F.linear": lambda: F.linear(x, w, b),
-        "bf16 F.linear": (lambda xb, wb, bb: lambda: F.linear(xb, wb, bb))(x.bfloat16(), w.bfloat16(), b.bfloat16()),
+        "bf16 F.linear": (lambda xb, wb, bb: lambda: F.linear(xb, wb, bb))(
+            x.bfloat16(), w.bfloat16(), b.bfloat16()
+        ),
         "fp16 F.linear": (lambda xh, wh, bh: lambda: F.linear(xh, wh, bh))(x.half(), w.half(), b.half()),
     }
     if onednn.available():
@@ -87,7 +93,9 @@ def e2e_record() -> tuple[float | None, float | None, str | None]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="48 documents, 5 repetitions")
-    ap.add_argument("--docs", type=int, default=480, help="SciFact documents our encoder encodes (seeded sample)")
+    ap.add_argument(
+        "--docs", type=int, default=480, help="SciFact documents our encoder encodes (seeded sample)"
+    )
     ap.add_argument("--reps", type=int, default=30, help="repetitions of each product")
     ap.add_argument("--dataset", default=str(BEIR / "scifact"))
     ap.add_argument("--target", type=float, default=0.6, help="time ratio ours / beir to test against")
@@ -164,12 +172,16 @@ def main(argv: list[str] | None = None) -> dict:
             "needed_gflops": full["total"] / budget / 1e9 if budget > 0 else None,
             "best_ratio_at_fp32_peak": (floor + other_s) / beir_s,
         }
-    print(f"SciFact corpus: {full['total'] / 1e12:.1f} TFLOP ({100 * full['attention'] / full['total']:.0f}% attention)")
+    print(
+        f"SciFact corpus: {full['total'] / 1e12:.1f} TFLOP ({100 * full['attention'] / full['total']:.0f}% attention)"
+    )
     for name, v in rate.items():
         print(f"  {name:20s} {v:6.0f} GFLOP/s")
     print(f"ours ({record['backend']}): {len(texts)} docs in {encode_s:.1f} s = {achieved:.0f} GFLOP/s "
           f"({100 * achieved / fp32_peak:.0f}% of the fp32 product rate)")  # fmt: skip
-    print(f"SciFact encode: {at_achieved:.0f} s at our rate, {floor:.0f} s with every FLOP at the fp32 product rate")
+    print(
+        f"SciFact encode: {at_achieved:.0f} s at our rate, {floor:.0f} s with every FLOP at the fp32 product rate"
+    )
     if t := record.get("target"):
         print(f"target {t['ratio']}x beir ({t['beir_s']:.1f} s): encode budget {t['encode_budget_s']:.0f} s needs "
               f"{t['needed_gflops'] or float('inf'):.0f} GFLOP/s; best ratio at the fp32 peak "

@@ -67,7 +67,16 @@ def ours_args(folder: Path, model: str | None, batch_size: int, extra: list[str]
 
 
 def ours_cmd(args: list[str], results: Path) -> list[str]:
-    return [sys.executable, "-m", "gtr_eval.cli", *args, "--results-dir", str(results), "--overwrite", "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "gtr_eval.cli",
+        *args,
+        "--results-dir",
+        str(results),
+        "--overwrite",
+        "--quiet",
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -78,7 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--variants", default=None, help="comma list of: default, torch, torch-2proc, onnx")
-    ap.add_argument("--rounds", type=int, default=1, help="repeat every side, order reversed each round; medians")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="repeat every side, order reversed each round; medians"
+    )
     args = ap.parse_args(argv)
     model = args.model or str(minilm_path())
     variants = (args.variants or ("default" if args.quick else "default,torch")).split(",")
@@ -92,11 +103,21 @@ def main(argv: list[str] | None = None) -> dict:
         extra_of = {"default": [], "torch": ["--backend", "torch"], "onnx": ["--backend", "onnx"],
                     "torch-2proc": ["--backend", "torch", "--processes", "2"]}  # fmt: skip
         if "onnx" in variants:  # the one-time export, so that the timed run measures encoding
-            run_child(ours_cmd(ours_args(folder, args.model, args.batch_size, ["--backend", "onnx"]), tmp / "warm"), env)
+            run_child(
+                ours_cmd(ours_args(folder, args.model, args.batch_size, ["--backend", "onnx"]), tmp / "warm"),
+                env,
+            )
+
         def measure(side: str, r: int) -> dict:
             if side == "beir":
-                out = run_child([sys.executable, __file__, "--child-beir", str(folder), model, str(args.batch_size)], env)
-                return {"wall_s": out["wall_s"], "peak_rss_mib": out["peak_rss_mib"], **last_json(out["stdout"])}
+                out = run_child(
+                    [sys.executable, __file__, "--child-beir", str(folder), model, str(args.batch_size)], env
+                )
+                return {
+                    "wall_s": out["wall_s"],
+                    "peak_rss_mib": out["peak_rss_mib"],
+                    **last_json(out["stdout"]),
+                }
             res = tmp / f"results-{side}-{r}"
             # the default side starts cold: no ONNX export, no fingerprint memo (as a first run)
             cold = {"GTR_EVAL_CACHE_DIR": str(tmp / f"cold-user-cache-{r}")} if side == "default" else {}

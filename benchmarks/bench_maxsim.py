@@ -104,9 +104,15 @@ def main(argv: list[str] | None = None) -> dict:
         sides = {}
         for side in ("ours", "st-util-maxsim"):
             out = run_child([sys.executable, __file__, "--child", side, str(folder), str(args.top_k)])
-            sides[side] = {"wall_s": out["wall_s"], "peak_rss_mib": out["peak_rss_mib"], **last_json(out["stdout"])}
+            sides[side] = {
+                "wall_s": out["wall_s"],
+                "peak_rss_mib": out["peak_rss_mib"],
+                **last_json(out["stdout"]),
+            }
             s = sides[side]
-            print(f"{side}: search {s['search_s']:.1f} s (process {s['wall_s']:.1f} s), peak RSS {s['peak_rss_mib']:.0f} MiB")
+            print(
+                f"{side}: search {s['search_s']:.1f} s (process {s['wall_s']:.1f} s), peak RSS {s['peak_rss_mib']:.0f} MiB"
+            )
         a, b = np.load(folder / "top-ours.npy"), np.load(folder / "top-st-util-maxsim.npy")
         sa, sb = np.load(folder / "score-ours.npy"), np.load(folder / "score-st-util-maxsim.npy")
         rec = {

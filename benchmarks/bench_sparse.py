@@ -99,7 +99,9 @@ def _load_queries(path: Path):
     import scipy.sparse as sp
 
     parts = {p: np.load(path / f"q.{p}.npy", allow_pickle=False) for p in ("data", "indices", "indptr")}
-    return sp.csr_matrix((parts["data"], parts["indices"], parts["indptr"]), shape=(len(parts["indptr"]) - 1, VOCAB))
+    return sp.csr_matrix(
+        (parts["data"], parts["indices"], parts["indptr"]), shape=(len(parts["indptr"]) - 1, VOCAB)
+    )
 
 
 def child(side: str, folder: str, k: int) -> None:

@@ -75,8 +75,11 @@ def _e2e(r: dict) -> list[str]:
     return [
         f"{r['dataset']}, {r['model']}, batch size {r['batch_size']}, {r['threads']} threads, each side its own "
         f"process, our side `--no-cache`"
-        + (f"; medians of {r['rounds']} rounds, the order of the sides reversed each round"
-           if r.get("rounds", 1) > 1 else "")
+        + (
+            f"; medians of {r['rounds']} rounds, the order of the sides reversed each round"
+            if r.get("rounds", 1) > 1
+            else ""
+        )
         + f". Target: {r.get('target', 'time ratio ≤ 0.9 at equal NDCG@10')}.",
         "",
         *rows,
@@ -182,7 +185,9 @@ def _sparse(r: dict) -> list[str]:
         if "skipped" in p:
             lines.append(f"| | | | | | scipy whole product | not run: {p['skipped']} | | |")
         else:
-            lines.append(f"| | | | | | scipy whole product | {p['search_s']:.1f} | {p['peak_rss_mib']:.0f} | {_load1(p)} |")
+            lines.append(
+                f"| | | | | | scipy whole product | {p['search_s']:.1f} | {p['peak_rss_mib']:.0f} | {_load1(p)} |"
+            )
     lines.append("")
     for run in r["runs"]:
         if "ratio_time" in run:
@@ -273,7 +278,7 @@ def _scale(r: dict) -> list[str]:
         "vocabulary of 2M made-up words, 6,980 dev queries, one judged passage each), each side in its own "
         "process, one after the other, top-1000.  Peak RSS counts mapped file pages (corpus store, BM25 "
         "index, embedding shards) and sums the processes of a side; RssAnon is the anonymous memory alone "
-        "(\"page cache aside\").  A side is killed when its anonymous memory passes the limit.",
+        '("page cache aside").  A side is killed when its anonymous memory passes the limit.',
     ]
     for e in r["sizes"].values():
         sides = e["sides"]
@@ -307,20 +312,28 @@ def _scale_targets(s: dict) -> list[str]:
     checks = []
     if all(k in s for k in ("open-first", "open-second", "beir-load")):
         o1, o2, b = s["open-first"], s["open-second"], s["beir-load"]
-        checks.append(f"first open {o1['wall_s']:.1f} s vs beir {b['wall_s']:.1f} s ({o1['wall_s'] / b['wall_s']:.2f}×), "
-                      f"peak RSS {o1['peak_rss_mib'] / b['peak_rss_mib']:.2f}× beir's (target ≤ 1× and ≤ 0.5×: "
-                      f"{_met(o1['wall_s'] <= b['wall_s'] and o1['peak_rss_mib'] <= b['peak_rss_mib'] / 2)})")
-        checks.append(f"second open {o2['wall_s']:.1f} s, {_gib(o2['peak_rss_mib'])} GiB (target ≤ 5 s and ≤ 1 GB: "
-                      f"{_met(o2['wall_s'] <= 5 and o2['peak_rss_mib'] <= 1000 / 1.048576)})")
+        checks.append(
+            f"first open {o1['wall_s']:.1f} s vs beir {b['wall_s']:.1f} s ({o1['wall_s'] / b['wall_s']:.2f}×), "
+            f"peak RSS {o1['peak_rss_mib'] / b['peak_rss_mib']:.2f}× beir's (target ≤ 1× and ≤ 0.5×: "
+            f"{_met(o1['wall_s'] <= b['wall_s'] and o1['peak_rss_mib'] <= b['peak_rss_mib'] / 2)})"
+        )
+        checks.append(
+            f"second open {o2['wall_s']:.1f} s, {_gib(o2['peak_rss_mib'])} GiB (target ≤ 5 s and ≤ 1 GB: "
+            f"{_met(o2['wall_s'] <= 5 and o2['peak_rss_mib'] <= 1000 / 1.048576)})"
+        )
     if all(k in s and s[k]["status"] == "ok" for k in ("bm25-first", "bm25-second")):
         f, g = s["bm25-first"], s["bm25-second"]
-        checks.append(f"BM25 peak RSS {_gib(f['peak_rss_mib'])} GiB (target ≤ 8 GB: "
-                      f"{_met(max(f['peak_rss_mib'], g['peak_rss_mib']) <= 8000 / 1.048576)}); second run "
-                      f"{g['wall_s'] / f['wall_s']:.2f}× the first (target ≤ 0.35: {_met(g['wall_s'] <= 0.35 * f['wall_s'])})")
+        checks.append(
+            f"BM25 peak RSS {_gib(f['peak_rss_mib'])} GiB (target ≤ 8 GB: "
+            f"{_met(max(f['peak_rss_mib'], g['peak_rss_mib']) <= 8000 / 1.048576)}); second run "
+            f"{g['wall_s'] / f['wall_s']:.2f}× the first (target ≤ 0.35: {_met(g['wall_s'] <= 0.35 * f['wall_s'])})"
+        )
     if (d := s.get("dense-first")) and d["status"] == "ok":
-        checks.append(f"dense pipeline peak RssAnon {_gib(d['peak_anon_mib'])} GiB, RSS with mapped pages "
-                      f"{_gib(d['peak_rss_mib'])} GiB (target ≤ 4 GB page cache aside: "
-                      f"{_met(d['peak_anon_mib'] <= 4000 / 1.048576)})")
+        checks.append(
+            f"dense pipeline peak RssAnon {_gib(d['peak_anon_mib'])} GiB, RSS with mapped pages "
+            f"{_gib(d['peak_rss_mib'])} GiB (target ≤ 4 GB page cache aside: "
+            f"{_met(d['peak_anon_mib'] <= 4000 / 1.048576)})"
+        )
     return ["", "Targets: " + "; ".join(checks) + "."] if checks else []
 
 

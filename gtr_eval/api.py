@@ -74,7 +74,9 @@ def plan(
     from .report.plan import plan_run, render_plan
 
     selection = expand_datasets(list(datasets), data_dir)
-    return render_plan(plan_run(models, selection, Path(data_dir), Path(results_dir), device, None, dtype, backend))
+    return render_plan(
+        plan_run(models, selection, Path(data_dir), Path(results_dir), device, None, dtype, backend)
+    )
 
 
 def rerank(

@@ -108,14 +108,21 @@ def _candidate(cfg: RerankConfig, unit: DatasetUnit) -> tuple[StoredResult, Run,
     try:
         stored = load_result(cfg.results_dir, cfg.candidates, unit.name)
     except ValueError as e:
-        raise ValueError(f"rerank needs the stored run of {cfg.candidates} on {unit.name} ({e}); run it first") from None
+        raise ValueError(
+            f"rerank needs the stored run of {cfg.candidates} on {unit.name} ({e}); run it first"
+        ) from None
     run = read_trec_run(stored.run_path)
     return stored, run, run_file_sha256(stored.run_path)
 
 
 def _rerank_settings(cfg: RerankConfig, scorer: CrossEncoderScorer, unit: DatasetUnit) -> dict:
     _, _, sha = _candidate(cfg, unit)
-    return {**scorer.settings(), "candidates": cfg.candidates, "candidate_run_sha256": sha, "depth": cfg.depth}
+    return {
+        **scorer.settings(),
+        "candidates": cfg.candidates,
+        "candidate_run_sha256": sha,
+        "depth": cfg.depth,
+    }
 
 
 def candidate_pairs(run: Run, queries: dict[str, str], depth: int) -> list[tuple[str, str]]:
@@ -242,7 +249,9 @@ def _inputs(cfg: FuseConfig, unit: DatasetUnit) -> list[tuple[StoredResult, Run,
         try:
             stored = load_result(cfg.results_dir, system, unit.name)
         except ValueError as e:
-            raise ValueError(f"fuse needs a stored result of {system} on {unit.name} ({e}); run it first") from None
+            raise ValueError(
+                f"fuse needs a stored result of {system} on {unit.name} ({e}); run it first"
+            ) from None
         out.append((stored, read_trec_run(stored.run_path), run_file_sha256(stored.run_path)))
     return out
 
@@ -281,8 +290,11 @@ def _fuse_pair(cfg: FuseConfig, name: str, unit: DatasetUnit, load: DataMemo, ec
         "inputs": [_input_entry(s, sha) for s, _, sha in inputs],
         "top_k": cfg.top_k,
         "dataset": dataset_manifest(unit, data),
-        "timings": {"load_data_s": getattr(data, "manifest_timing", None), "fuse_s": t1 - t0,
-                    "evaluate_s": time.perf_counter() - t1},  # fmt: skip
+        "timings": {
+            "load_data_s": getattr(data, "manifest_timing", None),
+            "fuse_s": t1 - t0,
+            "evaluate_s": time.perf_counter() - t1,
+        },  # fmt: skip
     }
     path = save_result(cfg.results_dir, name, unit.name, unit.split, evaluation, run, manifest)
     echo_done(echo, name, unit.name, evaluation.metrics, t1 - t0, path)

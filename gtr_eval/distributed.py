@@ -31,6 +31,7 @@ from .runner import RunConfig
 
 log = logging.getLogger(__name__)
 
+
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` -> (I, N) with 0 <= I < N."""
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")

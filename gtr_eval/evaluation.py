@@ -199,7 +199,9 @@ def write_trec_run(run: Run, path: Path | str, tag: str) -> None:
             if len(" ".join(docs).split()) != len(docs):  # an id is empty or holds whitespace
                 for doc_id in docs:
                     _check_token(doc_id, "document id")
-            lines = [f"{qid} Q0 {d} {r} {float(s)!r} {tag}\n" for r, (d, s) in enumerate(ranked(docs), start=1)]
+            lines = [
+                f"{qid} Q0 {d} {r} {float(s)!r} {tag}\n" for r, (d, s) in enumerate(ranked(docs), start=1)
+            ]
             out.write("".join(lines).encode("utf-8"))
 
 

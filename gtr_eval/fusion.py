@@ -72,7 +72,9 @@ def cut(run: Run, top_k: int) -> Run:
     return {q: dict(ranked(docs)[:top_k]) for q, docs in run.items()}
 
 
-def fused_name(method: str, systems: Sequence[str], k: int = RRF_K, weights: Sequence[float] | None = None) -> str:
+def fused_name(
+    method: str, systems: Sequence[str], k: int = RRF_K, weights: Sequence[float] | None = None
+) -> str:
     """The fused system's name: `rrf(bm25+all-MiniLM-L6-v2)`, `rrf-k10(a+b)`, `minmax(a@0.3+b@0.7)`.
 
     Only `( ) + @ .` and the input names' own characters: safe in file names on every system.
@@ -122,7 +124,9 @@ def _weighted_sum(runs: Sequence[Run], weights: Sequence[float]) -> Run:
         docs: dict[str, None] = {}
         for part in parts:
             docs.update(dict.fromkeys(part))
-        fused[q] = {d: sum(w * part.get(d, 0.0) for w, part in zip(weights, parts, strict=True)) for d in docs}
+        fused[q] = {
+            d: sum(w * part.get(d, 0.0) for w, part in zip(weights, parts, strict=True)) for d in docs
+        }
     return fused
 
 

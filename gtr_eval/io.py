@@ -35,7 +35,9 @@ def atomic_writer(path: Path | str, gzip_level: int | None = None) -> Iterator[I
             if gzip_level is None:
                 yield fh
             else:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=fh, compresslevel=gzip_level, mtime=0) as gz:
+                with gzip.GzipFile(
+                    filename="", mode="wb", fileobj=fh, compresslevel=gzip_level, mtime=0
+                ) as gz:
                     yield gz  # type: ignore[misc]
             fh.flush()
             os.fsync(fh.fileno())

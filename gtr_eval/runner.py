@@ -333,7 +333,10 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
 def _make(spec: str | ModelPair, options: RetrieverOptions, say: Echo) -> Retriever:
     retriever = make_retriever(spec, options)
     if choice := getattr(retriever, "choice", None):  # dense: which backend encodes, and why
-        say(f"[backend] {retriever.name}: {choice.backend}" + (f" (auto: {choice.reason})" if choice.reason else ""))
+        say(
+            f"[backend] {retriever.name}: {choice.backend}"
+            + (f" (auto: {choice.reason})" if choice.reason else "")
+        )
     return retriever
 
 

@@ -28,7 +28,9 @@ def demo_run(data, system: str, boost: float) -> dict[str, dict[str, float]]:
     run = {}
     for qid in data.queries:
         relevant = {d for d, g in data.qrels[qid].items() if g > 0}
-        run[qid] = {d: round(_score(system, qid, d) + (boost if d in relevant else 0.0), 6) for d in data.corpus.ids}
+        run[qid] = {
+            d: round(_score(system, qid, d) + (boost if d in relevant else 0.0), 6) for d in data.corpus.ids
+        }
     return run
 
 

@@ -28,7 +28,9 @@ GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 HUB_COMMIT = "c" * 40
 
 
-def library_scores(model, family: str, queries: list[str], docs: list[str], token_dtype=np.float32) -> np.ndarray:
+def library_scores(
+    model, family: str, queries: list[str], docs: list[str], token_dtype=np.float32
+) -> np.ndarray:
     """(queries x docs) scores by the library itself: `SparseEncoder.similarity` (dot) or
     `MultiVectorEncoder.similarity` (MaxSim), on vectors from `encode_query` / `encode_document`.
     `token_dtype` rounds document token vectors as the cache stores them (float16 by default)."""
@@ -57,7 +59,10 @@ N_SHARDS = N_DOCS // SHARD
 def synthetic(root: Path) -> Path:
     """1,000 deterministic short documents, 20 queries with one relevant document each."""
     n = len(WORDS)
-    docs = {f"s{i:04d}": " ".join(WORDS[(i * 7 + j * (i % 5 + 1)) % n] for j in range(2 + i % 5)) for i in range(N_DOCS)}
+    docs = {
+        f"s{i:04d}": " ".join(WORDS[(i * 7 + j * (i % 5 + 1)) % n] for j in range(2 + i % 5))
+        for i in range(N_DOCS)
+    }
     queries = {f"q{q}": f"{WORDS[q % n]} {WORDS[(3 * q + 1) % n]}" for q in range(20)}
     return _write_beir(root, docs, queries, [(f"q{q}", f"s{(q * 71) % N_DOCS:04d}", 1) for q in range(20)])
 
@@ -67,7 +72,9 @@ def _args(model: Path, syn: Path, results: Path, cache: Path) -> list[str]:
             "--shard-size", str(SHARD), "--quiet"]  # fmt: skip
 
 
-def check_sampled_pairs(results: Path, system: str, data, model, family: str, n_queries: int, token_dtype=np.float32):
+def check_sampled_pairs(
+    results: Path, system: str, data, model, family: str, n_queries: int, token_dtype=np.float32
+):
     """For a seeded sample of queries: their stored top-20 scores equal the library's, and no
     document of a random sample of 300 others scores above the 20th hit (the search is exact).
     The library encodes the union of these documents once."""
@@ -75,7 +82,9 @@ def check_sampled_pairs(results: Path, system: str, data, model, family: str, n_
     others = np.random.default_rng(0).choice(len(data.corpus), size=300, replace=False).tolist()
     docs = sorted({data.corpus.index_of(d) for _, hits in sample for d, _ in hits} | set(others))
     column = {j: c for c, j in enumerate(docs)}
-    lib = library_scores(model, family, [data.queries[q] for q, _ in sample], data.corpus.texts(docs), token_dtype)
+    lib = library_scores(
+        model, family, [data.queries[q] for q, _ in sample], data.corpus.texts(docs), token_dtype
+    )
     for row, (_, hits) in enumerate(sample):
         cols = [column[data.corpus.index_of(d)] for d, _ in hits]
         np.testing.assert_allclose([s for _, s in hits], lib[row, cols], rtol=1e-5)
@@ -93,7 +102,9 @@ def kill_during_encode_then_resume(model: Path, system: str, tmp_path: Path) -> 
     results, cache = tmp_path / "results", tmp_path / "cache"
     args = _args(model, syn, results, cache)
     with open(tmp_path / "stderr.txt", "wb") as err:
-        proc = subprocess.Popen([*GTR_EVAL, *args], stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ))
+        proc = subprocess.Popen(
+            [*GTR_EVAL, *args], stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ)
+        )
         _wait_until(lambda: _complete_shards(cache) >= 1, proc, "the first corpus shard")
         _sigkill(proc)
     complete = _complete_shards(cache)

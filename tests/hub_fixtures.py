@@ -26,8 +26,16 @@ from pathlib import Path
 
 
 def read_beir(folder: Path) -> tuple[list[dict], list[dict], dict[str, bytes]]:
-    corpus = [json.loads(line) for line in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    queries = [json.loads(line) for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    corpus = [
+        json.loads(line)
+        for line in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+        if line
+    ]
+    queries = [
+        json.loads(line)
+        for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+        if line
+    ]
     qrels = {p.stem: p.read_bytes() for p in sorted((folder / "qrels").glob("*.tsv"))}
     return corpus, queries, qrels
 
@@ -75,18 +83,28 @@ def beir_parquet_files(corpus: list[dict], queries: list[dict]) -> dict[str, byt
             {k: [d.get(k, "") for d in corpus] for k in ("_id", "title", "text")}
         ),
         "queries/queries-00000-of-00001.parquet": parquet(
-            {"_id": [q["_id"] for q in queries], "title": [""] * len(queries), "text": [q["text"] for q in queries]}
+            {
+                "_id": [q["_id"] for q in queries],
+                "title": [""] * len(queries),
+                "text": [q["text"] for q in queries],
+            }
         ),
     }
 
 
 def beir_jsonl_gz_files(corpus: list[dict], queries: list[dict]) -> dict[str, bytes]:
-    return {"corpus.jsonl.gz": gzip.compress(jsonl(corpus)), "queries.jsonl.gz": gzip.compress(jsonl(queries))}
+    return {
+        "corpus.jsonl.gz": gzip.compress(jsonl(corpus)),
+        "queries.jsonl.gz": gzip.compress(jsonl(queries)),
+    }
 
 
 def mteb_jsonl_files(corpus: list[dict], queries: list[dict], qrels: dict[str, bytes]) -> dict[str, bytes]:
-    files = {"README.md": b"---\nconfigs: [corpus, queries, default]\n---\n", "corpus.jsonl": jsonl(corpus),
-             "queries.jsonl": jsonl([{"_id": q["_id"], "text": q["text"]} for q in queries])}
+    files = {
+        "README.md": b"---\nconfigs: [corpus, queries, default]\n---\n",
+        "corpus.jsonl": jsonl(corpus),
+        "queries.jsonl": jsonl([{"_id": q["_id"], "text": q["text"]} for q in queries]),
+    }
     for split, tsv in qrels.items():
         rows = [{"query-id": q, "corpus-id": d, "score": float(s)} for q, d, s in qrels_rows(tsv)]
         files[f"qrels/{split}.jsonl"] = jsonl(rows)
@@ -99,14 +117,21 @@ def mteb_parquet_files(corpus: list[dict], queries: list[dict], qrels: dict[str,
     rows = qrels_rows(qrels[split])
     return {
         f"corpus/{split}-00000-of-00001.parquet": parquet(
-            {"id": [d["_id"] for d in corpus], "title": [d.get("title", "") for d in corpus],
-             "text": [d["text"] for d in corpus]}
+            {
+                "id": [d["_id"] for d in corpus],
+                "title": [d.get("title", "") for d in corpus],
+                "text": [d["text"] for d in corpus],
+            }
         ),
         f"queries/{split}-00000-of-00001.parquet": parquet(
             {"id": [q["_id"] for q in split_queries], "text": [q["text"] for q in split_queries]}
         ),
         f"qrels/{split}-00000-of-00001.parquet": parquet(
-            {"query-id": [r[0] for r in rows], "corpus-id": [r[1] for r in rows], "score": [r[2] for r in rows]},
+            {
+                "query-id": [r[0] for r in rows],
+                "corpus-id": [r[1] for r in rows],
+                "score": [r[2] for r in rows],
+            },
             {"score": "int64"},
         ),
     }

@@ -111,7 +111,10 @@ def _layer(module: str) -> int:
 
 def test_the_import_graph_is_read_from_the_source():
     graph = _graph()
-    assert "gtr_eval.data.loader" in graph["gtr_eval.runner"] or "gtr_eval.data.units" in graph["gtr_eval.runner"]
+    assert (
+        "gtr_eval.data.loader" in graph["gtr_eval.runner"]
+        or "gtr_eval.data.units" in graph["gtr_eval.runner"]
+    )
     assert "gtr_eval.retrieval.onnx_backend" in graph["gtr_eval.retrieval.encoders"]  # imported in a function
 
 

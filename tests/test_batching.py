@@ -37,8 +37,13 @@ class _WordModel:
         pad = [[-1] * (width - len(x)) for x in ids]
         rows = [x + p if self.side == "right" else p + x for x, p in zip(ids, pad, strict=True)]
         input_ids = torch.tensor(rows)
-        return {"input_ids": input_ids, "attention_mask": (input_ids >= 0).long(), "prompt_length": 1,
-                "modality": "text", "lengths": torch.tensor([len(x) for x in ids])}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": (input_ids >= 0).long(),
+            "prompt_length": 1,
+            "modality": "text",
+            "lengths": torch.tensor([len(x) for x in ids]),
+        }
 
 
 @pytest.mark.parametrize("side", ["right", "left", None])

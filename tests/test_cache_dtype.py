@@ -31,15 +31,18 @@ def _kw(tmp_path, calls: list[int] | None = None, **extra) -> dict:
             calls.append(len(texts))
         return VECTORS[[int(t) for t in texts]]
 
-    return dict(
-        texts=lambda idx: [str(i) for i in idx],
-        order=np.arange(ROWS),
-        encode=encode,
-        key={"test": "fp16"},
-        cache_dir=tmp_path,
-        shard_size=100,
-        progress=False,
-    ) | extra
+    return (
+        dict(
+            texts=lambda idx: [str(i) for i in idx],
+            order=np.arange(ROWS),
+            encode=encode,
+            key={"test": "fp16"},
+            cache_dir=tmp_path,
+            shard_size=100,
+            progress=False,
+        )
+        | extra
+    )
 
 
 def test_fp16_shards_take_half_the_bytes_and_read_back_as_float32(tmp_path):
@@ -121,7 +124,9 @@ def test_dense_fp16_storage_keys_apart_records_it_and_ranks_like_fp32(tiny_gtr, 
     cfg = DenseConfig(model=str(tiny_gtr), backend="torch", shard_size=8)
     full = DenseRetriever(cfg, cache_dir=tmp_path, progress=False)
     full.index(data.corpus)
-    half = DenseRetriever(DenseConfig(**{**cfg.__dict__, "cache_dtype": "fp16"}), cache_dir=tmp_path, progress=False)
+    half = DenseRetriever(
+        DenseConfig(**{**cfg.__dict__, "cache_dtype": "fp16"}), cache_dir=tmp_path, progress=False
+    )
     half.index(data.corpus)
     assert half._emb.folder != full._emb.folder
     key32 = json.loads((full._emb.folder / "key.json").read_text())

@@ -251,7 +251,10 @@ def test_query_batches_do_not_change_any_score(monkeypatch, seed):
         monkeypatch.setattr(ev, "EVAL_BATCH_QUERIES", size)
         part = evaluate(qrels, run)
         assert part.metrics == whole.metrics and part.per_query == whole.per_query
-        assert part.missing_queries == whole.missing_queries and part.unjudged_queries == whole.unjudged_queries == 1
+        assert (
+            part.missing_queries == whole.missing_queries
+            and part.unjudged_queries == whole.unjudged_queries == 1
+        )
         assert list(part.per_query["ndcg@10"]) == list(qrels)
 
 
@@ -263,7 +266,9 @@ def test_streamed_run_file_has_the_content_of_one_written_at_once(tmp_path):
     path = tmp_path / "run.trec.gz"
     write_trec_run(run, path, tag="sys")
     expected = "".join(
-        f"{q} Q0 {d} {r} {s!r} sys\n" for q, docs in run.items() for r, (d, s) in enumerate(ranked(docs), start=1)
+        f"{q} Q0 {d} {r} {s!r} sys\n"
+        for q, docs in run.items()
+        for r, (d, s) in enumerate(ranked(docs), start=1)
     )
     assert gzip.decompress(path.read_bytes()).decode() == expected
     first = path.read_bytes()

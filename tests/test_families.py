@@ -58,7 +58,9 @@ def _install(tiny: dict[str, Path], hub: Path, key: str) -> None:
 
 
 def _ours(warned: list[warnings.WarningMessage]) -> list[str]:
-    return [str(w.message) for w in warned if UNPUBLISHED in str(w.message) or "trained with" in str(w.message)]
+    return [
+        str(w.message) for w in warned if UNPUBLISHED in str(w.message) or "trained with" in str(w.message)
+    ]
 
 
 @pytest.mark.parametrize("key", sorted(DENSE_BASELINES))
@@ -76,7 +78,10 @@ def test_each_baseline_preset_resolves_through_the_hub_with_its_published_settin
     assert (man["query_prompt"], man["doc_prompt"]) == (preset.query_prompt, preset.doc_prompt)
     assert q.shape == (1, 32)
     if key == "dpr":
-        assert man["query_hub_id"] == preset.query_hub_id and man["text_format"] == "(title + ' [SEP] ' + text).strip()"
+        assert (
+            man["query_hub_id"] == preset.query_hub_id
+            and man["text_format"] == "(title + ' [SEP] ' + text).strip()"
+        )
         assert man["query_weights_sha256"] != man["weights_sha256"]
     else:
         assert "query_hub_id" not in man and man["text_format"] == "(title + ' ' + text).strip()"
@@ -169,7 +174,9 @@ def test_a_router_model_routes_queries_and_documents_and_scores_as_it_declares(t
     stored = load_result(results, "model", "demo")
     assert stored.manifest["score"] == "dot"  # from the model's config_sentence_transformers.json
     assert "Router" in stored.manifest["routes"]
-    _assert_same_top(read_trec_run(stored.run_path), _library_topk(tiny["router"], tiny["router"], " ", 5, router=True))
+    _assert_same_top(
+        read_trec_run(stored.run_path), _library_topk(tiny["router"], tiny["router"], " ", 5, router=True)
+    )
     with pytest.raises(ValueError, match="Router"):
         DenseRetriever(DenseConfig(model=str(tiny["router"]), backend="onnx"), progress=False)
     assert stored.manifest["backend"] == "torch" and stored.manifest["backend_requested"] == "auto"
@@ -224,8 +231,22 @@ def test_kill_9_during_the_document_encoders_corpus_encoding_resumes(tiny, tmp_p
     n_shards = -(-3000 // SHARD)
 
     def args(results: Path, cache: Path) -> list[str]:
-        return ["run", "--query-model", str(tiny["query"]), "--doc-model", str(tiny["doc"]), "-d", str(syn),
-                "--results-dir", str(results), "--cache-dir", str(cache), "--shard-size", str(SHARD), "--quiet"]
+        return [
+            "run",
+            "--query-model",
+            str(tiny["query"]),
+            "--doc-model",
+            str(tiny["doc"]),
+            "-d",
+            str(syn),
+            "--results-dir",
+            str(results),
+            "--cache-dir",
+            str(cache),
+            "--shard-size",
+            str(SHARD),
+            "--quiet",
+        ]
 
     reference = tmp_path / "reference"
     _run(*args(reference, tmp_path / "reference-cache")[1:-1])
@@ -251,7 +272,9 @@ def test_the_task_routes_only_router_models(tiny):
     from gtr_eval.retrieval.models import resolve_model
 
     texts = ["how does bread rise", "Coffee and tea brewing in the morning, " * 8, "x"]
-    minilm = TorchEncoder(EncoderSpec(str(resolve_model("all-MiniLM-L6-v2").path), device="cpu", batch_size=2))
+    minilm = TorchEncoder(
+        EncoderSpec(str(resolve_model("all-MiniLM-L6-v2").path), device="cpu", batch_size=2)
+    )
     plain = minilm.encode(texts, "")
     assert np.array_equal(plain, minilm.encode(texts, "", "query"))
     assert np.array_equal(plain, minilm.encode(texts, "", "document"))

@@ -91,5 +91,7 @@ def test_rerank_of_the_real_bm25_run_equals_cross_encoder_predict(beir_data, nfc
     ce = CrossEncoder(str(model), device="cpu")
     for q in random.Random(1).sample(sorted(run), SAMPLE):
         docs = list(run[q])
-        want = ce.predict([(nfcorpus.queries[q], nfcorpus.corpus.text(nfcorpus.corpus.index_of(d))) for d in docs])
+        want = ce.predict(
+            [(nfcorpus.queries[q], nfcorpus.corpus.text(nfcorpus.corpus.index_of(d))) for d in docs]
+        )
         np.testing.assert_allclose([run[q][d] for d in docs], want, rtol=0, atol=1e-5)

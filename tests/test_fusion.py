@@ -50,7 +50,9 @@ def test_minmax_and_zscore_weighted_sums_by_hand():
     flat = normalized_sum([{"q": {"x": 5.0, "y": 5.0}}, b], [1, 1], "minmax")["q"]
     assert flat["x"] == 0.0 + 0.0 and flat["y"] == 0.0  # a zero range divides by 1e-9, as ranx does
     # a query one run did not answer: the other run's normalised scores alone
-    one = normalized_sum([{"q": {}, "p": {"u": 1.0, "v": 3.0}}, {"q": {"x": 1.0, "y": 3.0}}], [0.4, 0.6], "zscore")
+    one = normalized_sum(
+        [{"q": {}, "p": {"u": 1.0, "v": 3.0}}, {"q": {"x": 1.0, "y": 3.0}}], [0.4, 0.6], "zscore"
+    )
     assert one == {"q": {"x": 0.6 * -1.0, "y": 0.6 * 1.0}, "p": {"u": 0.4 * -1.0, "v": 0.4 * 1.0}}
 
 
@@ -96,7 +98,9 @@ def committed_copy(tmp_path):
 
 def _fuse_cli(results, *args, data_dir=None):
     extra = ["--data-dir", str(data_dir)] if data_dir else []
-    return CliRunner().invoke(cli, ["fuse", *args, "--results-dir", str(results), *extra], catch_exceptions=False)
+    return CliRunner().invoke(
+        cli, ["fuse", *args, "--results-dir", str(results), *extra], catch_exceptions=False
+    )
 
 
 @pytest.mark.slow
@@ -128,7 +132,9 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
 
 
 def test_fuse_command_needs_stored_inputs_and_two_systems(committed_copy):
-    out = CliRunner().invoke(cli, ["fuse", "bm25", "nope", "-d", "demo", "--results-dir", str(committed_copy)])
+    out = CliRunner().invoke(
+        cli, ["fuse", "bm25", "nope", "-d", "demo", "--results-dir", str(committed_copy)]
+    )
     assert out.exit_code != 0 and "fuse needs a stored result of bm25 on demo" in out.output
     out = CliRunner().invoke(cli, ["fuse", "bm25", "-d", "demo", "--results-dir", str(committed_copy)])
     assert out.exit_code != 0 and "at least two" in out.output
@@ -139,7 +145,9 @@ def test_fuse_command_needs_stored_inputs_and_two_systems(committed_copy):
 
 def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     results = tmp_path / "r"
-    run = CliRunner().invoke(cli, ["run", "-m", "bm25", "-d", "demo", "--results-dir", str(results), "--quiet"])
+    run = CliRunner().invoke(
+        cli, ["run", "-m", "bm25", "-d", "demo", "--results-dir", str(results), "--quiet"]
+    )
     assert run.exit_code == 0, run.output
     # a second stored system on demo: the bm25 run with every score negated (the reverse ranking)
     from gtr_eval.data.units import resolve_dataset
@@ -150,7 +158,9 @@ def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     data = unit.load()
     bm25 = read_trec_run(load_result(results, "bm25", "demo").run_path)
     rev = {q: {d: -s for d, s in docs.items()} for q, docs in bm25.items()}
-    save_result(results, "reverse", "demo", "test", ev(data.qrels, rev), rev, {"dataset": {"checksum": data.checksum}})
+    save_result(
+        results, "reverse", "demo", "test", ev(data.qrels, rev), rev, {"dataset": {"checksum": data.checksum}}
+    )
     out = _fuse_cli(results, "--minmax", "--weights", "0.8,0.2", "bm25", "reverse", "-d", "demo")
     assert out.exit_code == 0, out.output
     stored = load_result(results, "minmax(bm25@0.8+reverse@0.2)", "demo")
@@ -162,7 +172,9 @@ def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     record = json.loads((results / "reverse" / "demo.json").read_text())
     record["manifest"]["dataset"]["checksum"] = "0" * 64
     (results / "reverse" / "demo.json").write_text(json.dumps(record))
-    out = CliRunner().invoke(cli, ["fuse", "--zscore", "bm25", "reverse", "-d", "demo", "--results-dir", str(results)])
+    out = CliRunner().invoke(
+        cli, ["fuse", "--zscore", "bm25", "reverse", "-d", "demo", "--results-dir", str(results)]
+    )
     assert out.exit_code != 0 and "other data" in out.output
     assert {r.system for r in load_results(results)} == {"bm25", "reverse", "minmax(bm25@0.8+reverse@0.2)"}
 
@@ -192,7 +204,9 @@ def _ranx_scored(runs, queries):
 
 @pytest.fixture(scope="module")
 def real_runs():
-    return {d: [read_trec_run(RESULTS / s / f"{d}.run.trec.gz") for s in INPUTS] for d in ("scifact", "nfcorpus")}
+    return {
+        d: [read_trec_run(RESULTS / s / f"{d}.run.trec.gz") for s in INPUTS] for d in ("scifact", "nfcorpus")
+    }
 
 
 @pytest.mark.slow
@@ -233,4 +247,6 @@ def test_normalized_sums_equal_ranx_on_the_real_runs(real_runs, dataset, method,
     assert ours.keys() == theirs.keys() == set(both)
     for q, docs in ours.items():
         assert docs.keys() == theirs[q].keys(), q
-        np.testing.assert_allclose([docs[d] for d in docs], [theirs[q][d] for d in docs], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            [docs[d] for d in docs], [theirs[q][d] for d in docs], rtol=1e-9, atol=1e-9
+        )

@@ -47,12 +47,21 @@ def install_copy(hub: Path, info: DatasetInfo, layout: str, folder: Path, unit: 
     source = layout.split()[0]
     copy = info.hub[source][unit]
     if source == "hf-beir":
-        tables = beir_parquet_files(corpus, queries) if "parquet" in layout else beir_jsonl_gz_files(corpus, queries)
+        tables = (
+            beir_parquet_files(corpus, queries)
+            if "parquet" in layout
+            else beir_jsonl_gz_files(corpus, queries)
+        )
         install(hub, copy.repo, copy.revision or "f" * 40, tables)
-        install(hub, copy.qrels_repo, copy.qrels_revision or "e" * 40, {f"{k}.tsv": v for k, v in qrels.items()})
+        install(
+            hub, copy.qrels_repo, copy.qrels_revision or "e" * 40, {f"{k}.tsv": v for k, v in qrels.items()}
+        )
     else:
-        files = mteb_parquet_files(corpus, queries, qrels) if "parquet" in layout else mteb_jsonl_files(
-            corpus, queries, qrels)
+        files = (
+            mteb_parquet_files(corpus, queries, qrels)
+            if "parquet" in layout
+            else mteb_jsonl_files(corpus, queries, qrels)
+        )
         install(hub, copy.repo, copy.revision, files)
 
 
@@ -98,8 +107,9 @@ def failing_server():
 
 TINY_FILES = {
     "corpus.jsonl": jsonl([{"_id": f"d{i}", "title": f"T{i}", "text": f"text {i} é"} for i in range(5)]),
-    "queries.jsonl": jsonl([{"_id": "q1", "text": "what"}, {"_id": "q2", "text": "who"},
-                            {"_id": "q3", "text": "a train query"}]),
+    "queries.jsonl": jsonl(
+        [{"_id": "q1", "text": "what"}, {"_id": "q2", "text": "who"}, {"_id": "q3", "text": "a train query"}]
+    ),
     "qrels/test.tsv": b"query-id\tcorpus-id\tscore\r\nq1\td1\t1\r\nq2\td3\t2\r\nq2\td4\t0\r\n",
     "qrels/train.tsv": b"query-id\tcorpus-id\tscore\nq3\td0\t1\n",
 }
@@ -116,9 +126,16 @@ def _write_folder(path: Path, files: dict[str, bytes]) -> Path:
 def tiny(monkeypatch, tmp_path) -> DatasetInfo:
     """`tiny` in the registry with a copy on each source; HF_HUB_CACHE is an empty cache under tmp."""
     info = DatasetInfo(
-        name="tiny", url=None, md5="0" * 32, split="test", num_docs=5, num_queries=2,
-        hub={"hf-beir": (HubCopy("BeIR/tiny", "1" * 40, "BeIR/tiny-qrels", "2" * 40),),
-             "hf-mteb": (HubCopy("mteb/tiny", "3" * 40, "mteb/tiny", "3" * 40),)},
+        name="tiny",
+        url=None,
+        md5="0" * 32,
+        split="test",
+        num_docs=5,
+        num_queries=2,
+        hub={
+            "hf-beir": (HubCopy("BeIR/tiny", "1" * 40, "BeIR/tiny-qrels", "2" * 40),),
+            "hf-mteb": (HubCopy("mteb/tiny", "3" * 40, "mteb/tiny", "3" * 40),),
+        },
         expected=(ExpectedRows(5, 2, 2),),
     )
     monkeypatch.setitem(registry._REGISTRY, "tiny", info)
@@ -189,21 +206,42 @@ def test_a_copy_judging_other_queries_is_refused(tiny, tiny_folder, tmp_path):
 @pytest.mark.parametrize(
     ("layout", "file", "broken", "message"),
     [
-        ("hf-beir parquet", "corpus/corpus-00000-of-00001.parquet",
-         parquet({"_id": ["d0", "d1", None], "title": ["", "", ""], "text": ["a", "b", "c"]}),
-         r"corpus-00000-of-00001.parquet:row 2: field '_id' must be a non-empty string"),
-        ("hf-beir parquet", "corpus/corpus-00000-of-00001.parquet",
-         parquet({"_id": ["d0", "d1", "d0"], "title": ["", "", ""], "text": ["a", "b", "c"]}),
-         r"corpus-00000-of-00001.parquet:row 2: duplicate document id 'd0' \(first at row 0\)"),
-        ("hf-beir parquet", "queries/queries-00000-of-00001.parquet", parquet({"_id": ["q1"], "title": [""]}),
-         r"queries-00000-of-00001.parquet:row 0: missing field 'text'"),
+        (
+            "hf-beir parquet",
+            "corpus/corpus-00000-of-00001.parquet",
+            parquet({"_id": ["d0", "d1", None], "title": ["", "", ""], "text": ["a", "b", "c"]}),
+            r"corpus-00000-of-00001.parquet:row 2: field '_id' must be a non-empty string",
+        ),
+        (
+            "hf-beir parquet",
+            "corpus/corpus-00000-of-00001.parquet",
+            parquet({"_id": ["d0", "d1", "d0"], "title": ["", "", ""], "text": ["a", "b", "c"]}),
+            r"corpus-00000-of-00001.parquet:row 2: duplicate document id 'd0' \(first at row 0\)",
+        ),
+        (
+            "hf-beir parquet",
+            "queries/queries-00000-of-00001.parquet",
+            parquet({"_id": ["q1"], "title": [""]}),
+            r"queries-00000-of-00001.parquet:row 0: missing field 'text'",
+        ),
         ("hf-beir jsonl.gz", "corpus.jsonl.gz", None, r"corpus.jsonl.gz:3: invalid JSON"),
-        ("hf-mteb jsonl", "qrels/test.jsonl",
-         jsonl([{"query-id": "q1", "corpus-id": "d1", "score": 1.0}, {"query-id": "q2", "corpus-id": "d3",
-                                                                      "score": 1.5}]),
-         r"qrels/test.jsonl:2: score 1.5 is not an integer"),
-        ("hf-mteb parquet", "corpus/test-00000-of-00001.parquet", b"PAR1 this is not parquet",
-         r"corpus/test-00000-of-00001.parquet:row 0: unreadable parquet"),
+        (
+            "hf-mteb jsonl",
+            "qrels/test.jsonl",
+            jsonl(
+                [
+                    {"query-id": "q1", "corpus-id": "d1", "score": 1.0},
+                    {"query-id": "q2", "corpus-id": "d3", "score": 1.5},
+                ]
+            ),
+            r"qrels/test.jsonl:2: score 1.5 is not an integer",
+        ),
+        (
+            "hf-mteb parquet",
+            "corpus/test-00000-of-00001.parquet",
+            b"PAR1 this is not parquet",
+            r"corpus/test-00000-of-00001.parquet:row 0: unreadable parquet",
+        ),
     ],
 )
 def test_a_bad_hub_record_names_the_file_and_row(tiny, tiny_folder, tmp_path, layout, file, broken, message):
@@ -217,7 +255,9 @@ def test_a_bad_hub_record_names_the_file_and_row(tiny, tiny_folder, tmp_path, la
     copy = tiny.hub[source][0]
     if source == "hf-beir":
         files = (beir_parquet_files if "parquet" in layout else beir_jsonl_gz_files)(corpus, queries)
-        install(tmp_path / "hub", copy.qrels_repo, copy.qrels_revision, {f"{k}.tsv": v for k, v in qrels.items()})
+        install(
+            tmp_path / "hub", copy.qrels_repo, copy.qrels_revision, {f"{k}.tsv": v for k, v in qrels.items()}
+        )
     else:
         files = (mteb_parquet_files if "parquet" in layout else mteb_jsonl_files)(corpus, queries, qrels)
     files[file] = broken
@@ -227,7 +267,9 @@ def test_a_bad_hub_record_names_the_file_and_row(tiny, tiny_folder, tmp_path, la
     assert _leftovers(tmp_path / "data") == [] and not (tmp_path / "data" / "tiny").exists()
 
 
-def test_auto_falls_back_from_a_failing_zip_server_and_says_so(tiny, tiny_folder, tmp_path, failing_server, capsys):
+def test_auto_falls_back_from_a_failing_zip_server_and_says_so(
+    tiny, tiny_folder, tmp_path, failing_server, capsys
+):
     install_copy(tmp_path / "hub", tiny, "hf-beir parquet", tiny_folder)
     path = download("tiny", tmp_path / "data", base_url=failing_server.url, progress=False, retries=1)
     err = capsys.readouterr().err
@@ -262,7 +304,9 @@ def test_an_explicit_source_does_not_fall_back(tiny, tiny_folder, tmp_path, fail
     with pytest.raises(DownloadError, match="cannot get BeIR/tiny"):
         download("tiny", tmp_path / "data", source="hf-beir", progress=False)
     with pytest.raises(DownloadError, match="HTTP 500"):
-        download("tiny", tmp_path / "data", source="ukp", base_url=failing_server.url, progress=False, retries=0)
+        download(
+            "tiny", tmp_path / "data", source="ukp", base_url=failing_server.url, progress=False, retries=0
+        )
     with pytest.raises(ValueError, match="unknown source 'hf'"):
         download("tiny", tmp_path / "data", source="hf")
 
@@ -271,8 +315,16 @@ def test_the_manifest_records_source_and_revision(tiny, tiny_folder, tmp_path):
     from gtr_eval.api import run
 
     install_copy(tmp_path / "hub", tiny, "hf-beir parquet", tiny_folder)
-    results = run(["bm25"], ["tiny"], data_dir=tmp_path / "data", results_dir=tmp_path / "r", source="hf-beir",
-                  cache_dir=None, progress=False, echo=lambda s: None)
+    results = run(
+        ["bm25"],
+        ["tiny"],
+        data_dir=tmp_path / "data",
+        results_dir=tmp_path / "r",
+        source="hf-beir",
+        cache_dir=None,
+        progress=False,
+        echo=lambda s: None,
+    )
     dataset = results[0].manifest["dataset"]
     assert dataset["source"]["source"] == "hf-beir"
     hub = dataset["source"]["hub"][0]
@@ -312,7 +364,9 @@ def test_datasets_json_lists_the_sources():
     assert list(scifact) == ["ukp", "hf-beir", "hf-mteb"]
     assert scifact["ukp"]["md5"] == "5f7d1de60b170fc8027bb7898e2efca1"
     assert scifact["hf-beir"][0]["repo"] == "BeIR/scifact" and scifact["hf-mteb"][0]["repo"] == "mteb/scifact"
-    assert rows["scifact"]["expected"] == [{"unit": "scifact", "documents": 5183, "queries": 300, "judgments": 339}]
+    assert rows["scifact"]["expected"] == [
+        {"unit": "scifact", "documents": 5183, "queries": 300, "judgments": 339}
+    ]
     assert rows["bioasq"]["sources"] == {} and rows["demo"]["sources"] == {}
     assert len(rows["cqadupstack"]["sources"]["hf-mteb"]) == 12
 
@@ -322,8 +376,11 @@ def test_datasets_json_lists_the_sources():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "layout"), [("scifact", layout) for layout in LAYOUTS]
-                         + [("nfcorpus", "hf-beir parquet"), ("nfcorpus", "hf-mteb jsonl")])
+@pytest.mark.parametrize(
+    ("name", "layout"),
+    [("scifact", layout) for layout in LAYOUTS]
+    + [("nfcorpus", "hf-beir parquet"), ("nfcorpus", "hf-mteb jsonl")],
+)
 def test_cli_download_from_the_hub_equals_the_official_folder(beir_data, tmp_path, name, layout):
     info = registry.get(name)
     install_copy(tmp_path / "hub", info, layout, beir_data / name)
@@ -341,13 +398,28 @@ def test_cli_download_from_the_hub_equals_the_official_folder(beir_data, tmp_pat
 def test_cli_auto_uses_the_hub_when_the_zip_server_fails(beir_data, tmp_path, failing_server):
     install_copy(tmp_path / "hub", registry.get("scifact"), "hf-beir parquet", beir_data / "scifact")
     data = tmp_path / "data"
-    cmd = [*GTR_EVAL, "download", "scifact", "--data-dir", str(data), "--base-url", failing_server.url,
-           "--retries", "0", "--no-progress"]
+    cmd = [
+        *GTR_EVAL,
+        "download",
+        "scifact",
+        "--data-dir",
+        str(data),
+        "--base-url",
+        failing_server.url,
+        "--retries",
+        "0",
+        "--no-progress",
+    ]
     out = subprocess.run(cmd, env=hub_env(tmp_path / "hub"), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert failing_server.hits == 1
-    assert f"scifact: ukp failed (HTTP 500 Internal Server Error from {failing_server.url}scifact.zip" in out.stderr
-    assert "falling back to hf-beir" in out.stderr and "downloaded from hf-beir after ukp failed" in out.stderr
+    assert (
+        f"scifact: ukp failed (HTTP 500 Internal Server Error from {failing_server.url}scifact.zip"
+        in out.stderr
+    )
+    assert (
+        "falling back to hf-beir" in out.stderr and "downloaded from hf-beir after ukp failed" in out.stderr
+    )
     assert_same(load_beir_folder(data / "scifact"), load_beir_folder(beir_data / "scifact"))
 
 
@@ -367,10 +439,20 @@ def test_a_dataset_of_subforums_is_converted_forum_by_forum(monkeypatch, tmp_pat
     """CQADupStack's shape: BeIR keeps a folder per forum in one repo pair, MTEB a repo per forum."""
     forums = ("android", "gis")
     info = DatasetInfo(
-        name="cqa", url=None, md5="0" * 32, split="test", num_docs=10, num_queries=4, subsets=forums,
-        hub={"hf-beir": tuple(HubCopy("BeIR/cqa", "4" * 40, "BeIR/cqa-qrels", "5" * 40, f) for f in forums),
-             "hf-mteb": tuple(HubCopy(f"mteb/cqa-{f}", c * 40, f"mteb/cqa-{f}", c * 40) for f, c in zip(forums, "67",
-                                                                                                    strict=True))},
+        name="cqa",
+        url=None,
+        md5="0" * 32,
+        split="test",
+        num_docs=10,
+        num_queries=4,
+        subsets=forums,
+        hub={
+            "hf-beir": tuple(HubCopy("BeIR/cqa", "4" * 40, "BeIR/cqa-qrels", "5" * 40, f) for f in forums),
+            "hf-mteb": tuple(
+                HubCopy(f"mteb/cqa-{f}", c * 40, f"mteb/cqa-{f}", c * 40)
+                for f, c in zip(forums, "67", strict=True)
+            ),
+        },
         expected=(ExpectedRows(5, 2, 2), ExpectedRows(5, 2, 2)),
     )
     monkeypatch.setitem(registry._REGISTRY, "cqa", info)
@@ -379,9 +461,14 @@ def test_a_dataset_of_subforums_is_converted_forum_by_forum(monkeypatch, tmp_pat
     originals = {}
     beir_tables, beir_qrels = {}, {}
     for i, forum in enumerate(forums):
-        files = {k: v.replace(b'"d', f'"{forum}-d'.encode()) if k.endswith(".jsonl") else v
-                 for k, v in TINY_FILES.items()}
-        files = {k: v.replace(b"\td", f"\t{forum}-d".encode()) if k.endswith(".tsv") else v for k, v in files.items()}
+        files = {
+            k: v.replace(b'"d', f'"{forum}-d'.encode()) if k.endswith(".jsonl") else v
+            for k, v in TINY_FILES.items()
+        }
+        files = {
+            k: v.replace(b"\td", f"\t{forum}-d".encode()) if k.endswith(".tsv") else v
+            for k, v in files.items()
+        }
         originals[forum] = _write_folder(tmp_path / "original" / forum, files)
         corpus, queries, qrels = read_beir(originals[forum])
         beir_tables |= {f"{forum}/{k}": v for k, v in beir_parquet_files(corpus, queries).items()}

@@ -127,7 +127,9 @@ def test_token_cache_stores_float16_parts_and_reencodes_damage(tmp_path):
 def test_the_colbert_layouts_load_through_one_loader_and_score_alike(tmp_path):
     texts = ["how does bread rise in the oven?", "tea, coffee and water."]
     models = {
-        layout: load_multivector_encoder(build_tiny_colbert(tmp_path / layout, layout=layout), document_length=300)
+        layout: load_multivector_encoder(
+            build_tiny_colbert(tmp_path / layout, layout=layout), document_length=300
+        )
         for layout in ("pylate", "stanford", "st")
     }
     # lightonai/colbertv2.0 spells its projection `pylate.models.Dense`: aliased by the loader
@@ -209,16 +211,26 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     search, then the two-stage mode re-ranking bm25's stored run, both on the demo set."""
     hub = tmp_path / "hub"
     hub_id = PRESETS["colbertv2"].hub_id
-    install_as_hub_snapshot(build_tiny_colbert(tmp_path / "build", layout="stanford"), hub, hub_id, HUB_COMMIT)
+    install_as_hub_snapshot(
+        build_tiny_colbert(tmp_path / "build", layout="stanford"), hub, hub_id, HUB_COMMIT
+    )
     env = dict(os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1")
     common = ["-d", "demo", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     full, two = tmp_path / "full", tmp_path / "two-stage"
     out = _cli(["run", "-m", "colbertv2", *common, "--results-dir", str(full)], env)
     assert out.returncode == 0, out.stderr[-3000:]
     man = json.loads((full / "colbertv2" / "demo.json").read_text())["manifest"]
-    assert (man["retriever"], man["hub_id"], man["revision"], man["mode"]) == ("multivector", hub_id, HUB_COMMIT, "full")
+    assert (man["retriever"], man["hub_id"], man["revision"], man["mode"]) == (
+        "multivector",
+        hub_id,
+        HUB_COMMIT,
+        "full",
+    )
     settings = man["model_settings"]
-    assert man["max_length"] == settings["document_length"] == 300 and settings["query_expansion"]["length"] == 32
+    assert (
+        man["max_length"] == settings["document_length"] == 300
+        and settings["query_expansion"]["length"] == 32
+    )
     assert settings["prompts"] == {"query": "[unused0] ", "document": "[unused1] "}
     assert "[index] colbertv2 on demo: index_bytes" in out.stderr
 
@@ -253,7 +265,10 @@ def test_api_run_takes_the_two_stage_options(tiny_colbert, tmp_path):
                   progress=False, echo=lambda s: None, candidates="bm25", depth=3)  # fmt: skip
     man = {r.system: r.manifest for r in results}["tiny-colbert"]
     assert (man["mode"], man["candidates"], man["depth"]) == ("rerank", "bm25", 3)
-    assert all(len(hits) <= 3 for hits in read_trec_run(tmp_path / "r" / "tiny-colbert" / "demo.run.trec.gz").values())
+    assert all(
+        len(hits) <= 3
+        for hits in read_trec_run(tmp_path / "r" / "tiny-colbert" / "demo.run.trec.gz").values()
+    )
 
 
 def test_kill_9_during_token_encoding_resumes_from_the_last_complete_shard(tiny_colbert, tmp_path):

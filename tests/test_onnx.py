@@ -125,7 +125,9 @@ def test_auto_rules(tiny_gtr, tmp_path, monkeypatch):
     _safetensors(big / "model.safetensors", {"a": [2**28], "b": [2**28 - 2**20]})  # just under
     assert choose_backend("auto", big, cpu, "fp32").backend == "onnx"
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real_find_spec(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else real_find_spec(n, *a)
+    )
     got = choose_backend("auto", tiny_gtr, cpu, "fp32")
     assert got.backend == "torch" and "onnxruntime is not installed" in got.reason
     with pytest.raises(ValueError, match="backend must be"):
@@ -144,18 +146,24 @@ def test_auto_runs_onnx_on_cpu_with_the_same_cache_entry_as_backend_onnx(tiny_gt
     assert (m["backend"], m["backend_requested"]) == ("onnx", "auto") and "CPU, fp32" in m["backend_reason"]
     assert auto.settings()["backend"] == "onnx"
     assert auto.timings["onnx_export_s"] > 0  # exported here, beside the embeddings
-    explicit = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False)
+    explicit = DenseRetriever(
+        DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False
+    )
     explicit.index(data.corpus)
     assert explicit._emb.folder == auto._emb.folder and explicit.stats["corpus_shards_reused"] == 1
     assert "backend_reason" not in explicit.manifest() and explicit.manifest()["backend_requested"] == "onnx"
-    torch_ = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False)
+    torch_ = DenseRetriever(
+        DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False
+    )
     torch_.index(data.corpus)
     assert torch_._emb.folder != auto._emb.folder  # the cache key keeps backends apart
     # exported and encoded before: a second run settles `auto` and searches without loading the model
     # (given the max length, as presets give it; else reading it from the model loads the model)
     hits = auto.search(data.queries, 5)
     assert auto.max_length() == 512
-    again = DenseRetriever(DenseConfig(model=str(tiny_gtr), max_length=512), cache_dir=tmp_path, progress=False)
+    again = DenseRetriever(
+        DenseConfig(model=str(tiny_gtr), max_length=512), cache_dir=tmp_path, progress=False
+    )
     again.index(data.corpus)
     assert again.search(data.queries, 5) == hits and again._encoder_impl is None
 
@@ -166,11 +174,17 @@ def test_auto_uses_torch_on_a_gpu_for_fp16_or_without_onnx(tiny_gtr, tmp_path, m
     with monkeypatch.context() as m:
         m.setattr(dense, "default_device", lambda: "cuda")  # as on a machine with a GPU
         r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
-    assert r.backend == "torch" and r.spec().backend == "torch" and "device cuda" in r.manifest()["backend_reason"]
+    assert (
+        r.backend == "torch"
+        and r.spec().backend == "torch"
+        and "device cuda" in r.manifest()["backend_reason"]
+    )
     r = DenseRetriever(DenseConfig(model=str(tiny_gtr), dtype="fp16"), cache_dir=tmp_path, progress=False)
     assert r.backend == "torch" and r.settings()["backend"] == "torch"
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real_find_spec(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real_find_spec(n, *a)
+    )
     with caplog.at_level("WARNING"):
         r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
     assert r.backend == "torch" and "note: model runs with torch: onnx is not installed" in caplog.text
@@ -196,10 +210,14 @@ def test_export_failure_falls_back_to_torch_naming_the_error(tiny_gtr, tmp_path,
     m = auto.manifest()
     assert (m["backend"], m["backend_requested"]) == ("torch", "auto")
     assert "ONNX export failed" in m["backend_reason"] and "Could not trace" in m["backend_reason"]
-    ref = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False)
+    ref = DenseRetriever(
+        DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False
+    )
     ref.index(data.corpus)
     assert ref._emb.folder == auto._emb.folder and ref.stats["corpus_shards_reused"] == 1
-    failed = json.loads((model_folder(auto.fingerprint, tmp_path / "onnx") / "export-failed.json").read_text())
+    failed = json.loads(
+        (model_folder(auto.fingerprint, tmp_path / "onnx") / "export-failed.json").read_text()
+    )
     assert failed["error"] == "RuntimeError: Could not trace the forward of ModelX" and failed["torch"]
     # next time `auto` knows without trying again
     again = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
@@ -207,7 +225,9 @@ def test_export_failure_falls_back_to_torch_naming_the_error(tiny_gtr, tmp_path,
     again.index(data.corpus)
     assert calls == [1] and again.stats["corpus_shards_reused"] == 1
     # asked for explicitly, the same failure is an error, not a silent switch
-    explicit = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False)
+    explicit = DenseRetriever(
+        DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False
+    )
     with pytest.raises(OnnxExportError, match="Could not trace"):
         explicit.index(data.corpus)
 

@@ -78,9 +78,7 @@ def test_sentence_corpus_qrels_and_template():
 
 
 def test_units_and_missing_files(tmp_path, data_dir):
-    (unit,) = resolve_dataset(
-        "peerqa-sentences", data_dir
-    )
+    (unit,) = resolve_dataset("peerqa-sentences", data_dir)
     assert unit.name == "peerqa-sentences" and not unit.ignore_identical_ids
     assert unit.load().granularity == "sentences"
     with pytest.raises(FileNotFoundError, match=r"qa\.jsonl.*tudatalib.*extract_text_from_pdf\.py"):

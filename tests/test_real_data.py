@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 SYSTEMS = ("bm25", "all-MiniLM-L6-v2")
-FUSED = "rrf(bm25+all-MiniLM-L6-v2)"  # `gtr-eval fuse --rrf bm25 all-MiniLM-L6-v2`, part of the committed tables
+FUSED = (
+    "rrf(bm25+all-MiniLM-L6-v2)"  # `gtr-eval fuse --rrf bm25 all-MiniLM-L6-v2`, part of the committed tables
+)
 DATASETS = ("scifact", "nfcorpus")
 
 
@@ -254,7 +256,8 @@ def test_fp16_cache_storage_scores_like_fp32(real_run, beir_data, shared_cache_d
     full.index(data.corpus)
     assert full.stats["corpus_shards_encoded"] == 0  # the session's vectors, not a second encode
     half = DenseRetriever(
-        DenseConfig(model="all-MiniLM-L6-v2", backend=backend, cache_dtype="fp16"), cache_dir=tmp_path,
+        DenseConfig(model="all-MiniLM-L6-v2", backend=backend, cache_dtype="fp16"),
+        cache_dir=tmp_path,
         progress=False,
     )
     replay = (np.asarray(rows) for _, rows in full._emb.chunks())  # shard by shard, in cache order
@@ -262,16 +265,23 @@ def test_fp16_cache_storage_scores_like_fp32(real_run, beir_data, shared_cache_d
     half.encode_queries = full.encode_queries  # queries are stored in fp32 whatever --cache-dtype says
     half.index(data.corpus)
     assert half.stats["corpus_shards_encoded"] == half.stats["corpus_shards"] == full.stats["corpus_shards"]
-    assert all(np.load(p, mmap_mode="r", allow_pickle=False).dtype == np.float16 for p in half._emb.shard_paths)
+    assert all(
+        np.load(p, mmap_mode="r", allow_pickle=False).dtype == np.float16 for p in half._emb.shard_paths
+    )
 
     runs = {"fp32": full.search(data.queries, 1000), "fp16": half.search(data.queries, 1000)}
-    m = {k: evaluate(data.qrels, r, ignore_identical_ids=unit.ignore_identical_ids).metrics for k, r in runs.items()}
+    m = {
+        k: evaluate(data.qrels, r, ignore_identical_ids=unit.ignore_identical_ids).metrics
+        for k, r in runs.items()
+    }
     assert m["fp32"] == pytest.approx(stored.metrics, abs=1e-9)  # the normal path gives the stored scores
 
     def top(run, q, n):
         return sorted(run[q], key=lambda d: (-run[q][d], d))[:n]
 
-    same10 = sum(top(runs["fp16"], q, 10) == top(runs["fp32"], q, 10) for q in runs["fp32"]) / len(runs["fp32"])
+    same10 = sum(top(runs["fp16"], q, 10) == top(runs["fp32"], q, 10) for q in runs["fp32"]) / len(
+        runs["fp32"]
+    )
     overlap100 = np.mean([len(set(top(runs["fp16"], q, 100)) & set(top(runs["fp32"], q, 100))) / 100
                           for q in runs["fp32"]])  # fmt: skip
     print(f"\n{dataset}: NDCG@10 fp32 {m['fp32']['ndcg@10']:.6f}, fp16 storage {m['fp16']['ndcg@10']:.6f} "

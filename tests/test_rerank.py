@@ -92,7 +92,9 @@ def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_c
     with open(stored.run_path, "rb") as fh:
         import gzip
 
-        assert all(line.split()[-1] == f"bm25>>{CE}" for line in gzip.decompress(fh.read()).decode().splitlines())
+        assert all(
+            line.split()[-1] == f"bm25>>{CE}" for line in gzip.decompress(fh.read()).decode().splitlines()
+        )
     assert {r.system for r in load_results(results)} == {"bm25", f"bm25>>{CE}"}
     table = _invoke("table", "--results-dir", str(results), "--baseline", "bm25").output
     assert f"bm25>>{CE}" in table
@@ -128,7 +130,9 @@ def test_pair_cache_reuses_pairs_across_depths_and_first_stages(tiny_ce, demo_bm
     _rerank(results, tiny_ce, cache, "--depth", "6", "--name", "deeper")
     deeper = load_result(results, "deeper", "demo")
     stats = deeper.manifest["pair_stats"]
-    assert stats["pairs_reused"] == first["pairs"] and stats["pairs_scored"] == stats["pairs"] - first["pairs"]
+    assert (
+        stats["pairs_reused"] == first["pairs"] and stats["pairs_scored"] == stats["pairs"] - first["pairs"]
+    )
     # scores of reused pairs are the same floats as in the first re-ranking
     shallow = read_trec_run(load_result(results, f"bm25>>{CE}", "demo").run_path)
     deep = read_trec_run(deeper.run_path)
@@ -204,7 +208,9 @@ def _synthetic_bm25(root: Path) -> Path:
     docs = {f"s{i:04d}": " ".join([WORDS[(i * 7 + j * (i % 5 + 1)) % n] for j in range(2 + i % 5)] + [f"n{i}"])
             for i in range(600)}  # fmt: skip
     queries = {f"q{q}": f"{WORDS[q % n]} {WORDS[(3 * q + 1) % n]}" for q in range(40)}
-    syn = _write_beir(root / "synthetic", docs, queries, [(f"q{q}", f"s{(q * 71) % 600:04d}", 1) for q in range(40)])
+    syn = _write_beir(
+        root / "synthetic", docs, queries, [(f"q{q}", f"s{(q * 71) % 600:04d}", 1) for q in range(40)]
+    )
     _invoke("run", "-m", "bm25", "-d", str(syn), "--results-dir", str(root / "results"), "--quiet")
     return syn
 
@@ -215,8 +221,24 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
     results, cache = tmp_path / "results", tmp_path / "cache"
 
     def args(res: Path, cache_dir: Path) -> list[str]:
-        return ["rerank", "--run", "bm25", "-m", str(tiny_ce), "-d", str(syn), "--depth", "50",
-                "--pair-shard-size", "64", "--results-dir", str(res), "--cache-dir", str(cache_dir), "--quiet"]
+        return [
+            "rerank",
+            "--run",
+            "bm25",
+            "-m",
+            str(tiny_ce),
+            "-d",
+            str(syn),
+            "--depth",
+            "50",
+            "--pair-shard-size",
+            "64",
+            "--results-dir",
+            str(res),
+            "--cache-dir",
+            str(cache_dir),
+            "--quiet",
+        ]
 
     _invoke(*args(reference, tmp_path / "reference-cache"))
     want = load_result(reference, f"bm25>>{CE}", "synthetic")
@@ -231,7 +253,10 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
     assert len(jobs) == 1 and len(list(jobs[0].glob("shard-*.json"))) == 4
 
     res = _invoke(*args(results, cache))
-    assert f"0 reused, {want.manifest['pair_stats']['pairs_scored']} scored in {total - 4} new shards (+4 resumed)" in res.output
+    assert (
+        f"0 reused, {want.manifest['pair_stats']['pairs_scored']} scored in {total - 4} new shards (+4 resumed)"
+        in res.output
+    )
     got = load_result(results, f"bm25>>{CE}", "synthetic")
     assert got.metrics == want.metrics and got.per_query == want.per_query
     assert read_trec_run(got.run_path) == read_trec_run(want.run_path)

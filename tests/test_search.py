@@ -166,7 +166,10 @@ def test_bench_cpu_floor_counts_the_flop_torch_counts():
         counted += counter.get_total_flops()
     assert lengths[-1] == st.max_seq_length
     pooler = 2 * cfg.hidden_size**2 * len(texts)
-    assert work(lengths, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers)["total"] + pooler == counted
+    assert (
+        work(lengths, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers)["total"] + pooler
+        == counted
+    )
 
 
 def test_bench_cpu_floor_quick():

@@ -189,7 +189,9 @@ def test_sparse_retriever_scores_equal_the_library_and_the_cache_is_reused(tiny_
     stats = r.manifest()["index"]
     assert stats["nnz"] == d.values().count_nonzero()
     assert stats["avg_nnz_per_doc"] == pytest.approx(stats["nnz"] / len(docs), abs=0.01)
-    assert stats["avg_nnz_per_query"] == pytest.approx(q.values().count_nonzero().item() / len(qids), abs=0.01)
+    assert stats["avg_nnz_per_query"] == pytest.approx(
+        q.values().count_nonzero().item() / len(qids), abs=0.01
+    )
     assert stats["index_bytes"] == sum(p.stat().st_size for p in r._emb.folder.glob("shard-*.npy"))
 
     again = SparseRetriever(cfg, cache_dir=tmp_path / "c", progress=False)
@@ -227,7 +229,9 @@ def test_splade_preset_runs_through_the_hub_path_end_to_end(tmp_path):
     data = load_beir_folder(DEMO)
     model = load_sparse_encoder(next(hub.glob("models--*/snapshots/*")), max_length=256)
     for qid, hits in stored_pairs(results, "splade-pp-ed", "demo", 8, 10):
-        lib = library_scores(model, "sparse", [data.queries[qid]], [data.corpus.text(data.corpus.index_of(d)) for d, _ in hits])
+        lib = library_scores(
+            model, "sparse", [data.queries[qid]], [data.corpus.text(data.corpus.index_of(d)) for d, _ in hits]
+        )
         np.testing.assert_allclose([s for _, s in hits], lib[0], rtol=1e-5)
 
 
@@ -240,7 +244,9 @@ def test_encode_shard_jobs_fill_the_sparse_cache_and_the_run_only_searches(tiny_
     for job in ("0/2", "1/2"):
         res = CliRunner().invoke(cli, ["encode", "-m", str(tiny_splade), *common, "--shard", job])
         assert res.exit_code == 0, res.output
-    res = CliRunner().invoke(cli, ["run", "-m", str(tiny_splade), *common, "--results-dir", str(tmp_path / "r")])
+    res = CliRunner().invoke(
+        cli, ["run", "-m", str(tiny_splade), *common, "--results-dir", str(tmp_path / "r")]
+    )
     assert res.exit_code == 0, res.output
     assert "[cache] tiny-splade on demo: encoded 0 of 5 corpus shards, reused 5" in res.stderr
 
@@ -276,4 +282,6 @@ def test_tiny_splade_on_nfcorpus_scores_equal_the_library(tiny_splade, beir_data
     assert "[index] tiny-splade on nfcorpus: index_bytes" in out.stderr
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")
-    check_sampled_pairs(results, "tiny-splade", data, load_sparse_encoder(tiny_splade, max_length=128), "sparse", 25)
+    check_sampled_pairs(
+        results, "tiny-splade", data, load_sparse_encoder(tiny_splade, max_length=128), "sparse", 25
+    )

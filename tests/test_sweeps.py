@@ -22,8 +22,22 @@ from gtr_eval.report import plan as planning
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = BUNDLED / "demo"
-BEIR_14 = ["trec-covid", "nfcorpus", "nq", "hotpotqa", "fiqa", "arguana", "webis-touche2020", "cqadupstack",
-           "quora", "dbpedia-entity", "scidocs", "fever", "climate-fever", "scifact"]
+BEIR_14 = [
+    "trec-covid",
+    "nfcorpus",
+    "nq",
+    "hotpotqa",
+    "fiqa",
+    "arguana",
+    "webis-touche2020",
+    "cqadupstack",
+    "quora",
+    "dbpedia-entity",
+    "scidocs",
+    "fever",
+    "climate-fever",
+    "scifact",
+]
 NON_PUBLIC = ["bioasq", "signal1m", "trec-news", "robust04"]
 
 
@@ -40,8 +54,17 @@ def test_beir_is_the_14_public_zero_shot_sets_in_the_papers_order():
     assert all(registry.get(n).public for n in BEIR_14) and "msmarco" not in BEIR_14
     small = GROUPS["beir-small"].members
     assert list(small) == [n for n in BEIR_14 if registry.get(n).num_docs < 600_000]
-    assert set(small) == {"trec-covid", "nfcorpus", "fiqa", "arguana", "webis-touche2020", "cqadupstack", "quora",
-                          "scidocs", "scifact"}
+    assert set(small) == {
+        "trec-covid",
+        "nfcorpus",
+        "fiqa",
+        "arguana",
+        "webis-touche2020",
+        "cqadupstack",
+        "quora",
+        "scidocs",
+        "scifact",
+    }
     paper = GROUPS["paper"].members
     assert sorted(paper) == sorted(BEIR_14 + NON_PUBLIC)
     assert list(paper) == [d for d in DATASET_ORDER if d in paper]  # the GTR paper's row order
@@ -55,7 +78,10 @@ def test_paper_takes_non_public_sets_found_locally_and_says_why_others_are_skipp
     assert all("not public and not found at" in why for _, why in sel.skipped)
     # A dataset named twice (alone and in a sweep) is run once, where it first appears.
     again = expand_datasets(["scifact", "beir-small", "nfcorpus"], tmp_path)
-    assert again.datasets[0] == "scifact" and again.datasets.count("scifact") == again.datasets.count("nfcorpus") == 1
+    assert (
+        again.datasets[0] == "scifact"
+        and again.datasets.count("scifact") == again.datasets.count("nfcorpus") == 1
+    )
     with pytest.raises(KeyError, match="unknown dataset 'bier'.*sweeps: beir, beir-small, paper"):
         expand_datasets(["bier"], tmp_path)
 
@@ -75,7 +101,9 @@ def _plan_rows(output: str) -> dict[str, list[str]]:
 
 def test_plan_for_bm25_on_beir_lists_the_14_sets_and_runs_nothing(tmp_path):
     data, results = tmp_path / "data", tmp_path / "results"
-    out = _cli("run", "-m", "bm25", "-d", "beir", "--plan", "--data-dir", str(data), "--results-dir", str(results))
+    out = _cli(
+        "run", "-m", "bm25", "-d", "beir", "--plan", "--data-dir", str(data), "--results-dir", str(results)
+    )
     assert out.exit_code == 0, out.output
     rows = _plan_rows(out.stdout)
     assert list(rows) == [*BEIR_14, "total"]
@@ -89,7 +117,15 @@ def test_plan_for_bm25_on_beir_lists_the_14_sets_and_runs_nothing(tmp_path):
 
 
 def test_plan_costs_an_asymmetric_pair_by_its_document_model(tmp_path):
-    args = ["-d", "scifact", "--plan", "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "r")]
+    args = [
+        "-d",
+        "scifact",
+        "--plan",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
     pair = _cli("run", "--query-model", "some/query-encoder", "--doc-model", "intfloat/e5-base-v2", *args)
     alone = _cli("run", "-m", "e5-base-v2", *args)
     assert pair.exit_code == 0 and alone.exit_code == 0, pair.output + alone.output
@@ -101,8 +137,26 @@ def test_plan_costs_an_asymmetric_pair_by_its_document_model(tmp_path):
 def test_plan_counts_what_is_done_and_present():
     """The committed results hold bm25 on scifact and nfcorpus; ../shared holds their data."""
     shared = ROOT.parent / "shared" / "data" / "beir"
-    out = _cli("run", "-m", "bm25", "-m", "gtr-t5-base", "-d", "scifact", "-d", "nfcorpus", "-d", "fiqa", "--plan",
-               "--device", "cpu", "--data-dir", str(shared), "--results-dir", str(ROOT / "results"))
+    out = _cli(
+        "run",
+        "-m",
+        "bm25",
+        "-m",
+        "gtr-t5-base",
+        "-d",
+        "scifact",
+        "-d",
+        "nfcorpus",
+        "-d",
+        "fiqa",
+        "--plan",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(shared),
+        "--results-dir",
+        str(ROOT / "results"),
+    )
     assert out.exit_code == 0, out.output
     rows = _plan_rows(out.stdout)
     assert rows["scifact"][2:4] == ["1/1", "–"]  # bm25 done: nothing left
@@ -115,9 +169,12 @@ def test_plan_counts_what_is_done_and_present():
 def test_plan_times_grow_with_model_size_and_shrink_on_a_gpu():
     sel = expand_datasets(["nfcorpus"], "/nonexistent")
     costs = [planning.model_cost(m) for m in ("all-MiniLM-L6-v2", "gtr-t5-base", "gtr-t5-xxl")]
-    cpu = planning.make_plan(sel, costs, planning.Device("cpu", "cpu"), Path("/nonexistent"), Path("/nonexistent"))
-    gpu = planning.make_plan(sel, costs, planning.Device("gpu", "cuda", "fp16"), Path("/nonexistent"),
-                             Path("/nonexistent"))
+    cpu = planning.make_plan(
+        sel, costs, planning.Device("cpu", "cpu"), Path("/nonexistent"), Path("/nonexistent")
+    )
+    gpu = planning.make_plan(
+        sel, costs, planning.Device("gpu", "cuda", "fp16"), Path("/nonexistent"), Path("/nonexistent")
+    )
     c, g = cpu.datasets[0].seconds, gpu.datasets[0].seconds
     assert c["all-MiniLM-L6-v2"] < c["gtr-t5-base"] < c["gtr-t5-xxl"]
     assert all(g[m] < c[m] / 100 for m in c)
@@ -125,7 +182,9 @@ def test_plan_times_grow_with_model_size_and_shrink_on_a_gpu():
     # 126 s with ONNX (dense_e2e.epyc.json); `auto` plans at the ONNX rate for a model under 2 GiB.
     minilm = planning.model_cost("all-MiniLM-L6-v2")
     scifact = registry.get("scifact")
-    encode = planning.encode_seconds(minilm, planning.Device("cpu", "cpu"), scifact.num_docs, scifact.doc_words, 0, 0)
+    encode = planning.encode_seconds(
+        minilm, planning.Device("cpu", "cpu"), scifact.num_docs, scifact.doc_words, 0, 0
+    )
     record = json.loads((ROOT / "benchmarks" / "results" / "dense_e2e.epyc.json").read_text())
     assert encode == pytest.approx(record["sides"]["torch"]["encode_corpus_s"], rel=0.05)
     auto = planning.encode_seconds(minilm, planning.Device("cpu", "cpu", backend="auto"), scifact.num_docs,
@@ -134,8 +193,18 @@ def test_plan_times_grow_with_model_size_and_shrink_on_a_gpu():
 
 
 def test_plan_for_paper_says_what_is_skipped(tmp_path):
-    out = _cli("run", "-m", "bm25", "-d", "paper", "--plan", "--data-dir", str(tmp_path), "--results-dir",
-               str(tmp_path / "r"))
+    out = _cli(
+        "run",
+        "-m",
+        "bm25",
+        "-d",
+        "paper",
+        "--plan",
+        "--data-dir",
+        str(tmp_path),
+        "--results-dir",
+        str(tmp_path / "r"),
+    )
     assert out.exit_code == 0, out.output
     for name in NON_PUBLIC:
         assert re.search(rf"Skipped: {name}: not public and not found at", out.stdout)
@@ -175,18 +244,37 @@ def test_a_sweep_with_broken_datasets_finishes_the_others_and_reports_them(tmp_p
     lines[2] = lines[2][:20] + "\n"  # line 3 cut short
     (bad / "corpus.jsonl").write_text("".join(lines))
     results = tmp_path / "results"
-    out = _cli("run", "-m", "bm25", "-d", str(good_a), "-d", str(bad), "-d", "gone", "-d", str(good_b),
-               "--data-dir", str(tmp_path / "data"), "--base-url", broken_zip_dataset, "--results-dir", str(results))
+    out = _cli(
+        "run",
+        "-m",
+        "bm25",
+        "-d",
+        str(good_a),
+        "-d",
+        str(bad),
+        "-d",
+        "gone",
+        "-d",
+        str(good_b),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--base-url",
+        broken_zip_dataset,
+        "--results-dir",
+        str(results),
+    )
     assert out.exit_code == 3, out.output
     assert (results / "bm25" / "good-a.json").is_file() and (results / "bm25" / "good-b.json").is_file()
     assert not (results / "bm25" / "bad.json").exists() and not (results / "bm25" / "gone.json").exists()
-    summary = out.stderr[out.stderr.index("2 pair(s) failed"):]
+    summary = out.stderr[out.stderr.index("2 pair(s) failed") :]
     assert f"bm25 on bad: data failed: DataError: {bad / 'corpus.jsonl'}:3: invalid JSON" in summary
     assert "bm25 on gone: download failed: DownloadError: HTTP 404" in summary
     assert "good-a" in out.stdout and "good-b" in out.stdout  # the summary table of what finished
     assert re.search(r"pairs: 100%\|.*\| 4/4 \[", out.stderr)  # one overall line: pairs done / all
     # Run again: the finished pairs are skipped, the broken ones tried (and reported) again.
-    again = _cli("run", "-m", "bm25", "-d", str(good_a), "-d", str(bad), "--results-dir", str(results), "--quiet")
+    again = _cli(
+        "run", "-m", "bm25", "-d", str(good_a), "-d", str(bad), "--results-dir", str(results), "--quiet"
+    )
     assert again.exit_code == 3 and "[skip] bm25 on good-a: already done" in again.stderr
 
 
@@ -226,8 +314,13 @@ def test_out_of_memory_fails_the_pair_not_the_sweep(tmp_path, monkeypatch):
     shutil.copy(DEMO / "queries.jsonl", small / "queries.jsonl")
     shutil.copytree(DEMO / "qrels", small / "qrels")
     monkeypatch.setattr(runner, "make_retriever", lambda spec, opts: _Exploding())
-    cfg = runner.RunConfig(["x"], [str(small), "demo"], data=DataOptions(tmp_path), results_dir=tmp_path / "r",
-                           options=RetrieverOptions(progress=False))
+    cfg = runner.RunConfig(
+        ["x"],
+        [str(small), "demo"],
+        data=DataOptions(tmp_path),
+        results_dir=tmp_path / "r",
+        options=RetrieverOptions(progress=False),
+    )
     with pytest.warns(UserWarning, match="judged queries not in"):
         out = runner.run(cfg, echo=lambda s: None)
     assert [r.dataset for r in out] == ["demo"]
@@ -243,8 +336,19 @@ def test_beir_small_sweep_runs_what_is_there_and_reports_the_rest(beir_data, tmp
     for name in ("scifact", "nfcorpus"):
         (data / name).symlink_to(beir_data / name)
     results = tmp_path / "results"
-    out = _cli("run", "-m", "bm25", "-d", "beir-small", "--no-download", "--data-dir", str(data),
-               "--results-dir", str(results), "--quiet")
+    out = _cli(
+        "run",
+        "-m",
+        "bm25",
+        "-d",
+        "beir-small",
+        "--no-download",
+        "--data-dir",
+        str(data),
+        "--results-dir",
+        str(results),
+        "--quiet",
+    )
     assert out.exit_code == 3, out.output
     assert sorted(p.name for p in (results / "bm25").glob("*.json")) == ["nfcorpus.json", "scifact.json"]
     stored = json.loads((results / "bm25" / "scifact.json").read_text())
@@ -276,15 +380,23 @@ def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once
     monkeypatch.setattr(runner, "_load", load)
     bad = shutil.copytree(DEMO, tmp_path / "bad")
     (bad / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
-    cfg = runner.RunConfig(["bm25", "org/missing-model", "exploding"], ["demo", str(bad)],
-                           data=DataOptions(tmp_path), results_dir=tmp_path / "r",
-                           options=RetrieverOptions(progress=False))
+    cfg = runner.RunConfig(
+        ["bm25", "org/missing-model", "exploding"],
+        ["demo", str(bad)],
+        data=DataOptions(tmp_path),
+        results_dir=tmp_path / "r",
+        options=RetrieverOptions(progress=False),
+    )
     out = runner.run(cfg, echo=lambda s: None)
     assert sorted((r.system, r.dataset) for r in out) == [("bm25", "demo"), ("exploding", "demo")]
     assert built.count("org/missing-model") == 1  # not tried again for the second dataset
     failures = {(f.system, f.dataset, f.stage) for f in out.failures}
-    assert failures == {("missing-model", "demo", "model"), ("missing-model", "bad", "model"),
-                        ("bm25", "bad", "data"), ("exploding", "bad", "data")}
+    assert failures == {
+        ("missing-model", "demo", "model"),
+        ("missing-model", "bad", "model"),
+        ("bm25", "bad", "data"),
+        ("exploding", "bad", "data"),
+    }
     assert loads.count("bad") == 1  # the second model is told, not made to read the bad file again
     assert all("score 'high' is not an integer" in f.error for f in out.failures if f.stage == "data")
 
@@ -292,5 +404,14 @@ def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once
 def test_the_python_api_plans_as_the_cli_does(tmp_path):
     from gtr_eval.api import plan
 
-    args = ("-m", "bm25", "-d", "beir-small", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r"))
+    args = (
+        "-m",
+        "bm25",
+        "-d",
+        "beir-small",
+        "--data-dir",
+        str(tmp_path),
+        "--results-dir",
+        str(tmp_path / "r"),
+    )
     assert plan(["bm25"], ["beir-small"], tmp_path, tmp_path / "r") == _cli("run", *args, "--plan").stdout

@@ -313,10 +313,16 @@ def build_tiny_colbert(
     dense = out / "1_Dense"
     _write_json(
         dense / "config.json",
-        {"in_features": HIDDEN, "out_features": dim, "bias": False,
-         "activation_function": "torch.nn.modules.linear.Identity"},
+        {
+            "in_features": HIDDEN,
+            "out_features": dim,
+            "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity",
+        },
     )
-    save_file({"linear.weight": weight.contiguous()}, str(dense / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {"linear.weight": weight.contiguous()}, str(dense / "model.safetensors"), metadata={"format": "pt"}
+    )
     _write_json(
         out / "modules.json",
         _modules_json(("", "sentence_transformers.models.Transformer"), ("1_Dense", pylate_dense_type)),
@@ -369,7 +375,9 @@ def _dense_st_folder(folder: Path, seed: int, max_seq_length: int, pooling: str)
             ("1_Pooling", "sentence_transformers.models.Pooling"),
         ),
     )
-    _write_json(folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    _write_json(
+        folder / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False}
+    )
     _write_json(
         folder / "1_Pooling" / "config.json",
         {

@@ -20,7 +20,16 @@ def cli() -> None:
     """Zero-shot BEIR evaluation of dense (GTR, sentence-transformers) and BM25 retrievers, re-ranking and fusion."""
 
 
-for command in (datasets_cmd, download_cmd, run_cmd, encode_cmd, evaluate_cmd, table_cmd, plot_cmd, paper_cmd):
+for command in (
+    datasets_cmd,
+    download_cmd,
+    run_cmd,
+    encode_cmd,
+    evaluate_cmd,
+    table_cmd,
+    plot_cmd,
+    paper_cmd,
+):
     cli.add_command(command)
 for command in (report_cmd, export_cmd, import_cmd, rerank_cmd, fuse_cmd):
     cli.add_command(command)

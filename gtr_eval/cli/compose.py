@@ -52,12 +52,28 @@ cross_encoder_options = option_group(
 
 
 @click.command("rerank")
-@click.option("--run", "candidates", required=True, metavar="SYSTEM",
-              help="The stored system whose runs are re-ranked (e.g. bm25).")
-@click.option("-m", "--model", "models", multiple=True, required=True,
-              help="Cross-encoder: hub id, folder, or ms-marco-MiniLM-L6-v2 / -L12-v2. Repeatable.")
-@click.option("--depth", type=click.IntRange(1), default=100, show_default=True,
-              help="Documents re-scored per query (BEIR: 100); those below are dropped.")
+@click.option(
+    "--run",
+    "candidates",
+    required=True,
+    metavar="SYSTEM",
+    help="The stored system whose runs are re-ranked (e.g. bm25).",
+)
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    help="Cross-encoder: hub id, folder, or ms-marco-MiniLM-L6-v2 / -L12-v2. Repeatable.",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Documents re-scored per query (BEIR: 100); those below are dropped.",
+)
 @datasets_option
 @data_options
 @results_dir_option
@@ -66,8 +82,9 @@ cross_encoder_options = option_group(
 @quiet_option
 @click.option("--name", default=None, help="The new system's name  [default: SYSTEM>>MODEL]")
 @click.option("--overwrite", is_flag=True, help="Redo pairs that already have results.")
-def rerank_cmd(candidates, models, depth, datasets, data, results_dir, encoder, cache_dir, quiet, name,
-               overwrite) -> None:
+def rerank_cmd(
+    candidates, models, depth, datasets, data, results_dir, encoder, cache_dir, quiet, name, overwrite
+) -> None:
     """Re-rank a stored run with a cross-encoder: a new system SYSTEM>>MODEL.
 
     The top --depth documents of each query are re-scored with the model's own scores
@@ -98,14 +115,21 @@ def rerank_cmd(candidates, models, depth, datasets, data, results_dir, encoder, 
 @click.option("--minmax", "method", flag_value="minmax", help="Min-max normalised weighted sum.")
 @click.option("--zscore", "method", flag_value="zscore", help="Z-score normalised weighted sum.")
 @click.option("--k", "k", type=click.IntRange(0), default=60, show_default=True, help="RRF's k.")
-@click.option("--weights", default=None, metavar="W1,W2,…",
-              help="Weights of --minmax/--zscore, in SYSTEMS order  [default: equal, summing to 1]")
-@click.option("--top-k", type=click.IntRange(1), default=1000, show_default=True,
-              help="Documents kept per query.")
+@click.option(
+    "--weights",
+    default=None,
+    metavar="W1,W2,…",
+    help="Weights of --minmax/--zscore, in SYSTEMS order  [default: equal, summing to 1]",
+)
+@click.option(
+    "--top-k", type=click.IntRange(1), default=1000, show_default=True, help="Documents kept per query."
+)
 @datasets_option
 @data_options
 @results_dir_option
-@click.option("--name", default=None, help="The new system's name  [default: e.g. rrf(bm25+all-MiniLM-L6-v2)]")
+@click.option(
+    "--name", default=None, help="The new system's name  [default: e.g. rrf(bm25+all-MiniLM-L6-v2)]"
+)
 @click.option("--overwrite", is_flag=True, help="Redo pairs that already have results.")
 def fuse_cmd(systems, method, k, weights, top_k, datasets, data, results_dir, name, overwrite) -> None:
     """Fuse the stored runs of SYSTEMS into a new system, on each dataset.

@@ -24,11 +24,20 @@ def datasets_cmd(as_json: bool) -> None:
 @data_dir_option
 @base_url_option
 @source_option
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds without data before giving up.")
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds without data before giving up."
+)
 @click.option("--retries", type=click.IntRange(0, 20), default=2, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def download_cmd(names: tuple[str, ...], data_dir: Path, base_url: str | None, source: str, timeout: float,
-                 retries: int, progress: bool) -> None:
+def download_cmd(
+    names: tuple[str, ...],
+    data_dir: Path,
+    base_url: str | None,
+    source: str,
+    timeout: float,
+    retries: int,
+    progress: bool,
+) -> None:
     """Download and verify BEIR datasets into DATA_DIR/NAME (BEIR's folder layout); prints each folder.
 
     Sweeps work too (`gtr-eval download beir-small`)."""
@@ -48,8 +57,15 @@ def download_cmd(names: tuple[str, ...], data_dir: Path, base_url: str | None, s
             click.echo(f"skip: {skipped}: {why}", err=True)
     for name in wanted:
         try:
-            path = download(name, Path(data_dir), base_url=base_url, progress=progress, timeout=timeout,
-                            retries=retries, source=source)
+            path = download(
+                name,
+                Path(data_dir),
+                base_url=base_url,
+                progress=progress,
+                timeout=timeout,
+                retries=retries,
+                source=source,
+            )
         except (RuntimeError, KeyError, ValueError, OSError) as e:
             click.echo(f"Error: {name}: {e}", err=True)
             failed += 1

@@ -19,26 +19,43 @@ from ..paths import CACHE_DIR_ENV, DATA_DIR_ENV, RESULTS_DIR_ENV
 FolderPath = click.Path(file_okay=False, path_type=Path)
 
 data_dir_option = click.option(
-    "--data-dir", type=FolderPath, envvar=DATA_DIR_ENV, default="./data",
-    show_default=f"${DATA_DIR_ENV} or ./data", help="Where datasets are (and are downloaded to).",
+    "--data-dir",
+    type=FolderPath,
+    envvar=DATA_DIR_ENV,
+    default="./data",
+    show_default=f"${DATA_DIR_ENV} or ./data",
+    help="Where datasets are (and are downloaded to).",
 )
 results_dir_option = click.option(
-    "--results-dir", type=FolderPath, envvar=RESULTS_DIR_ENV, default="./results",
-    show_default=f"${RESULTS_DIR_ENV} or ./results", help="The results store.",
+    "--results-dir",
+    type=FolderPath,
+    envvar=RESULTS_DIR_ENV,
+    default="./results",
+    show_default=f"${RESULTS_DIR_ENV} or ./results",
+    help="The results store.",
 )
 models_option = click.option(
-    "-m", "--model", "models", multiple=True,
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
     help="bm25, a preset (gtr-t5-base/large/xl/xxl, all-MiniLM-L6-v2, tas-b, ance, dpr, contriever-msmarco, "
-         "e5-base-v2, bge-base-en-v1.5, splade-pp-ed, colbertv2), a hub id or a local folder. Repeatable.",
+    "e5-base-v2, bge-base-en-v1.5, splade-pp-ed, colbertv2), a hub id or a local folder. Repeatable.",
 )
 datasets_option = click.option(
-    "-d", "--dataset", "datasets", multiple=True, required=True,
+    "-d",
+    "--dataset",
+    "datasets",
+    multiple=True,
+    required=True,
     help="A registry name (see `gtr-eval datasets`), demo, peerqa, or a BEIR folder. Repeatable.",
 )
 split_option = click.option(
     "--split", default=None, help="Evaluation split  [default: the dataset's, e.g. test; dev for msmarco]"
 )
-no_download_option = click.option("--no-download", is_flag=True, help="Fail instead of downloading a missing dataset.")
+no_download_option = click.option(
+    "--no-download", is_flag=True, help="Fail instead of downloading a missing dataset."
+)
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
 
 
@@ -71,23 +88,34 @@ def _cache_dir(cache_dir: Path | None, no_cache: bool) -> Path | None:
 
 
 CACHE_OPTIONS = (
-    click.option("--cache-dir", type=FolderPath, default=None,
-                 help=f"Cache of embeddings and pair scores  [default: ${CACHE_DIR_ENV}, else the user cache dir "
-                      "(XDG_CACHE_HOME)]"),
+    click.option(
+        "--cache-dir",
+        type=FolderPath,
+        default=None,
+        help=f"Cache of embeddings and pair scores  [default: ${CACHE_DIR_ENV}, else the user cache dir "
+        "(XDG_CACHE_HOME)]",
+    ),
     click.option("--no-cache", is_flag=True, help="Encode into a temporary folder, removed afterwards."),
 )
 cache_dir_options = option_group("cache_dir", _cache_dir, *CACHE_OPTIONS)
 """`--cache-dir` / `--no-cache`, handed to the command as the cache folder or None (`cache_dir`)."""
 
 # Options that decide how a model runs; the encoder options below and `rerank`'s share them.
-device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1, mps …  [default: cuda if available]")
-dtype_option = click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
-batch_size_option = click.option("--batch-size", type=click.IntRange(1), default=None,
-                                 help="[default: the preset's, else 64]")
-max_length_option = click.option("--max-length", type=click.IntRange(1), default=None,
-                                 help="Max tokens  [default: preset's or model's]")
-trust_remote_code_option = click.option("--trust-remote-code", is_flag=True,
-                                        help="Allow a model folder to run its own Python code.")
+device_option = click.option(
+    "--device", default=None, help="cpu, cuda, cuda:1, mps …  [default: cuda if available]"
+)
+dtype_option = click.option(
+    "--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True
+)
+batch_size_option = click.option(
+    "--batch-size", type=click.IntRange(1), default=None, help="[default: the preset's, else 64]"
+)
+max_length_option = click.option(
+    "--max-length", type=click.IntRange(1), default=None, help="Max tokens  [default: preset's or model's]"
+)
+trust_remote_code_option = click.option(
+    "--trust-remote-code", is_flag=True, help="Allow a model folder to run its own Python code."
+)
 
 # Options that decide how a dense model encodes: `run` and `encode` share them (they are part of the
 # cache key, so an `encode` job and the later `run` must agree).
@@ -95,57 +123,118 @@ ENCODER_OPTIONS = (
     device_option,
     dtype_option,
     batch_size_option,
-    click.option("--backend", type=click.Choice(["auto", "torch", "onnx", "onnx-int8", "openvino"]), default="auto",
-                 show_default=True,
-                 help="auto: ONNX Runtime fp32 on a non-Intel CPU (same scores, about 2x faster; exported once, "
-                      "cached), torch on an Intel CPU (MKL is faster there), on a GPU, for --dtype fp16/bf16, for "
-                      "weights of 2 GiB or more, for separate query/document encoders, or if the export fails. "
-                      "onnx-int8: dynamic int8 (CPU; own cache key)."),
-    click.option("--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]"),
-    click.option("--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]"),
+    click.option(
+        "--backend",
+        type=click.Choice(["auto", "torch", "onnx", "onnx-int8", "openvino"]),
+        default="auto",
+        show_default=True,
+        help="auto: ONNX Runtime fp32 on a non-Intel CPU (same scores, about 2x faster; exported once, "
+        "cached), torch on an Intel CPU (MKL is faster there), on a GPU, for --dtype fp16/bf16, for "
+        "weights of 2 GiB or more, for separate query/document encoders, or if the export fails. "
+        "onnx-int8: dynamic int8 (CPU; own cache key).",
+    ),
+    click.option(
+        "--query-prompt", default=None, help="Prefix for queries  [default: the model family's known one]"
+    ),
+    click.option(
+        "--doc-prompt", default=None, help="Prefix for documents  [default: the model family's known one]"
+    ),
     max_length_option,
     trust_remote_code_option,
-    click.option("--shard-size", type=click.IntRange(1), default=2048, show_default=True,
-                 help="Documents per embedding-cache shard (the unit an interrupted encode resumes from)."),
-    click.option("--cache-dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-                 help="How corpus vectors are stored in the cache: fp16 takes half the disk; scores are "
-                      "computed in fp32 either way (NDCG@10 within 1e-4 of fp32 on SciFact and NFCorpus)."),
-    click.option("--processes", type=click.IntRange(1), default=1, show_default=True,
-                 help="Encode the corpus in N worker processes on --device (CPU threads are split between them)."),
-    click.option("--devices", default=None, help="One corpus-encoding worker per device, e.g. cuda:0,cuda:1."),
-    click.option("--family", type=click.Choice(["auto", "dense", "sparse", "multivector"]), default="auto",
-                 show_default=True, help="Model family; auto: from the preset or the model's files (docs/families.md)."),
+    click.option(
+        "--shard-size",
+        type=click.IntRange(1),
+        default=2048,
+        show_default=True,
+        help="Documents per embedding-cache shard (the unit an interrupted encode resumes from).",
+    ),
+    click.option(
+        "--cache-dtype",
+        type=click.Choice(["fp32", "fp16"]),
+        default="fp32",
+        show_default=True,
+        help="How corpus vectors are stored in the cache: fp16 takes half the disk; scores are "
+        "computed in fp32 either way (NDCG@10 within 1e-4 of fp32 on SciFact and NFCorpus).",
+    ),
+    click.option(
+        "--processes",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="Encode the corpus in N worker processes on --device (CPU threads are split between them).",
+    ),
+    click.option(
+        "--devices", default=None, help="One corpus-encoding worker per device, e.g. cuda:0,cuda:1."
+    ),
+    click.option(
+        "--family",
+        type=click.Choice(["auto", "dense", "sparse", "multivector"]),
+        default="auto",
+        show_default=True,
+        help="Model family; auto: from the preset or the model's files (docs/families.md).",
+    ),
 )
 BM25_OPTIONS = (
     click.option("--bm25-k1", type=float, default=1.5, show_default=True),
     click.option("--bm25-b", type=float, default=0.75, show_default=True),
-    click.option("--bm25-method", type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
-                 default="lucene", show_default=True),
+    click.option(
+        "--bm25-method",
+        type=click.Choice(["lucene", "robertson", "atire", "bm25l", "bm25+"]),
+        default="lucene",
+        show_default=True,
+    ),
 )
 
 
 # How a system searches (not part of the embedding cache key): `run` only.
 SEARCH_OPTIONS = (
-    click.option("--score", type=click.Choice(["dot", "cos"]), default=None,
-                 help="Dense score function  [default: the preset's, else the model's own, else cos]"),
+    click.option(
+        "--score",
+        type=click.Choice(["dot", "cos"]),
+        default=None,
+        help="Dense score function  [default: the preset's, else the model's own, else cos]",
+    ),
     # Two-stage search: re-rank the stored run of a first-stage system (late interaction: exact MaxSim).
-    click.option("--candidates", default=None, metavar="SYSTEM",
-                 help="Re-rank SYSTEM's stored run on the same dataset (list -m SYSTEM first), e.g. bm25."),
-    click.option("--depth", type=click.IntRange(1), default=1000, show_default=True,
-                 help="Candidates per query taken from the --candidates run."),
-    click.option("--maxsim-search", type=click.Choice(["auto", "full", "rerank"]), default="auto", show_default=True,
-                 help="Late interaction: full exact MaxSim, or rerank --candidates; auto: rerank with "
-                      "--candidates, else full up to 200,000 documents."),
+    click.option(
+        "--candidates",
+        default=None,
+        metavar="SYSTEM",
+        help="Re-rank SYSTEM's stored run on the same dataset (list -m SYSTEM first), e.g. bm25.",
+    ),
+    click.option(
+        "--depth",
+        type=click.IntRange(1),
+        default=1000,
+        show_default=True,
+        help="Candidates per query taken from the --candidates run.",
+    ),
+    click.option(
+        "--maxsim-search",
+        type=click.Choice(["auto", "full", "rerank"]),
+        default="auto",
+        show_default=True,
+        help="Late interaction: full exact MaxSim, or rerank --candidates; auto: rerank with "
+        "--candidates, else full up to 200,000 documents.",
+    ),
 )
 
 
-def _retriever_options(cache_dir: Path | None, no_cache: bool, quiet: bool, bm25_k1: float = 1.5,
-                       bm25_b: float = 0.75, bm25_method: str = "lucene", **encoder) -> Any:
+def _retriever_options(
+    cache_dir: Path | None,
+    no_cache: bool,
+    quiet: bool,
+    bm25_k1: float = 1.5,
+    bm25_b: float = 0.75,
+    bm25_method: str = "lucene",
+    **encoder,
+) -> Any:
     from ..retrieval.bm25 import BM25Config
     from ..retrieval.factory import RetrieverOptions
 
     bm25 = BM25Config(k1=bm25_k1, b=bm25_b, method=bm25_method)
-    return RetrieverOptions(cache_dir=_cache_dir(cache_dir, no_cache), progress=not quiet, bm25=bm25, **encoder)
+    return RetrieverOptions(
+        cache_dir=_cache_dir(cache_dir, no_cache), progress=not quiet, bm25=bm25, **encoder
+    )
 
 
 def retriever_options(bm25: bool = True, search: bool | None = None) -> Callable:
@@ -177,19 +266,28 @@ model_pair_options = option_group(
 """`--query-model A --doc-model B`, handed to the command as one `ModelPair` or None (`pair`)."""
 
 
-def _data_options(data_dir: Path, split: str | None, no_download: bool, base_url: str | None, source: str) -> Any:
+def _data_options(
+    data_dir: Path, split: str | None, no_download: bool, base_url: str | None, source: str
+) -> Any:
     from ..data.units import DataOptions
 
-    return DataOptions(data_dir=data_dir, split=split, download=not no_download, base_url=base_url, source=source)
+    return DataOptions(
+        data_dir=data_dir, split=split, download=not no_download, base_url=base_url, source=source
+    )
 
 
 base_url_option = click.option(
-    "--base-url", default=None, help="Dataset mirror serving NAME.zip (default: $GTR_EVAL_BASE_URL, else BEIR's)."
+    "--base-url",
+    default=None,
+    help="Dataset mirror serving NAME.zip (default: $GTR_EVAL_BASE_URL, else BEIR's).",
 )
 source_option = click.option(
-    "--source", type=click.Choice(["auto", "ukp", "hf-beir", "hf-mteb"]), default="auto", show_default=True,
+    "--source",
+    type=click.Choice(["auto", "ukp", "hf-beir", "hf-mteb"]),
+    default="auto",
+    show_default=True,
     help="Where missing datasets come from: BEIR's zip server (ukp), the Hugging Face hub copies of BEIR "
-         "(hf-beir) or MTEB (hf-mteb); auto tries them in that order and says when it falls back.",
+    "(hf-beir) or MTEB (hf-mteb); auto tries them in that order and says when it falls back.",
 )
 
 data_options = option_group(

@@ -10,7 +10,10 @@ from ..paths import DATA_DIR_ENV
 from .options import FolderPath, results_dir_option
 
 _text_dir_option = click.option(
-    "--data-dir", type=FolderPath, envvar=DATA_DIR_ENV, default="./data",
+    "--data-dir",
+    type=FolderPath,
+    envvar=DATA_DIR_ENV,
+    default="./data",
     show_default=f"${DATA_DIR_ENV} or ./data",
     help="Where to look for datasets' queries, qrels and documents when the folder a run recorded is gone.",
 )
@@ -18,25 +21,60 @@ _text_dir_option = click.option(
 
 @click.command("report")
 @results_dir_option
-@click.option("--output", type=FolderPath, default=Path("report"), show_default=True,
-              help="Folder for the site (index.html, datasets/, assets/).")
+@click.option(
+    "--output",
+    type=FolderPath,
+    default=Path("report"),
+    show_default=True,
+    help="Folder for the site (index.html, datasets/, assets/).",
+)
 @_text_dir_option
-@click.option("--baseline", default="auto", metavar="SYSTEM", show_default=True,
-              help="Default significance baseline on the page ('auto': bm25 when stored; 'none'); any "
-                   "system can be picked in the page.")
-@click.option("--reference", "references", multiple=True, metavar="SOURCE:SYSTEM",
-              help="Add a published column to the leaderboard, as in `table` (mteb:DIR reads MTEB result files). "
-                   "Repeatable.")
-@click.option("--golden", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="[default: RESULTS_DIR/golden.yaml when it exists]")
+@click.option(
+    "--baseline",
+    default="auto",
+    metavar="SYSTEM",
+    show_default=True,
+    help="Default significance baseline on the page ('auto': bm25 when stored; 'none'); any "
+    "system can be picked in the page.",
+)
+@click.option(
+    "--reference",
+    "references",
+    multiple=True,
+    metavar="SOURCE:SYSTEM",
+    help="Add a published column to the leaderboard, as in `table` (mteb:DIR reads MTEB result files). "
+    "Repeatable.",
+)
+@click.option(
+    "--golden",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="[default: RESULTS_DIR/golden.yaml when it exists]",
+)
 @click.option("--test", type=click.Choice(["ttest", "wilcoxon"]), default="ttest", show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
-              show_default=True)
-@click.option("--top-queries", type=click.IntRange(1), default=20, show_default=True,
-              help="Queries listed per system pair and metric where the two disagree most.")
+@click.option(
+    "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True
+)
+@click.option(
+    "--top-queries",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Queries listed per system pair and metric where the two disagree most.",
+)
 @click.option("--title", default="Retrieval results", show_default=True)
-def report_cmd(results_dir: Path, output: Path, data_dir: Path | None, baseline: str, references: tuple[str, ...],
-               golden: Path | None, test: str, alpha: float, top_queries: int, title: str) -> None:
+def report_cmd(
+    results_dir: Path,
+    output: Path,
+    data_dir: Path | None,
+    baseline: str,
+    references: tuple[str, ...],
+    golden: Path | None,
+    test: str,
+    alpha: float,
+    top_queries: int,
+    title: str,
+) -> None:
     """A static results site that opens from file:// offline: leaderboard, paper tables, a page per dataset.
 
     \b
@@ -46,9 +84,19 @@ def report_cmd(results_dir: Path, output: Path, data_dir: Path | None, baseline:
     from ..api import report
 
     try:
-        index = report(results_dir, output, data_dir=data_dir, baseline=None if baseline == "none" else baseline,
-                       references=references, golden=golden, test=test, alpha=alpha, top_queries=top_queries,
-                       title=title, echo=lambda s: click.echo(s, err=True))
+        index = report(
+            results_dir,
+            output,
+            data_dir=data_dir,
+            baseline=None if baseline == "none" else baseline,
+            references=references,
+            golden=golden,
+            test=test,
+            alpha=alpha,
+            top_queries=top_queries,
+            title=title,
+            echo=lambda s: click.echo(s, err=True),
+        )
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(str(index))
@@ -56,15 +104,28 @@ def report_cmd(results_dir: Path, output: Path, data_dir: Path | None, baseline:
 
 @click.command("export")
 @results_dir_option
-@click.option("--format", "fmt", type=click.Choice(["mteb", "trec", "ranx", "csv"]), required=True,
-              help="mteb: MTEB result files; trec: the run files (+ TREC qrels); ranx: Run/Qrels JSON; "
-                   "csv: per-query and mean metrics, long form.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mteb", "trec", "ranx", "csv"]),
+    required=True,
+    help="mteb: MTEB result files; trec: the run files (+ TREC qrels); ranx: Run/Qrels JSON; "
+    "csv: per-query and mean metrics, long form.",
+)
 @click.option("--output", type=FolderPath, required=True, help="Folder to write into.")
 @click.option("--system", "systems", multiple=True, metavar="SYSTEM", help="Only these systems. Repeatable.")
-@click.option("--dataset", "datasets", multiple=True, metavar="DATASET", help="Only these datasets. Repeatable.")
+@click.option(
+    "--dataset", "datasets", multiple=True, metavar="DATASET", help="Only these datasets. Repeatable."
+)
 @_text_dir_option
-def export_cmd(results_dir: Path, fmt: str, output: Path, systems: tuple[str, ...], datasets: tuple[str, ...],
-               data_dir: Path | None) -> None:
+def export_cmd(
+    results_dir: Path,
+    fmt: str,
+    output: Path,
+    systems: tuple[str, ...],
+    datasets: tuple[str, ...],
+    data_dir: Path | None,
+) -> None:
     """Write stored results for other tools: MTEB, trec_eval, ranx, pandas."""
     from ..api import export
 
@@ -79,33 +140,77 @@ def export_cmd(results_dir: Path, fmt: str, output: Path, systems: tuple[str, ..
 
 @click.command("import")
 @results_dir_option
-@click.option("--run", "run_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
-              help="TREC run 'qid Q0 docid rank score tag', plain or .gz (Pyserini, Anserini, ...).")
+@click.option(
+    "--run",
+    "run_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="TREC run 'qid Q0 docid rank score tag', plain or .gz (Pyserini, Anserini, ...).",
+)
 @click.option("--name", "system", required=True, metavar="SYSTEM", help="The system name to store it under.")
-@click.option("--dataset", required=True, metavar="DATASET",
-              help="The dataset it was run on, as our results name it (scifact, cqadupstack/android, ...).")
-@click.option("--qrels", "qrels_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="BEIR qrels tsv or TREC qrels  [default: DATA_DIR/DATASET/qrels/SPLIT.tsv]")
-@click.option("--data-dir", type=FolderPath, envvar=DATA_DIR_ENV, default="./data",
-              show_default=f"${DATA_DIR_ENV} or ./data", help="Where the dataset is, when --qrels is not given.")
-@click.option("--split", default=None, help="[default: the dataset's evaluation split, e.g. test; dev for msmarco]")
-@click.option("--no-ignore-identical-ids", is_flag=True,
-              help="Keep retrieved documents whose id equals the query id (BEIR drops them by default).")
+@click.option(
+    "--dataset",
+    required=True,
+    metavar="DATASET",
+    help="The dataset it was run on, as our results name it (scifact, cqadupstack/android, ...).",
+)
+@click.option(
+    "--qrels",
+    "qrels_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="BEIR qrels tsv or TREC qrels  [default: DATA_DIR/DATASET/qrels/SPLIT.tsv]",
+)
+@click.option(
+    "--data-dir",
+    type=FolderPath,
+    envvar=DATA_DIR_ENV,
+    default="./data",
+    show_default=f"${DATA_DIR_ENV} or ./data",
+    help="Where the dataset is, when --qrels is not given.",
+)
+@click.option(
+    "--split", default=None, help="[default: the dataset's evaluation split, e.g. test; dev for msmarco]"
+)
+@click.option(
+    "--no-ignore-identical-ids",
+    is_flag=True,
+    help="Keep retrieved documents whose id equals the query id (BEIR drops them by default).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a stored result of the same system and dataset.")
-def import_cmd(results_dir: Path, run_file: Path, system: str, dataset: str, qrels_file: Path | None,
-               data_dir: Path | None, split: str | None, no_ignore_identical_ids: bool, overwrite: bool) -> None:
+def import_cmd(
+    results_dir: Path,
+    run_file: Path,
+    system: str,
+    dataset: str,
+    qrels_file: Path | None,
+    data_dir: Path | None,
+    split: str | None,
+    no_ignore_identical_ids: bool,
+    overwrite: bool,
+) -> None:
     """Store an external TREC run as a system, scored like ours (tables, significance, reports)."""
     from ..api import import_run
     from ..data.loader import DataError
 
     try:
-        done = import_run(run_file, system, dataset, results_dir=results_dir, qrels=qrels_file,
-                          data_dir=data_dir, split=split,
-                          ignore_identical_ids=not no_ignore_identical_ids, overwrite=overwrite)
+        done = import_run(
+            run_file,
+            system,
+            dataset,
+            results_dir=results_dir,
+            qrels=qrels_file,
+            data_dir=data_dir,
+            split=split,
+            ignore_identical_ids=not no_ignore_identical_ids,
+            overwrite=overwrite,
+        )
     except (DataError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
     for warning in done.warnings:
         click.echo(f"warning: {warning}", err=True)
     m = done.evaluation.metrics
-    click.echo(f"[imported] {system} on {dataset}: nDCG@10 {m['ndcg@10']:.4f}  Recall@100 {m['recall@100']:.4f}  "
-               f"MRR@10 {m['mrr@10']:.4f} ({done.evaluation.n_queries} judged queries) -> {done.path}")
+    click.echo(
+        f"[imported] {system} on {dataset}: nDCG@10 {m['ndcg@10']:.4f}  Recall@100 {m['recall@100']:.4f}  "
+        f"MRR@10 {m['mrr@10']:.4f} ({done.evaluation.n_queries} judged queries) -> {done.path}"
+    )

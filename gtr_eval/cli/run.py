@@ -30,12 +30,29 @@ def _echo(text: str) -> None:
 @retriever_options(bm25=True)
 @click.option("--top-k", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Re-run pairs that already have results.")
-@click.option("--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`).")
+@click.option(
+    "--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`)."
+)
 @click.option("--ray-address", default=None, help="Ray cluster address  [default: a local Ray]")
-@click.option("--plan", "plan_only", is_flag=True,
-              help="Print what would be downloaded, what is done and a rough time per dataset, then exit.")
-def run_cmd(models, pair, datasets, data, results_dir: Path, options, top_k: int, overwrite: bool, use_ray: bool,
-            ray_address: str | None, plan_only: bool) -> None:
+@click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Print what would be downloaded, what is done and a rough time per dataset, then exit.",
+)
+def run_cmd(
+    models,
+    pair,
+    datasets,
+    data,
+    results_dir: Path,
+    options,
+    top_k: int,
+    overwrite: bool,
+    use_ray: bool,
+    ray_address: str | None,
+    plan_only: bool,
+) -> None:
     """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
 
     Pairs already done are skipped (use --overwrite to redo them); an interrupted encode resumes from
@@ -61,8 +78,15 @@ def run_cmd(models, pair, datasets, data, results_dir: Path, options, top_k: int
 
     if not models and pair is None:
         raise click.UsageError("give at least one -m MODEL, or --query-model and --doc-model")
-    cfg = RunConfig([*models, *([pair] if pair else [])], list(datasets), data=data, results_dir=results_dir,
-                    top_k=top_k, overwrite=overwrite, options=options)
+    cfg = RunConfig(
+        [*models, *([pair] if pair else [])],
+        list(datasets),
+        data=data,
+        results_dir=results_dir,
+        top_k=top_k,
+        overwrite=overwrite,
+        options=options,
+    )
     try:
         if plan_only:
             click.echo(_plan(cfg), nl=False)
@@ -84,24 +108,56 @@ def _plan(cfg) -> str:
     from ..report.plan import plan_run, render_plan
 
     o = cfg.options
-    plan = plan_run(cfg.models, cfg.data.expand(cfg.datasets), cfg.data.data_dir, cfg.results_dir, o.device,
-                    o.devices, o.dtype, o.backend, o.max_length)
+    plan = plan_run(
+        cfg.models,
+        cfg.data.expand(cfg.datasets),
+        cfg.data.data_dir,
+        cfg.results_dir,
+        o.device,
+        o.devices,
+        o.dtype,
+        o.backend,
+        o.max_length,
+    )
     return render_plan(plan)
 
 
 @click.command("encode")
-@click.option("-m", "--model", "models", multiple=True, required=True, help="Dense model (as for `run`). Repeatable.")
+@click.option(
+    "-m", "--model", "models", multiple=True, required=True, help="Dense model (as for `run`). Repeatable."
+)
 @datasets_option
 @data_options
 @retriever_options(bm25=False, search=False)
-@click.option("--shard", default=None, metavar="I/N", help="Encode only the cache shards whose number % N == I (job I of N).")
+@click.option(
+    "--shard",
+    default=None,
+    metavar="I/N",
+    help="Encode only the cache shards whose number % N == I (job I of N).",
+)
 @click.option("--ray", "use_ray", is_flag=True, help="Run the N shard jobs as Ray tasks, then merge.")
-@click.option("--ray-address", default=None, help="Ray cluster (e.g. auto, ray://head:10001)  [default: local]")
-@click.option("--ray-tasks", type=click.IntRange(1), default=None, help="N  [default: cluster CPUs / --ray-cpus]")
-@click.option("--ray-cpus", type=float, default=1.0, show_default=True, help="CPUs per Ray task (= its threads).")
+@click.option(
+    "--ray-address", default=None, help="Ray cluster (e.g. auto, ray://head:10001)  [default: local]"
+)
+@click.option(
+    "--ray-tasks", type=click.IntRange(1), default=None, help="N  [default: cluster CPUs / --ray-cpus]"
+)
+@click.option(
+    "--ray-cpus", type=float, default=1.0, show_default=True, help="CPUs per Ray task (= its threads)."
+)
 @click.option("--ray-gpus", type=float, default=0.0, show_default=True, help="GPUs per Ray task.")
-def encode_cmd(models, datasets, data, options, shard: str | None, use_ray: bool, ray_address: str | None,
-               ray_tasks: int | None, ray_cpus: float, ray_gpus: float) -> None:
+def encode_cmd(
+    models,
+    datasets,
+    data,
+    options,
+    shard: str | None,
+    use_ray: bool,
+    ray_address: str | None,
+    ray_tasks: int | None,
+    ray_cpus: float,
+    ray_gpus: float,
+) -> None:
     """Encode corpora into the embedding cache, all of it or one shard job's part.
 
     Use the same model options as the later `gtr-eval run` (they are part of the cache key); that run
@@ -125,8 +181,16 @@ def encode_cmd(models, datasets, data, options, shard: str | None, use_ray: bool
         if len(dense) < len(models):
             _echo("note: bm25 has no embeddings; skipped")
         if use_ray:
-            ray_encode(dense, units, options, address=ray_address, tasks=ray_tasks, cpus_per_task=ray_cpus,
-                       gpus_per_task=ray_gpus, echo=_echo)
+            ray_encode(
+                dense,
+                units,
+                options,
+                address=ray_address,
+                tasks=ray_tasks,
+                cpus_per_task=ray_cpus,
+                gpus_per_task=ray_gpus,
+                echo=_echo,
+            )
             return
         for m in dense:
             for u in units:

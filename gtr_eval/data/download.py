@@ -132,7 +132,9 @@ def source_chain(info: registry.DatasetInfo, source: str) -> list[str]:
     if source not in registry.SOURCES:
         raise ValueError(f"unknown source {source!r}; choose auto or one of {', '.join(registry.SOURCES)}")
     if source not in info.sources:
-        raise ValueError(f"{info.name} has no {source} copy in the registry (it has: {', '.join(info.sources)})")
+        raise ValueError(
+            f"{info.name} has no {source} copy in the registry (it has: {', '.join(info.sources)})"
+        )
     return [source]
 
 
@@ -190,8 +192,13 @@ def _fetch_hub(info, source: str, data_dir: Path, progress: bool) -> str:
                 provenance.append(hub.fetch_unit(source, copy, info.split, expected, out, progress=progress))
             except hub.HubUnavailable as e:
                 raise DownloadError(str(e)) from None
-        marker = {"name": info.name, "source": source, "pins": _pins(info, source), "hub": provenance,
-                  "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        marker = {
+            "name": info.name,
+            "source": source,
+            "pins": _pins(info, source),
+            "hub": provenance,
+            "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         _move_into_place(tmp, target)
         tmp = None
@@ -200,8 +207,11 @@ def _fetch_hub(info, source: str, data_dir: Path, progress: bool) -> str:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    revisions = {f"{p[repo]}@{p[rev][:12]}": None for p in provenance
-                 for repo, rev in (("repo", "revision"), ("qrels_repo", "qrels_revision"))}
+    revisions = {
+        f"{p[repo]}@{p[rev][:12]}": None
+        for p in provenance
+        for repo, rev in (("repo", "revision"), ("qrels_repo", "qrels_revision"))
+    }
     return ", ".join(revisions)
 
 

@@ -30,8 +30,14 @@ from ..io import sha256_file
 from .loader import QRELS_HEADER, DataError, Qrels, check_record, jsonl_records, read_qrels
 from .registry import ExpectedRows, HubCopy
 
-TABLE_PATTERNS = ("{f}corpus/*.parquet", "{f}queries/*.parquet", "{f}corpus.jsonl", "{f}queries.jsonl",
-                  "{f}corpus.jsonl.gz", "{f}queries.jsonl.gz")
+TABLE_PATTERNS = (
+    "{f}corpus/*.parquet",
+    "{f}queries/*.parquet",
+    "{f}corpus.jsonl",
+    "{f}queries.jsonl",
+    "{f}corpus.jsonl.gz",
+    "{f}queries.jsonl.gz",
+)
 QRELS_PATTERNS = ("{f}*.tsv", "{f}qrels/*.tsv", "{f}qrels/*.jsonl", "{f}qrels/*.parquet")
 
 
@@ -59,12 +65,15 @@ def snapshot(repo: str, revision: str | None, patterns: list[str]) -> Path:
     except Exception as e:  # the hub raises many types (HTTP, offline, not found); all mean "unavailable"
         where = f"{repo}@{revision or 'main'}"
         text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise HubUnavailable(f"cannot get {where} from the Hugging Face hub ({type(e).__name__}: {text})") from e
+        raise HubUnavailable(
+            f"cannot get {where} from the Hugging Face hub ({type(e).__name__}: {text})"
+        ) from e
     return Path(path)
 
 
-def fetch_unit(source: str, copy: HubCopy, split: str, expected: ExpectedRows | None, out: Path,
-               progress: bool = True) -> dict:
+def fetch_unit(
+    source: str, copy: HubCopy, split: str, expected: ExpectedRows | None, out: Path, progress: bool = True
+) -> dict:
     """Fetch one BEIR folder's copy and write it in BEIR's layout into `out`; returns its provenance."""
     prefix = f"{copy.folder}/" if copy.folder else ""
     tables = [p.format(f=prefix) for p in TABLE_PATTERNS]
@@ -86,8 +95,9 @@ def fetch_unit(source: str, copy: HubCopy, split: str, expected: ExpectedRows | 
     }
 
 
-def convert(root: Path, qroot: Path, split: str, expected: ExpectedRows | None, out: Path,
-            progress: bool = True) -> list[Path]:
+def convert(
+    root: Path, qroot: Path, split: str, expected: ExpectedRows | None, out: Path, progress: bool = True
+) -> list[Path]:
     """Write corpus.jsonl, queries.jsonl and qrels/<split>.tsv (every split found) into `out`.
 
     Returns the hub files read. Raises DataError for a bad record, a missing evaluation split, or
@@ -100,8 +110,13 @@ def convert(root: Path, qroot: Path, split: str, expected: ExpectedRows | None, 
         found = ", ".join(sorted(splits)) or "none"
         raise DataError(qroot, None, f"no qrels for split {split!r} in this copy (splits found: {found})")
     out.mkdir(parents=True, exist_ok=True)
-    n_docs = _write_table(corpus_files, out / "corpus.jsonl", corpus=True, progress=progress,
-                          total=expected.documents if expected else None)
+    n_docs = _write_table(
+        corpus_files,
+        out / "corpus.jsonl",
+        corpus=True,
+        progress=progress,
+        total=expected.documents if expected else None,
+    )
     query_ids = _write_queries(query_files, out / "queries.jsonl")
     (out / "qrels").mkdir(exist_ok=True)
     judged = nonzero = 0
@@ -116,16 +131,22 @@ def convert(root: Path, qroot: Path, split: str, expected: ExpectedRows | None, 
     return [*corpus_files, *query_files, *(f for files in splits.values() for f in files)]
 
 
-def _check_counts(expected: ExpectedRows, corpus: Path, docs: int, qrels: Path, judged: int, nonzero: int,
-                  split: str) -> None:
+def _check_counts(
+    expected: ExpectedRows, corpus: Path, docs: int, qrels: Path, judged: int, nonzero: int, split: str
+) -> None:
     why = "; the registry expects {e:,}: a different or incomplete copy of the dataset, refused"
     if docs != expected.documents:
         raise DataError(corpus, None, f"{docs:,} documents" + why.format(e=expected.documents))
     if judged != expected.queries:
-        raise DataError(qrels, None, f"{judged:,} judged {split} queries found in the queries"
-                        + why.format(e=expected.queries))
+        raise DataError(
+            qrels,
+            None,
+            f"{judged:,} judged {split} queries found in the queries" + why.format(e=expected.queries),
+        )
     if nonzero != expected.judgments:
-        raise DataError(qrels, None, f"{nonzero:,} non-zero {split} judgments" + why.format(e=expected.judgments))
+        raise DataError(
+            qrels, None, f"{nonzero:,} non-zero {split} judgments" + why.format(e=expected.judgments)
+        )
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -207,9 +228,12 @@ def _write_table(files: list[Path], dest: Path, corpus: bool, progress: bool, to
     from tqdm.auto import tqdm
 
     seen: dict[str, tuple[Path, int | str]] = {}
-    with open(dest, "w", encoding="utf-8", newline="\n") as out, tqdm(
-        total=total, desc=f"converting {dest.name}", unit="doc", disable=not progress, leave=False
-    ) as bar:
+    with (
+        open(dest, "w", encoding="utf-8", newline="\n") as out,
+        tqdm(
+            total=total, desc=f"converting {dest.name}", unit="doc", disable=not progress, leave=False
+        ) as bar,
+    ):
         for f, where, rec in _records(files, ("_id", "text")):
             doc_id = str(rec["_id"])
             if doc_id in seen:
@@ -272,7 +296,11 @@ def _judgment(f: Path, where: int | str, rec: dict) -> tuple[str, str, int]:
             raise DataError(f, where, f"missing field {key!r}")
     qid, did, score = rec["query-id"], rec["corpus-id"], rec["score"]
     for key, value in (("query-id", qid), ("corpus-id", did)):
-        if not isinstance(value, str | int) or str(value).strip() == "" or any(c in str(value) for c in "\t\r\n"):
+        if (
+            not isinstance(value, str | int)
+            or str(value).strip() == ""
+            or any(c in str(value) for c in "\t\r\n")
+        ):
             raise DataError(f, where, f"field {key!r} must be a non-empty string without tabs or line breaks")
     numeric = isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score)
     if not numeric or score != int(score):

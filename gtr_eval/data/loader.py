@@ -29,7 +29,14 @@ QRELS_HEADER = ("query-id", "corpus-id", "score")
 _COLUMNS = ("_id", "title", "text")
 
 __all__ = [
-    "BeirData", "Corpus", "DataError", "TextColumn", "check_record", "jsonl_records", "load_beir_folder", "read_corpus",
+    "BeirData",
+    "Corpus",
+    "DataError",
+    "TextColumn",
+    "check_record",
+    "jsonl_records",
+    "load_beir_folder",
+    "read_corpus",
 ]
 
 

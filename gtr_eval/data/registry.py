@@ -121,9 +121,7 @@ class DatasetInfo:
         d = dataclasses.asdict(self)
         d["subsets"] = list(self.subsets)
         hub = d.pop("hub")
-        d["sources"] = {
-            s: {"url": self.url, "md5": self.md5} if s == "ukp" else hub[s] for s in self.sources
-        }
+        d["sources"] = {s: {"url": self.url, "md5": self.md5} if s == "ukp" else hub[s] for s in self.sources}
         d["expected"] = [{"unit": u, **e} for u, e in zip(self.unit_names(), d["expected"], strict=False)]
         return d
 
@@ -183,37 +181,142 @@ _REGISTRY: dict[str, DatasetInfo] = {
     d.name: d
     for d in (
         # name, md5, split, documents, judged queries, title, (query words, document words), zip GB
-        _public("msmarco", "444067daf65d982533ea17ebd59501e4", "dev", 8_841_823, 6_980, "MS MARCO",
-                (5.96, 55.98), 1.0),
-        _public("trec-covid", "ce62140cb23feb9becf6270d0d1fe6d1", "test", 171_332, 50, "TREC-COVID",
-                (10.60, 160.77), 0.07),
-        _public("nfcorpus", "a89dba18a62ef92f7d323ec890a0d38d", "test", 3_633, 323, "NFCorpus",
-                (3.30, 232.26), 0.002),
-        _public("nq", "d4d3d2e48787a744b6f6e691ff534307", "test", 2_681_468, 3_452, "NQ",
-                (9.16, 78.88), 0.5),
-        _public("hotpotqa", "f412724f78b0d91183a0e86805e16114", "test", 5_233_329, 7_405, "HotpotQA",
-                (17.61, 46.30), 0.38),
-        _public("fiqa", "17918ed23cd04fb15047f73e6c3bd9d9", "test", 57_638, 648, "FiQA-2018",
-                (10.77, 132.32), 0.017),
-        _public("arguana", "8ad3e3c2a5867cdced806d6503f29b99", "test", 8_674, 1_406, "ArguAna",
-                (192.98, 166.80), 0.008),
+        _public(
+            "msmarco",
+            "444067daf65d982533ea17ebd59501e4",
+            "dev",
+            8_841_823,
+            6_980,
+            "MS MARCO",
+            (5.96, 55.98),
+            1.0,
+        ),
+        _public(
+            "trec-covid",
+            "ce62140cb23feb9becf6270d0d1fe6d1",
+            "test",
+            171_332,
+            50,
+            "TREC-COVID",
+            (10.60, 160.77),
+            0.07,
+        ),
+        _public(
+            "nfcorpus",
+            "a89dba18a62ef92f7d323ec890a0d38d",
+            "test",
+            3_633,
+            323,
+            "NFCorpus",
+            (3.30, 232.26),
+            0.002,
+        ),
+        _public("nq", "d4d3d2e48787a744b6f6e691ff534307", "test", 2_681_468, 3_452, "NQ", (9.16, 78.88), 0.5),
+        _public(
+            "hotpotqa",
+            "f412724f78b0d91183a0e86805e16114",
+            "test",
+            5_233_329,
+            7_405,
+            "HotpotQA",
+            (17.61, 46.30),
+            0.38,
+        ),
+        _public(
+            "fiqa",
+            "17918ed23cd04fb15047f73e6c3bd9d9",
+            "test",
+            57_638,
+            648,
+            "FiQA-2018",
+            (10.77, 132.32),
+            0.017,
+        ),
+        _public(
+            "arguana",
+            "8ad3e3c2a5867cdced806d6503f29b99",
+            "test",
+            8_674,
+            1_406,
+            "ArguAna",
+            (192.98, 166.80),
+            0.008,
+        ),
         # Touché-2020 v2: BEIR re-released the corrected corpus under the same file name.
-        _public("webis-touche2020", "46f650ba5a527fc69e0a6521c5a23563", "test", 382_545, 49,
-                "Touché-2020 (v2)", (6.55, 292.37), 0.23),
-        _public("cqadupstack", "4e41456d7df8ee7760a7f866133bda78", "test", 457_199, 13_145, "CQADupStack",
-                (8.59, 129.09), 0.12, subsets=CQADUPSTACK_SUBSETS),
-        _public("quora", "18fb154900ba42a600f84b839c173167", "test", 522_931, 10_000, "Quora",
-                (9.53, 11.44), 0.015),
-        _public("dbpedia-entity", "c2a39eb420a3164af735795df012ac2c", "test", 4_635_922, 400, "DBPedia",
-                (5.39, 49.68), 0.4),
-        _public("scidocs", "38121350fc3a4d2f48850f6aff52e4a9", "test", 25_657, 1_000, "SCIDOCS",
-                (9.38, 176.19), 0.023),
-        _public("fever", "5a818580227bfb4b35bb6fa46d9b6c03", "test", 5_416_568, 6_666, "FEVER",
-                (8.13, 84.76), 1.2),
-        _public("climate-fever", "8b66f0a9126c521bae2bde127b4dc99d", "test", 5_416_593, 1_535,
-                "Climate-FEVER", (20.13, 84.76), 1.2),
-        _public("scifact", "5f7d1de60b170fc8027bb7898e2efca1", "test", 5_183, 300, "SciFact",
-                (12.37, 213.63), 0.003),
+        _public(
+            "webis-touche2020",
+            "46f650ba5a527fc69e0a6521c5a23563",
+            "test",
+            382_545,
+            49,
+            "Touché-2020 (v2)",
+            (6.55, 292.37),
+            0.23,
+        ),
+        _public(
+            "cqadupstack",
+            "4e41456d7df8ee7760a7f866133bda78",
+            "test",
+            457_199,
+            13_145,
+            "CQADupStack",
+            (8.59, 129.09),
+            0.12,
+            subsets=CQADUPSTACK_SUBSETS,
+        ),
+        _public(
+            "quora",
+            "18fb154900ba42a600f84b839c173167",
+            "test",
+            522_931,
+            10_000,
+            "Quora",
+            (9.53, 11.44),
+            0.015,
+        ),
+        _public(
+            "dbpedia-entity",
+            "c2a39eb420a3164af735795df012ac2c",
+            "test",
+            4_635_922,
+            400,
+            "DBPedia",
+            (5.39, 49.68),
+            0.4,
+        ),
+        _public(
+            "scidocs",
+            "38121350fc3a4d2f48850f6aff52e4a9",
+            "test",
+            25_657,
+            1_000,
+            "SCIDOCS",
+            (9.38, 176.19),
+            0.023,
+        ),
+        _public(
+            "fever", "5a818580227bfb4b35bb6fa46d9b6c03", "test", 5_416_568, 6_666, "FEVER", (8.13, 84.76), 1.2
+        ),
+        _public(
+            "climate-fever",
+            "8b66f0a9126c521bae2bde127b4dc99d",
+            "test",
+            5_416_593,
+            1_535,
+            "Climate-FEVER",
+            (20.13, 84.76),
+            1.2,
+        ),
+        _public(
+            "scifact",
+            "5f7d1de60b170fc8027bb7898e2efca1",
+            "test",
+            5_183,
+            300,
+            "SciFact",
+            (12.37, 213.63),
+            0.003,
+        ),
         _private(
             "bioasq",
             14_914_602,
@@ -363,11 +466,19 @@ def _with_hub(info: DatasetInfo) -> DatasetInfo:
     units = info.unit_names()
     rev, qrev = BEIR_HUB[info.name]
     beir = tuple(
-        HubCopy(f"BeIR/{info.name}", rev, f"BeIR/{info.name}-qrels", qrev, u.split("/", 1)[1] if info.subsets else "")
+        HubCopy(
+            f"BeIR/{info.name}",
+            rev,
+            f"BeIR/{info.name}-qrels",
+            qrev,
+            u.split("/", 1)[1] if info.subsets else "",
+        )
         for u in units
     )
-    mteb = tuple(HubCopy(f"mteb/{MTEB_HUB[u][0]}", MTEB_HUB[u][1], f"mteb/{MTEB_HUB[u][0]}", MTEB_HUB[u][1])
-                 for u in units)
+    mteb = tuple(
+        HubCopy(f"mteb/{MTEB_HUB[u][0]}", MTEB_HUB[u][1], f"mteb/{MTEB_HUB[u][0]}", MTEB_HUB[u][1])
+        for u in units
+    )
     expected = tuple(ExpectedRows(*EXPECTED_ROWS[u]) for u in units)
     return dataclasses.replace(info, hub={"hf-beir": beir, "hf-mteb": mteb}, expected=expected)
 
@@ -411,9 +522,7 @@ class DatasetGroup:
 
 def _zero_shot(public_only: bool) -> tuple[str, ...]:
     # MS MARCO is GTR's training set, so the zero-shot table (and BEIR's zero-shot average) leaves it out.
-    return tuple(
-        d for d in DATASET_ORDER if d != "msmarco" and (_REGISTRY[d].public or not public_only)
-    )
+    return tuple(d for d in DATASET_ORDER if d != "msmarco" and (_REGISTRY[d].public or not public_only))
 
 
 GROUPS: dict[str, DatasetGroup] = {
@@ -476,8 +585,7 @@ def get(name: str) -> DatasetInfo:
         return _REGISTRY[name]
     except KeyError:
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}; "
-            f"sweeps: {', '.join(GROUPS)}"
+            f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}; sweeps: {', '.join(GROUPS)}"
         ) from None
 
 

@@ -79,7 +79,9 @@ def expand_datasets(specs: list[str], data_dir: Path | str = "data") -> Selectio
                 if info.public or registry.is_present(name, data_dir):
                     names.append(name)
                 else:
-                    skipped.append((name, f"not public and not found at {data_dir / name} (see `gtr-eval datasets`)"))
+                    skipped.append(
+                        (name, f"not public and not found at {data_dir / name} (see `gtr-eval datasets`)")
+                    )
         chosen += [n for n in names if n not in chosen]
     skipped = [(n, why) for n, why in skipped if n not in chosen]
     return Selection(chosen, list(dict(skipped).items()))
@@ -113,7 +115,10 @@ def resolve_dataset(
         known = registry.get(name) if name in registry.names() else None  # e.g. ~/beir/msmarco: dev
         return [
             DatasetUnit(
-                name, path, split or (known.split if known else "test"), known.remove_identical_ids if known else True
+                name,
+                path,
+                split or (known.split if known else "test"),
+                known.remove_identical_ids if known else True,
             )
         ]
     if spec in ("peerqa", "peerqa-sentences"):

@@ -56,7 +56,8 @@ def locate(result: StoredResult, data_dir: Path | None = None) -> tuple[DatasetF
             tried.append(f"{folder} (no queries.jsonl or qrels/{split}.tsv)")
             continue
         changed = [
-            name for name, path in ((f"qrels/{split}", qrels_path), ("queries", queries_path))
+            name
+            for name, path in ((f"qrels/{split}", qrels_path), ("queries", queries_path))
             if expected.get(name) and sha256_file(path) != expected[name]
         ]
         if changed:
@@ -65,7 +66,9 @@ def locate(result: StoredResult, data_dir: Path | None = None) -> tuple[DatasetF
         qrels = read_qrels(qrels_path)[0]
         queries, _ = read_queries(queries_path)
         judged = {q: docs for q, docs in qrels.items() if q in queries}
-        return DatasetFiles(result.dataset, split, judged, {q: queries[q] for q in judged}, folder, str(folder)), ""
+        return DatasetFiles(
+            result.dataset, split, judged, {q: queries[q] for q in judged}, folder, str(folder)
+        ), ""
     imported = (result.manifest.get("imported") or {}).get("qrels_file")
     if imported and Path(imported).is_file():
         return DatasetFiles(result.dataset, split, read_qrels_any(imported), {}, None, str(imported)), ""
@@ -82,7 +85,11 @@ def read_documents(folder: Path, doc_ids: Iterable[str]) -> dict[str, tuple[str,
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             m = _ID_PREFIX.match(raw)
-            if m is not None and b"\\" not in m.group(1) and m.group(1).decode("utf-8", "replace") not in wanted:
+            if (
+                m is not None
+                and b"\\" not in m.group(1)
+                and m.group(1).decode("utf-8", "replace") not in wanted
+            ):
                 continue
             if not raw.strip():
                 continue

@@ -46,7 +46,9 @@ def _judgments(
     folder = Path(data_dir).expanduser() / dataset
     qrels_path, queries_path = folder / "qrels" / f"{split}.tsv", folder / "queries.jsonl"
     if not qrels_path.is_file() or not queries_path.is_file():
-        raise DataError(folder, None, f"no BEIR dataset here (queries.jsonl, qrels/{split}.tsv); give --qrels FILE")
+        raise DataError(
+            folder, None, f"no BEIR dataset here (queries.jsonl, qrels/{split}.tsv); give --qrels FILE"
+        )
     qrels, qrels_sha = read_qrels(qrels_path)
     queries, queries_sha = read_queries(queries_path)
     judged = {q: docs for q, docs in qrels.items() if q in queries}
@@ -86,7 +88,9 @@ def import_trec_run(
             "qrels_sha256": files_sha[f"qrels/{split}"],
         },
         "top_k": max(len(docs) for docs in run.values()),
-        "hardware": {"note": "not recorded: the run was made outside gtr-eval (versions are those that scored it)"},
+        "hardware": {
+            "note": "not recorded: the run was made outside gtr-eval (versions are those that scored it)"
+        },
         "dataset": {
             "name": dataset,
             "path": str(qrels_path.parent.parent) if "queries" in files_sha else None,
@@ -125,7 +129,9 @@ def _qrels_warnings(
             continue
         recorded = ((other.manifest.get("dataset") or {}).get("files_sha256") or {}).get(f"qrels/{split}")
         if other.split != split:
-            out.append(f"{other.system} on {dataset} was scored on split {other.split!r}, this run on {split!r}")
+            out.append(
+                f"{other.system} on {dataset} was scored on split {other.split!r}, this run on {split!r}"
+            )
         elif recorded and recorded != files_sha[f"qrels/{split}"]:
             files, _ = locate(other, Path(data_dir) if data_dir else None)
             if files is None or files.qrels != qrels:

@@ -109,7 +109,9 @@ def task_result(result: StoredResult) -> dict[str, Any]:
         if key is not None:
             entry[key] = value
     timings = result.manifest.get("timings") or {}
-    seconds = [timings[k] for k in ("retrieve_total_s", "evaluate_s") if isinstance(timings.get(k), int | float)]
+    seconds = [
+        timings[k] for k in ("retrieve_total_s", "evaluate_s") if isinstance(timings.get(k), int | float)
+    ]
     dataset = result.manifest.get("dataset") or {}
     checksum = dataset.get("checksum")
     return {
@@ -158,7 +160,9 @@ def write_mteb(results: Iterable[StoredResult], output: Path | str) -> MtebExpor
     for folder, group in sorted(folders.items()):
         systems = sorted({r.system for r in group})
         if len(systems) > 1:
-            raise ValueError(f"systems {systems} would share the MTEB folder {folder}; export them separately")
+            raise ValueError(
+                f"systems {systems} would share the MTEB folder {folder}; export them separately"
+            )
         for r in group:
             path = folder / f"{TASKS[r.dataset]}.json"
             atomic_write_json(path, task_result(r))
@@ -275,7 +279,9 @@ def _collapse_cqadupstack(model: MtebModel, aggregate: dict[str, float] | None) 
     subs = {d: model.scores.pop(d) for d in [d for d in model.scores if d.startswith("cqadupstack/")]}
     if len(subs) == len(CQADUPSTACK_SUBSETS):
         common = set.intersection(*(set(s) for s in subs.values()))
-        model.scores["cqadupstack"] = {m: sum(s[m] for s in subs.values()) / len(subs) for m in sorted(common)}
+        model.scores["cqadupstack"] = {
+            m: sum(s[m] for s in subs.values()) / len(subs) for m in sorted(common)
+        }
         model.notes.append("cqadupstack: mean of the 12 subforum tasks (BEIR's convention)")
     elif aggregate is not None:
         model.scores["cqadupstack"] = aggregate
@@ -290,8 +296,14 @@ def reference_rows(model: MtebModel, source: str) -> list[dict[str, Any]]:
     """The model's scores as rows of the published-scores table (source, system, dataset, metric, value, note)."""
     note = "; ".join(model.notes)
     return [
-        {"source": source, "system": model.name, "dataset": dataset, "metric": metric, "value": value,
-         "note": f"split={split_of(dataset)}" + (f"; {note}" if note and dataset == "cqadupstack" else "")}
+        {
+            "source": source,
+            "system": model.name,
+            "dataset": dataset,
+            "metric": metric,
+            "value": value,
+            "note": f"split={split_of(dataset)}" + (f"; {note}" if note and dataset == "cqadupstack" else ""),
+        }
         for dataset, metrics in sorted(model.scores.items())
         for metric, value in sorted(metrics.items())
     ]

@@ -250,8 +250,9 @@ def render_check(rows: Sequence[CheckRow]) -> str:
 GTR_MODELS = ("gtr-t5-base", "gtr-t5-large", "gtr-t5-xl", "gtr-t5-xxl")
 
 
-def reproduce_plan(data_dir: Path, results_dir: Path = Path("results"), device: str | None = None,
-                   dtype: str = "fp16") -> Plan:
+def reproduce_plan(
+    data_dir: Path, results_dir: Path = Path("results"), device: str | None = None, dtype: str = "fp16"
+) -> Plan:
     """What `paper --reproduce` fetches, what is done, and rough hours on one GPU, per public dataset."""
     from ..data import registry
     from ..data.units import Selection

@@ -120,13 +120,27 @@ def model_cost(spec, max_length: int | None = None) -> ModelCost:
     if preset is not None:
         cached = spec == "all-MiniLM-L6-v2" and model_registry.packaged_minilm() is not None
         cached = cached or _hub_cached(preset.hub_id) is not None
-        return ModelCost(spec, system, True, preset.compute_params, max_length or preset.max_length or 512,
-                         preset.dim, 0.0 if cached else preset.weights_gb)
+        return ModelCost(
+            spec,
+            system,
+            True,
+            preset.compute_params,
+            max_length or preset.max_length or 512,
+            preset.dim,
+            0.0 if cached else preset.weights_gb,
+        )
     folder = local if local.is_dir() else _hub_cached(spec)
     if folder is None:
         return ModelCost(spec, system, True, None, max_length or 512, 768, None)
-    return ModelCost(spec, system, True, model_registry.folder_compute_params(folder),
-                     max_length or _folder_max_length(folder), _folder_dim(folder), 0.0)
+    return ModelCost(
+        spec,
+        system,
+        True,
+        model_registry.folder_compute_params(folder),
+        max_length or _folder_max_length(folder),
+        _folder_dim(folder),
+        0.0,
+    )
 
 
 def _hub_cached(repo_id: str) -> Path | None:
@@ -157,7 +171,9 @@ def _folder_dim(folder: Path) -> int:
         return 768
 
 
-def resolve_device(device: str | None, devices: Sequence[str] | str | None, dtype: str, backend: str) -> Device:
+def resolve_device(
+    device: str | None, devices: Sequence[str] | str | None, dtype: str, backend: str
+) -> Device:
     """The device the run would use (cuda when available, as `run` does), without loading a model."""
     listed = devices.split(",") if isinstance(devices, str) else list(devices or ())
     listed = [d.strip() for d in listed if d.strip()]
@@ -170,8 +186,9 @@ def resolve_device(device: str | None, devices: Sequence[str] | str | None, dtyp
     return Device(kind, name, dtype if kind == "gpu" else "fp32", max(1, len(listed)), backend)
 
 
-def encode_seconds(cost: ModelCost, device: Device, docs: float, doc_words: float, queries: float,
-                   query_words: float) -> float | None:
+def encode_seconds(
+    cost: ModelCost, device: Device, docs: float, doc_words: float, queries: float, query_words: float
+) -> float | None:
     """Corpus and queries through the encoder, then exact search."""
     if cost.compute_params is None:
         return None
@@ -211,9 +228,17 @@ def make_plan(
     return Plan(rows, list(models), device, list(selection.skipped))
 
 
-def plan_run(models: Sequence[str], selection: Selection, data_dir: Path, results_dir: Path,
-             device: str | None = None, devices: Sequence[str] | str | None = None, dtype: str = "fp32",
-             backend: str = "torch", max_length: int | None = None) -> Plan:
+def plan_run(
+    models: Sequence[str],
+    selection: Selection,
+    data_dir: Path,
+    results_dir: Path,
+    device: str | None = None,
+    devices: Sequence[str] | str | None = None,
+    dtype: str = "fp32",
+    backend: str = "torch",
+    max_length: int | None = None,
+) -> Plan:
     """The plan of `run` with these models and datasets; the device is looked up only for dense models."""
     costs = [model_cost(m, max_length) for m in models]
     dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
@@ -221,8 +246,9 @@ def plan_run(models: Sequence[str], selection: Selection, data_dir: Path, result
     return make_plan(selection, costs, where, data_dir, results_dir)
 
 
-def _dataset_plan(spec: str, models: Sequence[ModelCost], device: Device, data_dir: Path,
-                  results_dir: Path) -> DatasetPlan:
+def _dataset_plan(
+    spec: str, models: Sequence[ModelCost], device: Device, data_dir: Path, results_dir: Path
+) -> DatasetPlan:
     units = unit_names(spec, data_dir)
     docs, queries, doc_words, query_words, download = _sizes(spec, data_dir)
     row = DatasetPlan(spec, units, docs, queries, download)
@@ -238,7 +264,9 @@ def _dataset_plan(spec: str, models: Sequence[ModelCost], device: Device, data_d
             row.seconds[m.system] = left * bm25_seconds(docs, doc_words, queries)
         else:
             # CQADupStack: each subforum searches only its own documents (about 1/12 of the total).
-            per_unit = encode_seconds(m, device, docs / len(units), doc_words, queries / len(units), query_words)
+            per_unit = encode_seconds(
+                m, device, docs / len(units), doc_words, queries / len(units), query_words
+            )
             row.seconds[m.system] = None if per_unit is None else per_unit * (len(units) - done)
     return row
 
@@ -303,7 +331,10 @@ def render_plan(plan: Plan) -> str:
         secs = [d.seconds[s] for d in plan.datasets]
         known = sum(x for x in secs if x is not None)
         total = duration(known) + (" + ?" if any(x is None for x in secs) else "")
-        totals += [f"{sum(d.done[s] for d in plan.datasets)}/{sum(len(d.units) for d in plan.datasets)}", total]
+        totals += [
+            f"{sum(d.done[s] for d in plan.datasets)}/{sum(len(d.units) for d in plan.datasets)}",
+            total,
+        ]
     download = sum(d.download_gb or 0.0 for d in plan.datasets)
     weights = [(m.system, m.download_gb) for m in plan.models if m.dense and m.download_gb != 0.0]
     download_all = download + sum(gb or 0.0 for _, gb in weights)
@@ -322,7 +353,9 @@ def render_plan(plan: Plan) -> str:
     ]
     lines += [f"Skipped: {name}: {why}" for name, why in plan.skipped]
     if weights:
-        sizes = ", ".join(f"{system} {'size unknown' if gb is None else f'{gb:.2f} GB'}" for system, gb in weights)
+        sizes = ", ".join(
+            f"{system} {'size unknown' if gb is None else f'{gb:.2f} GB'}" for system, gb in weights
+        )
         lines.append(f"Model weights to download (in the total): {sizes}")
     lines += ["", *textwrap.wrap(_basis(plan.device), 100)]
     return "\n".join(lines) + "\n"
@@ -331,12 +364,16 @@ def render_plan(plan: Plan) -> str:
 def _basis(device: Device) -> str:
     if device.kind == "gpu":
         rate = GPU_FLOPS.get(device.dtype, GPU_FLOPS["fp32"]) * device.count
-        dense = (f"{device.name} x {device.count}, {device.dtype}, at an assumed {rate / 1e12:.0f} TFLOP/s effective "
-                 "(a third of an A100's peak; not measured here, so take the hours as an order of magnitude)")
+        dense = (
+            f"{device.name} x {device.count}, {device.dtype}, at an assumed {rate / 1e12:.0f} TFLOP/s effective "
+            "(a third of an A100's peak; not measured here, so take the hours as an order of magnitude)"
+        )
     else:
         rate = CPU_FLOPS * CPU_BACKEND_SPEEDUP.get(device.backend, 1.0)
-        dense = (f"the CPU ({device.backend}) at {rate / 1e9:.0f} GFLOP/s effective, measured with all-MiniLM-L6-v2 "
-                 "on a 2-core AMD EPYC (benchmarks/results); good to about a factor of two")
+        dense = (
+            f"the CPU ({device.backend}) at {rate / 1e9:.0f} GFLOP/s effective, measured with all-MiniLM-L6-v2 "
+            "on a 2-core AMD EPYC (benchmarks/results); good to about a factor of two"
+        )
     return (
         f"Device: {device.name}. Times are rough and cover only what is left. Dense models: 2 FLOPs per "
         f"parameter per token on {dense}; exact search added. BM25 (CPU): "

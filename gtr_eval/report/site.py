@@ -212,8 +212,13 @@ def _baselines(ctx: _Context, systems: list[str]) -> tuple[list[str], str | None
 
 def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, Any]:
     cfg = ctx.config
-    kw = dict(metric=metric, references=cfg.references, alpha=cfg.alpha, test=cfg.test,
-              reference_table=ctx.reference_table)
+    kw = dict(
+        metric=metric,
+        references=cfg.references,
+        alpha=cfg.alpha,
+        test=cfg.test,
+        reference_table=ctx.reference_table,
+    )
     board = leaderboard(ctx.results, **kw)
     columns = list(board.values.columns)
     rows = list(board.values.index)
@@ -226,7 +231,9 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
             "p": [[float(b.pvalues.loc[r, c]) for c in columns] for r in rows],
             "notes": [n for n in b.notes if n not in board.notes],
         }
-    ref_notes = {c: next((n for n in board.notes if n.startswith(f"`{c}`")), "") for c in board.reference_columns}
+    ref_notes = {
+        c: next((n for n in board.notes if n.startswith(f"`{c}`")), "") for c in board.reference_columns
+    }
     return {
         "rows": rows,
         "columns": columns,
@@ -320,10 +327,13 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
     else:
         golden_note = "<p class='hint'>No golden file (results/golden.yaml), so no golden-check status.</p>"
     statuses = _golden_statuses(checks)
-    parts = ['<section id="paper">', "<h2>GTR paper tables</h2>",
-             "<p>Our stored results beside the published figures, in the layout of the GTR paper's BEIR table; "
-             "Δ = ours − the first reference beside it. A badge after our number gives the golden check for it "
-             "(hover for the expectations).</p>"]
+    parts = [
+        '<section id="paper">',
+        "<h2>GTR paper tables</h2>",
+        "<p>Our stored results beside the published figures, in the layout of the GTR paper's BEIR table; "
+        "Δ = ours − the first reference beside it. A badge after our number gives the golden check for it "
+        "(hover for the expectations).</p>",
+    ]
     groups = paper.table_groups(ctx.results)
     column_system = {f"{g.label} ours": g.system for g in groups}
     for metric in paper.METRICS:
@@ -331,7 +341,9 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
         if table.empty:
             parts.append("<p class='hint'>None of the stored datasets is in the paper's table.</p>")
             break
-        parts.append(_paper_table_html(ctx, table, metric, column_system, statuses, [g.label for g in groups]))
+        parts.append(
+            _paper_table_html(ctx, table, metric, column_system, statuses, [g.label for g in groups])
+        )
     parts.append('<ul class="notes">' + "".join(f"<li>{_esc(n)}</li>" for n in paper.NOTES) + "</ul>")
     parts.append(golden_note)
     if checks:
@@ -346,7 +358,7 @@ def _paper_header(columns: Sequence[str], labels: Sequence[str]) -> str:
     subs = []
     for col in columns:
         label = max((g for g in labels if col.startswith(g + " ")), key=len, default="")
-        subs.append(col[len(label):].strip() if label else col)
+        subs.append(col[len(label) :].strip() if label else col)
         if spans and spans[-1][0] == label:
             spans[-1][1] += 1
         else:
@@ -376,7 +388,8 @@ def _paper_table_html(ctx, table, metric: str, column_system: dict[str, str], st
                     worst = max(found, key=lambda c: _STATUS_ORDER[c.status]).status
                     tip = "; ".join(
                         f"{c.status}: expected {c.expectation.expected:g} ±{c.expectation.tolerance:g} "
-                        f"({c.expectation.source})" for c in found
+                        f"({c.expectation.source})"
+                        for c in found
                     )
                     badge = f' <span class="badge {worst.lower()}" title="{_esc(tip)}">{worst}</span>'
             cells.append(f"<td{attrs}>{_esc(value)}{badge}</td>")
@@ -395,8 +408,20 @@ def _prov_for(ctx: _Context, system: str, dataset: str) -> list[int]:
 
 
 def _golden_table_html(checks: Sequence[paper.CheckRow], golden: Path | None) -> str:
-    head = "".join(f"<th>{h}</th>" for h in
-                   ("status", "system", "dataset", "metric", "expected", "actual", "diff", "tolerance", "source"))
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "status",
+            "system",
+            "dataset",
+            "metric",
+            "expected",
+            "actual",
+            "diff",
+            "tolerance",
+            "source",
+        )
+    )
     rows = []
     for c in checks:
         e = c.expectation
@@ -430,8 +455,18 @@ def _datasets_section(ctx: _Context, datasets: list[str]) -> str:
 
 
 def _runs_section(ctx: _Context) -> str:
-    head = "".join(f"<th>{h}</th>" for h in
-                   ("system", "dataset", "model", "revision", "weights sha256", "settings", "created from commit"))
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "system",
+            "dataset",
+            "model",
+            "revision",
+            "weights sha256",
+            "settings",
+            "created from commit",
+        )
+    )
     rows = []
     for i, p in enumerate(ctx.provenance):
         m = p["manifest"]
@@ -500,7 +535,7 @@ def _dataset_page(ctx: _Context, dataset: str) -> str:
     }
     n_queries = len(qids)
     body = f"""<p class="lede">Split <b>{_esc(stored[0].split)}</b>, {n_queries} judged queries,
-{len(systems)} system{'s' if len(systems) != 1 else ''}. <a href="../index.html">Back to the leaderboard</a>.</p>
+{len(systems)} system{"s" if len(systems) != 1 else ""}. <a href="../index.html">Back to the leaderboard</a>.</p>
 <section id="metrics"><h2>Every metric</h2>
 <p class="hint">Best value per metric in bold. Click a number for its provenance.</p>
 <div class="table-wrap"><table id="metrics-table" class="numbers"></table></div></section>
@@ -566,8 +601,11 @@ class _Comparison:
         y = np.array([pb[q] for q in qids], dtype=float)
         diff = y - x
         order = sorted(range(len(qids)), key=lambda i: (-abs(diff[i]), qids[i]))
-        top = [{"q": qids[i], "a": float(x[i]), "b": float(y[i])}
-               for i in order[: self.ctx.config.top_queries] if diff[i] != 0]
+        top = [
+            {"q": qids[i], "a": float(x[i]), "b": float(y[i])}
+            for i in order[: self.ctx.config.top_queries]
+            if diff[i] != 0
+        ]
         self._pending += [(a, b, row) for row in top]
         return {
             "n": len(qids),
@@ -601,7 +639,9 @@ class _Comparison:
             top_grade = max(relevant.values())
             doc = min(d for d, g in relevant.items() if g == top_grade)
         self._docs.add(doc)
-        row.update(doc=doc, grade=relevant[doc], nrel=len(relevant), rankA=ranks_a.get(doc), rankB=ranks_b.get(doc))
+        row.update(
+            doc=doc, grade=relevant[doc], nrel=len(relevant), rankA=ranks_a.get(doc), rankB=ranks_b.get(doc)
+        )
 
     def query_texts(self) -> dict[str, str]:
         if self.files is None:
@@ -633,6 +673,9 @@ def _ranks(result: StoredResult, qids: set[str]) -> dict[str, dict[str, int]]:
                 docs[qid][cols[1]] = float(cols[3])
     drop = (result.manifest.get("dataset") or {}).get("ignore_identical_ids", True)
     return {
-        q: {d: i for i, (d, _) in enumerate(ranked({d: s for d, s in found.items() if not (drop and d == q)}), 1)}
+        q: {
+            d: i
+            for i, (d, _) in enumerate(ranked({d: s for d, s in found.items() if not (drop and d == q)}), 1)
+        }
         for q, found in docs.items()
     }

@@ -96,7 +96,9 @@ def resolve_reference(refs: pd.DataFrame, spec: RefSpec) -> RefSpec:
         raise ValueError(f"reference source {spec.source!r} matches {matches or 'nothing'}; known: {sources}")
     systems = sorted(refs.loc[refs["source"] == matches[0], "system"].unique())
     if spec.system not in systems:
-        hint = f" (nor is {spec.system!r} a folder of MTEB result files)" if spec.source == MTEB_FOLDER else ""
+        hint = (
+            f" (nor is {spec.system!r} a folder of MTEB result files)" if spec.source == MTEB_FOLDER else ""
+        )
         raise ValueError(f"source {matches[0]!r} has no system {spec.system!r}{hint}; it has {systems}")
     return RefSpec(matches[0], spec.system)
 
@@ -133,7 +135,9 @@ def with_mteb_folders(refs: pd.DataFrame, specs: Sequence[RefSpec]) -> pd.DataFr
 def _reference_header(spec: RefSpec) -> str:
     if spec.source.startswith(MTEB_FOLDER + ":"):  # a folder: its revision tells two columns apart
         revision = Path(spec.source).name
-        return f"{spec.system}{'' if revision == 'no_revision_available' else '@' + revision[:8]} [MTEB files]"
+        return (
+            f"{spec.system}{'' if revision == 'no_revision_available' else '@' + revision[:8]} [MTEB files]"
+        )
     return f"{spec.system} [{spec.source.split(' (')[0]}]"
 
 
@@ -309,7 +313,9 @@ def _add_references(
 
 def _reference_note(header: str, spec: RefSpec, by_dataset: pd.DataFrame, metric: str) -> str:
     if spec.source.startswith(MTEB_FOLDER + ":"):
-        note = f"`{header}`: {metric} of {spec.system!r} read from the MTEB result files in {spec.source[5:]!r}"
+        note = (
+            f"`{header}`: {metric} of {spec.system!r} read from the MTEB result files in {spec.source[5:]!r}"
+        )
     else:
         note = f"`{header}`: published {metric} of {spec.system!r} from source {spec.source!r}"
     if by_dataset.empty:

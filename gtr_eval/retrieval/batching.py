@@ -23,7 +23,7 @@ CHUNK = 4096
 
 
 def padding_side(model) -> str | None:
-    """"right" or "left" (where the model's tokenizer pads), None when it has no such tokenizer."""
+    """ "right" or "left" (where the model's tokenizer pads), None when it has no such tokenizer."""
     side = getattr(getattr(model, "tokenizer", None), "padding_side", None)
     return side if side in ("right", "left") else None
 

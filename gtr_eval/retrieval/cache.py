@@ -56,7 +56,9 @@ def cache_key(parts: dict) -> str:
 
 def queries_digest(qids: list[str], texts: list[str]) -> str:
     """What a query shard's cache key names: every (id, text) pair, in order."""
-    return hashlib.sha256("\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode()).hexdigest()
+    return hashlib.sha256(
+        "\0".join(f"{q}\t{t}" for q, t in zip(qids, texts, strict=True)).encode()
+    ).hexdigest()
 
 
 @dataclass

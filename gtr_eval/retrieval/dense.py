@@ -81,16 +81,22 @@ class DenseRetriever(Retriever):
         self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if config.backend in ONNX_BACKENDS and (config.dtype != "fp32" or (config.device or "cpu") != "cpu"):
-            raise ValueError(f"--backend {config.backend} runs fp32 on the CPU; drop --dtype/--device or use torch")
+            raise ValueError(
+                f"--backend {config.backend} runs fp32 on the CPU; drop --dtype/--device or use torch"
+            )
         if config.cache_dtype not in STORAGE_DTYPES:
-            raise ValueError(f"cache dtype must be one of {sorted(STORAGE_DTYPES)}, not {config.cache_dtype!r}")
+            raise ValueError(
+                f"cache dtype must be one of {sorted(STORAGE_DTYPES)}, not {config.cache_dtype!r}"
+            )
         self.source = resolve_model(config.model, config.revision)
         self.query_source = self._query_source()
         self.preset_name, self.preset = self._preset()
         preset = self.preset
         self.name = config.name or self._default_name()
         if config.backend in ONNX_BACKENDS and any(has_router(s.path) for s in self._sources()):
-            raise ValueError(f"{self.name}: a model with a Router (query/document routes) runs on --backend torch")
+            raise ValueError(
+                f"{self.name}: a model with a Router (query/document routes) runs on --backend torch"
+            )
         self.query_prompt, self.doc_prompt = self._prompts()
         self.score = config.score or (preset.score if preset else None) or self._stored_score() or "cos"
         self.batch_size = config.batch_size or (preset.batch_size if preset else 64)
@@ -172,7 +178,9 @@ class DenseRetriever(Retriever):
         if self.preset is not None:
             return self.preset.query_prompt, self.preset.doc_prompt
         for s, spec in ((self.source, self.config.model), (self.query_source, self.config.query_model)):
-            if s is not None and (known := known_prompts(s.hub_id or spec or "") or known_prompts(spec or "")):
+            if s is not None and (
+                known := known_prompts(s.hub_id or spec or "") or known_prompts(spec or "")
+            ):
                 return known
         return None
 
@@ -186,7 +194,9 @@ class DenseRetriever(Retriever):
         if c.max_length and p and p.max_length and c.max_length != p.max_length:
             problems.append(f"max length {c.max_length} instead of {p.max_length}")
         if p and p.query_hub_id and self.query_source is None and c.model not in PRESETS:
-            problems.append(f"queries through the document encoder, not {p.query_hub_id} (use -m {self.preset_name})")
+            problems.append(
+                f"queries through the document encoder, not {p.query_hub_id} (use -m {self.preset_name})"
+            )
         if problems:
             where = f" (published settings: {p.source})" if p and p.source else ""
             warnings.warn(
@@ -199,7 +209,9 @@ class DenseRetriever(Retriever):
         if c.backend == AUTO and (self.asymmetric or any(has_router(s.path) for s in self._sources())):
             return BackendChoice(AUTO, "torch", "separate query and document encoders run with torch")
         devices = c.devices or (c.device or default_device(),)
-        return choose_backend(c.backend, self.source.path, devices, c.dtype, self._export_dir(), self.fingerprint)
+        return choose_backend(
+            c.backend, self.source.path, devices, c.dtype, self._export_dir(), self.fingerprint
+        )
 
     @property
     def backend(self) -> str:
@@ -224,7 +236,9 @@ class DenseRetriever(Retriever):
             warnings.warn(f"{e}; running with torch instead", stacklevel=3)
             self.choice = replace(self.choice, backend="torch", reason=f"ONNX export failed: {e}")
 
-    def spec(self, device: str | None = None, threads: int | None = None, side: str = "document") -> EncoderSpec:
+    def spec(
+        self, device: str | None = None, threads: int | None = None, side: str = "document"
+    ) -> EncoderSpec:
         """What a process needs to build this retriever's encoder of `side` (picklable)."""
         c = self.config
         query = side == "query" and self.query_source is not None

@@ -153,7 +153,7 @@ class EncodedRetriever(Retriever):
             fmt=self.query_format,
         )
         try:
-            (_, vectors), = emb.chunks()
+            ((_, vectors),) = emb.chunks()
             return _in_memory(vectors)
         finally:
             emb.close()
@@ -163,7 +163,9 @@ class EncodedRetriever(Retriever):
         if self._emb is None:
             raise RuntimeError(f"{self.name}: index a corpus before searching")
         if not self._emb.complete:
-            raise RuntimeError(f"{self.name}: the corpus is only partly encoded (a --shard job); run without it")
+            raise RuntimeError(
+                f"{self.name}: the corpus is only partly encoded (a --shard job); run without it"
+            )
         return self._emb
 
     def index_bytes(self) -> int:

@@ -102,7 +102,9 @@ def choose_backend(
     if torch_fastest_on_cpu():
         return use_torch("Intel CPU: torch's MKL kernels encode faster than ONNX Runtime here")
     if missing := _missing_onnx():
-        return use_torch(f"{missing} is not installed (`pip install onnx onnxruntime` makes CPU runs about 2x faster)")
+        return use_torch(
+            f"{missing} is not installed (`pip install onnx onnxruntime` makes CPU runs about 2x faster)"
+        )
     from .models import weights_fp32_bytes
 
     size = weights_fp32_bytes(path)
@@ -119,7 +121,6 @@ def _missing_onnx() -> str | None:
     import importlib.util
 
     return next((m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None), None)
-
 
 
 def load_encoder(spec: EncoderSpec) -> TextEncoder:
@@ -162,7 +163,9 @@ class TorchEncoder:
         self.max_seq_length = self.model.max_seq_length
         # A transformer on the CPU runs in small batches (a static embedding is fastest in big ones),
         # of equal token counts, with its activations' memory reused (`hardware.reuse_freed_memory`).
-        self.cpu_transformer = str(self.model.device).startswith("cpu") and hasattr(self.model[0], "auto_model")
+        self.cpu_transformer = str(self.model.device).startswith("cpu") and hasattr(
+            self.model[0], "auto_model"
+        )
         self.batch_size = cpu_batch(spec.batch_size) if self.cpu_transformer else spec.batch_size
         if self.cpu_transformer:
             reuse_freed_memory()
@@ -198,10 +201,16 @@ class TorchEncoder:
         import torch
 
         model = self.model
-        prompt = prompt or (model.prompts.get(model.default_prompt_name) if model.default_prompt_name else None)
+        prompt = prompt or (
+            model.prompts.get(model.default_prompt_name) if model.default_prompt_name else None
+        )
         with torch.inference_mode():
             return encode_batches(
-                model, texts, prompt, self.batch_size, lambda f: model(f)["sentence_embedding"].float().numpy()
+                model,
+                texts,
+                prompt,
+                self.batch_size,
+                lambda f: model(f)["sentence_embedding"].float().numpy(),
             )
 
 

@@ -88,9 +88,13 @@ def _family_retriever(family: str, opts: RetrieverOptions, common: dict) -> Retr
     if opts.backend not in ("auto", "torch"):  # auto settles on torch for these families
         raise ValueError(f"{spec}: {family} models run with --backend torch, not {opts.backend}")
     if opts.cache_dtype != "fp32":
-        raise ValueError(f"{spec}: --cache-dtype is for dense vectors ({family} caches have their own layout)")
+        raise ValueError(
+            f"{spec}: --cache-dtype is for dense vectors ({family} caches have their own layout)"
+        )
     if _worker_devices(opts):
-        raise ValueError(f"{spec}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`")
+        raise ValueError(
+            f"{spec}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`"
+        )
     if family == "sparse":
         return SparseRetriever(SparseConfig(**common), cache_dir=opts.cache_dir, progress=opts.progress)
     cfg = MultiVectorConfig(**common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth)

@@ -105,7 +105,9 @@ def maxsim_rerank(
     (counted across the chunks) for query i.  Returns, per query, {row: score}."""
     q, q_len = padded_queries(queries)
     dim = q.shape[2]
-    qi = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(candidates)] or [np.zeros(0, np.int64)])
+    qi = np.concatenate(
+        [np.full(len(c), i, np.int64) for i, c in enumerate(candidates)] or [np.zeros(0, np.int64)]
+    )
     rows = np.concatenate([np.asarray(c, np.int64) for c in candidates] or [np.zeros(0, np.int64)])
     by_row = np.argsort(rows, kind="stable")
     qi, rows = qi[by_row], rows[by_row]

@@ -45,18 +45,30 @@ class Preset:
 # Parameter counts: T5 1.0 base/large/3B/11B encoder configs counted by transformers on the meta
 # device (totals 110M, 335M, 1.24B, 4.86B, as MTEB's model metadata lists); weights are stored in fp16.
 PRESETS: dict[str, Preset] = {
-    "gtr-t5-base": Preset("sentence-transformers/gtr-t5-base", 512, batch_size=256,
-                          compute_params=84_954_240, weights_gb=0.22),
-    "gtr-t5-large": Preset("sentence-transformers/gtr-t5-large", 512, batch_size=128,
-                           compute_params=302_040_576, weights_gb=0.67),
-    "gtr-t5-xl": Preset("sentence-transformers/gtr-t5-xl", 512, batch_size=64,
-                        compute_params=1_208_010_752, weights_gb=2.48),
-    "gtr-t5-xxl": Preset("sentence-transformers/gtr-t5-xxl", 512, batch_size=32,
-                         compute_params=4_831_892_480, weights_gb=9.73),
+    "gtr-t5-base": Preset(
+        "sentence-transformers/gtr-t5-base", 512, batch_size=256, compute_params=84_954_240, weights_gb=0.22
+    ),
+    "gtr-t5-large": Preset(
+        "sentence-transformers/gtr-t5-large", 512, batch_size=128, compute_params=302_040_576, weights_gb=0.67
+    ),
+    "gtr-t5-xl": Preset(
+        "sentence-transformers/gtr-t5-xl", 512, batch_size=64, compute_params=1_208_010_752, weights_gb=2.48
+    ),
+    "gtr-t5-xxl": Preset(
+        "sentence-transformers/gtr-t5-xxl", 512, batch_size=32, compute_params=4_831_892_480, weights_gb=9.73
+    ),
     # MTEB's setting for this model: cosine, 256 tokens (the model's own limit). 22.7M parameters,
     # 10.8M outside the embeddings (counted on the packaged weights); the package carries them.
-    "all-MiniLM-L6-v2": Preset("sentence-transformers/all-MiniLM-L6-v2", 256, "cos", False, 128,
-                               compute_params=10_794_624, dim=384, weights_gb=0.09),
+    "all-MiniLM-L6-v2": Preset(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        256,
+        "cos",
+        False,
+        128,
+        compute_params=10_794_624,
+        dim=384,
+        weights_gb=0.09,
+    ),
 }
 
 # --- Dense baselines of the GTR paper's comparison (BEIR's models), with their published settings.
@@ -69,33 +81,61 @@ PRESETS: dict[str, Preset] = {
 BASE_LAYERS, DISTILBERT_LAYERS = 85_054_464, 42_527_232
 DENSE_BASELINES: dict[str, Preset] = {
     "tas-b": Preset(
-        "sentence-transformers/msmarco-distilbert-base-tas-b", 512, "dot", False,
-        compute_params=DISTILBERT_LAYERS, weights_gb=0.27,
+        "sentence-transformers/msmarco-distilbert-base-tas-b",
+        512,
+        "dot",
+        False,
+        compute_params=DISTILBERT_LAYERS,
+        weights_gb=0.27,
         source="sentence-transformers model card (util.dot_score); TAS-B authors' card (CLS pooling)",
     ),
     "ance": Preset(
-        "sentence-transformers/msmarco-roberta-base-ance-firstp", 512, "dot", False,
-        compute_params=BASE_LAYERS, weights_gb=0.5,
+        "sentence-transformers/msmarco-roberta-base-ance-firstp",
+        512,
+        "dot",
+        False,
+        compute_params=BASE_LAYERS,
+        weights_gb=0.5,
         source="BEIR examples/retrieval/evaluation/dense/evaluate_ance.py (score_function='dot')",
     ),
     "dpr": Preset(
-        "sentence-transformers/facebook-dpr-ctx_encoder-multiset-base", 512, "dot", False,
-        compute_params=BASE_LAYERS, weights_gb=0.88,
+        "sentence-transformers/facebook-dpr-ctx_encoder-multiset-base",
+        512,
+        "dot",
+        False,
+        compute_params=BASE_LAYERS,
+        weights_gb=0.88,
         query_hub_id="sentence-transformers/facebook-dpr-question_encoder-multiset-base",
         title_sep=" [SEP] ",
         source="BEIR examples/retrieval/evaluation/dense/evaluate_dpr.py (dot, title ' [SEP] ' text)",
     ),
     "contriever-msmarco": Preset(
-        "facebook/contriever-msmarco", 512, "dot", False,
-        compute_params=BASE_LAYERS, weights_gb=0.44,
+        "facebook/contriever-msmarco",
+        512,
+        "dot",
+        False,
+        compute_params=BASE_LAYERS,
+        weights_gb=0.44,
         source="facebookresearch/contriever README and eval_beir.py (--metric dot, mean pooling, 512)",
     ),
     "e5-base-v2": Preset(
-        "intfloat/e5-base-v2", 512, "cos", True, compute_params=BASE_LAYERS, weights_gb=0.44, query_prompt="query: ", doc_prompt="passage: ",
+        "intfloat/e5-base-v2",
+        512,
+        "cos",
+        True,
+        compute_params=BASE_LAYERS,
+        weights_gb=0.44,
+        query_prompt="query: ",
+        doc_prompt="passage: ",
         source="intfloat/e5-base-v2 model card ('query: ' / 'passage: ', 512 tokens, cosine)",
     ),
     "bge-base-en-v1.5": Preset(
-        "BAAI/bge-base-en-v1.5", 512, "cos", True, compute_params=BASE_LAYERS, weights_gb=0.44,
+        "BAAI/bge-base-en-v1.5",
+        512,
+        "cos",
+        True,
+        compute_params=BASE_LAYERS,
+        weights_gb=0.44,
         query_prompt="Represent this sentence for searching relevant passages: ",
         source="BAAI/bge-base-en-v1.5 model card and FlagEmbedding (query instruction, CLS, normalized)",
     ),
@@ -177,9 +217,11 @@ def _preset_by_model_name(name: str) -> tuple[str, Preset] | None:
 def pair_preset(query: str, doc: str) -> tuple[str, Preset] | None:
     """The asymmetric preset (DPR) whose query and document models these are (hub ids or folders)."""
     for key, preset in PRESETS.items():
-        if preset.query_hub_id and _last_part(preset.query_hub_id) == _last_part(query) and _last_part(
-            preset.hub_id
-        ) == _last_part(doc):
+        if (
+            preset.query_hub_id
+            and _last_part(preset.query_hub_id) == _last_part(query)
+            and _last_part(preset.hub_id) == _last_part(doc)
+        ):
             return key, preset
     return None
 
@@ -387,13 +429,21 @@ PRESETS.update(
     {
         # SPLADE++ EnsembleDistil: naver's training and BEIR evaluation truncate queries and
         # documents at 256 tokens (sentence-transformers would use 512); scored by dot product.
-        "splade-pp-ed": Preset("naver/splade-cocondenser-ensembledistil", 256, "dot", False, 32,
-                               compute_params=BASE_LAYERS, weights_gb=0.44),
+        "splade-pp-ed": Preset(
+            "naver/splade-cocondenser-ensembledistil",
+            256,
+            "dot",
+            False,
+            32,
+            compute_params=BASE_LAYERS,
+            weights_gb=0.44,
+        ),
         # ColBERTv2: queries are the checkpoint's 32 tokens ([MASK]-expanded); documents 300 tokens,
         # as the ColBERT introduction notebook indexes out-of-domain collections (LoTTE) with this
         # checkpoint; its own `doc_maxlen` 180 (artifact.metadata) suits MS MARCO's short passages.
-        "colbertv2": Preset("colbert-ir/colbertv2.0", 300, "maxsim", False, 32,
-                            compute_params=BASE_LAYERS, weights_gb=0.44),
+        "colbertv2": Preset(
+            "colbert-ir/colbertv2.0", 300, "maxsim", False, 32, compute_params=BASE_LAYERS, weights_gb=0.44
+        ),
     }
 )
 # Hub ids whose family is known without looking at their files.
@@ -481,7 +531,10 @@ def _load_family_model(cls, path: Path, device: str | None, dtype: str, trust_re
 
 
 def load_sparse_encoder(
-    path: Path, device: str | None = None, dtype: str = "fp32", max_length: int | None = None,
+    path: Path,
+    device: str | None = None,
+    dtype: str = "fp32",
+    max_length: int | None = None,
     trust_remote_code: bool = False,
 ):
     """The one loader for learned sparse models (SPLADE presets, hub ids and folders alike).
@@ -498,7 +551,10 @@ def load_sparse_encoder(
 
 
 def load_multivector_encoder(
-    path: Path, device: str | None = None, dtype: str = "fp32", document_length: int | None = None,
+    path: Path,
+    device: str | None = None,
+    dtype: str = "fp32",
+    document_length: int | None = None,
     trust_remote_code: bool = False,
 ):
     """The one loader for late-interaction models: Stanford ColBERT, PyLate and native saves.

@@ -69,7 +69,9 @@ class MultiVectorRetriever(EncodedRetriever):
 
     def _load(self):
         c = self.config
-        model = load_multivector_encoder(self.source.path, c.device, c.dtype, self.max_length, c.trust_remote_code)
+        model = load_multivector_encoder(
+            self.source.path, c.device, c.dtype, self.max_length, c.trust_remote_code
+        )
         if model.similarity_fn_name not in ("maxsim", "meanmaxsim"):
             raise ValueError(f"{self.name}: similarity {model.similarity_fn_name!r} is not MaxSim")
         self.max_length = model[0].document_length or model.max_seq_length
@@ -177,4 +179,9 @@ class MultiVectorRetriever(EncodedRetriever):
         if c.candidates:
             search["candidates_run"] = self._candidate_source.get("run_file")
             search["candidates_sha256"] = self._candidate_source.get("run_sha256")
-        return {**super().manifest(), "score": self.model.similarity_fn_name, **search, "index": self.index_stats}
+        return {
+            **super().manifest(),
+            "score": self.model.similarity_fn_name,
+            **search,
+            "index": self.index_stats,
+        }

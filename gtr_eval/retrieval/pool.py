@@ -114,5 +114,3 @@ class EncoderPool:
                         f.cancel()
 
         return run
-
-

@@ -73,7 +73,9 @@ def _groups(walk: np.ndarray, max_pairs: int) -> Iterator[slice]:
         yield slice(start, len(walk))
 
 
-def _blocks(chunks: Iterable[tuple[int, sp.spmatrix]], block_nnz: int, vocab: int) -> Iterator[tuple[int, sp.csr_matrix]]:
+def _blocks(
+    chunks: Iterable[tuple[int, sp.spmatrix]], block_nnz: int, vocab: int
+) -> Iterator[tuple[int, sp.csr_matrix]]:
     """Consecutive chunks stacked into blocks of at most `block_nnz` non-zeros (at least one chunk)."""
     pending: list[sp.csr_matrix] = []
     start = nnz = 0
