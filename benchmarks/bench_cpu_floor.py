@@ -21,6 +21,7 @@ beir's time and our time outside encoding from the end-to-end record (`dense_e2e
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import statistics
@@ -48,24 +49,18 @@ def rates(hidden: int, inter: int, reps: int) -> dict:
     from gtr_eval.retrieval import onednn
 
     g = torch.Generator().manual_seed(0)
-    x, w, b = (
+    fp32 = (
         torch.randn(16 * 256, hidden, generator=g),
         torch.randn(inter, hidden, generator=g),
         torch.randn(inter),
     )
-    kernels = {
-        "fp32 F.linear": lambda: F.linear(x, w, b),
-        "bf16 F.linear": (lambda xb, wb, bb: lambda: F.linear(xb, wb, bb))(
-            x.bfloat16(), w.bfloat16(), b.bfloat16()
-        ),
-        "fp16 F.linear": (lambda xh, wh, bh: lambda: F.linear(xh, wh, bh))(x.half(), w.half(), b.half()),
-    }
-    if onednn.available():
-        pw, pwb = onednn._packed(w), onednn._packed(w.bfloat16())
+    by_dtype = {"fp32": fp32, "bf16": [t.bfloat16() for t in fp32], "fp16": [t.half() for t in fp32]}
+    kernels = {f"{d} F.linear": functools.partial(F.linear, *args) for d, args in by_dtype.items()}
+    if onednn.available():  # the kernel our encoder runs, weights packed as it packs them
         op = torch.ops.mkldnn._linear_pointwise
-        kernels["fp32 oneDNN (ours)"] = lambda: op(x, pw, b, "none", [], "")
-        xb, bb = x.bfloat16(), b.bfloat16()
-        kernels["bf16 oneDNN"] = lambda: op(xb, pwb, bb, "none", [], "")
+        for d, label in (("fp32", "fp32 oneDNN (ours)"), ("bf16", "bf16 oneDNN")):
+            x, w, b = by_dtype[d]
+            kernels[label] = functools.partial(op, x, onednn._packed(w), b, "none", [], "")
     times: dict[str, list[float]] = {k: [] for k in kernels}
     for fn in kernels.values():
         fn()
@@ -74,7 +69,7 @@ def rates(hidden: int, inter: int, reps: int) -> dict:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    flop = 2 * x.shape[0] * hidden * inter
+    flop = 2 * fp32[0].shape[0] * hidden * inter
     return {name: flop / statistics.median(ts) / 1e9 for name, ts in times.items()}
 
 
@@ -122,10 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
         return [len(ids) for ids in enc["input_ids"]]
 
     corpus_texts = data.corpus.texts()
-    full = work(lengths(corpus_texts), *shape)
+    corpus_lengths = lengths(corpus_texts)
+    full = work(corpus_lengths, *shape)
     sample = sorted(random.Random(0).sample(range(len(corpus_texts)), min(n_docs, len(corpus_texts))))
     texts = [corpus_texts[i] for i in sample]
-    sample_work = work(lengths(texts), *shape)
+    sample_work = work([corpus_lengths[i] for i in sample], *shape)
     encoder.encode(texts[:16])  # warm-up
     runs = []
     for _ in range(1 if args.quick else 2):
@@ -147,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         "what": "FLOP of all-MiniLM-L6-v2 over SciFact vs the rates this CPU reaches, one process",
         "dataset": Path(args.dataset).name,
         "model": "all-MiniLM-L6-v2",
-        "backend": getattr(encoder, "spec", None) and encoder.spec.backend,
+        "backend": encoder.spec.backend,
         "fused_linears": getattr(encoder, "fused_linears", 0),
         "threads": torch.get_num_threads(),
         "corpus_docs": len(corpus_texts),
