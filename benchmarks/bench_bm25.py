@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
             if side == "ours":
                 bm25 = BM25Retriever(progress=False)
                 bm25.index(data.corpus)
-                run = bm25.search(data.queries, k)
+                run = bm25.search(data.queries, k).run
                 t_ours.append(time.perf_counter() - t0)
             else:
                 idx, scores = peer(data.corpus.texts(), [data.queries[q] for q in qids], k)

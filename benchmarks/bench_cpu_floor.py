@@ -6,9 +6,8 @@ This measures both sides in one process, for the default model (all-MiniLM-L6-v2
 * the work: every document and test query tokenised as the model does (truncated to its
   `max_seq_length`), counted exactly: per token, each layer's linear products (2 · (4h² + 2hi)
   FLOP); per text of L tokens, each layer's attention products (4 · L² · h FLOP);
-* the CPU's rates: one of the model's own feed-forward products (16 × 256 tokens × h → i) in fp32
-  through the kernel our encoder uses (oneDNN, fused bias) and through `F.linear`, and in bf16 and fp16
-  (`F.linear`, and oneDNN for bf16): whether lower precision would be faster here at all;
+* the CPU's rates: one of the model's own feed-forward products (16 × 256 tokens × h → i) through
+  `F.linear` in fp32, bf16 and fp16: whether lower precision would be faster here at all;
 * our encoder: the default `DenseRetriever` encoder (what `gtr-eval run` loads) on a seeded sample of
   SciFact documents, and the rate it achieves on their counted work.
 
@@ -41,12 +40,10 @@ def work(lengths: list[int], hidden: int, inter: int, layers: int) -> dict:
 
 
 def rates(hidden: int, inter: int, reps: int) -> dict:
-    """GFLOP/s of one (16·256 × h) @ (h × i) product by kernel and precision, medians of `reps`,
-    the kernels interleaved."""
+    """GFLOP/s of one (16·256 × h) @ (h × i) product by precision (`F.linear`), medians of `reps`,
+    the precisions interleaved."""
     import torch
     import torch.nn.functional as F
-
-    from gtr_eval.retrieval import onednn
 
     g = torch.Generator().manual_seed(0)
     fp32 = (
@@ -56,11 +53,6 @@ def rates(hidden: int, inter: int, reps: int) -> dict:
     )
     by_dtype = {"fp32": fp32, "bf16": [t.bfloat16() for t in fp32], "fp16": [t.half() for t in fp32]}
     kernels = {f"{d} F.linear": functools.partial(F.linear, *args) for d, args in by_dtype.items()}
-    if onednn.available():  # the kernel our encoder runs, weights packed as it packs them
-        op = torch.ops.mkldnn._linear_pointwise
-        for d, label in (("fp32", "fp32 oneDNN (ours)"), ("bf16", "bf16 oneDNN")):
-            x, w, b = by_dtype[d]
-            kernels[label] = functools.partial(op, x, onednn._packed(w), b, "none", [], "")
     times: dict[str, list[float]] = {k: [] for k in kernels}
     for fn in kernels.values():
         fn()
@@ -107,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = load_beir_folder(Path(args.dataset))
     retriever = DenseRetriever(DenseConfig(model=str(minilm_path())), progress=False)
-    encoder = retriever.encoder
+    encoder = retriever.encoder("document")
     st = encoder.model
     cfg = st[0].auto_model.config
     shape = (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers)

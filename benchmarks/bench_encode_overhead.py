@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from gtr_eval.data.loader import load_beir_folder
     from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
-    from gtr_eval.retrieval.models import load_sentence_transformer
+    from gtr_eval.retrieval.loaders import load_sentence_transformer
 
     model_path = args.model or str(minilm_path())
     corpus = load_beir_folder(Path(args.dataset)).corpus
@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
         backend="torch",
     )  # fmt: skip
     ours_r = DenseRetriever(cfg, progress=False)
-    ours_r.encoder  # noqa: B018  (load outside the timing, as the bare side's model is)
-    args.batch_size = ours_r.encoder.batch_size  # the bare side runs the batches ours runs (16 on a CPU)
+    encoder = ours_r.encoder("document")  # loaded outside the timing, as the bare side's model is
+    args.batch_size = encoder.batch_size  # the bare side runs the batches ours runs (16 on a CPU)
     bare.encode(corpus.texts(sample[:4]), batch_size=args.batch_size)  # warm-up both
-    ours_r.encoder.encode(corpus.texts(sample[:4]))
+    encoder.encode(corpus.texts(sample[:4]))
     t_ours = t_bare = 0.0
     per_group = []
     for g in range(groups):
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
             if side == "ours":
                 with tempfile.TemporaryDirectory() as tmp:
                     r = DenseRetriever(cfg, cache_dir=Path(tmp), progress=False)
-                    r._encoder_impl = ours_r.encoder  # same loaded model; index() does the rest
+                    r._encoders["document"] = encoder  # same loaded model; index() does the rest
                     r.index(sub)
                     r.close()
                 dt = time.perf_counter() - t0

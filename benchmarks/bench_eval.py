@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_beir_folder(Path(args.dataset))
     bm25 = BM25Retriever(progress=False)
     bm25.index(data.corpus)
-    run = bm25.search(data.queries, 1000)
+    run = bm25.search(data.queries, 1000).run
     cut = ",".join(str(k) for k in DEFAULT_K_VALUES)
     measures = {f"ndcg_cut.{cut}", f"recall.{cut}", f"map_cut.{cut}", f"P.{cut}", "recip_rank"}
     t_ours, t_peer = [], []

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
     one = DenseRetriever(
         DenseConfig(model=args.model, backend=args.backend, device="cpu", threads=cores), progress=False
     )
-    one.encoder.encode(corpus.texts(sample[:4]))  # the in-process model loads once, outside the timing
+    encoder = one.encoder("document")  # the in-process model loads once, outside the timing
+    encoder.encode(corpus.texts(sample[:4]))
     secs = {f"1x{cores}": 0.0, f"{cores}x1": 0.0}
     diffs = []
     for g in range(groups):
@@ -54,17 +55,16 @@ def main(argv: list[str] | None = None) -> dict:
         for side in list(secs) if g % 2 == 0 else list(secs)[::-1]:
             with tempfile.TemporaryDirectory() as tmp:
                 if side.startswith("1x"):
-                    r = DenseRetriever(one.config, cache_dir=Path(tmp), progress=False)
-                    r._encoder_impl = one.encoder
+                    r = DenseRetriever(one.spec, cache_dir=Path(tmp), progress=False)
+                    r._encoders["document"] = encoder
                 else:
                     cfg = DenseConfig(model=args.model, backend=args.backend, device="cpu", threads=cores,
                                       devices=("cpu",) * cores)  # fmt: skip
                     r = DenseRetriever(cfg, cache_dir=Path(tmp), progress=False)
-                    r._max_length = one.max_length()
                 t0 = time.perf_counter()
                 r.index(sub)
                 secs[side] += time.perf_counter() - t0
-                mats[side] = r._emb.matrix()
+                mats[side] = r._corpus().matrix()
                 r.close()
         a, b = mats.values()
         diffs.append(float(np.abs(a - b).max()))

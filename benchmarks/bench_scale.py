@@ -261,10 +261,11 @@ def _summary(m: dict, work: Path | None = None, results: str | None = None) -> d
         out["ndcg@10"] = stored["metrics"]["ndcg@10"]
         out["timings"] = stored["manifest"]["timings"]
         out["stages"] = stages_of_run(m, stored)
-        if "bm25_index" in stored["manifest"]:
-            out["index_reused"] = stored["manifest"]["bm25_index"].get("reused")
-        if stats := stored["manifest"].get("encode_stats"):
-            out["encode_stats"] = stats
+        stats = stored["manifest"].get("stats") or {}
+        if "bm25_index" in stats:
+            out["index_reused"] = stats["bm25_index"].get("reused")
+        if "corpus_shards" in stats:
+            out["encode_stats"] = {k: v for k, v in stats.items() if k.startswith("corpus_shards")}
     if m["status"] != "ok":
         out["output_tail"] = [line for _, line in m["lines"][-15:]]
     status = m["status"] + (f", NDCG@10 {out['ndcg@10']:.5f}" if "ndcg@10" in out else "")

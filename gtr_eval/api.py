@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .results import StoredResult, load_results
+from .results import load_results
 
 if TYPE_CHECKING:
+    from .pipeline.pairs import RunResults
+    from .pipeline.runner import RunConfig
     from .retrieval.factory import ModelPair
 
 
-def run(
+def run_config(
     models: Sequence[str | ModelPair],
     datasets: Sequence[str],
     data_dir: Path | str = "data",
@@ -29,54 +31,49 @@ def run(
     download: bool = True,
     split: str | None = None,
     progress: bool = True,
-    echo=print,
     source: str = "auto",
+    base_url: str | None = None,
     **retriever_options,
-) -> list[StoredResult]:
-    """`gtr-eval run`. `cache_dir=None` disables the cache; other keyword arguments are
-    `RetrieverOptions` fields (device, dtype, batch_size, backend (default "auto"), cache_dtype,
-    query_prompt, doc_prompt, max_length, score, trust_remote_code, bm25=BM25Config(...), family,
-    candidates, depth, maxsim_search). `datasets` may hold sweeps (`beir`); `source` is where missing
-    datasets come from (auto, ukp, hf-beir, hf-mteb). A model may be a `retrieval.factory.ModelPair(query,
-    doc)`: one asymmetric system (`--query-model/--doc-model`). The returned list holds the pairs that
-    succeeded; its `.failures` says which failed and why."""
+) -> RunConfig:
+    """What `run` (and `gtr-eval run`, which calls this with its options) will do: `cache_dir=None`
+    disables the cache; other keyword arguments are `RetrieverOptions` fields (device, dtype,
+    batch_size, backend (default "auto"), cache_dtype, query_prompt, doc_prompt, max_length, score,
+    trust_remote_code, bm25=BM25Config(...), family, candidates, depth, maxsim_search, processes,
+    devices, shard_size)."""
     from .data.units import DataOptions
-    from .paths import default_cache_dir
+    from .pipeline.runner import RunConfig
     from .retrieval.factory import RetrieverOptions
-    from .runner import RunConfig
-    from .runner import run as _run
 
-    cache = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
-    opts = RetrieverOptions(cache_dir=cache, progress=progress, **retriever_options)
-    cfg = RunConfig(
-        list(models),
-        list(datasets),
-        data=DataOptions(Path(data_dir), split=split, download=download, source=source),
-        results_dir=Path(results_dir),
-        top_k=top_k,
-        overwrite=overwrite,
-        options=opts,
-    )
-    return _run(cfg, echo=echo)
+    opts = RetrieverOptions(cache_dir=_cache(cache_dir), progress=progress, **retriever_options)
+    data = DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source)
+    return RunConfig(list(models), list(datasets), data=data, results_dir=Path(results_dir), top_k=top_k,
+                     overwrite=overwrite, options=opts)  # fmt: skip
 
 
-def plan(
-    models: Sequence[str],
-    datasets: Sequence[str],
-    data_dir: Path | str = "data",
-    results_dir: Path | str = "results",
-    device: str | None = None,
-    dtype: str = "fp32",
-    backend: str = "torch",
-) -> str:
-    """`gtr-eval run --plan`: what would be downloaded, what is done, rough time; nothing is run."""
-    from .data.units import expand_datasets
-    from .report.plan import plan_run, render_plan
+def _cache(cache_dir: Path | str | None) -> Path | None:
+    from .paths import default_cache_dir
 
-    selection = expand_datasets(list(datasets), data_dir)
-    return render_plan(
-        plan_run(models, selection, Path(data_dir), Path(results_dir), device, None, dtype, backend)
-    )
+    return default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
+
+
+def run(models: Sequence[str | ModelPair], datasets: Sequence[str], echo=print, **options) -> RunResults:
+    """`gtr-eval run`: every model on every dataset (see `run_config` for the options). `datasets` may
+    hold sweeps (`beir`); `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). A
+    model may be a `retrieval.factory.ModelPair(query, doc)`: one asymmetric system
+    (`--query-model/--doc-model`). A stored result is served only for the inputs that made it (one made
+    otherwise is refused, `overwrite=True` replaces it). The returned list holds the pairs that
+    succeeded; its `.failures` says which failed, or were refused, and why."""
+    from .pipeline.runner import run as _run
+
+    return _run(run_config(models, datasets, **options), echo=echo)
+
+
+def plan(models: Sequence[str | ModelPair], datasets: Sequence[str], **options) -> str:
+    """`gtr-eval run --plan`: what would be downloaded, what is done, rough time; nothing is run.
+    Takes `run`'s options (the same defaults: backend "auto")."""
+    from .pipeline.plan import plan_run, render_plan
+
+    return render_plan(plan_run(run_config(models, datasets, **options)))
 
 
 def rerank(
@@ -93,26 +90,26 @@ def rerank(
     name: str | None = None,
     progress: bool = True,
     echo=print,
+    source: str = "auto",
+    base_url: str | None = None,
     **cross_encoder_options,
-) -> list[StoredResult]:
+) -> RunResults:
     """`gtr-eval rerank`: the stored run of `candidates` re-ranked by each cross-encoder in `models`.
     Other keyword arguments are `CrossEncoderConfig` fields (device, dtype, batch_size, max_length,
-    trust_remote_code, shard_size)."""
-    from .compose import RerankConfig
-    from .compose import rerank as _rerank
+    trust_remote_code, shard_size).  Returns what `run` returns (`.failures` included)."""
     from .data.units import DataOptions
-    from .paths import default_cache_dir
+    from .pipeline.compose import RerankConfig
+    from .pipeline.compose import rerank as _rerank
     from .retrieval.rerank import CrossEncoderConfig
 
-    cache = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
     cfg = RerankConfig(
         candidates,
         list(models),
         list(datasets),
         depth=depth,
-        data=DataOptions(Path(data_dir), split=split, download=download),
+        data=DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source),
         results_dir=Path(results_dir),
-        cache_dir=cache,
+        cache_dir=_cache(cache_dir),
         overwrite=overwrite,
         name=name,
         encoder=CrossEncoderConfig(model="", **cross_encoder_options),
@@ -131,15 +128,19 @@ def fuse(
     name: str | None = None,
     data_dir: Path | str = "data",
     results_dir: Path | str = "results",
+    cache_dir: Path | str | None = "default",
     overwrite: bool = False,
     download: bool = True,
     split: str | None = None,
+    progress: bool = True,
     echo=print,
-) -> list[StoredResult]:
+    source: str = "auto",
+    base_url: str | None = None,
+) -> RunResults:
     """`gtr-eval fuse`: the stored runs of `systems` fused (method "rrf", "minmax" or "zscore")."""
-    from .compose import FuseConfig
-    from .compose import fuse as _fuse
     from .data.units import DataOptions
+    from .pipeline.compose import FuseConfig
+    from .pipeline.compose import fuse as _fuse
 
     cfg = FuseConfig(
         list(systems),
@@ -149,9 +150,11 @@ def fuse(
         weights=list(weights) if weights is not None else None,
         top_k=top_k,
         name=name,
-        data=DataOptions(Path(data_dir), split=split, download=download),
+        data=DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source),
         results_dir=Path(results_dir),
+        cache_dir=_cache(cache_dir),
         overwrite=overwrite,
+        progress=progress,
     )
     return _fuse(cfg, echo=echo)
 
@@ -253,9 +256,11 @@ def import_run(
     split: str | None = None,
     ignore_identical_ids: bool = True,
     overwrite: bool = False,
+    echo=lambda _: None,
 ):
-    """`gtr-eval import`: score an external TREC run and store it as `system`."""
-    from .report.imported import import_trec_run
+    """`gtr-eval import`: score an external TREC run and store it as `system` (the same file again
+    is served as done; another under the same name is refused unless `overwrite`)."""
+    from .pipeline.imported import import_trec_run
 
     return import_trec_run(
         run_file,
@@ -267,4 +272,5 @@ def import_run(
         split=split,
         ignore_identical_ids=ignore_identical_ids,
         overwrite=overwrite,
+        echo=echo,
     )

@@ -23,11 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from .data.units import DatasetUnit
+from .pipeline.runner import RunConfig
 from .retrieval.cache import shard_selector
-from .retrieval.dense import DenseRetriever
 from .retrieval.encoded import EncodedRetriever
 from .retrieval.factory import RetrieverOptions, make_retriever
-from .runner import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +60,20 @@ def encode_job(
     t0 = time.perf_counter()
     data = unit.load(store_dir=opts.cache_dir / "corpus" if opts.cache_dir is not None else None)
     retriever = make_retriever(model, opts)
-    if not isinstance(retriever, DenseRetriever | EncodedRetriever):
+    if not isinstance(retriever, EncodedRetriever):
         raise ValueError(f"{model}: only dense, sparse and late-interaction models have vectors to encode")
     try:
-        retriever.index(data.corpus, select=shard_selector(*shard) if shard[1] > 1 else None)
+        stats = dict(
+            retriever.index(data.corpus, select=shard_selector(*shard) if shard[1] > 1 else None).stats
+        )
         return {
             "model": retriever.name,
             "dataset": unit.name,
             "shard": f"{shard[0]}/{shard[1]}",
-            "backend": retriever.backend,
-            **retriever.stats,
-            "complete": retriever._emb.complete,
-            "folder": str(retriever._emb.folder),
+            "backend": getattr(retriever.spec, "backend", "torch"),
+            **{k: stats[k] for k in ("corpus_shards", "corpus_shards_encoded", "corpus_shards_reused")},
+            "complete": stats["corpus_complete"],
+            "folder": stats["cache_folder"],
             "seconds": time.perf_counter() - t0,
         }
     finally:
@@ -128,26 +129,16 @@ def ray_encode(
     if gpus_per_task and not opts.device:
         opts = replace(opts, device="cuda")  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPUs
     t0 = time.perf_counter()
-    settled = {m: replace(opts, backend=settled_backend(m, opts)) for m in models}
-    refs = [job.remote(m, u, settled[m], (i, n), threads) for m in models for u in units for i in range(n)]
+    # Which backend each task settles on does not matter: the cache is keyed by what the vectors are
+    # (`backends`: fp32 backends give the same ones), so every task fills the same entry.
+    refs = [job.remote(m, u, opts, (i, n), threads) for m in models for u in units for i in range(n)]
     for stats in ray.get(refs):
         echo(describe(stats))
     echo(
         f"[ray] {len(refs)} tasks ({n} shards x {len(models)} models x {len(units)} datasets) in "
         f"{time.perf_counter() - t0:.1f} s"
     )
-    return [merge(m, u, settled[m], echo) for m in models for u in units]
-
-
-def settled_backend(model: str, opts: RetrieverOptions) -> str:
-    """The backend `auto` means for `model` here, export tried: tasks on other nodes then key the
-    cache as this process's merge and later `run` do (and reuse the export in a shared cache)."""
-    retriever = make_retriever(model, opts)
-    try:
-        retriever.settle_backend()
-        return retriever.backend
-    finally:
-        retriever.close()
+    return [merge(m, u, opts, echo) for m in models for u in units]
 
 
 def merge(model: str, unit: DatasetUnit, opts: RetrieverOptions, echo: Callable[[str], None] = print) -> dict:
@@ -158,7 +149,7 @@ def merge(model: str, unit: DatasetUnit, opts: RetrieverOptions, echo: Callable[
 
 
 def dense_models(models: list[str]) -> list[str]:
-    return [m for m in models if m != "bm25"]
+    return [m for m in models if not (isinstance(m, str) and m.lower() == "bm25")]
 
 
 def ray_encode_for_run(cfg: RunConfig, address: str | None = None, echo=print, **kw) -> None:

@@ -20,12 +20,77 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .evaluation import Run, ranked
+from .identity import setting
+from .retrieval.spec import SystemSpec
 
 METHODS = ("rrf", "minmax", "zscore")
 RRF_K = 60
 _EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """How runs are combined: RRF with its k, or a weighted sum of normalised scores."""
+
+    method: str
+    k: int | None = None  # RRF only
+    norm: str | None = None  # min-max or z-score (weighted sums only)
+    weights: tuple[float, ...] | None = None  # weighted sums only; in the inputs' order
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionSpec(SystemSpec):
+    """A fused system: the fusion and the stored runs it combines (`inputs`, per dataset)."""
+
+    retriever: str = "fusion"
+    fusion: FusionParams
+    systems: tuple[str, ...] = setting(())  # the input systems, in fusion order (runs: `inputs`)
+    progress: bool = setting(True)
+
+
+def fusion_spec(
+    systems: Sequence[str],
+    method: str = "rrf",
+    k: int = RRF_K,
+    weights: Sequence[float] | None = None,
+    top_k: int = 1000,
+    name: str | None = None,
+    progress: bool = True,
+) -> FusionSpec:
+    """The spec of the fusion of `systems` (checked: two or more, each once, arguments that fit)."""
+    if len(systems) < 2:
+        raise ValueError(f"fusion needs at least two systems, got {len(systems)}")
+    if len(set(systems)) != len(systems):
+        raise ValueError(f"a system is listed twice: {list(systems)}")
+    if method not in METHODS:
+        raise ValueError(f"fusion method must be one of {METHODS}, not {method!r}")
+    if method == "rrf" and weights is not None:
+        raise ValueError("RRF takes no weights (use --minmax or --zscore for a weighted sum)")
+    if method == "rrf" and k < 0:
+        raise ValueError(f"RRF k must be >= 0, not {k}")
+    if weights is not None and len(weights) != len(systems):
+        raise ValueError(f"{len(weights)} weights for {len(systems)} systems")
+    if method == "rrf":
+        params = FusionParams("rrf", k=k)
+    else:
+        norm = {"minmax": "min-max", "zscore": "z-score"}[method]
+        params = FusionParams(method, norm=norm, weights=tuple(_weights(weights, len(systems))))
+    return FusionSpec(
+        system=name or fused_name(method, systems, k, weights),
+        fusion=params,
+        systems=tuple(systems),
+        top_k=top_k,
+        progress=progress,
+    )
+
+
+def fuse_spec(spec: FusionSpec, runs: Sequence[Run]) -> Run:
+    """The fused run `spec` describes, of `runs` in its inputs' order."""
+    f = spec.fusion
+    return fuse(runs, f.method, k=f.k if f.k is not None else RRF_K, weights=f.weights, top_k=spec.top_k)
 
 
 def rrf(runs: Sequence[Run], k: int = RRF_K) -> Run:

@@ -75,6 +75,38 @@ def sha256_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
+def cached_sha256(path: Path | str, memo_dir: Path | str) -> str:
+    """sha256 of a file, memoised in `memo_dir` by (path, size, mtime, inode): a second call on an
+    unchanged file reads nothing (a 4 GB corpus is hashed once), a changed file is hashed again."""
+    memo = memo_path(path, memo_dir)
+    if known := read_memo(memo):
+        return known
+    sha = sha256_file(path)
+    write_memo(memo, sha)
+    return sha
+
+
+def memo_path(path: Path | str, memo_dir: Path | str) -> Path:
+    """Where `cached_sha256` keeps the digest of `path` as it is now (its stat is the key)."""
+    st = Path(path).stat()
+    stamp = json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
+    return Path(memo_dir) / f"{hashlib.sha256(stamp.encode()).hexdigest()}.txt"
+
+
+def read_memo(memo: Path) -> str | None:
+    try:
+        return memo.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_memo(memo: Path, sha: str) -> None:
+    try:
+        atomic_write_text(memo, sha)
+    except OSError:
+        pass  # only a speed-up
+
+
 def last_json_object(text: str) -> dict | None:
     """The last line of `text` that parses as a JSON object (what a child process prints for its parent)."""
     for line in reversed(text.strip().splitlines()):

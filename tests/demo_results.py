@@ -1,8 +1,11 @@
-"""A small results store over the bundled demo set, written the way the runner writes it.
+"""A small results store over the bundled demo set, written the way the pipeline writes it.
 
-Two systems with deterministic made-up rankings, scored by `evaluate` and stored by `save_result`
-with the manifest fields reports and exports read (dataset path and file hashes), so tests of the
-report and the exporters run in a second without a retriever.
+Two systems with deterministic made-up rankings, each described by a dense system's spec (made-up
+weights, so nothing is loaded), scored and stored by the pair pipeline's own `store_pair`: the result
+JSON has its identity (`Identity.of(spec, fingerprint)`) and the manifest reports and exports read
+(the spec's fields, the dataset's path, fingerprint and file hashes, stats, timings).  So tests of
+the report and the exporters run in a second without a retriever, and `fuse`/`rerank` take these
+results as inputs like any run's.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from gtr_eval.data.loader import load_beir_folder
-from gtr_eval.evaluation import evaluate
+from gtr_eval.data.units import resolve_dataset
 from gtr_eval.paths import BUNDLED
-from gtr_eval.results import save_result
+from gtr_eval.pipeline.pairs import Made, store_pair
+from gtr_eval.retrieval.base import Report
+from gtr_eval.retrieval.dense import DenseSpec
 
 DEMO = BUNDLED / "demo"
 
@@ -34,30 +38,27 @@ def demo_run(data, system: str, boost: float) -> dict[str, dict[str, float]]:
     return run
 
 
+def demo_spec(system: str) -> DenseSpec:
+    """The spec a demo system's results record: a dense model named by made-up weights."""
+    return DenseSpec(
+        system=system,
+        model=system,
+        hub_id=f"example-org/{system}",
+        revision="0123456789abcdef0123456789abcdef01234567",
+        weights_sha256=hashlib.sha256(system.encode()).hexdigest(),
+        query_weights_sha256=hashlib.sha256(system.encode()).hexdigest(),
+        score="cos",
+        max_length=128,
+        top_k=1000,
+        progress=False,
+    )
+
+
 def make_demo_results(results_dir: Path, systems: dict[str, float] | None = None) -> Path:
-    data = load_beir_folder(DEMO, "test", name="demo")
+    (unit,) = resolve_dataset("demo")
+    assert Path(unit.path) == DEMO
+    data = unit.load()
     for system, boost in (systems or {"alpha": 0.6, "beta": 0.2}).items():
-        run = demo_run(data, system, boost)
-        manifest = {
-            "retriever": "dense",
-            "model": system,
-            "hub_id": f"example-org/{system}",
-            "revision": "0123456789abcdef0123456789abcdef01234567",
-            "weights_sha256": hashlib.sha256(system.encode()).hexdigest(),
-            "score": "cos",
-            "max_length": 128,
-            "top_k": 1000,
-            "dataset": {
-                "name": "demo",
-                "path": str(DEMO),
-                "split": "test",
-                "checksum": data.checksum,
-                "files_sha256": data.checksums,
-                "num_docs": len(data.corpus),
-                "num_queries": len(data.queries),
-                "ignore_identical_ids": True,
-            },
-            "timings": {"retrieve_total_s": 0.5, "evaluate_s": 0.25},
-        }
-        save_result(results_dir, system, "demo", "test", evaluate(data.qrels, run), run, manifest)
+        made = Made(demo_spec(system), demo_run(data, system, boost), Report({"search_s": 0.25}))
+        store_pair(Path(results_dir), unit, data, made, 0.5, echo=lambda _: None)
     return Path(results_dir)

@@ -1,7 +1,8 @@
-"""The house: data flows one way (data → retrieval → evaluation → results → report → runner → cli).
+"""The house: data flows one way (data → retrieval → evaluation, results → pipeline → report → cli).
 
-Imports are read from the source (module level and inside functions alike); imports under
-`if TYPE_CHECKING:` are left out, since they never run.
+Imports are read from the source: module level, inside functions and under `if TYPE_CHECKING:`
+alike (a type-only import is still a dependency a reader must follow, and a cycle through one is a
+cycle of the design).
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gtr_eval"
 
 # Each layer may import only from layers listed before it (and from itself).
 LAYERS = [
-    ["gtr_eval", "gtr_eval.io", "gtr_eval.paths"],
+    ["gtr_eval", "gtr_eval.io", "gtr_eval.paths", "gtr_eval.errors", "gtr_eval.identity"],
     ["gtr_eval.data"],
     ["gtr_eval.retrieval"],
     ["gtr_eval.evaluation"],
-    ["gtr_eval.results"],
-    ["gtr_eval.report"],
     ["gtr_eval.fusion"],
-    ["gtr_eval.runner", "gtr_eval.compose"],
+    ["gtr_eval.results", "gtr_eval.dataset_files"],
+    ["gtr_eval.pipeline"],
     ["gtr_eval.distributed"],
+    ["gtr_eval.report"],
     ["gtr_eval.api", "gtr_eval.cli"],
 ]
 
@@ -35,22 +36,11 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("gtr_eval"))
         elif isinstance(node, ast.ImportFrom):
@@ -111,11 +101,27 @@ def _layer(module: str) -> int:
 
 def test_the_import_graph_is_read_from_the_source():
     graph = _graph()
-    assert (
-        "gtr_eval.data.loader" in graph["gtr_eval.runner"]
-        or "gtr_eval.data.units" in graph["gtr_eval.runner"]
-    )
+    assert "gtr_eval.data.units" in graph["gtr_eval.pipeline.runner"]
     assert "gtr_eval.retrieval.onnx_backend" in graph["gtr_eval.retrieval.encoders"]  # imported in a function
+    assert "gtr_eval.pipeline.runner" in graph["gtr_eval.api"]  # under TYPE_CHECKING (and in functions)
+
+
+def test_type_only_imports_count(tmp_path):
+    """An import under `if TYPE_CHECKING:` is an edge of the graph like any other."""
+    (tmp_path / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gtr_eval import b\n"
+    )
+    assert _imports(
+        "gtr_eval.a", tmp_path / "a.py", {"gtr_eval.a": tmp_path / "a.py", "gtr_eval.b": tmp_path}
+    ) == {"gtr_eval.b"}
+
+
+def test_report_only_reads_results():
+    """Results are written in one place, the pair pipeline; the report layer reads them."""
+    writers = {m for m, targets in _graph().items() if any(t == "gtr_eval.results" for t in targets)}
+    source = {m: _modules()[m].read_text(encoding="utf-8") for m in writers}
+    writing = sorted(m for m, text in source.items() if "save_result" in text and m != "gtr_eval.results")
+    assert writing == ["gtr_eval.pipeline.pairs"]
 
 
 def test_no_import_cycles():
@@ -136,4 +142,5 @@ def test_the_checks_catch_a_cycle_and_an_upward_import():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
     assert _layer("gtr_eval.retrieval.dense") > _layer("gtr_eval.data.loader")
-    assert _layer("gtr_eval.cli.run") > _layer("gtr_eval.runner")
+    assert _layer("gtr_eval.cli.run") > _layer("gtr_eval.pipeline.runner")
+    assert _layer("gtr_eval.report.site") > _layer("gtr_eval.pipeline.pairs") > _layer("gtr_eval.results")

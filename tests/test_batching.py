@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from gtr_eval.retrieval import hardware
+from gtr_eval.retrieval.backends import EncoderSpec
 from gtr_eval.retrieval.batching import token_batches
-from gtr_eval.retrieval.encoders import EncoderSpec, load_encoder
+from gtr_eval.retrieval.encoders import load_encoder
 from tests.tiny_gtr import WORDS
 
 

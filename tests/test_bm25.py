@@ -116,7 +116,7 @@ def test_runs_equal_bm25s_up_to_cutoff_ties(method, k):
     config = BM25Config(method=method)
     ours = BM25Retriever(config, progress=False)
     ours.index(corpus)
-    run = ours.search(QUERIES, k)
+    run = ours.search(QUERIES, k).run
     ref = _reference(corpus, QUERIES, k, config)["run"]
     assert_same_up_to_cutoff_ties(run, ref)
     if method == "lucene":
@@ -129,7 +129,7 @@ def test_ties_at_the_cutoff_keep_trec_evals_order():
     corpus = Corpus.from_records([(f"x{i}", "", "apples") for i in range(5)] + [("y", "", "apples apples")])
     ours = BM25Retriever(progress=False)
     ours.index(corpus)
-    run = ours.search({"q": "apples"}, 3)["q"]
+    run = ours.search({"q": "apples"}, 3).run["q"]
     # y scores highest; x0..x4 tie, and trec_eval ranks ties by id descending: x4, x3 are kept
     assert set(run) == {"y", "x4", "x3"} and run["x4"] == run["x3"] < run["y"]
 
@@ -138,7 +138,7 @@ def test_corpus_without_any_token_gives_empty_runs():
     """bm25s' own index raises on it (an empty vocabulary); every query here simply finds nothing."""
     ours = BM25Retriever(progress=False)
     ours.index(Corpus.from_records([("a", "", ""), ("b", "The", "of and")]))
-    assert ours.search({"q": "the apples"}, 10) == {"q": {}}
+    assert ours.search({"q": "the apples"}, 10).run == {"q": {}}
 
 
 def _store_corpus(tmp_path: Path, n: int = 300) -> Corpus:
@@ -156,15 +156,15 @@ def _store_corpus(tmp_path: Path, n: int = 300) -> Corpus:
 def test_saved_index_is_reused_by_the_next_run(tmp_path, monkeypatch):
     corpus = _store_corpus(tmp_path)
     first = BM25Retriever(progress=False, cache_dir=tmp_path / "cache")
-    first.index(corpus)
-    assert first.index_info["cached"] and not first.index_info["reused"]
-    run = first.search({"q": "red apple", "r": "truck road"}, 50)
+    first_info = first.index(corpus).stats["bm25_index"]
+    assert first_info["cached"] and not first_info["reused"]
+    run = first.search({"q": "red apple", "r": "truck road"}, 50).run
     monkeypatch.setattr(bm25_index, "build_index", lambda *a, **k: pytest.fail("indexed again"))
     monkeypatch.setattr("gtr_eval.retrieval.bm25.build_index", lambda *a, **k: pytest.fail("indexed again"))
     second = BM25Retriever(progress=False, cache_dir=tmp_path / "cache")
-    second.index(corpus)
-    assert second.index_info["reused"] and second.index_info["path"] == first.index_info["path"]
-    assert second.search({"q": "red apple", "r": "truck road"}, 50) == run
+    second_info = second.index(corpus).stats["bm25_index"]
+    assert second_info["reused"] and second_info["path"] == first_info["path"]
+    assert second.search({"q": "red apple", "r": "truck road"}, 50).run == run
     other = BM25Retriever(BM25Config(k1=0.9), progress=False, cache_dir=tmp_path / "cache")
     with pytest.raises(pytest.fail.Exception, match="indexed again"):
         other.index(corpus)  # other parameters: another index
@@ -178,14 +178,14 @@ def test_worker_processes_give_the_same_index_and_run(tmp_path, monkeypatch):
     }
     single = BM25Retriever(progress=False, cache_dir=tmp_path / "one", workers=1)
     single.index(corpus)
-    expected = single.search(queries, 40)
+    expected = single.search(queries, 40).run
     monkeypatch.setattr(bm25_index, "PARALLEL_MIN_DOCS", 0)
     monkeypatch.setattr(bm25_index, "CHUNK_DOCS", 97)
     monkeypatch.setattr(bm25_index, "SEARCH_BATCH", 64)
     multi = BM25Retriever(progress=False, cache_dir=tmp_path / "two", workers=2)
     multi.index(corpus)
     assert_same_columns(multi._model, single._model)
-    assert multi.search(queries, 40) == expected
+    assert multi.search(queries, 40).run == expected
     ref = _reference(corpus, queries, 40, BM25Config())["run"]
     assert_same_up_to_cutoff_ties(expected, ref)
 
@@ -205,8 +205,8 @@ def test_interrupted_build_leaves_no_index(tmp_path, monkeypatch):
     monkeypatch.setattr(np, "save", real)
     assert not [p for p in (tmp_path / "cache" / "bm25").rglob("*") if p.is_dir() and len(p.name) == 64]
     again = BM25Retriever(progress=False, cache_dir=tmp_path / "cache")
-    again.index(corpus)
-    assert not again.index_info["reused"] and not list((tmp_path / "cache").rglob("*.tmp"))
+    again_info = again.index(corpus).stats["bm25_index"]
+    assert not again_info["reused"] and not list((tmp_path / "cache").rglob("*.tmp"))
 
 
 @pytest.mark.slow
@@ -218,7 +218,7 @@ def test_real_sets_score_as_before(tmp_path, name, ndcg):
     data = load_beir_folder(path, store_dir=tmp_path / "store")
     ours = BM25Retriever(progress=False, cache_dir=tmp_path / "cache")
     ours.index(data.corpus)
-    run = ours.search(data.queries, 1000)
+    run = ours.search(data.queries, 1000).run
     ref = _reference(data.corpus, data.queries, 1000, BM25Config())
     assert_same_columns(ours._model, ref["model"])
     assert_same_up_to_cutoff_ties(run, ref["run"])
@@ -226,5 +226,5 @@ def test_real_sets_score_as_before(tmp_path, name, ndcg):
     assert round(ours_m["ndcg@10"], 5) == ndcg
     assert ours_m.keys() == ref_m.keys() and all(abs(ours_m[m] - ref_m[m]) < 1e-8 for m in ours_m)
     again = BM25Retriever(progress=False, cache_dir=tmp_path / "cache")
-    again.index(data.corpus)
-    assert again.index_info["reused"] and again.search(data.queries, 1000) == run
+    again_info = again.index(data.corpus).stats["bm25_index"]
+    assert again_info["reused"] and again.search(data.queries, 1000).run == run

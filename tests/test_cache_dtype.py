@@ -8,6 +8,7 @@ NFCorpus is checked in test_real_data.py.)"""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from click.testing import CliRunner
 
 from gtr_eval.cli import cli
 from gtr_eval.data.loader import load_beir_folder
+from gtr_eval.data.units import DatasetFingerprint
+from gtr_eval.identity import Identity, cache_fields
 from gtr_eval.paths import BUNDLED
 from gtr_eval.retrieval.cache import encode_sharded
 from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
@@ -123,21 +126,32 @@ def test_dense_fp16_storage_keys_apart_records_it_and_ranks_like_fp32(tiny_gtr, 
     data = load_beir_folder(DEMO)
     cfg = DenseConfig(model=str(tiny_gtr), backend="torch", shard_size=8)
     full = DenseRetriever(cfg, cache_dir=tmp_path, progress=False)
-    full.index(data.corpus)
+    full_stats = full.index(data.corpus).stats
     half = DenseRetriever(
         DenseConfig(**{**cfg.__dict__, "cache_dtype": "fp16"}), cache_dir=tmp_path, progress=False
     )
-    half.index(data.corpus)
-    assert half._emb.folder != full._emb.folder
-    key32 = json.loads((full._emb.folder / "key.json").read_text())
-    key16 = json.loads((half._emb.folder / "key.json").read_text())
-    assert "storage_dtype" not in key32  # fp32 keys are those of earlier versions: old caches stay valid
-    assert key16 == key32 | {"storage_dtype": "float16"}
-    for p16, p32 in zip(half._emb.shard_paths, full._emb.shard_paths, strict=True):
+    folder16 = Path(half.index(data.corpus).stats["cache_folder"])
+    folder32 = Path(full_stats["cache_folder"])
+    assert folder16 != folder32
+    key32 = json.loads((folder32 / "key.json").read_text())
+    key16 = json.loads((folder16 / "key.json").read_text())
+    content = data.corpus.content_hash()
+    assert key32 == full.key("corpus", content) and key16 == half.key("corpus", content)
+    assert (key32["storage"], key32["cache_dtype"]) == ("dense:float32", "fp32")
+    assert key16 == key32 | {"storage": "dense:float16", "cache_dtype": "fp16"}  # only the storage differs
+    # queries are always stored in fp32 (few, and the left side of every score): one entry for both
+    assert half.key("queries", "q") == full.key("queries", "q") and "cache_dtype" not in cache_fields(
+        half.spec, "queries"
+    )
+    shards16, shards32 = sorted(folder16.glob("shard-*.npy")), sorted(folder32.glob("shard-*.npy"))
+    assert len(shards16) == len(shards32) == full_stats["corpus_shards"] > 1
+    for p16, p32 in zip(shards16, shards32, strict=True):
         assert p16.stat().st_size - 128 == (p32.stat().st_size - 128) // 2  # data bytes, past the header
-    assert (half.manifest()["cache_dtype"], full.manifest()["cache_dtype"]) == ("fp16", "fp32")
-    assert half.settings()["cache_dtype"] == "fp16"
-    r16, r32 = half.search(data.queries, 10), full.search(data.queries, 10)
+    assert (half.spec.record()["cache_dtype"], full.spec.record()["cache_dtype"]) == ("fp16", "fp32")
+    fp = DatasetFingerprint("demo", "test", data.checksums)
+    assert Identity.of(half.spec, fp).system["cache_dtype"] == "fp16"  # it changes the ranking
+    assert Identity.of(half.spec, fp) != Identity.of(full.spec, fp)
+    r16, r32 = half.search(data.queries, 10).run, full.search(data.queries, 10).run
     assert r16.keys() == r32.keys()
     for q in r32:
         assert max(abs(r16[q][d] - s) for d, s in r32[q].items() if d in r16[q]) < 1e-3
@@ -155,13 +169,29 @@ def test_cli_cache_dtype_encode_then_run_and_the_reuse_check(tiny_gtr, tmp_path)
     assert "encoded 0 of 1 corpus shards, reused 1" in res.output  # the same key as `encode`
     path = tmp_path / "results" / "model" / "demo.json"
     assert json.loads(path.read_text())["manifest"]["cache_dtype"] == "fp16"
+    assert json.loads(path.read_text())["identity"]["system"]["cache_dtype"] == "fp16"
     # a result stored with fp16 vectors is not passed off as an fp32 one, nor the other way round
     other = CliRunner().invoke(cli, ["run", *common, *results])
-    assert other.exit_code != 0 and "cache_dtype: stored 'fp16', asked 'fp32'" in other.output
-    # a manifest written before the option existed was made with fp32 vectors
+    assert other.exit_code == 3
+    assert (
+        '[refused] model on demo: cache_dtype changed since the stored result ("fp16" → "fp32")'
+        in other.output
+    )
+    assert json.loads(path.read_text())["manifest"]["cache_dtype"] == "fp16"  # refused: kept as it was
+    replaced = CliRunner().invoke(cli, ["run", *common, *results, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
     stored = json.loads(path.read_text())
-    del stored["manifest"]["cache_dtype"]
-    path.write_text(json.dumps(stored))
-    assert CliRunner().invoke(cli, ["run", *common, *results]).exit_code == 0
+    assert stored["manifest"]["cache_dtype"] == stored["identity"]["system"]["cache_dtype"] == "fp32"
     again = CliRunner().invoke(cli, ["run", *common, *results, "--cache-dtype", "fp16"])
-    assert again.exit_code != 0 and "cache_dtype: stored 'fp32', asked 'fp16'" in again.output
+    assert again.exit_code == 3
+    assert (
+        '[refused] model on demo: cache_dtype changed since the stored result ("fp32" → "fp16")'
+        in again.output
+    )
+    # a result whose identity does not record the storage dtype (made before the option existed) is
+    # served for neither: which vectors made it is not known
+    del stored["identity"]["system"]["cache_dtype"]
+    path.write_text(json.dumps(stored))
+    for asked in ([], ["--cache-dtype", "fp32"], ["--cache-dtype", "fp16"]):
+        out = CliRunner().invoke(cli, ["run", *common, *results, *asked])
+        assert out.exit_code == 3 and "does not record cache_dtype (made by an older gtr-eval)" in out.output

@@ -17,9 +17,10 @@ from gtr_eval.data.units import DatasetUnit
 from gtr_eval.distributed import encode_job, parse_shard, ray_encode
 from gtr_eval.evaluation import read_trec_run
 from gtr_eval.paths import BUNDLED
+from gtr_eval.pipeline.runner import RunConfig, run
+from gtr_eval.retrieval.cache import read_complete
 from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
 from gtr_eval.retrieval.factory import RetrieverOptions
-from gtr_eval.runner import RunConfig, run
 
 DEMO = BUNDLED / "demo"
 
@@ -33,21 +34,22 @@ def test_pool_of_two_processes_matches_one_process(tiny_gtr, tmp_path, amd_cpu):
     one = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), shard_size=5), cache_dir=tmp_path / "a", progress=False
     )
-    one.index(data.corpus)
+    one_index = one.index(data.corpus).stats
     two = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), shard_size=5, devices=("cpu", "cpu")),
         cache_dir=tmp_path / "b",
         progress=False,
     )
-    two.index(data.corpus)
-    assert two.stats["corpus_shards_encoded"] == 5
-    assert one.backend == two.backend == "onnx"  # `auto` settles before the workers start: same key
-    np.testing.assert_allclose(two._emb.matrix(), one._emb.matrix(), atol=1e-5)
-    assert top(two.search(data.queries, 5), 5) == top(one.search(data.queries, 5), 5)
+    two_index = two.index(data.corpus).stats
+    assert two_index["corpus_shards_encoded"] == 5
+    # `auto` settles before the workers start: the same backend runs in the pool as in-process
+    assert one.spec.backend == two.spec.backend == "onnx"
+    vectors = [read_complete(Path(s["cache_folder"]), len(data.corpus), 5) for s in (one_index, two_index)]
+    np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-5)
+    assert top(two.search(data.queries, 5).run, 5) == top(one.search(data.queries, 5).run, 5)
     # everything cached: no worker process is started at all
-    again = DenseRetriever(two.config, cache_dir=tmp_path / "b", progress=False)
-    again.index(data.corpus)
-    assert again.stats["corpus_shards_reused"] == 5
+    again = DenseRetriever(two.spec, cache_dir=tmp_path / "b", progress=False)
+    assert again.index(data.corpus).stats["corpus_shards_reused"] == 5
 
 
 def test_parse_shard():

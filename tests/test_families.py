@@ -20,7 +20,8 @@ from gtr_eval.data.units import resolve_dataset
 from gtr_eval.evaluation import ranked, read_trec_run
 from gtr_eval.results import load_result
 from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
-from gtr_eval.retrieval.models import DENSE_BASELINES, PRESETS, weights_fingerprint
+from gtr_eval.retrieval.presets import DENSE_BASELINES, PRESETS
+from gtr_eval.retrieval.weights import weights_fingerprint
 
 COMMIT = "c" * 40
 UNPUBLISHED = "scores will not match published ones"
@@ -70,9 +71,9 @@ def test_each_baseline_preset_resolves_through_the_hub_with_its_published_settin
     with warnings.catch_warnings(record=True) as warned:
         warnings.simplefilter("always")
         r = DenseRetriever(DenseConfig(model=key), progress=False)
-        q = r.query_encoder.encode(["how does bread rise"], r.query_prompt, "query")
+        q = r.encoder("query").encode(["how does bread rise"], r.spec.query_prompt, "query")
     assert _ours(warned) == []
-    man = r.manifest()
+    man = r.spec.record()  # what the stored result's manifest records of the system
     assert (man["hub_id"], man["revision"], man["preset"]) == (preset.hub_id, COMMIT, key)
     assert (man["score"], man["max_length"]) == (preset.score, preset.max_length)
     assert (man["query_prompt"], man["doc_prompt"]) == (preset.query_prompt, preset.doc_prompt)
@@ -83,8 +84,12 @@ def test_each_baseline_preset_resolves_through_the_hub_with_its_published_settin
             and man["text_format"] == "(title + ' [SEP] ' + text).strip()"
         )
         assert man["query_weights_sha256"] != man["weights_sha256"]
+        assert r.asymmetric and r.encoder("query") is not r.encoder("document")
     else:
-        assert "query_hub_id" not in man and man["text_format"] == "(title + ' ' + text).strip()"
+        assert man["query_hub_id"] is None and man["query_model_path"] is None
+        assert man["text_format"] == "(title + ' ' + text).strip()"
+        assert man["query_weights_sha256"] == man["weights_sha256"]  # one model encodes both sides
+        assert not r.asymmetric and r.encoder("query") is r.encoder("document")
 
 
 def test_contriever_without_st_files_gets_the_library_s_mean_pooling(tiny, hub):
@@ -96,7 +101,7 @@ def test_contriever_without_st_files_gets_the_library_s_mean_pooling(tiny, hub):
     _install(tiny, hub, "contriever-msmarco")
     r = DenseRetriever(DenseConfig(model="contriever-msmarco"), progress=False)
     texts = ["how does bread rise", "tea brewing water"]
-    ours = r.encoder.encode(texts, "", "document")
+    ours = r.encoder("document").encode(texts, "", "document")
     tok, bert = AutoTokenizer.from_pretrained(tiny["plain"]), AutoModel.from_pretrained(tiny["plain"]).eval()
     with torch.no_grad():
         enc = tok(texts, padding=True, return_tensors="pt")
@@ -104,7 +109,7 @@ def test_contriever_without_st_files_gets_the_library_s_mean_pooling(tiny, hub):
         mask = enc["attention_mask"].unsqueeze(-1).float()
         mean = (hidden * mask).sum(1) / mask.sum(1)
     np.testing.assert_allclose(ours, mean.numpy(), rtol=1e-5, atol=1e-5)
-    assert r.score == "dot"
+    assert r.spec.score == "dot"
 
 
 def _library_topk(query_model: Path, doc_model: Path, sep: str, k: int, router: bool = False):
@@ -145,8 +150,13 @@ def test_dpr_preset_on_demo_equals_the_library_and_keeps_a_cache_key_per_side(ti
     _assert_same_top(read_trec_run(stored.run_path), want)
     keys = [json.loads(p.read_text()) for p in cache.glob("embeddings/*/*/key.json")]
     by_kind = {k["kind"]: k for k in keys}
+    assert len(keys) == len(by_kind) == 2
+    # each side is keyed by its own model only: the corpus by the document encoder's weights, the
+    # queries by the query encoder's
     assert by_kind["corpus"]["weights_sha256"] == weights_fingerprint(tiny["doc"])
-    assert by_kind["queries"]["weights_sha256"] == weights_fingerprint(tiny["query"])
+    assert "query_weights_sha256" not in by_kind["corpus"]
+    assert by_kind["queries"]["query_weights_sha256"] == weights_fingerprint(tiny["query"])
+    assert "weights_sha256" not in by_kind["queries"]
     assert stored.manifest["query_weights_sha256"] == weights_fingerprint(tiny["query"])
     # the same two models named by their hub ids are the preset (its name and settings)
     res = _run("--query-model", PRESETS["dpr"].query_hub_id, "--doc-model", PRESETS["dpr"].hub_id, "-d", "demo",
@@ -160,7 +170,13 @@ def test_query_and_doc_model_options_make_one_system_equal_to_the_library(tiny, 
          "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")  # fmt: skip
     stored = load_result(results, "question_encoder~ctx_encoder", "demo")
     _assert_same_top(read_trec_run(stored.run_path), _library_topk(tiny["query"], tiny["doc"], " ", 5))
-    assert stored.manifest["retriever"] == "dense (asymmetric)" and stored.manifest["score"] == "dot"
+    man = stored.manifest
+    assert man["retriever"] == "dense" and man["score"] == "dot"
+    # asymmetric: the query encoder is recorded beside the document encoder, each by its weights
+    assert (man["model_path"], man["query_model_path"]) == (str(tiny["doc"]), str(tiny["query"]))
+    assert man["weights_sha256"] == weights_fingerprint(tiny["doc"])
+    assert man["query_weights_sha256"] == weights_fingerprint(tiny["query"])
+    assert stored.identity.system["query_weights_sha256"] == weights_fingerprint(tiny["query"])
     out = CliRunner().invoke(cli, ["run", "--query-model", str(tiny["query"]), "-d", "demo"])
     assert out.exit_code != 0 and "go together" in out.output
     out = CliRunner().invoke(cli, ["run", "-d", "demo"])
@@ -183,7 +199,7 @@ def test_a_router_model_routes_queries_and_documents_and_scores_as_it_declares(t
     assert "separate query and document encoders" in stored.manifest["backend_reason"]
     pair = DenseRetriever(DenseConfig(model=str(tiny["doc"]), query_model=str(tiny["query"]), device="cpu"),
                           progress=False)  # fmt: skip
-    assert pair.backend == "torch" and "separate" in pair.choice.reason
+    assert pair.spec.backend == "torch" and "separate" in pair.spec.backend_reason
 
 
 def test_known_models_warn_when_run_with_settings_their_authors_did_not_use(tiny, hub, tmp_path):
@@ -205,14 +221,14 @@ def test_known_models_warn_when_run_with_settings_their_authors_did_not_use(tiny
     local = tmp_path / "msmarco-distilbert-base-tas-b"
     local.symlink_to(tiny["doc"], target_is_directory=True)
     r = DenseRetriever(DenseConfig(model=str(local)), progress=False)
-    assert (r.score, r.preset_name) == ("dot", "tas-b")
+    assert (r.spec.score, r.spec.preset) == ("dot", "tas-b")
     assert "instead of 'dot'" in warned(model=str(local), score="cos")[0]
     # a model that declares its score function: running it otherwise warns too
     assert "scoring 'cos' instead of 'dot'" in warned(model=str(tiny["router"]), score="cos")[0]
     assert warned(model=str(tiny["doc"]), score="dot") == []  # unknown model, nothing declared
     # another query encoder in front of a preset's document encoder: its own name, the preset's settings
     mixed = DenseRetriever(DenseConfig(model="tas-b", query_model=str(tiny["query"])), progress=False)
-    assert (mixed.name, mixed.score, mixed.asymmetric) == ("question_encoder~tas-b", "dot", True)
+    assert (mixed.name, mixed.spec.score, mixed.asymmetric) == ("question_encoder~tas-b", "dot", True)
 
 
 def test_kill_9_during_the_document_encoders_corpus_encoding_resumes(tiny, tmp_path):
@@ -268,7 +284,8 @@ def test_kill_9_during_the_document_encoders_corpus_encoding_resumes(tiny, tmp_p
 def test_the_task_routes_only_router_models(tiny):
     """Queries are encoded with task "query", documents with "document": for a model without a Router
     (the committed all-MiniLM-L6-v2 runs) that changes nothing, bit for bit."""
-    from gtr_eval.retrieval.encoders import EncoderSpec, TorchEncoder
+    from gtr_eval.retrieval.backends import EncoderSpec
+    from gtr_eval.retrieval.encoders import TorchEncoder
     from gtr_eval.retrieval.models import resolve_model
 
     texts = ["how does bread rise", "Coffee and tea brewing in the morning, " * 8, "x"]

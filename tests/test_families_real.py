@@ -18,7 +18,7 @@ from tiny_gtr import install_as_hub_snapshot
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import ranked, read_trec_run
 from gtr_eval.results import load_result
-from gtr_eval.retrieval.models import PRESETS
+from gtr_eval.retrieval.presets import PRESETS
 
 pytestmark = pytest.mark.slow
 
@@ -77,16 +77,17 @@ def test_rerank_of_the_real_bm25_run_equals_cross_encoder_predict(beir_data, nfc
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "bm25", results / "bm25")  # the committed real run
     depth = 20
-    stderr = _cli("rerank", "--run", "bm25", "-m", str(model), "--depth", str(depth), "-d", "nfcorpus",
-                  "--data-dir", str(beir_data), "--results-dir", str(results), "--cache-dir", str(tmp_path / "c"),
-                  "--no-download")  # fmt: skip
+    data = ["-d", "nfcorpus", "--data-dir", str(beir_data), "--results-dir", str(results), "--no-download"]
+    rerank = ["rerank", "--run", "bm25", "-m", str(model), "--depth", str(depth), *data,
+              "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    stderr = _cli(*rerank)
     assert "[done] bm25>>tiny-ce on nfcorpus" in stderr
     stored = load_result(results, "bm25>>tiny-ce", "nfcorpus")
     bm25 = read_trec_run(load_result(results, "bm25", "nfcorpus").run_path)
     run = read_trec_run(stored.run_path)
     assert run.keys() == {q for q, docs in bm25.items() if docs}  # 15 queries BM25 answers nothing for
     assert all(set(run[q]) == {d for d, _ in ranked(bm25[q])[:depth]} for q in run)
-    assert stored.manifest["pair_stats"]["pairs"] == sum(len(docs) for docs in run.values())
+    assert stored.manifest["stats"]["pair_stats"]["pairs"] == sum(len(docs) for docs in run.values())
 
     ce = CrossEncoder(str(model), device="cpu")
     for q in random.Random(1).sample(sorted(run), SAMPLE):

@@ -18,7 +18,9 @@ from conftest import ROOT
 from gtr_eval.cli import cli
 from gtr_eval.evaluation import evaluate, ranked, read_trec_run
 from gtr_eval.fusion import cut, fuse, fused_name, normalized_sum, parse_weights, rrf
-from gtr_eval.results import load_result, load_results
+from gtr_eval.identity import Identity
+from gtr_eval.results import load_result, load_results, recorded_files
+from gtr_eval.retrieval.spec import SystemSpec
 
 RESULTS = ROOT / "results"
 INPUTS = ("bm25", "all-MiniLM-L6-v2")
@@ -105,6 +107,19 @@ def _fuse_cli(results, *args, data_dir=None):
 
 @pytest.mark.slow
 def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committed_copy, beir_data):
+    # inputs stored without an identity (by an older gtr-eval) are not fused: their data is unknown
+    for system in INPUTS:
+        for path in (committed_copy / system).glob("*.json"):
+            path.write_text(
+                json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "identity"})
+            )
+    old = _fuse_cli(committed_copy, "--rrf", *INPUTS, "-d", "scifact", "--no-download", data_dir=beir_data)
+    assert old.exit_code == 3, old.output
+    assert "bm25/scifact.json was stored by an older gtr-eval that did not record its data" in old.output
+    assert "re-run bm25 on scifact with --overwrite first" in old.output
+    assert not (committed_copy / "rrf(bm25+all-MiniLM-L6-v2)").exists()
+    for system in INPUTS:  # the committed inputs, with the identities they were stored with
+        shutil.copytree(RESULTS / system, committed_copy / system, dirs_exist_ok=True)
     out = _fuse_cli(committed_copy, "--rrf", *INPUTS, "-d", "scifact", "-d", "nfcorpus", "--no-download",
                     data_dir=beir_data)  # fmt: skip
     assert out.exit_code == 0, out.output
@@ -112,7 +127,8 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
     for dataset in ("scifact", "nfcorpus"):
         stored = load_result(committed_copy, name, dataset)
         man = stored.manifest
-        assert man["retriever"] == "fusion" and man["fusion"] == {"method": "rrf", "k": 60}
+        assert man["retriever"] == "fusion"
+        assert man["fusion"] == {"method": "rrf", "k": 60, "norm": None, "weights": None}
         assert [i["system"] for i in man["inputs"]] == list(INPUTS)
         for entry in man["inputs"]:
             path = committed_copy / entry["system"] / f"{dataset}.run.trec.gz"
@@ -120,15 +136,35 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
         inputs = [read_trec_run(load_result(committed_copy, s, dataset).run_path) for s in INPUTS]
         assert read_trec_run(stored.run_path) == fuse(inputs, "rrf", top_k=1000)
         assert len(stored.per_query["ndcg@10"]) == man["dataset"]["num_queries"]
+        assert stored.identity.dataset["files_sha256"] == recorded_files(man)
+        assert stored.identity.system["inputs"] == [
+            {"system": e["system"], "run_sha256": e["run_sha256"]} for e in man["inputs"]
+        ]
     again = _fuse_cli(committed_copy, "--rrf", *INPUTS, "-d", "scifact", "--no-download", data_dir=beir_data)
+    assert again.exit_code == 0, again.output
     assert "[skip] rrf(bm25+all-MiniLM-L6-v2) on scifact: already done" in again.output
-    # An input re-run (its run file changed): the fused result is stale and refused
+    # An input re-run (its run file changed): the fused result is stale and refused, not replaced
+    fused_before = load_result(committed_copy, name, "scifact").run_path.read_bytes()
     run_file = committed_copy / "bm25" / "scifact.run.trec.gz"
     lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
     run_file.write_bytes(gzip.compress(("\n".join(lines[:-1]) + "\n").encode()))
     stale = CliRunner().invoke(cli, ["fuse", *INPUTS, "-d", "scifact", "--no-download", "--data-dir",
                                      str(beir_data), "--results-dir", str(committed_copy)])  # fmt: skip
-    assert stale.exit_code != 0 and "other settings" in stale.output and "run_sha256" in stale.output
+    assert stale.exit_code == 3, stale.output
+    assert (
+        f"[refused] {name} on scifact: the run of bm25 changed since the stored result was made from it "
+        "(sha256 " in stale.output
+    )
+    assert "--overwrite replaces it" in stale.output
+    assert load_result(committed_copy, name, "scifact").run_path.read_bytes() == fused_before
+    redo = _fuse_cli(
+        committed_copy, *INPUTS, "-d", "scifact", "--no-download", "--overwrite", data_dir=beir_data
+    )
+    assert redo.exit_code == 0, redo.output
+    inputs = [read_trec_run(load_result(committed_copy, s, "scifact").run_path) for s in INPUTS]
+    assert read_trec_run(load_result(committed_copy, name, "scifact").run_path) == fuse(
+        inputs, "rrf", top_k=1000
+    )
 
 
 def test_fuse_command_needs_stored_inputs_and_two_systems(committed_copy):
@@ -158,24 +194,35 @@ def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     data = unit.load()
     bm25 = read_trec_run(load_result(results, "bm25", "demo").run_path)
     rev = {q: {d: -s for d, s in docs.items()} for q, docs in bm25.items()}
-    save_result(
-        results, "reverse", "demo", "test", ev(data.qrels, rev), rev, {"dataset": {"checksum": data.checksum}}
-    )
+    spec = SystemSpec(system="reverse", retriever="negated bm25")
+    identity = Identity.of(spec, unit.fingerprint(files_sha256=data.checksums))
+    save_result(results, "reverse", "demo", "test", ev(data.qrels, rev), rev,
+                {**spec.record(), "dataset": {"checksum": data.checksum}}, identity)  # fmt: skip
     out = _fuse_cli(results, "--minmax", "--weights", "0.8,0.2", "bm25", "reverse", "-d", "demo")
     assert out.exit_code == 0, out.output
     stored = load_result(results, "minmax(bm25@0.8+reverse@0.2)", "demo")
-    assert stored.manifest["fusion"] == {"method": "minmax", "norm": "min-max", "weights": [0.8, 0.2]}
+    params = {"method": "minmax", "k": None, "norm": "min-max", "weights": [0.8, 0.2]}
+    assert stored.manifest["fusion"] == params
+    assert stored.identity.system["fusion"] == stored.manifest["fusion"]
     fused = read_trec_run(stored.run_path)
     assert fused == normalized_sum([bm25, rev], [0.8, 0.2], "minmax")
     assert stored.metrics == evaluate(data.qrels, fused).metrics
+    assert [i["system"] for i in stored.manifest["inputs"]] == ["bm25", "reverse"]
     # an input made on other data than the dataset named now is refused
-    record = json.loads((results / "reverse" / "demo.json").read_text())
-    record["manifest"]["dataset"]["checksum"] = "0" * 64
-    (results / "reverse" / "demo.json").write_text(json.dumps(record))
+    stored_json = json.loads((results / "reverse" / "demo.json").read_text())
+    stored_json["manifest"]["dataset"]["checksum"] = "0" * 64
+    stored_json["identity"]["dataset"]["files_sha256"]["corpus.jsonl"] = "0" * 64
+    (results / "reverse" / "demo.json").write_text(json.dumps(stored_json))
     out = CliRunner().invoke(
         cli, ["fuse", "--zscore", "bm25", "reverse", "-d", "demo", "--results-dir", str(results)]
     )
-    assert out.exit_code != 0 and "other data" in out.output
+    assert out.exit_code == 3, out.output
+    assert (
+        "zscore(bm25+reverse) on demo: input failed: reverse on demo was made from other data" in out.output
+    )
+    assert "corpus.jsonl changed since the stored result (sha256 0000… → " in out.output
+    assert "re-run it first" in out.output
+    assert not (results / "zscore(bm25+reverse)").exists()
     assert {r.system for r in load_results(results)} == {"bm25", "reverse", "minmax(bm25@0.8+reverse@0.2)"}
 
 

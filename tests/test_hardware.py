@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gtr_eval.retrieval import hardware
-from gtr_eval.retrieval.encoders import EncoderSpec, choose_backend, load_encoder
+from gtr_eval.retrieval.backends import EncoderSpec
+from gtr_eval.retrieval.encoders import choose_backend, load_encoder
 from gtr_eval.retrieval.hardware import CPU_BATCH
 from gtr_eval.retrieval.search import auto_kernel, exact_search
 

@@ -10,6 +10,7 @@ jsonl loader gives" is checked on real data; the fast tests use a five-document 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -330,7 +331,14 @@ def test_the_manifest_records_source_and_revision(tiny, tiny_folder, tmp_path):
     hub = dataset["source"]["hub"][0]
     assert (hub["repo"], hub["revision"]) == ("BeIR/tiny", "1" * 40)
     assert (hub["qrels_repo"], hub["qrels_revision"]) == ("BeIR/tiny-qrels", "2" * 40)
-    assert len(dataset["files_sha256"]["corpus"]) == 64  # the converted corpus's sha256, as always
+    # the converted corpus's sha256, as always; files are named by their path in the dataset folder
+    assert set(dataset["files_sha256"]) == {"corpus.jsonl", "queries.jsonl", "qrels/test.tsv"}
+    corpus_sha = dataset["files_sha256"]["corpus.jsonl"]
+    assert len(corpus_sha) == 64
+    assert (
+        corpus_sha == hashlib.sha256((tmp_path / "data" / "tiny" / "corpus.jsonl").read_bytes()).hexdigest()
+    )
+    assert results[0].identity.dataset["files_sha256"] == dataset["files_sha256"]  # what is compared
 
 
 def test_registry_hub_copies_and_counts_are_consistent():

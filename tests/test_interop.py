@@ -19,10 +19,11 @@ from demo_results import DEMO, demo_run, make_demo_results
 
 from gtr_eval.cli import cli
 from gtr_eval.data.loader import DataError, load_beir_folder, read_qrels
+from gtr_eval.errors import Refused
 from gtr_eval.evaluation import evaluate, metric_names, read_qrels_any, read_trec_run, write_trec_run
+from gtr_eval.pipeline.imported import import_trec_run
 from gtr_eval.report import mteb
 from gtr_eval.report.export import export_results
-from gtr_eval.report.imported import import_trec_run
 from gtr_eval.report.tables import AVERAGE, WORSE, RefSpec, leaderboard, load_references
 from gtr_eval.results import StoredResult, load_result, load_results
 
@@ -397,6 +398,30 @@ def test_ranx_scores_the_exported_files_as_we_do(tmp_path, beir_data):
             assert scored[r.system][metric] == pytest.approx(r.metrics[metric], abs=1e-9), (r.system, metric)
 
 
+def test_demo_results_record_their_identity_and_are_inputs_like_any_run(demo):
+    """The shared demo store is written as the pipeline writes results: fusion takes it as input."""
+    from demo_results import demo_spec
+
+    from gtr_eval.api import fuse as api_fuse
+    from gtr_eval.data.units import resolve_dataset
+    from gtr_eval.fusion import fuse
+    from gtr_eval.identity import Identity
+
+    (unit,) = resolve_dataset("demo")
+    alpha = load_result(demo, "alpha", "demo")
+    assert alpha.identity == Identity.of(demo_spec("alpha"), unit.fingerprint())
+    assert alpha.manifest["dataset"]["files_sha256"] == dict(unit.fingerprint().files_sha256)
+    lines: list[str] = []
+    done = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, cache_dir=None, progress=False,
+                    echo=lines.append)  # fmt: skip
+    assert not done.failures and [r.system for r in done] == ["rrf(alpha+beta)"]
+    runs = [read_trec_run(load_result(demo, s, "demo").run_path) for s in ("alpha", "beta")]
+    assert read_trec_run(done[0].run_path) == fuse(runs, "rrf", top_k=1000)
+    again = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, cache_dir=None, progress=False,
+                     echo=lines.append)  # fmt: skip
+    assert not again.failures and "[skip] rrf(alpha+beta) on demo: already done" in lines
+
+
 # --- import ------------------------------------------------------------------------------------
 
 
@@ -418,10 +443,29 @@ def test_import_scores_like_evaluate_and_records_where_it_came_from(demo, tmp_pa
     assert provenance["run_file"] == str(run_file.resolve())
     assert provenance["run_sha256"] == __import__("hashlib").sha256(run_file.read_bytes()).hexdigest()
     assert provenance["qrels_file"] == str((DEMO / "qrels" / "test.tsv").resolve())
-    assert stored.manifest["dataset"]["files_sha256"]["qrels/test"] == data.checksums["qrels/test"]
+    # the judgments are the qrels file alone, named as it is in its folder
+    assert stored.manifest["dataset"]["files_sha256"] == {"test.tsv": data.checksums["qrels/test.tsv"]}
+    assert stored.identity.dataset["files_sha256"] == {"test.tsv": data.checksums["qrels/test.tsv"]}
+    assert stored.identity.system["inputs"] == [
+        {"system": "ext.trec", "run_sha256": provenance["run_sha256"]}
+    ]
     assert read_trec_run(stored.run_path) == read_trec_run(run_file)
-    with pytest.raises(FileExistsError):
-        import_trec_run(run_file, demo, "pyserini-bm25", "demo", qrels_file=DEMO / "qrels" / "test.tsv")
+    # the same file and judgments again: served as done, not rewritten
+    before = stored.path.read_bytes()
+    again = import_trec_run(run_file, demo, "pyserini-bm25", "demo", qrels_file=DEMO / "qrels" / "test.tsv")
+    assert again.path == stored.path and again.result.metrics == stored.metrics and again.warnings == []
+    assert stored.path.read_bytes() == before
+    # another file under the same name: refused, the stored result kept
+    other = _write_run(tmp_path / "ext.trec", demo_run(data, "other", 0.1))
+    with pytest.raises(Refused, match="the run of ext.trec changed since the stored result") as refused:
+        import_trec_run(other, demo, "pyserini-bm25", "demo", qrels_file=DEMO / "qrels" / "test.tsv")
+    assert refused.value.stage == "reuse" and "--overwrite replaces it" in str(refused.value)
+    assert stored.path.read_bytes() == before
+    # the same file scored with other judgments (the dataset's queries and qrels): refused too
+    _write_run(run_file, run)
+    with pytest.raises(Refused, match="queries.jsonl"):
+        import_trec_run(run_file, demo, "pyserini-bm25", "demo", data_dir=DEMO.parent)
+    assert stored.path.read_bytes() == before
     assert (
         import_trec_run(
             run_file, demo, "pyserini-bm25", "demo", data_dir=DEMO.parent, overwrite=True
@@ -481,8 +525,21 @@ def test_import_cli_and_bad_input(demo, tmp_path):
     out = runner.invoke(cli, args)
     assert out.exit_code == 0, out.output
     assert "[imported] anserini on demo: nDCG@10" in out.output
-    again = runner.invoke(cli, args)
-    assert again.exit_code != 0 and "exists" in again.output
+    stored = load_result(demo, "anserini", "demo")
+    before = stored.path.read_bytes()
+    again = runner.invoke(cli, args)  # the same file again: served as done, not rewritten
+    assert again.exit_code == 0, again.output
+    assert "[imported] anserini on demo: nDCG@10" in again.output and stored.path.read_bytes() == before
+    other = _write_run(tmp_path / "r.trec.gz", demo_run(data, "y", 0.1))  # another file, the same name
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 3
+    assert (
+        "[refused] anserini on demo: the run of r.trec.gz changed since the stored result" in refused.output
+    )
+    assert "--overwrite replaces it" in refused.output and stored.path.read_bytes() == before
+    replaced = runner.invoke(cli, [*args, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert read_trec_run(load_result(demo, "anserini", "demo").run_path) == read_trec_run(other)
     bad = tmp_path / "bad.trec"
     bad.write_text("q1 Q0 d01 1 0.5 tag\nq1 Q0 d02 2 oops tag\n")
     out = runner.invoke(cli, [*args[:4], str(bad), *args[5:], "--overwrite"])
@@ -548,8 +605,8 @@ def test_imported_trec_run_sits_in_the_table_with_a_significance_mark(tmp_path, 
                 fh.write(f"{q} Q0 {doc} {rank} {score} reversed\n")
             fh.writelines(r + "\n" for r in rows[10:])
     done = import_trec_run(reversed_run, results, "bm25-reversed", "scifact", data_dir=beir_data)
-    assert done.evaluation.metrics["ndcg@10"] < bm25.metrics["ndcg@10"] - 0.1
-    assert done.evaluation.metrics["recall@10"] == bm25.metrics["recall@10"]
+    assert done.result.metrics["ndcg@10"] < bm25.metrics["ndcg@10"] - 0.1
+    assert done.result.metrics["recall@10"] == bm25.metrics["recall@10"]
 
     out = CliRunner().invoke(
         cli, ["table", "--results-dir", str(results), "--baseline", "bm25", "--format", "csv"]
@@ -561,6 +618,6 @@ def test_imported_trec_run_sits_in_the_table_with_a_significance_mark(tmp_path, 
     assert frame.loc["scifact", "bm25-reversed sig"] == WORSE
     assert frame.loc["scifact", "bm25-again sig"] == ""
     assert math.isclose(
-        float(frame.loc["scifact", "bm25-reversed"]), round(done.evaluation.metrics["ndcg@10"], 4)
+        float(frame.loc["scifact", "bm25-reversed"]), round(done.result.metrics["ndcg@10"], 4)
     )
     assert frame.loc["nfcorpus", "bm25-reversed"] == ""  # not imported there

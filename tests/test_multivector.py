@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,9 +31,10 @@ from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import read_trec_run
 from gtr_eval.paths import BUNDLED
 from gtr_eval.retrieval.cache import RaggedTokens, TokensFormat, encode_sharded
+from gtr_eval.retrieval.loaders import load_multivector_encoder
 from gtr_eval.retrieval.maxsim import maxsim_full, maxsim_rerank
-from gtr_eval.retrieval.models import PRESETS, load_multivector_encoder
 from gtr_eval.retrieval.multivector import MultiVectorConfig, MultiVectorRetriever
+from gtr_eval.retrieval.presets import PRESETS
 
 DEMO = BUNDLED / "demo"
 GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
@@ -154,8 +156,9 @@ def test_full_search_scores_equal_the_library(tiny_colbert, tmp_path, token_dtyp
     data = load_beir_folder(DEMO)
     cfg = MultiVectorConfig(model=str(tiny_colbert), shard_size=5, token_dtype=token_dtype)
     r = MultiVectorRetriever(cfg, cache_dir=tmp_path / "c", progress=False)
-    r.index(data.corpus)
-    run = r.search(data.queries, top_k=6)
+    indexed = r.index(data.corpus)
+    searched = r.search(data.queries, top_k=6)
+    run = searched.run
     qids, docs = list(data.queries), data.corpus.texts()
     texts = [data.queries[q] for q in qids]
     stored = library_scores(r.model, "multivector", texts, docs, np.dtype(token_dtype))  # vectors as stored
@@ -166,12 +169,13 @@ def test_full_search_scores_equal_the_library(tiny_colbert, tmp_path, token_dtyp
         got = np.array([run[qid][data.corpus.ids[j]] for j in expect])
         np.testing.assert_allclose(got, stored[row, expect], rtol=1e-5, atol=1e-5)
         assert np.abs(got - exact[row, expect]).max() <= (FP16_BOUND if token_dtype == "float16" else 1e-4)
-    man = r.manifest()
-    assert (man["mode"], man["candidates"], man["depth"]) == ("full", None, None)
-    assert man["index"]["token_dtype"] == token_dtype and man["index"]["docs"] == 24
+    assert (r.spec.search, r.spec.candidates, r.spec.depth, r.spec.inputs) == ("full", None, None, ())
+    index = searched.report.stats["index"]
+    assert index["token_dtype"] == token_dtype and index["docs"] == 24
     n_tokens = sum(len(x) for x in r.model.encode_document(docs))
-    assert man["index"]["token_vectors"] == n_tokens
-    assert man["index"]["index_bytes"] == sum(p.stat().st_size for p in r._emb.folder.glob("shard-*.npy"))
+    assert index["token_vectors"] == n_tokens
+    folder = Path(indexed.stats["cache_folder"])
+    assert index["index_bytes"] == sum(p.stat().st_size for p in folder.glob("shard-*.npy"))
 
 
 def test_large_corpus_without_candidates_is_refused_before_encoding(tiny_colbert, tmp_path):
@@ -183,8 +187,7 @@ def test_large_corpus_without_candidates_is_refused_before_encoding(tiny_colbert
     assert not (tmp_path / "embeddings").exists()
     forced = MultiVectorRetriever(MultiVectorConfig(model=str(tiny_colbert), full_max_docs=10, search="full"),
                                   cache_dir=tmp_path, progress=False)  # fmt: skip
-    forced.index(data.corpus)
-    assert forced.stats["corpus_shards_encoded"] == 1
+    assert forced.index(data.corpus).stats["corpus_shards_encoded"] == 1
     # two-stage: the candidates' system must have a stored run on the dataset first
     from click.testing import CliRunner
 
@@ -193,7 +196,7 @@ def test_large_corpus_without_candidates_is_refused_before_encoding(tiny_colbert
     args = ["run", "-m", str(tiny_colbert), "-d", "demo", "--results-dir", str(tmp_path / "r"), "--cache-dir",
             str(tmp_path), "--quiet"]  # fmt: skip
     res = CliRunner().invoke(cli, [*args, "--candidates", "bm25"])
-    assert res.exit_code != 0 and "no stored result of bm25 on demo" in res.output
+    assert res.exit_code != 0 and "needs a stored result of bm25 on demo" in res.output
     res = CliRunner().invoke(cli, [*args, "--candidates", "tiny-colbert"])
     assert res.exit_code != 0 and "cannot re-rank its own run" in res.output
     with pytest.raises(ValueError, match="needs --candidates"):
@@ -220,13 +223,13 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     out = _cli(["run", "-m", "colbertv2", *common, "--results-dir", str(full)], env)
     assert out.returncode == 0, out.stderr[-3000:]
     man = json.loads((full / "colbertv2" / "demo.json").read_text())["manifest"]
-    assert (man["retriever"], man["hub_id"], man["revision"], man["mode"]) == (
+    assert (man["retriever"], man["hub_id"], man["revision"], man["search"]) == (
         "multivector",
         hub_id,
         HUB_COMMIT,
         "full",
     )
-    settings = man["model_settings"]
+    settings = man["stats"]["model_settings"]
     assert (
         man["max_length"] == settings["document_length"] == 300
         and settings["query_expansion"]["length"] == 32
@@ -238,10 +241,14 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
                 "bm25", "--depth", "5"], env)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[cache] colbertv2 on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr  # same vectors
-    man = json.loads((two / "colbertv2" / "demo.json").read_text())["manifest"]
+    stored = json.loads((two / "colbertv2" / "demo.json").read_text())
+    man = stored["manifest"]
     bm25_run = two / "bm25" / "demo.run.trec.gz"
-    assert (man["mode"], man["candidates"], man["depth"]) == ("rerank", "bm25", 5)
-    assert man["candidates_sha256"] == hashlib.sha256(bm25_run.read_bytes()).hexdigest()
+    assert (man["search"], man["candidates"], man["depth"]) == ("rerank", "bm25", 5)
+    bm25_sha = hashlib.sha256(bm25_run.read_bytes()).hexdigest()
+    assert [(i["system"], i["run_sha256"]) for i in man["inputs"]] == [("bm25", bm25_sha)]
+    # the first stage's run is part of the result's identity (a changed run is another input)
+    assert stored["identity"]["system"]["inputs"] == [{"system": "bm25", "run_sha256": bm25_sha}]
 
     first, second = read_trec_run(bm25_run), read_trec_run(two / "colbertv2" / "demo.run.trec.gz")
     full_run = read_trec_run(full / "colbertv2" / "demo.run.trec.gz")
@@ -264,7 +271,8 @@ def test_api_run_takes_the_two_stage_options(tiny_colbert, tmp_path):
     results = run(["bm25", str(tiny_colbert)], ["demo"], results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
                   progress=False, echo=lambda s: None, candidates="bm25", depth=3)  # fmt: skip
     man = {r.system: r.manifest for r in results}["tiny-colbert"]
-    assert (man["mode"], man["candidates"], man["depth"]) == ("rerank", "bm25", 3)
+    assert (man["search"], man["candidates"], man["depth"]) == ("rerank", "bm25", 3)
+    assert [i["system"] for i in man["inputs"]] == ["bm25"]
     assert all(
         len(hits) <= 3
         for hits in read_trec_run(tmp_path / "r" / "tiny-colbert" / "demo.run.trec.gz").values()
@@ -297,7 +305,7 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
     out = _cli(["run", "-m", "bm25", "-m", str(tiny_colbert), *common], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())
-    assert stored["manifest"]["mode"] == "full" and stored["manifest"]["index"]["docs"] == 3633
+    assert stored["manifest"]["search"] == "full" and stored["manifest"]["stats"]["index"]["docs"] == 3633
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")
     model = load_multivector_encoder(tiny_colbert, document_length=128)
@@ -310,7 +318,8 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[cache] tiny-colbert on nfcorpus: encoded 0 of 2 corpus shards, reused 2" in out.stderr
     man = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())["manifest"]
-    assert (man["mode"], man["depth"]) == ("rerank", 100)
+    assert (man["search"], man["depth"]) == ("rerank", 100)
+    assert [i["system"] for i in man["inputs"]] == ["bm25"]
     first = read_trec_run(results / "bm25" / "nfcorpus.run.trec.gz")
     second = read_trec_run(results / "tiny-colbert" / "nfcorpus.run.trec.gz")
     assert set(second) == {q for q, hits in first.items() if hits}  # BM25 finds nothing for some queries

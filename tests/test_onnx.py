@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ pytest.importorskip("onnxruntime")
 
 from gtr_eval.data.loader import load_beir_folder  # noqa: E402
 from gtr_eval.paths import BUNDLED  # noqa: E402
+from gtr_eval.retrieval.backends import EncoderSpec  # noqa: E402
 from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever  # noqa: E402
-from gtr_eval.retrieval.encoders import EncoderSpec, load_encoder  # noqa: E402
+from gtr_eval.retrieval.encoders import load_encoder  # noqa: E402
 
 DEMO = BUNDLED / "demo"
 
@@ -45,25 +47,35 @@ def test_onnx_vectors_match_torch(tiny_gtr):
 
 
 def test_export_is_cached_and_vectors_have_their_own_cache_key(tiny_gtr, tmp_path):
-    data = load_beir_folder(DEMO)
-    from gtr_eval.retrieval.onnx_backend import model_folder
+    from gtr_eval.data.units import DatasetFingerprint
+    from gtr_eval.identity import Identity
+    from gtr_eval.retrieval.onnx_backend import model_folder, recipe_id
 
+    data = load_beir_folder(DEMO)
     a = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="onnx-int8"), cache_dir=tmp_path, progress=False
     )
-    a.index(data.corpus)
-    exported = model_folder(a.fingerprint, tmp_path / "onnx") / "model-int8.onnx"  # beside the embeddings
+    a_folder = a.index(data.corpus).stats["cache_folder"]
+    # exported beside the embeddings
+    exported = model_folder(a.spec.weights_sha256, tmp_path / "onnx") / "model-int8.onnx"
     stamp = exported.stat().st_mtime_ns
     b = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="onnx-int8"), cache_dir=tmp_path, progress=False
     )
-    b.encoder  # noqa: B018
+    b.encoder("document")
     assert exported.stat().st_mtime_ns == stamp  # reused, not exported again
     t = DenseRetriever(DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False)
-    t.index(data.corpus)
-    assert t._emb.folder != a._emb.folder
-    assert a.manifest()["backend"] == "onnx-int8" and "backend_recipe" in a.manifest()
-    assert "backend_recipe" not in t.manifest()
+    t_stats = t.index(data.corpus).stats
+    # int8 changes the vectors: its recipe keys the cache and is part of the result's identity
+    assert t_stats["cache_folder"] != a_folder and t_stats["corpus_shards_encoded"] == 1
+    content = data.corpus.content_hash()
+    assert a.key("corpus", content)["quantization"] == f"onnx-int8 dynamic per-channel ({recipe_id()})"
+    assert a.key("queries", content)["quantization"] == a.spec.quantization
+    assert t.key("corpus", content)["quantization"] is None and t.spec.quantization is None
+    assert a.spec.backend == "onnx-int8" and a.spec.record()["quantization"] == a.spec.quantization
+    fp = DatasetFingerprint("demo", "test", data.checksums)
+    assert Identity.of(a.spec, fp) != Identity.of(t.spec, fp)
+    assert Identity.of(a.spec, fp).system["quantization"] == a.spec.quantization
 
 
 def test_run_with_onnx_int8_end_to_end(tiny_gtr, tmp_path):
@@ -92,7 +104,7 @@ def _safetensors(path, shapes: dict[str, list[int]], dtype: str = "F32") -> None
 def test_weights_size_is_read_from_the_files_without_loading(tiny_gtr, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from gtr_eval.retrieval.models import weights_fp32_bytes
+    from gtr_eval.retrieval.weights import weights_fp32_bytes
 
     # the tiny model: its parameters' fp32 bytes, as torch counts them (tied embeddings once)
     st = SentenceTransformer(str(tiny_gtr), device="cpu")  # as saved (the CPU encoder repacks its linears)
@@ -135,37 +147,51 @@ def test_auto_rules(tiny_gtr, tmp_path, monkeypatch):
 
 
 def test_auto_runs_onnx_on_cpu_with_the_same_cache_entry_as_backend_onnx(tiny_gtr, tmp_path):
+    from gtr_eval.data.units import DatasetFingerprint
+    from gtr_eval.identity import Identity, cache_fields
+
     data = load_beir_folder(DEMO)
+    fp = DatasetFingerprint("demo", "test", data.checksums)
     auto = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
-    assert auto.config.backend == "auto" and auto.backend == "onnx"
-    auto.index(data.corpus)
-    assert auto.stats["corpus_shards_encoded"] == 1
-    key = json.loads((auto._emb.folder / "key.json").read_text())
-    assert key["backend"] == "onnx" and key["backend_recipe"].startswith("st-stack")
-    m = auto.manifest()
+    assert auto.spec.backend_requested == "auto" and auto.spec.backend == "onnx"
+    indexed = auto.index(data.corpus)
+    assert indexed.stats["corpus_shards_encoded"] == 1
+    folder = indexed.stats["cache_folder"]
+    key = json.loads((Path(folder) / "key.json").read_text())
+    # the backend is a setting: fp32 ONNX vectors are torch's, so it keys no cache and no identity
+    assert key == auto.key("corpus", data.corpus.content_hash())
+    assert "backend" not in key and key["quantization"] is None
+    assert "backend" not in cache_fields(auto.spec, "queries")
+    assert "backend" not in Identity.of(auto.spec, fp).system
+    m = auto.spec.record()
     assert (m["backend"], m["backend_requested"]) == ("onnx", "auto") and "CPU, fp32" in m["backend_reason"]
-    assert auto.settings()["backend"] == "onnx"
-    assert auto.timings["onnx_export_s"] > 0  # exported here, beside the embeddings
+    assert indexed.timings["onnx_export_s"] > 0  # exported here, beside the embeddings
     explicit = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False
     )
-    explicit.index(data.corpus)
-    assert explicit._emb.folder == auto._emb.folder and explicit.stats["corpus_shards_reused"] == 1
-    assert "backend_reason" not in explicit.manifest() and explicit.manifest()["backend_requested"] == "onnx"
+    reused = explicit.index(data.corpus).stats
+    assert reused["cache_folder"] == folder and reused["corpus_shards_reused"] == 1
+    assert explicit.spec.backend_reason == "" and explicit.spec.backend_requested == "onnx"
+    assert Identity.of(explicit.spec, fp) == Identity.of(auto.spec, fp)
     torch_ = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False
     )
-    torch_.index(data.corpus)
-    assert torch_._emb.folder != auto._emb.folder  # the cache key keeps backends apart
+    shared = torch_.index(data.corpus).stats
+    # torch and onnx fp32 compute the same vectors: one cache entry, one identity
+    assert shared["cache_folder"] == folder and shared["corpus_shards_reused"] == 1
+    assert shared["corpus_shards_encoded"] == 0
+    assert Identity.of(torch_.spec, fp) == Identity.of(auto.spec, fp)
+    assert Identity.of(torch_.spec, fp).digest == Identity.of(auto.spec, fp).digest
     # exported and encoded before: a second run settles `auto` and searches without loading the model
-    # (given the max length, as presets give it; else reading it from the model loads the model)
-    hits = auto.search(data.queries, 5)
-    assert auto.max_length() == 512
-    again = DenseRetriever(
-        DenseConfig(model=str(tiny_gtr), max_length=512), cache_dir=tmp_path, progress=False
-    )
-    again.index(data.corpus)
-    assert again.search(data.queries, 5) == hits and again._encoder_impl is None
+    # (the model's own max length is not read by loading it: None in the spec, fixed by the weights)
+    hits = auto.search(data.queries, 5).run
+    assert auto.spec.max_length is None and auto.model.max_seq_length == 512
+    again = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
+    again_indexed = again.index(data.corpus)
+    searched = again.search(data.queries, 5)
+    assert searched.run == hits
+    assert not again._encoders  # no model loaded
+    assert "load_model_s" not in again_indexed.timings and "load_model_s" not in searched.report.timings
 
 
 def test_auto_uses_torch_on_a_gpu_for_fp16_or_without_onnx(tiny_gtr, tmp_path, monkeypatch, caplog):
@@ -175,22 +201,24 @@ def test_auto_uses_torch_on_a_gpu_for_fp16_or_without_onnx(tiny_gtr, tmp_path, m
         m.setattr(dense, "default_device", lambda: "cuda")  # as on a machine with a GPU
         r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
     assert (
-        r.backend == "torch"
-        and r.spec().backend == "torch"
-        and "device cuda" in r.manifest()["backend_reason"]
+        r.spec.backend == "torch"
+        and r.encoder_spec().backend == "torch"
+        and "device cuda" in r.spec.backend_reason
     )
     r = DenseRetriever(DenseConfig(model=str(tiny_gtr), dtype="fp16"), cache_dir=tmp_path, progress=False)
-    assert r.backend == "torch" and r.settings()["backend"] == "torch"
+    assert r.spec.backend == "torch" and r.spec.record()["backend"] == "torch"
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda n, *a: None if n == "onnx" else real_find_spec(n, *a)
     )
     with caplog.at_level("WARNING"):
         r = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
-    assert r.backend == "torch" and "note: model runs with torch: onnx is not installed" in caplog.text
+    assert r.spec.backend == "torch" and "note: model runs with torch: onnx is not installed" in caplog.text
 
 
 def test_export_failure_falls_back_to_torch_naming_the_error(tiny_gtr, tmp_path, monkeypatch):
+    from gtr_eval.data.units import DatasetFingerprint
+    from gtr_eval.identity import Identity
     from gtr_eval.retrieval import onnx_backend
     from gtr_eval.retrieval.onnx_backend import OnnxExportError, model_folder
 
@@ -202,34 +230,43 @@ def test_export_failure_falls_back_to_torch_naming_the_error(tiny_gtr, tmp_path,
 
     monkeypatch.setattr(onnx_backend, "_export", broken_export)
     data = load_beir_folder(DEMO)
+    fp = DatasetFingerprint("demo", "test", data.checksums)
     auto = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
-    assert auto.backend == "onnx"  # not known to fail yet
+    assert auto.spec.backend == "onnx"  # not known to fail yet
+    before = Identity.of(auto.spec, fp)
     with pytest.warns(UserWarning, match="RuntimeError: Could not trace the forward of ModelX.*with torch"):
-        auto.index(data.corpus)
-    assert calls == [1] and auto.backend == "torch" and auto.settings()["backend"] == "torch"
-    m = auto.manifest()
+        indexed = auto.index(data.corpus)
+    assert calls == [1] and auto.spec.backend == "torch" and auto.spec.record()["backend"] == "torch"
+    assert Identity.of(auto.spec, fp) == before  # the fallback is a setting: the identity stays
+    m = auto.spec.record()
     assert (m["backend"], m["backend_requested"]) == ("torch", "auto")
     assert "ONNX export failed" in m["backend_reason"] and "Could not trace" in m["backend_reason"]
     ref = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="torch"), cache_dir=tmp_path, progress=False
     )
-    ref.index(data.corpus)
-    assert ref._emb.folder == auto._emb.folder and ref.stats["corpus_shards_reused"] == 1
+    ref_stats = ref.index(data.corpus).stats
+    assert (
+        ref_stats["cache_folder"] == indexed.stats["cache_folder"] and ref_stats["corpus_shards_reused"] == 1
+    )
     failed = json.loads(
-        (model_folder(auto.fingerprint, tmp_path / "onnx") / "export-failed.json").read_text()
+        (model_folder(auto.spec.weights_sha256, tmp_path / "onnx") / "export-failed.json").read_text()
     )
     assert failed["error"] == "RuntimeError: Could not trace the forward of ModelX" and failed["torch"]
     # next time `auto` knows without trying again
     again = DenseRetriever(DenseConfig(model=str(tiny_gtr)), cache_dir=tmp_path, progress=False)
-    assert again.backend == "torch" and "failed before" in again.choice.reason
-    again.index(data.corpus)
-    assert calls == [1] and again.stats["corpus_shards_reused"] == 1
-    # asked for explicitly, the same failure is an error, not a silent switch
+    assert again.spec.backend == "torch" and "failed before" in again.spec.backend_reason
+    assert again.index(data.corpus).stats["corpus_shards_reused"] == 1
+    assert calls == [1]
+    # asked for explicitly, the same failure is an error, not a silent switch: the corpus is served
+    # from the shared cache (nothing to export), but the first text to encode needs the export
     explicit = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="onnx"), cache_dir=tmp_path, progress=False
     )
+    assert explicit.spec.backend == "onnx"
+    assert explicit.index(data.corpus).stats["corpus_shards_reused"] == 1 and calls == [1]
     with pytest.raises(OnnxExportError, match="Could not trace"):
-        explicit.index(data.corpus)
+        explicit.search({"q-new": "a query nobody encoded before"}, 5)
+    assert calls == [1, 1]
 
 
 def test_default_cli_run_and_encode_agree_on_the_backend(tiny_gtr, tmp_path):

@@ -21,10 +21,11 @@ from gtr_eval.data.loader import Corpus, DataError
 from gtr_eval.data.peerqa import Groups, load_peerqa
 from gtr_eval.data.units import peerqa_units, resolve_dataset
 from gtr_eval.evaluation import evaluate, read_trec_run
-from gtr_eval.retrieval.base import Retriever
+from gtr_eval.retrieval.base import Report, Retriever, Searched
 from gtr_eval.retrieval.bm25 import BM25Retriever
 from gtr_eval.retrieval.factory import RetrieverOptions, make_retriever
 from gtr_eval.retrieval.scoped import scoped_search
+from gtr_eval.retrieval.spec import SystemSpec
 
 FIXTURE = Path(__file__).resolve().parents[1] / "gtr_eval" / "data" / "bundled" / "peerqa_fixture"
 A = "openreview/ICLR-2022-conf/Fx7aB2kQ9z"
@@ -81,8 +82,10 @@ def test_units_and_missing_files(tmp_path, data_dir):
     (unit,) = resolve_dataset("peerqa-sentences", data_dir)
     assert unit.name == "peerqa-sentences" and not unit.ignore_identical_ids
     assert unit.load().granularity == "sentences"
-    with pytest.raises(FileNotFoundError, match=r"qa\.jsonl.*tudatalib.*extract_text_from_pdf\.py"):
+    # missing files are the pair's data failure (a DataError, reported per pair), not a crash
+    with pytest.raises(DataError, match=r"qa\.jsonl.*tudatalib.*extract_text_from_pdf\.py") as e:
         peerqa_units(tmp_path / "nowhere")
+    assert e.value.stage == "data" and e.value.path == str(tmp_path / "nowhere" / "peerqa")
 
 
 @pytest.mark.parametrize(
@@ -126,28 +129,25 @@ def test_unknown_evidence_idx_and_duplicates(tmp_path):
 class Scripted(Retriever):
     """Ranks by a fixed list per query, restricted to what was indexed; records every call."""
 
-    name = "scripted"
-
     def __init__(self, rankings: dict[str, list[str]]):
-        self.rankings, self.timings = rankings, {}
+        self.spec = SystemSpec(system="scripted", retriever="scripted")
+        self.rankings = rankings
         self.indexed: list[list[str]] = []
         self.searched: list[list[str]] = []
 
-    def index(self, corpus: Corpus) -> None:
+    def index(self, corpus: Corpus) -> Report:
         self.indexed.append(list(corpus.ids))
-        self.timings["index_s"] = 1.0
+        return Report({"index_s": 1.0})
 
-    def search(self, queries: dict[str, str], top_k: int):
+    def search(self, queries: dict[str, str], top_k: int, candidates=None) -> Searched:
+        self._no_candidates(candidates)
         self.searched.append(list(queries))
         ids = set(self.indexed[-1])
         out = {}
         for q in queries:
             ranked = [d for d in self.rankings[q] if d in ids][:top_k]
             out[q] = {d: float(len(ranked) - r) for r, d in enumerate(ranked)}
-        return out
-
-    def manifest(self) -> dict:
-        return {}
+        return Searched(out)
 
 
 def test_scoped_search_metrics_by_hand():
@@ -160,12 +160,13 @@ def test_scoped_search_metrics_by_hand():
         "q-b2": [f"{A}/5", f"{B}/4", f"{B}/7", f"{B}/2", f"{B}/5", f"{B}/0"],  # B/5 rank 4
     }
     r = Scripted(rankings)
-    run = scoped_search(r, d.corpus, d.queries, d.groups, top_k=1000)
+    searched = scoped_search(r, d.corpus, d.queries, d.groups, top_k=1000)
+    run = searched.run
     # One index per paper, each document indexed exactly once, each query searched once in its paper.
     assert sorted(r.indexed) == sorted([[f"{A}/{p}" for p in range(14)], [f"{B}/{p}" for p in range(8)]])
     assert sorted(map(sorted, r.searched)) == [["q-a1", "q-a2"], ["q-b2"]]
     assert all(doc.startswith(B + "/") for doc in run["q-b2"])
-    assert r.timings["index_s"] == 2.0  # summed over the two papers
+    assert searched.report.timings["index_s"] == 2.0  # summed over the two papers
     ev = evaluate(d.qrels, run, ignore_identical_ids=False)
     assert ev.per_query["mrr"] == pytest.approx({"q-a1": 1 / 2, "q-a2": 1 / 3, "q-b2": 1 / 4})
     assert ev.per_query["recall@10"] == pytest.approx({"q-a1": 1 / 2, "q-a2": 1.0, "q-b2": 1.0})
@@ -184,8 +185,8 @@ def test_bm25_stays_in_the_question_paper():
     d = load_peerqa(FIXTURE)
     bm25 = BM25Retriever(progress=False)
     bm25.index(d.corpus)
-    assert next(iter(bm25.search(d.queries, 5)["q-a2"])) == f"{B}/7"  # unscoped: the lure wins
-    run = scoped_search(bm25, d.corpus, d.queries, d.groups, top_k=1000)
+    assert next(iter(bm25.search(d.queries, 5).run["q-a2"])) == f"{B}/7"  # unscoped: the lure wins
+    run = scoped_search(bm25, d.corpus, d.queries, d.groups, top_k=1000).run
     for q, hits in run.items():
         paper = A if q.startswith("q-a") else B
         assert hits and all(doc.startswith(paper + "/") for doc in hits)
@@ -199,7 +200,8 @@ def test_dense_encodes_each_paragraph_once(tmp_path):
     d = load_peerqa(FIXTURE)
     dense = make_retriever("all-MiniLM-L6-v2", RetrieverOptions(cache_dir=tmp_path / "cache", progress=False))
     encoded: list[str] = []
-    encoder = dense.encoder  # whichever backend `auto` chose: torch or ONNX Runtime
+    encoder = dense.encoder("document")  # whichever backend `auto` chose: torch or ONNX Runtime
+    assert dense.encoder("query") is encoder  # one model encodes queries and documents
     real_encode = encoder.encode
 
     def spy(texts, *args, **kwargs):
@@ -207,11 +209,13 @@ def test_dense_encodes_each_paragraph_once(tmp_path):
         return real_encode(texts, *args, **kwargs)
 
     encoder.encode = spy
-    run = scoped_search(dense, d.corpus, d.queries, d.groups, top_k=1000)
+    searched = scoped_search(dense, d.corpus, d.queries, d.groups, top_k=1000)
+    run = searched.run
     queries = set(d.queries.values())
     docs = [t for t in encoded if t not in queries]
     assert sorted(docs) == sorted(d.corpus.texts())  # every paragraph once, for 3 questions
-    assert dense.stats["corpus_shards"] == 2  # one shard per paper
+    stats = searched.report.stats  # summed over the papers
+    assert stats["corpus_shards"] == stats["corpus_shards_encoded"] == 2  # one shard per paper
     assert all(len(hits) == (14 if q.startswith("q-a") else 8) for q, hits in run.items())
 
 
@@ -228,7 +232,8 @@ def test_cli_run_and_table(tmp_path, data_dir):
     assert res.exit_code == 0, res.output
     for system in ("bm25", "all-MiniLM-L6-v2"):
         record = json.loads((results / system / "peerqa.json").read_text(encoding="utf-8"))
-        assert record["manifest"]["dataset"]["retrieval_scope"].startswith("per paper")
+        # per-paper scoring is part of what the result was made from (its identity), and recorded
+        assert record["manifest"]["dataset"]["scope"] == record["identity"]["dataset"]["scope"] == "paper"
         assert 0 < record["metrics"]["mrr"] <= 1 and "recall@10" in record["metrics"]
         run = read_trec_run(results / system / "peerqa.run.trec.gz")
         assert set(run) == {"q-a1", "q-a2", "q-b2"}

@@ -228,7 +228,7 @@ def test_second_run_reuses_the_cache_and_is_over_10x_faster(real_run, beir_data,
     assert re.search(r"encoded 0 of (\d+) corpus shards, reused \1", out.stderr), out.stderr
     again = _load(type(real_run)(tmp_path, "", 0), "all-MiniLM-L6-v2", "scifact")
     assert again.metrics == _load(real_run, "all-MiniLM-L6-v2", "scifact").metrics
-    if first["encode_stats"]["corpus_shards_encoded"] == 0:
+    if first["stats"]["corpus_shards_encoded"] == 0:
         pytest.skip("the session cache was warm before this run; no first-encode time to compare with")
     first_s = first["timings"]["retrieve_total_s"]  # model load + encode + search of the first run
     print(f"first run {first_s:.1f} s, whole second process {second_s:.1f} s: {first_s / second_s:.0f}x")
@@ -253,23 +253,23 @@ def test_fp16_cache_storage_scores_like_fp32(real_run, beir_data, shared_cache_d
     full = DenseRetriever(
         DenseConfig(model="all-MiniLM-L6-v2", backend=backend), cache_dir=shared_cache_dir, progress=False
     )
-    full.index(data.corpus)
-    assert full.stats["corpus_shards_encoded"] == 0  # the session's vectors, not a second encode
+    full_stats = full.index(data.corpus).stats
+    assert full_stats["corpus_shards_encoded"] == 0  # the session's vectors, not a second encode
     half = DenseRetriever(
         DenseConfig(model="all-MiniLM-L6-v2", backend=backend, cache_dtype="fp16"),
         cache_dir=tmp_path,
         progress=False,
     )
-    replay = (np.asarray(rows) for _, rows in full._emb.chunks())  # shard by shard, in cache order
-    half._encoder = lambda prompt: lambda texts: next(replay)
+    replay = (np.asarray(rows) for _, rows in full._corpus().chunks())  # shard by shard, in cache order
+    half._encode = lambda texts, task: next(replay)
     half.encode_queries = full.encode_queries  # queries are stored in fp32 whatever --cache-dtype says
-    half.index(data.corpus)
-    assert half.stats["corpus_shards_encoded"] == half.stats["corpus_shards"] == full.stats["corpus_shards"]
+    half_stats = half.index(data.corpus).stats
+    assert half_stats["corpus_shards_encoded"] == half_stats["corpus_shards"] == full_stats["corpus_shards"]
     assert all(
-        np.load(p, mmap_mode="r", allow_pickle=False).dtype == np.float16 for p in half._emb.shard_paths
+        np.load(p, mmap_mode="r", allow_pickle=False).dtype == np.float16 for p in half._corpus().shard_paths
     )
 
-    runs = {"fp32": full.search(data.queries, 1000), "fp16": half.search(data.queries, 1000)}
+    runs = {"fp32": full.search(data.queries, 1000).run, "fp16": half.search(data.queries, 1000).run}
     m = {
         k: evaluate(data.qrels, r, ignore_identical_ids=unit.ignore_identical_ids).metrics
         for k, r in runs.items()

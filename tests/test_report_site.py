@@ -199,7 +199,7 @@ def test_changed_dataset_files_are_not_used(tmp_path):
         load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
     )
     assert (
-        "qrels/test differ from the files the run was scored with"
+        "qrels/test.tsv differ from the files the run was scored with"
         in page_data(index.parent / "datasets" / "demo.html")["textMissing"]
     )
 

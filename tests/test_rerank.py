@@ -5,6 +5,7 @@ resume of an interrupted scoring."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -85,9 +86,15 @@ def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_c
     assert len({round(s, 6) for docs in ours.values() for s in docs.values()}) > 10  # real, varied scores
     man = stored.manifest
     assert man["retriever"] == "rerank" and man["candidates"] == "bm25" and man["depth"] == 5
-    assert man["activation"] == "torch.nn.modules.linear.Identity"  # the ms-marco config's raw logits
-    assert man["candidate_model"]["retriever"] == "bm25s"
-    assert man["pair_stats"]["pairs_scored"] == sum(len(d) for d in ours.values())
+    assert man["stats"]["pair_stats"]["activation"] == "torch.nn.modules.linear.Identity"  # raw logits
+    (candidates,) = man["inputs"]  # the candidate run, named by its content, and what made it
+    assert candidates["system"] == "bm25" and candidates["model"]["retriever"] == "bm25s"
+    assert (
+        candidates["run_sha256"]
+        == hashlib.sha256(load_result(results, "bm25", "demo").run_path.read_bytes()).hexdigest()
+    )
+    assert stored.identity.system["inputs"] == [{"system": "bm25", "run_sha256": candidates["run_sha256"]}]
+    assert man["stats"]["pair_stats"]["pairs_scored"] == sum(len(d) for d in ours.values())
     assert f"[cache] bm25>>{CE} on demo" in res.output
     with open(stored.run_path, "rb") as fh:
         import gzip
@@ -114,7 +121,7 @@ def test_without_an_activation_in_the_config_the_library_default_applies(tiny_ce
     results = _copy(demo_bm25, tmp_path / "results")
     _rerank(results, model, tmp_path / "cache", "--depth", "4")
     stored = load_result(results, "bm25>>plain-ce", "demo")
-    assert stored.manifest["activation"] == "torch.nn.modules.activation.Sigmoid"
+    assert stored.manifest["stats"]["pair_stats"]["activation"] == "torch.nn.modules.activation.Sigmoid"
     ours = read_trec_run(stored.run_path)
     want = _library_scores(model, read_trec_run(load_result(results, "bm25", "demo").run_path), depth=4)
     for q, docs in ours.items():
@@ -125,11 +132,11 @@ def test_without_an_activation_in_the_config_the_library_default_applies(tiny_ce
 def test_pair_cache_reuses_pairs_across_depths_and_first_stages(tiny_ce, demo_bm25, tmp_path):
     results, cache = _copy(demo_bm25, tmp_path / "results"), tmp_path / "cache"
     _rerank(results, tiny_ce, cache, "--depth", "3")
-    first = load_result(results, f"bm25>>{CE}", "demo").manifest["pair_stats"]
+    first = load_result(results, f"bm25>>{CE}", "demo").manifest["stats"]["pair_stats"]
     assert first["pairs_reused"] == 0 and first["pairs_scored"] == first["pairs"] > 0
     _rerank(results, tiny_ce, cache, "--depth", "6", "--name", "deeper")
     deeper = load_result(results, "deeper", "demo")
-    stats = deeper.manifest["pair_stats"]
+    stats = deeper.manifest["stats"]["pair_stats"]
     assert (
         stats["pairs_reused"] == first["pairs"] and stats["pairs_scored"] == stats["pairs"] - first["pairs"]
     )
@@ -141,7 +148,7 @@ def test_pair_cache_reuses_pairs_across_depths_and_first_stages(tiny_ce, demo_bm
     _invoke("fuse", "bm25", "deeper", "-d", "demo", "--results-dir", str(results))
     _invoke("rerank", "--run", "rrf(bm25+deeper)", "-m", str(tiny_ce), "--depth", "6", "-d", "demo",
             "--results-dir", str(results), "--cache-dir", str(cache), "--quiet")  # fmt: skip
-    fused = load_result(results, f"rrf(bm25+deeper)>>{CE}", "demo").manifest["pair_stats"]
+    fused = load_result(results, f"rrf(bm25+deeper)>>{CE}", "demo").manifest["stats"]["pair_stats"]
     assert fused["pairs_scored"] == 0 and fused["pairs_reused"] == fused["distinct_pairs"]
     # without a cache the same scores come from a temporary folder
     _rerank(results, tiny_ce, cache, "--depth", "3", "--name", "uncached", "--no-cache")
@@ -154,15 +161,27 @@ def test_a_result_made_from_another_candidate_run_or_depth_is_refused(tiny_ce, d
     args = ["rerank", "--run", "bm25", "-m", str(tiny_ce), "-d", "demo", "--results-dir", str(results),
             "--cache-dir", str(cache), "--quiet"]  # fmt: skip
     out = CliRunner().invoke(cli, [*args, "--depth", "4"])
-    assert out.exit_code != 0 and "other settings" in out.output and "depth" in out.output
+    assert out.exit_code == 3, out.output  # refused, recorded as a failure (stage reuse)
+    assert f"[refused] bm25>>{CE} on demo: " in out.output
+    assert "depth changed since the stored result (3 → 4)" in out.output
+    assert "--overwrite replaces it" in out.output
+    assert load_result(results, f"bm25>>{CE}", "demo").manifest["depth"] == 3  # neither served nor replaced
     run_file = load_result(results, "bm25", "demo").run_path
     import gzip
 
     lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
     run_file.write_bytes(gzip.compress(("\n".join(lines[1:]) + "\n").encode()))  # bm25 re-run, changed
     out = CliRunner().invoke(cli, [*args, "--depth", "3"])
-    assert out.exit_code != 0 and "candidate_run_sha256" in out.output
+    assert out.exit_code == 3, out.output
+    (refused,) = [line for line in out.output.splitlines() if line.startswith("[refused]")]
+    assert refused.startswith(
+        f"[refused] bm25>>{CE} on demo: the run of bm25 changed since the stored result was made from it (sha256 "
+    )
+    assert "depth" not in refused  # only what changed is named
     _invoke(*args, "--depth", "3", "--overwrite")
+    redone = load_result(results, f"bm25>>{CE}", "demo")
+    assert redone.manifest["inputs"][0]["run_sha256"] == hashlib.sha256(run_file.read_bytes()).hexdigest()
+    assert "[skip]" in _invoke(*args, "--depth", "3").output  # the same inputs again: served
 
 
 def test_a_cross_encoder_with_several_labels_is_refused(demo_bm25, tmp_path):
@@ -242,8 +261,9 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
 
     _invoke(*args(reference, tmp_path / "reference-cache"))
     want = load_result(reference, f"bm25>>{CE}", "synthetic")
-    total = want.manifest["pair_stats"]["shards_encoded"]
-    assert total > 10 and want.manifest["pair_stats"]["distinct_pairs"] > 1000
+    want_stats = want.manifest["stats"]["pair_stats"]
+    total = want_stats["shards_encoded"]
+    assert total > 10 and want_stats["distinct_pairs"] > 1000
 
     out = subprocess.run([sys.executable, "-c", KILL_AT_SHARD_WRITE, "4", *args(results, cache)],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -254,8 +274,7 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
 
     res = _invoke(*args(results, cache))
     assert (
-        f"0 reused, {want.manifest['pair_stats']['pairs_scored']} scored in {total - 4} new shards (+4 resumed)"
-        in res.output
+        f"0 reused, {want_stats['pairs_scored']} scored in {total - 4} new shards (+4 resumed)" in res.output
     )
     got = load_result(results, f"bm25>>{CE}", "synthetic")
     assert got.metrics == want.metrics and got.per_query == want.per_query

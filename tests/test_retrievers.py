@@ -16,7 +16,9 @@ from gtr_eval.paths import BUNDLED
 from gtr_eval.retrieval.bm25 import BM25Retriever
 from gtr_eval.retrieval.cache import encode_sharded
 from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
-from gtr_eval.retrieval.models import PRESETS, known_prompts, load_sentence_transformer, weights_fingerprint
+from gtr_eval.retrieval.loaders import load_sentence_transformer
+from gtr_eval.retrieval.presets import PRESETS, known_prompts
+from gtr_eval.retrieval.weights import weights_fingerprint
 
 DEMO = BUNDLED / "demo"
 GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
@@ -26,7 +28,7 @@ def test_bm25_ranks_the_obvious_document_first():
     data = load_beir_folder(DEMO)
     bm25 = BM25Retriever(progress=False)
     bm25.index(data.corpus)
-    run = bm25.search(data.queries, top_k=5)
+    run = bm25.search(data.queries, top_k=5).run
     top = {q: max(docs, key=docs.get) for q, docs in run.items()}
     assert top["q1"] == "d02"  # "how does bm25 rank documents"
     assert top["q8"] == "d16"  # espresso
@@ -37,7 +39,7 @@ def test_bm25_drops_padding_hits_with_zero_score():
     corpus = Corpus.from_records([("a", "", "apples and pears"), ("b", "", "cars and trucks")])
     bm25 = BM25Retriever(progress=False)
     bm25.index(corpus)
-    run = bm25.search({"q": "apples"}, top_k=10)
+    run = bm25.search({"q": "apples"}, top_k=10).run
     assert list(run["q"]) == ["a"]
 
 
@@ -88,9 +90,15 @@ def test_dense_search_equals_brute_force_and_second_run_reuses_cache(tiny_gtr, t
     data = load_beir_folder(DEMO)
     cfg = DenseConfig(model=str(tiny_gtr), shard_size=5)
     first = DenseRetriever(cfg, cache_dir=tmp_path / "c", progress=False)
-    first.index(data.corpus)
-    run = first.search(data.queries, top_k=3)
-    assert first.stats == {"corpus_shards": 5, "corpus_shards_encoded": 5, "corpus_shards_reused": 0}
+    stats = first.index(data.corpus).stats
+    run = first.search(data.queries, top_k=3).run
+    counts = ("corpus_shards", "corpus_shards_encoded", "corpus_shards_reused")
+    assert {k: stats[k] for k in counts} == {
+        "corpus_shards": 5,
+        "corpus_shards_encoded": 5,
+        "corpus_shards_reused": 0,
+    }
+    assert stats["corpus_complete"] is True
 
     model = load_sentence_transformer(tiny_gtr)
     d = model.encode(data.corpus.texts())
@@ -101,9 +109,9 @@ def test_dense_search_equals_brute_force_and_second_run_reuses_cache(tiny_gtr, t
         assert sorted(run[qid], key=run[qid].get, reverse=True) == expect
 
     again = DenseRetriever(cfg, cache_dir=tmp_path / "c", progress=False)
-    again.index(data.corpus)
-    assert again.stats["corpus_shards_reused"] == 5 and again.stats["corpus_shards_encoded"] == 0
-    assert again.search(data.queries, top_k=3) == run
+    stats = again.index(data.corpus).stats
+    assert stats["corpus_shards_reused"] == 5 and stats["corpus_shards_encoded"] == 0
+    assert again.search(data.queries, top_k=3).run == run
 
 
 def test_cache_reencodes_only_a_damaged_or_missing_shard(tmp_path):
@@ -143,10 +151,14 @@ def test_cache_key_changes_with_prompt(tiny_gtr, tmp_path):
     b = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), doc_prompt="passage: "), cache_dir=tmp_path, progress=False
     )
-    a.index(data.corpus)
-    b.index(data.corpus)
-    assert a._emb.folder != b._emb.folder
-    assert b.stats["corpus_shards_encoded"] == b.stats["corpus_shards"]
+    content = data.corpus.content_hash()
+    assert (
+        a.key("corpus", content)["doc_prompt"] == "" and b.key("corpus", content)["doc_prompt"] == "passage: "
+    )
+    a_stats = a.index(data.corpus).stats
+    b_stats = b.index(data.corpus).stats
+    assert a_stats["cache_folder"] != b_stats["cache_folder"]
+    assert b_stats["corpus_shards_encoded"] == b_stats["corpus_shards"]
 
 
 def test_known_prompts_and_warning_when_missing(tiny_gtr):
@@ -159,7 +171,7 @@ def test_known_prompts_and_warning_when_missing(tiny_gtr):
     with pytest.warns(UserWarning, match="trained with prompts"):
         DenseRetriever(DenseConfig(model=str(e5_dir), query_prompt=""), progress=False)
     r = DenseRetriever(DenseConfig(model=str(e5_dir)), progress=False)
-    assert (r.query_prompt, r.doc_prompt) == ("query: ", "passage: ")
+    assert (r.spec.query_prompt, r.spec.doc_prompt) == ("query: ", "passage: ")
 
 
 def test_cache_never_unpickles(tmp_path):
@@ -197,7 +209,5 @@ def test_trust_remote_code_is_off_unless_asked(tiny_gtr, monkeypatch):
     load_sentence_transformer(tiny_gtr)
     load_sentence_transformer(tiny_gtr, trust_remote_code=True)
     assert seen == [False, True]
-    assert (
-        DenseRetriever(DenseConfig(model=str(tiny_gtr)), progress=False).manifest()["trust_remote_code"]
-        is False
-    )
+    spec = DenseRetriever(DenseConfig(model=str(tiny_gtr)), progress=False).spec
+    assert spec.trust_remote_code is False and spec.record()["trust_remote_code"] is False

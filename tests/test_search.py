@@ -151,7 +151,8 @@ def test_bench_cpu_floor_counts_the_flop_torch_counts():
     sys.path.insert(0, str(BENCH))
     from bench_cpu_floor import work
 
-    from gtr_eval.retrieval.models import load_sentence_transformer, resolve_model
+    from gtr_eval.retrieval.loaders import load_sentence_transformer
+    from gtr_eval.retrieval.models import resolve_model
 
     st = load_sentence_transformer(resolve_model("all-MiniLM-L6-v2").path, device="cpu")
     st[0].auto_model.set_attn_implementation("eager")

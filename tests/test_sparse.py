@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,7 +35,9 @@ from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.paths import BUNDLED
 from gtr_eval.retrieval.cache import CSRFormat, encode_sharded
 from gtr_eval.retrieval.factory import RetrieverOptions, make_retriever
-from gtr_eval.retrieval.models import PRESETS, detect_family, load_sparse_encoder, model_family
+from gtr_eval.retrieval.loaders import load_sparse_encoder
+from gtr_eval.retrieval.models import detect_family, model_family
+from gtr_eval.retrieval.presets import PRESETS
 from gtr_eval.retrieval.sparse import SparseConfig, SparseRetriever
 from gtr_eval.retrieval.sparse_search import sparse_search
 
@@ -170,9 +173,16 @@ def test_sparse_retriever_scores_equal_the_library_and_the_cache_is_reused(tiny_
     data = load_beir_folder(DEMO)
     cfg = SparseConfig(model=str(tiny_splade), shard_size=5)
     r = SparseRetriever(cfg, cache_dir=tmp_path / "c", progress=False)
-    r.index(data.corpus)
-    run = r.search(data.queries, top_k=7)
-    assert r.stats == {"corpus_shards": 5, "corpus_shards_encoded": 5, "corpus_shards_reused": 0}
+    indexed = r.index(data.corpus).stats
+    searched = r.search(data.queries, top_k=7)
+    run = searched.run
+    shards = ("corpus_shards", "corpus_shards_encoded", "corpus_shards_reused", "corpus_complete")
+    assert {k: indexed[k] for k in shards} == {
+        "corpus_shards": 5,
+        "corpus_shards_encoded": 5,
+        "corpus_shards_reused": 0,
+        "corpus_complete": True,
+    }
 
     qids, docs = list(data.queries), data.corpus.texts()
     lib = library_scores(r.model, "sparse", [data.queries[q] for q in qids], docs)
@@ -186,23 +196,25 @@ def test_sparse_retriever_scores_equal_the_library_and_the_cache_is_reused(tiny_
     # index statistics: the library's own non-zeros, and the bytes of the shard parts on disk
     d = r.model.encode_document(docs).coalesce()
     q = r.model.encode_query([data.queries[x] for x in qids]).coalesce()
-    stats = r.manifest()["index"]
+    stats = searched.report.stats["index"]
     assert stats["nnz"] == d.values().count_nonzero()
     assert stats["avg_nnz_per_doc"] == pytest.approx(stats["nnz"] / len(docs), abs=0.01)
     assert stats["avg_nnz_per_query"] == pytest.approx(
         q.values().count_nonzero().item() / len(qids), abs=0.01
     )
-    assert stats["index_bytes"] == sum(p.stat().st_size for p in r._emb.folder.glob("shard-*.npy"))
+    folder = Path(indexed["cache_folder"])
+    assert stats["index_bytes"] == sum(p.stat().st_size for p in folder.glob("shard-*.npy"))
 
     again = SparseRetriever(cfg, cache_dir=tmp_path / "c", progress=False)
-    again.index(data.corpus)
-    assert again.stats["corpus_shards_reused"] == 5 and again.stats["corpus_shards_encoded"] == 0
-    assert again.search(data.queries, top_k=7) == run
+    reused = again.index(data.corpus).stats
+    assert reused["corpus_shards_reused"] == 5 and reused["corpus_shards_encoded"] == 0
+    assert reused["cache_folder"] == indexed["cache_folder"]
+    assert again.search(data.queries, top_k=7).run == run
     # what changes the vectors changes the cache entry
     shorter = SparseRetriever(SparseConfig(model=str(tiny_splade), shard_size=5, max_length=8),
                               cache_dir=tmp_path / "c", progress=False)  # fmt: skip
-    shorter.index(data.corpus)
-    assert shorter.stats["corpus_shards_encoded"] == 5 and shorter._emb.folder != r._emb.folder
+    other = shorter.index(data.corpus).stats
+    assert other["corpus_shards_encoded"] == 5 and other["cache_folder"] != indexed["cache_folder"]
 
 
 def test_splade_preset_runs_through_the_hub_path_end_to_end(tmp_path):
@@ -220,8 +232,8 @@ def test_splade_preset_runs_through_the_hub_path_end_to_end(tmp_path):
     stored = json.loads((results / "splade-pp-ed" / "demo.json").read_text())
     man = stored["manifest"]
     assert (man["retriever"], man["hub_id"], man["revision"]) == ("sparse", hub_id, HUB_COMMIT)
-    assert man["max_length"] == 256 and man["model_settings"]["max_seq_length"] == 256
-    assert man["score"] == "dot" and man["index"]["docs"] == 24
+    assert man["max_length"] == 256 and man["stats"]["model_settings"]["max_seq_length"] == 256
+    assert man["score"] == "dot" and man["stats"]["index"]["docs"] == 24
     assert "[index] splade-pp-ed on demo: index_bytes" in out.stderr
     assert len(stored["per_query"]["ndcg@10"]) == 8
 
@@ -278,7 +290,7 @@ def test_tiny_splade_on_nfcorpus_scores_equal_the_library(tiny_splade, beir_data
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "tiny-splade" / "nfcorpus.json").read_text())
-    assert stored["manifest"]["index"]["docs"] == 3633 and stored["scoring"]["judged_queries"] == 323
+    assert stored["manifest"]["stats"]["index"]["docs"] == 3633 and stored["scoring"]["judged_queries"] == 323
     assert "[index] tiny-splade on nfcorpus: index_bytes" in out.stderr
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")

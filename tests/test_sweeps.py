@@ -18,7 +18,9 @@ from gtr_eval.data import registry
 from gtr_eval.data.registry import DATASET_ORDER, GROUPS, DatasetInfo
 from gtr_eval.data.units import expand_datasets
 from gtr_eval.paths import BUNDLED
-from gtr_eval.report import plan as planning
+from gtr_eval.pipeline import plan as planning
+from gtr_eval.retrieval.base import Report, Retriever, Searched
+from gtr_eval.retrieval.spec import SystemSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = BUNDLED / "demo"
@@ -267,8 +269,8 @@ def test_a_sweep_with_broken_datasets_finishes_the_others_and_reports_them(tmp_p
     assert (results / "bm25" / "good-a.json").is_file() and (results / "bm25" / "good-b.json").is_file()
     assert not (results / "bm25" / "bad.json").exists() and not (results / "bm25" / "gone.json").exists()
     summary = out.stderr[out.stderr.index("2 pair(s) failed") :]
-    assert f"bm25 on bad: data failed: DataError: {bad / 'corpus.jsonl'}:3: invalid JSON" in summary
-    assert "bm25 on gone: download failed: DownloadError: HTTP 404" in summary
+    assert f"bm25 on bad: data failed: {bad / 'corpus.jsonl'}:3: invalid JSON" in summary
+    assert "bm25 on gone: download failed: HTTP 404" in summary
     assert "good-a" in out.stdout and "good-b" in out.stdout  # the summary table of what finished
     assert re.search(r"pairs: 100%\|.*\| 4/4 \[", out.stderr)  # one overall line: pairs done / all
     # Run again: the finished pairs are skipped, the broken ones tried (and reported) again.
@@ -278,33 +280,47 @@ def test_a_sweep_with_broken_datasets_finishes_the_others_and_reports_them(tmp_p
     assert again.exit_code == 3 and "[skip] bm25 on good-a: already done" in again.stderr
 
 
-class _Exploding:
+class _Exploding(Retriever):
     """A retriever that runs out of memory on one dataset."""
 
-    name = "exploding"
-    timings: dict = {}
+    def __init__(self, spec):
+        self.spec = spec
 
     def index(self, corpus):
         if len(corpus) == 3:
             raise MemoryError("Unable to allocate 9.31 TiB for an array")
-        self._n = len(corpus)
+        return Report()
 
-    def search(self, queries, top_k):
-        return {q: {} for q in queries}
+    def search(self, queries, top_k, candidates=None):
+        return Searched({q: {} for q in queries})
 
-    def manifest(self):
-        return {}
 
-    def settings(self):
-        return {}
+def _exploding(monkeypatch, real_resolve=None, fail: str | None = None, resolved: list | None = None):
+    """`-m exploding` resolves to a spec of its own and builds an `_Exploding`; `-m FAIL` cannot be found."""
+    from gtr_eval.errors import ModelError
+    from gtr_eval.pipeline import runner
 
-    def close(self):
-        pass
+    real_build = runner.build
+
+    def resolve(request, opts, top_k=1000):
+        if resolved is not None:
+            resolved.append(request)
+        if request == fail:
+            raise ModelError(f"cannot get model {fail!r} from the Hugging Face hub (offline)")
+        if request in ("x", "exploding"):
+            return SystemSpec(system="exploding", retriever="test", top_k=top_k)
+        return real_resolve(request, opts, top_k)
+
+    def build(spec, cache_dir=None):
+        return _Exploding(spec) if spec.retriever == "test" else real_build(spec, cache_dir)
+
+    monkeypatch.setattr(runner, "resolve", resolve)
+    monkeypatch.setattr(runner, "build", build)
 
 
 def test_out_of_memory_fails_the_pair_not_the_sweep(tmp_path, monkeypatch):
-    from gtr_eval import runner
     from gtr_eval.data.units import DataOptions
+    from gtr_eval.pipeline import pairs, runner
     from gtr_eval.retrieval.factory import RetrieverOptions
 
     small = tmp_path / "small"
@@ -313,7 +329,7 @@ def test_out_of_memory_fails_the_pair_not_the_sweep(tmp_path, monkeypatch):
     (small / "corpus.jsonl").write_text("".join(corpus[:3]))
     shutil.copy(DEMO / "queries.jsonl", small / "queries.jsonl")
     shutil.copytree(DEMO / "qrels", small / "qrels")
-    monkeypatch.setattr(runner, "make_retriever", lambda spec, opts: _Exploding())
+    _exploding(monkeypatch)
     cfg = runner.RunConfig(
         ["x"],
         [str(small), "demo"],
@@ -326,7 +342,20 @@ def test_out_of_memory_fails_the_pair_not_the_sweep(tmp_path, monkeypatch):
     assert [r.dataset for r in out] == ["demo"]
     assert [(f.dataset, f.stage) for f in out.failures] == [("small", "run")]
     assert out.failures[0].error.startswith("out of memory (MemoryError: Unable to allocate")
-    assert "1 pair(s) failed" in runner.failure_summary(out)
+    assert "1 pair(s) failed" in pairs.failure_summary(out)
+
+
+def test_a_bug_in_a_pair_stops_the_sweep(tmp_path, monkeypatch):
+    """Only the documented failure kinds are a pair's failure; a programming error is not hidden in a
+    `[fail]` line."""
+    from gtr_eval.pipeline import runner
+
+    _exploding(monkeypatch)
+    monkeypatch.setattr(_Exploding, "search", lambda self, q, k, candidates=None: {}["bug"])
+    cfg = runner.RunConfig(["x"], ["demo"], results_dir=tmp_path / "r")
+    cfg.options.progress = False
+    with pytest.raises(KeyError, match="bug"):
+        runner.run(cfg, echo=lambda s: None)
 
 
 @pytest.mark.slow
@@ -355,29 +384,23 @@ def test_beir_small_sweep_runs_what_is_there_and_reports_the_rest(beir_data, tmp
     assert stored["metrics"]["ndcg@10"] == pytest.approx(0.6863, abs=5e-5)
     assert stored["manifest"]["dataset"]["source"] == {"source": "local folder"}
     assert "18 pair(s) failed" in out.stderr  # 7 missing sets, CQADupStack counting 12
-    assert "bm25 on cqadupstack (12 subforums): data failed: FileNotFoundError" in out.stderr
+    assert "bm25 on cqadupstack (12 subforums): download failed: not found under" in out.stderr
 
 
 def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once(tmp_path, monkeypatch):
-    from gtr_eval import runner
     from gtr_eval.data.units import DataOptions
+    from gtr_eval.pipeline import pairs, runner
     from gtr_eval.retrieval.factory import RetrieverOptions
 
-    real_make, real_load = runner.make_retriever, runner._load
-    built, loads = [], []
+    resolved, loads = [], []
+    real_load = pairs.load_unit
 
-    def make(spec, opts):
-        built.append(spec)
-        if spec == "org/missing-model":
-            raise RuntimeError("cannot get model 'org/missing-model' from the Hugging Face hub (offline)")
-        return _Exploding() if spec == "exploding" else real_make(spec, opts)
-
-    def load(unit, echo, cache_dir=None):
+    def load(unit, echo, store_dir=None):
         loads.append(unit.name)
-        return real_load(unit, echo, cache_dir)
+        return real_load(unit, echo, store_dir)
 
-    monkeypatch.setattr(runner, "make_retriever", make)
-    monkeypatch.setattr(runner, "_load", load)
+    _exploding(monkeypatch, runner.resolve, fail="org/missing-model", resolved=resolved)
+    monkeypatch.setattr(pairs, "load_unit", load)
     bad = shutil.copytree(DEMO, tmp_path / "bad")
     (bad / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
     cfg = runner.RunConfig(
@@ -389,7 +412,7 @@ def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once
     )
     out = runner.run(cfg, echo=lambda s: None)
     assert sorted((r.system, r.dataset) for r in out) == [("bm25", "demo"), ("exploding", "demo")]
-    assert built.count("org/missing-model") == 1  # not tried again for the second dataset
+    assert resolved.count("org/missing-model") == 1  # not tried again for the second dataset
     failures = {(f.system, f.dataset, f.stage) for f in out.failures}
     assert failures == {
         ("missing-model", "demo", "model"),
@@ -399,6 +422,35 @@ def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once
     }
     assert loads.count("bad") == 1  # the second model is told, not made to read the bad file again
     assert all("score 'high' is not an integer" in f.error for f in out.failures if f.stage == "data")
+
+
+def test_a_model_that_resolves_but_will_not_load_fails_each_dataset_once_without_reloading(
+    tmp_path, monkeypatch
+):
+    """The weights are found and fingerprinted, but loading them fails on the first pair: that pair and
+    the system's other datasets fail at stage `model`, and the load is not tried again for each."""
+    from gtr_eval.errors import ModelError
+    from gtr_eval.pipeline import runner
+
+    _exploding(monkeypatch, runner.resolve)
+    loads = []
+
+    def index(self, corpus):
+        loads.append(corpus)
+        raise ModelError("cannot load the model at /m (OSError: no weights)")
+
+    monkeypatch.setattr(_Exploding, "index", index)
+    folder = shutil.copytree(DEMO, tmp_path / "demo-copy")
+    cfg = runner.RunConfig(["x", "bm25"], ["demo", str(folder)], results_dir=tmp_path / "r")
+    cfg.options.progress = False
+    out = runner.run(cfg, echo=lambda s: None)
+    assert len(loads) == 1
+    assert [(f.system, f.dataset, f.stage) for f in out.failures] == [
+        ("exploding", "demo", "model"),
+        ("exploding", "demo-copy", "model"),
+    ]
+    assert all("cannot load the model at /m" in f.error for f in out.failures)
+    assert sorted(r.dataset for r in out if r.system == "bm25") == ["demo", "demo-copy"]
 
 
 def test_the_python_api_plans_as_the_cli_does(tmp_path):
@@ -414,4 +466,7 @@ def test_the_python_api_plans_as_the_cli_does(tmp_path):
         "--results-dir",
         str(tmp_path / "r"),
     )
-    assert plan(["bm25"], ["beir-small"], tmp_path, tmp_path / "r") == _cli("run", *args, "--plan").stdout
+    assert (
+        plan(["bm25"], ["beir-small"], data_dir=tmp_path, results_dir=tmp_path / "r")
+        == _cli("run", *args, "--plan").stdout
+    )

@@ -36,6 +36,11 @@ for command in (report_cmd, export_cmd, import_cmd, rerank_cmd, fuse_cmd):
 
 
 def main() -> None:
+    """The `gtr-eval` program.  As the process's owner (not a library imported into someone else's), it
+    tunes its memory allocator for encoding: `hardware.reuse_freed_memory`."""
+    from ..retrieval.hardware import reuse_freed_memory
+
+    reuse_freed_memory()
     try:
         cli.main(standalone_mode=True)
     except KeyboardInterrupt:

@@ -27,20 +27,19 @@ def _echo(text: str) -> None:
 
 def _finish(results) -> None:
     """The summary of what was stored; what failed and why, with exit code 3, as `run` does."""
-    from ..runner import failure_summary, summary_table
+    from ..pipeline.pairs import failure_summary, summary_table
 
-    click.echo(summary_table(results))
+    if results:
+        click.echo(summary_table(results))
     if results.failures:
         _echo(failure_summary(results))
         sys.exit(3)
 
 
-def _cross_encoder(device, dtype, batch_size, max_length, trust_remote_code, pair_shard_size):
-    from ..retrieval.rerank import CrossEncoderConfig
-
-    return CrossEncoderConfig(model="", device=device, dtype=dtype, batch_size=batch_size or 64,
-                              max_length=max_length, trust_remote_code=trust_remote_code,
-                              shard_size=pair_shard_size)  # fmt: skip
+def _cross_encoder(device, dtype, batch_size, max_length, trust_remote_code, pair_shard_size) -> dict:
+    """The cross-encoder options as `api.rerank`'s keyword arguments."""
+    return dict(device=device, dtype=dtype, batch_size=batch_size or 64, max_length=max_length,
+                trust_remote_code=trust_remote_code, shard_size=pair_shard_size)  # fmt: skip
 
 
 cross_encoder_options = option_group(
@@ -97,13 +96,12 @@ def rerank_cmd(
       gtr-eval rerank --run bm25 -m cross-encoder/ms-marco-MiniLM-L6-v2 --depth 100 -d scifact
       gtr-eval rerank --run rrf(bm25+all-MiniLM-L6-v2) -m ./my-cross-encoder -d nfcorpus
     """
-    from ..compose import RerankConfig, rerank
+    from ..api import rerank
 
-    cfg = RerankConfig(candidates, list(models), list(datasets), depth=depth, data=data, results_dir=results_dir,
-                       cache_dir=cache_dir, overwrite=overwrite, name=name, encoder=encoder,
-                       progress=not quiet)  # fmt: skip
     try:
-        results = rerank(cfg, echo=_echo)
+        results = rerank(candidates, list(models), list(datasets), depth=depth, **data, results_dir=results_dir,
+                         cache_dir=cache_dir, overwrite=overwrite, name=name, progress=not quiet, echo=_echo,
+                         **encoder)  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     _finish(results)
@@ -144,13 +142,12 @@ def fuse_cmd(systems, method, k, weights, top_k, datasets, data, results_dir, na
       gtr-eval fuse --rrf bm25 all-MiniLM-L6-v2 -d scifact -d nfcorpus
       gtr-eval fuse --minmax --weights 0.3,0.7 bm25 tas-b -d scifact
     """
-    from ..compose import FuseConfig, fuse
+    from ..api import fuse
     from ..fusion import parse_weights
 
     try:
-        cfg = FuseConfig(list(systems), list(datasets), method=method, k=k, weights=parse_weights(weights),
-                         top_k=top_k, name=name, data=data, results_dir=results_dir, overwrite=overwrite)  # fmt: skip
-        results = fuse(cfg, echo=_echo)
+        results = fuse(list(systems), list(datasets), method=method, k=k, weights=parse_weights(weights),
+                       top_k=top_k, name=name, **data, results_dir=results_dir, overwrite=overwrite, echo=_echo)  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     _finish(results)

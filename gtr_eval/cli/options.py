@@ -1,8 +1,9 @@
 """Options shared by several commands, declared once.
 
 Single options (`data_dir_option`, `results_dir_option`) are plain click decorators.  Groups of
-options that always travel together are collected into one object before the command sees them
-(`option_group`): `run` receives a `RetrieverOptions`, not fourteen loose parameters.
+options that always travel together are collected before the command sees them (`option_group`):
+`run` receives its retriever options as one dict of the Python API's keyword arguments, which it
+hands to `api.run` as they are, so the command line and the API build the same configuration.
 """
 
 from __future__ import annotations
@@ -223,22 +224,23 @@ def _retriever_options(
     cache_dir: Path | None,
     no_cache: bool,
     quiet: bool,
-    bm25_k1: float = 1.5,
-    bm25_b: float = 0.75,
-    bm25_method: str = "lucene",
+    bm25_k1: float | None = None,
+    bm25_b: float | None = None,
+    bm25_method: str | None = None,
     **encoder,
-) -> Any:
-    from ..retrieval.bm25 import BM25Config
-    from ..retrieval.factory import RetrieverOptions
+) -> dict[str, Any]:
+    """The options as `api.run_config`'s keyword arguments (`cache_dir` None: no cache)."""
+    out = dict(cache_dir=_cache_dir(cache_dir, no_cache), progress=not quiet, **encoder)
+    if bm25_k1 is not None:
+        from ..retrieval.bm25 import BM25Config
 
-    bm25 = BM25Config(k1=bm25_k1, b=bm25_b, method=bm25_method)
-    return RetrieverOptions(
-        cache_dir=_cache_dir(cache_dir, no_cache), progress=not quiet, bm25=bm25, **encoder
-    )
+        out["bm25"] = BM25Config(k1=bm25_k1, b=bm25_b, method=bm25_method)
+    return out
 
 
 def retriever_options(bm25: bool = True, search: bool | None = None) -> Callable:
-    """Every option that shapes a retriever, handed to the command as one `RetrieverOptions` (`options`).
+    """Every option that shapes a retriever, handed to the command as one dict of `api.run_config`
+    keyword arguments (`options`).
 
     `search` (default: like `bm25`) adds the options that only searching uses (`--score`, and the
     two-stage `--candidates`, `--depth`, `--maxsim-search`)."""
@@ -268,12 +270,9 @@ model_pair_options = option_group(
 
 def _data_options(
     data_dir: Path, split: str | None, no_download: bool, base_url: str | None, source: str
-) -> Any:
-    from ..data.units import DataOptions
-
-    return DataOptions(
-        data_dir=data_dir, split=split, download=not no_download, base_url=base_url, source=source
-    )
+) -> dict[str, Any]:
+    """Where datasets come from, as the Python API's keyword arguments."""
+    return dict(data_dir=data_dir, split=split, download=not no_download, base_url=base_url, source=source)
 
 
 base_url_option = click.option(
@@ -293,4 +292,4 @@ source_option = click.option(
 data_options = option_group(
     "data", _data_options, data_dir_option, split_option, no_download_option, base_url_option, source_option
 )
-"""Where datasets come from, handed to the command as one `DataOptions` (`data`)."""
+"""Where datasets come from, handed to the command as one dict of API keyword arguments (`data`)."""

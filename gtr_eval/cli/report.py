@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -192,6 +193,7 @@ def import_cmd(
     """Store an external TREC run as a system, scored like ours (tables, significance, reports)."""
     from ..api import import_run
     from ..data.loader import DataError
+    from ..errors import Refused
 
     try:
         done = import_run(
@@ -204,13 +206,17 @@ def import_cmd(
             split=split,
             ignore_identical_ids=not no_ignore_identical_ids,
             overwrite=overwrite,
+            echo=lambda line: click.echo(line, err=True) if line.startswith("[skip]") else None,
         )
+    except Refused as e:  # a stored result of this name made from another file: as `run` says it
+        click.echo(f"[refused] {system} on {dataset}: {e}", err=True)
+        sys.exit(3)
     except (DataError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
     for warning in done.warnings:
         click.echo(f"warning: {warning}", err=True)
-    m = done.evaluation.metrics
+    m, judged = done.result.metrics, len(done.result.per_query.get("ndcg@10", {}))
     click.echo(
         f"[imported] {system} on {dataset}: nDCG@10 {m['ndcg@10']:.4f}  Recall@100 {m['recall@100']:.4f}  "
-        f"MRR@10 {m['mrr@10']:.4f} ({done.evaluation.n_queries} judged queries) -> {done.path}"
+        f"MRR@10 {m['mrr@10']:.4f} ({judged} judged queries) -> {done.path}"
     )

@@ -241,24 +241,14 @@ def paper_cmd(
 
 
 def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> None:
-    from ..data.units import DataOptions
-    from ..paths import default_cache_dir
+    from ..api import run
     from ..results import load_results
-    from ..retrieval.factory import RetrieverOptions
-    from ..runner import RunConfig, run
 
     plan = paper.reproduce_plan(Path(data_dir), Path(results_dir), device, dtype)
     click.echo(paper.render_plan(plan))
     if dry_run or not (yes or click.confirm("Start?", default=True)):
         return
-    opts = RetrieverOptions(cache_dir=default_cache_dir(), device=device, dtype=dtype)
-    cfg = RunConfig(
-        ["bm25", *paper.GTR_MODELS],
-        [r.dataset for r in plan.datasets],
-        data=DataOptions(Path(data_dir)),
-        results_dir=Path(results_dir),
-        options=opts,
-    )
-    run(cfg, echo=lambda s: click.echo(s, err=True))
+    run(["bm25", *paper.GTR_MODELS], [r.dataset for r in plan.datasets], data_dir=data_dir, results_dir=results_dir,
+        device=device, dtype=dtype, echo=lambda s: click.echo(s, err=True))  # fmt: skip
     for metric in paper.METRICS:
         click.echo(paper.render_paper(paper.paper_table(load_results(results_dir), metric), metric))

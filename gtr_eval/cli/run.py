@@ -74,52 +74,31 @@ def run_cmd(
       gtr-eval run -m dpr -m tas-b -d scifact
       gtr-eval run --query-model ./q-encoder --doc-model ./d-encoder --score dot -d scifact
     """
-    from ..runner import RunConfig, failure_summary, run, summary_table
+    from .. import api
+    from ..pipeline.pairs import failure_summary, summary_table
 
     if not models and pair is None:
         raise click.UsageError("give at least one -m MODEL, or --query-model and --doc-model")
-    cfg = RunConfig(
-        [*models, *([pair] if pair else [])],
-        list(datasets),
-        data=data,
-        results_dir=results_dir,
-        top_k=top_k,
-        overwrite=overwrite,
-        options=options,
-    )
+    kwargs = dict(**data, **options, results_dir=results_dir, top_k=top_k, overwrite=overwrite)
+    requests = [*models, *([pair] if pair else [])]
     try:
         if plan_only:
-            click.echo(_plan(cfg), nl=False)
+            click.echo(api.plan(requests, list(datasets), **kwargs), nl=False)
             return
         if use_ray:
             from ..distributed import ray_encode_for_run
 
-            ray_encode_for_run(cfg, address=ray_address, echo=_echo)
-        results = run(cfg, echo=_echo)
+            ray_encode_for_run(
+                api.run_config(requests, list(datasets), **kwargs), address=ray_address, echo=_echo
+            )
+        results = api.run(requests, list(datasets), echo=_echo, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(summary_table(results))
+    if results:
+        click.echo(summary_table(results))
     if results.failures:
         _echo(failure_summary(results))
         sys.exit(3)
-
-
-def _plan(cfg) -> str:
-    from ..report.plan import plan_run, render_plan
-
-    o = cfg.options
-    plan = plan_run(
-        cfg.models,
-        cfg.data.expand(cfg.datasets),
-        cfg.data.data_dir,
-        cfg.results_dir,
-        o.device,
-        o.devices,
-        o.dtype,
-        o.backend,
-        o.max_length,
-    )
-    return render_plan(plan)
 
 
 @click.command("encode")
@@ -168,15 +147,18 @@ def encode_cmd(
       gtr-eval encode -m gtr-t5-base -d nq --shard $SLURM_ARRAY_TASK_ID/16 --cache-dir /shared/cache
       gtr-eval encode -m gtr-t5-base -d nq --ray --ray-address auto --cache-dir /shared/cache
     """
+    from ..api import run_config
     from ..distributed import dense_models, describe, encode_job, parse_shard, ray_encode
 
     try:
         index = parse_shard(shard) if shard else (0, 1)
         if use_ray and shard:
             raise ValueError("--shard and --ray do not mix: --ray runs all N jobs (set N with --ray-tasks)")
-        if options.cache_dir is None:
+        if options["cache_dir"] is None:
             raise ValueError("encode fills the embedding cache: drop --no-cache")
-        units = [u for spec in data.expand(list(datasets)).datasets for u in data.units(spec)]
+        cfg = run_config(list(models), list(datasets), **data, **options)
+        options = cfg.options
+        units = cfg.units()
         dense = dense_models(list(models))
         if len(dense) < len(models):
             _echo("note: bm25 has no embeddings; skipped")

@@ -40,6 +40,7 @@ from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+from ..errors import PairError
 from ..paths import BUNDLED
 from . import registry
 from .loader import DataError
@@ -52,8 +53,10 @@ DEMO_DIR = BUNDLED / "demo"
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(PairError, RuntimeError):
     """A download, verification or extraction failed; the message says what and where."""
+
+    stage = "download"
 
 
 class _Retryable(DownloadError):

@@ -10,9 +10,13 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import PairError
 
-class DataError(ValueError):
+
+class DataError(PairError, ValueError):
     """Bad input: the message names the file, the line and the problem."""
+
+    stage = "data"
 
     def __init__(self, path: Path | str, line: int | str | None, problem: str):
         where = f"{path}:{line}" if line else str(path)

@@ -232,7 +232,7 @@ class BeirData:
     corpus: Corpus
     queries: dict[str, str]
     qrels: Qrels
-    checksums: dict[str, str]
+    checksums: dict[str, str]  # sha256 of each file read, by its path in the folder
 
     @property
     def checksum(self) -> str:
@@ -311,7 +311,7 @@ def load_beir_folder(
         corpus=corpus,
         queries=queries,
         qrels=qrels,
-        checksums={"corpus": corpus_sha, "queries": queries_sha, f"qrels/{split}": qrels_sha},
+        checksums={"corpus.jsonl": corpus_sha, "queries.jsonl": queries_sha, f"qrels/{split}.tsv": qrels_sha},
     )
 
 

@@ -296,4 +296,4 @@ def load_peerqa(
 def check_files(folder: Path) -> None:
     missing = [f for f in (PAPERS_FILE, QA_FILE) if not (Path(folder) / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"PeerQA: {', '.join(missing)} not found in {folder}. {HOW_TO_OBTAIN}")
+        raise DataError(folder, None, f"PeerQA: {', '.join(missing)} not found. {HOW_TO_OBTAIN}")

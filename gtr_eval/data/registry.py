@@ -589,6 +589,13 @@ def get(name: str) -> DatasetInfo:
         ) from None
 
 
+def default_split(dataset: str) -> str:
+    """The split a dataset (or a CQADupStack subforum, `cqadupstack/android`) is evaluated on unless
+    asked otherwise: the registry's (dev for msmarco), else test."""
+    base = dataset.split("/", 1)[0]
+    return _REGISTRY[base].split if base in _REGISTRY else "test"
+
+
 def evaluation_units(name: str, root: Path) -> list[tuple[str, Path]]:
     """The BEIR folders to evaluate for `name` under `root`, with their display names.
 

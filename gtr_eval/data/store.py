@@ -45,7 +45,7 @@ from pathlib import Path
 import pyarrow as pa
 from filelock import FileLock
 
-from ..io import last_json_object
+from ..io import cached_sha256, last_json_object, memo_path, read_memo, write_memo
 from ..paths import default_cache_dir
 from .jsonl import DataError, corpus_records
 
@@ -64,6 +64,11 @@ _COLUMNS = ("_id", "title", "text")
 
 def store_root() -> Path:
     return default_cache_dir() / "corpus"
+
+
+def corpus_sha256(path: Path, root: Path | None = None) -> str:
+    """The sha256 of a corpus.jsonl as the store knows it (memoised: no re-hash of an unchanged file)."""
+    return cached_sha256(path, (Path(root) if root is not None else store_root()) / "fingerprints")
 
 
 def _schema() -> pa.Schema:
@@ -145,8 +150,8 @@ def open_corpus(path: Path, root: Path | None = None) -> CorpusStore:
     """
     path = Path(path)
     root = Path(root) if root is not None else store_root()
-    memo = _memo_file(root, path)
-    sha = _read_text(memo)
+    memo = memo_path(path, root / "fingerprints")
+    sha = read_memo(memo)
     if sha and (found := _map(_store_file(root, sha), sha)):
         return found
     work = _work_dir(root)
@@ -171,7 +176,7 @@ def open_corpus(path: Path, root: Path | None = None) -> CorpusStore:
             fast.cancel()
     if found is None:
         raise RuntimeError(f"{target}: the corpus store just written cannot be read back")
-    _write_memo(memo, scan.sha256)
+    write_memo(memo, scan.sha256)
     return found
 
 
@@ -214,28 +219,6 @@ def _work_dir(root: Path) -> Path | None:
 
 def _store_file(root: Path, sha: str) -> Path:
     return root / sha[:2] / f"{sha}.v{STORE_VERSION}.arrow"
-
-
-def _memo_file(root: Path, path: Path) -> Path:
-    st = path.stat()
-    stamp = json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
-    return root / "fingerprints" / f"{hashlib.sha256(stamp.encode()).hexdigest()}.txt"
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _write_memo(memo: Path, sha: str) -> None:
-    from ..io import atomic_write_text
-
-    try:
-        atomic_write_text(memo, sha)
-    except OSError:
-        pass  # only a speed-up
 
 
 def map_store(file: Path) -> pa.Table:

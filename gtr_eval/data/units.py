@@ -7,13 +7,29 @@ CQADupStack becomes its 12 subforum units; the reporting layer averages them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io import cached_sha256
 from ..paths import BUNDLED
 from . import registry
+from .jsonl import DataError
 from .loader import BeirData, load_beir_folder
+from .store import corpus_sha256, store_root
+
+
+@dataclass(frozen=True)
+class DatasetFingerprint:
+    """What a result's data is: the dataset and split, the sha256 of every file its scores were made
+    from (corpus, queries and the split's qrels, by path in the folder), and the scoring convention
+    that applies.  With the system's spec it is the identity of a result (`identity.Identity`)."""
+
+    name: str
+    split: str
+    files_sha256: Mapping[str, str]
+    ignore_identical_ids: bool = True
+    scope: str | None = None  # "paper": each query searches only its own paper's documents (PeerQA)
 
 
 @dataclass
@@ -25,12 +41,38 @@ class DatasetUnit:
     split: str
     ignore_identical_ids: bool = True
     loader: Callable[[DatasetUnit], BeirData] | None = None
+    files: tuple[str, ...] | None = None  # what the data is read from; None: BEIR's three files
+    scope: str | None = None
 
     def load(self, store_dir: Path | None = None) -> BeirData:
         """The unit's data; `store_dir` is where the corpus store lives (default: the user cache)."""
         if self.loader is not None:
             return self.loader(self)
         return load_beir_folder(self.path, split=self.split, name=self.name, store_dir=store_dir)
+
+    def data_files(self) -> tuple[str, ...]:
+        return self.files or ("corpus.jsonl", "queries.jsonl", f"qrels/{self.split}.tsv")
+
+    def fingerprint(
+        self, store_dir: Path | None = None, files_sha256: Mapping[str, str] | None = None
+    ) -> DatasetFingerprint:
+        """The unit's fingerprint: of `files_sha256` (what a load read, `BeirData.checksums`), else of
+        the files as they are now, hashed without loading them (memoised by stat, as the corpus store
+        memoises corpus.jsonl: an unchanged 4 GB corpus is not read again)."""
+        if files_sha256 is None:
+            files_sha256 = {name: self._sha256(name, store_dir) for name in self.data_files()}
+        return DatasetFingerprint(
+            self.name, self.split, dict(files_sha256), self.ignore_identical_ids, self.scope
+        )
+
+    def _sha256(self, name: str, store_dir: Path | None) -> str:
+        path = Path(self.path) / name
+        if not path.is_file():
+            raise DataError(path, None, f"missing: not a BEIR folder with split {self.split!r}")
+        root = Path(store_dir) if store_dir is not None else store_root()
+        if name == "corpus.jsonl":
+            return corpus_sha256(path, root)
+        return cached_sha256(path, root / "fingerprints")
 
 
 @dataclass
@@ -129,7 +171,11 @@ def resolve_dataset(
     units = registry.evaluation_units(spec, Path(data_dir))
     if any(not (p / "corpus.jsonl").is_file() for _, p in units):
         if not download:
-            raise FileNotFoundError(f"{spec}: not found under {data_dir} (run `gtr-eval download {spec}`)")
+            from .download import DownloadError
+
+            raise DownloadError(
+                f"not found under {data_dir} and --no-download given (run `gtr-eval download {spec}`)"
+            )
         from .download import download as fetch
 
         fetch(spec, Path(data_dir), base_url=base_url, source=source)
@@ -150,5 +196,7 @@ def peerqa_units(data_dir: Path, spec: str = "peerqa") -> list[DatasetUnit]:
             "test",
             ignore_identical_ids=False,
             loader=lambda unit: peerqa.load_peerqa(unit.path, granularity, name=unit.name),
+            files=(peerqa.PAPERS_FILE, peerqa.QA_FILE),
+            scope="paper",
         )
     ]

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..dataset_files import locate
 from ..evaluation import read_trec_run
 from ..io import atomic_write_text
 from ..results import StoredResult
-from .dataset_files import locate
 from .mteb import write_mteb
 
 FORMATS = ("mteb", "trec", "ranx", "csv")

@@ -17,9 +17,9 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from ..pipeline.plan import Device, Plan, make_plan, model_cost
+from ..pipeline.plan import render_plan as render_plan
 from ..results import StoredResult
-from .plan import Device, Plan, make_plan, model_cost
-from .plan import render_plan as render_plan
 from .tables import CQADUPSTACK, CQADUPSTACK_SUBFORUMS, DATASET_ORDER, load_references, subforum_mean
 
 PAPER_REF = "gtr-paper-table (second-hand copy, unconfirmed)"
@@ -78,11 +78,12 @@ NOTES = (
 
 
 def _our_scores(results: Sequence[StoredResult], metric: str) -> dict[tuple[str, str], float]:
-    """(system, dataset) → value, with CQADupStack's subforums averaged when all 12 are present."""
+    """(system, dataset) → value, with CQADupStack's subforums averaged when all 12 are present.
+    Only each dataset's own split (the paper's): a train-split result is no paper figure."""
     scores: dict[tuple[str, str], float] = {}
     subs: dict[str, dict[str, StoredResult]] = {}
     for r in results:
-        if metric not in r.metrics:
+        if metric not in r.metrics or not r.default_split:
             continue
         if r.dataset.startswith(CQADUPSTACK + "/"):
             subs.setdefault(r.system, {})[r.dataset.split("/", 1)[1]] = r
@@ -210,7 +211,7 @@ def load_golden(path: Path) -> list[Expectation]:
 
 
 def check_golden(results: Sequence[StoredResult], golden: Sequence[Expectation]) -> list[CheckRow]:
-    by_key = {(r.system, r.dataset): r for r in results}
+    by_key = {(r.system, r.dataset): r for r in results if r.default_split}
     rows = []
     for e in golden:
         r = by_key.get((e.system, e.dataset))

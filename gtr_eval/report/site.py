@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..dataset_files import DatasetFiles, locate, read_documents
 from ..evaluation import metric_names, ranked
 from ..io import atomic_write_text
 from ..results import StoredResult
 from . import paper
-from .dataset_files import DatasetFiles, locate, read_documents
 from .tables import AVERAGE, CQADUPSTACK, DECIMALS, RefSpec, leaderboard, paired_test
 
 HEADLINE_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@10")
@@ -78,9 +78,9 @@ def build_site(
     """Write the site into `config.output`; returns the path of index.html."""
     if not results:
         raise ValueError("no stored results to report")
-    ctx = _Context(sorted(results, key=lambda r: (r.system, r.dataset)), config, reference_table)
-    for r in ctx.results:
-        ctx.prov_index[(r.system, r.dataset)] = len(ctx.provenance)
+    ctx = _Context(sorted(results, key=lambda r: (r.system, r.label)), config, reference_table)
+    for r in ctx.results:  # rows are datasets as tables name them: `scifact`, `scifact [train]`
+        ctx.prov_index[(r.system, r.label)] = len(ctx.provenance)
         ctx.provenance.append(_provenance(r, results_dir))
     out = Path(config.output)
     (out / "assets").mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def build_site(
         source = resources.files("gtr_eval.report").joinpath("assets", name)
         with resources.as_file(source) as path:
             shutil.copyfile(path, out / "assets" / name)
-    datasets = sorted({r.dataset for r in ctx.results})
+    datasets = sorted({r.label for r in ctx.results})
     for dataset in datasets:
         echo(f"[report] dataset page: {dataset}")
         atomic_write_text(out / dataset_href(dataset), _dataset_page(ctx, dataset))
@@ -99,8 +99,9 @@ def build_site(
 
 
 def dataset_href(dataset: str) -> str:
-    """`datasets/<name>.html`; a CQADupStack subforum `cqadupstack/android` -> `cqadupstack--android`."""
-    return f"datasets/{dataset.replace('/', '--')}.html"
+    """`datasets/<name>.html`; a CQADupStack subforum `cqadupstack/android` -> `cqadupstack--android`,
+    another split `scifact [train]` -> `scifact@train`."""
+    return f"datasets/{dataset.replace('/', '--').replace(' [', '@').rstrip(']')}.html"
 
 
 # --- page frame ---------------------------------------------------------------------------------
@@ -445,8 +446,8 @@ def _golden_table_html(checks: Sequence[paper.CheckRow], golden: Path | None) ->
 def _datasets_section(ctx: _Context, datasets: list[str]) -> str:
     items = []
     for d in datasets:
-        systems = sorted(r.system for r in ctx.results if r.dataset == d)
-        split = next(r.split for r in ctx.results if r.dataset == d)
+        systems = sorted(r.system for r in ctx.results if r.label == d)
+        split = next(r.split for r in ctx.results if r.label == d)
         items.append(
             f'<li><a href="{_esc(dataset_href(d))}">{_esc(d)}</a> <span class="hint">({_esc(split)}; '
             f"{_esc(', '.join(systems))})</span></li>"
@@ -499,7 +500,7 @@ def _settings_summary(m: dict[str, Any]) -> str:
 
 
 def _dataset_page(ctx: _Context, dataset: str) -> str:
-    stored = [r for r in ctx.results if r.dataset == dataset]
+    stored = [r for r in ctx.results if r.label == dataset]
     systems = [r.system for r in stored]
     metrics = [m for m in metric_names() if any(m in r.metrics for r in stored)]
     metrics += sorted({m for r in stored for m in r.metrics} - set(metrics))

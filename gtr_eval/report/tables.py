@@ -11,6 +11,7 @@ import csv
 import html
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,15 +152,16 @@ class _Cell:
 
 
 def _collect(results: Iterable[StoredResult], metric: str) -> tuple[dict[str, dict[str, _Cell]], list[str]]:
-    """{row: {system: cell}} with CQADupStack subforums collapsed into one row; plus notes."""
+    """{row: {system: cell}} with CQADupStack subforums collapsed into one row; plus notes.  A split
+    other than the dataset's own is a row of its own (`scifact [train]`)."""
     rows: dict[str, dict[str, _Cell]] = {}
     subforums: dict[str, dict[str, StoredResult]] = {}
     for r in results:
-        if r.dataset.startswith(CQADUPSTACK + "/"):
+        if r.dataset.startswith(CQADUPSTACK + "/") and r.default_split:
             subforums.setdefault(r.system, {})[r.dataset.split("/", 1)[1]] = r
             continue
         value = r.metrics.get(metric)
-        rows.setdefault(r.dataset, {})[r.system] = _Cell(
+        rows.setdefault(r.label, {})[r.system] = _Cell(
             float(value) if value is not None else math.nan, r.per_query.get(metric)
         )
     notes: list[str] = []
@@ -212,7 +214,7 @@ def _order_rows(rows: Iterable[str]) -> list[str]:
     rank = {name: i for i, name in enumerate(DATASET_ORDER)}
 
     def key(row: str) -> tuple[int, str]:
-        base = row.split(" (")[0]
+        base = re.split(r" [(\[]", row)[0]  # `cqadupstack (11/12)`, `scifact [train]`
         return (rank.get(base, len(rank)), row)
 
     return sorted(rows, key=key)

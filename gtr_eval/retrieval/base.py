@@ -1,53 +1,89 @@
 """The one interface every retriever implements: index a corpus, then search queries for the top k.
 
-Like BEIR's `BaseSearch`, it is deliberately narrow: the runner, PeerQA's scoped search and the
-distributed encoders need nothing else.  `manifest()` records what made a ranking and `settings()`
-the part of it that must match before a stored result is reused.
+Like BEIR's `BaseSearch`, it is deliberately narrow: `index`, `search`, `close`, and the `spec` the
+retriever was built from (`spec.SystemSpec`: what makes its rankings, resolved before it was built).
+What a stage took and did (timings, shards encoded or reused, index size) comes back as a `Report`,
+never as attributes to look up.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..data.loader import Corpus
+from .spec import SystemSpec
 
 Run = dict[str, dict[str, float]]
 
 TEXT_FORMAT = "(title + ' ' + text).strip()"
 
 
+@dataclass(frozen=True)
+class Report:
+    """What one stage (or several, added up) took and did: seconds per step, and counts."""
+
+    timings: Mapping[str, float] = field(default_factory=dict)
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    def __add__(self, other: Report) -> Report:
+        """Both stages: timings and numeric counts summed (PeerQA searches paper by paper), other
+        entries the later one's."""
+        timings = dict(self.timings)
+        for k, v in other.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+        return Report(timings, _merged(self.stats, other.stats))
+
+
+def _merged(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        old = out.get(k)
+        if isinstance(v, int | float) and not isinstance(v, bool) and isinstance(old, int | float):
+            out[k] = old + v
+        elif isinstance(v, Mapping) and isinstance(old, Mapping):
+            out[k] = _merged(old, v)
+        else:
+            out[k] = v
+    return out
+
+
+@dataclass(frozen=True)
+class Searched:
+    """A search's run (query -> document -> score) and its report."""
+
+    run: Run
+    report: Report = field(default_factory=Report)
+
+
 class Retriever(ABC):
-    """Index once, search many query sets. `manifest()` says everything that made the ranking."""
+    """Index once, search many query sets.  `spec` says everything that makes the rankings."""
 
-    name: str
-    timings: dict[str, float]
+    spec: SystemSpec
+    progress: bool = True
 
-    @abstractmethod
-    def index(self, corpus: Corpus) -> None: ...
-
-    @abstractmethod
-    def search(self, queries: dict[str, str], top_k: int) -> Run: ...
+    @property
+    def name(self) -> str:
+        return self.spec.system
 
     @abstractmethod
-    def manifest(self) -> dict: ...
+    def index(self, corpus: Corpus) -> Report: ...
 
-    def settings(self) -> dict:
-        """The manifest entries that change the ranking; a stored result must match them to be reused."""
-        return {}
-
-    def candidate_system(self) -> str | None:
-        """The system whose stored run on the same dataset this retriever re-scores (a two-stage
-        search), or None.  The runner then hands that run to `use_candidates` before `search`."""
-        return None
-
-    def use_candidates(self, run: Run, source: dict) -> None:
-        """The first stage's run and where it came from (`system`, `run_file`, `run_sha256`)."""
-        raise NotImplementedError(f"{type(self).__name__} does not re-rank candidates")
+    @abstractmethod
+    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
+        """The top `top_k` documents of each query; `candidates` (a first stage's run) limits a
+        re-ranking retriever to those documents, and is refused by the others."""
 
     def close(self) -> None:  # noqa: B027 - optional hook: most retrievers hold nothing to release
-        """Release files and models; the runner calls it once the retriever is no longer needed."""
+        """Release files and models; the runner calls it after the retriever's last dataset."""
+
+    def _no_candidates(self, candidates: Run | None) -> None:
+        if candidates is not None:
+            raise ValueError(f"{self.name} searches the whole corpus: it does not re-rank candidates")
 
 
 def to_run(

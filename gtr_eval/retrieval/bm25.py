@@ -16,17 +16,19 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..data.loader import Corpus
-from .base import TEXT_FORMAT, Retriever, Run, to_run
+from ..identity import record, setting
+from .base import TEXT_FORMAT, Report, Retriever, Run, Searched, to_run
 from .bm25_index import INDEX_FILES, INDEX_FORMAT, TOKEN_PATTERN, build_index, default_workers, search
+from .spec import SystemSpec
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BM25Config:
     """Defaults are the published bm25s BEIR setting (MTEB's `bm25s` baseline)."""
 
@@ -38,22 +40,38 @@ class BM25Config:
     delta: float = 0.5
 
 
+@dataclass(frozen=True, kw_only=True)
+class BM25Spec(SystemSpec):
+    """bm25s: its parameters, the text it indexes and how that text is tokenised."""
+
+    retriever: str = "bm25s"
+    bm25: BM25Config = field(default_factory=BM25Config)
+    text_format: str = TEXT_FORMAT
+    token_pattern: str = TOKEN_PATTERN
+    lowercase: bool = True
+    workers: int | None = setting(None)  # tokenising / searching processes; None: `default_workers()`
+    progress: bool = setting(True)
+
+
 class BM25Retriever(Retriever):
     def __init__(
         self,
-        config: BM25Config | None = None,
-        name: str = "bm25",
-        progress: bool = True,
+        spec: BM25Spec | BM25Config | None = None,
         cache_dir: Path | None = None,
+        progress: bool | None = None,
         workers: int | None = None,
     ):
-        self.config = config or BM25Config()
-        self.name = name
-        self.progress = progress
+        """From its spec; given parameters only (a `BM25Config`), the spec of `bm25` with them."""
+        if not isinstance(spec, BM25Spec):
+            spec = BM25Spec(system="bm25", bm25=spec or BM25Config())
+        if progress is not None or workers is not None:
+            spec = replace(spec, progress=spec.progress if progress is None else progress,
+                           workers=workers or spec.workers)  # fmt: skip
+        self.spec = spec
+        self.config = self.spec.bm25
+        self.progress = self.spec.progress
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.workers = workers or default_workers()
-        self.timings: dict[str, float] = {}
-        self.index_info: dict = {}
+        self.workers = self.spec.workers or default_workers()
         self._model = None
 
     def _tokenize(self, texts: list[str]):
@@ -69,28 +87,29 @@ class BM25Retriever(Retriever):
         )
 
     def index_key(self, corpus: Corpus) -> dict:
-        """Everything that changes the index: corpus content, BM25 parameters, tokeniser and versions."""
+        """What the saved index is of: the corpus content, the spec's ranking fields (top-k aside: it
+        only cuts the search) and the versions of the code that wrote it."""
         from importlib.metadata import version
 
         import bm25s
 
+        ranking = {
+            k: v for k, v in record(self.spec, ranking_only=True).items() if k not in ("top_k", "inputs")
+        }
         return {
             "kind": "bm25-index",
             "format": INDEX_FORMAT,
             "corpus": corpus.content_hash(),
-            "text_format": TEXT_FORMAT,
-            "bm25": asdict(self.config),
-            "token_pattern": TOKEN_PATTERN,
-            "lowercase": True,
+            **ranking,
             "bm25s": bm25s.__version__,
             "PyStemmer": version("PyStemmer") if self.config.stemmer else None,
         }
 
-    def index(self, corpus: Corpus) -> None:
+    def index(self, corpus: Corpus) -> Report:
         import bm25s
 
         t0 = time.perf_counter()
-        self.close()
+        self._model = None  # the previous corpus's index
         cached = self.cache_dir is not None and corpus.store_path is not None
         if cached:
             folder, reused = self._cached_index(corpus)
@@ -105,8 +124,8 @@ class BM25Retriever(Retriever):
         self._doc_ids = corpus.ids
         self._folder = folder if cached else None  # workers map a saved index and the corpus store
         self._store_path = corpus.store_path
-        self.index_info = {"cached": cached, "reused": reused, **({"path": str(folder)} if cached else {})}
-        self.timings["index_s"] = time.perf_counter() - t0
+        info = {"cached": cached, "reused": reused, **({"path": str(folder)} if cached else {})}
+        return Report({"index_s": time.perf_counter() - t0}, {"bm25_index": info})
 
     def _cached_index(self, corpus: Corpus) -> tuple[Path, bool]:
         """The saved index of `corpus` (built and saved atomically if missing); True if it was there."""
@@ -136,9 +155,10 @@ class BM25Retriever(Retriever):
         log.info("BM25 index saved to %s", folder)
         return folder, False
 
-    def search(self, queries: dict[str, str], top_k: int) -> Run:
+    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
         import bm25s
 
+        self._no_candidates(candidates)
         t0 = time.perf_counter()
         qids = list(queries)
         n_docs = int(self._model.scores["num_docs"])
@@ -155,18 +175,10 @@ class BM25Retriever(Retriever):
                                      tie_ids=self._doc_ids)  # fmt: skip
         # bm25s pads with score 0 when fewer than k documents share a term: keep real hits only.
         run = to_run(qids, self._doc_ids, scores, indices, keep=scores > 0)
-        self.timings["search_s"] = time.perf_counter() - t0
-        return run
+        return Searched(run, Report({"search_s": time.perf_counter() - t0}))
 
     def close(self) -> None:
         self._model = None
-
-    def manifest(self) -> dict:
-        return {"retriever": "bm25s", "bm25": asdict(self.config), "text_format": TEXT_FORMAT,
-                "bm25_index": self.index_info}  # fmt: skip
-
-    def settings(self) -> dict:
-        return {"bm25": asdict(self.config)}
 
 
 def _complete(folder: Path, key: dict) -> bool:

@@ -1,76 +1,36 @@
-"""Text encoders behind one call, `encode(texts, prompt) -> float32 vectors`, for every backend.
+"""Text encoders behind one call, `encode(texts, prompt) -> float32 vectors`, for every backend
+(`backends`), and `choose_backend`, the rule `--backend auto` stands for: ONNX fp32 where it gives
+the same vectors faster (a non-Intel CPU, fp32, a model that fits one ONNX file), torch elsewhere
+(GPUs, Intel CPUs: see `hardware`).
 
-`EncoderSpec` is a small picklable description (weights folder, backend, device, batch size…), so a
-worker process, a Ray task or a SLURM job builds exactly the encoder the main process would.
-
-Backends: `torch` (sentence-transformers as is), `onnx` (the whole sentence-transformers stack
-exported to ONNX, fused, run by ONNX Runtime in fp32), `onnx-int8` (the same graph with dynamic
-per-channel int8 weights for its MatMuls), `openvino` (passed to sentence-transformers, which needs
-`optimum-intel`).  `auto`, the default, is not a backend but a rule (`choose_backend`): ONNX fp32
-where it gives the same vectors faster (a non-Intel CPU, fp32, a model that fits one ONNX file),
-torch elsewhere (GPUs, Intel CPUs: see `hardware`).  It is settled before anything is keyed by the
-backend, so an `EncoderSpec` always names a concrete one.
-
-On the CPU both backends run transformers in batches of at most `hardware.CPU_BATCH` texts, whatever `--batch-size`
-says (larger values are split; the vectors differ from one big batch by float rounding only):
-activations of small batches stay in the CPU's caches.  all-MiniLM-L6-v2 on 800 SciFact documents,
-2-core Intel Xeon, torch: 20.9 s in batches of 16, 23.9 s of 32, 30.6 s of 128 (beir's default);
-ONNX Runtime on the AMD EPYC: batches of 16 were 27% faster than 128.  Each batch holds texts of
-equal token counts, cut to its longest (`batching`), so almost nothing is padding.  On x86-64 CPUs
-torch runs the linear layers through oneDNN, fused with their activation / residual add (`onednn`).
+On the CPU both backends run transformers in batches of at most `hardware.CPU_BATCH` texts, whatever
+`--batch-size` says (larger values are split; the vectors differ from one big batch by float rounding
+only): activations of small batches stay in the CPU's caches.  all-MiniLM-L6-v2 on 800 SciFact
+documents, 2-core Intel Xeon, torch: 20.9 s in batches of 16, 23.9 s of 32, 30.6 s of 128 (beir's
+default); ONNX Runtime on the AMD EPYC: batches of 16 were 27% faster than 128.  Each batch holds
+texts of equal token counts, cut to its longest (`batching`), so almost nothing is padding.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from .backends import AUTO, BACKENDS, ONNX_BACKENDS, ONNX_MAX_BYTES, BackendChoice, EncoderSpec
 from .batching import encode_batches
-from .hardware import cpu_batch, reuse_freed_memory, torch_fastest_on_cpu
+from .hardware import cpu_batch, torch_fastest_on_cpu
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
-ONNX_BACKENDS = ("onnx", "onnx-int8")
-AUTO = "auto"
-# One ONNX file is one protobuf message, which cannot exceed 2 GiB; larger models would need the
-# weights in side files, which this backend does not write.
-ONNX_MAX_BYTES = 2**31
 
 
 class TextEncoder(Protocol):
     max_seq_length: int
 
     def encode(self, texts: list[str], prompt: str = "", task: str | None = None) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    path: str
-    backend: str = "torch"
-    device: str | None = None
-    dtype: str = "fp32"
-    max_length: int | None = None
-    batch_size: int = 64
-    trust_remote_code: bool = False
-    threads: int | None = None  # intra-op threads; None: leave torch's / ONNX Runtime's default
-    fingerprint: str = ""  # weights sha256: names the exported ONNX model in `export_dir`
-    export_dir: str | None = None  # where ONNX exports live; None: <user cache>/onnx
-
-
-@dataclass(frozen=True)
-class BackendChoice:
-    """The backend that runs (`backend`), what was asked (`requested`), and why `auto` chose it."""
-
-    requested: str
-    backend: str
-    reason: str = ""
 
 
 def choose_backend(
@@ -85,7 +45,8 @@ def choose_backend(
     (its MKL kernels are faster there), for another dtype, without onnx/onnxruntime, for weights of
     2 GiB or more, or where the export failed before.
 
-    (A first export can still fail; `DenseRetriever` then falls back to torch before it keys the cache.)
+    (A first export can still fail; `DenseRetriever` then falls back to torch, which gives the same
+    vectors: the cache entry and the result's identity stay the same.)
     """
     if requested != AUTO:
         if requested not in BACKENDS:
@@ -105,7 +66,7 @@ def choose_backend(
         return use_torch(
             f"{missing} is not installed (`pip install onnx onnxruntime` makes CPU runs about 2x faster)"
         )
-    from .models import weights_fp32_bytes
+    from .weights import weights_fp32_bytes
 
     size = weights_fp32_bytes(path)
     if size >= ONNX_MAX_BYTES:
@@ -148,8 +109,7 @@ class TorchEncoder:
     """sentence-transformers' own `encode` (it sorts each call by length and pads per batch)."""
 
     def __init__(self, spec: EncoderSpec):
-        from .models import load_sentence_transformer
-        from .onednn import fuse_linears
+        from .loaders import load_sentence_transformer
 
         self.spec = spec
         self.model = load_sentence_transformer(
@@ -162,17 +122,12 @@ class TorchEncoder:
         )
         self.max_seq_length = self.model.max_seq_length
         # A transformer on the CPU runs in small batches (a static embedding is fastest in big ones),
-        # of equal token counts, with its activations' memory reused (`hardware.reuse_freed_memory`).
+        # of equal token counts (`batching`).
         self.cpu_transformer = str(self.model.device).startswith("cpu") and hasattr(
             self.model[0], "auto_model"
         )
         self.batch_size = cpu_batch(spec.batch_size) if self.cpu_transformer else spec.batch_size
-        if self.cpu_transformer:
-            reuse_freed_memory()
         self.model.eval()
-        # On an x86 CPU its linear layers run through oneDNN, fused with their GELU / residual add
-        # (`onednn`): the same vectors up to float rounding, 4% faster on SciFact.
-        self.fused_linears = fuse_linears(self.model[0].auto_model) if self.cpu_transformer else 0
 
     @property
     def by_tokens(self) -> bool:
@@ -212,31 +167,3 @@ class TorchEncoder:
                 self.batch_size,
                 lambda f: model(f)["sentence_embedding"].float().numpy(),
             )
-
-
-def configured_max_length(path: Path) -> int | None:
-    """`max_seq_length` from a sentence-transformers folder, without loading the model."""
-    try:
-        value = json.loads((Path(path) / "sentence_bert_config.json").read_text()).get("max_seq_length")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def configured_similarity(path: Path) -> str | None:
-    """The score function a sentence-transformers folder declares ("dot" / "cos"), without loading it."""
-    try:
-        config = json.loads((Path(path) / "config_sentence_transformers.json").read_text())
-    except (OSError, ValueError):
-        return None
-    name = config.get("similarity_fn_name") if isinstance(config, dict) else None
-    return {"dot": "dot", "dot_score": "dot", "cosine": "cos", "cos_sim": "cos"}.get(str(name).lower())
-
-
-def has_router(path: Path) -> bool:
-    """True when the folder's first module is a `Router` (separate query and document stacks)."""
-    try:
-        modules = json.loads((Path(path) / "modules.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return any(isinstance(m, dict) and str(m.get("type", "")).endswith(".Router") for m in modules)

@@ -1,15 +1,24 @@
-"""From a `-m` argument and the run's options to a retriever."""
+"""From a `-m` argument and the run's options to a system's spec (`resolve`), and from a spec to the
+retriever that runs it (`build`).
+
+Resolving finds the model (local folder, hub cache, else a download), fingerprints its weights and
+reads its settings from its files; nothing is loaded, so a sweep decides which pairs are done from
+specs alone and builds a retriever only for a pair it computes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .base import Retriever
-from .bm25 import BM25Config, BM25Retriever
-from .dense import DenseConfig, DenseRetriever
+from .bm25 import BM25Config, BM25Retriever, BM25Spec
+from .dense import DenseConfig, DenseRetriever, DenseSpec, pair_name, resolve_dense
 from .encoders import default_device
-from .models import FAMILIES, model_family
+from .models import FAMILIES, model_family, system_name
+from .multivector import MultiVectorConfig, MultiVectorRetriever, MultiVectorSpec, resolve_multivector
+from .sparse import SparseConfig, SparseRetriever, SparseSpec, resolve_sparse
+from .spec import SystemSpec
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,9 @@ class ModelPair:
 
     def __str__(self) -> str:
         return f"{self.query} (queries) + {self.doc} (documents)"
+
+
+Request = str | ModelPair
 
 
 @dataclass
@@ -52,17 +64,24 @@ class RetrieverOptions:
     maxsim_search: str = "auto"  # late interaction: auto, full or rerank
 
 
-def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
-    """`bm25`, a GTR/other preset name, a hub id, a local sentence-transformers folder, or a
-    `ModelPair` of query and document models."""
-    if spec == "bm25":
-        return BM25Retriever(opts.bm25, progress=opts.progress, cache_dir=opts.cache_dir)
-    pair = spec if isinstance(spec, ModelPair) else None
-    family = "dense" if pair else (model_family(spec) if opts.family == "auto" else opts.family)
+def system_of(request: Request) -> str:
+    """The name `request`'s results are stored under, without resolving anything (for failure lines)."""
+    if isinstance(request, ModelPair):
+        return pair_name(request.query, request.doc)
+    return "bm25" if request.lower() == "bm25" else system_name(request)
+
+
+def resolve(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> SystemSpec:
+    """The spec of `bm25`, a preset, a hub id, a local folder, or a `ModelPair`."""
+    if isinstance(request, str) and request.lower() == "bm25":
+        return BM25Spec(system="bm25", bm25=opts.bm25, top_k=top_k, progress=opts.progress)
+    pair = request if isinstance(request, ModelPair) else None
+    model = pair.doc if pair else request
+    family = "dense" if pair else (model_family(model) if opts.family == "auto" else opts.family)
     if family not in FAMILIES:
         raise ValueError(f"family must be auto or one of {', '.join(FAMILIES)}, not {family!r}")
     common = dict(
-        model=pair.doc if pair else spec,
+        model=model,
         query_prompt=opts.query_prompt,
         doc_prompt=opts.doc_prompt,
         max_length=opts.max_length,
@@ -71,48 +90,74 @@ def make_retriever(spec: str | ModelPair, opts: RetrieverOptions) -> Retriever:
         dtype=opts.dtype,
         trust_remote_code=opts.trust_remote_code,
         shard_size=opts.shard_size,
+        progress=opts.progress,
     )
-    if family in ("sparse", "multivector"):
-        return _family_retriever(family, opts, common)
-    cfg = DenseConfig(**common, query_model=pair.query if pair else None, score=opts.score, backend=opts.backend,
-                      cache_dtype=opts.cache_dtype, devices=_worker_devices(opts))  # fmt: skip
-    return DenseRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
+    if family == "dense":
+        cfg = DenseConfig(**common, query_model=pair.query if pair else None, score=opts.score,
+                          backend=opts.backend, cache_dtype=opts.cache_dtype, devices=_worker_devices(opts))  # fmt: skip
+        spec: SystemSpec = resolve_dense(cfg, export_dir=_export_dir(opts))
+    else:
+        _check_family_options(family, model, opts)
+        if family == "sparse":
+            spec = resolve_sparse(SparseConfig(**common))
+        else:
+            spec = resolve_multivector(
+                MultiVectorConfig(
+                    **common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth
+                )
+            )
+    return replace(spec, top_k=top_k)
 
 
-def _family_retriever(family: str, opts: RetrieverOptions, common: dict) -> Retriever:
-    """A learned sparse or late-interaction retriever (in-process, torch backend)."""
-    from .multivector import MultiVectorConfig, MultiVectorRetriever
-    from .sparse import SparseConfig, SparseRetriever
+def build(spec: SystemSpec, cache_dir: Path | None = None) -> Retriever:
+    """The retriever that runs `spec` (nothing is loaded until it indexes)."""
+    if isinstance(spec, BM25Spec):
+        return BM25Retriever(spec, cache_dir=cache_dir)
+    if isinstance(spec, DenseSpec):
+        return DenseRetriever(spec, cache_dir=cache_dir)
+    if isinstance(spec, SparseSpec):
+        return SparseRetriever(spec, cache_dir=cache_dir)
+    if isinstance(spec, MultiVectorSpec):
+        return MultiVectorRetriever(spec, cache_dir=cache_dir)
+    raise TypeError(f"no retriever runs a {type(spec).__name__}")
 
-    spec = common["model"]
+
+def make_retriever(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> Retriever:
+    """`build(resolve(...))`: a retriever for `request` (tests, benchmarks, `encode`)."""
+    return build(resolve(request, opts, top_k), opts.cache_dir)
+
+
+def _export_dir(opts: RetrieverOptions) -> Path | None:
+    return Path(opts.cache_dir) / "onnx" if opts.cache_dir is not None else None
+
+
+def _check_family_options(family: str, model: str, opts: RetrieverOptions) -> None:
+    """Options only dense models take (sparse and late-interaction models encode in-process with torch)."""
     if opts.backend not in ("auto", "torch"):  # auto settles on torch for these families
-        raise ValueError(f"{spec}: {family} models run with --backend torch, not {opts.backend}")
+        raise ValueError(f"{model}: {family} models run with --backend torch, not {opts.backend}")
     if opts.cache_dtype != "fp32":
         raise ValueError(
-            f"{spec}: --cache-dtype is for dense vectors ({family} caches have their own layout)"
+            f"{model}: --cache-dtype is for dense vectors ({family} caches have their own layout)"
         )
     if _worker_devices(opts):
         raise ValueError(
-            f"{spec}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`"
+            f"{model}: {family} models encode in-process; use --device, or --shard jobs of `gtr-eval encode`"
         )
-    if family == "sparse":
-        return SparseRetriever(SparseConfig(**common), cache_dir=opts.cache_dir, progress=opts.progress)
-    cfg = MultiVectorConfig(**common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth)
-    return MultiVectorRetriever(cfg, cache_dir=opts.cache_dir, progress=opts.progress)
+
+
+def _listed_devices(opts: RetrieverOptions) -> tuple[str, ...]:
+    devices = opts.devices.split(",") if isinstance(opts.devices, str) else (opts.devices or ())
+    return tuple(d.strip() for d in devices if d.strip())
 
 
 def _single_device(opts: RetrieverOptions) -> str | None:
-    devices = opts.devices.split(",") if isinstance(opts.devices, str) else (opts.devices or ())
-    devices = [d.strip() for d in devices if d.strip()]
+    devices = _listed_devices(opts)
     return devices[0] if len(devices) == 1 else None
 
 
 def _worker_devices(opts: RetrieverOptions) -> tuple[str, ...] | None:
     if opts.devices:
-        devices = tuple(
-            d.strip() for d in (opts.devices.split(",") if isinstance(opts.devices, str) else opts.devices)
-        )
-        devices = tuple(d for d in devices if d)
+        devices = _listed_devices(opts)
         return devices if len(devices) > 1 else None  # one device: encode in-process on it
     if opts.processes > 1:
         return (opts.device or default_device(),) * opts.processes

@@ -1,5 +1,6 @@
 """Which CPU this is, for the two choices that depend on it (the encoder backend and the search kernel),
-and how its memory allocator should treat activations (`reuse_freed_memory`).
+and how a process's memory allocator may treat activations (`reuse_freed_memory`: the `gtr-eval`
+program calls it for itself; the library never changes the process it is imported into).
 
 torch's CPU wheels do their fp32 matrix products with Intel's MKL, which takes its fastest code
 paths on Intel CPUs only.  On the 2-core benchmark machines (benchmarks/README.md) that decided
@@ -63,6 +64,8 @@ TRIM_THRESHOLD = 512 << 20
 @functools.cache
 def reuse_freed_memory() -> bool:
     """Make glibc's malloc keep freed blocks of up to `MMAP_THRESHOLD` for reuse (once a process).
+
+    A process-wide setting, so only a program that owns its process calls it (`cli.main`).
 
     True when the limits were set; False where there is no glibc (macOS, Windows, musl)."""
     import ctypes

@@ -5,31 +5,35 @@ masking) and their token vectors cached per shard as one float16 matrix + offset
 `encode_query` (the [Q] marker and [MASK] expansion to the checkpoint's query length).  Scoring
 upcasts to float32.
 
-Two modes, recorded in the manifest as `mode`:
+Two modes, recorded in the spec as `search`:
 
 * `full`: exact MaxSim of every query against every document, one shard at a time.  The default
   for corpora of at most `full_max_docs` documents (200,000: TREC-COVID and every smaller BEIR set).
 * `rerank`: the standard two-stage search: the top `depth` documents of another system's stored
   run on the same dataset (`--candidates bm25 --depth 1000`) are re-scored by exact MaxSim.  The
-  manifest names the candidate system, the depth and the sha256 of the run file used.  A larger
-  corpus without `--candidates` is an error before any encoding starts (`--maxsim-search full`
-  forces the full search).
+  spec names that run in `inputs` by its sha256 (per dataset).  A larger corpus without
+  `--candidates` is an error before any encoding starts (`--maxsim-search full` forces the full
+  search).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..data.loader import Corpus
-from .base import Run
+from ..errors import ModelError, TooLarge
+from ..identity import ranking, setting
+from .base import Run, Searched
 from .cache import RaggedTokens, ShardSelector, TokensFormat
-from .encoded import EncodedConfig, EncodedRetriever, ranked_run
+from .encoded import EncodedConfig, EncodedRetriever, EncodedSpec, model_fields, run_fields
+from .loaders import load_multivector_encoder
 from .maxsim import maxsim_full, maxsim_rerank
-from .models import load_multivector_encoder
+from .models import resolve_model
+from .weights import weights_fingerprint
 
 MODES = ("auto", "full", "rerank")
 FULL_MAX_DOCS = 200_000
@@ -45,39 +49,74 @@ class MultiVectorConfig(EncodedConfig):
     full_max_docs: int = FULL_MAX_DOCS
 
 
+@dataclass(frozen=True, kw_only=True)
+class MultiVectorSpec(EncodedSpec):
+    retriever: str = "multivector"
+    token_dtype: str = ranking("float16", caches=("corpus",))
+    search: str = "full"  # full, or rerank (of `inputs`' run, top `depth`)
+    depth: int | None = None
+    candidates: str | None = setting(None)  # the first stage's system (its run is in `inputs`)
+    forced_full: bool = setting(False)  # --maxsim-search full: no size limit
+    full_max_docs: int = setting(FULL_MAX_DOCS)
+
+
+def resolve_multivector(c: MultiVectorConfig) -> MultiVectorSpec:
+    if c.search not in MODES:
+        raise ValueError(f"search must be one of {MODES}, not {c.search!r}")
+    if c.token_dtype not in TOKEN_DTYPES:
+        raise ValueError(f"token_dtype must be one of {TOKEN_DTYPES}, not {c.token_dtype!r}")
+    if c.search == "rerank" and not c.candidates:
+        raise ValueError("--maxsim-search rerank needs --candidates SYSTEM (the first stage)")
+    if c.search == "full" and c.candidates:
+        raise ValueError("--maxsim-search full searches every document: drop --candidates")
+    if c.depth < 1:
+        raise ValueError(f"depth must be >= 1, not {c.depth}")
+    source = resolve_model(c.model, c.revision)
+    preset = source.preset
+    weights = weights_fingerprint(source.path)
+    name = c.name or source.name
+    if c.candidates == name:
+        raise ValueError(f"{name} cannot re-rank its own run (--candidates {c.candidates})")
+    return MultiVectorSpec(
+        system=name,
+        **model_fields(source, weights, c.model),
+        query_weights_sha256=weights,
+        query_prompt=c.query_prompt,
+        doc_prompt=c.doc_prompt,
+        max_length=c.max_length or (preset.max_length if preset else None),
+        query_max_length=None,  # the checkpoint's fixed, [MASK]-expanded query length
+        token_dtype=c.token_dtype,
+        search="rerank" if c.candidates else "full",
+        depth=c.depth if c.candidates else None,
+        candidates=c.candidates,
+        forced_full=c.search == "full",
+        full_max_docs=c.full_max_docs,
+        **run_fields(c, preset, 32),
+    )
+
+
 class MultiVectorRetriever(EncodedRetriever):
-    family = "multivector"
     query_format = TokensFormat("float32")
 
-    def __init__(self, config: MultiVectorConfig, cache_dir=None, progress: bool = True):
-        if config.search not in MODES:
-            raise ValueError(f"search must be one of {MODES}, not {config.search!r}")
-        if config.token_dtype not in TOKEN_DTYPES:
-            raise ValueError(f"token_dtype must be one of {TOKEN_DTYPES}, not {config.token_dtype!r}")
-        if config.search == "rerank" and not config.candidates:
-            raise ValueError("--maxsim-search rerank needs --candidates SYSTEM (the first stage)")
-        if config.search == "full" and config.candidates:
-            raise ValueError("--maxsim-search full searches every document: drop --candidates")
-        if config.depth < 1:
-            raise ValueError(f"depth must be >= 1, not {config.depth}")
-        super().__init__(config, cache_dir, progress)
-        self.doc_format = TokensFormat(config.token_dtype)
-        self.mode = "rerank" if config.candidates else ("full" if config.search == "full" else None)
-        self._candidates: Run | None = None
-        self._candidate_source: dict = {}
-        self.index_stats: dict = {}
+    def __init__(
+        self, spec: MultiVectorSpec | MultiVectorConfig, cache_dir=None, progress: bool | None = None
+    ):
+        """From its spec; given what was asked instead (a `MultiVectorConfig`), it is resolved first."""
+        spec = resolve_multivector(spec) if isinstance(spec, MultiVectorConfig) else spec
+        spec = spec if progress is None else replace(spec, progress=progress)
+        super().__init__(spec, cache_dir)
+        self.spec: MultiVectorSpec = spec
+        self.doc_format = TokensFormat(spec.token_dtype)
 
     def _load(self):
-        c = self.config
-        model = load_multivector_encoder(
-            self.source.path, c.device, c.dtype, self.max_length, c.trust_remote_code
-        )
+        s = self.spec
+        model = load_multivector_encoder(s.model_path, s.device, s.dtype, s.max_length, s.trust_remote_code)
         if model.similarity_fn_name not in ("maxsim", "meanmaxsim"):
-            raise ValueError(f"{self.name}: similarity {model.similarity_fn_name!r} is not MaxSim")
-        self.max_length = model[0].document_length or model.max_seq_length
+            raise ModelError(f"{self.name}: similarity {model.similarity_fn_name!r} is not MaxSim")
         return model
 
     def model_settings(self) -> dict:
+        """The loaded model's settings (fixed by its files and the spec; for the record)."""
         m = self.model
         return {
             "document_length": m[0].document_length,
@@ -93,8 +132,8 @@ class MultiVectorRetriever(EncodedRetriever):
         method = self.model.encode_query if task == "query" else self.model.encode_document
         vectors = method(
             texts,
-            prompt=self._prompt(task),
-            batch_size=self.batch_size,
+            prompt=self.spec.query_prompt if task == "query" else self.spec.doc_prompt,
+            batch_size=self.spec.batch_size,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
@@ -102,54 +141,55 @@ class MultiVectorRetriever(EncodedRetriever):
 
     # ----------------------------------------------------------------------------- search modes
 
-    def index(self, corpus: Corpus, select: ShardSelector | None = None) -> None:
-        if self.mode is None and len(corpus) > self.config.full_max_docs:
-            raise ValueError(
+    def index(self, corpus: Corpus, select: ShardSelector | None = None):
+        s = self.spec
+        if s.search == "full" and not s.forced_full and len(corpus) > s.full_max_docs:
+            raise TooLarge(
                 f"{self.name}: exact MaxSim over all {len(corpus):,} documents (more than "
-                f"{self.config.full_max_docs:,}) is too costly; re-rank a first stage instead with "
+                f"{s.full_max_docs:,}) is too costly; re-rank a first stage instead with "
                 "--candidates SYSTEM --depth 1000 (e.g. -m bm25 listed before this model and "
                 "--candidates bm25), or force it with --maxsim-search full"
             )
-        super().index(corpus, select)
+        return super().index(corpus, select)
 
-    def candidate_system(self) -> str | None:
-        return self.config.candidates
-
-    def use_candidates(self, run: Run, source: dict) -> None:
-        """The first stage's run (query -> {doc: score}) and where it came from (system, file, sha256)."""
-        self._candidates = run
-        self._candidate_source = dict(source)
-
-    def search(self, queries: dict[str, str], top_k: int) -> Run:
+    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
         emb = self._corpus()
-        if self.config.candidates and self._candidates is None:
-            raise RuntimeError(f"{self.name}: re-ranking needs the candidates of {self.config.candidates!r}")
+        rerank = self.spec.search == "rerank"
+        if rerank and candidates is None:
+            raise RuntimeError(f"{self.name}: re-ranking needs the candidates of {self.spec.candidates!r}")
+        if not rerank:
+            self._no_candidates(candidates)
         if not queries:
-            return {}
-        q = self.encode_queries(queries)
+            return Searched({}, self._report({}))
         t0 = time.perf_counter()
+        q = self.encode_queries(queries)
+        t1 = time.perf_counter()
         mean = self.model.similarity_fn_name == "meanmaxsim"
         qids = list(queries)
-        if self.config.candidates:
-            run = self._rerank(q, qids, top_k, mean)
+        if rerank:
+            run = self._rerank(q, qids, top_k, mean, candidates or {})
         else:
             scores, rows = maxsim_full(q, emb.chunks(), top_k, normalize_by_length=mean)
-            run = ranked_run(qids, self._doc_ids, scores, rows, emb.order)
-        self.timings["search_s"] = time.perf_counter() - t0
-        self.index_stats = self._index_stats(float(q.lengths().mean()))
-        return run
+            run = self._ranked(qids, scores, rows)
+        stats = {
+            "index": self._index_stats(float(q.lengths().mean())),
+            "model_settings": self.model_settings(),
+        }
+        return Searched(
+            run, self._report({"encode_queries_s": t1 - t0, "search_s": time.perf_counter() - t1}, stats)
+        )
 
-    def _rerank(self, q: RaggedTokens, qids: list[str], top_k: int, mean: bool) -> Run:
+    def _rerank(self, q: RaggedTokens, qids: list[str], top_k: int, mean: bool, candidates: Run) -> Run:
         emb = self._corpus()
         position = {d: i for i, d in enumerate(self._doc_ids)}
         row_of = np.empty(len(emb.order), dtype=np.int64)
         row_of[emb.order] = np.arange(len(emb.order))
-        candidates = []
+        picked = []
         for qid in qids:
-            hits = sorted((self._candidates or {}).get(qid, {}).items(), key=lambda x: (-x[1], x[0]))
-            idx = [position[d] for d, _ in hits[: self.config.depth] if d in position]
-            candidates.append(row_of[np.asarray(idx, dtype=np.int64)])
-        scored = maxsim_rerank(q, emb.chunks(), candidates, normalize_by_length=mean)
+            hits = sorted(candidates.get(qid, {}).items(), key=lambda x: (-x[1], x[0]))
+            idx = [position[d] for d, _ in hits[: self.spec.depth] if d in position]
+            picked.append(row_of[np.asarray(idx, dtype=np.int64)])
+        scored = maxsim_rerank(q, emb.chunks(), picked, normalize_by_length=mean)
         run: Run = {}
         for qid, by_row in zip(qids, scored, strict=True):
             best = sorted(by_row.items(), key=lambda x: -x[1])[:top_k]
@@ -165,23 +205,5 @@ class MultiVectorRetriever(EncodedRetriever):
             "token_vectors": tokens,
             "avg_tokens_per_doc": round(tokens / max(1, len(emb.order)), 2),
             "avg_tokens_per_query": round(query_tokens, 2),
-            "token_dtype": self.config.token_dtype,
-        }
-
-    def settings(self) -> dict:
-        c = self.config
-        return {**super().settings(), "candidates": c.candidates, "depth": c.depth if c.candidates else None}
-
-    def manifest(self) -> dict:
-        c = self.config
-        search = {"mode": "rerank" if c.candidates else "full", "candidates": c.candidates}
-        search["depth"] = c.depth if c.candidates else None
-        if c.candidates:
-            search["candidates_run"] = self._candidate_source.get("run_file")
-            search["candidates_sha256"] = self._candidate_source.get("run_sha256")
-        return {
-            **super().manifest(),
-            "score": self.model.similarity_fn_name,
-            **search,
-            "index": self.index_stats,
+            "token_dtype": self.spec.token_dtype,
         }

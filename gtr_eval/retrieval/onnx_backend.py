@@ -30,16 +30,14 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from filelock import FileLock
 
+from ..errors import ModelError
+from .backends import EncoderSpec
 from .batching import encode_batches
 from .hardware import cpu_batch
-
-if TYPE_CHECKING:
-    from .encoders import EncoderSpec
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ def recipe_id() -> str:
 FAILED = "export-failed.json"
 
 
-class OnnxExportError(RuntimeError):
+class OnnxExportError(ModelError):
     """The model could not be turned into a working ONNX graph."""
 
 
@@ -273,7 +271,8 @@ class OnnxEncoder:
         import onnxruntime as ort
         import torch
 
-        from .models import load_sentence_transformer, weights_fingerprint
+        from .loaders import load_sentence_transformer
+        from .weights import weights_fingerprint
 
         self.spec = spec
         # Loaded on CPU in fp32: the export's source, then only its tokenizer (`preprocess`) is used.

@@ -10,14 +10,11 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .encoders import EncoderSpec, load_encoder
-
-if TYPE_CHECKING:
-    from .dense import DenseRetriever
+from .backends import EncoderSpec
+from .encoders import load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +35,16 @@ class EncoderPool:
     """One process per device, each with its own copy of the model (spawned: CUDA-safe).
 
     CPU workers share the machine's cores: each gets `threads // n_cpu_workers` intra-op threads,
-    where `threads` is the retriever's setting or torch's current default.
+    where `threads` is the encoder's setting or torch's current default.  As a context manager it
+    gives `encode_many(prompt)`'s function for documents encoded with `prompt`.
     """
 
-    def __init__(self, retriever: DenseRetriever, devices: list[str]):
-        self.retriever = retriever
+    def __init__(self, spec: EncoderSpec, devices: list[str], prompt: str = ""):
+        self.spec = spec
         self.devices = list(devices)
         self.n = len(devices)
-        self.batch_size = retriever.batch_size
+        self.batch_size = spec.batch_size
+        self.prompt = prompt
         self._executor: ProcessPoolExecutor | None = None
 
     @property
@@ -57,10 +56,9 @@ class EncoderPool:
             import torch
 
             n_cpu = sum(d.startswith("cpu") for d in self.devices)
-            total = self.retriever.config.threads or torch.get_num_threads()
+            total = self.spec.threads or torch.get_num_threads()
             threads = max(1, total // n_cpu) if n_cpu else None
-            # every worker truncates alike: the max length is fixed here, as in the cache key
-            spec = replace(self.retriever.spec(), max_length=self.retriever.max_length())
+            spec = self.spec  # every worker loads the same files with the same max length
             ctx = mp.get_context("spawn")
             queue = ctx.Queue()
             for d in self.devices:
@@ -73,8 +71,8 @@ class EncoderPool:
             )
         return self._executor
 
-    def __enter__(self) -> EncoderPool:
-        return self
+    def __enter__(self) -> Callable[[Iterator[list[str]]], Iterator[np.ndarray]]:
+        return self.encode_many(self.prompt)
 
     def __exit__(self, *exc) -> None:
         if self._executor is not None:

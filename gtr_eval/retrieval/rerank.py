@@ -5,8 +5,8 @@ Scores are `CrossEncoder.predict` as the library computes it, with the model's o
 activation (raw logits for the ms-marco cross-encoders, whose config names Identity; Sigmoid for a
 one-logit head that names none): the harness applies nothing of its own.
 
-The cache is content-addressed twice over.  An entry per model setting (weights sha256, max length,
-activation, dtype) holds *jobs*; a job is the list of pairs one re-ranking had to score, each pair
+The cache is content-addressed twice over.  An entry per model setting (weights sha256, max length, dtype;
+the activation is the model's own, fixed by its files) holds *jobs*; a job is the list of pairs one re-ranking had to score, each pair
 named by a hash of its query text and document text, scored in shards of float32 with the embedding
 cache's machinery (`cache.encode_sharded`: atomic shards, sha256 sidecars, one lock per shard).  A
 later re-ranking looks every pair up in the finished jobs and scores only the rest as a new job, so
@@ -27,17 +27,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..identity import cache_fields, ranking, setting
 from ..io import atomic_write_bytes, atomic_write_json
-from .base import TEXT_FORMAT
+from .base import TEXT_FORMAT, Report
 from .cache import cache_key, encode_sharded, read_complete
+from .encoded import model_fields, run_fields
 from .encoders import default_device
-from .models import DTYPES, resolve_model, system_name, weights_fingerprint
+from .loaders import DTYPES, load_cross_encoder
+from .models import resolve_model, system_name
+from .presets import CROSS_ENCODERS
+from .spec import SystemSpec
+from .weights import weights_fingerprint
 
-# Short names for the cross-encoders BEIR and the sentence-transformers docs use.
-CROSS_ENCODERS = {
-    "ms-marco-MiniLM-L6-v2": "cross-encoder/ms-marco-MiniLM-L6-v2",
-    "ms-marco-MiniLM-L12-v2": "cross-encoder/ms-marco-MiniLM-L12-v2",
-}
 PAIR_FORMAT = f"(query text, {TEXT_FORMAT})"
 HASH_BYTES = 16
 Pair = tuple[str, str]
@@ -45,6 +46,8 @@ Pair = tuple[str, str]
 
 @dataclass
 class CrossEncoderConfig:
+    """What was asked for one cross-encoder (`rerank -m MODEL` and its options)."""
+
     model: str
     revision: str | None = None
     max_length: int | None = None  # None: the model's own (its tokenizer's limit)
@@ -53,34 +56,82 @@ class CrossEncoderConfig:
     dtype: str = "fp32"
     trust_remote_code: bool = False
     shard_size: int = 2048  # pairs per cache shard: the unit an interrupted re-ranking resumes from
+    progress: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RerankSpec(SystemSpec):
+    """A cross-encoder re-scoring the top `depth` documents of a stored run (`inputs`); documents
+    below the depth are dropped, as in BEIR's `Rerank`, so `top_k` is the depth."""
+
+    retriever: str = "rerank"
+    model: str = setting("")
+    model_path: str = setting("")
+    hub_id: str | None = setting(None)
+    revision: str | None = setting(None)
+    preset: str | None = setting(None)
+    weights_sha256: str = ranking("", caches=("pairs",))
+    max_length: int | None = ranking(None, caches=("pairs",))
+    dtype: str = ranking("fp32", caches=("pairs",))
+    pair_format: str = ranking(PAIR_FORMAT, caches=("pairs",))
+    depth: int = 100
+    candidates: str = setting("")  # the first stage's system (its run is in `inputs`)
+    below_depth: str = setting("dropped (BEIR's Rerank returns only the re-ranked top-k)")
+    batch_size: int = setting(64)
+    device: str | None = setting(None)
+    trust_remote_code: bool = setting(False)
+    shard_size: int = setting(2048)
+    progress: bool = setting(True)
+
+
+def resolve_cross_encoder(
+    c: CrossEncoderConfig, candidates: str, depth: int, name: str | None = None
+) -> RerankSpec:
+    """The spec of `candidates>>MODEL`: the cross-encoder found and fingerprinted, nothing loaded."""
+    if c.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {c.dtype!r}")
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, not {depth}")
+    source = resolve_model(CROSS_ENCODERS.get(c.model, c.model), c.revision)
+    return RerankSpec(
+        system=name or rerank_name(candidates, system_name(c.model)),
+        **model_fields(source, weights_fingerprint(source.path), c.model),
+        max_length=c.max_length,
+        depth=depth,
+        top_k=depth,
+        candidates=candidates,
+        **run_fields(c, None, 64),
+    )
+
+
+def rerank_name(candidates: str, model_name: str) -> str:
+    return f"{candidates}>>{model_name}"
 
 
 class CrossEncoderScorer:
     """One cross-encoder: `score(pairs)` through the cache, `predict(pairs)` straight from the library."""
 
-    def __init__(self, config: CrossEncoderConfig, cache_dir: Path | None = None, progress: bool = True):
-        if config.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {config.dtype!r}")
-        self.config = config
+    def __init__(self, spec: RerankSpec, cache_dir: Path | None = None):
+        self.spec = spec
         self.cache_dir = cache_dir
-        self.progress = progress
-        self.timings: dict[str, float] = {}
-        self.stats: dict[str, int] = {}
-        self.source = resolve_model(CROSS_ENCODERS.get(config.model, config.model), config.revision)
-        self.name = system_name(config.model)
-        self.fingerprint = weights_fingerprint(self.source.path)
+        self.progress = spec.progress
         self._model = None
+        self._load_s = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.system
 
     @property
     def model(self):
         if self._model is None:
             t0 = time.perf_counter()
-            self._model = _load_cross_encoder(self.source.path, self.config)
-            self.timings["load_model_s"] = self.timings.get("load_model_s", 0.0) + time.perf_counter() - t0
+            s = self.spec
+            self._model = load_cross_encoder(
+                s.model_path, s.device or default_device(), s.dtype, s.max_length, s.trust_remote_code
+            )
+            self._load_s += time.perf_counter() - t0
         return self._model
-
-    def max_length(self) -> int:
-        return self.config.max_length or int(self.model.max_seq_length)
 
     def activation(self) -> str:
         fn = self.model.activation_fn
@@ -91,73 +142,26 @@ class CrossEncoderScorer:
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         scores = self.model.predict(
-            [list(p) for p in pairs], batch_size=self.config.batch_size, show_progress_bar=False,
+            [list(p) for p in pairs], batch_size=self.spec.batch_size, show_progress_bar=False,
             convert_to_numpy=True,
         )  # fmt: skip
         return np.asarray(scores, dtype=np.float32).reshape(len(pairs))
 
     def key(self) -> dict:
-        """Everything that changes a pair's score."""
-        return {
-            "kind": "cross-encoder pair scores",
-            "weights_sha256": self.fingerprint,
-            "max_length": self.max_length(),
-            "activation": self.activation(),
-            "dtype": self.config.dtype,
-            "pair_format": PAIR_FORMAT,
-        }
+        """Everything that changes a pair's score: the spec's fields that key the pair cache."""
+        return {"kind": "cross-encoder pair scores", **cache_fields(self.spec, "pairs")}
 
-    def score(self, pairs: Sequence[Pair], desc: str = "score pairs") -> np.ndarray:
+    def score(self, pairs: Sequence[Pair], desc: str = "score pairs") -> tuple[np.ndarray, Report]:
         """Scores of `pairs` (in order), each distinct pair computed once and cached."""
         t0 = time.perf_counter()
-        cache = PairScoreCache(self.cache_dir, self.key(), self.config.shard_size)
-        scores, self.stats = cache.scores(pairs, self.predict, desc=desc, progress=self.progress)
-        self.timings["score_pairs_s"] = time.perf_counter() - t0
-        return scores
-
-    def manifest(self) -> dict:
-        s = self.source
-        return {
-            "model": self.config.model,
-            "model_path": str(s.path),
-            "hub_id": s.hub_id,
-            "revision": s.revision,
-            "weights_sha256": self.fingerprint,
-            "max_length": self.max_length(),
-            "activation": self.activation(),
-            "dtype": self.config.dtype,
-            "batch_size": self.config.batch_size,
-            "pair_format": PAIR_FORMAT,
-            "trust_remote_code": self.config.trust_remote_code,
-            "shard_size": self.config.shard_size,
-        }
-
-    def settings(self) -> dict:
-        """What changes the scores, known without loading the model (the runner's skip check)."""
-        out = {"weights_sha256": self.fingerprint, "dtype": self.config.dtype}
-        if self.config.max_length:
-            out["max_length"] = self.config.max_length
-        return out
-
-
-def _load_cross_encoder(path: Path, config: CrossEncoderConfig):
-    """sentence-transformers' CrossEncoder with its default activation; one score per pair or an error."""
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    device = config.device or default_device()
-    model = CrossEncoder(
-        str(path),
-        device=device,
-        max_length=config.max_length,
-        trust_remote_code=config.trust_remote_code,
-        model_kwargs={"torch_dtype": getattr(torch, DTYPES[config.dtype])},
-    )
-    if model.num_labels != 1:
-        raise ValueError(
-            f"{path}: the cross-encoder gives {model.num_labels} scores per pair; re-ranking needs one"
-        )
-    return model
+        cache = PairScoreCache(self.cache_dir, self.key(), self.spec.shard_size)
+        scores, stats = cache.scores(pairs, self.predict, desc=desc, progress=self.progress)
+        timings = {"score_pairs_s": time.perf_counter() - t0}
+        if self._load_s:
+            timings["load_model_s"], self._load_s = self._load_s, 0.0
+        if self._model is not None:
+            stats = {**stats, "activation": self.activation(), "max_seq_length": int(self._model.max_length)}
+        return scores, Report(timings, {"pair_stats": stats})
 
 
 # ------------------------------------------------------------------------------------- pair cache

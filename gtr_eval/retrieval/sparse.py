@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .base import Run
+from ..errors import ModelError
+from .base import Run, Searched
 from .cache import CSRFormat
-from .encoded import EncodedConfig, EncodedRetriever, ranked_run
-from .models import load_sparse_encoder
+from .encoded import EncodedConfig, EncodedRetriever, EncodedSpec, model_fields, run_fields
+from .loaders import load_sparse_encoder
+from .models import resolve_model
 from .sparse_search import coo_to_csr, sparse_search
+from .weights import weights_fingerprint
 
 
 @dataclass
@@ -26,27 +29,52 @@ class SparseConfig(EncodedConfig):
     pass
 
 
+@dataclass(frozen=True, kw_only=True)
+class SparseSpec(EncodedSpec):
+    retriever: str = "sparse"
+    score: str = "dot"
+
+
+def resolve_sparse(c: EncodedConfig) -> SparseSpec:
+    """The spec of a learned sparse system: `max_length` caps queries and documents alike; prompts
+    left None are the model's own."""
+    source = resolve_model(c.model, c.revision)
+    preset = source.preset
+    weights = weights_fingerprint(source.path)
+    max_length = c.max_length or (preset.max_length if preset else None)
+    return SparseSpec(
+        system=c.name or source.name,
+        **model_fields(source, weights, c.model),
+        query_weights_sha256=weights,
+        query_prompt=c.query_prompt,
+        doc_prompt=c.doc_prompt,
+        max_length=max_length,
+        query_max_length=max_length,
+        **run_fields(c, preset, 32),
+    )
+
+
 class SparseRetriever(EncodedRetriever):
-    family = "sparse"
     doc_format = CSRFormat()
     query_format = CSRFormat()
 
-    def __init__(self, config: SparseConfig, cache_dir=None, progress: bool = True):
-        super().__init__(config, cache_dir, progress)
-        self.index_stats: dict = {}
+    def __init__(self, spec: SparseSpec | EncodedConfig, cache_dir=None, progress: bool | None = None):
+        """From its spec; given what was asked instead (a `SparseConfig`), it is resolved first."""
+        spec = resolve_sparse(spec) if isinstance(spec, EncodedConfig) else spec
+        super().__init__(spec if progress is None else replace(spec, progress=progress), cache_dir)
 
     def _load(self):
-        c = self.config
-        model = load_sparse_encoder(self.source.path, c.device, c.dtype, self.max_length, c.trust_remote_code)
+        s = self.spec
+        model = load_sparse_encoder(s.model_path, s.device, s.dtype, s.max_length, s.trust_remote_code)
         if model.similarity_fn_name not in ("dot", "cosine"):
-            raise ValueError(
+            raise ModelError(
                 f"{self.name}: similarity {model.similarity_fn_name!r} is not supported for sparse search "
                 "(dot or cosine)"
             )
-        self.max_length = model.max_seq_length
         return model
 
     def model_settings(self) -> dict:
+        """The loaded model's settings (fixed by its files and the spec; for the record)."""
         m = self.model
         return {
             "max_seq_length": m.max_seq_length,
@@ -59,8 +87,8 @@ class SparseRetriever(EncodedRetriever):
         method = self.model.encode_query if task == "query" else self.model.encode_document
         x = method(
             texts,
-            prompt=self._prompt(task),
-            batch_size=self.batch_size,
+            prompt=self.spec.query_prompt if task == "query" else self.spec.doc_prompt,
+            batch_size=self.spec.batch_size,
             convert_to_tensor=True,
             convert_to_sparse_tensor=True,
             save_to_cpu=True,
@@ -72,17 +100,22 @@ class SparseRetriever(EncodedRetriever):
             m = (m.multiply(1.0 / np.maximum(norms, 1e-12)[:, None])).tocsr().astype(np.float32)
         return m
 
-    def search(self, queries: dict[str, str], top_k: int) -> Run:
+    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
+        self._no_candidates(candidates)
         emb = self._corpus()
         if not queries:
-            return {}
-        q = self.encode_queries(queries)
+            return Searched({}, self._report({}))
         t0 = time.perf_counter()
+        q = self.encode_queries(queries)
+        t1 = time.perf_counter()
         scores, rows = sparse_search(q, emb.chunks(), top_k)
-        run = ranked_run(list(queries), self._doc_ids, scores, rows, emb.order)
-        self.timings["search_s"] = time.perf_counter() - t0
-        self.index_stats = self._index_stats(q.nnz / max(1, q.shape[0]))
-        return run
+        run = self._ranked(list(queries), scores, rows)
+        stats = {"index": self._index_stats(q.nnz / max(1, q.shape[0]))}
+        if self._model is not None:
+            stats["model_settings"] = self.model_settings()
+        return Searched(
+            run, self._report({"encode_queries_s": t1 - t0, "search_s": time.perf_counter() - t1}, stats)
+        )
 
     def _index_stats(self, query_nnz: float) -> dict:
         emb = self._corpus()
@@ -94,6 +127,3 @@ class SparseRetriever(EncodedRetriever):
             "avg_nnz_per_doc": round(nnz / max(1, len(emb.order)), 2),
             "avg_nnz_per_query": round(query_nnz, 2),
         }
-
-    def manifest(self) -> dict:
-        return {**super().manifest(), "score": "dot", "index": self.index_stats}

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.loader import DataError, read_qrels, read_queries
-from ..evaluation import Qrels, read_qrels_any
-from ..io import sha256_file
-from ..results import StoredResult
+from .data.loader import DataError, read_qrels, read_queries
+from .evaluation import Qrels, read_qrels_any
+from .io import sha256_file
+from .results import StoredResult, recorded_files
 
 _ID_PREFIX = re.compile(rb'^\{\s*"_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
@@ -48,7 +48,7 @@ def _candidates(result: StoredResult, data_dir: Path | None) -> list[Path]:
 def locate(result: StoredResult, data_dir: Path | None = None) -> tuple[DatasetFiles | None, str]:
     """The files behind `result`, or None and why not."""
     split = result.split
-    expected = (result.manifest.get("dataset") or {}).get("files_sha256") or {}
+    expected = recorded_files(result.manifest)
     tried = []
     for folder in _candidates(result, data_dir):
         qrels_path, queries_path = folder / "qrels" / f"{split}.tsv", folder / "queries.jsonl"
@@ -57,7 +57,7 @@ def locate(result: StoredResult, data_dir: Path | None = None) -> tuple[DatasetF
             continue
         changed = [
             name
-            for name, path in ((f"qrels/{split}", qrels_path), ("queries", queries_path))
+            for name, path in ((f"qrels/{split}.tsv", qrels_path), ("queries.jsonl", queries_path))
             if expected.get(name) and sha256_file(path) != expected[name]
         ]
         if changed:

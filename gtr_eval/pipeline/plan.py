@@ -32,11 +32,13 @@ from ..data import registry
 from ..data.units import Selection, unit_names
 from ..results import is_done
 from ..retrieval import models as model_registry
-from ..retrieval.encoders import ONNX_MAX_BYTES
+from ..retrieval import presets, weights
+from ..retrieval.backends import ONNX_MAX_BYTES
+from .runner import RunConfig
 
 # all-MiniLM-L6-v2's WordPiece tokens per whitespace word on SciFact (1.571) and NFCorpus (1.529).
 TOKENS_PER_WORD = 1.55
-MINILM = model_registry.PRESETS["all-MiniLM-L6-v2"]
+MINILM = presets.PRESETS["all-MiniLM-L6-v2"]
 # benchmarks/results/dense_e2e.epyc.json (AMD EPYC): all-MiniLM-L6-v2, torch fp32, batch 128, 2 threads, encoded
 # SciFact's 5,183 documents (213.63 words each, 256-token limit) in 280.27 s: ≈ 1.0e11 FLOP/s.
 CPU_FLOPS = 5_183 * min(213.63 * TOKENS_PER_WORD, 256) * 2 * MINILM.compute_params / 280.27
@@ -114,7 +116,7 @@ def model_cost(spec, max_length: int | None = None) -> ModelCost:
     if spec == "bm25":
         return ModelCost(spec, "bm25", dense=False)
     system = model_registry.system_name(spec)
-    known = model_registry.preset_of(spec)  # a preset's name or its hub id
+    known = presets.preset_of(spec)  # a preset's name or its hub id
     preset = known[1] if known else None
     local = Path(spec).expanduser()
     if preset is not None:
@@ -136,7 +138,7 @@ def model_cost(spec, max_length: int | None = None) -> ModelCost:
         spec,
         system,
         True,
-        model_registry.folder_compute_params(folder),
+        weights.compute_params(folder),
         max_length or _folder_max_length(folder),
         _folder_dim(folder),
         0.0,
@@ -228,22 +230,14 @@ def make_plan(
     return Plan(rows, list(models), device, list(selection.skipped))
 
 
-def plan_run(
-    models: Sequence[str],
-    selection: Selection,
-    data_dir: Path,
-    results_dir: Path,
-    device: str | None = None,
-    devices: Sequence[str] | str | None = None,
-    dtype: str = "fp32",
-    backend: str = "torch",
-    max_length: int | None = None,
-) -> Plan:
-    """The plan of `run` with these models and datasets; the device is looked up only for dense models."""
-    costs = [model_cost(m, max_length) for m in models]
+def plan_run(cfg: RunConfig) -> Plan:
+    """The plan of `run` with `cfg` (models, datasets, options); the device is looked up only for dense
+    models."""
+    o = cfg.options
+    costs = [model_cost(m, o.max_length) for m in cfg.models]
     dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
-    where = resolve_device(device, devices, dtype, backend) if dense else Device("cpu", "cpu")
-    return make_plan(selection, costs, where, data_dir, results_dir)
+    where = resolve_device(o.device, o.devices, o.dtype, o.backend) if dense else Device("cpu", "cpu")
+    return make_plan(cfg.data.expand(cfg.datasets), costs, where, cfg.data.data_dir, cfg.results_dir)
 
 
 def _dataset_plan(

@@ -1,0 +1,45 @@
+"""The failures one (system, dataset) pair may have without stopping a sweep, each with its stage.
+
+A sweep (`-d beir`) reports such a pair and goes on with the others: a dataset that does not download
+(`download`), bad data (`data`), a stored run a composed system needs that is missing or made from
+other data (`input`), a model that cannot be found, loaded or exported (`model`), a search the corpus
+is too large for (`size`: exact MaxSim over more documents than it allows), a stored result made
+from other inputs (`reuse`: refused, not replaced), or too little memory (`is_out_of_memory`).
+Anything else is a bug and stops the run.
+"""
+
+from __future__ import annotations
+
+
+class PairError(Exception):
+    """A failure of one pair at a known stage; the message says what and where."""
+
+    stage = "run"
+
+
+class ModelError(PairError, RuntimeError):
+    """A model that cannot be resolved (hub, folder) or loaded."""
+
+    stage = "model"
+
+
+class TooLarge(PairError, ValueError):
+    """A search this corpus is too large for (and an option that would allow it)."""
+
+    stage = "size"
+
+
+class Refused(PairError, ValueError):
+    """A stored result was made from other inputs than asked for now: it is neither served nor replaced."""
+
+    stage = "reuse"
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """A host `MemoryError`, or torch's (CUDA / MPS) `OutOfMemoryError`."""
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+
+
+def isolated(e: BaseException) -> bool:
+    """Whether `e` is a pair's own failure (reported, the sweep goes on) rather than a bug."""
+    return isinstance(e, PairError) or is_out_of_memory(e)

@@ -1,0 +1,189 @@
+"""What makes a stored result what it is, and how two results' makings differ.
+
+A stored number is served only for the inputs that made it.  Those inputs are two frozen
+dataclasses: the system's spec (`retrieval.spec`) and the dataset's fingerprint (`data.units`).
+Every field of them changes a ranking unless it is declared with `setting()` (batch size, threads,
+paths, progress): settings are recorded in the manifest but never compared.  So the identity of a
+result, the manifest and the cache keys are all derived from the same objects (`record`,
+`cache_fields`), and a field is declared once, where it is defined.
+
+`Identity` is the pair (system, dataset) as plain JSON data with its digest; `differences` names, in
+one short line, what differs between a stored identity and the one asked for now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+_RANKING = "ranking"
+_CACHES = "caches"
+
+
+def setting(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
+    """A field that cannot change a ranking (batch size, threads, a path, progress): recorded, never
+    compared, and part of no cache key."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={_RANKING: False})
+
+
+def ranking(default: Any = MISSING, *, caches: tuple[str, ...] = (), default_factory: Any = MISSING) -> Any:
+    """A field that changes the ranking (any field not declared otherwise does); `caches` names the
+    caches whose key it is part of (`corpus`, `queries`, `pairs`), i.e. what it changes the vectors or
+    scores of."""
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata={_RANKING: True, _CACHES: caches}
+    )
+
+
+def is_setting(f: dataclasses.Field) -> bool:
+    return f.metadata.get(_RANKING) is False
+
+
+def record(value: Any, ranking_only: bool = False) -> Any:
+    """`value` as plain JSON data: dataclasses as dicts (settings left out with `ranking_only`), tuples
+    as lists, paths as strings."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: record(getattr(value, f.name), ranking_only)
+            for f in fields(value)
+            if not (ranking_only and is_setting(f))
+        }
+    if isinstance(value, Mapping):
+        return {str(k): record(v, ranking_only) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [record(v, ranking_only) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def cache_fields(spec: Any, cache: str) -> dict[str, Any]:
+    """The fields of `spec` that key `cache` (declared with `ranking(caches=...)`), as JSON data."""
+    return {
+        f.name: record(getattr(spec, f.name), ranking_only=True)
+        for f in fields(spec)
+        if cache in f.metadata.get(_CACHES, ())
+    }
+
+
+def digest(value: Any) -> str:
+    """sha256 of `value`'s canonical JSON (sorted keys): equal data, equal digest."""
+    text = json.dumps(record(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What made a result: the ranking fields of its system's spec and its dataset's fingerprint."""
+
+    system: Mapping[str, Any]
+    dataset: Mapping[str, Any]
+
+    @property
+    def digest(self) -> str:
+        return digest({"system": self.system, "dataset": self.dataset})
+
+    def record(self) -> dict[str, Any]:
+        return {"digest": self.digest, "system": record(self.system), "dataset": record(self.dataset)}
+
+    @classmethod
+    def of(cls, spec: Any, fingerprint: Any) -> Identity:
+        return cls(record(spec, ranking_only=True), record(fingerprint, ranking_only=True))
+
+    @classmethod
+    def from_record(cls, data: Any) -> Identity | None:
+        """The identity a stored result records; None for results made before identities were kept."""
+        if not isinstance(data, Mapping) or not all(
+            isinstance(data.get(k), Mapping) for k in ("system", "dataset")
+        ):
+            return None
+        return cls(data["system"], data["dataset"])
+
+
+# ----------------------------------------------------------------------------------- differences
+
+_ABSENT = object()
+_SHA = re.compile(r"^(?:content:)?[0-9a-f]{40,64}$")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field that differs: where (a path of keys), its stored value and the value asked for now."""
+
+    where: tuple[str, ...]
+    stored: Any
+    wanted: Any
+
+    def __str__(self) -> str:
+        area, rest = self.where[:1], self.where[1:]
+        if area == ("dataset",) and rest[:1] == ("files_sha256",) and len(rest) > 1:
+            what, since = "/".join(rest[1:]), "changed since the stored result"
+        elif area == ("system",) and rest[:1] == ("inputs",) and len(rest) > 1:
+            what, since = f"the run of {rest[1]}", "changed since the stored result was made from it"
+        else:
+            what = ".".join(rest if area in (("system",), ("dataset",)) else self.where) or "the result"
+            what = "the split" if self.where == ("dataset", "split") else what
+            since = "changed since the stored result"
+        made_from = (
+            area in (("system",), ("dataset",))
+            and rest[:1] in (("inputs",), ("files_sha256",))
+            and len(rest) > 1
+        )
+        if self.stored is _ABSENT:
+            if made_from:
+                return f"the stored result was not made from {what}"
+            return f"the stored result does not record {what} (made by an older gtr-eval)"
+        if self.wanted is _ABSENT:
+            if made_from:
+                return f"the stored result was made from {what}, which is not asked for now"
+            return f"the stored result has {what}, which is not asked for now"
+        return f"{what} {since} ({_values(self.stored, self.wanted)})"
+
+
+def _values(stored: Any, wanted: Any) -> str:
+    if all(isinstance(v, str) and _SHA.match(v) for v in (stored, wanted)):
+        return f"sha256 {_short(stored)}… → {_short(wanted)}…"
+    return f"{_show(stored)} → {_show(wanted)}"
+
+
+def _short(sha: str) -> str:
+    return sha.removeprefix("content:")[:4]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(record(value), ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _by_system(value: Any) -> Any:
+    """A list of input runs as a mapping by system name, so that a change names the input."""
+    if isinstance(value, list) and value and all(isinstance(x, Mapping) and "system" in x for x in value):
+        return {str(x["system"]): {k: v for k, v in x.items() if k != "system"} for x in value}
+    return value
+
+
+def differences(stored: Any, wanted: Any, where: tuple[str, ...] = ()) -> list[Change]:
+    """Every leaf where `stored` and `wanted` differ (mappings compared key by key, in `wanted`'s
+    order, then the keys only `stored` has; lists of input runs by system name)."""
+    stored, wanted = _by_system(stored), _by_system(wanted)
+    if isinstance(stored, Mapping) and isinstance(wanted, Mapping):
+        out: list[Change] = []
+        for key, value in wanted.items():
+            here = (*where, str(key))
+            out += differences(stored[key], value, here) if key in stored else [Change(here, _ABSENT, value)]
+        out += [Change((*where, str(k)), v, _ABSENT) for k, v in stored.items() if k not in wanted]
+        return out
+    return [] if record(stored) == record(wanted) else [Change(where, stored, wanted)]
+
+
+def describe(changes: list[Change], limit: int = 2) -> str:
+    """One short line: the first `limit` changes, and how many more."""
+    shown = "; ".join(str(c) for c in changes[:limit])
+    more = len(changes) - limit
+    return shown + (f" (and {more} more difference{'s' if more > 1 else ''})" if more > 0 else "")

@@ -1,0 +1,236 @@
+"""`run`: every (system, dataset) pair once; serve what is done, compute the rest, resume what was cut short.
+
+Each `-m` is resolved once into its spec (`retrieval.factory.resolve`: the model found and
+fingerprinted, nothing loaded); each dataset unit has its fingerprint.  Together they are the
+identity a stored result must have to be served (`pairs.each_pair`), so a done pair is decided
+without building a retriever.  Systems run one after the other, each over every dataset: its
+retriever is built when its first pair needs computing and released after its last dataset, so a
+sweep of many models holds one at a time.
+
+A sweep (`-d beir`) is many pairs: one that fails (a download, bad data, a model that will not load or
+runs out of memory) is reported and skipped, the others go on, and the result lists what failed and
+why.  The embedding cache makes an interrupted encode resume at its last complete shard.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.download import DownloadError
+from ..data.loader import BeirData
+from ..data.units import DataOptions, DatasetUnit, unit_names
+from ..errors import ModelError, isolated
+from ..identity import Identity
+from ..retrieval.base import Retriever
+from ..retrieval.factory import ModelPair, Request, RetrieverOptions, build, resolve, system_of
+from ..retrieval.spec import SystemSpec
+from .pairs import (
+    Echo,
+    Made,
+    PairJob,
+    PairStore,
+    RunResults,
+    Sweep,
+    describe_error,
+    each_pair,
+    input_run,
+    read_input,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    models: list[str | ModelPair]
+    datasets: list[str]
+    data: DataOptions = field(default_factory=DataOptions)
+    results_dir: Path = Path("results")
+    top_k: int = 1000
+    overwrite: bool = False
+    options: RetrieverOptions = field(default_factory=RetrieverOptions)
+
+    def units(self) -> list[DatasetUnit]:
+        """Every unit of the run (sweeps expanded), downloading what is missing."""
+        return [u for spec in self.data.expand(self.datasets).datasets for u in self.data.units(spec)]
+
+    @property
+    def store_dir(self) -> Path | None:
+        """The corpus store (memory-mapped corpora, and the memo of dataset file digests)."""
+        cache = self.options.cache_dir
+        return Path(cache) / "corpus" if cache is not None else None
+
+
+class Units:
+    """What each `-d` argument stands for, downloaded (once) when first needed; a failure is kept and
+    raised again for every system that asks."""
+
+    def __init__(self, data: DataOptions):
+        self.data = data
+        self._found: dict[str, list[DatasetUnit] | BaseException] = {}
+
+    def __call__(self, spec: str) -> list[DatasetUnit]:
+        if spec not in self._found:
+            try:
+                self._found[spec] = self.data.units(spec)
+            except Exception as e:
+                if not isolated(e):
+                    raise
+                self._found[spec] = e
+        found = self._found[spec]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+
+class Built:
+    """A system's retriever, built when its first pair is computed and released after its last.  A
+    retriever that cannot be built is not tried again for the system's next dataset."""
+
+    def __init__(self, spec: SystemSpec, cache_dir: Path | None, say: Echo):
+        self.spec, self.cache_dir, self.say = spec, cache_dir, say
+        self._retriever: Retriever | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self) -> Retriever:
+        if self._error is not None:
+            raise self._error
+        if self._retriever is None:
+            try:
+                self._retriever = build(self.spec, self.cache_dir)
+            except Exception as e:
+                if isolated(e):
+                    self._error = e
+                raise
+            if (backend := getattr(self.spec, "backend", None)) is not None:  # dense: which backend, why
+                reason = getattr(self.spec, "backend_reason", "")
+                auto = getattr(self.spec, "backend_requested", "") == "auto" and reason
+                self.say(f"[backend] {self.spec.system}: {backend}" + (f" (auto: {reason})" if auto else ""))
+        return self._retriever
+
+    def broken(self, e: BaseException) -> None:
+        """Its model would not load (on first use, inside a pair): its other pairs are told the same."""
+        self._error = e
+        self.close()
+
+    def close(self) -> None:
+        if self._retriever is not None:
+            self._retriever.close()
+            self._retriever = None
+
+
+def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
+    """Evaluate every model on every dataset; returns the stored results of all requested pairs.
+
+    A pair that fails (a download, bad data, a model that cannot load or runs out of memory) is
+    reported and skipped; the others go on. `RunResults.failures` says what failed and why.  A stored
+    result made from other inputs (another split is another result, stored beside it) is refused
+    unless `cfg.overwrite`.
+    """
+    selection = cfg.data.expand(cfg.datasets)
+    total = len(cfg.models) * sum(len(unit_names(s, cfg.data.data_dir)) for s in selection.datasets)
+    sweep = Sweep(echo, total, cfg.options.progress)
+    sweep.out.skipped = selection.skipped
+    for name, why in selection.skipped:
+        sweep.say(f"[skip] {name}: {why}")
+    store = PairStore(Path(cfg.results_dir), cfg.store_dir, cfg.overwrite)
+    units = Units(cfg.data)
+    built: list[Built] = []
+
+    def jobs() -> Iterator[PairJob]:
+        for request in cfg.models:
+            try:
+                spec = resolve(request, cfg.options, cfg.top_k)
+            except Exception as e:
+                if not isolated(e):
+                    raise
+                yield from _failed_everywhere(request, "model", e, selection.datasets, cfg, sweep)
+                continue
+            system = Built(spec, cfg.options.cache_dir, sweep.say)
+            built.append(system)
+            for dataset in selection.datasets:
+                try:
+                    found = units(dataset)
+                except Exception as e:
+                    if not isolated(e):
+                        raise
+                    yield from _failed_units(spec.system, dataset, e, cfg, sweep)
+                    continue
+                for unit in found:
+                    yield _pair(spec, unit, system, store)
+            system.close()  # after its last dataset (a deferred pair builds it again)
+
+    try:
+        return each_pair(jobs(), store, sweep)
+    finally:
+        sweep.close()
+        for system in built:
+            system.close()
+
+
+def _pair(spec: SystemSpec, unit: DatasetUnit, retriever: Built, store: PairStore) -> PairJob:
+    """The job of `spec` on `unit`: its identity from the spec and the unit's fingerprint (plus, for a
+    two-stage search, the first stage's stored run), its run from the retriever."""
+    candidates = getattr(spec, "candidates", None) if getattr(spec, "search", None) == "rerank" else None
+
+    def pair_spec(fingerprint) -> SystemSpec:
+        if candidates is None:
+            return spec
+        return spec.with_inputs((input_run(store.results_dir, candidates, unit, fingerprint, spec.system),))
+
+    def identity() -> Identity:
+        fingerprint = unit.fingerprint(store.store_dir)
+        return Identity.of(pair_spec(fingerprint), fingerprint)
+
+    def make(data: BeirData) -> Made:
+        made_spec = pair_spec(unit.fingerprint(files_sha256=data.checksums))
+        first_stage = read_input(store.results_dir, made_spec.inputs[0], unit) if candidates else None
+        r = retriever()
+        try:
+            if (groups := getattr(data, "groups", None)) is not None:  # PeerQA: each query searches its paper
+                from ..retrieval.scoped import scoped_search
+
+                searched = scoped_search(r, data.corpus, data.queries, groups, spec.top_k)
+                report = searched.report
+            else:
+                report = r.index(data.corpus)
+                searched = r.search(data.queries, spec.top_k, candidates=first_stage)
+                report = report + searched.report
+        except ModelError as e:
+            retriever.broken(e)
+            raise
+        ran = r.spec if not made_spec.inputs else r.spec.with_inputs(made_spec.inputs)
+        return Made(ran, searched.run, report)
+
+    return PairJob(spec.system, unit, identity=identity, make=make)
+
+
+def _failed_everywhere(
+    request: Request, stage: str, e: BaseException, datasets, cfg: RunConfig, sweep: Sweep
+):
+    """A system that cannot be resolved fails on every unit of every dataset, said in one line."""
+    system = system_of(request)
+    sweep.say(f"[fail] {system}: {stage} failed: {describe_error(e)}")
+    for dataset in datasets:
+        for name in unit_names(dataset, cfg.data.data_dir):
+            yield PairJob(system, _placeholder(name, cfg), failed=(stage, e), quiet=True)
+
+
+def _failed_units(system: str, dataset: str, e: BaseException, cfg: RunConfig, sweep: Sweep):
+    """Failed jobs for every unit of `dataset` (whose folders would not download or load), in one line."""
+    stage = "download" if isinstance(e, DownloadError) else getattr(e, "stage", "data")
+    names = unit_names(dataset, cfg.data.data_dir)
+    note = f" ({len(names)} subforums)" if len(names) > 1 else ""
+    sweep.say(f"[fail] {system} on {dataset}{note}: {stage} failed: {describe_error(e)}")
+    for name in names:
+        yield PairJob(system, _placeholder(name, cfg), failed=(stage, e), quiet=True)
+
+
+def _placeholder(name: str, cfg: RunConfig) -> DatasetUnit:
+    """A unit that never loads: it only names a pair that failed before its data was found."""
+    from ..data.registry import default_split
+
+    return DatasetUnit(name, Path(cfg.data.data_dir) / name, cfg.data.split or default_split(name))

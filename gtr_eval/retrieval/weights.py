@@ -1,0 +1,105 @@
+"""What identifies a model's weights, and what they cost, read from its files without loading it.
+
+`weights_fingerprint` is the digest a result's identity and the embedding cache name a model by.
+`safetensors_header` is the one reader of a safetensors file's JSON header (tensor names, shapes,
+dtypes): `weights_fp32_bytes` (whether an ONNX export fits one file) and `compute_params`
+(`run --plan`'s estimate) count from it, so nothing is loaded or unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from pathlib import Path
+
+from ..io import atomic_write_text, read_memo
+from ..paths import default_cache_dir
+
+# The files that define a model: weights, configs, tokenizer files and the Python code a
+# `trust_remote_code` model runs. `.metadata`: Stanford ColBERT's `artifact.metadata` (markers,
+# lengths, punctuation masking).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".json", ".txt", ".model", ".metadata", ".py")
+# Folders of other runtimes' copies of the weights, which a sentence-transformers folder may carry.
+_OTHER_RUNTIMES = {"onnx", "openvino"}
+
+
+def weights_fingerprint(path: Path) -> str:
+    """sha256 over the files that define the model (names and contents).
+
+    Memoised in the user cache by (path, file names, sizes, mtimes): hashing an 11B-parameter
+    checkpoint takes tens of seconds, and a done pair's identity check must not pay it again.
+    """
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    stamp = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    memo = _memo_dir() / f"{hashlib.sha256(json.dumps([str(path), stamp]).encode()).hexdigest()}.txt"
+    if known := read_memo(memo):
+        return known
+    h = hashlib.sha256()
+    for p in files:
+        h.update(str(p.relative_to(path)).encode() + b"\0")
+        with open(p, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                h.update(block)
+    digest = h.hexdigest()
+    try:
+        atomic_write_text(memo, digest)
+    except OSError:
+        pass
+    return digest
+
+
+def _memo_dir() -> Path:
+    return default_cache_dir() / "fingerprints"
+
+
+def safetensors_header(path: Path) -> dict[str, dict]:
+    """Tensor name -> {dtype, shape, data_offsets} of a safetensors file: an 8-byte little-endian
+    header length, then a JSON header (its `__metadata__` entry left out)."""
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(size))
+    return {k: v for k, v in header.items() if k != "__metadata__"}
+
+
+def _elements(info: dict) -> int:
+    return math.prod(int(d) for d in info.get("shape", ()))
+
+
+def weights_fp32_bytes(path: Path) -> int:
+    """Bytes the model's parameters take in fp32, read from the files without loading the model.
+
+    safetensors files count their tensors (an fp16 checkpoint counts double, as its fp32 export
+    would); a folder with only PyTorch `.bin` files counts their size on disk (their contents are
+    pickles, which are never opened here).
+    """
+    files = [
+        p for p in sorted(Path(path).rglob("*"))
+        if p.is_file() and not _OTHER_RUNTIMES & set(p.relative_to(path).parts[:-1])
+    ]  # fmt: skip
+    tensors = [p for p in files if p.suffix == ".safetensors"]
+    if tensors:
+        return sum(4 * _elements(v) for p in tensors for v in safetensors_header(p).values())
+    return sum(p.stat().st_size for p in files if p.suffix == ".bin" and p.name != "training_args.bin")
+
+
+def compute_params(path: Path) -> int | None:
+    """Parameters outside the token embeddings of a model folder (what costs compute per token), from
+    its safetensors headers; None when it has none or one cannot be read."""
+    files = sorted(Path(path).rglob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        try:
+            header = safetensors_header(file)
+        except (OSError, ValueError, struct.error):
+            return None
+        total += sum(
+            _elements(info)
+            for name, info in header.items()
+            if "embed" not in name and not name.startswith("shared.")
+        )
+    return total

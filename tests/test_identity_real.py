@@ -1,0 +1,156 @@
+"""One identity for every result, on the real SciFact (../shared/data) and the committed results:
+another split is stored beside the test result, judgments cut short are refused in one line, the
+committed fused result is served from the committed inputs, and every derived committed result names
+input runs equal to the committed ones.  (The demo-set cases are in tests/test_identity.py.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from gtr_eval.results import load_result, load_results
+
+GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
+COMMITTED = ROOT / "results"
+FUSED = "rrf(bm25+all-MiniLM-L6-v2)"
+
+
+def _gtr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([*GTR_EVAL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+
+
+def _scifact(tmp_path: Path, beir_data: Path) -> Path:
+    """A folder named scifact (the registry's name: test is its split) with the real files; qrels copied so
+    a test may change them, corpus and queries linked."""
+    folder = tmp_path / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        (folder / name).symlink_to(beir_data / "scifact" / name)
+    for qrels in (beir_data / "scifact" / "qrels").glob("*.tsv"):
+        shutil.copy(qrels, folder / "qrels" / qrels.name)
+    return folder
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_bm25_on_the_train_split_is_its_own_result_beside_the_test_one(beir_data, tmp_path):
+    folder, results = _scifact(tmp_path, beir_data), tmp_path / "r"
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--results-dir", str(results), "--quiet"]
+    test = _gtr("run", "-m", "bm25", "-d", str(folder), *cache)
+    train = _gtr("run", "-m", "bm25", "-d", str(folder), "--split", "train", *cache)
+    assert test.returncode == 0 and train.returncode == 0, test.stderr + train.stderr
+    assert "[skip]" not in train.stderr  # the test result is not served as the train result
+    assert round(load_result(results, "bm25", "scifact").metrics["ndcg@10"], 4) == 0.6863
+    assert round(load_result(results, "bm25", "scifact", "train").metrics["ndcg@10"], 4) == 0.6964
+    again_test = _gtr("run", "-m", "bm25", "-d", str(folder), *cache)
+    again_train = _gtr("run", "-m", "bm25", "-d", str(folder), "--split", "train", *cache)
+    assert "[skip] bm25 on scifact: already done" in again_test.stderr and "0.6863" in again_test.stdout
+    assert "[skip] bm25 on scifact (train split): already done" in again_train.stderr
+    assert "0.6964" in again_train.stdout and "scifact [train]" in again_train.stdout
+
+
+@pytest.mark.slow
+def test_qrels_cut_to_60_lines_are_refused_and_overwrite_scores_them_afresh(beir_data, tmp_path):
+    folder, results = _scifact(tmp_path, beir_data), tmp_path / "r"
+    cache = ["--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    assert _gtr("run", "-m", "bm25", "-d", str(folder), "--results-dir", str(results), *cache).returncode == 0
+    qrels = folder / "qrels" / "test.tsv"
+    before = _sha(qrels)
+    qrels.write_text("".join(qrels.read_text().splitlines(keepends=True)[:60]))
+    refused = _gtr("run", "-m", "bm25", "-d", str(folder), "--results-dir", str(results), *cache)
+    assert refused.returncode == 3
+    assert (
+        f"[refused] bm25 on scifact: qrels/test.tsv changed since the stored result "
+        f"(sha256 {before[:4]}… → {_sha(qrels)[:4]}…); --overwrite replaces it"
+    ) in refused.stderr
+    assert "0.6863" not in refused.stdout  # the old score is not shown as this data's
+    again = _gtr("run", "-m", "bm25", "-d", str(folder), "--results-dir", str(results), "--overwrite", *cache)
+    fresh = _gtr("run", "-m", "bm25", "-d", str(folder), "--results-dir", str(tmp_path / "fresh"), *cache)
+    assert again.returncode == 0 and fresh.returncode == 0
+    got, want = load_result(results, "bm25", "scifact"), load_result(tmp_path / "fresh", "bm25", "scifact")
+    assert got.metrics == want.metrics and round(got.metrics["ndcg@10"], 4) != 0.6863
+
+
+@pytest.fixture
+def committed_copy(tmp_path, beir_data) -> Path:
+    """A working folder as the README's commands expect it: `results/` (a copy of the committed one)
+    and `data/` (the real SciFact and NFCorpus)."""
+    shutil.copytree(COMMITTED, tmp_path / "results")
+    (tmp_path / "data").symlink_to(beir_data)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_fusing_the_committed_results_needs_no_overwrite_and_stays_0_7182(committed_copy):
+    out = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", cwd=committed_copy)
+    assert out.returncode == 0, out.stderr
+    assert f"[skip] {FUSED} on scifact: already done" in out.stderr
+    assert round(load_result(committed_copy / "results", FUSED, "scifact").metrics["ndcg@10"], 4) == 0.7182
+    # and made afresh from the committed inputs, it is the committed fused result, byte for byte
+    committed_run = load_result(COMMITTED, FUSED, "scifact").run_path
+    shutil.rmtree(committed_copy / "results" / FUSED)
+    again = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", cwd=committed_copy)
+    assert again.returncode == 0, again.stderr
+    fresh = load_result(committed_copy / "results", FUSED, "scifact")
+    assert round(fresh.metrics["ndcg@10"], 4) == 0.7182 and _sha(fresh.run_path) == _sha(committed_run)
+    assert fresh.identity == load_result(COMMITTED, FUSED, "scifact").identity
+
+
+def test_every_derived_committed_result_names_the_committed_inputs():
+    """Fused and re-ranked results name their inputs by run sha256: each must be the committed run of that
+    input on the same dataset and split, made from the same data (so the committed tables agree)."""
+    results = load_results(COMMITTED)
+    derived = [r for r in results if r.manifest.get("inputs")]
+    assert derived, "the committed results hold a fused system"
+    for r in results:
+        assert r.identity is not None, f"{r.path}: no identity (regenerate the committed results)"
+    for r in derived:
+        for source in r.manifest["inputs"]:
+            stored = load_result(COMMITTED, source["system"], r.dataset, r.split)
+            assert source["run_sha256"] == _sha(stored.run_path), (
+                f"{r.path}: {source['system']}'s run differs"
+            )
+            assert stored.identity.dataset == r.identity.dataset, (
+                f"{r.path}: made from other data than its inputs"
+            )
+        inputs = r.identity.system["inputs"]
+        assert [i["run_sha256"] for i in inputs] == [s["run_sha256"] for s in r.manifest["inputs"]]
+
+
+# The README's usage commands that need neither the network nor a GPU, with the file the import names.
+OFFLINE = ("datasets", "fuse", "table", "plot", "evaluate", "paper", "report", "export", "import")
+
+
+def _usage_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("## Usage") :]
+    block = block[block.index("```sh") + 5 : block.index("```", block.index("```sh") + 5)]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("gtr-eval ")]
+    return [c for c in commands if c.split()[1] in OFFLINE and "--reproduce" not in c or "--plan" in c]
+
+
+@pytest.mark.slow
+def test_the_readmes_offline_usage_commands_succeed_on_a_copy_of_the_committed_results(committed_copy):
+    commands = _usage_commands()
+    assert {c.split()[1] for c in commands} >= {"fuse", "table", "paper", "report", "export", "run"}
+    shutil.copy(COMMITTED / "bm25" / "scifact.run.trec.gz", committed_copy / "pyserini.trec.gz")
+    subprocess.run(["gunzip", str(committed_copy / "pyserini.trec.gz")], check=True)
+    for command in commands:
+        out = _gtr(*shlex.split(command)[1:], cwd=committed_copy)
+        assert out.returncode == 0, f"{command}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    imported = json.loads((committed_copy / "results" / "pyserini-bm25" / "scifact.json").read_text())
+    assert imported["metrics"] == load_result(COMMITTED, "bm25", "scifact").metrics
