@@ -125,11 +125,15 @@ def rerank_cmd(
 @datasets_option
 @data_options
 @results_dir_option
+@cache_dir_options
+@quiet_option
 @click.option(
     "--name", default=None, help="The new system's name  [default: e.g. rrf(bm25+all-MiniLM-L6-v2)]"
 )
 @click.option("--overwrite", is_flag=True, help="Redo pairs that already have results.")
-def fuse_cmd(systems, method, k, weights, top_k, datasets, data, results_dir, name, overwrite) -> None:
+def fuse_cmd(
+    systems, method, k, weights, top_k, datasets, data, results_dir, cache_dir, quiet, name, overwrite
+) -> None:
     """Fuse the stored runs of SYSTEMS into a new system, on each dataset.
 
     Reciprocal rank fusion sums 1/(k + rank) over the runs; --minmax and --zscore normalise each
@@ -147,7 +151,8 @@ def fuse_cmd(systems, method, k, weights, top_k, datasets, data, results_dir, na
 
     try:
         results = fuse(list(systems), list(datasets), method=method, k=k, weights=parse_weights(weights),
-                       top_k=top_k, name=name, **data, results_dir=results_dir, overwrite=overwrite, echo=_echo)  # fmt: skip
+                       top_k=top_k, name=name, **data, results_dir=results_dir, cache_dir=cache_dir,
+                       overwrite=overwrite, progress=not quiet, echo=_echo)  # fmt: skip
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     _finish(results)
