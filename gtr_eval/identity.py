@@ -122,19 +122,17 @@ class Change:
 
     def __str__(self) -> str:
         area, rest = self.where[:1], self.where[1:]
-        if area == ("dataset",) and rest[:1] == ("files_sha256",) and len(rest) > 1:
-            what, since = "/".join(rest[1:]), "changed since the stored result"
-        elif area == ("system",) and rest[:1] == ("inputs",) and len(rest) > 1:
-            what, since = f"the run of {rest[1]}", "changed since the stored result was made from it"
+        # a file or an input run: what the result was made from, named by its content
+        made_from = len(rest) > 1 and (area, rest[0]) in (
+            (("dataset",), "files_sha256"),
+            (("system",), "inputs"),
+        )
+        if made_from:
+            what = "/".join(rest[1:]) if rest[0] == "files_sha256" else f"the run of {rest[1]}"
+        elif self.where == ("dataset", "split"):
+            what = "the split"
         else:
             what = ".".join(rest if area in (("system",), ("dataset",)) else self.where) or "the result"
-            what = "the split" if self.where == ("dataset", "split") else what
-            since = "changed since the stored result"
-        made_from = (
-            area in (("system",), ("dataset",))
-            and rest[:1] in (("inputs",), ("files_sha256",))
-            and len(rest) > 1
-        )
         if self.stored is _ABSENT:
             if made_from:
                 return f"the stored result was not made from {what}"
@@ -143,6 +141,9 @@ class Change:
             if made_from:
                 return f"the stored result was made from {what}, which is not asked for now"
             return f"the stored result has {what}, which is not asked for now"
+        since = "changed since the stored result" + (
+            " was made from it" if made_from and rest[0] == "inputs" else ""
+        )
         return f"{what} {since} ({_values(self.stored, self.wanted)})"
 
 

@@ -45,7 +45,7 @@ def _device_and_dtype(device: str | None, dtype: str):
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype != "fp32" and device == "cpu":
-        warnings.warn(f"{dtype} on CPU is slow and changes scores; fp32 is the CPU default", stacklevel=4)
+        warnings.warn(f"{dtype} on the CPU changes the scores; fp32 is the CPU default", stacklevel=4)
     return device, getattr(torch, DTYPES[dtype])
 
 
