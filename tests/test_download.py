@@ -1,18 +1,25 @@
-"""Download, verification and safe extraction, against a loopback HTTP server.
+"""Download, verification and safe extraction, against a loopback HTTP server or a local mirror.
 
-The real-data test serves BEIR's own nfcorpus.zip from ../shared/data/beir-zips; the fault tests
-use a tiny synthetic BEIR zip registered under the name `tiny` (monkeypatched registry entry).
+The real-data tests serve BEIR's own nfcorpus.zip from ../shared/data/beir-zips (over HTTP, as a
+file:// URL and as a plain folder); the fault tests use a tiny synthetic BEIR zip registered under
+the name `tiny` (monkeypatched registry entry). Unreachable servers are simulated on loopback: a
+closed port on 127.0.0.1 (connection refused) and a host under `.invalid` (RFC 6761: DNS fails).
 """
 
 from __future__ import annotations
 
+import errno
 import filecmp
 import hashlib
 import io
 import json
 import os
+import socket
 import stat
+import subprocess
+import sys
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +32,9 @@ from gtr_eval.data import download as dl
 from gtr_eval.data import registry as datasets
 from gtr_eval.data.download import MARKER, DownloadError, download
 from gtr_eval.data.registry import DatasetInfo
+from gtr_eval.errors import Mistake
+
+GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NFCORPUS_ZIP = SHARED / "data" / "beir-zips" / "nfcorpus.zip"
@@ -67,6 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
         if rule == "slow":
             srv.stop.wait(5)  # longer than the client's timeout; ends at teardown
             return
+        if rule == "delay":  # slow to start, then the whole file
+            srv.stop.wait(2.0)
         self.send_response(200)
         self.send_header("Content-Type", "application/zip")
         self.send_header("Content-Length", str(len(body)))
@@ -150,10 +162,23 @@ def _register(monkeypatch, data: bytes, name: str = "tiny") -> None:
 
 
 def _assert_clean(data_dir: Path, name: str = "tiny") -> None:
-    """No dataset folder, no temp folder, no partial file: only the (empty) lock may remain."""
+    """Nothing left behind: no dataset folder, temp folder, partial file, lock file or `.downloads/`."""
     assert not (data_dir / name).exists()
-    left = sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*"))
-    assert set(left) <= {".downloads", f".downloads/{name}.lock"}, left
+    left = sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*")) if data_dir.exists() else []
+    assert left == [], left
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connecting to it is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _assert_tiny(folder: Path) -> None:
@@ -205,9 +230,11 @@ def test_cli_download_nfcorpus_matches_official_folder(server, tmp_path):
         assert filecmp.cmp(out / rel, NFCORPUS_DIR / rel, shallow=False), rel
     marker = json.loads((out / MARKER).read_text())
     assert marker["md5"] == NFCORPUS_MD5 and marker["url"] == server.url + "nfcorpus.zip"
-    assert sorted(p.name for p in data.iterdir()) == [".downloads", "nfcorpus"]  # no temp folder
-    assert [p.name for p in (data / ".downloads").iterdir()] == ["nfcorpus.lock"]  # zip removed
-    assert out.stat().st_mode & 0o777 == (data / ".downloads").stat().st_mode & 0o777  # umask, not 0700
+    assert marker["mirror"] == server.url.rstrip("/")  # not BEIR's server: the mirror is named
+    assert dl.dataset_source(out)["mirror"] == marker["mirror"]  # and goes into result manifests
+    # no temp folder, no zip, no lock file, no .downloads/: only the dataset
+    assert sorted(p.name for p in data.iterdir()) == ["nfcorpus"]
+    assert out.stat().st_mode & 0o777 == 0o777 & ~_umask()  # umask, not 0700
 
     res2 = CliRunner().invoke(cli, args)
     assert res2.exit_code == 0 and "already downloaded" in res2.stderr
@@ -271,7 +298,7 @@ def test_unsafe_archive_refused(server, monkeypatch, tmp_path, entry):
     assert "unsafe archive" in msg and repr(shown) in msg and "tiny.zip" in msg
     _assert_clean(data)
     assert not list(tmp_path.rglob("evil")) and not Path("/tmp/gtr-eval-evil").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # sub/data, created for it, went again
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,8 +361,10 @@ def test_404_is_not_retried(server, tiny, tmp_path):
 
 
 def test_connection_refused_is_clear(tiny, tmp_path):
-    with pytest.raises(DownloadError, match="connection failed"):
-        download("tiny", tmp_path, base_url="http://127.0.0.1:9/", progress=False, retries=0, timeout=2)
+    url = f"http://127.0.0.1:{closed_port()}/"
+    with pytest.raises(DownloadError) as e:
+        download("tiny", tmp_path, base_url=url, progress=False, retries=0, timeout=2)
+    assert str(e.value) == f"could not download {url}tiny.zip: connection refused"
     _assert_clean(tmp_path)
 
 
@@ -378,7 +407,7 @@ def test_stale_marker_is_replaced_foreign_folder_is_kept(server, tiny, tmp_path)
     (out / "old-file").write_text("x")
     _assert_tiny(download("tiny", tmp_path, base_url=server.url, progress=False))
     assert not (out / "old-file").exists() and server.requests_for("tiny.zip") == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".downloads", "tiny"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
 
     foreign = tmp_path / "other"
     (foreign / "tiny").mkdir(parents=True)
@@ -394,7 +423,7 @@ def test_leftover_partial_download_is_not_trusted(server, tiny, tmp_path):
     (partial / "tiny.zip").write_bytes(tiny[:100])
     (partial / "tmpabc123").write_bytes(b"half")
     _assert_tiny(download("tiny", tmp_path, base_url=server.url, progress=False))
-    assert not partial.exists()
+    assert not partial.exists() and not (tmp_path / ".downloads").exists()
 
 
 def test_non_public_dataset_explains_and_accepts_local_folder(tmp_path):
@@ -450,3 +479,244 @@ def test_no_download_escapes_into_cwd(server, tiny, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert sorted(os.listdir(tmp_path)) == ["data"]
     _assert_tiny(tmp_path / "data" / "tiny")
+
+
+# ---------------------------------------------------------------------------------------------
+# A server that cannot be reached: one line, at once, whatever --retries says; nothing left behind
+
+
+def _register_slow_backoff(monkeypatch) -> None:
+    """`tiny`, with the real backoff (2 s, doubling): a retry would show in the elapsed time."""
+    _register(monkeypatch, _zip(_beir_files()))
+    assert dl.RETRY_BACKOFF_S == 2.0
+
+
+@pytest.mark.parametrize(
+    ("base", "reason"),
+    [
+        (lambda: f"http://127.0.0.1:{closed_port()}", "connection refused"),
+        (lambda: "http://beir-mirror.invalid/datasets", "DNS lookup failed"),  # RFC 6761: never resolves
+    ],
+    ids=["refused", "dns"],
+)
+def test_cli_an_unreachable_server_fails_at_once_in_one_line(monkeypatch, tmp_path, base, reason):
+    _register_slow_backoff(monkeypatch)
+    url = base()
+    data = tmp_path / "data"
+    args = ["download", "tiny", "--base-url", url, "--data-dir", str(data), "--retries", "5", "--no-progress"]
+    start = time.monotonic()
+    res = CliRunner().invoke(cli, args)
+    elapsed = time.monotonic() - start
+    assert res.exit_code == 1, res.output
+    assert elapsed < 5, f"took {elapsed:.1f} s: retried or waited"  # 5 retries would wait 2+4+8+16+30 s
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"Error: tiny: could not download {url}/tiny.zip: {reason}"), lines[0]
+    assert "retrying" not in res.stderr and "Max retries" not in res.stderr and len(lines[0]) < 200
+    assert not data.exists()  # not even the data folder it would have created
+
+
+def test_a_server_that_answered_once_is_retried_when_it_goes_away(monkeypatch, tmp_path):
+    """ "First failure" is the rule: a connection refused after the server has answered (a restart)
+    is retried like any transient fault."""
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}/"
+    calls = []
+
+    def fake(url_, md5, work, *, progress, timeout):
+        calls.append(url_)
+        if len(calls) == 1:
+            raise dl._Retryable(f"HTTP 503 Service Unavailable from {url_}")
+        return real(url_, md5, work, progress=progress, timeout=timeout)
+
+    real = dl._fetch_once
+    monkeypatch.setattr(dl, "_fetch_once", fake)
+    monkeypatch.setattr(dl, "RETRY_BACKOFF_S", 0.0)
+    with pytest.raises(DownloadError) as e:
+        dl._fetch(url + "tiny.zip", "0" * 32, tmp_path, progress=False, timeout=2, retries=2)
+    assert len(calls) == 3 and "connection refused (gave up after 3 attempt(s))" in str(e.value)
+
+
+def test_no_route_to_host_counts_as_unreachable():
+    import requests
+
+    for err, said in [
+        (OSError(errno.EHOSTUNREACH, "No route to host"), "no route to host"),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), "network is unreachable"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "connection refused"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "DNS lookup failed"),
+    ]:
+        try:
+            try:
+                raise err
+            except OSError as cause:
+                raise requests.ConnectionError("wrapped") from cause
+        except requests.ConnectionError as e:
+            assert (dl.connection_failure(e) or "").startswith(said), err
+    assert dl.connection_failure(requests.ConnectTimeout("timed out")) is None  # a timeout is retried
+    assert dl.connection_failure(TimeoutError("timed out")) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Mirrors: file:// URLs and plain folders
+
+
+@needs_shared
+@pytest.mark.parametrize("form", ["file-url", "absolute", "relative"])
+def test_cli_a_local_mirror_serves_the_real_zip_and_is_named(tmp_path, monkeypatch, form):
+    folder = NFCORPUS_ZIP.parent
+    monkeypatch.chdir(tmp_path)
+    base = {
+        "file-url": folder.as_uri() + "/",
+        "absolute": str(folder),
+        "relative": os.path.relpath(folder, tmp_path),
+    }[form]
+    data = tmp_path / "data"
+    args = ["download", "nfcorpus", "--base-url", base, "--data-dir", str(data), "--no-progress"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    out = data / "nfcorpus"
+    assert res.stdout.strip() == str(out)
+    assert _tree(out) == _tree(NFCORPUS_DIR)
+    for rel in _tree(out):
+        assert filecmp.cmp(out / rel, NFCORPUS_DIR / rel, shallow=False), rel
+    marker = json.loads((out / MARKER).read_text())
+    assert marker["source"] == "ukp" and marker["md5"] == NFCORPUS_MD5
+    assert marker["mirror"] == folder.as_uri() and marker["url"] == NFCORPUS_ZIP.as_uri()
+    assert dl.dataset_source(out) == {
+        "source": "ukp",
+        "url": NFCORPUS_ZIP.as_uri(),
+        "md5": NFCORPUS_MD5,
+        "mirror": folder.as_uri(),
+        "downloaded_at": marker["downloaded_at"],
+    }
+    assert f"from the mirror {folder.as_uri()}" in res.stderr and "Perhaps you meant" not in res.output
+    assert NFCORPUS_ZIP.is_file() and _md5(NFCORPUS_ZIP.read_bytes()) == NFCORPUS_MD5  # left as it was
+    assert sorted(p.name for p in data.iterdir()) == ["nfcorpus"]
+
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0
+    assert f"already downloaded at {out} (from ukp, the mirror {folder.as_uri()})" in again.stderr
+
+
+def test_cli_run_manifest_names_the_folder_mirror(tmp_path, monkeypatch):
+    """`run` downloads a missing dataset from a folder mirror; its result says which."""
+    blob = _zip(_beir_files())
+    _register(monkeypatch, blob)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tiny.zip").write_bytes(blob)
+    results = tmp_path / "results"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "-m",
+            "bm25",
+            "-d",
+            "tiny",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--base-url",
+            str(mirror),
+            "--results-dir",
+            str(results),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    source = json.loads((results / "bm25" / "tiny.json").read_text())["manifest"]["dataset"]["source"]
+    assert source["source"] == "ukp" and source["mirror"] == mirror.as_uri()
+    assert source["url"] == (mirror / "tiny.zip").as_uri() and source["md5"] == _md5(blob)
+    assert (mirror / "tiny.zip").read_bytes() == blob  # a mirror's zip is never moved or deleted
+
+
+def test_cli_folder_mirror_faults_are_one_line_and_leave_nothing(tmp_path, monkeypatch):
+    good = _zip(_beir_files())
+    _register(monkeypatch, good)
+    data = tmp_path / "data"
+
+    def run(base: str):
+        args = ["download", "tiny", "--base-url", base, "--data-dir", str(data), "--no-progress"]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 1 and len(res.stderr.splitlines()) == 1, res.output
+        assert "Traceback" not in res.output
+        _assert_clean(data)
+        return res.stderr.strip()
+
+    missing = tmp_path / "no-such-mirror"
+    assert run(str(missing)) == f"Error: tiny: the mirror folder {missing} does not exist"
+    mirror = tmp_path / "mirror"
+    (mirror / "tiny").mkdir(parents=True)
+    (mirror / "tiny" / "corpus.jsonl").write_text('{"_id": "d0", "text": "x"}\n')
+    said = run(mirror.as_uri())
+    assert said.startswith(f"Error: tiny: no tiny.zip in the mirror folder {mirror}")
+    assert f"evaluate it in place with --data-dir {mirror}" in said
+    bad = good[:-10] + b"0123456789"
+    (mirror / "tiny.zip").write_bytes(bad)
+    said = run(str(mirror))
+    assert (
+        f"checksum mismatch for {mirror / 'tiny.zip'}: expected md5 {_md5(good)}, got md5 {_md5(bad)}" in said
+    )
+    assert (mirror / "tiny.zip").read_bytes() == bad  # the user's file is not touched
+
+    for base, said in [
+        ("ftp://example.org/beir", "unsupported scheme 'ftp'"),
+        ("file://otherhost/beir", "names the host 'otherhost'"),
+    ]:
+        assert said in run(base)
+        with pytest.raises(Mistake, match=said):
+            download("tiny", data, base_url=base, progress=False)
+
+
+def test_mirror_forms():
+    assert dl.mirror("http://h/x/").url == "http://h/x"
+    assert dl.mirror("file:///srv/beir").folder == Path("/srv/beir").resolve()
+    assert dl.mirror("file://localhost/srv/beir").folder == Path("/srv/beir").resolve()
+    assert dl.mirror("/srv/beir/").zip_url("scifact") == Path("/srv/beir/scifact.zip").resolve().as_uri()
+    assert dl.mirror("~/beir").folder == Path("~/beir").expanduser().resolve()
+    assert dl.mirror(None).official and not dl.mirror("http://h/x").official
+
+
+# ---------------------------------------------------------------------------------------------
+# The terminal: no pooch lines; two processes, one download, nothing left behind
+
+
+@needs_shared
+@pytest.mark.parametrize("flags", [[], ["--no-progress"]], ids=["progress", "no-progress"])
+def test_cli_download_prints_no_pooch_lines(server, tmp_path, flags):
+    server.directory = NFCORPUS_ZIP.parent
+    data = tmp_path / "data"
+    cmd = [*GTR_EVAL, "download", "nfcorpus", "--base-url", server.url, "--data-dir", str(data), *flags]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Downloading data from" not in out.stderr and "SHA256 hash" not in out.stderr
+    said = [line for line in out.stderr.replace("\r", "\n").splitlines() if "%|" not in line and line.strip()]
+    assert len(said) == 1 and said[0].startswith("nfcorpus: downloaded from ukp and verified"), out.stderr
+    if flags:
+        assert "%|" not in out.stderr  # no progress bar either
+
+
+@needs_shared
+def test_two_processes_download_once_and_leave_only_the_dataset(server, tmp_path):
+    server.directory = NFCORPUS_ZIP.parent
+    server.rules["nfcorpus.zip"] = "delay"  # the first holds the lock a while
+    data = tmp_path / "data"
+    cmd = [
+        *GTR_EVAL,
+        "download",
+        "nfcorpus",
+        "--base-url",
+        server.url,
+        "--data-dir",
+        str(data),
+        "--no-progress",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert server.requests_for("nfcorpus.zip") == 1
+    assert sum("already downloaded" in err for _, err in outs) == 1, outs
+    assert sorted(p.name for p in data.iterdir()) == ["nfcorpus"]  # no lock file, no .downloads/
+    assert filecmp.cmp(data / "nfcorpus" / "corpus.jsonl", NFCORPUS_DIR / "corpus.jsonl", shallow=False)

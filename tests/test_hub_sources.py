@@ -6,6 +6,10 @@ HF_HUB_OFFLINE=1: `snapshot_download`, conversion, the BEIR loader. The real-dat
 official SciFact and NFCorpus files from ../shared/data as the content, so "the same dataset as the
 jsonl loader gives" is checked on real data; the fast tests use a five-document set registered as
 `tiny`.
+
+Without HF_HUB_OFFLINE the hub is tried as a user offline meets it: HF_ENDPOINT points at a closed
+port on 127.0.0.1 (connection refused), at a host under `.invalid` (DNS fails) or at a loopback
+server answering HTTP 500, with an empty hub cache; it must end at once, or within `--retries`.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -292,12 +298,25 @@ def test_auto_goes_on_to_mteb_when_beir_is_missing_too(tiny, tiny_folder, tmp_pa
     assert json.loads((tmp_path / "data" / "tiny" / MARKER).read_text())["source"] == "hf-mteb"
 
 
-def test_when_every_source_fails_the_error_lists_each(tiny, tmp_path, failing_server):
+def test_when_every_source_fails_each_is_one_line(tiny, tmp_path, failing_server, capsys):
     with pytest.raises(DownloadError) as e:
         download("tiny", tmp_path / "data", base_url=failing_server.url, progress=False, retries=0)
     msg = str(e.value)
-    assert msg.startswith("tiny: every source failed: ukp: HTTP 500")
-    assert "hf-beir: cannot get BeIR/tiny@1111" in msg and "hf-mteb: cannot get mteb/tiny@3333" in msg
+    # the error: which sources failed and the last one's reason; the name is the caller's to add
+    assert msg.startswith("every source failed (ukp, hf-beir, hf-mteb); hf-mteb: cannot get mteb/tiny@3333")
+    assert "HF_HUB_OFFLINE is set" in msg and not msg.startswith("tiny")
+    # the others were said as they failed, one line each with the reason
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith("tiny: ukp failed (HTTP 500") and err[0].endswith("falling back to hf-beir")
+    assert err[1].startswith("tiny: hf-beir failed (cannot get BeIR/tiny@1111")
+    assert err[1].endswith("falling back to hf-mteb")
+    # and every reason stays on the exception
+    assert [s for s, _ in e.value.failures] == ["ukp", "hf-beir", "hf-mteb"]
+    ukp, beir, mteb = (m for _, m in e.value.failures)
+    assert ukp.startswith("HTTP 500") and beir.startswith("cannot get BeIR/tiny@1111")
+    assert mteb.startswith("cannot get mteb/tiny@3333")
+    assert not (tmp_path / "data").exists()  # nothing left behind
 
 
 def test_an_explicit_source_does_not_fall_back(tiny, tiny_folder, tmp_path, failing_server):
@@ -490,3 +509,106 @@ def test_a_dataset_of_subforums_is_converted_forum_by_forum(monkeypatch, tmp_pat
     marker = json.loads((path / MARKER).read_text())
     assert [h["folder"] for h in marker["hub"]] == (list(forums) if source == "hf-beir" else ["", ""])
     assert dl.dataset_source(path / "gis")["source"] == source  # a forum's manifest finds the marker above it
+
+
+# ---------------------------------------------------------------------------------------------
+# An unreachable hub: at once, or within --retries; a complete cached copy is still served
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _online(monkeypatch, endpoint: str) -> None:
+    """Not HF_HUB_OFFLINE: the hub at `endpoint` is tried, as for a user who set nothing."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as read at import, maybe by another test
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        (lambda: f"http://127.0.0.1:{closed_port()}", "connection refused"),
+        (lambda: "http://hub.invalid", "DNS lookup failed"),
+    ],
+    ids=["refused", "dns"],
+)
+def test_an_unreachable_hub_ends_each_source_at_once(tiny, tmp_path, monkeypatch, capsys, endpoint, reason):
+    url = endpoint()
+    _online(monkeypatch, url)
+    monkeypatch.setattr(dl, "RETRY_BACKOFF_S", 2.0)  # a retry would show in the elapsed time
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as e:
+        download("tiny", tmp_path / "data", source="hf-beir", progress=False, retries=5)
+    assert time.monotonic() - start < 5
+    assert str(e.value).startswith(f"cannot get BeIR/tiny@111111111111: {url} cannot be reached ({reason}")
+    assert str(e.value).endswith("and the hub cache holds no complete copy")
+    assert capsys.readouterr().err == ""  # no retry lines, nothing from huggingface_hub
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_unreachable_hub_still_serves_a_complete_cached_copy(tiny, tiny_folder, tmp_path, monkeypatch):
+    install_copy(tmp_path / "hub", tiny, "hf-mteb jsonl", tiny_folder)
+    _online(monkeypatch, f"http://127.0.0.1:{closed_port()}")
+    path = download("tiny", tmp_path / "data", source="hf-mteb", progress=False)
+    assert_same(load_beir_folder(path, "test"), load_beir_folder(tiny_folder, "test"))
+
+
+def test_a_failing_hub_is_retried_only_as_retries_says(tiny, tmp_path, monkeypatch, failing_server, capsys):
+    """HTTP 500 from the hub: `--retries 1` is two requests in all, not huggingface_hub's six per
+    request; the second hub source does not ask again."""
+    _online(monkeypatch, failing_server.url)
+    with pytest.raises(DownloadError) as e:
+        download(
+            "tiny", tmp_path / "data", source="auto", base_url=failing_server.url, progress=False, retries=1
+        )
+    assert failing_server.hits == 2 + 2  # ukp: a try and a retry; the hub: a try and a retry, once
+    ep = failing_server.url.rstrip("/")
+    err = capsys.readouterr().err
+    assert f"BeIR/tiny: {ep} answered HTTP 500; retrying in 0 s (1 left)" in err
+    assert "Retry 1/5" not in err and "thrown while requesting" not in err
+    assert f"hf-mteb: cannot get mteb/tiny@333333333333: {ep} answered HTTP 500 (gave up after 2" in str(
+        e.value
+    )
+
+
+@pytest.mark.parametrize("where", ["refused", "dns"])
+def test_cli_offline_download_of_scifact_and_nfcorpus_is_quick_and_one_line_per_source(tmp_path, where):
+    """The issue's case: `gtr-eval download scifact nfcorpus` with no network and an empty hub cache."""
+    if where == "refused":
+        base, endpoint, reason = (
+            f"http://127.0.0.1:{closed_port()}",
+            f"http://127.0.0.1:{closed_port()}",
+            "connection refused",
+        )
+    else:
+        base, endpoint, reason = "http://beir-mirror.invalid", "http://hub.invalid", "DNS lookup failed"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), "GTR_EVAL_BASE_URL": base}
+    data = tmp_path / "data"
+    cmd = [*GTR_EVAL, "download", "scifact", "nfcorpus", "--data-dir", str(data), "--retries", "3"]
+    start = time.monotonic()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 1 and out.stdout == ""
+    assert elapsed < 20, f"{elapsed:.1f} s"  # the process starts in a few; no retries, no waits
+    lines = out.stderr.splitlines()
+    assert len(lines) == 6, out.stderr  # one per source and dataset
+    for name, (ukp, beir, mteb) in zip(["scifact", "nfcorpus"], [lines[:3], lines[3:]], strict=True):
+        assert ukp.startswith(f"{name}: ukp failed (could not download {base}/{name}.zip: {reason}")
+        assert ukp.endswith("); falling back to hf-beir")
+        assert beir.startswith(f"{name}: hf-beir failed (cannot get BeIR/{name}@")
+        assert f"{endpoint} cannot be reached ({reason}" in beir and beir.endswith("falling back to hf-mteb")
+        assert mteb.startswith(
+            f"Error: {name}: every source failed (ukp, hf-beir, hf-mteb); hf-mteb: cannot get mteb/{name}@"
+        )
+    assert all(len(line) < 300 for line in lines), max(map(len, lines))
+    for noise in ("scifact: scifact", "Retrying in", "Downloading data from", "Traceback", "Max retries"):
+        assert noise not in out.stderr
+    assert not data.exists()  # no empty .downloads/, no lock files, not even the data folder

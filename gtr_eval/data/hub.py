@@ -14,6 +14,11 @@ qrels/<split>.tsv with the `query-id corpus-id score` header) so the loader read
 Every record passes the jsonl loader's checks, and a bad one is a `DataError` naming the hub file
 and its parquet row or jsonl line. The evaluation split's counts are compared with the registry's,
 so a different or incomplete copy is refused instead of scored.
+
+Reaching the hub (`Hub`): a first connection that fails outright (DNS, refused, no route) ends the
+source at once, other faults are retried as `gtr-eval download --retries` says, huggingface_hub's
+own retries and warnings are kept out, and an unreachable hub still serves a complete copy from
+the local hub cache.
 """
 
 from __future__ import annotations
@@ -22,11 +27,16 @@ import gzip
 import json
 import math
 import os
+import sys
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import sha256_file
+from ..progress import interactive
 from .loader import QRELS_HEADER, DataError, Qrels, check_record, jsonl_records, read_qrels
 from .registry import ExpectedRows, HubCopy
 
@@ -45,42 +55,187 @@ class HubUnavailable(RuntimeError):
     """The hub (or the local hub cache, offline) could not provide a repo at a revision."""
 
 
-def snapshot(repo: str, revision: str | None, patterns: list[str]) -> Path:
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+@dataclass
+class Hub:
+    """How one download reaches the hub, and what it has learned.
+
+    Before `snapshot_download` goes online, one request (`HfApi.dataset_info`, which huggingface_hub
+    does not retry) asks the endpoint for the repo. A connection that cannot be opened on the first
+    try (DNS lookup failed, refused, no route) settles it at once; a timeout, a dropped connection
+    or HTTP 5xx/408/429 is retried `retries` times, `backoff` seconds doubling (capped at 30 s): so
+    huggingface_hub's own retries (five, up to 23 s, per request) never add to `gtr-eval download
+    --retries`. An endpoint found unreachable is remembered (`unreachable`): the other repos of the
+    download go straight to the local hub cache, as huggingface_hub itself would after its retries.
+    `endpoint`: `$HF_ENDPOINT` read now (huggingface_hub reads it once, at import), else its default.
+    """
+
+    timeout: float = 10.0
+    retries: int = 2
+    backoff: float = 2.0
+    say: Callable[[str], None] = _stderr
+    progress: bool = True
+    endpoint: str = ""
+    unreachable: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.endpoint:
+            from huggingface_hub import constants
+
+            self.endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+        self.endpoint = self.endpoint.rstrip("/")
+
+    def reach(self, repo: str, revision: str | None) -> str | None:
+        """None when the endpoint answers about `repo`; else why it cannot be used now."""
+        if self.unreachable is not None:
+            return self.unreachable
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
+        from .download import connection_failure
+
+        api = HfApi(endpoint=self.endpoint)
+        attempts = max(0, int(self.retries)) + 1
+        for attempt in range(attempts):
+            try:
+                with _quiet(progress=False):
+                    api.dataset_info(repo, revision=revision, timeout=self.timeout)
+                return None
+            except HfHubHTTPError as e:
+                status = e.response.status_code if e.response is not None else None
+                if status is None or (status < 500 and status not in (408, 429)):
+                    return None  # it answered (404, 401, ...): snapshot_download says what
+                why = f"{self.endpoint} answered HTTP {status}"
+            except Exception as e:
+                if not _network_error(e):
+                    return None  # not the network's fault: snapshot_download reports it
+                failure = connection_failure(e)
+                if failure is not None and attempt == 0:
+                    self.unreachable = f"{self.endpoint} cannot be reached ({failure})"
+                    return self.unreachable
+                why = (
+                    f"{self.endpoint} did not answer within {self.timeout:g} s"
+                    if _timed_out(e)
+                    else f"{self.endpoint}: {failure or _first_line(e)}"
+                )
+            if attempt < attempts - 1:
+                wait = min(self.backoff * 2**attempt, 30.0)
+                self.say(f"{repo}: {why}; retrying in {wait:g} s ({attempts - attempt - 1} left)")
+                time.sleep(wait)
+        self.unreachable = f"{why} (gave up after {attempts} attempt(s))"
+        return self.unreachable
+
+
+def _network_error(e: BaseException) -> bool:
+    """Whether `e` comes from the connection (an OSError, or the HTTP client's transport errors)."""
+    x: BaseException | None = e
+    while x is not None:
+        module = type(x).__module__.split(".")[0]
+        if isinstance(x, OSError) or module.startswith(("httpx", "httpcore", "h11", "urllib3", "requests")):
+            return True
+        x = x.__cause__ or x.__context__
+    return False
+
+
+def _timed_out(e: BaseException) -> bool:
+    x: BaseException | None = e
+    while x is not None:
+        if isinstance(x, TimeoutError) or "Timeout" in type(x).__name__:
+            return True
+        x = x.__cause__ or x.__context__
+    return False
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+@contextmanager
+def _quiet(progress: bool) -> Iterator[None]:
+    """huggingface_hub says only errors (its retry warnings would repeat what we say), and shows no
+    progress bars unless `progress`; both restored afterwards."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from huggingface_hub.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars_off = not progress and not are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    if bars_off:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars_off:
+            enable_progress_bars()
+
+
+def _offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, or as huggingface_hub read it at import
+    (it then refuses every request)."""
+    from huggingface_hub import constants
+
+    now = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return now.strip().upper() in ("1", "ON", "YES", "TRUE") or constants.is_offline_mode()
+
+
+def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub | None = None) -> Path:
     """The files of `repo` at `revision` matching `patterns`, from the hub cache or the hub.
 
-    `HF_HUB_OFFLINE` and `HF_HUB_CACHE` are read now rather than when huggingface_hub was imported.
+    `HF_HUB_OFFLINE`, `HF_HUB_CACHE` and `HF_ENDPOINT` are read now rather than when huggingface_hub
+    was imported. Offline, or when `hub` finds the endpoint unreachable, only the local hub cache
+    is used (a complete copy of the revision there is served).
     """
     from huggingface_hub import snapshot_download
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    hub = hub or Hub()
+    where = f"{repo}@{(revision or 'main')[:12]}"
+    cache = os.environ.get("HF_HUB_CACHE") or None
+    why = "HF_HUB_OFFLINE is set" if _offline() else hub.reach(repo, revision)
     try:
-        path = snapshot_download(
-            repo,
-            repo_type="dataset",
-            revision=revision,
-            allow_patterns=patterns,
-            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
-            local_files_only=offline,
-        )
+        with _quiet(hub.progress and interactive()):  # huggingface_hub's bars only on a terminal
+            path = snapshot_download(
+                repo,
+                repo_type="dataset",
+                revision=revision,
+                allow_patterns=patterns,
+                cache_dir=cache,
+                local_files_only=why is not None,
+                endpoint=hub.endpoint,
+                etag_timeout=hub.timeout,
+            )
     except Exception as e:  # the hub raises many types (HTTP, offline, not found); all mean "unavailable"
-        where = f"{repo}@{revision or 'main'}"
-        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise HubUnavailable(
-            f"cannot get {where} from the Hugging Face hub ({type(e).__name__}: {text})"
-        ) from e
+        if why is not None:
+            raise HubUnavailable(
+                f"cannot get {where}: {why}, and the hub cache holds no complete copy"
+            ) from e
+        raise HubUnavailable(f"cannot get {where} from the Hugging Face hub ({_first_line(e)})") from e
     return Path(path)
 
 
 def fetch_unit(
-    source: str, copy: HubCopy, split: str, expected: ExpectedRows | None, out: Path, progress: bool = True
+    source: str,
+    copy: HubCopy,
+    split: str,
+    expected: ExpectedRows | None,
+    out: Path,
+    progress: bool = True,
+    hub: Hub | None = None,
 ) -> dict:
-    """Fetch one BEIR folder's copy and write it in BEIR's layout into `out`; returns its provenance."""
+    """Fetch one BEIR folder's copy and write it in BEIR's layout into `out`; returns its provenance.
+
+    `hub`: how to reach the hub (timeout, retries), shared by the units of one download."""
+    hub = hub or Hub(progress=progress)
     prefix = f"{copy.folder}/" if copy.folder else ""
     tables = [p.format(f=prefix) for p in TABLE_PATTERNS]
     qrels_patterns = [p.format(f=prefix) for p in QRELS_PATTERNS]
     same_repo = (copy.repo, copy.revision) == (copy.qrels_repo, copy.qrels_revision)
-    root = snapshot(copy.repo, copy.revision, tables + (qrels_patterns if same_repo else []))
-    qroot = root if same_repo else snapshot(copy.qrels_repo, copy.qrels_revision, qrels_patterns)
+    root = snapshot(copy.repo, copy.revision, tables + (qrels_patterns if same_repo else []), hub)
+    qroot = root if same_repo else snapshot(copy.qrels_repo, copy.qrels_revision, qrels_patterns, hub)
     used = convert(root / copy.folder, qroot / copy.folder, split, expected, out, progress=progress)
     repo_of = {root: copy.repo, qroot: copy.qrels_repo}
     return {
@@ -225,14 +380,12 @@ def _parquet_rows(f: Path) -> Iterator[tuple[str, dict]]:
 
 
 def _write_table(files: list[Path], dest: Path, corpus: bool, progress: bool, total: int | None) -> int:
-    from tqdm.auto import tqdm
+    from ..progress import bar as progress_bar
 
     seen: dict[str, tuple[Path, int | str]] = {}
     with (
         open(dest, "w", encoding="utf-8", newline="\n") as out,
-        tqdm(
-            total=total, desc=f"converting {dest.name}", unit="doc", disable=not progress, leave=False
-        ) as bar,
+        progress_bar(total, f"converting {dest.name}", "doc", enabled=progress) as bar,
     ):
         for f, where, rec in _records(files, ("_id", "text")):
             doc_id = str(rec["_id"])
