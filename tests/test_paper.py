@@ -46,10 +46,13 @@ def _result(system, dataset, value):
 
 
 def test_check_statuses_ok_okish_fail_and_missing():
-    golden = [Expectation("s", d, "ndcg@10", 0.5, 0.01, "x") for d in ("a", "b", "c", "missing")]
-    rows = check_golden([_result("s", "a", 0.505), _result("s", "b", 0.515), _result("s", "c", 0.53)], golden)
-    assert [r.status for r in rows] == ["OK", "OKISH", "FAIL", "FAIL"]
-    assert rows[3].actual is None
+    golden = [Expectation("s", d, "ndcg@10", 0.5, 0.01, "x") for d in ("a", "b", "c", "missing", "nometric")]
+    stored = [_result("s", "a", 0.505), _result("s", "b", 0.515), _result("s", "c", 0.53)]
+    stored.append(StoredResult("s", "nometric", "test", {"recall@100": 0.5}, {}, {}, None))
+    rows = check_golden(stored, golden)
+    # a pair not run is MISSING (not a failure); a stored result without the metric is a FAIL
+    assert [r.status for r in rows] == ["OK", "OKISH", "FAIL", "MISSING", "FAIL"]
+    assert rows[3].actual is None and rows[4].actual is None
 
 
 def test_golden_file_names_a_source_for_every_check():

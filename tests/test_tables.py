@@ -25,6 +25,7 @@ from gtr_eval.report.tables import (
     load_references,
     paired_test,
     render,
+    render_notes,
 )
 from gtr_eval.results import StoredResult, save_result
 
@@ -85,6 +86,53 @@ def test_average_skips_datasets_missing_a_system():
     assert any("left out: fiqa" in n for n in board.notes)
 
 
+def test_average_per_column_when_a_reference_lacks_datasets_or_the_metric():
+    partial = REFS.iloc[[0]]  # the paper's figure for scifact only
+    board = leaderboard(two_by_two(), references=[RefSpec.parse("paper:gtr")], reference_table=partial,
+                        diff_against="good")  # fmt: skip
+    header = "gtr [paper]"
+    for col in ("base", "good"):  # the systems: over both datasets, as before
+        assert board.values.loc[AVERAGE, col] == pytest.approx(
+            board.values.loc[["nfcorpus", "scifact"], col].mean()
+        )
+    assert board.values.loc[AVERAGE, header] == 0.6  # the reference: over the one it has
+    assert board.values.loc[AVERAGE, "Δ ours−ref"] == pytest.approx(board.values.loc["scifact", "good"] - 0.6)
+    assert not board.best.loc[AVERAGE, header]  # over other datasets: not compared
+    assert board.best.loc[AVERAGE, ["base", "good"]].any()
+    note = next(n for n in board.notes if n.startswith("Average:"))
+    assert "mean over the 2 datasets where every system has a value" in note
+    assert f"`{header}` has 1 of the 2 (lacks nfcorpus)" in note and "not marked best" in note
+    other_metric = REFS.assign(metric="recall@100")  # the source lacks this metric altogether
+    board = leaderboard(two_by_two(), references=[RefSpec.parse("paper:gtr")], reference_table=other_metric)
+    assert pd.isna(board.values.loc[AVERAGE, header])
+    assert board.values.loc[AVERAGE, ["base", "good"]].notna().all()
+    assert any(f"`{header}` has none of them" in n for n in board.notes)
+    assert any("the source lists no ndcg@10 for it; it lists recall@100" in n for n in board.notes)
+
+
+def test_average_per_column_when_no_dataset_has_every_system():
+    board = leaderboard([stored("a", "scifact", [0.2, 0.4]), stored("b", "nfcorpus", [0.5, 0.7])])
+    assert board.values.loc[AVERAGE, "a"] == pytest.approx(0.3)
+    assert board.values.loc[AVERAGE, "b"] == pytest.approx(0.6)
+    assert not board.best.loc[AVERAGE].any()
+    note = next(n for n in board.notes if n.startswith("Average:"))
+    assert "each column's Average is its mean over the datasets it has (a 1, b 1)" in note
+    assert "none is marked best" in note
+
+
+def test_metric_names_are_normalised_and_unknown_ones_named():
+    results = two_by_two()
+    assert leaderboard(results, metric="NDCG@10").metric == METRIC
+    assert leaderboard(results, metric="nDCG@10").values.equals(leaderboard(results).values)
+    with pytest.raises(
+        ValueError, match=r"unknown metric 'ndcg@11'; did you mean ndcg@10\? \(valid: ndcg@1, "
+    ):
+        leaderboard(results, metric="ndcg@11")
+    with pytest.raises(ValueError, match="unknown metric 'foo'"):
+        plot_results(results, "foo", "never.png")
+    assert not Path("never.png").exists()
+
+
 def test_renders_all_formats_with_marks():
     board = leaderboard(two_by_two(), baseline="base")
     good = f"{board.values.loc['scifact', 'good']:.4f}"
@@ -94,11 +142,14 @@ def test_renders_all_formats_with_marks():
     html = render(board, "html")
     assert f"<b>{good}</b>{BETTER}" in html and '<ul class="notes">' in html
     text = render(board, "csv")
-    table = pd.read_csv(io.StringIO(text), comment="#")
+    table = pd.read_csv(io.StringIO(text))  # clean CSV: no comment rows to skip
     assert list(table.columns) == ["dataset", "base", "good", "good sig", "best"]
+    assert list(table["dataset"]) == ["nfcorpus", "scifact", AVERAGE]
     sci = table.set_index("dataset").loc["scifact"]
     assert f"{sci['good']:.4f}" == good and sci["good sig"] == BETTER and sci["best"] == "good"
-    assert [ln for ln in text.splitlines() if ln.startswith("# ")]  # notes follow the table
+    assert not [ln for ln in text.splitlines() if ln.startswith("#")]
+    notes = render_notes(board)  # the notes travel beside the CSV, one `# ` line each
+    assert notes.splitlines() == [f"# {n}" for n in board.notes] and "Holm" in notes
     with pytest.raises(ValueError):
         render(board, "xlsx")
 

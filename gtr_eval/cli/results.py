@@ -1,4 +1,5 @@
-"""Commands over stored results: `evaluate` (a run file), `table`, `plot` and `paper`."""
+"""Commands over stored results: `evaluate` (a run file), `table`, `plot`, `paper`, and `references` (the
+published columns `table --reference` accepts)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,26 @@ from pathlib import Path
 import click
 
 from .options import data_dir_option, results_dir_option
+
+
+class MetricName(click.ParamType):
+    """A metric as papers write it (`NDCG@10`, `nDCG@10`, `R@100`, `MRR@10`), as stored (`ndcg@10`,
+    `recall@100`, `mrr@10`); an unknown one is a usage error (exit 2) naming the closest."""
+
+    name = "metric"
+
+    def convert(self, value, param, ctx):
+        from ..errors import Mistake
+        from ..evaluation import normalise_metric
+
+        try:
+            return normalise_metric(value)
+        except Mistake as e:
+            self.fail(str(e), param, ctx)
+
+
+METRIC = MetricName()
+METRIC_HELP = "Any case or usual spelling: NDCG@10, R@100 (recall@100), MRR@10, P@10, MAP@100."
 
 
 @click.command("evaluate")
@@ -38,14 +59,13 @@ def evaluate_cmd(qrels_path: Path, run_path: Path, no_ignore_identical_ids: bool
     from tabulate import tabulate
 
     from ..data.loader import DataError
-    from ..evaluation import evaluate, metric_names, read_qrels_any, read_trec_run
+    from ..evaluation import check_overlap, evaluate, metric_names, read_qrels_any, read_trec_run
 
     try:
-        ev = evaluate(
-            read_qrels_any(qrels_path),
-            read_trec_run(run_path),
-            ignore_identical_ids=not no_ignore_identical_ids,
-        )
+        qrels, run = read_qrels_any(qrels_path), read_trec_run(run_path)
+        if warning := check_overlap(qrels, run, qrels_path, run_path):
+            click.echo(f"warning: {warning}", err=True)
+        ev = evaluate(qrels, run, ignore_identical_ids=not no_ignore_identical_ids)
     except (DataError, OSError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     if ev.missing_queries or ev.unjudged_queries:
@@ -63,13 +83,14 @@ def evaluate_cmd(qrels_path: Path, run_path: Path, no_ignore_identical_ids: bool
 
 @click.command("table")
 @results_dir_option
-@click.option("--metric", default="ndcg@10", show_default=True)
+@click.option("--metric", type=METRIC, default="ndcg@10", show_default=True, help=METRIC_HELP)
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(["markdown", "csv", "latex", "html"]),
     default="markdown",
     show_default=True,
+    help="csv is plain CSV (pandas.read_csv reads it as it is): its notes go to stderr, or to --notes.",
 )
 @click.option(
     "--reference",
@@ -77,7 +98,7 @@ def evaluate_cmd(qrels_path: Path, run_path: Path, no_ignore_identical_ids: bool
     multiple=True,
     metavar="SOURCE:SYSTEM",
     help="Add a published column from the bundled published_scores.csv (a unique source prefix is "
-    "enough, e.g. mteb-results:gtr-t5-base). Repeatable.",
+    "enough, e.g. mteb-results:gtr-t5-base; `gtr-eval references` lists them). Repeatable.",
 )
 @click.option(
     "--diff-against", default=None, metavar="SYSTEM", help="Add Δ columns: SYSTEM minus each reference."
@@ -95,6 +116,16 @@ def evaluate_cmd(qrels_path: Path, run_path: Path, no_ignore_identical_ids: bool
     default=None,
     help="Write here (atomically) instead of printing.",
 )
+@click.option(
+    "--notes",
+    "notes_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Write the table's notes (what every mark and the Average mean), one '# ' line each, to FILE. "
+    "With --format csv they are otherwise printed to stderr, never into the CSV; the other formats "
+    "also keep them inside the table text.",
+)
 def table_cmd(
     results_dir: Path,
     metric: str,
@@ -105,11 +136,12 @@ def table_cmd(
     test: str,
     alpha: float,
     output: Path | None,
+    notes_path: Path | None,
 ) -> None:
     """Leaderboard of stored results: datasets × systems, with notes explaining every mark."""
     from ..data.loader import DataError
     from ..io import atomic_write_text
-    from ..report.tables import RefSpec, leaderboard, render
+    from ..report.tables import RefSpec, leaderboard, render, render_notes
     from ..results import load_results
 
     try:
@@ -130,11 +162,15 @@ def table_cmd(
     else:
         atomic_write_text(output, text)
         click.echo(str(output))
+    if notes_path is not None:
+        atomic_write_text(notes_path, render_notes(board))
+    elif fmt == "csv":
+        click.echo(render_notes(board), nl=False, err=True)
 
 
 @click.command("plot")
 @results_dir_option
-@click.option("--metric", default="ndcg@10", show_default=True)
+@click.option("--metric", type=METRIC, default="ndcg@10", show_default=True, help=METRIC_HELP)
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("chart.png"), show_default=True
 )
@@ -151,9 +187,29 @@ def plot_cmd(results_dir: Path, metric: str, output: Path) -> None:
     click.echo(str(path))
 
 
+@click.command("references")
+@click.option(
+    "--metric", type=METRIC, default=None, help="Only the references that have this metric. " + METRIC_HELP
+)
+def references_cmd(metric: str | None) -> None:
+    """The published columns `table --reference SOURCE:SYSTEM` accepts (the bundled
+    published_scores.csv): each SOURCE:SYSTEM with its metrics and datasets."""
+    from ..report.tables import render_references
+
+    click.echo(render_references(metric=metric), nl=False)
+
+
 @click.command("paper")
 @results_dir_option
-@click.option("--metric", "metrics", multiple=True, default=("ndcg@10", "recall@100"), show_default=True)
+@click.option(
+    "--metric",
+    "metrics",
+    type=METRIC,
+    multiple=True,
+    default=("ndcg@10", "recall@100"),
+    show_default=True,
+    help=METRIC_HELP,
+)
 @click.option(
     "--format",
     "fmt",
@@ -161,7 +217,18 @@ def plot_cmd(results_dir: Path, metric: str, output: Path) -> None:
     default="markdown",
     show_default=True,
 )
-@click.option("--only-run", is_flag=True, help="Only datasets with at least one stored result.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Print every dataset and every system of the paper's layout (gaps marked `not run`); by "
+    "default only the systems and datasets with a stored result.",
+)
+@click.option(
+    "--only-run",
+    is_flag=True,
+    help="With --output-dir: only datasets with at least one stored result (printing does this by default).",
+)
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -169,34 +236,41 @@ def plot_cmd(results_dir: Path, metric: str, output: Path) -> None:
     help="Write the committed tables (paper-*.md, leaderboard-*.md, both metrics) here.",
 )
 @click.option(
-    "--check", is_flag=True, help="Compare stored results with the golden file; exit 1 on any FAIL."
+    "--check",
+    is_flag=True,
+    help="Compare stored results with the golden file: OK / OKISH / FAIL, and MISSING for a pair not "
+    "run (not a failure); exit 1 on any FAIL, or when no check has a stored result.",
 )
 @click.option(
     "--golden",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="[default: RESULTS_DIR/golden.yaml]",
+    help="[default: RESULTS_DIR/golden.yaml, else the golden file shipped with gtr-eval]",
 )
 @click.option(
     "--reproduce",
     is_flag=True,
-    help="Run all four GTR sizes and BM25 on every public BEIR dataset (GPU and internet needed).",
+    help="Run all four GTR sizes and BM25 on every public BEIR dataset (a GPU and internet needed).",
 )
 @data_dir_option
 @click.option("--dry-run", is_flag=True, help="With --reproduce: print the plan and stop.")
-@click.option("--device", default=None, help="With --reproduce: device for the dense models.")
+@click.option(
+    "--device",
+    default=None,
+    help="With --reproduce: device for the dense models [default: cuda if any, else cpu].",
+)
 @click.option(
     "--dtype",
     type=click.Choice(["fp32", "fp16", "bf16"]),
-    default="fp16",
-    show_default=True,
-    help="With --reproduce.",
+    default=None,
+    help="With --reproduce [default: fp16 on a GPU; the CPU runs fp32].",
 )
 @click.option("--yes", is_flag=True, help="With --reproduce: do not ask before starting.")
 def paper_cmd(
     results_dir,
     metrics,
     fmt,
+    show_all,
     only_run,
     output_dir,
     check,
@@ -211,8 +285,9 @@ def paper_cmd(
     """The GTR paper's BEIR tables from stored results, beside the paper's and MTEB's figures.
 
     \b
-    gtr-eval paper                      print the NDCG@10 and Recall@100 tables
-    gtr-eval paper --check              stored results vs results/golden.yaml (OK / OKISH / FAIL)
+    gtr-eval paper                      the NDCG@10 and Recall@100 tables of what was run
+    gtr-eval paper --all                every system and dataset of the paper's layout
+    gtr-eval paper --check              stored results vs the golden file: OK / OKISH / FAIL / MISSING
     gtr-eval paper --reproduce          everything for the full table (resumable)
     """
     from ..report import paper
@@ -223,32 +298,69 @@ def paper_cmd(
         return
     results = load_results(results_dir) if Path(results_dir).is_dir() else []
     if check:
-        try:
-            expected = paper.load_golden(golden or Path(results_dir) / "golden.yaml")
-        except ValueError as e:
-            raise click.ClickException(str(e)) from e
-        rows = paper.check_golden(results, expected)
-        click.echo(paper.render_check(rows))
-        if any(r.status == "FAIL" for r in rows):
-            sys.exit(1)
+        _check(paper, results, Path(results_dir), golden)
         return
     if output_dir:
         for path in paper.regenerate_tables(results, Path(output_dir), only_run=only_run):
             click.echo(str(path))
         return
-    for metric in metrics:
-        click.echo(paper.render_paper(paper.paper_table(results, metric, only_run=only_run), metric, fmt))
+    tables = {
+        m: paper.paper_table(results, m, only_run=only_run or not show_all, run_systems_only=not show_all)
+        for m in metrics
+    }
+    if not show_all and all(t.empty for t in tables.values()):
+        where = "" if Path(results_dir).is_dir() else " (the folder does not exist)"
+        raise click.ClickException(
+            f"no stored result in {results_dir}{where} on a dataset of the paper for "
+            f"{', '.join(metrics)}: nothing to print; `gtr-eval paper --all` prints the paper's layout "
+            "with the published figures alone"
+        )
+    for metric, table in tables.items():
+        click.echo(paper.render_paper(table, metric, fmt, compact=not show_all))
+
+
+def _check(paper, results, results_dir: Path, golden: Path | None) -> None:
+    path = golden or paper.default_golden(results_dir)
+    if golden is None and path == paper.BUNDLED_GOLDEN:
+        click.echo(f"golden file: the one shipped with gtr-eval ({results_dir} has no golden.yaml)", err=True)
+    try:
+        expected = paper.load_golden(path)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    rows = paper.check_golden(results, expected)
+    click.echo(paper.render_check(rows))
+    if all(r.status == "MISSING" for r in rows):
+        raise click.ClickException(
+            f"nothing checked: none of the {len(rows)} checks of {path} has a stored result in {results_dir}"
+        )
+    if any(r.status == "FAIL" for r in rows):
+        sys.exit(1)
 
 
 def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> None:
     from ..api import run
+    from ..pipeline.plan import duration
     from ..results import load_results
 
     plan = paper.reproduce_plan(Path(data_dir), Path(results_dir), device, dtype)
+    if plan.device.kind == "cpu":
+        why = "No GPU found (torch sees no CUDA device)" if device is None else f"--device {device}"
+        click.echo(
+            f"{why}: the plan is for the CPU, in fp32 (the GTR models take days there; "
+            "--device cuda on a machine with a GPU)",
+            err=True,
+        )
     click.echo(paper.render_plan(plan))
-    if dry_run or not (yes or click.confirm("Start?", default=True)):
+    if dry_run:
+        return
+    seconds = paper.plan_seconds(plan)
+    long = seconds is None or seconds > paper.LONG_JOB_S
+    about = "time unknown" if seconds is None else f"about {duration(seconds)}"
+    if not (yes or click.confirm(f"Start? ({about})", default=not long)):
+        click.echo("not started", err=True)
         return
     run(["bm25", *paper.GTR_MODELS], [r.dataset for r in plan.datasets], data_dir=data_dir, results_dir=results_dir,
-        device=device, dtype=dtype, echo=lambda s: click.echo(s, err=True))  # fmt: skip
+        device=plan.device.name, dtype=plan.device.dtype, echo=lambda s: click.echo(s, err=True))  # fmt: skip
     for metric in paper.METRICS:
-        click.echo(paper.render_paper(paper.paper_table(load_results(results_dir), metric), metric))
+        table = paper.paper_table(load_results(results_dir), metric, only_run=True, run_systems_only=True)
+        click.echo(paper.render_paper(table, metric, compact=True))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.jsonl import json_problem
 from ..data.loader import DataError
 from ..data.registry import CQADUPSTACK_SUBSETS
 from ..io import atomic_write_json
@@ -242,7 +243,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(path, None, f"cannot read ({e})") from None
     except json.JSONDecodeError as e:
-        raise DataError(path, e.lineno, f"invalid JSON ({e.msg})") from None
+        raise DataError(path, e.lineno, json_problem(e)) from None
     if not isinstance(data, dict):
         raise DataError(path, None, "expected a JSON object")
     return data

@@ -2,8 +2,11 @@
 
 `paper_table` lays our numbers beside the published ones (the GTR paper's, second-hand, and MTEB's)
 per GTR size, for BM25 and for any other evaluated system, in the paper's dataset order; a system
-that was not run leaves a marked gap rather than a silent hole.  `check_golden` compares stored
-results with expected scores, each of which names where it comes from.
+that was not run leaves a marked gap rather than a silent hole (`run_systems_only` keeps only the
+systems with a stored result, as `gtr-eval paper` prints by default).  `check_golden` compares stored
+results with expected scores, each of which names where it comes from; a pair with no stored result
+is MISSING, not FAIL.  Without a golden file of its own a results folder is checked against the one
+shipped with gtr-eval (`BUNDLED_GOLDEN`, which the repository's results/golden.yaml links to).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from ..evaluation import normalise_metric
+from ..paths import BUNDLED
 from ..pipeline.plan import Device, Plan, make_plan, model_cost
 from ..pipeline.plan import render_plan as render_plan
 from ..results import StoredResult
@@ -107,8 +112,13 @@ def paper_table(
     metric: str = "ndcg@10",
     only_run: bool = False,
     refs: pd.DataFrame | None = None,
+    run_systems_only: bool = False,
 ) -> pd.DataFrame:
-    """Rows: datasets in the paper's order; columns: per group ours, references, Δ (strings)."""
+    """Rows: datasets in the paper's order (`only_run`: those with a stored result); columns: per group
+    ours, references, Δ (strings); `run_systems_only`: only the groups with a stored result (for
+    `metric`, on a dataset of the paper's).  The metric name is normalised (`NDCG@10`); an unknown
+    one is a ValueError naming the closest."""
+    metric = normalise_metric(metric, known=sorted({m for r in results for m in r.metrics}))
     refs = load_references() if refs is None else refs
     ref = {
         (s, sy, d): v
@@ -120,10 +130,13 @@ def paper_table(
     datasets = list(DATASET_ORDER)
     if only_run:
         datasets = [d for d in datasets if any(k[1] == d for k in ours)]
+    groups = table_groups(results)
+    if run_systems_only:
+        groups = [g for g in groups if any((g.system, d) in ours for d in DATASET_ORDER)]
     rows = []
     for d in datasets:
         row: dict[str, str] = {"dataset": d}
-        for g in table_groups(results):
+        for g in groups:
             mine = ours.get((g.system, d))
             row[f"{g.label} ours"] = NOT_RUN if mine is None else f"{mine:.4f}"
             first_ref = None
@@ -142,10 +155,29 @@ def paper_table(
     return table[keep]
 
 
-def render_paper(table: pd.DataFrame, metric: str, fmt: str = "markdown") -> str:
+# Which columns each note explains (by a word of their labels); a note without an entry is always kept.
+_NOTE_KEYS = {
+    NOTES[1]: ("paper²",),
+    NOTES[2]: ("MTEB", "Lucene"),
+    NOTES[3]: ("BEIR²", "Pyserini"),
+    NOTES[4]: ("GenQ",),
+    NOTES[5]: ("Δ",),
+}
+NOTE_WIDTH = 100
+
+
+def render_paper(table: pd.DataFrame, metric: str, fmt: str = "markdown", compact: bool = False) -> str:
+    """The table with its title and notes.  `compact` (a terminal's view, `gtr-eval paper`): only the
+    notes about columns the table has, wrapped at `NOTE_WIDTH`; the committed tables keep them all."""
+    import textwrap
+
     title = f"GTR paper table, {metric} (BEIR, zero-shot)"
     if fmt == "csv":
         return table.to_csv()
+    notes = list(NOTES)
+    if compact:
+        words = {w for c in table.columns for w in str(c).split()}
+        notes = [n for n in notes if n not in _NOTE_KEYS or words & set(_NOTE_KEYS[n])]
     tablefmt = {"markdown": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
     body = tabulate(
         table.reset_index().values.tolist(),
@@ -153,7 +185,11 @@ def render_paper(table: pd.DataFrame, metric: str, fmt: str = "markdown") -> str
         tablefmt=tablefmt,
         disable_numparse=True,
     )
-    notes = "\n".join(f"- {n}" for n in NOTES)
+    if compact:
+        notes = "\n".join("\n".join(textwrap.wrap(n, NOTE_WIDTH, initial_indent="- ", subsequent_indent="  ",
+                                                  break_on_hyphens=False)) for n in notes)  # fmt: skip
+    else:
+        notes = "\n".join(f"- {n}" for n in notes)
     if fmt == "markdown":
         return f"**{title}**\n\n{body}\n\n{notes}\n"
     return f"{title}\n{body}\n{notes}\n"
@@ -172,9 +208,20 @@ class Expectation:
     source: str
 
 
+BUNDLED_GOLDEN = BUNDLED / "golden.yaml"  # results/golden.yaml is a link to it: one file, shipped
+STATUSES = ("OK", "OKISH", "FAIL", "MISSING")
+
+
+def default_golden(results_dir: Path | str) -> Path:
+    """RESULTS_DIR/golden.yaml when the results folder has one, else the golden file shipped with
+    gtr-eval (expected scores of the committed results and published figures)."""
+    own = Path(results_dir) / "golden.yaml"
+    return own if own.is_file() else BUNDLED_GOLDEN
+
+
 @dataclass(frozen=True)
 class CheckRow:
-    status: str  # OK (within tolerance), OKISH (within 2×), FAIL
+    status: str  # OK (within tolerance), OKISH (within 2×), FAIL, MISSING (no stored result: not run)
     expectation: Expectation
     actual: float | None
 
@@ -184,6 +231,8 @@ class CheckRow:
 
 
 def load_golden(path: Path) -> list[Expectation]:
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such golden file")
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -211,11 +260,17 @@ def load_golden(path: Path) -> list[Expectation]:
 
 
 def check_golden(results: Sequence[StoredResult], golden: Sequence[Expectation]) -> list[CheckRow]:
+    """One row per expectation: OK within its tolerance, OKISH within twice it, FAIL beyond it or when
+    the stored result lacks the metric; MISSING when the pair has no stored result (on the dataset's
+    own split): a pair that was not run is not a failure."""
     by_key = {(r.system, r.dataset): r for r in results if r.default_split}
     rows = []
     for e in golden:
         r = by_key.get((e.system, e.dataset))
-        actual = None if r is None else r.metrics.get(e.metric)
+        if r is None:
+            rows.append(CheckRow("MISSING", e, None))
+            continue
+        actual = r.metrics.get(e.metric)
         if actual is None or math.isnan(actual):
             rows.append(CheckRow("FAIL", e, None))
             continue
@@ -226,6 +281,9 @@ def check_golden(results: Sequence[StoredResult], golden: Sequence[Expectation])
 
 
 def render_check(rows: Sequence[CheckRow]) -> str:
+    """The checked rows as a table, then one line naming the MISSING pairs (not run), then the counts."""
+    missing = [r for r in rows if r.status == "MISSING"]
+    rows = [r for r in rows if r.status != "MISSING"]
     body = [
         [
             r.status,
@@ -241,9 +299,19 @@ def render_check(rows: Sequence[CheckRow]) -> str:
         for r in rows
     ]
     headers = ["status", "system", "dataset", "metric", "expected", "actual", "diff", "tolerance", "source"]
-    counts = {s: sum(r.status == s for r in rows) for s in ("OK", "OKISH", "FAIL")}
+    counts = {s: sum(r.status == s for r in rows) for s in STATUSES[:3]} | {"MISSING": len(missing)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + f"\n\n{summary}\n"
+    table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) if rows else ""
+    text = table + "\n\n" if table else ""
+    if missing:
+        pairs: dict[str, list[str]] = {}
+        for r in missing:
+            datasets = pairs.setdefault(r.expectation.system, [])
+            if r.expectation.dataset not in datasets:
+                datasets.append(r.expectation.dataset)
+        named = "; ".join(f"{s} on {', '.join(d)}" for s, d in pairs.items())
+        text += f"MISSING (no stored result, not run; not a failure): {len(missing)} check(s) of {named}\n\n"
+    return text + f"{summary}\n"
 
 
 # ------------------------------------------------------------------------------------- reproduce
@@ -251,16 +319,35 @@ def render_check(rows: Sequence[CheckRow]) -> str:
 GTR_MODELS = ("gtr-t5-base", "gtr-t5-large", "gtr-t5-xl", "gtr-t5-xxl")
 
 
+LONG_JOB_S = 3600.0  # `paper --reproduce` asks with No as the default answer beyond this
+
+
 def reproduce_plan(
-    data_dir: Path, results_dir: Path = Path("results"), device: str | None = None, dtype: str = "fp16"
+    data_dir: Path, results_dir: Path = Path("results"), device: str | None = None, dtype: str | None = None
 ) -> Plan:
-    """What `paper --reproduce` fetches, what is done, and rough hours on one GPU, per public dataset."""
+    """What `paper --reproduce` fetches, what is done, and rough hours per public dataset, on `device`
+    (default: a GPU when torch sees one, else the CPU); `dtype` defaults to fp16 on a GPU, and is
+    fp32 on the CPU."""
     from ..data import registry
     from ..data.units import Selection
 
+    if device is None:
+        from ..retrieval.encoders import default_device
+
+        device = default_device()
+    if device.startswith("cpu"):
+        where = Device("cpu", device, "fp32", backend="auto")
+    else:
+        where = Device("gpu", device, dtype or "fp16")
     names = [n for n in registry.DATASET_ORDER if registry.get(n).public]
     costs = [model_cost(m) for m in ("bm25", *GTR_MODELS)]
-    return make_plan(Selection(names), costs, Device("gpu", device or "cuda", dtype), data_dir, results_dir)
+    return make_plan(Selection(names), costs, where, data_dir, results_dir)
+
+
+def plan_seconds(plan: Plan) -> float | None:
+    """The plan's estimated total time, or None when a part of it is unknown."""
+    times = [s for d in plan.datasets for s in d.seconds.values()]
+    return None if any(t is None for t in times) else float(sum(times))
 
 
 # ---------------------------------------------------------------------------------- committed tables

@@ -24,8 +24,10 @@ from .tables import leaderboard  # noqa: E402
 
 
 def plot_results(results: Sequence[StoredResult], metric: str, output: Path | str) -> Path:
-    """Write a PNG chart of `metric` for every stored (system, dataset); returns its path."""
-    values = leaderboard(results, metric=metric).values
+    """Write a PNG chart of `metric` for every stored (system, dataset); returns its path.  The metric
+    name is normalised as `leaderboard` does (`NDCG@10`); an unknown one is a ValueError."""
+    board = leaderboard(results, metric=metric)
+    values, metric = board.values, board.metric
     datasets = list(values.index)
     systems = list(values.columns)
     n_sys = len(systems)

@@ -2,7 +2,9 @@
 
 A table is built once (`leaderboard`) as numbers plus marks, then rendered (`render`) as markdown,
 CSV, LaTeX or HTML; the notes that explain every mark and averaging rule travel with the table in
-each format, since a table quoted without them is easy to misread.
+markdown, LaTeX and HTML, since a table quoted without them is easy to misread.  CSV is kept clean
+for `pandas.read_csv` (no comment rows): its notes are `render_notes` (`gtr-eval table` writes them
+to stderr or `--notes FILE`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from scipy import stats
 from tabulate import tabulate
 
 from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
+from ..evaluation import normalise_metric
 from ..paths import BUNDLED
 from ..results import StoredResult
 
@@ -233,7 +236,9 @@ def leaderboard(
     test: str = "ttest",
     reference_table: pd.DataFrame | None = None,
 ) -> Leaderboard:
-    """Build the table for `metric`; see the notes it carries for every rule it applies."""
+    """Build the table for `metric` (a name as papers write it, `NDCG@10`, `R@100`, is normalised; an
+    unknown one is a ValueError naming the closest); see the notes it carries for every rule it applies."""
+    metric = normalise_metric(metric, known=sorted({m for r in results for m in r.metrics}))
     if not results:
         raise ValueError("no stored results to tabulate")
     cells, notes = _collect(results, metric)
@@ -253,8 +258,8 @@ def leaderboard(
     )
     ref_cols, delta_cols = _add_references(values, metric, references, diff_against, reference_table, notes)
     value_cols = systems + ref_cols
-    _add_average(values, value_cols, notes)
-    best = _best_mask(values, value_cols)
+    comparable = _add_average(values, systems, ref_cols, delta_cols, notes)
+    best = _best_mask(values, value_cols, comparable)
     marks = pd.DataFrame("", index=values.index, columns=values.columns)
     pvalues = pd.DataFrame(math.nan, index=values.index, columns=values.columns)
     if baseline is not None:
@@ -303,7 +308,8 @@ def _add_references(
             for row in values.index
         ]
         ref_cols.append(header)
-        notes.append(_reference_note(header, spec, by_dataset, metric))
+        listed = refs.loc[(refs["source"] == spec.source) & (refs["system"] == spec.system), "metric"]
+        notes.append(_reference_note(header, spec, by_dataset, metric, sorted(set(listed)), values.index))
     if diff_against is not None:
         for header in ref_cols:
             delta = "Δ ours−ref" if len(ref_cols) == 1 else f"Δ ours−{header}"
@@ -313,7 +319,16 @@ def _add_references(
     return ref_cols, delta_cols
 
 
-def _reference_note(header: str, spec: RefSpec, by_dataset: pd.DataFrame, metric: str) -> str:
+def _reference_note(
+    header: str,
+    spec: RefSpec,
+    by_dataset: pd.DataFrame,
+    metric: str,
+    listed: Sequence[str] = (),
+    shown: Iterable[str] = (),
+) -> str:
+    """What a reference column is; the source's remarks on the datasets shown (`shown`)."""
+    shown = set(shown)
     if spec.source.startswith(MTEB_FOLDER + ":"):
         note = (
             f"`{header}`: {metric} of {spec.system!r} read from the MTEB result files in {spec.source[5:]!r}"
@@ -321,8 +336,11 @@ def _reference_note(header: str, spec: RefSpec, by_dataset: pd.DataFrame, metric
     else:
         note = f"`{header}`: published {metric} of {spec.system!r} from source {spec.source!r}"
     if by_dataset.empty:
-        note += f" (the source lists no {metric} for it)"
-    remarks = sorted({f"{d}: {n}" for d, n in by_dataset["note"].items() if n and n != "split=test"})
+        has = f"; it lists {', '.join(listed)} (`gtr-eval references`)" if listed else ""
+        note += f" (the source lists no {metric} for it{has})"
+    remarks = sorted(
+        {f"{d}: {n}" for d, n in by_dataset["note"].items() if n and n != "split=test" and d in shown}
+    )
     if remarks:
         note += "; source remarks: " + "; ".join(remarks)
     if "unconfirmed" in spec.source or "second-hand" in spec.source:
@@ -330,21 +348,75 @@ def _reference_note(header: str, spec: RefSpec, by_dataset: pd.DataFrame, metric
     return note + "."
 
 
-def _add_average(values: pd.DataFrame, value_cols: list[str], notes: list[str]) -> None:
-    """Append the Average row over datasets where every shown column has a value."""
-    eligible = [r for r in values.index if " (" not in r and values.loc[r, value_cols].notna().all()]
-    left_out = [r for r in values.index if r not in eligible]
-    # Δ columns average over the same datasets, so their Average is the difference of Averages.
-    values.loc[AVERAGE] = values.loc[eligible].mean() if eligible else math.nan
-    note = f"Average: plain mean over the {len(eligible)} datasets where every column has a value"
-    notes.append(note + (f" (left out: {', '.join(left_out)})." if left_out else "."))
+def _add_average(
+    values: pd.DataFrame,
+    systems: list[str],
+    ref_cols: list[str],
+    delta_cols: list[str],
+    notes: list[str],
+) -> list[str]:
+    """Append the Average row; return the columns whose Averages cover the same datasets (the only
+    ones compared for the best Average).
+
+    Systems are averaged over the datasets where every system has a value, so their Averages compare.
+    Each reference (and Δ) column is averaged over those of them it has: a published source that
+    lacks some datasets, or this metric altogether, no longer blanks every column's Average, and the
+    note says which column covers fewer.  When no dataset has every system, each column's Average is
+    its mean over the datasets it has, so said (and none is marked best)."""
+    value_cols = systems + ref_cols
+    rows = [r for r in values.index if " (" not in r]  # a partial CQADupStack row is no BEIR figure
+    partial = [r for r in values.index if r not in rows]
+    common = [r for r in rows if values.loc[r, systems].notna().all()]
+    if not common:
+        for col in values.columns:
+            values.loc[AVERAGE, col] = values.loc[rows, col].mean() if rows else math.nan
+        counts = ", ".join(f"{c} {int(values.loc[rows, c].notna().sum())}" for c in value_cols)
+        notes.append(
+            "Average: no dataset has a value in every system column, so each column's Average is its "
+            f"mean over the datasets it has ({counts}); they do not compare, and none is marked best"
+            + (f" (left out: {', '.join(partial)})." if partial else ".")
+        )
+        return []
+    left_out = [r for r in values.index if r not in common]
+    for col in values.columns:
+        have = [r for r in common if pd.notna(values.loc[r, col])]
+        values.loc[AVERAGE, col] = values.loc[have, col].mean() if have else math.nan
+    short = {c: [r for r in common if pd.isna(values.loc[r, c])] for c in ref_cols}
+    full = [c for c in value_cols if not short.get(c)]
+    n = len(common)
+    if all(not gaps for gaps in short.values()):
+        note = f"Average: plain mean over the {n} datasets where every column has a value"
+        notes.append(note + (f" (left out: {', '.join(left_out)})." if left_out else "."))
+        return full
+    note = (
+        f"Average: mean over the {n} datasets where every system has a value"
+        + (f" (left out: {', '.join(left_out)})" if left_out else "")
+        + "; each reference column over those of them it has:"
+    )
+    parts = []
+    for col, gaps in short.items():
+        if not gaps:
+            continue
+        have = n - len(gaps)
+        if have == 0:
+            parts.append(f" `{col}` has none of them ('–')")
+        else:
+            parts.append(
+                f" `{col}` has {have} of the {n} (lacks {', '.join(gaps)}), so its Average does not compare and is not marked best"
+            )
+    if delta_cols:
+        parts.append(" a Δ column averages over the datasets both of its sides have")
+    notes.append(note + ";".join(parts) + ".")
+    return full
 
 
-def _best_mask(values: pd.DataFrame, value_cols: list[str]) -> pd.DataFrame:
+def _best_mask(values: pd.DataFrame, value_cols: list[str], average_cols: list[str]) -> pd.DataFrame:
+    """Per row, the best of the value columns; in the Average row, only among `average_cols` (those
+    averaged over the same datasets)."""
     best = pd.DataFrame(False, index=values.index, columns=values.columns)
     rounded = values[value_cols].round(DECIMALS)
     for row in values.index:
-        present = rounded.loc[row].dropna()
+        present = rounded.loc[row, average_cols if row == AVERAGE else value_cols].dropna()
         if len(present) >= 2:
             best.loc[row, present.index[present == present.max()]] = True
     return best
@@ -499,9 +571,12 @@ def _render_csv(board: Leaderboard) -> str:
         sig = [board.marks.loc[row, s] for s in sig_cols]
         best = ";".join(c for c in board.values.columns if board.best.loc[row, c])
         writer.writerow([row, *numbers, *sig, best])
-    for note in board.notes:
-        buf.write(f"# {note}\n")
     return buf.getvalue()
+
+
+def render_notes(board: Leaderboard) -> str:
+    """The notes of a CSV table, one `# ` line each (CSV itself stays clean for `pandas.read_csv`)."""
+    return "".join(f"# {note}\n" for note in board.notes)
 
 
 _LATEX_SPECIAL = {
@@ -567,3 +642,75 @@ def _render_html(board: Leaderboard) -> str:
         + "\n".join(body)
         + f'\n</tbody>\n</table>\n<ul class="notes">{notes}</ul>\n'
     )
+
+
+# --- what `--reference` accepts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReferenceEntry:
+    """One SOURCE:SYSTEM of the reference table: what to type, and what it has per metric."""
+
+    spec: str  # what `--reference` takes: the shortest unambiguous source prefix, then the system
+    source: str
+    system: str
+    datasets: dict[str, list[str]]  # metric -> datasets, in the BEIR order
+
+
+def _short_source(source: str, sources: Sequence[str]) -> str:
+    """The source's name up to its remark in parentheses when that prefix names it alone."""
+    short = source.split(" (")[0]
+    return short if [s for s in sources if s.startswith(short)] == [source] else source
+
+
+def reference_catalogue(refs: pd.DataFrame | None = None, metric: str | None = None) -> list[ReferenceEntry]:
+    """Every SOURCE:SYSTEM of `refs` (the bundled published_scores.csv by default), with the datasets
+    it has per metric; `metric`: only those that have it (and only that metric)."""
+    refs = load_references() if refs is None else refs
+    if metric is not None:
+        metric = normalise_metric(metric, known=sorted(set(refs["metric"])))
+        refs = refs[refs["metric"] == metric]
+    sources = sorted(refs["source"].unique())
+    entries = []
+    for (source, system), rows in refs.groupby(["source", "system"], sort=True):
+        by_metric: dict[str, list[str]] = {}
+        for m, sub in rows.groupby("metric", sort=True):
+            by_metric[m] = _order_rows(sub["dataset"].unique())
+        entries.append(
+            ReferenceEntry(f"{_short_source(source, sources)}:{system}", source, system, by_metric)
+        )
+    return entries
+
+
+def render_references(refs: pd.DataFrame | None = None, metric: str | None = None, width: int = 100) -> str:
+    """The catalogue as text: per SOURCE:SYSTEM, its full source name, then a line per metric with
+    the datasets."""
+    import textwrap
+
+    entries = reference_catalogue(refs, metric)
+    if not entries:
+        return f"No reference has {metric}.\n"
+    lines = [
+        *textwrap.wrap(
+            "Published columns for `gtr-eval table --reference SOURCE:SYSTEM`, from the bundled "
+            "published_scores.csv (a unique prefix of SOURCE is enough):",
+            width,
+        ),
+        "",
+    ]
+    for e in entries:
+        lines.append(e.spec if e.spec.startswith(e.source + ":") else f"{e.spec}    (source: {e.source})")
+        for m, datasets in e.datasets.items():
+            head = f"    {m:<11} {len(datasets):>2} dataset{'s' if len(datasets) != 1 else ''}: "
+            lines += textwrap.wrap(
+                ", ".join(datasets),
+                width,
+                initial_indent=head,
+                subsequent_indent=" " * 8,
+                break_on_hyphens=False,
+            )
+    lines += [
+        "",
+        "Also: mteb:DIR, a folder of MTEB result files (one model's), read as a column of its own.",
+    ]
+    return "\n".join(lines) + "\n"
