@@ -14,7 +14,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gtr_eval"
 
 # Each layer may import only from layers listed before it (and from itself).
 LAYERS = [
-    ["gtr_eval", "gtr_eval.io", "gtr_eval.paths", "gtr_eval.errors", "gtr_eval.identity"],
+    [
+        "gtr_eval",
+        "gtr_eval.io",
+        "gtr_eval.paths",
+        "gtr_eval.errors",
+        "gtr_eval.identity",
+        "gtr_eval.progress",
+    ],
     ["gtr_eval.data"],
     ["gtr_eval.retrieval"],
     ["gtr_eval.evaluation"],

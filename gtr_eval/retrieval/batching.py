@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from ..progress import tick
+
 # Texts tokenised at once: bounds the padded id tensors (4,096 × 512 tokens × 3 int64 ≈ 50 MB).
 CHUNK = 4096
 
@@ -70,6 +72,7 @@ def encode_batches(
         if out is None:
             out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
         out[rows] = emb
+        tick(len(rows))  # a progress bar moves per batch, not per shard
     return out
 
 

@@ -82,9 +82,7 @@ class BM25Retriever(Retriever):
             import Stemmer
 
             stemmer = Stemmer.Stemmer(self.config.stemmer)
-        return bm25s.tokenize(
-            texts, stopwords=self.config.stopwords, stemmer=stemmer, show_progress=self.progress
-        )
+        return bm25s.tokenize(texts, stopwords=self.config.stopwords, stemmer=stemmer, show_progress=False)
 
     def index_key(self, corpus: Corpus) -> dict:
         """What the saved index is of: the corpus content, the spec's ranking fields (top-k aside: it
@@ -165,9 +163,7 @@ class BM25Retriever(Retriever):
         k = min(top_k, n_docs)
         tokens = self._tokenize([queries[q] for q in qids])
         if self._model.nonoccurrence_array is not None:  # bm25l, bm25+: every document has a score
-            indices, scores = self._model.retrieve(
-                tokens, k=k, show_progress=self.progress, n_threads=self.workers
-            )
+            indices, scores = self._model.retrieve(tokens, k=k, show_progress=False, n_threads=self.workers)
         else:
             strings = bm25s.tokenization.convert_tokenized_to_string_list(tokens)
             token_ids = [self._model.get_tokens_ids(q) for q in strings]

@@ -165,7 +165,8 @@ class BuildStats:
 def build_index(corpus, folder: Path, config, workers: int = 2, progress: bool = True) -> BuildStats:
     """Write bm25s' index of `corpus` (BM25 `config`) into the empty folder `folder`."""
     from bm25s.scoring import _build_nonoccurrence_array, _select_idf_scorer, _select_tfc_scorer
-    from tqdm.auto import tqdm
+
+    from .. import progress as bars
 
     stopwords = _stopwords(config.stopwords)
     n = len(corpus)
@@ -176,7 +177,7 @@ def build_index(corpus, folder: Path, config, workers: int = 2, progress: bool =
     df = np.zeros(1 << 16, dtype=np.int64)
     lengths = np.zeros(n, dtype=np.int64)
     chunks: list[tuple[int, int]] = []
-    bar = tqdm(total=n, desc="BM25: tokenise", unit="doc", disable=not progress, leave=False)
+    bar = bars.bar(n, "BM25: tokenise", "doc", enabled=progress)
     local_to_global: dict[int, np.ndarray] = {}  # per tokenizer: its stem ids -> global ids
     for first, chunk in _tokenized_chunks(corpus, stopwords, config.stemmer, workers):
         known = local_to_global.get(chunk["tokenizer"], np.zeros(0, np.int32))
@@ -216,7 +217,7 @@ def build_index(corpus, folder: Path, config, workers: int = 2, progress: bool =
     data = _output(folder / INDEX_FILES[0], np.float32, nnz)
     indices = _output(folder / INDEX_FILES[1], np.int32, nnz)
     heads = indptr[:-1].copy()
-    bar = tqdm(total=n, desc="BM25: score", unit="doc", disable=not progress, leave=False)
+    bar = bars.bar(n, "BM25: score", "doc", enabled=progress)
     for first, count in chunks:
         terms, tf, per_doc = (
             np.load(spill / f"{first:010d}.{x}.npy", allow_pickle=False) for x in ("terms", "tf", "tpd")

@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
-from tqdm.auto import tqdm
 
+from .. import progress as bars
 from ..io import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -364,9 +364,8 @@ def encode_sharded(
     def complete(i: int) -> bool:
         return fmt.complete(paths[i], len(rows(i)), i * shard_size)
 
-    bar = tqdm(
-        total=sum(len(rows(i)) for i in chosen), desc=desc, unit="doc", disable=not progress, leave=False
-    )
+    bar = bars.bar(sum(len(rows(i)) for i in chosen), desc, "doc", enabled=progress)
+    ticks = bars.ShardTicks(bar)  # the encoder's batch loop moves it per batch
 
     def claims() -> Iterator[tuple[int, FileLock]]:
         """Shards this process must encode, each yielded with its lock held."""
@@ -402,14 +401,15 @@ def encode_sharded(
             yield texts(rows(i))
 
     try:
-        for vectors in (encode_many or (lambda it: map(encode, it)))(feed()):
-            i, lock = held.popleft()
-            if (n := fmt.rows(vectors)) != len(rows(i)):
-                raise RuntimeError(f"encoder returned {n} vectors for {len(rows(i))} texts")
-            fmt.write(paths[i], vectors, i * shard_size)
-            lock.release()
-            stats.shards_encoded += 1
-            bar.update(n)
+        with bars.ticking(ticks):
+            for vectors in (encode_many or (lambda it: map(encode, it)))(feed()):
+                i, lock = held.popleft()
+                if (n := fmt.rows(vectors)) != len(rows(i)):
+                    raise RuntimeError(f"encoder returned {n} vectors for {len(rows(i))} texts")
+                fmt.write(paths[i], vectors, i * shard_size)
+                lock.release()
+                stats.shards_encoded += 1
+                ticks.done(n)
     finally:
         for _, lock in held:
             lock.release()

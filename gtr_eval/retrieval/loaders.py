@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import ModelError, is_out_of_memory
+from ..progress import quiet_dependencies
 
 
 def _loading(fn):
@@ -22,7 +23,8 @@ def _loading(fn):
     @functools.wraps(fn)
     def load(path, *args, **kwargs):
         try:
-            return fn(path, *args, **kwargs)
+            with quiet_dependencies():  # no "Loading weights" bar: the pair's own lines say it
+                return fn(path, *args, **kwargs)
         except ModelError:
             raise
         except Exception as e:

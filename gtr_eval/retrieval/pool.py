@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..progress import tick
 from .backends import EncoderSpec
 from .encoders import load_encoder
 
@@ -29,6 +30,12 @@ def _init_worker(spec: EncoderSpec, devices, threads: int | None) -> None:
 
 def _worker_encode(texts: list[str], prompt: str) -> np.ndarray:
     return _WORKER["encoder"].encode(texts, prompt, "document")  # the pool encodes corpora
+
+
+def _ticked(vectors: np.ndarray) -> np.ndarray:
+    """A worker's piece (a few batches) arrived: the progress bar moves by it."""
+    tick(len(vectors))
+    return vectors
 
 
 class EncoderPool:
@@ -104,7 +111,7 @@ class EncoderPool:
                         return
                     futures = window.popleft()
                     outstanding -= len(futures)
-                    parts = [f.result() for f in futures]
+                    parts = [_ticked(f.result()) for f in futures]
                     yield np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
             finally:
                 for futures in window:

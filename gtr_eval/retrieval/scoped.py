@@ -25,10 +25,9 @@ def scoped_search(
         raise ValueError(f"{len(unscoped)} queries belong to no scope, e.g. {unscoped[0]!r}")
     progress = retriever.progress
     scopes = [s for s, qs in groups.queries.items() if any(q in queries for q in qs)]
-    if progress:
-        from tqdm.auto import tqdm
+    from ..progress import bar
 
-        scopes = tqdm(scopes, desc=f"{retriever.name}: per-paper search", unit="paper")
+    papers = bar(len(scopes), f"{retriever.name}: per-paper search", "paper", enabled=progress)
     report = Report()
     run: Run = {}
     t0 = time.perf_counter()
@@ -41,6 +40,8 @@ def scoped_search(
             report += part.report
             allowed = set(sub.ids)
             run.update({q: {d: s for d, s in hits.items() if d in allowed} for q, hits in part.run.items()})
+            papers.update(1)
     finally:
         retriever.progress = progress
+        papers.close()
     return Searched(run, report + Report({"scoped_search_s": time.perf_counter() - t0}))
