@@ -33,6 +33,7 @@ def run_config(
     progress: bool = True,
     source: str = "auto",
     base_url: str | None = None,
+    name: str | None = None,
     **retriever_options,
 ) -> RunConfig:
     """What `run` (and `gtr-eval run`, which calls this with its options) will do: `cache_dir=None`
@@ -47,7 +48,7 @@ def run_config(
     opts = RetrieverOptions(cache_dir=_cache(cache_dir), progress=progress, **retriever_options)
     data = DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source)
     return RunConfig(list(models), list(datasets), data=data, results_dir=Path(results_dir), top_k=top_k,
-                     overwrite=overwrite, options=opts)  # fmt: skip
+                     overwrite=overwrite, options=opts, name=name)  # fmt: skip
 
 
 def _cache(cache_dir: Path | str | None) -> Path | None:
@@ -167,7 +168,10 @@ def table(
     references: Sequence[str] = (),
     diff_against: str | None = None,
 ) -> str:
-    """`gtr-eval table`: the rendered leaderboard."""
+    """`gtr-eval table`: the rendered leaderboard.  `metric` as papers write it (`NDCG@10`, `R@100`)
+    is normalised; an unknown one is a ValueError naming the closest and listing the valid names.  CSV
+    is clean (`pandas.read_csv` reads it as it is): its notes are `report.tables.render_notes(board)`
+    of the `leaderboard` with the same arguments; the other formats carry them inside."""
     from .report.tables import RefSpec, leaderboard, render
 
     board = leaderboard(
@@ -181,19 +185,25 @@ def table(
 
 
 def paper_check(results_dir: Path | str = "results", golden: Path | str | None = None):
-    """`gtr-eval paper --check`: one row per expectation (status OK / OKISH / FAIL)."""
-    from .report.paper import check_golden, load_golden
+    """`gtr-eval paper --check`: one row per expectation (status OK / OKISH / FAIL, or MISSING for a
+    pair with no stored result).  `golden` defaults to RESULTS_DIR/golden.yaml, else the golden file
+    shipped with gtr-eval (`report.paper.BUNDLED_GOLDEN`)."""
+    from .report.paper import check_golden, default_golden, load_golden
 
-    return check_golden(load_results(results_dir), load_golden(golden or Path(results_dir) / "golden.yaml"))
+    return check_golden(load_results(results_dir), load_golden(golden or default_golden(results_dir)))
 
 
 def evaluate_run(qrels_path: Path | str, run_path: Path | str, ignore_identical_ids: bool = True):
-    """`gtr-eval evaluate`: score a TREC run file against a qrels file."""
-    from .evaluation import evaluate, read_qrels_any, read_trec_run
+    """`gtr-eval evaluate`: score a TREC run file against a qrels file (a run none of whose queries is
+    judged there is a `DataError`; a small overlap warns)."""
+    import warnings
 
-    return evaluate(
-        read_qrels_any(qrels_path), read_trec_run(run_path), ignore_identical_ids=ignore_identical_ids
-    )
+    from .evaluation import check_overlap, evaluate, read_qrels_any, read_trec_run
+
+    qrels, run = read_qrels_any(qrels_path), read_trec_run(run_path)
+    if warning := check_overlap(qrels, run, qrels_path, run_path):
+        warnings.warn(warning, stacklevel=2)
+    return evaluate(qrels, run, ignore_identical_ids=ignore_identical_ids)
 
 
 def report(

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data.jsonl import json_problem
 from .data.loader import DataError, read_qrels, read_queries
 from .evaluation import Qrels, read_qrels_any
 from .io import sha256_file
@@ -38,11 +39,19 @@ class DatasetFiles:
 
 
 def _candidates(result: StoredResult, data_dir: Path | None) -> list[Path]:
-    recorded = (result.manifest.get("dataset") or {}).get("path")
-    found = [Path(recorded).expanduser()] if recorded else []
+    """Where the result's dataset may be: the folder its manifest records (absolute; a relative one,
+    as older results wrote it, from here), the same folder relative to the results folder, then
+    `<data-dir>/<dataset>`."""
+    dataset = result.manifest.get("dataset") or {}
+    found = []
+    if recorded := dataset.get("path"):
+        found.append(Path(recorded).expanduser())
+    root = result.path.parents[1 + result.dataset.count("/")]  # <root>/<system>/[group/]<dataset>.json
+    if relative := dataset.get("path_from_results"):
+        found.append(root / relative)
     if data_dir is not None:
         found.append(Path(data_dir).expanduser() / result.dataset)
-    return found
+    return list(dict.fromkeys(found))
 
 
 def locate(result: StoredResult, data_dir: Path | None = None) -> tuple[DatasetFiles | None, str]:
@@ -96,7 +105,7 @@ def read_documents(folder: Path, doc_ids: Iterable[str]) -> dict[str, tuple[str,
             try:
                 rec = json.loads(raw)
             except ValueError as e:
-                raise DataError(path, lineno, f"invalid JSON ({e})") from None
+                raise DataError(path, lineno, json_problem(e)) from None
             doc_id = str(rec.get("_id", "")) if isinstance(rec, dict) else ""
             if doc_id in wanted:
                 found[doc_id] = (rec.get("title") or "", rec.get("text") or "")

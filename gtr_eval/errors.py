@@ -10,6 +10,9 @@ Anything else is a bug and stops the run.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class PairError(Exception):
     """A failure of one pair at a known stage; the message says what and where."""
@@ -43,3 +46,24 @@ def is_out_of_memory(e: BaseException) -> bool:
 def isolated(e: BaseException) -> bool:
     """Whether `e` is a pair's own failure (reported, the sweep goes on) rather than a bug."""
     return isinstance(e, PairError) or is_out_of_memory(e)
+
+
+class Mistake(ValueError):
+    """A mistake in what was asked (an unknown model, dataset or metric name, a folder that does not
+    exist): said in one line, with the closest known name, before any work starts."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`; did you mean X?` for the known name closest to `name` (case aside), or nothing."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean {by_lower[close[0]]}?" if close else ""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a command's pairs, with how many had finished (they stay stored: the same command
+    resumes after them)."""
+
+    def __init__(self, done: int, failed: int = 0):
+        super().__init__(f"interrupted; {done} pair(s) done, resume with the same command")
+        self.done, self.failed = done, failed

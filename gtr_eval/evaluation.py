@@ -286,3 +286,100 @@ def _read_trec_qrels(path: Path) -> Qrels:
     if not qrels:
         raise DataError(path, None, "no judgments")
     return qrels
+
+
+def check_overlap(qrels: Qrels, run: Run, qrels_file: Path | str, run_file: Path | str) -> str | None:
+    """A run scored against judgments it does not belong to would score all zeros, silently: no query
+    of the run judged is a `DataError`; judgments covering under half the run's queries (or the run
+    answering under half the judged ones) give a warning with the counts, returned; else None."""
+    answered = [q for q, docs in run.items() if docs]
+    judged = [q for q in answered if q in qrels]
+    if not judged:
+        raise DataError(
+            run_file,
+            None,
+            f"none of its {len(answered):,} queries is judged in {qrels_file} ({len(qrels):,} judged queries): "
+            "a run of another dataset or split?",
+        )
+    if len(judged) < 0.5 * len(answered) or len(judged) < 0.5 * len(qrels):
+        return (
+            f"only {len(judged):,} of the run's {len(answered):,} queries are among the {len(qrels):,} judged "
+            f"in {qrels_file}: is it a run of this dataset and split?"
+        )
+    return None
+
+
+# --- metric names as people write them -------------------------------------------------------------
+
+# How papers and tools spell each family (lowercased), to the prefix `evaluate` stores it under.
+METRIC_ALIASES = {
+    "ndcg": "ndcg",
+    "ndcg_cut": "ndcg",
+    "recall": "recall",
+    "r": "recall",
+    "map": "map",
+    "map_cut": "map",
+    "p": "p",
+    "precision": "p",
+    "mrr": "mrr",
+    "rr": "mrr",
+    "recip_rank": "mrr",
+}
+
+
+def normalise_metric(name: str, known: Iterable[str] = ()) -> str:
+    """The stored name of a metric written as papers and tools write it: case aside (`NDCG@10`,
+    `nDCG@10` -> `ndcg@10`, `MAP@100`, `P@10`, `MRR@10`, `MRR`), `R@100` / `Recall@100` ->
+    `recall@100`, `precision@10` -> `p@10`, pytrec_eval's `ndcg_cut_10` / `P_10` / `recip_rank`.
+    Valid names are `metric_names()` plus `known` (e.g. what stored results hold).  Any other name is
+    an `errors.Mistake` (a ValueError) listing the valid names, with the closest one suggested."""
+    import re
+
+    from .errors import Mistake
+
+    valid = list(dict.fromkeys([*metric_names(), *known]))
+    if name in valid:
+        return name
+    by_lower = {v.lower(): v for v in valid}
+    text = re.sub(r"\s+", "", str(name)).lower()
+    parsed = re.fullmatch(r"([a-z]+(?:_[a-z]+)*)(?:[@_]?(\d+))?", text)
+    family, k = (parsed.group(1), parsed.group(2)) if parsed else (None, None)
+    if family is not None:
+        canonical = METRIC_ALIASES.get(family, family) + (f"@{int(k)}" if k is not None else "")
+        if canonical in by_lower:
+            return by_lower[canonical]
+    if text in by_lower:
+        return by_lower[text]
+    closest = _closest_metric(text, family, k, valid)
+    hint = f"; did you mean {closest}?" if closest else ""
+    raise Mistake(f"unknown metric {name!r}{hint} (valid: {', '.join(valid)})")
+
+
+def _closest_metric(text: str, family: str | None, k: str | None, valid: Sequence[str]) -> str | None:
+    """The valid name nearest `text`: its family (spelled as papers do, or a typo of one) at the
+    nearest cut-off on a log scale (`ndcg@11` -> `ndcg@10`); else the closest spelling."""
+    import difflib
+    import math
+
+    families: dict[str, list[int]] = {}
+    for v in valid:
+        head, _, cut = v.partition("@")
+        families.setdefault(head, [])
+        if cut.isdigit():
+            families[head].append(int(cut))
+    if family is not None:
+        family = METRIC_ALIASES.get(family, family)
+        if family not in families:
+            close = difflib.get_close_matches(family, list(families), n=1, cutoff=0.6)
+            family = close[0] if close else None
+    if family is not None:
+        cuts = families[family]
+        if k is not None and int(k) > 0 and cuts:
+            best = min(cuts, key=lambda c: (abs(math.log(c / int(k))), c))
+            return f"{family}@{best}"
+        if k is None and family in valid:
+            return family
+        if cuts:
+            return f"{family}@{10 if 10 in cuts else cuts[0]}"
+    close = difflib.get_close_matches(text, [v.lower() for v in valid], n=1, cutoff=0.6)
+    return next((v for v in valid if v.lower() == close[0]), None) if close else None

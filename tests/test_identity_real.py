@@ -1,15 +1,14 @@
 """One identity for every result, on the real SciFact (../shared/data) and the committed results:
 another split is stored beside the test result, judgments cut short are refused in one line, the
 committed fused result is served from the committed inputs, and every derived committed result names
-input runs equal to the committed ones.  (The demo-set cases are in tests/test_identity.py.)
+input runs equal to the committed ones.  (The demo-set cases are in tests/test_identity.py; the
+README's usage commands, walked offline on a copy of the committed results, in tests/test_readme.py.)
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -129,28 +128,3 @@ def test_every_derived_committed_result_names_the_committed_inputs():
             )
         inputs = r.identity.system["inputs"]
         assert [i["run_sha256"] for i in inputs] == [s["run_sha256"] for s in r.manifest["inputs"]]
-
-
-# The README's usage commands that need neither the network nor a GPU, with the file the import names.
-OFFLINE = ("datasets", "fuse", "table", "plot", "evaluate", "paper", "report", "export", "import")
-
-
-def _usage_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = text[text.index("## Usage") :]
-    block = block[block.index("```sh") + 5 : block.index("```", block.index("```sh") + 5)]
-    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("gtr-eval ")]
-    return [c for c in commands if c.split()[1] in OFFLINE and "--reproduce" not in c or "--plan" in c]
-
-
-@pytest.mark.slow
-def test_the_readmes_offline_usage_commands_succeed_on_a_copy_of_the_committed_results(committed_copy):
-    commands = _usage_commands()
-    assert {c.split()[1] for c in commands} >= {"fuse", "table", "paper", "report", "export", "run"}
-    shutil.copy(COMMITTED / "bm25" / "scifact.run.trec.gz", committed_copy / "pyserini.trec.gz")
-    subprocess.run(["gunzip", str(committed_copy / "pyserini.trec.gz")], check=True)
-    for command in commands:
-        out = _gtr(*shlex.split(command)[1:], cwd=committed_copy)
-        assert out.returncode == 0, f"{command}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
-    imported = json.loads((committed_copy / "results" / "pyserini-bm25" / "scifact.json").read_text())
-    assert imported["metrics"] == load_result(COMMITTED, "bm25", "scifact").metrics

@@ -10,7 +10,7 @@ from .. import __version__
 from .compose import fuse_cmd, rerank_cmd
 from .data import datasets_cmd, download_cmd
 from .report import export_cmd, import_cmd, report_cmd
-from .results import evaluate_cmd, paper_cmd, plot_cmd, table_cmd
+from .results import evaluate_cmd, paper_cmd, plot_cmd, references_cmd, table_cmd
 from .run import encode_cmd, run_cmd
 
 
@@ -31,7 +31,7 @@ for command in (
     paper_cmd,
 ):
     cli.add_command(command)
-for command in (report_cmd, export_cmd, import_cmd, rerank_cmd, fuse_cmd):
+for command in (report_cmd, export_cmd, import_cmd, rerank_cmd, fuse_cmd, references_cmd):
     cli.add_command(command)
 
 
@@ -42,6 +42,26 @@ def main() -> None:
 
     reuse_freed_memory()
     try:
-        cli.main(standalone_mode=True)
-    except KeyboardInterrupt:
-        sys.exit(130)
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort as e:  # click's answer to Ctrl-C, or to no answer at a prompt
+        cause = e.__cause__ or e.__context__
+        if not isinstance(cause, KeyboardInterrupt):
+            click.echo(
+                "Aborted: no answer (stdin is closed)" if isinstance(cause, EOFError) else "Aborted", err=True
+            )
+            sys.exit(1)
+        _interrupted(cause)
+    except KeyboardInterrupt as e:
+        _interrupted(e)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _interrupted(e: BaseException | None) -> None:
+    """One line, no traceback, exit code 130 (a shell's code for Ctrl-C)."""
+    from ..errors import Interrupted
+
+    click.echo(str(e) if isinstance(e, Interrupted) else "interrupted", err=True)
+    sys.exit(130)

@@ -14,6 +14,7 @@ from .options import (
     device_option,
     dtype_option,
     max_length_option,
+    one_line_errors,
     option_group,
     quiet_option,
     results_dir_option,
@@ -98,12 +99,10 @@ def rerank_cmd(
     """
     from ..api import rerank
 
-    try:
+    with one_line_errors():
         results = rerank(candidates, list(models), list(datasets), depth=depth, **data, results_dir=results_dir,
                          cache_dir=cache_dir, overwrite=overwrite, name=name, progress=not quiet, echo=_echo,
                          **encoder)  # fmt: skip
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from e
     _finish(results)
 
 
@@ -149,10 +148,8 @@ def fuse_cmd(
     from ..api import fuse
     from ..fusion import parse_weights
 
-    try:
+    with one_line_errors():
         results = fuse(list(systems), list(datasets), method=method, k=k, weights=parse_weights(weights),
                        top_k=top_k, name=name, **data, results_dir=results_dir, cache_dir=cache_dir,
                        overwrite=overwrite, progress=not quiet, echo=_echo)  # fmt: skip
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from e
     _finish(results)

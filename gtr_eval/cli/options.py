@@ -9,7 +9,8 @@ hands to `api.run` as they are, so the command line and the API build the same c
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,26 @@ no_download_option = click.option(
     "--no-download", is_flag=True, help="Fail instead of downloading a missing dataset."
 )
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+class Mistaken(click.ClickException):
+    """A mistake in what was asked: `Error: <one line>`, exit code 2 (as click's own usage errors)."""
+
+    exit_code = 2
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A command's errors as one `Error:` line, no traceback: a mistake in what was asked exits 2
+    (`errors.Mistake`), any other failure before the pairs run exits 1."""
+    from ..errors import Mistake
+
+    try:
+        yield
+    except Mistake as e:
+        raise Mistaken(str(e)) from e
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from e
 
 
 def option_group(dest: str, build: Callable[..., Any], *options: Callable) -> Callable:

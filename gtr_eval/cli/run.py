@@ -12,6 +12,7 @@ from .options import (
     datasets_option,
     model_pair_options,
     models_option,
+    one_line_errors,
     results_dir_option,
     retriever_options,
 )
@@ -29,7 +30,14 @@ def _echo(text: str) -> None:
 @results_dir_option
 @retriever_options(bm25=True)
 @click.option("--top-k", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Re-run pairs that already have results.")
+@click.option(
+    "--name",
+    default=None,
+    metavar="NAME",
+    help="Store the (one) system under NAME: a variant beside the default one, e.g. -m bm25 --bm25-k1 0.9 "
+    "--name bm25-k0.9.",
+)
+@click.option("--overwrite", is_flag=True, help="Recompute pairs whose stored result was made otherwise.")
 @click.option(
     "--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`)."
 )
@@ -48,6 +56,7 @@ def run_cmd(
     results_dir: Path,
     options,
     top_k: int,
+    name: str | None,
     overwrite: bool,
     use_ray: bool,
     ray_address: str | None,
@@ -79,9 +88,9 @@ def run_cmd(
 
     if not models and pair is None:
         raise click.UsageError("give at least one -m MODEL, or --query-model and --doc-model")
-    kwargs = dict(**data, **options, results_dir=results_dir, top_k=top_k, overwrite=overwrite)
+    kwargs = dict(**data, **options, results_dir=results_dir, top_k=top_k, overwrite=overwrite, name=name)
     requests = [*models, *([pair] if pair else [])]
-    try:
+    with one_line_errors():
         if plan_only:
             click.echo(api.plan(requests, list(datasets), **kwargs), nl=False)
             return
@@ -92,8 +101,6 @@ def run_cmd(
                 api.run_config(requests, list(datasets), **kwargs), address=ray_address, echo=_echo
             )
         results = api.run(requests, list(datasets), echo=_echo, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from e
     if results:
         click.echo(summary_table(results))
     if results.failures:
@@ -150,7 +157,7 @@ def encode_cmd(
     from ..api import run_config
     from ..distributed import dense_models, describe, encode_job, parse_shard, ray_encode
 
-    try:
+    with one_line_errors():
         index = parse_shard(shard) if shard else (0, 1)
         if use_ray and shard:
             raise ValueError("--shard and --ray do not mix: --ray runs all N jobs (set N with --ray-tasks)")
@@ -177,5 +184,3 @@ def encode_cmd(
         for m in dense:
             for u in units:
                 _echo(describe(encode_job(m, u, options, index)))
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from e

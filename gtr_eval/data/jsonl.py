@@ -38,16 +38,23 @@ def numbered_lines(path: Path, hasher, opener=open) -> Iterator[tuple[int, str]]
             yield lineno, line.rstrip("\r\n")
 
 
+def json_problem(e: ValueError) -> str:
+    """What is wrong with a line that does not parse, as a person reads it: `invalid JSON at column 29:
+    unterminated string` (json's `Unterminated string starting at: line 1 column 29 (char 28)`)."""
+    if isinstance(e, json.JSONDecodeError):
+        reason = e.msg.removesuffix(" starting at").removesuffix(" at")
+        return f"invalid JSON at column {e.colno}: {reason[:1].lower()}{reason[1:]}"
+    if isinstance(e, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {e}"  # e.g. an integer literal longer than Python's 4300-digit limit
+
+
 def json_record(path: Path, lineno: int, line: str, required: tuple[str, ...]) -> dict:
     """One BEIR record: a JSON object with a non-empty `_id` and string (or null) `title`/`text`."""
     try:
         rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(path, lineno, f"invalid JSON ({e.msg}, column {e.colno})") from None
-    except RecursionError:
-        raise DataError(path, lineno, "invalid JSON (nested too deeply)") from None
-    except ValueError as e:  # e.g. an integer literal longer than Python's 4300-digit limit
-        raise DataError(path, lineno, f"invalid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:
+        raise DataError(path, lineno, json_problem(e)) from None
     if not isinstance(rec, dict):
         raise DataError(path, lineno, "expected a JSON object")
     check_record(path, lineno, rec, required)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .jsonl import DataError, numbered_lines
+from .jsonl import DataError, json_problem, numbered_lines
 from .loader import BeirData, Corpus
 
 GRANULARITIES = {"peerqa": "paragraphs", "peerqa-sentences": "sentences"}
@@ -84,9 +84,8 @@ class PeerQAData(BeirData):
 def _record(path: Path, lineno: int, line: str, fields: dict[str, Callable[[Any], bool]]) -> dict:
     try:
         rec = json.loads(line)
-    except (json.JSONDecodeError, RecursionError, ValueError) as e:
-        msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e) or type(e).__name__
-        raise DataError(path, lineno, f"invalid JSON ({msg})") from None
+    except (RecursionError, ValueError) as e:
+        raise DataError(path, lineno, json_problem(e)) from None
     if not isinstance(rec, dict):
         raise DataError(path, lineno, "expected a JSON object")
     for key, ok in fields.items():

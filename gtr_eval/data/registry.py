@@ -24,6 +24,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from ..errors import Mistake, did_you_mean
+
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 BEIR_NONPUBLIC_HELP = "https://github.com/beir-cellar/beir/blob/main/examples/dataset/README.md"
 
@@ -560,20 +562,20 @@ def names() -> list[str]:
 def validate_name(name: str) -> str:
     """Refuse names that could become a path outside the data folder."""
     if not isinstance(name, str) or not name:
-        raise ValueError("dataset name must be a non-empty string")
+        raise Mistake("dataset name must be a non-empty string")
     if "/" in name or "\\" in name:
-        raise ValueError(f"invalid dataset name {name!r}: it contains a path separator")
+        raise Mistake(f"invalid dataset name {name!r}: it contains a path separator")
     if ".." in name:
-        raise ValueError(f"invalid dataset name {name!r}: it contains '..'")
+        raise Mistake(f"invalid dataset name {name!r}: it contains '..'")
     if name.startswith("."):
-        raise ValueError(f"invalid dataset name {name!r}: it starts with '.'")
+        raise Mistake(f"invalid dataset name {name!r}: it starts with '.'")
     if "\x00" in name or ":" in name:
-        raise ValueError(f"invalid dataset name {name!r}: it contains a NUL or ':'")
+        raise Mistake(f"invalid dataset name {name!r}: it contains a NUL or ':'")
     return name
 
 
-class UnknownDatasetError(KeyError):
-    """An unknown dataset name; the message lists the known ones."""
+class UnknownDatasetError(Mistake, KeyError):
+    """An unknown dataset name; the message suggests the closest and lists the known ones."""
 
     def __str__(self) -> str:  # KeyError would print the repr of its argument
         return str(self.args[0])
@@ -584,8 +586,10 @@ def get(name: str) -> DatasetInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
+        known = [*_REGISTRY, *GROUPS, "peerqa", "peerqa-sentences"]
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(_REGISTRY)}; sweeps: {', '.join(GROUPS)}"
+            f"unknown dataset {name!r}{did_you_mean(name, known)} (known datasets: {', '.join(_REGISTRY)}; "
+            f"sweeps: {', '.join(GROUPS)}; or a BEIR folder)"
         ) from None
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import Mistake, did_you_mean
 from ..io import cached_sha256
 from ..paths import BUNDLED
 from . import registry
@@ -104,11 +105,13 @@ class Selection:
 
 
 def expand_datasets(specs: list[str], data_dir: Path | str = "data") -> Selection:
-    """Expand sweeps and check every name before anything runs (an unknown name raises KeyError)."""
+    """Expand sweeps and check every name before anything runs: an unknown name (with the closest known
+    one suggested) or a folder that is not there is a `Mistake` (`UnknownDatasetError` for names)."""
     data_dir = Path(data_dir).expanduser()
     chosen: list[str] = []
     skipped: list[tuple[str, str]] = []
     for spec in specs:
+        check_folder(spec)
         group = None if _is_folder(spec) else registry.group(spec)
         if group is None:
             if not _is_folder(spec) and spec not in ("peerqa", "peerqa-sentences"):
@@ -140,6 +143,30 @@ def unit_names(spec: str, data_dir: Path | str = "data") -> list[str]:
 
 def _is_folder(spec: str) -> bool:
     return (Path(spec).expanduser() / "corpus.jsonl").is_file()
+
+
+def looks_like_path(spec: str) -> bool:
+    """`./x`, `../x`, `~/x`, `/x`, `a/b`: meant as a folder, not a registry name."""
+    return spec.startswith((".", "~")) or "/" in spec or "\\" in spec
+
+
+def check_folder(spec: str) -> None:
+    """A `-d` argument meant as a folder must be a BEIR folder that exists."""
+    if _is_folder(spec) or not looks_like_path(spec):
+        return
+    if Path(spec).expanduser().is_dir():
+        raise Mistake(f"{spec}: not a BEIR folder (it has no corpus.jsonl)")
+    raise missing_folder(spec)
+
+
+def missing_folder(spec: str, what: str = "folder") -> Mistake:
+    """`<spec>: no such folder`, with the closest folder beside it that does exist."""
+    path = Path(spec).expanduser()
+    parent = path.parent
+    near = (
+        did_you_mean(path.name, [p.name for p in parent.iterdir() if p.is_dir()]) if parent.is_dir() else ""
+    )
+    return Mistake(f"{spec}: no such {what}{near}")
 
 
 def resolve_dataset(

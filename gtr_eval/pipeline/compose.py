@@ -16,11 +16,14 @@ from pathlib import Path
 
 from .. import fusion
 from ..data.loader import BeirData
-from ..data.units import DataOptions, DatasetUnit
+from ..data.units import DataOptions, DatasetUnit, unit_names
+from ..errors import Mistake, did_you_mean
 from ..evaluation import Run, ranked
 from ..identity import Identity
-from ..results import validate_name
+from ..results import is_done, validate_name
 from ..retrieval.base import Report
+from ..retrieval.factory import check_request
+from ..retrieval.presets import CROSS_ENCODERS
 from ..retrieval.rerank import CrossEncoderConfig, CrossEncoderScorer, RerankSpec, resolve_cross_encoder
 from ..retrieval.spec import SystemSpec
 from .pairs import Echo, Made, PairJob, PairStore, RunResults, Sweep, each_pair, input_run, read_input
@@ -50,7 +53,10 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     if cfg.depth < 1:
         raise ValueError(f"depth must be >= 1, not {cfg.depth}")
     if cfg.name and len(cfg.models) != 1:
-        raise ValueError("--name names one system: give one cross-encoder with it")
+        raise Mistake("--name names one system: give one cross-encoder with it")
+    for model in cfg.models:
+        check_request(model, known=CROSS_ENCODERS)
+    check_stored(cfg.results_dir, [cfg.candidates], cfg.data, cfg.datasets, "rerank")
     specs = [
         resolve_cross_encoder(
             CrossEncoderConfig(**{**cfg.encoder.__dict__, "model": m, "progress": cfg.progress}),
@@ -138,6 +144,7 @@ def fuse(cfg: FuseConfig, echo: Echo = print) -> RunResults:
     """Fuse the stored runs of `systems` on every dataset into one new stored system."""
     spec = cfg.spec()
     validate_name(spec.system, "system", max_slashes=0)
+    check_stored(cfg.results_dir, cfg.systems, cfg.data, cfg.datasets, "fuse")
     units = _units(cfg.data, cfg.datasets)
     store = _store(cfg.results_dir, cfg.cache_dir, cfg.overwrite)
     sweep = Sweep(echo, len(units), cfg.progress)
@@ -150,6 +157,26 @@ def fuse(cfg: FuseConfig, echo: Echo = print) -> RunResults:
 
 
 # ---------------------------------------------------------------------------------------- shared
+
+
+def check_stored(
+    results_dir: Path, systems: Sequence[str], data: DataOptions, datasets: Sequence[str], role: str
+):
+    """Each input system has a stored result on at least one of the datasets asked for (else nothing
+    can be made: a `Mistake`, said before any data is read or downloaded).  A pair whose input alone is
+    missing fails on its own (`InputMissing`)."""
+    names = [n for spec in data.expand(list(datasets)).datasets for n in unit_names(spec, data.data_dir)]
+    stored = (
+        sorted(p.name for p in Path(results_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
+        if Path(results_dir).is_dir()
+        else []
+    )
+    for system in systems:
+        if not any(is_done(results_dir, system, n, data.split) for n in names):
+            raise Mistake(
+                f"{role}: no stored result of {system} on {', '.join(names)} in {results_dir}; run it first"
+                f"{did_you_mean(system, stored)}"
+            )
 
 
 def _composed(spec: SystemSpec, unit: DatasetUnit, store: PairStore, combine) -> PairJob:

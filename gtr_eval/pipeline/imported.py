@@ -18,7 +18,7 @@ from ..data import registry
 from ..data.loader import BeirData, Corpus, DataError, Qrels, read_qrels, read_queries
 from ..data.units import DatasetUnit
 from ..dataset_files import locate
-from ..evaluation import read_qrels_any, read_trec_run
+from ..evaluation import check_overlap, read_qrels_any, read_trec_run
 from ..identity import Identity, setting
 from ..io import sha256_file
 from ..results import StoredResult, load_results, result_path
@@ -71,6 +71,8 @@ def import_trec_run(
     sha = sha256_file(run_file)
     run = read_trec_run(run_file)
     qrels_path = Path(unit.path) / unit.data_files()[-1]
+    qrels = unit.load().qrels
+    overlap = check_overlap(qrels, run, qrels_path, run_file)  # a run of another dataset: refused now
     spec = ImportSpec(
         system=system,
         inputs=(InputRun(system=run_file.name, run_sha256=sha, result=str(run_file.resolve())),),
@@ -97,8 +99,8 @@ def import_trec_run(
     if out.failures:
         raise out.failures[0].cause or ValueError(out.failures[0].error)
     (stored,) = out
-    qrels = unit.load().qrels
-    warnings = _coverage_warnings(run, qrels) + _qrels_warnings(results_dir, stored, qrels, data_dir)
+    warnings = [overlap] if overlap else []
+    warnings += _coverage_warnings(run, qrels) + _qrels_warnings(results_dir, stored, qrels, data_dir)
     return ImportedRun(stored, warnings)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -33,7 +34,7 @@ from filelock import FileLock, Timeout
 from ..data.download import dataset_source
 from ..data.loader import BeirData
 from ..data.units import DatasetFingerprint, DatasetUnit
-from ..errors import PairError, is_out_of_memory, isolated
+from ..errors import Interrupted, PairError, is_out_of_memory, isolated
 from ..evaluation import evaluate, read_trec_run
 from ..identity import Identity, record
 from ..io import sha256_file
@@ -94,15 +95,15 @@ class Sweep:
     """Bookkeeping for one command over many pairs: the overall progress line and what failed."""
 
     def __init__(self, echo: Echo, total: int | None, progress: bool = True):
-        from tqdm.auto import tqdm
+        from ..progress import bar
 
         self._echo = echo
         self.out = RunResults()
-        self.bar = tqdm(total=total, desc="pairs", unit="pair", position=0, leave=True, file=sys.stderr,
-                        disable=not progress, dynamic_ncols=True)  # fmt: skip
+        # Piped, each pair's own line says its progress: the sweep's line comes once, at the end.
+        self.bar = bar(total, "pairs", "pair", enabled=progress, leave=True, position=0, heartbeat=None)
 
     def say(self, msg: str) -> None:
-        if self.bar.disable:
+        if self.bar.disable or not hasattr(self.bar, "external_write_mode"):
             self._echo(msg)
             return
         with self.bar.external_write_mode(file=sys.stderr):
@@ -173,8 +174,18 @@ def each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunRes
     """Serve or compute every pair once, however many processes share the results folder.
 
     A pair another process holds is skipped and revisited at the end (then it is usually done).  A
-    pair that fails at a known stage is recorded in `sweep` and the loop goes on.
+    pair that fails at a known stage is recorded in `sweep` and the loop goes on.  Ctrl-C stops it with
+    `errors.Interrupted`, which says how many pairs are done (stored: the same command resumes).
     """
+    try:
+        return _each_pair(jobs, store, sweep)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(len(sweep.out), len(sweep.out.failures)) from None
+
+
+def _each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunResults:
     data = DataMemo(sweep.say, store.store_dir)
     deferred: list[PairJob] = []
     for job in jobs:
@@ -256,7 +267,7 @@ def store_pair(
                "evaluate_s": time.perf_counter() - t0}  # fmt: skip
     manifest = {
         **made.spec.record(),
-        "dataset": dataset_manifest(unit, data, fingerprint),
+        "dataset": dataset_manifest(unit, data, fingerprint, results_dir),
         "stats": record(made.report.stats),
         "timings": timings,
     }
@@ -295,11 +306,21 @@ def _echo_stats(echo: Echo, system: str, dataset: str, stats) -> None:
         )
 
 
-def dataset_manifest(unit: DatasetUnit, data: BeirData, fingerprint: DatasetFingerprint) -> dict:
-    """What a result records about its data: its fingerprint, where it was read, sizes, source."""
+def dataset_manifest(
+    unit: DatasetUnit, data: BeirData, fingerprint: DatasetFingerprint, results_dir: Path
+) -> dict:
+    """What a result records about its data: its fingerprint, where it was read (an absolute path, and
+    the same relative to the results folder, so that a report or export finds the files from any
+    working directory, and after folders are moved together), sizes, source."""
+    path = Path(unit.path).resolve()
+    try:
+        relative = os.path.relpath(path, Path(results_dir).resolve())
+    except ValueError:  # another drive (Windows)
+        relative = None
     return {
         **record(fingerprint),
-        "path": str(unit.path),
+        "path": str(path),
+        "path_from_results": relative,
         "checksum": data.checksum,
         "num_docs": len(data.corpus),
         "num_queries": len(data.queries),

@@ -233,6 +233,7 @@ def make_plan(
 def plan_run(cfg: RunConfig) -> Plan:
     """The plan of `run` with `cfg` (models, datasets, options); the device is looked up only for dense
     models."""
+    cfg.check()  # an unknown model or dataset is said now, as `run` would say it
     o = cfg.options
     costs = [model_cost(m, o.max_length) for m in cfg.models]
     dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU

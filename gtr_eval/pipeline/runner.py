@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.download import DownloadError
 from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
-from ..errors import ModelError, isolated
+from ..errors import Mistake, ModelError, isolated
 from ..identity import Identity
+from ..results import validate_name
 from ..retrieval.base import Retriever
-from ..retrieval.factory import ModelPair, Request, RetrieverOptions, build, resolve, system_of
+from ..retrieval.factory import ModelPair, Request, RetrieverOptions, build, check_request, resolve, system_of
 from ..retrieval.spec import SystemSpec
 from .pairs import (
     Echo,
@@ -52,6 +53,24 @@ class RunConfig:
     top_k: int = 1000
     overwrite: bool = False
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
+    name: str | None = None  # the one system's name instead of its own (`run --name`: a variant)
+
+    def check(self) -> None:
+        """What can be wrong with the request itself, said before any work: unknown models or
+        datasets, `--name` with several models, a `--candidates` system nothing will have stored."""
+        for request in self.models:
+            check_request(request)
+        if self.name is not None:
+            if len(self.models) != 1:
+                raise Mistake(f"--name names one system: give one -m with it, not {len(self.models)}")
+            validate_name(self.name, "system", max_slashes=0)
+        if (first := self.options.candidates) is not None:
+            earlier = {system_of(m) for m in self.models}
+            if first not in earlier and not (Path(self.results_dir) / first).is_dir():
+                raise Mistake(
+                    f"--candidates {first}: no stored results of {first} in {self.results_dir}, and it is "
+                    f"not one of this run's -m (list -m {first} before the model that re-ranks it)"
+                )
 
     def units(self) -> list[DatasetUnit]:
         """Every unit of the run (sweeps expanded), downloading what is missing."""
@@ -130,6 +149,7 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
     result made from other inputs (another split is another result, stored beside it) is refused
     unless `cfg.overwrite`.
     """
+    cfg.check()
     selection = cfg.data.expand(cfg.datasets)
     total = len(cfg.models) * sum(len(unit_names(s, cfg.data.data_dir)) for s in selection.datasets)
     sweep = Sweep(echo, total, cfg.options.progress)
@@ -144,6 +164,7 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
         for request in cfg.models:
             try:
                 spec = resolve(request, cfg.options, cfg.top_k)
+                spec = replace(spec, system=cfg.name) if cfg.name else spec
             except Exception as e:
                 if not isolated(e):
                     raise
@@ -212,7 +233,7 @@ def _failed_everywhere(
     request: Request, stage: str, e: BaseException, datasets, cfg: RunConfig, sweep: Sweep
 ):
     """A system that cannot be resolved fails on every unit of every dataset, said in one line."""
-    system = system_of(request)
+    system = cfg.name or system_of(request)
     sweep.say(f"[fail] {system}: {stage} failed: {describe_error(e)}")
     for dataset in datasets:
         for name in unit_names(dataset, cfg.data.data_dir):

@@ -8,15 +8,20 @@ specs alone and builds a retriever only for a pair it computes.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..data.units import looks_like_path, missing_folder
+from ..errors import Mistake, did_you_mean
 from .base import Retriever
 from .bm25 import BM25Config, BM25Retriever, BM25Spec
 from .dense import DenseConfig, DenseRetriever, DenseSpec, pair_name, resolve_dense
 from .encoders import default_device
 from .models import FAMILIES, model_family, system_name
 from .multivector import MultiVectorConfig, MultiVectorRetriever, MultiVectorSpec, resolve_multivector
+from .presets import PRESETS
 from .sparse import SparseConfig, SparseRetriever, SparseSpec, resolve_sparse
 from .spec import SystemSpec
 
@@ -62,6 +67,31 @@ class RetrieverOptions:
     candidates: str | None = None  # re-rank this system's stored run (late interaction: two-stage)
     depth: int = 1000  # candidates per query taken from that run
     maxsim_search: str = "auto"  # late interaction: auto, full or rerank
+
+
+# A hub id: `org/name` (one slash; letters, digits, `-`, `_`, `.`), not starting with `.` or `-`.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w][\w.-]*")
+
+
+def check_request(request: Request, known: Iterable[str] | None = None) -> None:
+    """`-m` must name bm25, a preset, an existing folder or something shaped like a hub id (`org/name`):
+    a typo is a `Mistake` naming the closest known name before anything is downloaded or loaded."""
+    if isinstance(request, ModelPair):
+        check_request(request.query, known)
+        check_request(request.doc, known)
+        return
+    known = ["bm25", *PRESETS] if known is None else list(known)
+    if request.lower() == "bm25" or request in known or Path(request).expanduser().is_dir():
+        return
+    if request.startswith(("./", "../", "~", "/")) or (
+        looks_like_path(request) and not HUB_ID.fullmatch(request)
+    ):
+        raise missing_folder(request, "model folder")
+    if not HUB_ID.fullmatch(request):
+        raise Mistake(
+            f"unknown model {request!r}{did_you_mean(request, known)} (known: {', '.join(known)}; or a model "
+            "folder, or a Hugging Face hub id org/name)"
+        )
 
 
 def system_of(request: Request) -> str:

@@ -99,10 +99,14 @@ def _snapshot(hub_id: str, revision: str | None) -> Path:
     try:
         return Path(snapshot_download(hub_id, revision=revision))
     except Exception as e:  # the hub raises many types; all mean "not available"
+        from ..data.download import connection_failure
+
+        lines = str(e).strip().splitlines()
+        why = connection_failure(e) or f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
         raise ModelError(
             f"cannot get model {hub_id!r}{f' at {revision}' if revision else ''} from the Hugging Face hub "
-            f"({type(e).__name__}: {e}). Pass a local folder (sentence-transformers layout) instead, "
-            "or check the name and your network."
+            f"({why}); pass a local folder (sentence-transformers layout) instead, or check the name and "
+            "your network"
         ) from e
 
 

@@ -160,7 +160,11 @@ class CrossEncoderScorer:
         if self._load_s:
             timings["load_model_s"], self._load_s = self._load_s, 0.0
         if self._model is not None:
-            stats = {**stats, "activation": self.activation(), "max_seq_length": int(self._model.max_length)}
+            stats = {
+                **stats,
+                "activation": self.activation(),
+                "max_seq_length": int(self._model.max_seq_length),
+            }
         return scores, Report(timings, {"pair_stats": stats})
 
 
