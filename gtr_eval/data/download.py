@@ -39,14 +39,12 @@ temporary folder.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import socket
 import stat
 import sys
 import tempfile
@@ -67,6 +65,7 @@ from ..paths import BUNDLED
 from ..progress import interactive
 from . import registry
 from .loader import DataError
+from .network import connection_failure
 
 try:
     import fcntl
@@ -79,7 +78,6 @@ RETRY_BACKOFF_S = 2.0  # seconds before the first retry; doubles each time (capp
 DEMO_DIR = BUNDLED / "demo"
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, getattr(errno, "EHOSTDOWN", -1)}
 
 
 class DownloadError(PairError, RuntimeError):
@@ -100,28 +98,6 @@ class _Retryable(DownloadError):
 
 class _Unreachable(_Retryable):
     """The server could not be reached at all (DNS, refused, no route): final on a first try."""
-
-
-def connection_failure(e: BaseException) -> str | None:
-    """Why a connection could not even be opened, when `e` (or what caused it) says so: a DNS
-    lookup that failed, a refused connection, no route to the host. None for anything else (a
-    timeout, a dropped connection, an HTTP error), which a retry may cure."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [e]
-    while todo:
-        x = todo.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, socket.gaierror):
-            return f"DNS lookup failed: {x.strerror or x}"
-        if isinstance(x, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(x, OSError) and x.errno in _NO_ROUTE:
-            return (x.strerror or os.strerror(x.errno)).lower()
-        linked = [x.__cause__, x.__context__, getattr(x, "reason", None), *x.args]  # urllib3: .reason
-        todo += [y for y in linked if isinstance(y, BaseException)]
-    return None
 
 
 @dataclass(frozen=True)

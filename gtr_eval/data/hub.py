@@ -95,7 +95,7 @@ class Hub:
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError
 
-        from .download import connection_failure
+        from .network import connection_failure
 
         api = HfApi(endpoint=self.endpoint)
         attempts = max(0, int(self.retries)) + 1

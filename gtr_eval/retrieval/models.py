@@ -99,7 +99,7 @@ def _snapshot(hub_id: str, revision: str | None) -> Path:
     try:
         return Path(snapshot_download(hub_id, revision=revision))
     except Exception as e:  # the hub raises many types; all mean "not available"
-        from ..data.download import connection_failure
+        from ..data.network import connection_failure
 
         lines = str(e).strip().splitlines()
         why = connection_failure(e) or f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
