@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	# Pin torch first: here this takes the CPU build from local disk; an unpinned torch would pull a
 	# multi-GB CUDA build. (On a GPU machine the same pin gives the CUDA build from PyPI.)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,lucene]'
 	touch $(STAMP)
 
 run: $(STAMP)

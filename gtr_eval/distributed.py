@@ -27,6 +27,7 @@ from .pipeline.runner import RunConfig
 from .retrieval.cache import shard_selector
 from .retrieval.encoded import EncodedRetriever
 from .retrieval.factory import RetrieverOptions, make_retriever
+from .retrieval.lucene import is_lucene
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,8 @@ def merge(model: str, unit: DatasetUnit, opts: RetrieverOptions, echo: Callable[
 
 
 def dense_models(models: list[str]) -> list[str]:
-    return [m for m in models if not (isinstance(m, str) and m.lower() == "bm25")]
+    """The models that encode a corpus (BM25, bm25s' or Lucene's, has no embeddings)."""
+    return [m for m in models if not (isinstance(m, str) and (m.lower() == "bm25" or is_lucene(m)))]
 
 
 def ray_encode_for_run(cfg: RunConfig, address: str | None = None, echo=print, **kw) -> None:

@@ -34,6 +34,7 @@ from ..results import is_done
 from ..retrieval import models as model_registry
 from ..retrieval import presets, weights
 from ..retrieval.backends import ONNX_MAX_BYTES
+from ..retrieval.lucene import is_lucene
 from .runner import RunConfig
 
 # all-MiniLM-L6-v2's WordPiece tokens per whitespace word on SciFact (1.571) and NFCorpus (1.529).
@@ -50,6 +51,19 @@ CPU_SEARCH_FLOPS = 2 * 10_000 * 1_000_000 * 384 / 46.41
 # 3,633 x 232.26 words; search_s 0.0850 and 0.0740 for 300 x 5,183 and 323 x 3,633 (query, doc) pairs.
 BM25_WORDS_PER_S = (5_183 * 213.63 + 3_633 * 232.26) / (0.7105 + 0.6594)
 BM25_S_PER_QUERY_DOC = (0.0850 + 0.0740) / (300 * 5_183 + 323 * 3_633)
+# bm25-flat and bm25-multifield (Anserini 1.7.1 in a JVM), measured on this project's CI machine type
+# (2 cores, an AMD EPYC, shared with other jobs).  On SciFact and NFCorpus a build (collection written
+# at about 80,000 documents/s, then IndexCollection) takes 2.9-4.1 s, nearly all of it the JVM's
+# start and set-up; on synthetic corpora of 200,000 and 1,000,000 documents (SciFact and NFCorpus
+# texts shuffled, 221.3 words each) IndexCollection indexed 1,000,000 in 74 s on one thread, and
+# SearchCollection (2 threads, 1,000 hits) answered SciFact's 300 queries in 8.52 s and 13.46 s:
+# a cost per query plus one per (query, document), the JVM's start (about 1 s) aside.
+LUCENE_INDEX_FIXED_S = 2.5
+LUCENE_SEARCH_FIXED_S = 1.0
+LUCENE_WRITE_DOCS_PER_S = 80_000
+LUCENE_WORDS_PER_S = 1_000_000 * 221.3 / 74
+LUCENE_S_PER_QUERY_DOC = (13.46 - 8.52) / (300 * 800_000)
+LUCENE_S_PER_QUERY = (8.52 - LUCENE_SEARCH_FIXED_S - 300 * 200_000 * LUCENE_S_PER_QUERY_DOC) / 300
 # Assumed (see the module docstring).
 GPU_FLOPS = {"fp16": 312e12 / 3, "bf16": 312e12 / 3, "fp32": 19.5e12 * 2 / 3}
 UNKNOWN_DOC_WORDS = 100.0  # a folder outside the registry: estimated from its size below
@@ -113,8 +127,8 @@ def model_cost(spec, max_length: int | None = None) -> ModelCost:
         doc = model_cost(spec.doc, max_length)
         system = f"{model_registry.system_name(spec.query)}~{doc.system}"
         return replace(doc, spec=str(spec), system=system)
-    if spec == "bm25":
-        return ModelCost(spec, "bm25", dense=False)
+    if spec == "bm25" or is_lucene(spec):
+        return ModelCost(spec, spec.lower(), dense=False)
     system = model_registry.system_name(spec)
     known = presets.preset_of(spec)  # a preset's name or its hub id
     preset = known[1] if known else None
@@ -214,6 +228,12 @@ def bm25_seconds(docs: float, doc_words: float, queries: float) -> float:
     return docs * doc_words / BM25_WORDS_PER_S + queries * docs * BM25_S_PER_QUERY_DOC
 
 
+def lucene_seconds(docs: float, doc_words: float, queries: float) -> float:
+    """Anserini: one JVM to index (after the collection is written), one to search."""
+    index = LUCENE_INDEX_FIXED_S + docs / LUCENE_WRITE_DOCS_PER_S + docs * doc_words / LUCENE_WORDS_PER_S
+    return index + LUCENE_SEARCH_FIXED_S + queries * (LUCENE_S_PER_QUERY + docs * LUCENE_S_PER_QUERY_DOC)
+
+
 def _tokens(words: float, max_length: int) -> float:
     return min(words * TOKENS_PER_WORD + 2, max_length)  # + [CLS]/[SEP] or </s>
 
@@ -256,7 +276,8 @@ def _dataset_plan(
         elif docs is None or queries is None:
             row.seconds[m.system] = None
         elif not m.dense:
-            row.seconds[m.system] = left * bm25_seconds(docs, doc_words, queries)
+            lexical = lucene_seconds if is_lucene(m.spec) else bm25_seconds
+            row.seconds[m.system] = left * lexical(docs, doc_words, queries)
         else:
             # CQADupStack: each subforum searches only its own documents (about 1/12 of the total).
             per_unit = encode_seconds(
@@ -374,5 +395,7 @@ def _basis(device: Device) -> str:
         f"parameter per token on {dense}; exact search added. BM25 (CPU): "
         f"{BM25_WORDS_PER_S / 1e6:.1f}M words/s indexing and a search cost per (query, document) measured on "
         "SciFact and NFCorpus (results/bm25), extrapolated linearly, which overstates it on corpora of "
-        "millions. Loading data is not counted. Nothing has been downloaded or run."
+        f"millions; Lucene (bm25-flat, bm25-multifield): {LUCENE_WORDS_PER_S / 1e6:.1f}M words/s indexing, "
+        "a JVM start per step, and a search cost per query and per (query, document) measured on "
+        "corpora of up to 1M documents. Loading data is not counted. Nothing has been downloaded or run."
     )

@@ -46,12 +46,31 @@ class Group:
     delta: bool = True  # False when the reference is another model (BEIR's ColBERT is v1, ours v2)
 
 
+# The BM25 column shows one of three systems (`paper --bm25`), each beside its own published setting
+# first (Δ is taken against it): bm25 (bm25s) beside MTEB's bm25s, bm25-flat / bm25-multifield
+# (Lucene through Anserini) beside Pyserini 2CR's flat / multifield condition.
+BM25S_MTEB = ("bm25s MTEB", MTEB, "bm25s")
+LUCENE_FLAT = ("Lucene flat", PYSERINI, "bm25-pyserini-flat")
+LUCENE_MULTIFIELD = ("Lucene multifield", PYSERINI, "bm25-pyserini-multifield")
+BM25_REFERENCES = {
+    "bm25": (BM25S_MTEB, LUCENE_MULTIFIELD),
+    "bm25-flat": (LUCENE_FLAT, LUCENE_MULTIFIELD),
+    "bm25-multifield": (LUCENE_MULTIFIELD, LUCENE_FLAT),
+}
+
+
+def bm25_group(system: str = "bm25") -> Group:
+    """The BM25 column from `system`; a Lucene system names itself in the column's label."""
+    if system not in BM25_REFERENCES:
+        from ..errors import Mistake, did_you_mean
+
+        raise Mistake(f"the BM25 column shows {', '.join(BM25_REFERENCES)}, not {system!r}"
+                      f"{did_you_mean(system, BM25_REFERENCES)}")  # fmt: skip
+    return Group("BM25" if system == "bm25" else f"BM25 ({system})", system, BM25_REFERENCES[system])
+
+
 PAPER_GROUPS = (
-    Group(
-        "BM25",
-        "bm25",
-        (("bm25s MTEB", MTEB, "bm25s"), ("Lucene multifield", "pyserini-2cr", "bm25-pyserini-multifield")),
-    ),
+    bm25_group("bm25"),
     Group("GTR-Base", "gtr-t5-base", (("paper²", PAPER_REF, "gtr-base"), ("MTEB", MTEB, "gtr-t5-base"))),
     Group("GTR-Large", "gtr-t5-large", (("MTEB", MTEB, "gtr-t5-large"),)),
     Group("GTR-XL", "gtr-t5-xl", (("MTEB", MTEB, "gtr-t5-xl"),)),
@@ -71,8 +90,10 @@ NOTES = (
     "ours = this harness's stored result; `not run` marks a system not evaluated on that dataset.",
     "paper² = the GTR paper's NDCG@10 as copied by a later paper (second-hand, unconfirmed, "
     "3 decimals); the paper's Large/XL columns and Recall@100 are not available to us.",
-    "MTEB = the MTEB results repository (sentence-transformers ports of the GTR checkpoints); "
-    "Lucene multifield = Pyserini 2CR, the BEIR paper's BM25 setting.",
+    "MTEB = the MTEB results repository (sentence-transformers ports of the GTR checkpoints). BM25 ours = "
+    "bm25 (bm25s, k1 1.5, b 0.75: MTEB's setting) unless the column names bm25-flat or bm25-multifield "
+    "(Lucene BM25 through Anserini, k1 0.9, b 0.4: `paper --bm25`); Lucene flat / multifield = Pyserini "
+    "2CR's two BM25 conditions, multifield being the BEIR paper's setting.",
     "BEIR² = the BEIR paper's Table 2 (NDCG@10, 3 decimals) as copied by a later source. Its ColBERT is v1 (ours: colbertv2, so no Δ); its BM25+CE re-ranks "
     "Elasticsearch BM25's top 100 with ms-marco-MiniLM-L6-v2 (ours: our bm25's, `gtr-eval rerank`). "
     "Pyserini = Pyserini 2CR (SPLADE++ ED, Contriever-MSMARCO).",
@@ -100,11 +121,13 @@ def _our_scores(results: Sequence[StoredResult], metric: str) -> dict[tuple[str,
     return scores
 
 
-def table_groups(results: Sequence[StoredResult]) -> list[Group]:
-    """The paper's groups, then every other evaluated system (with MTEB's figure when MTEB has one)."""
-    known = {g.system for g in PAPER_GROUPS}
+def table_groups(results: Sequence[StoredResult], bm25: str = "bm25") -> list[Group]:
+    """The paper's groups (the BM25 column from `bm25`), then every other evaluated system: the other
+    BM25 systems beside their published settings, the rest with MTEB's figure when MTEB has one."""
+    groups = [bm25_group(bm25), *PAPER_GROUPS[1:]]
+    known = {g.system for g in groups}
     extra = sorted({r.system for r in results} - known)
-    return [*PAPER_GROUPS, *(Group(s, s, (("MTEB", MTEB, s),)) for s in extra)]
+    return [*groups, *(Group(s, s, BM25_REFERENCES.get(s, (("MTEB", MTEB, s),))) for s in extra)]
 
 
 def paper_table(
@@ -113,11 +136,13 @@ def paper_table(
     only_run: bool = False,
     refs: pd.DataFrame | None = None,
     run_systems_only: bool = False,
+    bm25: str = "bm25",
 ) -> pd.DataFrame:
     """Rows: datasets in the paper's order (`only_run`: those with a stored result); columns: per group
     ours, references, Δ (strings); `run_systems_only`: only the groups with a stored result (for
-    `metric`, on a dataset of the paper's).  The metric name is normalised (`NDCG@10`); an unknown
-    one is a ValueError naming the closest."""
+    `metric`, on a dataset of the paper's); `bm25`: the system the BM25 column shows (bm25,
+    bm25-flat or bm25-multifield).  The metric name is normalised (`NDCG@10`); an unknown one is a
+    ValueError naming the closest."""
     metric = normalise_metric(metric, known=sorted({m for r in results for m in r.metrics}))
     refs = load_references() if refs is None else refs
     ref = {
@@ -130,7 +155,7 @@ def paper_table(
     datasets = list(DATASET_ORDER)
     if only_run:
         datasets = [d for d in datasets if any(k[1] == d for k in ours)]
-    groups = table_groups(results)
+    groups = table_groups(results, bm25)
     if run_systems_only:
         groups = [g for g in groups if any((g.system, d) in ours for d in DATASET_ORDER)]
     rows = []

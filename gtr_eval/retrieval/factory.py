@@ -19,6 +19,7 @@ from .base import Retriever
 from .bm25 import BM25Config, BM25Retriever, BM25Spec
 from .dense import DenseConfig, DenseRetriever, DenseSpec, pair_name, resolve_dense
 from .encoders import default_device
+from .lucene import CONDITIONS, LuceneRetriever, LuceneSpec, is_lucene, resolve_lucene, runtime
 from .models import FAMILIES, model_family, system_name
 from .multivector import MultiVectorConfig, MultiVectorRetriever, MultiVectorSpec, resolve_multivector
 from .presets import PRESETS
@@ -74,13 +75,17 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w][\w.-]*")
 
 
 def check_request(request: Request, known: Iterable[str] | None = None) -> None:
-    """`-m` must name bm25, a preset, an existing folder or something shaped like a hub id (`org/name`):
-    a typo is a `Mistake` naming the closest known name before anything is downloaded or loaded."""
+    """`-m` must name bm25, bm25-flat / bm25-multifield (Lucene: their extra installed), a preset, an
+    existing folder or something shaped like a hub id (`org/name`): a typo, or a Lucene system without
+    its extra, is a `Mistake` said in one line before anything is downloaded or loaded."""
     if isinstance(request, ModelPair):
         check_request(request.query, known)
         check_request(request.doc, known)
         return
-    known = ["bm25", *PRESETS] if known is None else list(known)
+    known = ["bm25", *CONDITIONS, *PRESETS] if known is None else list(known)
+    if is_lucene(request) and request.lower() in known:
+        runtime(request.lower())  # the lucene extra missing: said now, in one line, before any work
+        return
     if request.lower() == "bm25" or request in known or Path(request).expanduser().is_dir():
         return
     if request.startswith(("./", "../", "~", "/")) or (
@@ -98,13 +103,18 @@ def system_of(request: Request) -> str:
     """The name `request`'s results are stored under, without resolving anything (for failure lines)."""
     if isinstance(request, ModelPair):
         return pair_name(request.query, request.doc)
-    return "bm25" if request.lower() == "bm25" else system_name(request)
+    if request.lower() == "bm25" or is_lucene(request):
+        return request.lower()
+    return system_name(request)
 
 
 def resolve(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> SystemSpec:
-    """The spec of `bm25`, a preset, a hub id, a local folder, or a `ModelPair`."""
+    """The spec of `bm25`, `bm25-flat` / `bm25-multifield`, a preset, a hub id, a local folder, or a
+    `ModelPair`."""
     if isinstance(request, str) and request.lower() == "bm25":
         return BM25Spec(system="bm25", bm25=opts.bm25, top_k=top_k, progress=opts.progress)
+    if is_lucene(request):
+        return resolve_lucene(request, top_k, opts.progress)
     pair = request if isinstance(request, ModelPair) else None
     model = pair.doc if pair else request
     family = "dense" if pair else (model_family(model) if opts.family == "auto" else opts.family)
@@ -143,6 +153,8 @@ def build(spec: SystemSpec, cache_dir: Path | None = None) -> Retriever:
     """The retriever that runs `spec` (nothing is loaded until it indexes)."""
     if isinstance(spec, BM25Spec):
         return BM25Retriever(spec, cache_dir=cache_dir)
+    if isinstance(spec, LuceneSpec):
+        return LuceneRetriever(spec, cache_dir=cache_dir)
     if isinstance(spec, DenseSpec):
         return DenseRetriever(spec, cache_dir=cache_dir)
     if isinstance(spec, SparseSpec):
