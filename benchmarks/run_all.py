@@ -27,6 +27,7 @@ SCRIPTS = {
     "cpu_floor": "bench_cpu_floor.py",
     "sparse": "bench_sparse.py",
     "maxsim": "bench_maxsim.py",
+    "table_ci": "bench_table_ci.py",
     "scale": "bench_scale.py",  # hours at full size: run it on its own (--only scale)
 }
 DEFAULT_RUN = [name for name in SCRIPTS if name != "scale"]
@@ -342,6 +343,33 @@ def _scale_targets(s: dict) -> list[str]:
     return ["", "Targets: " + "; ".join(checks) + "."] if checks else []
 
 
+def _table_ci(r: dict) -> list[str]:
+    sides, shape = r["sides"], r["beir_shape"]
+    rows = [
+        "| command (a fresh process each round, imports included) | wall time (s) | / without --ci |",
+        "|---|---:|---:|",
+    ]
+    for key, label in (("plain", "`gtr-eval table --baseline bm25`"),
+                       ("ci", "`gtr-eval table --ci --baseline bm25`"),
+                       ("ci_no_baseline", "`gtr-eval table --ci`")):  # fmt: skip
+        rows.append(
+            f"| {label} | {sides[key]['median_s']:.2f} | {sides[key]['median_s'] / r['peer_s']:.3f} |"
+        )
+    return [
+        f"The committed results (3 systems × SciFact, NFCorpus), {r['resamples']:,} resamples, paired Δ "
+        f"intervals with Holm; medians of {r['rounds']} alternating rounds. Target: under {r['target_s']:g} s "
+        f"({_met(r['target_met'])}: **{r['ours_s']:.2f} s**).",
+        "",
+        *rows,
+        "",
+        f"BEIR's shape, in process (synthetic per-query scores): {shape['datasets']} datasets "
+        f"({shape['evaluation_units']} evaluation units, CQADupStack as its subforums) × {shape['systems']} "
+        f"systems, {shape['queries']:,} queries, {shape['resamples']:,} resamples, a baseline: "
+        f"`leaderboard` + `render` in **{shape['median_s']:.2f} s** (median of {len(shape['all_s'])}); the "
+        f"committed table's in process: {r['committed_leaderboard_s']:.2f} s.",
+    ]
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "**NOT met**"
 
@@ -373,6 +401,7 @@ SECTIONS = [
     ("search.epyc", "1e, earlier record. Exact search, 1M × 384 (AMD EPYC)", _search),
     ("sparse", "1f. Learned sparse search, 1M documents", _sparse),
     ("maxsim", "1g. Late interaction (exact MaxSim)", _maxsim),
+    ("table_ci", "6. `table --ci`: bootstrap intervals over queries", _table_ci),
     ("parallel", "4. Two processes × 1 thread vs 1 × 2 threads", _parallel),
     ("onnx", "3. ONNX Runtime backends", _onnx),
     ("scale", "5. MS MARCO size on one machine: corpus store, BM25, dense pipeline", _scale),

@@ -1,9 +1,10 @@
-"""The Python API, mirroring the CLI: `run`, `plan`, `rerank`, `fuse`, `table`, `paper_check`,
-`evaluate_run`, `report`, `export`, `import_run`.
+"""The Python API, mirroring the CLI: `run`, `plan`, `rerank`, `fuse`, `table`, `plot`,
+`paper_check`, `evaluate_run`, `report`, `export`, `import_run`.
 
 >>> from gtr_eval.api import run, table
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
->>> print(table("results", metric="ndcg@10", baseline="bm25"))
+>>> print(table("results", metric="ndcg@10", baseline="bm25", ci=True))
+>>> evaluate_run("data/scifact/qrels/test.tsv", "results/bm25/scifact.run.trec.gz").intervals()
 """
 
 from __future__ import annotations
@@ -167,12 +168,26 @@ def table(
     baseline: str | None = None,
     references: Sequence[str] = (),
     diff_against: str | None = None,
+    test: str = "ttest",
+    alpha: float = 0.05,
+    ci: bool = False,
+    ci_style: str = "brackets",
+    resamples: int = 10_000,
+    seed: int = 0,
+    show: Sequence[str] = (),
+    data_dir: Path | str | None = "data",
 ) -> str:
-    """`gtr-eval table`: the rendered leaderboard.  `metric` as papers write it (`NDCG@10`, `R@100`)
-    is normalised; an unknown one is a ValueError naming the closest and listing the valid names.  CSV
-    is clean (`pandas.read_csv` reads it as it is): its notes are `report.tables.render_notes(board)`
-    of the `leaderboard` with the same arguments; the other formats carry them inside."""
+    """`gtr-eval table`: the rendered leaderboard.  `metric` as papers write it (`NDCG@10`, `R@100`,
+    `Judged@10`, `NDCG@10'` for the condensed lists) is normalised; an unknown one is a ValueError
+    naming the closest and listing the valid names.  `ci`: 95% bootstrap intervals (`resamples`,
+    `seed`; with `baseline`, paired Δ intervals, Holm-corrected), `ci_style` "brackets" or "pm";
+    `show=["judged"]`: each system's Judged@10.  `data_dir`: where the dataset folders are, for the
+    qrels behind Judged@k (when the results' manifests do not lead there).  CSV is clean
+    (`pandas.read_csv` reads it as it is): its notes are `report.tables.render_notes(board)` of the
+    `leaderboard` with the same arguments; the other formats carry them inside."""
+    from .judgments import Judgments
     from .report.tables import RefSpec, leaderboard, render
+    from .uncertainty import Bootstrap
 
     board = leaderboard(
         load_results(results_dir),
@@ -180,8 +195,34 @@ def table(
         baseline=baseline,
         references=[RefSpec.parse(r) for r in references],
         diff_against=diff_against,
+        test=test,
+        alpha=alpha,
+        ci=Bootstrap(resamples=resamples, seed=seed) if ci else None,
+        show=show,
+        judgments=Judgments(data_dir),
     )
-    return render(board, fmt)
+    return render(board, fmt, ci_style=ci_style)
+
+
+def plot(
+    results_dir: Path | str = "results",
+    metric: str = "ndcg@10",
+    output: Path | str = "chart.png",
+    ci: bool = True,
+    resamples: int = 10_000,
+    seed: int = 0,
+    data_dir: Path | str | None = "data",
+) -> Path:
+    """`gtr-eval plot`: the PNG bar chart of `metric`, with 95% bootstrap error bars unless `ci=False`;
+    returns its path."""
+    from .judgments import Judgments
+    from .report.plots import plot_results
+    from .uncertainty import Bootstrap
+
+    bootstrap = Bootstrap(resamples=resamples, seed=seed) if ci else None
+    return plot_results(
+        load_results(results_dir), metric, output, ci=bootstrap, judgments=Judgments(data_dir)
+    )
 
 
 def paper_check(results_dir: Path | str = "results", golden: Path | str | None = None):
@@ -193,9 +234,13 @@ def paper_check(results_dir: Path | str = "results", golden: Path | str | None =
     return check_golden(load_results(results_dir), load_golden(golden or default_golden(results_dir)))
 
 
-def evaluate_run(qrels_path: Path | str, run_path: Path | str, ignore_identical_ids: bool = True):
+def evaluate_run(
+    qrels_path: Path | str, run_path: Path | str, ignore_identical_ids: bool = True, condensed: bool = False
+):
     """`gtr-eval evaluate`: score a TREC run file against a qrels file (a run none of whose queries is
-    judged there is a `DataError`; a small overlap warns)."""
+    judged there is a `DataError`; a small overlap warns).  The `Evaluation` holds `judged@k` among
+    its metrics, with `condensed` the condensed-list measures (`ndcg@10'`), and its `intervals()`
+    are what `evaluate --json` prints as `ci95`."""
     import warnings
 
     from .evaluation import check_overlap, evaluate, read_qrels_any, read_trec_run
@@ -203,7 +248,7 @@ def evaluate_run(qrels_path: Path | str, run_path: Path | str, ignore_identical_
     qrels, run = read_qrels_any(qrels_path), read_trec_run(run_path)
     if warning := check_overlap(qrels, run, qrels_path, run_path):
         warnings.warn(warning, stacklevel=2)
-    return evaluate(qrels, run, ignore_identical_ids=ignore_identical_ids)
+    return evaluate(qrels, run, ignore_identical_ids=ignore_identical_ids, condensed=condensed)
 
 
 def report(
@@ -218,10 +263,15 @@ def report(
     top_queries: int = 20,
     title: str = "Retrieval results",
     echo=lambda _: None,
+    ci: bool = True,
+    resamples: int = 10_000,
+    seed: int = 0,
 ) -> Path:
-    """`gtr-eval report`: write the static site; returns the path of its index.html."""
+    """`gtr-eval report`: write the static site; returns the path of its index.html.  `ci`: the
+    leaderboard's 95% bootstrap intervals and error bars (`resamples`, `seed`)."""
     from .report.site import ReportConfig, build_site
     from .report.tables import RefSpec
+    from .uncertainty import Bootstrap
 
     config = ReportConfig(
         output=Path(output),
@@ -233,6 +283,7 @@ def report(
         test=test,
         top_queries=top_queries,
         title=title,
+        bootstrap=Bootstrap(resamples=resamples, seed=seed) if ci else None,
     )
     return build_site(load_results(results_dir), config, results_dir=Path(results_dir), echo=echo)
 

@@ -1,6 +1,6 @@
 """Score a run against qrels the way BEIR does, with every convention written down.
 
-Conventions (each has a test in tests/test_evaluation.py):
+Conventions (each has a test in tests/test_evaluation.py; (e) and (f) in tests/test_judged.py):
 
 (a) Identical ids.  With `ignore_identical_ids` (BEIR's `EvaluateRetrieval.evaluate` default) a
     retrieved document whose id equals the query id is dropped before scoring.  It matters for
@@ -14,6 +14,23 @@ Conventions (each has a test in tests/test_evaluation.py):
     relevance_level=1); NDCG uses the graded gains as they are.
 (d) `average_subsets` is a plain mean of per-subset metrics; BEIR's CQADupStack figure is the mean
     of its 12 subforums, not a pooled mean over their queries.
+(e) `judged@k` (k in 1, 3, 5, 10, 100) is ir_measures' `Judged@k`: the share of a query's top k that
+    has a judgment *for that query*, any grade, 0 included (beir's `Hole@k` instead counts a document
+    as judged when any query judged it).  The denominator is min(k, documents retrieved), as in
+    ir_measures; a judged query that retrieves nothing scores 0, per (b).  It is computed on the same
+    prepared run as every other measure (after (a)'s identical-id removal, ranked as below), so
+    `judged@10` describes exactly the top 10 that `ndcg@10` scored (given raw scores, ir_measures
+    breaks ties by document id ascending instead).  It says how much of a ranking the assessors
+    saw, not how good it is: on qrels that hold positives only (SciFact, NQ, ...) it is a precision
+    in disguise (SciFact's Judged@10: 0.091 for BM25, 0.088 for all-MiniLM-L6-v2).
+(f) Condensed lists (Sakai 2007, "judged-only" evaluation; trec_eval's `-J`), opt-in with
+    `evaluate(..., condensed=True)`: every unjudged document is removed from the ranking, the rest
+    moves up, and the usual measures are computed on what is left, named with a prime
+    (`ndcg@10'`, `p@10'`, `mrr@10'`).  Unjudged documents then no longer count as non-relevant,
+    which removes the bias against a system the pool never saw; but the scores reward retrieving
+    judged documents at all (on positives-only qrels NDCG@10' is little more than recall), are not
+    comparable with the uncondensed ones or across pools, and dropping what was never judged can
+    flatter a system unlike those that built the pool as much as counting it non-relevant hurts it.
 
 Ties: every measure ranks tied scores as trec_eval does (score descending, then document id
 descending): the pytrec_eval measures natively, `mrr@10` through `ranked`, and the TREC run files
@@ -34,12 +51,15 @@ import pytrec_eval
 
 from .data.loader import QRELS_HEADER, DataError, read_qrels
 from .io import atomic_writer
+from .uncertainty import Bootstrap, Draws, percentile_interval
 
 Qrels = dict[str, dict[str, int]]
 Run = dict[str, dict[str, float]]
 
 DEFAULT_K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)
 MRR_CUTOFF = 10
+JUDGED_K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 100)
+CONDENSED = "'"  # the suffix of a condensed-list measure: `ndcg@10'`
 EVAL_BATCH_QUERIES = 1000
 
 # Our metric prefix -> (pytrec_eval measure family, prefix of pytrec_eval's per-query key).
@@ -66,11 +86,41 @@ class Evaluation:
     def n_queries(self) -> int:
         return len(next(iter(self.per_query.values()), {}))
 
+    def intervals(self, bootstrap: Bootstrap | None = None, dataset: str = "") -> dict[str, list[float]]:
+        """[low, high] of every metric's mean: the percentile bootstrap over the judged queries
+        (`uncertainty`; 95%, 10,000 resamples, seed 0 by default), all metrics redrawn with the same
+        resamples.  `dataset` names the stream of draws (tables draw each dataset's by its name)."""
+        bootstrap = bootstrap or Bootstrap()
+        draws = Draws(bootstrap).of(dataset, self.per_query)
+        return {m: list(percentile_interval(draws[m], bootstrap.level)) for m in self.metrics if m in draws}
+
 
 def metric_names(k_values: Sequence[int] = DEFAULT_K_VALUES) -> list[str]:
-    """Every key `evaluate` returns, in a stable display order."""
+    """Every key `evaluate` returns (without `condensed`), in a stable display order."""
+    return _score_names(k_values) + judged_names()
+
+
+def _score_names(k_values: Sequence[int]) -> list[str]:
+    """The relevance measures: those a condensed list is scored with too."""
     names = [f"{m}@{k}" for m in _PYTREC_FAMILIES for k in k_values]
     return names + [f"mrr@{MRR_CUTOFF}", "mrr"]
+
+
+def judged_names() -> list[str]:
+    return [f"judged@{k}" for k in JUDGED_K_VALUES]
+
+
+def condensed_names(k_values: Sequence[int] = DEFAULT_K_VALUES) -> list[str]:
+    """What `evaluate(..., condensed=True)` adds: each relevance measure on the condensed list."""
+    return [name + CONDENSED for name in _score_names(k_values)]
+
+
+def is_judged(metric: str) -> bool:
+    return metric in judged_names()
+
+
+def is_condensed(metric: str) -> bool:
+    return metric.endswith(CONDENSED)
 
 
 def evaluate(
@@ -78,15 +128,18 @@ def evaluate(
     run: Run,
     k_values: Iterable[int] = DEFAULT_K_VALUES,
     ignore_identical_ids: bool = True,
+    condensed: bool = False,
 ) -> Evaluation:
-    """Score `run` against `qrels` (inputs are not modified); see the module docstring."""
+    """Score `run` against `qrels` (inputs are not modified); see the module docstring.  `condensed`
+    adds every relevance measure on the condensed list (convention (f)), named with a prime."""
     ks = tuple(sorted({int(k) for k in k_values}))
     if not ks or ks[0] < 1:
         raise ValueError(f"k_values must be positive integers, got {ks}")
     if not qrels:
         raise ValueError("qrels are empty: nothing to evaluate against")
     qrels = {str(q): {str(d): int(g) for d, g in docs.items()} for q, docs in qrels.items()}
-    per_query: dict[str, dict[str, float]] = {name: {} for name in metric_names(ks)}
+    names = metric_names(ks) + (condensed_names(ks) if condensed else [])
+    per_query: dict[str, dict[str, float]] = {name: {} for name in names}
     missing: list[str] = []
     by_id = {str(q): docs for q, docs in run.items()}
     qids = list(qrels)
@@ -94,9 +147,12 @@ def evaluate(
     # pytrec_eval's own) of a 7M-entry run never exist at once.
     for start in range(0, len(qids), EVAL_BATCH_QUERIES):
         part = {q: qrels[q] for q in qids[start : start + EVAL_BATCH_QUERIES]}
-        judged_run = _prepare_run(part, {q: by_id[q] for q in part if q in by_id}, ignore_identical_ids)
-        scored = _pytrec_per_query(part, judged_run, ks)
-        scored[f"mrr@{MRR_CUTOFF}"] = mrr_at_k(part, judged_run, MRR_CUTOFF)
+        judged_run = prepare_run(part, {q: by_id[q] for q in part if q in by_id}, ignore_identical_ids)
+        scored = _relevance_per_query(part, judged_run, ks)
+        scored.update(judged_at_k(part, judged_run))
+        if condensed:
+            on_judged = _relevance_per_query(part, condensed_run(part, judged_run), ks)
+            scored.update({name + CONDENSED: scores for name, scores in on_judged.items()})
         for name, scores in per_query.items():
             scores.update(scored[name])
         missing += [q for q in part if not judged_run.get(q)]
@@ -112,8 +168,40 @@ def evaluate(
     )
 
 
-def _prepare_run(qrels: Qrels, run: Run, ignore_identical_ids: bool) -> Run:
-    """A copy holding only judged queries, float scores and (optionally) no query-id documents."""
+def _relevance_per_query(qrels: Qrels, run: Run, ks: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    scored = _pytrec_per_query(qrels, run, ks)
+    scored[f"mrr@{MRR_CUTOFF}"] = mrr_at_k(qrels, run, MRR_CUTOFF)
+    return scored
+
+
+def judged_at_k(
+    qrels: Qrels, run: Run, k_values: Iterable[int] = JUDGED_K_VALUES
+) -> dict[str, dict[str, float]]:
+    """`judged@k` per judged query (convention (e)): of the top min(k, retrieved) documents in
+    trec_eval's order, the share that `qrels` judges for that query, whatever the grade; 0 for a
+    query that retrieves nothing.  `run` is taken as given: prepare it as `evaluate` does first."""
+    ks = sorted({int(k) for k in k_values})
+    out: dict[str, dict[str, float]] = {f"judged@{k}": dict.fromkeys(qrels, 0.0) for k in ks}
+    for qid, docs in run.items():
+        if qid not in qrels or not docs:
+            continue
+        judged = qrels[qid]
+        hits = np.cumsum([d in judged for d, _ in ranked(docs)[: ks[-1]]])
+        for k in ks:
+            top = min(k, len(hits))
+            out[f"judged@{k}"][qid] = float(hits[top - 1]) / top
+    return out
+
+
+def condensed_run(qrels: Qrels, run: Run) -> Run:
+    """The condensed list of each query (convention (f)): only the documents `qrels` judges for it,
+    with their scores, so they keep their order and close up the gaps the unjudged ones leave."""
+    return {qid: {d: s for d, s in docs.items() if d in qrels.get(qid, {})} for qid, docs in run.items()}
+
+
+def prepare_run(qrels: Qrels, run: Run, ignore_identical_ids: bool) -> Run:
+    """A copy holding only judged queries, float scores and (optionally) no query-id documents: the
+    run every measure of `evaluate` scores (convention (a))."""
     out: Run = {}
     for qid, docs in run.items():
         qid = str(qid)
@@ -324,6 +412,7 @@ METRIC_ALIASES = {
     "mrr": "mrr",
     "rr": "mrr",
     "recip_rank": "mrr",
+    "judged": "judged",
 }
 
 
@@ -331,15 +420,23 @@ def normalise_metric(name: str, known: Iterable[str] = ()) -> str:
     """The stored name of a metric written as papers and tools write it: case aside (`NDCG@10`,
     `nDCG@10` -> `ndcg@10`, `MAP@100`, `P@10`, `MRR@10`, `MRR`), `R@100` / `Recall@100` ->
     `recall@100`, `precision@10` -> `p@10`, pytrec_eval's `ndcg_cut_10` / `P_10` / `recip_rank`.
-    Valid names are `metric_names()` plus `known` (e.g. what stored results hold).  Any other name is
+    `Judged@10` -> `judged@10`; a trailing prime names the condensed-list measure (`nDCG@10'` ->
+    `ndcg@10'`).  Valid names are `metric_names()`, `condensed_names()` and `known` (e.g. what stored
+    results hold).  Any other name is
     an `errors.Mistake` (a ValueError) listing the valid names, with the closest one suggested."""
     import re
 
     from .errors import Mistake
 
     valid = list(dict.fromkeys([*metric_names(), *known]))
-    if name in valid:
+    if name in valid or name in condensed_names():
         return name
+    text = re.sub(r"\s+", "", str(name))
+    if text.endswith(("'", "′", "’")) and len(text) > 1:  # a condensed-list measure: `nDCG@10'`
+        base = normalise_metric(text[:-1], [m for m in known if not is_condensed(m)])
+        if base + CONDENSED in condensed_names() or base + CONDENSED in known:
+            return base + CONDENSED
+        raise Mistake(f"{name!r}: only the relevance measures have a condensed-list version, not {base}")
     by_lower = {v.lower(): v for v in valid}
     text = re.sub(r"\s+", "", str(name)).lower()
     parsed = re.fullmatch(r"([a-z]+(?:_[a-z]+)*)(?:[@_]?(\d+))?", text)

@@ -171,7 +171,7 @@ def test_fuse_command_needs_stored_inputs_and_two_systems(committed_copy):
     out = CliRunner().invoke(
         cli, ["fuse", "bm25", "nope", "-d", "demo", "--results-dir", str(committed_copy)]
     )
-    assert out.exit_code != 0 and "fuse needs a stored result of bm25 on demo" in out.output
+    assert out.exit_code != 0 and "fuse: no stored result of bm25 on demo" in out.output
     out = CliRunner().invoke(cli, ["fuse", "bm25", "-d", "demo", "--results-dir", str(committed_copy)])
     assert out.exit_code != 0 and "at least two" in out.output
     out = CliRunner().invoke(cli, ["fuse", "--rrf", "--weights", "1,2", *INPUTS, "-d", "demo",

@@ -20,7 +20,14 @@ from demo_results import DEMO, demo_run, make_demo_results
 from gtr_eval.cli import cli
 from gtr_eval.data.loader import DataError, load_beir_folder, read_qrels
 from gtr_eval.errors import Refused
-from gtr_eval.evaluation import evaluate, metric_names, read_qrels_any, read_trec_run, write_trec_run
+from gtr_eval.evaluation import (
+    evaluate,
+    judged_names,
+    metric_names,
+    read_qrels_any,
+    read_trec_run,
+    write_trec_run,
+)
 from gtr_eval.pipeline.imported import import_trec_run
 from gtr_eval.report import mteb
 from gtr_eval.report.export import export_results
@@ -316,6 +323,7 @@ def test_export_notes_when_qrels_cannot_be_found(tmp_path):
     results = make_demo_results(tmp_path / "results")
     record = json.loads((results / "alpha" / "demo.json").read_text())
     record["manifest"]["dataset"]["path"] = str(tmp_path / "gone")
+    record["manifest"]["dataset"].pop("path_from_results", None)  # the folder is gone by either route
     (results / "alpha" / "demo.json").write_text(json.dumps(record))
     done = export_results([load_result(results, "alpha", "demo")], "ranx", tmp_path / "out")
     assert not (tmp_path / "out" / "qrels").exists()
@@ -589,7 +597,10 @@ def test_imported_trec_run_sits_in_the_table_with_a_significance_mark(tmp_path, 
     original = results / "bm25" / "scifact.run.trec.gz"
     import_trec_run(original, results, "bm25-again", "scifact", data_dir=beir_data)
     again, bm25 = load_result(results, "bm25-again", "scifact"), load_result(results, "bm25", "scifact")
-    assert again.metrics == bm25.metrics and again.per_query == bm25.per_query
+    # The committed result predates judged@k: every metric it holds is the same, judged@k is new.
+    assert {m: again.metrics[m] for m in bm25.metrics} == bm25.metrics
+    assert {m: again.per_query[m] for m in bm25.per_query} == bm25.per_query
+    assert set(again.metrics) - set(bm25.metrics) == set(judged_names())
 
     lines = gzip.open(original, "rt").read().splitlines()
     by_query: dict[str, list[str]] = {}

@@ -196,7 +196,7 @@ def test_large_corpus_without_candidates_is_refused_before_encoding(tiny_colbert
     args = ["run", "-m", str(tiny_colbert), "-d", "demo", "--results-dir", str(tmp_path / "r"), "--cache-dir",
             str(tmp_path), "--quiet"]  # fmt: skip
     res = CliRunner().invoke(cli, [*args, "--candidates", "bm25"])
-    assert res.exit_code != 0 and "needs a stored result of bm25 on demo" in res.output
+    assert res.exit_code != 0 and "--candidates bm25: no stored results of bm25 in" in res.output
     res = CliRunner().invoke(cli, [*args, "--candidates", "tiny-colbert"])
     assert res.exit_code != 0 and "cannot re-rank its own run" in res.output
     with pytest.raises(ValueError, match="needs --candidates"):

@@ -16,8 +16,9 @@ import pytest
 
 from gtr_eval.report import paper
 from gtr_eval.report.site import ReportConfig, build_site
-from gtr_eval.report.tables import AVERAGE, leaderboard
+from gtr_eval.report.tables import AVERAGE, JUDGED_MARK, leaderboard
 from gtr_eval.results import load_results
+from gtr_eval.uncertainty import Bootstrap
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -110,22 +111,89 @@ def test_the_page_loads_its_own_assets_and_nothing_else(index):
     assert {"index.html", "report.css", "report.js"} <= loaded
 
 
+def number(td) -> str:
+    """The number and its marks, without the interval and Δ lines that follow them."""
+    return td.inner_text().split()[0]
+
+
 @pytest.mark.parametrize("metric", ["ndcg@10", "recall@100", "mrr@10", "map@10"])
 def test_leaderboard_numbers_equal_the_stored_metrics(index, results, metric):
     page = index.page
     page.select_option("#metric", metric)
     assert page.locator("#leaderboard-table").get_attribute("data-metric") == metric
-    board = leaderboard(results, metric=metric, baseline="bm25")
+    board = leaderboard(results, metric=metric, baseline="bm25", ci=Bootstrap())
     for r in results:
         td = cell(page, r.dataset, r.system)
         assert float(td.get_attribute("data-value")) == r.metrics[metric]  # the full stored value
-        assert td.inner_text() == f"{r.metrics[metric]:.4f}" + board.marks.loc[r.dataset, r.system]
+        assert number(td) == f"{r.metrics[metric]:.4f}" + board.marks.loc[r.dataset, r.system]
     for system in {r.system for r in results}:
         mean = sum(r.metrics[metric] for r in results if r.system == system) / 2
-        assert cell(page, AVERAGE, system).inner_text() == f"{mean:.4f}"
+        assert number(cell(page, AVERAGE, system)) == f"{mean:.4f}"
     for row in board.values.index:  # bold = best in the row, as the table code decides
         for col in board.system_columns:
             assert (cell(page, row, col).locator("b").count() == 1) == bool(board.best.loc[row, col])
+
+
+def test_intervals_and_paired_differences_are_the_tables(index, results):
+    """Every system cell shows the interval `table --ci` computes, and against the baseline its
+    paired Δ interval; the chart draws them as error bars; a box hides them, and the URL keeps it."""
+    page = index.page
+    page.select_option("#metric", "ndcg@10")
+    page.select_option("#baseline", "bm25")
+    board = leaderboard(results, metric="ndcg@10", baseline="bm25", ci=Bootstrap())
+    systems = board.system_columns
+    for row in board.values.index:
+        for system in systems:
+            td = cell(page, row, system)
+            lo, hi = board.ci_low.loc[row, system], board.ci_high.loc[row, system]
+            assert td.locator(".ci").inner_text().strip() == f"[{lo:.4f}, {hi:.4f}]"
+            assert float(td.get_attribute("data-low")) == lo and float(td.get_attribute("data-high")) == hi
+            if system == "bm25":
+                assert td.locator(".diff").count() == 0
+                continue
+            d, dl, dh = (
+                board.diff.loc[row, system],
+                board.diff_low.loc[row, system],
+                board.diff_high.loc[row, system],
+            )
+            assert td.locator(".diff").inner_text() == f"Δ {d:+.4f} [{dl:+.4f}, {dh:+.4f}]"
+    bars = page.locator("#leaderboard-chart svg line.errbar")
+    assert bars.count() == len(board.values.index) * len(systems)  # (2 datasets + Average) × systems
+    lows = sorted(float(x) for x in bars.evaluate_all("ls => ls.map(l => l.getAttribute('data-low'))"))
+    assert lows == sorted(float(board.ci_low.loc[r, s]) for r in board.values.index for s in systems)
+    assert "95% bootstrap intervals" in page.locator("#leaderboard-caption").inner_text()
+    page.locator("#show-ci").uncheck()
+    assert page.locator("#leaderboard-table .ci").count() == 0 and bars.count() == 0
+    assert "ci=0" in page.evaluate("location.hash")
+    page.locator("#show-judged").check()
+    judged = cell(page, "scifact", "bm25").locator(".judged").inner_text()
+    assert judged.strip() == "(9% judged)"  # Judged@10 0.0907, computed from the run file and qrels
+
+
+def test_a_system_the_pool_never_saw_is_marked_in_the_report(browser, tmp_path):
+    from pooled_results import DATASET, make_pooled_results, stored_without_judged
+
+    results_dir, _ = make_pooled_results(tmp_path)
+    stored_without_judged(results_dir)
+    index = build_site(
+        load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
+    )
+    tab = Tab(browser, index.as_uri())
+    try:
+        page = tab.page
+        assert cell(page, DATASET, "newmodel").locator(".jmark").inner_text() == JUDGED_MARK
+        assert cell(page, DATASET, "bm25").locator(".jmark").count() == 0
+        notes = page.locator("#leaderboard-notes").inner_text()
+        assert (
+            "newmodel on pooled: ndcg@10 may be underestimated: 20% of its top 10 is judged, bm25's 100%."
+            in notes
+        )
+        page.select_option("#baseline", "none")  # the mark does not depend on the baseline picked
+        assert cell(page, DATASET, "newmodel").locator(".jmark").count() == 1
+        page.locator("#show-judged").check()
+        assert cell(page, DATASET, "newmodel").locator(".judged").inner_text().strip() == "(20% judged)"
+    finally:
+        tab.close()
 
 
 def test_sorting_by_a_column_and_back(index, results):
@@ -308,7 +376,7 @@ def test_a_single_system_report_renders_without_errors(browser, tmp_path):
     try:
         assert tab.page.locator("#baseline option").all_inner_texts() == ["none"]
         stored = load_results(results_dir)[0]
-        assert cell(tab.page, "demo", "alpha").inner_text() == f"{stored.metrics['ndcg@10']:.4f}"
+        assert number(cell(tab.page, "demo", "alpha")) == f"{stored.metrics['ndcg@10']:.4f}"
         assert (
             "None of the stored datasets is in the paper's table" in tab.page.locator("#paper").inner_text()
         )

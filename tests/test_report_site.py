@@ -20,6 +20,7 @@ from gtr_eval.report import paper
 from gtr_eval.report.site import QUERY_METRICS, ReportConfig, _json_for_script, build_site, dataset_href
 from gtr_eval.report.tables import AVERAGE, leaderboard
 from gtr_eval.results import load_result, load_results
+from gtr_eval.uncertainty import Bootstrap
 
 
 def page_data(path: Path) -> dict:
@@ -40,6 +41,14 @@ def site(tmp_path_factory):
     return results_dir, index
 
 
+def expected_judged(results, row: str, system: str) -> float:
+    """Judged@10 as stored (the demo results were scored since gtr-eval stores it)."""
+    values = [
+        r.metrics["judged@10"] for r in results if r.system == system and (r.label == row or row == AVERAGE)
+    ]
+    return sum(values) / len(values)
+
+
 def test_site_layout(site):
     _, index = site
     root = index.parent
@@ -57,16 +66,25 @@ def test_leaderboard_data_is_the_table_codes(site):
     data = page_data(index)
     results = load_results(results_dir)
     assert data["defaultBaseline"] == "alpha" and data["baselines"] == ["alpha", "beta"]
-    assert data["metrics"][:4] == ["ndcg@10", "recall@100", "mrr@10", "map@10"] and len(data["metrics"]) == 26
+    # 26 relevance measures and the 5 judged@k every result stores since gtr-eval computes them
+    assert data["metrics"][:4] == ["ndcg@10", "recall@100", "mrr@10", "map@10"] and len(data["metrics"]) == 31
+    assert "judged@10" in data["metrics"]
     for metric in ("ndcg@10", "recall@100", "p@5"):
         board = data["boards"][metric]
         for baseline in ("alpha", "beta"):
-            expected = leaderboard(results, metric=metric, baseline=baseline)
+            expected = leaderboard(results, metric=metric, baseline=baseline, ci=Bootstrap())
             for i, row in enumerate(board["rows"]):
                 for j, col in enumerate(board["columns"]):
                     assert board["values"][i][j] == expected.values.loc[row, col]
                     assert board["sig"][baseline]["marks"][i][j] == expected.marks.loc[row, col]
                     assert board["best"][i][j] == bool(expected.best.loc[row, col])
+                    assert board["ciLow"][i][j] == expected.ci_low.loc[row, col]  # the table's intervals
+                    assert board["ciHigh"][i][j] == expected.ci_high.loc[row, col]
+                    other = "beta" if baseline == "alpha" else "alpha"
+                    if col == other:
+                        assert board["sig"][baseline]["diffLow"][i][j] == expected.diff_low.loc[row, col]
+                        assert board["sig"][baseline]["diffHigh"][i][j] == expected.diff_high.loc[row, col]
+                    assert board["judged"][i][j] == pytest.approx(expected_judged(results, row, col))
         assert board["rows"] == ["demo", AVERAGE]
         stored = {r.system: r.metrics[metric] for r in results}
         assert board["values"][0] == [stored["alpha"], stored["beta"]]
@@ -167,6 +185,7 @@ def test_report_without_dataset_files_says_why(tmp_path):
         path = results_dir / system / "demo.json"
         record = json.loads(path.read_text())
         record["manifest"]["dataset"]["path"] = str(tmp_path / "moved")
+        record["manifest"]["dataset"].pop("path_from_results", None)  # the only route to the files
         path.write_text(json.dumps(record))
     index = build_site(
         load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
@@ -194,6 +213,7 @@ def test_changed_dataset_files_are_not_used(tmp_path):
         path = results_dir / system / "demo.json"
         record = json.loads(path.read_text())
         record["manifest"]["dataset"]["path"] = str(copy)
+        record["manifest"]["dataset"].pop("path_from_results", None)  # the only route to the files
         path.write_text(json.dumps(record))
     index = build_site(
         load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from scipy import stats
 
 from gtr_eval.cli import cli
 from gtr_eval.evaluation import evaluate
@@ -185,6 +186,10 @@ def test_holm_and_paired_test():
     assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
     assert paired_test([0.1, 0.2], [0.1, 0.2]) == 1.0
     assert paired_test([0.5, 0.7, 0.9], [0.1, 0.3, 0.5]) == 0.0  # constant gain: t is infinite
+    rng = random.Random(3)  # the t-test is scipy's ttest_rel, computed without importing scipy.stats
+    for n in (2, 5, 300):
+        a, b = [rng.random() for _ in range(n)], [rng.random() for _ in range(n)]
+        assert paired_test(a, b) == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-12, abs=1e-300)
     assert paired_test([0.5, 0.7, 0.9], [0.1, 0.3, 0.5], test="wilcoxon") == pytest.approx(0.25)
     with pytest.raises(ValueError):
         paired_test([0.1, 0.2], [0.2, 0.1], test="sign")

@@ -41,8 +41,9 @@ models_option = click.option(
     "--model",
     "models",
     multiple=True,
-    help="bm25, a preset (gtr-t5-base/large/xl/xxl, all-MiniLM-L6-v2, tas-b, ance, dpr, contriever-msmarco, "
-    "e5-base-v2, bge-base-en-v1.5, splade-pp-ed, colbertv2), a hub id or a local folder. Repeatable.",
+    help="bm25, bm25-flat or bm25-multifield (Lucene's, with the lucene extra), a preset (gtr-t5-base/large/xl/xxl, "
+    "all-MiniLM-L6-v2, tas-b, ance, dpr, contriever-msmarco, e5-base-v2, bge-base-en-v1.5, splade-pp-ed, "
+    "colbertv2), a hub id or a local folder. Repeatable.",
 )
 datasets_option = click.option(
     "-d",
@@ -314,3 +315,24 @@ data_options = option_group(
     "data", _data_options, data_dir_option, split_option, no_download_option, base_url_option, source_option
 )
 """Where datasets come from, handed to the command as one dict of API keyword arguments (`data`)."""
+
+
+def bootstrap_options(command):
+    """`--resamples` and `--seed`, handed to the command as one `uncertainty.Bootstrap` (`bootstrap`)."""
+    import functools
+
+    @click.option(
+        "--resamples",
+        type=click.IntRange(min=100),
+        default=10_000,
+        show_default=True,
+        help="Bootstrap resamples of the queries for the 95% intervals.",
+    )
+    @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap draws.")
+    @functools.wraps(command)
+    def wrapper(*args, resamples: int, seed: int, **kwargs):
+        from ..uncertainty import Bootstrap
+
+        return command(*args, bootstrap=Bootstrap(resamples=resamples, seed=seed), **kwargs)
+
+    return wrapper

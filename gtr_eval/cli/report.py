@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..paths import DATA_DIR_ENV
-from .options import FolderPath, results_dir_option
+from .options import FolderPath, bootstrap_options, results_dir_option
 
 _text_dir_option = click.option(
     "--data-dir",
@@ -64,6 +64,8 @@ _text_dir_option = click.option(
     help="Queries listed per system pair and metric where the two disagree most.",
 )
 @click.option("--title", default="Retrieval results", show_default=True)
+@click.option("--ci/--no-ci", default=True, show_default=True, help="95% bootstrap intervals and error bars.")
+@bootstrap_options
 def report_cmd(
     results_dir: Path,
     output: Path,
@@ -75,6 +77,8 @@ def report_cmd(
     alpha: float,
     top_queries: int,
     title: str,
+    ci: bool,
+    bootstrap,
 ) -> None:
     """A static results site that opens from file:// offline: leaderboard, paper tables, a page per dataset.
 
@@ -97,6 +101,9 @@ def report_cmd(
             top_queries=top_queries,
             title=title,
             echo=lambda s: click.echo(s, err=True),
+            ci=ci,
+            resamples=bootstrap.resamples,
+            seed=bootstrap.seed,
         )
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import data_dir_option, results_dir_option
+from .options import bootstrap_options, data_dir_option, results_dir_option
 
 
 class MetricName(click.ParamType):
@@ -28,7 +28,10 @@ class MetricName(click.ParamType):
 
 
 METRIC = MetricName()
-METRIC_HELP = "Any case or usual spelling: NDCG@10, R@100 (recall@100), MRR@10, P@10, MAP@100."
+METRIC_HELP = (
+    "Any case or usual spelling: NDCG@10, R@100 (recall@100), MRR@10, P@10, MAP@100; Judged@10; a "
+    'trailing prime for the condensed list ("NDCG@10\'").'
+)
 
 
 @click.command("evaluate")
@@ -51,21 +54,48 @@ METRIC_HELP = "Any case or usual spelling: NDCG@10, R@100 (recall@100), MRR@10, 
     is_flag=True,
     help="Keep retrieved documents whose id equals the query id (BEIR drops them by default).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_cmd(qrels_path: Path, run_path: Path, no_ignore_identical_ids: bool, as_json: bool) -> None:
+@click.option(
+    "--condensed",
+    is_flag=True,
+    help="Also score the condensed lists (unjudged documents removed first; NDCG@10' and so on).",
+)
+@click.option("--ci", is_flag=True, help="Add each metric's 95% bootstrap interval to the table.")
+@bootstrap_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the metrics as JSON, with a ci95 object of [low, high] per metric and the bootstrap used.",
+)
+def evaluate_cmd(
+    qrels_path: Path,
+    run_path: Path,
+    no_ignore_identical_ids: bool,
+    condensed: bool,
+    ci: bool,
+    bootstrap,
+    as_json: bool,
+) -> None:
     """Score a TREC run file against qrels exactly as `gtr-eval run` scores its runs."""
     import json
 
     from tabulate import tabulate
 
     from ..data.loader import DataError
-    from ..evaluation import check_overlap, evaluate, metric_names, read_qrels_any, read_trec_run
+    from ..evaluation import (
+        check_overlap,
+        condensed_names,
+        evaluate,
+        metric_names,
+        read_qrels_any,
+        read_trec_run,
+    )
 
     try:
         qrels, run = read_qrels_any(qrels_path), read_trec_run(run_path)
         if warning := check_overlap(qrels, run, qrels_path, run_path):
             click.echo(f"warning: {warning}", err=True)
-        ev = evaluate(qrels, run, ignore_identical_ids=not no_ignore_identical_ids)
+        ev = evaluate(qrels, run, ignore_identical_ids=not no_ignore_identical_ids, condensed=condensed)
     except (DataError, OSError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     if ev.missing_queries or ev.unjudged_queries:
@@ -75,10 +105,22 @@ def evaluate_cmd(qrels_path: Path, run_path: Path, no_ignore_identical_ids: bool
             err=True,
         )
     if as_json:
-        click.echo(json.dumps({"metrics": ev.metrics, "judged_queries": ev.n_queries}, indent=1))
+        record = {"metrics": ev.metrics, "judged_queries": ev.n_queries, "ci95": ev.intervals(bootstrap)}
+        click.echo(json.dumps({**record, "bootstrap": bootstrap.record()}, indent=1))
         return
-    rows = [(m, f"{ev.metrics[m]:.4f}") for m in metric_names(ev.k_values)]
-    click.echo(tabulate(rows, headers=["metric", "value"], tablefmt="pipe", disable_numparse=True))
+    names = metric_names(ev.k_values) + (condensed_names(ev.k_values) if condensed else [])
+    intervals = ev.intervals(bootstrap) if ci else {}
+    rows = [(m, f"{ev.metrics[m]:.4f}", *_interval_cells(intervals.get(m), ci)) for m in names]
+    headers = ["metric", "value", *(["95% low", "95% high"] if ci else [])]
+    click.echo(tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True))
+    if ci:
+        click.echo(f"\n95% intervals: {bootstrap.describe()}.")
+
+
+def _interval_cells(interval, ci: bool) -> list[str]:
+    if not ci:
+        return []
+    return ["–", "–"] if interval is None else [f"{v:.4f}" for v in interval]
 
 
 @click.command("table")
@@ -111,6 +153,29 @@ def evaluate_cmd(qrels_path: Path, run_path: Path, no_ignore_identical_ids: bool
     "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True
 )
 @click.option(
+    "--ci",
+    is_flag=True,
+    help="95% bootstrap intervals over queries for every system (the Average's from the datasets' "
+    "draws); with --baseline also a Δ column per system: the paired interval, Holm-corrected across "
+    "the datasets. CSV: separate low and high columns.",
+)
+@click.option(
+    "--ci-style",
+    type=click.Choice(["brackets", "pm"]),
+    default="brackets",
+    show_default=True,
+    help="brackets: 0.6863 [0.6429, 0.7291]; pm: 0.6863 ±0.0431 (half the interval's width).",
+)
+@bootstrap_options
+@click.option(
+    "--show",
+    type=click.Choice(["judged"]),
+    multiple=True,
+    help="judged: each system's Judged@10, the share of its top 10 the qrels judge (computed from "
+    "the run files and qrels for results that do not store it).",
+)
+@data_dir_option
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -135,12 +200,24 @@ def table_cmd(
     baseline: str | None,
     test: str,
     alpha: float,
+    ci: bool,
+    ci_style: str,
+    bootstrap,
+    show: tuple[str, ...],
+    data_dir: Path,
     output: Path | None,
     notes_path: Path | None,
 ) -> None:
-    """Leaderboard of stored results: datasets × systems, with notes explaining every mark."""
+    """Leaderboard of stored results: datasets × systems, with notes explaining every mark.
+
+    \b
+    gtr-eval table --ci --baseline bm25       intervals, and paired Δ intervals against bm25
+    gtr-eval table --show judged              each system's Judged@10 beside its score
+    gtr-eval table --metric "ndcg@10'"        condensed lists: unjudged documents removed first
+    """
     from ..data.loader import DataError
     from ..io import atomic_write_text
+    from ..judgments import Judgments
     from ..report.tables import RefSpec, leaderboard, render, render_notes
     from ..results import load_results
 
@@ -153,10 +230,13 @@ def table_cmd(
             alpha=alpha,
             diff_against=diff_against,
             test=test,
+            ci=bootstrap if ci else None,
+            show=show,
+            judgments=Judgments(data_dir),
         )
     except (DataError, ValueError) as e:
         raise click.ClickException(str(e)) from e
-    text = render(board, fmt)
+    text = render(board, fmt, ci_style=ci_style)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -174,14 +254,29 @@ def table_cmd(
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("chart.png"), show_default=True
 )
-def plot_cmd(results_dir: Path, metric: str, output: Path) -> None:
-    """Grouped bar chart (PNG) of one metric: a group per dataset, a bar per system."""
+@click.option(
+    "--ci/--no-ci",
+    default=True,
+    show_default=True,
+    help="Error bars: each system's 95% bootstrap interval over queries.",
+)
+@bootstrap_options
+@data_dir_option
+def plot_cmd(results_dir: Path, metric: str, output: Path, ci: bool, bootstrap, data_dir: Path) -> None:
+    """Grouped bar chart (PNG) of one metric: a group per dataset, a bar per system, with error bars."""
     from ..data.loader import DataError
+    from ..judgments import Judgments
     from ..report.plots import plot_results
     from ..results import load_results
 
     try:
-        path = plot_results(load_results(results_dir), metric, output)
+        path = plot_results(
+            load_results(results_dir),
+            metric,
+            output,
+            ci=bootstrap if ci else None,
+            judgments=Judgments(data_dir),
+        )
     except (DataError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(str(path))
@@ -266,6 +361,15 @@ def references_cmd(metric: str | None) -> None:
     help="With --reproduce [default: fp16 on a GPU; the CPU runs fp32].",
 )
 @click.option("--yes", is_flag=True, help="With --reproduce: do not ask before starting.")
+@click.option(
+    "--bm25",
+    "bm25",
+    type=click.Choice(["bm25", "bm25-flat", "bm25-multifield"]),
+    default="bm25",
+    show_default=True,
+    help="The system the BM25 column shows: bm25s (MTEB's setting) or Lucene's flat / multifield "
+    "(Pyserini's; multifield is the BEIR paper's setting).",
+)
 def paper_cmd(
     results_dir,
     metrics,
@@ -281,6 +385,7 @@ def paper_cmd(
     device,
     dtype,
     yes,
+    bm25,
 ) -> None:
     """The GTR paper's BEIR tables from stored results, beside the paper's and MTEB's figures.
 
@@ -289,6 +394,7 @@ def paper_cmd(
     gtr-eval paper --all                every system and dataset of the paper's layout
     gtr-eval paper --check              stored results vs the golden file: OK / OKISH / FAIL / MISSING
     gtr-eval paper --reproduce          everything for the full table (resumable)
+    gtr-eval paper --bm25 bm25-multifield   the BM25 column from Lucene multifield (the BEIR paper's)
     """
     from ..report import paper
     from ..results import load_results
@@ -305,7 +411,9 @@ def paper_cmd(
             click.echo(str(path))
         return
     tables = {
-        m: paper.paper_table(results, m, only_run=only_run or not show_all, run_systems_only=not show_all)
+        m: paper.paper_table(
+            results, m, only_run=only_run or not show_all, run_systems_only=not show_all, bm25=bm25
+        )
         for m in metrics
     }
     if not show_all and all(t.empty for t in tables.values()):

@@ -91,6 +91,14 @@ class DatasetInfo:
 
     `subsets`: for CQADupStack, the 12 StackExchange sub-forums; each is its own BEIR folder and is
     evaluated separately, and the dataset's score is the mean over them (BEIR's convention).
+
+    `judges_nonrelevant`: whether the evaluation split's qrels judge documents as non-relevant too
+    (grade 0), as pooled assessments do (TREC-COVID, Touché, DBPedia, Robust04, TREC-NEWS, Signal-1M;
+    SciDocs lists 25 judged negatives per query).  Only there does a low Judged@k say that the
+    assessors never saw much of a ranking, so that its score may be underestimated; tables mark a
+    system whose Judged@10 falls well below the baseline's on such a dataset.  Qrels of positives
+    only (SciFact, NQ, FiQA, ...; NFCorpus too: BEIR's file holds grades 1 and 2, none 0) make
+    Judged@k a precision, and a lower one is already in the score.
     """
 
     name: str
@@ -111,6 +119,7 @@ class DatasetInfo:
     # Per source, one copy per evaluation unit (CQADupStack: 12); per unit, what a copy must hold.
     hub: dict[str, tuple[HubCopy, ...]] = dataclasses.field(default_factory=dict)
     expected: tuple[ExpectedRows, ...] = ()
+    judges_nonrelevant: bool = False
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -160,6 +169,7 @@ def _public(
 def _private(
     name: str, num_docs: int, num_queries: int, title: str, words: tuple[float, float], how: str
 ) -> DatasetInfo:
+    # The four non-public sets are TREC-style pooled assessments (BioASQ's experts judged positives).
     return DatasetInfo(
         name=name,
         url=None,
@@ -169,6 +179,7 @@ def _private(
         num_queries=num_queries,
         public=False,
         title=title,
+        judges_nonrelevant=name != "bioasq",
         query_words=words[0],
         doc_words=words[1],
         how_to_obtain=(
@@ -202,6 +213,7 @@ _REGISTRY: dict[str, DatasetInfo] = {
             "TREC-COVID",
             (10.60, 160.77),
             0.07,
+            judges_nonrelevant=True,
         ),
         _public(
             "nfcorpus",
@@ -254,6 +266,7 @@ _REGISTRY: dict[str, DatasetInfo] = {
             "Touché-2020 (v2)",
             (6.55, 292.37),
             0.23,
+            judges_nonrelevant=True,
         ),
         _public(
             "cqadupstack",
@@ -285,6 +298,7 @@ _REGISTRY: dict[str, DatasetInfo] = {
             "DBPedia",
             (5.39, 49.68),
             0.4,
+            judges_nonrelevant=True,
         ),
         _public(
             "scidocs",
@@ -295,6 +309,7 @@ _REGISTRY: dict[str, DatasetInfo] = {
             "SCIDOCS",
             (9.38, 176.19),
             0.023,
+            judges_nonrelevant=True,
         ),
         _public(
             "fever", "5a818580227bfb4b35bb6fa46d9b6c03", "test", 5_416_568, 6_666, "FEVER", (8.13, 84.76), 1.2
@@ -598,6 +613,13 @@ def default_split(dataset: str) -> str:
     asked otherwise: the registry's (dev for msmarco), else test."""
     base = dataset.split("/", 1)[0]
     return _REGISTRY[base].split if base in _REGISTRY else "test"
+
+
+def judges_nonrelevant(dataset: str) -> bool | None:
+    """The registry's `judges_nonrelevant` for a dataset (or a CQADupStack subforum); None for a
+    dataset it does not know (a local folder: then its qrels say, see `judgments`)."""
+    base = dataset.split("/", 1)[0]
+    return _REGISTRY[base].judges_nonrelevant if base in _REGISTRY else None
 
 
 def evaluation_units(name: str, root: Path) -> list[tuple[str, Path]]:

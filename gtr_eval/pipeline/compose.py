@@ -175,7 +175,7 @@ def check_stored(
         if not any(is_done(results_dir, system, n, data.split) for n in names):
             raise Mistake(
                 f"{role}: no stored result of {system} on {', '.join(names)} in {results_dir}; run it first"
-                f"{did_you_mean(system, stored)}"
+                f"{did_you_mean(system, [s for s in stored if s != system])}"
             )
 
 

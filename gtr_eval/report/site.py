@@ -10,7 +10,9 @@ Pages: `index.html` (leaderboard, chart, GTR paper tables with the golden check,
 `datasets/<name>.html` per stored dataset (every metric for every system, a per-query comparison of
 two systems, and the queries where they disagree most with the relevant document and each system's
 rank for it).  Clicking a number shows its provenance (model, revision, weights hash, settings,
-versions, hardware, timings).
+versions, hardware, timings).  Every leaderboard number carries its 95% bootstrap interval (shown
+in the cell and as error bars in the chart), with a baseline its paired Δ interval, and its
+Judged@10 with the ◇ mark of `table` (the qrels are found as the dataset pages find them).
 """
 
 from __future__ import annotations
@@ -34,9 +36,20 @@ from .. import __version__
 from ..dataset_files import DatasetFiles, locate, read_documents
 from ..evaluation import metric_names, ranked
 from ..io import atomic_write_text
+from ..judgments import Judgments
 from ..results import StoredResult
+from ..uncertainty import DEFAULT_BOOTSTRAP, Bootstrap, Draws
 from . import paper
-from .tables import AVERAGE, CQADUPSTACK, DECIMALS, RefSpec, leaderboard, paired_test
+from .tables import (
+    AVERAGE,
+    CQADUPSTACK,
+    DECIMALS,
+    JUDGED_MARK,
+    Leaderboard,
+    RefSpec,
+    leaderboard,
+    paired_test,
+)
 
 HEADLINE_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@10")
 QUERY_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@10", "recall@10", "ndcg@100")
@@ -57,6 +70,7 @@ class ReportConfig:
     test: str = "ttest"
     top_queries: int = 20
     title: str = "Retrieval results"
+    bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP  # the leaderboard's intervals; None: none
 
 
 @dataclass
@@ -66,6 +80,8 @@ class _Context:
     reference_table: Any
     provenance: list[dict[str, Any]] = field(default_factory=list)
     prov_index: dict[tuple[str, str], int] = field(default_factory=dict)
+    judgments: Judgments = field(default_factory=Judgments)
+    draws: Draws | None = None  # bootstrap draws, shared by every board (one per metric and baseline)
 
 
 def build_site(
@@ -79,6 +95,8 @@ def build_site(
     if not results:
         raise ValueError("no stored results to report")
     ctx = _Context(sorted(results, key=lambda r: (r.system, r.label)), config, reference_table)
+    ctx.judgments = Judgments(config.data_dir)
+    ctx.draws = Draws(config.bootstrap) if config.bootstrap is not None else None
     for r in ctx.results:  # rows are datasets as tables name them: `scifact`, `scifact [train]`
         ctx.prov_index[(r.system, r.label)] = len(ctx.provenance)
         ctx.provenance.append(_provenance(r, results_dir))
@@ -219,8 +237,11 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
         alpha=cfg.alpha,
         test=cfg.test,
         reference_table=ctx.reference_table,
+        ci=cfg.bootstrap,
+        judgments=ctx.judgments,
+        draws=ctx.draws,
     )
-    board = leaderboard(ctx.results, **kw)
+    board = leaderboard(ctx.results, show=("judged",), **kw)
     columns = list(board.values.columns)
     rows = list(board.values.index)
     prov = [[_cell_provenance(ctx, row, col, board.system_columns) for col in columns] for row in rows]
@@ -230,7 +251,12 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
         sig[base] = {
             "marks": [[b.marks.loc[r, c] for c in columns] for r in rows],
             "p": [[float(b.pvalues.loc[r, c]) for c in columns] for r in rows],
-            "notes": [n for n in b.notes if n not in board.notes],
+            # ◇ stays as the board without a baseline has it (against bm25), whatever the baseline
+            "notes": [n for n in b.notes if n not in board.notes and not n.startswith(JUDGED_MARK)],
+            "diff": _grid(b.diff, rows, columns),
+            "diffLow": _grid(b.diff_low, rows, columns),
+            "diffHigh": _grid(b.diff_high, rows, columns),
+            "diffLevel": _grid(b.diff_level, rows, columns),
         }
     ref_notes = {
         c: next((n for n in board.notes if n.startswith(f"`{c}`")), "") for c in board.reference_columns
@@ -245,7 +271,27 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
         "referenceNotes": ref_notes,
         "notes": board.notes,
         "sig": sig,
+        "ciLow": _grid(board.ci_low, rows, columns),
+        "ciHigh": _grid(board.ci_high, rows, columns),
+        "level": cfg.bootstrap.level if cfg.bootstrap is not None else None,
+        "judged": _grid(board.judged, rows, columns),
+        "judgedMarks": _marks_grid(board, rows, columns),
+        "judgedMark": JUDGED_MARK,
     }
+
+
+def _grid(frame, rows: list[str], columns: list[str]) -> list[list[float | None]] | None:
+    """A frame's values over the board's rows × columns (None where it has none), for the page."""
+    if frame is None:
+        return None
+    return [[float(frame.loc[r, c]) if c in frame.columns else None for c in columns] for r in rows]
+
+
+def _marks_grid(board: Leaderboard, rows: list[str], columns: list[str]) -> list[list[bool]]:
+    marks = board.judged_marks
+    return [
+        [bool(marks is not None and c in marks.columns and marks.loc[r, c]) for c in columns] for r in rows
+    ]
 
 
 def _cell_provenance(ctx: _Context, row: str, col: str, systems: list[str]) -> list[int]:
@@ -266,6 +312,7 @@ def _index_page(ctx: _Context, datasets: list[str], golden: Path | None) -> str:
     systems = sorted({r.system for r in ctx.results})
     baselines, default_baseline = _baselines(ctx, systems)
     metrics = _common_metrics(ctx.results)
+    _draw_all(ctx, metrics)
     boards = {m: _board_data(ctx, m, baselines) for m in metrics}
     pages = {d: dataset_href(d) for d in datasets}
     pages.update({CQADUPSTACK: "#datasets"} if any(d.startswith(CQADUPSTACK + "/") for d in datasets) else {})
@@ -292,12 +339,25 @@ def _index_page(ctx: _Context, datasets: list[str], golden: Path | None) -> str:
     return _page(ctx.config.title, ctx.config.title, "index", body, data, "")
 
 
+def _draw_all(ctx: _Context, metrics: list[str]) -> None:
+    """Bootstrap every (system, metric) of a dataset with one set of resamples, before the boards
+    (one per metric and baseline) read their draws."""
+    if ctx.draws is None:
+        return
+    for label in sorted({r.label for r in ctx.results}):
+        stored = [r for r in ctx.results if r.label == label]
+        columns = {(r.system, m): r.per_query[m] for r in stored for m in metrics if r.per_query.get(m)}
+        ctx.draws.of(label, columns)
+
+
 def _leaderboard_section() -> str:
     return """<section id="leaderboard">
 <h2>Leaderboard</h2>
 <div class="controls">
 <label>Metric <select id="metric"></select></label>
 <label>Significance against <select id="baseline"></select></label>
+<label><input type="checkbox" id="show-ci" checked> intervals</label>
+<label><input type="checkbox" id="show-judged"> Judged@10</label>
 <span class="hint">Click a column header to sort; click a number for its provenance.</span>
 </div>
 <div class="table-wrap"><table id="leaderboard-table" class="numbers"></table></div>

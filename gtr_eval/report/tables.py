@@ -5,6 +5,13 @@ CSV, LaTeX or HTML; the notes that explain every mark and averaging rule travel 
 markdown, LaTeX and HTML, since a table quoted without them is easy to misread.  CSV is kept clean
 for `pandas.read_csv` (no comment rows): its notes are `render_notes` (`gtr-eval table` writes them
 to stderr or `--notes FILE`).
+
+With `ci`, every system cell gets a bootstrap interval over queries (`uncertainty`), the Average
+one from the datasets' draws averaged, and with a baseline a Δ column per system: the paired
+difference with its interval on the same draws, Holm-widened across the table's datasets.  On a
+dataset whose qrels judge non-relevant documents too, a system whose Judged@10 falls under
+`JUDGED_RATIO` × the baseline's (bm25's when no baseline is given) is marked ◇: its score may be
+underestimated, since the unjudged documents it ranks are scored as non-relevant.
 """
 
 from __future__ import annotations
@@ -15,18 +22,21 @@ import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tabulate import tabulate
 
 from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
-from ..evaluation import normalise_metric
+from ..evaluation import CONDENSED as CONDENSED_SUFFIX
+from ..evaluation import is_condensed, is_judged, normalise_metric
+from ..judgments import Judgments, is_derived
 from ..paths import BUNDLED
 from ..results import StoredResult
+from ..uncertainty import Bootstrap, Draws, bootstrap_pvalue, holm_levels, percentile_interval
 
 PACKAGE_REFERENCES = BUNDLED / "published_scores.csv"
 CQADUPSTACK = "cqadupstack"
@@ -36,6 +46,12 @@ MTEB_FOLDER = "mteb"  # `--reference mteb:DIR`: a folder of MTEB result files
 DECIMALS = 4
 BETTER, WORSE = "†", "‡"
 TESTS = ("ttest", "wilcoxon")
+JUDGED_MARK = "◇"
+JUDGED_AT = 10  # the cut-off of the Judged@k that marks, and that `show=("judged",)` shows
+JUDGED_RATIO = 0.8  # marked: Judged@10 under this share of the baseline's, on a dataset judging non-relevant
+JUDGED_REFERENCE = "bm25"  # whose Judged@10 a system is compared with when there is no baseline
+SHOW = ("judged",)
+CI_STYLES = ("brackets", "pm")
 
 
 @dataclass(frozen=True)
@@ -71,10 +87,27 @@ class Leaderboard:
     pvalues: pd.DataFrame  # Holm-adjusted p-values; NaN where not tested
     notes: list[str] = field(default_factory=list)
     baseline: str | None = None
+    bootstrap: Bootstrap | None = None  # set when the board has intervals
+    ci_low: pd.DataFrame | None = None  # interval of each system cell (NaN: none), same shape as values
+    ci_high: pd.DataFrame | None = None
+    diff: pd.DataFrame | None = None  # system − baseline per row (with a baseline and intervals)
+    diff_low: pd.DataFrame | None = None  # its paired interval, Holm-widened across the datasets
+    diff_high: pd.DataFrame | None = None
+    diff_level: pd.DataFrame | None = None  # the confidence level each Δ interval was drawn at
+    judged: pd.DataFrame | None = None  # Judged@10 of each system cell, when shown or checked
+    judged_marks: pd.DataFrame | None = None  # bool: ◇, the score may be underestimated
+    show_judged: bool = False
 
     @property
     def value_columns(self) -> list[str]:
         return self.system_columns + self.reference_columns
+
+    @property
+    def diff_columns(self) -> list[str]:
+        """The systems with a Δ-vs-baseline column (rendered after the value columns)."""
+        if self.diff is None or self.baseline is None:
+            return []
+        return [s for s in self.system_columns if s != self.baseline]
 
 
 # --- references --------------------------------------------------------------------------------
@@ -152,6 +185,9 @@ def _reference_header(spec: RefSpec) -> str:
 class _Cell:
     value: float
     per_query: dict[str, float] | None
+    # The per-query scores by the stored dataset they come from (`scifact`; a CQADupStack row: its
+    # subforums): each is redrawn on its own, and the row is the plain mean of their means.
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _collect(results: Iterable[StoredResult], metric: str) -> tuple[dict[str, dict[str, _Cell]], list[str]]:
@@ -163,9 +199,11 @@ def _collect(results: Iterable[StoredResult], metric: str) -> tuple[dict[str, di
         if r.dataset.startswith(CQADUPSTACK + "/") and r.default_split:
             subforums.setdefault(r.system, {})[r.dataset.split("/", 1)[1]] = r
             continue
-        value = r.metrics.get(metric)
+        value, per_query = r.metrics.get(metric), r.per_query.get(metric)
         rows.setdefault(r.label, {})[r.system] = _Cell(
-            float(value) if value is not None else math.nan, r.per_query.get(metric)
+            float(value) if value is not None else math.nan,
+            per_query,
+            {r.label: per_query} if per_query else {},
         )
     notes: list[str] = []
     if subforums:
@@ -201,7 +239,11 @@ def _collapse_cqadupstack(
     common = sorted(set.intersection(*with_metric.values()))
     complete = set(common) >= set(CQADUPSTACK_SUBFORUMS)
     label = CQADUPSTACK if complete else f"{CQADUPSTACK} ({len(common)}/{len(CQADUPSTACK_SUBFORUMS)})"
-    cells = {system: _Cell(*subforum_mean(subs, metric, common)) for system, subs in by_system.items()}
+    cells = {}
+    for system, subs in by_system.items():
+        parts = {subs[f].label: subs[f].per_query.get(metric) for f in common}
+        whole = all(parts.values())
+        cells[system] = _Cell(*subforum_mean(subs, metric, common), parts if whole else {})
     if complete:
         note = f"{CQADUPSTACK}: mean of its {len(CQADUPSTACK_SUBFORUMS)} subforums (BEIR's convention)."
     else:
@@ -235,12 +277,26 @@ def leaderboard(
     diff_against: str | None = None,
     test: str = "ttest",
     reference_table: pd.DataFrame | None = None,
+    ci: Bootstrap | None = None,
+    show: Sequence[str] = (),
+    judgments: Judgments | None = None,
+    draws: Draws | None = None,
 ) -> Leaderboard:
     """Build the table for `metric` (a name as papers write it, `NDCG@10`, `R@100`, is normalised; an
-    unknown one is a ValueError naming the closest); see the notes it carries for every rule it applies."""
+    unknown one is a ValueError naming the closest); see the notes it carries for every rule it applies.
+
+    `ci`: add bootstrap intervals (and, with `baseline`, paired Δ intervals).  `show=("judged",)`: add
+    each system's Judged@10.  `judgments` finds the qrels behind the results (Judged@k and condensed
+    lists of results that do not store them; the ◇ check), `draws` caches bootstrap draws across
+    boards (the report builds one per metric and baseline)."""
     metric = normalise_metric(metric, known=sorted({m for r in results for m in r.metrics}))
     if not results:
         raise ValueError("no stored results to tabulate")
+    unknown = sorted(set(show) - set(SHOW))
+    if unknown:
+        raise ValueError(f"unknown show {unknown}; choose from {SHOW}")
+    judgments = judgments if judgments is not None else Judgments()
+    results, derived_note = _with_metric(results, metric, judgments)
     cells, notes = _collect(results, metric)
     systems = sorted({r.system for r in results})
     for name, role in ((baseline, "baseline"), (diff_against, "diff-against system")):
@@ -266,7 +322,13 @@ def leaderboard(
         _significance(cells, rows, systems, baseline, metric, alpha, test, marks, pvalues, notes)
     notes.insert(0, _metric_note(metric))
     notes.insert(1, _best_note())
-    return Leaderboard(metric, values, systems, ref_cols, delta_cols, best, marks, pvalues, notes, baseline)
+    if derived_note:
+        notes.insert(2, derived_note)
+    board = Leaderboard(metric, values, systems, ref_cols, delta_cols, best, marks, pvalues, notes, baseline)
+    if ci is not None:
+        _intervals(board, cells, rows, draws if draws is not None else Draws(ci), ci)
+    _judged(board, results, judgments, "judged" in show)
+    return board
 
 
 def _metric_note(metric: str) -> str:
@@ -446,12 +508,25 @@ def paired_test(a: Sequence[float], b: Sequence[float], test: str = "ttest") -> 
     if test == "ttest":
         if np.allclose(diff, diff[0], rtol=0, atol=1e-12):
             return 0.0  # the same nonzero gain on every query: t is infinite
-        p = stats.ttest_rel(x, y).pvalue
+        p = _ttest_rel_pvalue(diff)
     elif test == "wilcoxon":
+        from scipy import stats  # 0.7 s to import: only the Wilcoxon test pays it
+
         p = stats.wilcoxon(x, y, zero_method="wilcox").pvalue
     else:
         raise ValueError(f"unknown test {test!r}; choose from {TESTS}")
     return 1.0 if np.isnan(p) else float(p)
+
+
+def _ttest_rel_pvalue(diff: np.ndarray) -> float:
+    """`scipy.stats.ttest_rel`'s two-sided p-value (the same formula: t = mean / sqrt(var/n), twice
+    Student's t tail with n − 1 degrees of freedom), without importing scipy.stats, whose import alone
+    takes longer than a table (scipy.special, which holds the tail, is a quarter of it)."""
+    from scipy import special
+
+    n = len(diff)
+    t = np.mean(diff) / np.sqrt(np.var(diff, ddof=1) / n)
+    return float(2 * special.stdtr(n - 1, -abs(t)))
 
 
 def _significance(
@@ -505,20 +580,269 @@ def _paired_scores(row: dict[str, _Cell], system: str, baseline: str) -> tuple[n
     return np.array([ours[q] for q in qids]), np.array([base[q] for q in qids])
 
 
+# --- derived metrics: Judged@k and condensed lists of results that do not store them ------------
+
+
+def _with_metric(
+    results: Sequence[StoredResult], metric: str, judgments: Judgments
+) -> tuple[list[StoredResult], str]:
+    """`results`, each holding `metric` where it can be had: stored, else (Judged@k, condensed lists)
+    computed from its run file and qrels; plus a note saying so (empty when nothing was computed)."""
+    if not is_derived(metric):
+        return list(results), ""
+    out, computed, missing = [], 0, []
+    for r in results:
+        scores = None if metric in r.metrics else judgments.per_query(r, metric)
+        if scores:
+            mean = float(np.mean(list(scores.values())))
+            r = replace(r, metrics={**r.metrics, metric: mean}, per_query={**r.per_query, metric: scores})
+            computed += 1
+        elif metric not in r.metrics:
+            missing.append(f"{r.system} on {r.label} ({judgments.missing(r) or 'no per-query scores'})")
+        out.append(r)
+    what = (
+        "the condensed list: unjudged documents removed before scoring (Sakai 2007), so unjudged is no "
+        "longer non-relevant; not comparable with the uncondensed score, nor across pools"
+        if is_condensed(metric)
+        else "the share of the top k judged for the query, any grade (ir_measures' Judged@k)"
+    )
+    note = f"{metric}: {what}."
+    if computed:
+        note += f" Computed from the run file and qrels of {computed} result(s) that do not store it."
+    if missing:
+        note += f" Not available for {'; '.join(missing)}: pass --data-dir where the dataset folders are."
+    return out, note
+
+
+# --- uncertainty: bootstrap intervals ----------------------------------------------------------
+
+
+def _intervals(
+    board: Leaderboard, cells: dict[str, dict[str, _Cell]], rows: list[str], draws: Draws, config: Bootstrap
+) -> None:
+    """Fill the board's intervals (and with a baseline its Δ intervals) from bootstrap draws."""
+    frame = partial(pd.DataFrame, math.nan, index=board.values.index, columns=board.values.columns)
+    board.bootstrap, board.ci_low, board.ci_high = config, frame(), frame()
+    metric, systems = board.metric, board.system_columns
+    for name, columns in _columns_by_dataset(cells, rows, systems, metric).items():
+        draws.of(name, columns)  # one set of resamples per dataset serves all its systems
+    found = {
+        (row, s): d
+        for row in rows
+        for s in systems
+        if (d := _cell_draws(draws, cells[row], s, metric)) is not None
+    }
+    lacking = sorted(
+        f"{s} on {row}"
+        for row in rows
+        for s in systems
+        if s in cells[row] and not math.isnan(cells[row][s].value) and (row, s) not in found
+    )
+    averaged = _average_rows(board.values, systems)
+    for s in systems:
+        if averaged[s] and all((row, s) in found for row in averaged[s]):
+            found[(AVERAGE, s)] = np.mean([found[(row, s)] for row in averaged[s]], axis=0)
+    for (row, s), d in found.items():
+        board.ci_low.loc[row, s], board.ci_high.loc[row, s] = percentile_interval(d, config.level)
+    board.notes.append(_interval_note(config, lacking))
+    if board.baseline is not None:
+        _diff_intervals(board, cells, rows, draws, config, averaged)
+
+
+def _columns_by_dataset(
+    cells: dict[str, dict[str, _Cell]], rows: list[str], systems: list[str], metric: str
+) -> dict[str, dict[tuple[str, str], dict[str, float]]]:
+    out: dict[str, dict[tuple[str, str], dict[str, float]]] = {}
+    for row in rows:
+        for s in systems:
+            for name, pq in (cells[row][s].parts if s in cells[row] else {}).items():
+                out.setdefault(name, {})[(s, metric)] = pq
+    return out
+
+
+def _cell_draws(draws: Draws, row: dict[str, _Cell], system: str, metric: str) -> np.ndarray | None:
+    """The redrawn means of one cell: each stored dataset behind it redrawn on its own, then the
+    plain mean of their means (one dataset: its draws; CQADupStack: the mean of its subforums')."""
+    cell = row.get(system)
+    if cell is None or not cell.parts:
+        return None
+    parts = [draws.of(name, {(system, metric): pq})[(system, metric)] for name, pq in cell.parts.items()]
+    return np.mean(parts, axis=0)
+
+
+def _paired_draws(
+    draws: Draws, row: dict[str, _Cell], system: str, baseline: str, metric: str
+) -> np.ndarray | None:
+    """The redrawn mean differences system − baseline on one row, both redrawn with the same queries:
+    the difference of their draws when they score the same queries, else draws of the per-query
+    differences over the queries both score."""
+    a, b = row.get(system), row.get(baseline)
+    if a is None or b is None or not a.parts or set(a.parts) != set(b.parts):
+        return None
+    out = []
+    for name, pa in a.parts.items():
+        pb = b.parts[name]
+        if set(pa) == set(pb):
+            got = draws.of(name, {(system, metric): pa, (baseline, metric): pb})
+            out.append(got[(system, metric)] - got[(baseline, metric)])
+            continue
+        common = sorted(set(pa) & set(pb))
+        if len(common) < 2:
+            return None
+        key = ("Δ", system, baseline, metric)
+        out.append(draws.of(name, {key: {q: pa[q] - pb[q] for q in common}})[key])
+    return np.mean(out, axis=0)
+
+
+def _average_rows(values: pd.DataFrame, systems: list[str]) -> dict[str, list[str]]:
+    """Per system column, the rows its Average is the mean of (as `_add_average` decides)."""
+    rows = [r for r in values.index if r != AVERAGE and " (" not in r]
+    common = [r for r in rows if values.loc[r, systems].notna().all()]
+    return {s: common or [r for r in rows if pd.notna(values.loc[r, s])] for s in systems}
+
+
+def _diff_intervals(
+    board: Leaderboard,
+    cells: dict[str, dict[str, _Cell]],
+    rows: list[str],
+    draws: Draws,
+    config: Bootstrap,
+    averaged: dict[str, list[str]],
+) -> None:
+    """Per system: the paired Δ interval on each dataset at the Holm level its bootstrap p-value
+    earns among the datasets tested for that system; the Average's at the plain level."""
+    frame = partial(pd.DataFrame, math.nan, index=board.values.index, columns=board.system_columns)
+    board.diff, board.diff_low, board.diff_high, board.diff_level = frame(), frame(), frame(), frame()
+    base, metric = board.baseline, board.metric
+    tested_counts = []
+    for s in board.diff_columns:
+        tested = [
+            (row, d) for row in rows if (d := _paired_draws(draws, cells[row], s, base, metric)) is not None
+        ]
+        levels = holm_levels([bootstrap_pvalue(d) for _, d in tested], config.level)
+        for (row, d), level in zip(tested, levels, strict=True):
+            _set_diff(board, row, s, d, level)
+        if averaged[s] and {r for r, _ in tested} >= set(averaged[s]):
+            by_row = dict(tested)
+            _set_diff(board, AVERAGE, s, np.mean([by_row[r] for r in averaged[s]], axis=0), config.level)
+        tested_counts.append(len(tested))
+    if tested_counts:
+        board.notes.append(_diff_note(board, config, max(tested_counts)))
+
+
+def _set_diff(board: Leaderboard, row: str, system: str, d: np.ndarray, level: float) -> None:
+    board.diff.loc[row, system] = board.values.loc[row, system] - board.values.loc[row, board.baseline]
+    board.diff_low.loc[row, system], board.diff_high.loc[row, system] = percentile_interval(d, level)
+    board.diff_level.loc[row, system] = level
+
+
+def _interval_note(config: Bootstrap, lacking: Sequence[str]) -> str:
+    note = (
+        f"[low, high]: {config.describe()}: each dataset's queries are redrawn on their own, the same "
+        "draws for every system; the Average's by redrawing within each dataset, then averaging "
+        "(CQADupStack: within each subforum). It measures the sampling of queries, not of datasets, "
+        "qrels or pools."
+    )
+    if lacking:
+        note += f" No interval (no per-query scores): {', '.join(lacking)}."
+    return note
+
+
+def _diff_note(board: Leaderboard, config: Bootstrap, m: int) -> str:
+    alpha = 1 - config.level
+    return (
+        f"Δ SYSTEM−{board.baseline}: the difference of the means, with its paired interval on the same "
+        f"resamples, Holm-corrected over the datasets of each system (up to {m}): the dataset with the "
+        f"i-th smallest bootstrap p-value gets level 1−{alpha:g}/({m}−i+1) until the first Holm keeps, "
+        "which and all after it get that one's level; so an interval excludes 0 where Holm on the "
+        f"bootstrap p-values rejects. The Average's interval is a plain {config.level:.0%} one. The marks "
+        "come from the significance test, so near α the two may disagree."
+    )
+
+
+# --- judged: how much of each top 10 the assessors saw -----------------------------------------
+
+
+def _judged(board: Leaderboard, results: Sequence[StoredResult], judgments: Judgments, show: bool) -> None:
+    """Judged@10 of every cell when shown; and the ◇ check: on a dataset whose qrels judge
+    non-relevant documents too, a system whose Judged@10 is under JUDGED_RATIO × the reference's."""
+    name = f"judged@{JUDGED_AT}"
+    systems = board.system_columns
+    ref = board.baseline or (JUDGED_REFERENCE if JUDGED_REFERENCE in systems else None)
+    check = (
+        ref is not None and len(systems) > 1 and not (is_judged(board.metric) or is_condensed(board.metric))
+    )
+    pooled = {r.label for r in results if check and "/" not in r.dataset and judgments.judges_nonrelevant(r)}
+    pooled &= set(board.values.index)
+    if not (show or pooled):
+        return
+    wanted = results if show else [r for r in results if r.label in pooled]
+    have, note = _with_metric(wanted, name, judgments)
+    cells, _ = _collect(have, name)
+    judged = pd.DataFrame(math.nan, index=board.values.index, columns=systems)
+    for row, by_system in cells.items():
+        for s, cell in by_system.items():
+            if row in judged.index and s in systems:
+                judged.loc[row, s] = cell.value
+    averaged = _average_rows(board.values, systems)
+    for s in systems:
+        if averaged[s] and judged.loc[averaged[s], s].notna().all():
+            judged.loc[AVERAGE, s] = judged.loc[averaged[s], s].mean()
+    board.judged, board.show_judged = judged, show
+    board.judged_marks = pd.DataFrame(False, index=board.values.index, columns=systems)
+    lines = [_judged_mark(board, row, s, ref) for row in sorted(pooled) for s in systems if s != ref]
+    lines = [line for line in lines if line]
+    if show:
+        board.notes.append(
+            f"(n% judged): Judged@{JUDGED_AT}, the share of the system's top {JUDGED_AT} that the qrels "
+            "judge for the query, any grade. On qrels of positives only it is a precision, not a gap."
+        )
+    if lines:
+        board.notes.append(
+            f"{JUDGED_MARK}: Judged@{JUDGED_AT} under {JUDGED_RATIO:g}× {ref}'s on a dataset whose qrels judge "
+            "non-relevant documents too (the registry's judges_nonrelevant; for other datasets, a "
+            "grade 0 in the qrels): the unjudged documents it ranks count as non-relevant, so its "
+            f"score may be underestimated ({board.metric}{CONDENSED_SUFFIX} scores the condensed lists). "
+            "Positives-only qrels are not checked."
+        )
+        board.notes.extend(lines)
+    if note and (show or lines) and "Not available" in note:
+        board.notes.append(note)
+
+
+def _judged_mark(board: Leaderboard, row: str, system: str, ref: str) -> str:
+    """Mark one cell when its Judged@10 is well below the reference's; the note line, or ''."""
+    ours, theirs = board.judged.loc[row, system], board.judged.loc[row, ref]
+    if pd.isna(ours) or pd.isna(theirs) or pd.isna(board.values.loc[row, system]) or theirs <= 0:
+        return ""
+    if ours >= JUDGED_RATIO * theirs:
+        return ""
+    board.judged_marks.loc[row, system] = True
+    return (
+        f"{JUDGED_MARK} {system} on {row}: {board.metric} may be underestimated: {ours:.0%} of its top "
+        f"{JUDGED_AT} is judged, {ref}'s {theirs:.0%}."
+    )
+
+
 # --- rendering ---------------------------------------------------------------------------------
 
 FORMATS = ("markdown", "csv", "latex", "html")
 
 
-def render(board: Leaderboard, fmt: str = "markdown") -> str:
+def render(board: Leaderboard, fmt: str = "markdown", ci_style: str = "brackets") -> str:
+    """The board as text.  With intervals, `ci_style` "brackets" writes `0.6863 [0.6563, 0.7156]`,
+    "pm" `0.6863 ±0.0297` (half the interval's width; a percentile interval may be asymmetric); CSV
+    always has them as separate low and high columns."""
+    if ci_style not in CI_STYLES:
+        raise ValueError(f"unknown ci_style {ci_style!r}; choose from {CI_STYLES}")
     if fmt == "markdown":
-        return _render_markdown(board)
+        return _render_markdown(board, ci_style)
     if fmt == "csv":
         return _render_csv(board)
     if fmt == "latex":
-        return _render_latex(board)
+        return _render_latex(board, ci_style)
     if fmt == "html":
-        return _render_html(board)
+        return _render_html(board, ci_style)
     raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
 
 
@@ -529,48 +853,117 @@ def _number(board: Leaderboard, row: str, col: str) -> str:
     return f"{value:+.{DECIMALS}f}" if col in board.delta_columns else f"{value:.{DECIMALS}f}"
 
 
-def _styled_rows(board: Leaderboard, bold, escape) -> list[list[str]]:
-    """Rows of cells: escaped dataset name, then numbers with bold and significance marks."""
+def _interval_text(low: float, high: float, style: str, signed: bool = False) -> str:
+    """` [low, high]` or ` ±half-width`; '' when there is no interval."""
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    if style == "pm":
+        return f" ±{(high - low) / 2:.{DECIMALS}f}"
+    sign = "+" if signed else ""
+    return f" [{low:{sign}.{DECIMALS}f}, {high:{sign}.{DECIMALS}f}]"
+
+
+def _cell_suffix(board: Leaderboard, row: str, col: str, style: str) -> str:
+    """What follows a system's number and marks: its interval, its Judged@10 when shown."""
+    if col not in board.system_columns:
+        return ""
+    text = ""
+    if board.ci_low is not None:
+        text += _interval_text(board.ci_low.loc[row, col], board.ci_high.loc[row, col], style)
+    if board.show_judged and board.judged is not None and pd.notna(board.judged.loc[row, col]):
+        text += f" ({board.judged.loc[row, col]:.0%} judged)"
+    return text
+
+
+def _judged_mark_text(board: Leaderboard, row: str, col: str) -> str:
+    marked = board.judged_marks is not None and col in board.judged_marks and board.judged_marks.loc[row, col]
+    return JUDGED_MARK if marked else ""
+
+
+def _diff_headers(board: Leaderboard) -> list[str]:
+    return [f"Δ {s}−{board.baseline}" for s in board.diff_columns]
+
+
+def _diff_text(board: Leaderboard, row: str, system: str, style: str) -> str:
+    value = board.diff.loc[row, system]
+    if pd.isna(value):
+        return "–"
+    low, high = board.diff_low.loc[row, system], board.diff_high.loc[row, system]
+    return f"{value:+.{DECIMALS}f}" + _interval_text(low, high, style, signed=True)
+
+
+def _styled_rows(board: Leaderboard, bold, escape, style: str = "brackets") -> list[list[str]]:
+    """Rows of cells: escaped dataset name, then numbers with bold, significance and judged marks,
+    intervals; then the Δ-vs-baseline columns."""
     out = []
     for row in board.values.index:
         cells = [escape(row)]
         for col in board.values.columns:
             text = escape(_number(board, row, col))
+            marks = board.marks.loc[row, col] + _judged_mark_text(board, row, col)
             cells.append(
-                (bold(text) if board.best.loc[row, col] else text) + escape(board.marks.loc[row, col])
+                (bold(text) if board.best.loc[row, col] else text)
+                + escape(marks)
+                + escape(_cell_suffix(board, row, col, style))
             )
+        cells += [escape(_diff_text(board, row, s, style)) for s in board.diff_columns]
         out.append(cells)
     return out
 
 
-def _render_markdown(board: Leaderboard) -> str:
+def _headers(board: Leaderboard) -> list[str]:
+    return ["dataset", *board.values.columns, *_diff_headers(board)]
+
+
+def _render_markdown(board: Leaderboard, style: str = "brackets") -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
-    headers = ["dataset"] + [esc(c) for c in board.values.columns]
-    rows = _styled_rows(board, lambda t: f"**{t}**", esc)
+    headers = [esc(h) for h in _headers(board)]
+    rows = _styled_rows(board, lambda t: f"**{t}**", esc, style)
     table = tabulate(
         rows,
         headers=headers,
         tablefmt="pipe",
-        colalign=("left",) + ("right",) * len(board.values.columns),
+        colalign=("left",) + ("right",) * (len(headers) - 1),
         disable_numparse=True,
     )
     return table + "\n\nNotes:\n" + "".join(f"- {n}\n" for n in board.notes)
 
 
+def _fixed(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.{DECIMALS}f}"
+
+
 def _render_csv(board: Leaderboard) -> str:
+    """Plain numbers; intervals as `SYSTEM low` / `SYSTEM high` columns, each Δ with its own low and
+    high, Judged@10 and the ◇ mark in columns of their own."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     sig_cols = board.system_columns[1:] if board.baseline else []
-    writer.writerow(["dataset", *board.values.columns, *(f"{s} sig" for s in sig_cols), "best"])
+    ci_cols = board.system_columns if board.ci_low is not None else []
+    judged_cols = board.system_columns if board.show_judged else []
+    mark_cols = (
+        board.system_columns if board.judged_marks is not None and board.judged_marks.any().any() else []
+    )
+    header = ["dataset", *board.values.columns, *(f"{s} sig" for s in sig_cols)]
+    header += [f"{s} {end}" for s in ci_cols for end in ("low", "high")]
+    header += [f"{d}{end}" for d in _diff_headers(board) for end in ("", " low", " high")]
+    header += [f"{s} judged@{JUDGED_AT}" for s in judged_cols] + [f"{s} judged mark" for s in mark_cols]
+    writer.writerow([*header, "best"])
     for row in board.values.index:
-        numbers = [
-            "" if pd.isna(v) else f"{v:.{DECIMALS}f}" for v in board.values.loc[row, board.values.columns]
+        line = [row, *(_fixed(v) for v in board.values.loc[row, board.values.columns])]
+        line += [board.marks.loc[row, s] for s in sig_cols]
+        line += [_fixed(f.loc[row, s]) for s in ci_cols for f in (board.ci_low, board.ci_high)]
+        line += [
+            f"{v:+.{DECIMALS}f}" if pd.notna(v := f.loc[row, s]) else ""
+            for s in board.diff_columns
+            for f in (board.diff, board.diff_low, board.diff_high)
         ]
-        sig = [board.marks.loc[row, s] for s in sig_cols]
-        best = ";".join(c for c in board.values.columns if board.best.loc[row, c])
-        writer.writerow([row, *numbers, *sig, best])
+        line += [_fixed(board.judged.loc[row, s]) for s in judged_cols]
+        line += [_judged_mark_text(board, row, s) for s in mark_cols]
+        line.append(";".join(c for c in board.values.columns if board.best.loc[row, c]))
+        writer.writerow(line)
     return buf.getvalue()
 
 
@@ -596,8 +989,11 @@ _LATEX_SPECIAL = {
     "−": "$-$",
     "–": "--",
     "α": r"$\alpha$",
+    "±": r"$\pm$",
+    "×": r"$\times$",
     BETTER: r"$^\dagger$",
     WORSE: r"$^\ddagger$",
+    JUDGED_MARK: r"$^\diamond$",
     "`": "",
 }
 
@@ -606,14 +1002,15 @@ def _latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
 
 
-def _render_latex(board: Leaderboard) -> str:
-    rows = _styled_rows(board, lambda t: rf"\textbf{{{t}}}", _latex_escape)
+def _render_latex(board: Leaderboard, style: str = "brackets") -> str:
+    rows = _styled_rows(board, lambda t: rf"\textbf{{{t}}}", _latex_escape, style)
+    headers = _headers(board)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        r"\begin{tabular}{l" + "r" * len(board.values.columns) + "}",
+        r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}",
         r"\toprule",
-        " & ".join(_latex_escape(h) for h in ["dataset", *board.values.columns]) + r" \\",
+        " & ".join(_latex_escape(h) for h in headers) + r" \\",
         r"\midrule",
     ]
     for row, cells in zip(board.values.index, rows, strict=True):
@@ -625,12 +1022,12 @@ def _render_latex(board: Leaderboard) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render_html(board: Leaderboard) -> str:
+def _render_html(board: Leaderboard, style: str = "brackets") -> str:
     def esc(text: str) -> str:
         return html.escape(text, quote=True)
 
-    rows = _styled_rows(board, lambda t: f"<b>{t}</b>", esc)
-    head = "".join(f"<th>{esc(h)}</th>" for h in ["dataset", *board.values.columns])
+    rows = _styled_rows(board, lambda t: f"<b>{t}</b>", esc, style)
+    head = "".join(f"<th>{esc(h)}</th>" for h in _headers(board))
     body = []
     for row, cells in zip(board.values.index, rows, strict=True):
         cls = ' class="average"' if row == AVERAGE else ""

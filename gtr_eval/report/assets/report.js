@@ -18,6 +18,12 @@
     return p < 0.0001 ? p.toExponential(1) : p.toFixed(4);
   }
   function rounded(v) { return v === null || v === undefined ? null : Number(v.toFixed(DEC)); }
+  function at(grid, i, j) { return grid && grid[i] && grid[i][j] !== undefined ? grid[i][j] : null; }
+  function fmtInterval(lo, hi, signed) {
+    var f = signed ? fmtSigned : fmt;
+    return "[" + f(lo) + ", " + f(hi) + "]";
+  }
+  function pct(v) { return Math.round(100 * v) + "%"; }
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -148,8 +154,14 @@
       metric: DATA.metrics.indexOf(hash.metric) >= 0 ? hash.metric : DATA.defaultMetric,
       baseline: hash.baseline === "none" ? null
         : (DATA.baselines.indexOf(hash.baseline) >= 0 ? hash.baseline : DATA.defaultBaseline),
+      ci: hash.ci !== "0", judged: hash.judged === "1",
       sortCol: null, sortDir: 1
     };
+    var ciBox = document.getElementById("show-ci"), judgedBox = document.getElementById("show-judged");
+    ciBox.checked = state.ci;
+    judgedBox.checked = state.judged;
+    ciBox.addEventListener("change", function () { state.ci = ciBox.checked; render(); });
+    judgedBox.addEventListener("change", function () { state.judged = judgedBox.checked; render(); });
     var metricSel = document.getElementById("metric");
     DATA.metrics.forEach(function (m) { metricSel.appendChild(option(m, m, m === state.metric)); });
     var baseSel = document.getElementById("baseline");
@@ -161,13 +173,14 @@
     });
 
     function render() {
-      writeHash({ metric: state.metric, baseline: state.baseline || "none" });
+      writeHash({ metric: state.metric, baseline: state.baseline || "none", ci: state.ci ? "1" : "0",
+                  judged: state.judged ? "1" : "0" });
       renderLeaderboard(state, function (col) {
         if (state.sortCol === col) state.sortDir = -state.sortDir;
         else { state.sortCol = col; state.sortDir = col === -1 ? 1 : -1; }
         render();
       });
-      renderBarChart(DATA.boards[state.metric], state.metric);
+      renderBarChart(DATA.boards[state.metric], state.metric, state.ci);
     }
     render();
   }
@@ -215,18 +228,36 @@
         var v = board.values[i][j];
         var mark = sig ? sig.marks[i][j] : "";
         var p = sig ? sig.p[i][j] : null;
+        var lo = at(board.ciLow, i, j), hi = at(board.ciHigh, i, j), judged = at(board.judged, i, j);
+        var diff = sig ? at(sig.diff, i, j) : null;
+        var underjudged = board.judgedMarks && board.judgedMarks[i][j];
         var title = v === null ? "no value" : String(v);
+        if (lo !== null) title += " · " + Math.round(100 * board.level) + "% interval " + fmtInterval(lo, hi);
         if (p !== null && p !== undefined) title += " · Holm-adjusted p = " + fmtP(p) + " vs " + state.baseline;
+        if (diff !== null) {
+          title += " · Δ vs " + state.baseline + " " + fmtSigned(diff) + " " +
+            fmtInterval(at(sig.diffLow, i, j), at(sig.diffHigh, i, j), true) + " (" +
+            (100 * at(sig.diffLevel, i, j)).toFixed(1) + "% paired interval, Holm)";
+        }
+        if (judged !== null) title += " · Judged@10 " + pct(judged);
         var prov = board.provenance[i][j];
         var attrs = {
           "class": "num " + board.kinds[j] + (board.best[i][j] ? " best" : ""),
           "data-row": name, "data-col": c, "data-value": v === null ? "" : String(v), title: title,
           "data-prov": prov.length ? prov.join(",") : null,
-          "data-refnote": board.kinds[j] === "reference" ? (board.referenceNotes[c] || c) : null
+          "data-refnote": board.kinds[j] === "reference" ? (board.referenceNotes[c] || c) : null,
+          "data-low": lo === null ? null : String(lo), "data-high": hi === null ? null : String(hi)
         };
         var text = fmt(v);
         var content = [board.best[i][j] ? el("b", { text: text }) : text];
         if (mark) content.push(el("span", { "class": "mark", text: mark }));
+        if (underjudged) content.push(el("span", { "class": "jmark", title: "Judged@10 well below bm25's: may be underestimated (notes)", text: board.judgedMark }));
+        if (state.ci && lo !== null) content.push(el("span", { "class": "ci", text: " " + fmtInterval(lo, hi) }));
+        if (state.judged && judged !== null) content.push(el("span", { "class": "judged", text: " (" + pct(judged) + " judged)" }));
+        if (state.ci && diff !== null) {
+          content.push(el("span", { "class": "diff", text: "Δ " + fmtSigned(diff) + " " +
+            fmtInterval(at(sig.diffLow, i, j), at(sig.diffHigh, i, j), true) }));
+        }
         cells.push(el("td", attrs, content));
       });
       return el("tr", { "data-row": name }, cells);
@@ -245,7 +276,7 @@
     return { max: Math.ceil(v / step - 1e-9) * step, step: step };
   }
 
-  function renderBarChart(board, metric) {
+  function renderBarChart(board, metric, showCi) {
     var host = document.getElementById("leaderboard-chart");
     clear(host);
     var cols = board.columns, rows = board.rows;
@@ -254,6 +285,9 @@
     var top = 10, height = top + rows.length * groupH + 30;
     var max = 0;
     board.values.forEach(function (r) { r.forEach(function (v) { if (v !== null && v > max) max = v; }); });
+    if (showCi && board.ciHigh) {
+      board.ciHigh.forEach(function (r) { r.forEach(function (v) { if (v !== null && v > max) max = v; }); });
+    }
     var scale = niceScale(max), xmax = scale.max;
     var plotW = width - left - right;
     var x = function (v) { return left + plotW * v / xmax; };
@@ -276,10 +310,22 @@
           svg.appendChild(svgEl("text", { x: left + 4, y: y + barH - 3, "class": "value", text: "n/a" }));
           return;
         }
+        var lo = showCi ? at(board.ciLow, i, j) : null, hi = showCi ? at(board.ciHigh, i, j) : null;
+        var tip = c + " · " + r + ": " + fmt(v) + (lo !== null ? " " + fmtInterval(lo, hi) : "");
         svg.appendChild(svgEl("rect", { x: left, y: y + 1, width: Math.max(0, x(v) - left), height: barH - 2,
                                         fill: PALETTE[j % PALETTE.length] },
-                              svgEl("title", { text: c + " · " + r + ": " + fmt(v) })));
-        svg.appendChild(svgEl("text", { x: x(v) + 4, y: y + barH - 3, "class": "value", text: fmt(v) }));
+                              svgEl("title", { text: tip })));
+        var end = x(v);
+        if (lo !== null) {  // the interval: a line with a cap at each end
+          var mid = y + barH / 2;
+          svg.appendChild(svgEl("line", { x1: x(lo), x2: x(hi), y1: mid, y2: mid, "class": "errbar",
+                                          "data-low": lo, "data-high": hi }, svgEl("title", { text: tip })));
+          [lo, hi].forEach(function (t) {
+            svg.appendChild(svgEl("line", { x1: x(t), x2: x(t), y1: mid - 3, y2: mid + 3, "class": "errcap" }));
+          });
+          end = Math.max(end, x(hi));
+        }
+        svg.appendChild(svgEl("text", { x: end + 4, y: y + barH - 3, "class": "value", text: fmt(v) }));
       });
     });
     host.appendChild(svg);
@@ -287,7 +333,8 @@
       return el("li", null, [el("span", { "class": "swatch", style: "background:" + PALETTE[j % PALETTE.length] }), c]);
     }));
     host.appendChild(legend);
-    document.getElementById("leaderboard-caption").textContent = metric + " per dataset (bars), from the table above.";
+    document.getElementById("leaderboard-caption").textContent = metric + " per dataset (bars), from the table above" +
+      (showCi && board.ciLow ? "; the lines are " + Math.round(100 * board.level) + "% bootstrap intervals over queries." : ".");
   }
 
   // --- dataset page ------------------------------------------------------------------------------
