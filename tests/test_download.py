@@ -564,7 +564,8 @@ def test_no_route_to_host_counts_as_unreachable():
 @needs_shared
 @pytest.mark.parametrize("form", ["file-url", "absolute", "relative"])
 def test_cli_a_local_mirror_serves_the_real_zip_and_is_named(tmp_path, monkeypatch, form):
-    folder = NFCORPUS_ZIP.parent
+    folder = NFCORPUS_ZIP.parent.resolve()  # a mirror is named by its real path (../shared may be a link)
+    zip_uri = NFCORPUS_ZIP.resolve().as_uri()
     monkeypatch.chdir(tmp_path)
     base = {
         "file-url": folder.as_uri() + "/",
@@ -582,10 +583,10 @@ def test_cli_a_local_mirror_serves_the_real_zip_and_is_named(tmp_path, monkeypat
         assert filecmp.cmp(out / rel, NFCORPUS_DIR / rel, shallow=False), rel
     marker = json.loads((out / MARKER).read_text())
     assert marker["source"] == "ukp" and marker["md5"] == NFCORPUS_MD5
-    assert marker["mirror"] == folder.as_uri() and marker["url"] == NFCORPUS_ZIP.as_uri()
+    assert marker["mirror"] == folder.as_uri() and marker["url"] == zip_uri
     assert dl.dataset_source(out) == {
         "source": "ukp",
-        "url": NFCORPUS_ZIP.as_uri(),
+        "url": zip_uri,
         "md5": NFCORPUS_MD5,
         "mirror": folder.as_uri(),
         "downloaded_at": marker["downloaded_at"],
