@@ -190,19 +190,86 @@ def test_worker_processes_give_the_same_index_and_run(tmp_path, monkeypatch):
     assert_same_up_to_cutoff_ties(expected, ref)
 
 
+# Words the tokeniser's two paths (bytes for ASCII documents, str.lower() and the regex for the
+# others) must both get right: Unicode case rules and word characters, words around the 8-byte key
+# words and past the 32-byte keys, stopwords in any case, empty and stopword-only documents.
+TRICKY = [
+    ("t0", "Straße ΣΑΣ ΟΔΟΣ'Σ İstanbul", "K café naïve ﬁne Ⅻ ½ ٣٤ x² ß_ß A_B __ a1 1a"),
+    ("t1", "", "ab\tcd\nEF gh-ij HELLO world the THE The of"),
+    (
+        "t2",
+        "Lengths",
+        " ".join(
+            c * n for c, n in zip("abcdefghijk", (7, 8, 9, 16, 17, 24, 25, 32, 33, 40, 70), strict=True)
+        ),
+    ),
+    ("t3", "", "ünïcödé" * 5 + " " + "ü" * 20 + " naïve naive NAÏVE"),
+    ("t4", "", ""),
+    ("t5", "", "a b c d"),
+    ("t6", "Apples", "apples and pears " * 3 + "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+    ("t7", "The", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb ccccccccc ccccccccc"),
+]
+
+
+@pytest.mark.parametrize(
+    "config", [BM25Config(), BM25Config(stopwords=None, stemmer=None)], ids=["en", "plain"]
+)
+@pytest.mark.parametrize("collide", [False, True])
+def test_tokeniser_paths_and_hash_collisions_give_bm25s_index(monkeypatch, collide, config):
+    """Words are looked up through a hash of their bytes; equal hashes are checked by key, so even a
+    hash that puts most words on a few values (every lookup a collision) gives bm25s' index."""
+    if collide:
+        monkeypatch.setattr(
+            bm25_index, "key_hash", lambda keys: (keys[0] & np.uint64(7)) ^ (keys[1] & np.uint64(3))
+        )
+    corpus = Corpus.from_records(DOCS + TRICKY)
+    ours = BM25Retriever(config, progress=False)
+    ours.index(corpus)
+    queries = {**QUERIES, "u": "naive straße istanbul ccccccccc", "v": "a" * 36 + " pears"}
+    ref = _reference(corpus, queries, 100, config)
+    assert_same_columns(ours._model, ref["model"])
+    assert_same_up_to_cutoff_ties(ours.search(queries, 100).run, ref["run"])
+
+
+def test_worker_processes_tokenise_unicode_and_huge_term_frequencies(tmp_path, monkeypatch):
+    """The worker path on documents that need the str.lower() path, and a term frequency past the
+    spill's 16 bits (its chunk spilled in the wide format)."""
+    rng = np.random.default_rng(1)
+    words = ["apple", "Äpfel", "pear", "Straße", "straße", "naïve", "naive", "İstanbul", "ΣΑΣ", "the", "of"]
+    records = [(f"d{i}", "", " ".join(rng.choice(words, rng.integers(0, 12)))) for i in range(400)]
+    records += TRICKY + [("huge", "", "apple " * 70_000 + "pear")]
+    lines = [json.dumps({"_id": d, "title": t, "text": x}, ensure_ascii=False) for d, t, x in records]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus, _ = read_corpus(tmp_path / "corpus.jsonl", tmp_path / "store")
+    monkeypatch.setattr(bm25_index, "PARALLEL_MIN_DOCS", 0)
+    monkeypatch.setattr(bm25_index, "CHUNK_DOCS", 60)
+    multi = BM25Retriever(progress=False, cache_dir=tmp_path / "cache", workers=2)
+    multi.index(corpus)
+    queries = {"q": "apple pear", "r": "straße naive", "s": "istanbul σας", "t": "a" * 36}
+    ref = _reference(corpus, queries, 50, BM25Config())
+    assert_same_columns(multi._model, ref["model"])
+    assert_same_up_to_cutoff_ties(multi.search(queries, 50).run, ref["run"])
+
+
+def test_search_without_scipys_kernel_gives_the_same_runs(monkeypatch):
+    corpus = Corpus.from_records(DOCS + TRICKY)
+    ours = BM25Retriever(progress=False)
+    ours.index(corpus)
+    run = ours.search(QUERIES, 3).run
+    monkeypatch.setattr(bm25_index, "_add_columns", lambda: bm25_index._add_at)
+    assert ours.search(QUERIES, 3).run == run
+
+
 def test_interrupted_build_leaves_no_index(tmp_path, monkeypatch):
     corpus = _store_corpus(tmp_path)
-    real = np.save
 
-    def crash(path, *a, **k):
-        if str(path).endswith(".tf.npy"):
-            raise KeyboardInterrupt  # as if killed while spilling
-        return real(path, *a, **k)
+    def crash(*a, **k):
+        raise KeyboardInterrupt  # as if killed while spilling
 
-    monkeypatch.setattr(np, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
-        BM25Retriever(progress=False, cache_dir=tmp_path / "cache").index(corpus)
-    monkeypatch.setattr(np, "save", real)
+    with monkeypatch.context() as patched:
+        patched.setattr(bm25_index, "_append", crash)
+        with pytest.raises(KeyboardInterrupt):
+            BM25Retriever(progress=False, cache_dir=tmp_path / "cache").index(corpus)
     assert not [p for p in (tmp_path / "cache" / "bm25").rglob("*") if p.is_dir() and len(p.name) == 64]
     again = BM25Retriever(progress=False, cache_dir=tmp_path / "cache")
     again_info = again.index(corpus).stats["bm25_index"]

@@ -22,7 +22,15 @@ from pathlib import Path
 from ..data.loader import Corpus
 from ..identity import record, setting
 from .base import TEXT_FORMAT, Report, Retriever, Run, Searched, to_run
-from .bm25_index import INDEX_FILES, INDEX_FORMAT, TOKEN_PATTERN, build_index, default_workers, search
+from .bm25_index import (
+    INDEX_FILES,
+    INDEX_FORMAT,
+    TOKEN_PATTERN,
+    BuildStats,
+    build_index,
+    default_workers,
+    search,
+)
 from .spec import SystemSpec
 
 log = logging.getLogger(__name__)
@@ -110,23 +118,25 @@ class BM25Retriever(Retriever):
         self._model = None  # the previous corpus's index
         cached = self.cache_dir is not None and corpus.store_path is not None
         if cached:
-            folder, reused = self._cached_index(corpus)
+            folder, reused, stats = self._cached_index(corpus)
             self._model = bm25s.BM25.load(folder, mmap=True)
         else:  # an in-memory corpus (PeerQA's papers, tests): build, load into memory, drop the files
             with tempfile.TemporaryDirectory(prefix="gtr-eval-bm25-") as tmp:
                 folder = Path(tmp) / "index"
                 folder.mkdir()
-                build_index(corpus, folder, self.config, self.workers, self.progress)
+                stats = build_index(corpus, folder, self.config, self.workers, self.progress)
                 self._model = bm25s.BM25.load(folder, mmap=False)
             reused = False
         self._doc_ids = corpus.ids
-        self._folder = folder if cached else None  # workers map a saved index and the corpus store
+        self._folder = folder if cached else None  # workers read a saved index and map the corpus store
         self._store_path = corpus.store_path
-        info = {"cached": cached, "reused": reused, **({"path": str(folder)} if cached else {})}
+        info = {"cached": cached, "reused": reused, **({"path": str(folder)} if cached else {}),
+                **({"build": asdict(stats)} if stats is not None else {})}  # fmt: skip
         return Report({"index_s": time.perf_counter() - t0}, {"bm25_index": info})
 
-    def _cached_index(self, corpus: Corpus) -> tuple[Path, bool]:
-        """The saved index of `corpus` (built and saved atomically if missing); True if it was there."""
+    def _cached_index(self, corpus: Corpus) -> tuple[Path, bool, BuildStats | None]:
+        """The saved index of `corpus` (built and saved atomically if missing); True if it was there,
+        and the build's figures if it was built here."""
         from filelock import FileLock
 
         key = self.index_key(corpus)
@@ -135,7 +145,7 @@ class BM25Retriever(Retriever):
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder) + ".lock"):
             if _complete(folder, key):
-                return folder, True
+                return folder, True, None
             shutil.rmtree(folder, ignore_errors=True)  # incomplete or unreadable: build again
             for stale in folder.parent.glob(f".{digest}.*.tmp"):  # a build that was killed
                 shutil.rmtree(stale, ignore_errors=True)
@@ -151,7 +161,7 @@ class BM25Retriever(Retriever):
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         log.info("BM25 index saved to %s", folder)
-        return folder, False
+        return folder, False, stats
 
     def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
         import bm25s
