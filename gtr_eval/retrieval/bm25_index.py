@@ -589,8 +589,8 @@ def score_bucket(job: dict, bucket: int, pieces: list, cache: dict) -> dict:
     if cache.get("scoring") != str(spill):
         for name in ("spiller", "spill"):
             cache.pop(name, None)  # pass 1's state: no longer needed
-        cache.update(scoring=str(spill), maps={t: np.load(spill / f"map-{t}.npy") for t in job["tokenizers"]},
-                     **{k: np.load(spill / f"{k}.npy") for k in job["arrays"]})  # fmt: skip
+        cache.update(scoring=str(spill), maps={t: np.load(spill / f"map-{t}.npy", allow_pickle=False) for t in job["tokenizers"]},
+                     **{k: np.load(spill / f"{k}.npy", allow_pickle=False) for k in job["arrays"]})  # fmt: skip
     terms, docs, tf = [], [], []
     for first, tokenizer, wide, offset, count in pieces:
         dtype = _WIDE if wide else _NARROW
@@ -917,10 +917,10 @@ class FileColumns:
     map, so the index's pages (page cache) never count in the process' RSS."""
 
     def __init__(self, folder: Path):
-        self.indptr = np.load(folder / INDEX_FILES[2])
+        self.indptr = np.load(folder / INDEX_FILES[2], allow_pickle=False)
         self.files = []
         for name, dtype in ((INDEX_FILES[1], np.int32), (INDEX_FILES[0], np.float32)):
-            mapped = np.load(folder / name, mmap_mode="r")  # only to read the header
+            mapped = np.load(folder / name, mmap_mode="r", allow_pickle=False)  # only to read the header
             offset, stored = mapped.offset, mapped.dtype
             del mapped
             if stored != np.dtype(dtype):
