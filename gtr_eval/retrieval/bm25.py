@@ -9,7 +9,6 @@ bit (tests compare whole runs with `bm25s.tokenize` + `bm25s.BM25.index` + `retr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from .bm25_index import (
     default_workers,
     search,
 )
+from .cache import entry_folder
 from .spec import SystemSpec
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ class BM25Retriever(Retriever):
         from filelock import FileLock
 
         key = self.index_key(corpus)
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        folder = self.cache_dir / "bm25" / digest[:2] / digest
+        folder = entry_folder(self.cache_dir, key, "bm25")
+        digest = folder.name
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder) + ".lock"):
             if _complete(folder, key):

@@ -436,10 +436,11 @@ def read_complete(folder: Path, n_rows: int, shard_size: int) -> np.ndarray | No
     return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
 
-def entry_folder(cache_dir: Path, key: dict) -> Path:
-    """Where the cache entry for `key` lives under `cache_dir`."""
+def entry_folder(cache_dir: Path, key: dict, kind: str = "embeddings") -> Path:
+    """Where the cache entry for `key` lives under `cache_dir/kind` (embeddings, bm25, lucene): named
+    by the key's digest, so an entry is found only for the inputs that made it."""
     digest = cache_key(key)
-    return Path(cache_dir) / "embeddings" / digest[:2] / digest
+    return Path(cache_dir) / kind / digest[:2] / digest
 
 
 def _check_order(folder: Path, order: np.ndarray) -> None:

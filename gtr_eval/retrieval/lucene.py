@@ -27,7 +27,6 @@ leaves only a `.tmp` folder, which the next build removes (killing an orphaned J
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -45,6 +44,7 @@ from ..data.loader import Corpus
 from ..errors import Mistake, PairError
 from ..identity import cache_fields, ranking, setting
 from .base import Report, Retriever, Run, Searched
+from .cache import entry_folder
 from .spec import SystemSpec
 
 log = logging.getLogger(__name__)
@@ -257,8 +257,8 @@ class LuceneRetriever(Retriever):
         from filelock import FileLock
 
         key = self.index_key(corpus)
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        folder = self.cache_dir / "lucene" / digest[:2] / digest
+        folder = entry_folder(self.cache_dir, key, "lucene")
+        digest = folder.name
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder) + ".lock"):
             if _complete(folder, key):
