@@ -1,4 +1,4 @@
-"""The Python API, mirroring the CLI: `run`, `plan`, `rerank`, `fuse`, `table`, `plot`,
+"""The Python API, mirroring the CLI: `run`, `plan`, `rerank`, `fuse`, `table`, `plot`, `plot_curve`,
 `paper_check`, `evaluate_run`, `report`, `export`, `import_run`.
 
 >>> from gtr_eval.api import run, table
@@ -35,13 +35,15 @@ def run_config(
     source: str = "auto",
     base_url: str | None = None,
     name: str | None = None,
+    reduce_corpus: int | None = None,
     **retriever_options,
 ) -> RunConfig:
     """What `run` (and `gtr-eval run`, which calls this with its options) will do: `cache_dir=None`
     disables the cache; other keyword arguments are `RetrieverOptions` fields (device, dtype,
     batch_size, backend (default "auto"), cache_dtype, query_prompt, doc_prompt, max_length, score,
     trust_remote_code, bm25=BM25Config(...), family, candidates, depth, maxsim_search, processes,
-    devices, shard_size)."""
+    devices, shard_size).  `reduce_corpus=k`: each corpus reduced to the documents judged relevant
+    plus BM25's top k per query (a dataset of its own, `<name>~bm25top<k>`; `pipeline.reduction`)."""
     from .data.units import DataOptions
     from .pipeline.runner import RunConfig
     from .retrieval.factory import RetrieverOptions
@@ -49,7 +51,7 @@ def run_config(
     opts = RetrieverOptions(cache_dir=_cache(cache_dir), progress=progress, **retriever_options)
     data = DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source)
     return RunConfig(list(models), list(datasets), data=data, results_dir=Path(results_dir), top_k=top_k,
-                     overwrite=overwrite, options=opts, name=name)  # fmt: skip
+                     overwrite=overwrite, options=opts, name=name, reduce_corpus=reduce_corpus)  # fmt: skip
 
 
 def _cache(cache_dir: Path | str | None) -> Path | None:
@@ -62,9 +64,11 @@ def run(models: Sequence[str | ModelPair], datasets: Sequence[str], echo=print, 
     """`gtr-eval run`: every model on every dataset (see `run_config` for the options). `datasets` may
     hold sweeps (`beir`); `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). A
     model may be a `retrieval.factory.ModelPair(query, doc)`: one asymmetric system
-    (`--query-model/--doc-model`). A stored result is served only for the inputs that made it (one made
-    otherwise is refused, `overwrite=True` replaces it). The returned list holds the pairs that
-    succeeded; its `.failures` says which failed, or were refused, and why."""
+    (`--query-model/--doc-model`); a glob (`"out/checkpoint-*"`) or a trainer's output folder, its
+    checkpoints, each as system `out@step-N` (`RunConfig` expands them). A stored result is served only
+    for the inputs that made it (one made otherwise is refused, `overwrite=True` replaces it). The
+    returned list holds the pairs that succeeded; its `.failures` says which failed, or were refused,
+    and why."""
     from .pipeline.runner import run as _run
 
     return _run(run_config(models, datasets, **options), echo=echo)
@@ -176,12 +180,14 @@ def table(
     seed: int = 0,
     show: Sequence[str] = (),
     data_dir: Path | str | None = "data",
+    best_checkpoint: bool = False,
 ) -> str:
     """`gtr-eval table`: the rendered leaderboard.  `metric` as papers write it (`NDCG@10`, `R@100`,
     `Judged@10`, `NDCG@10'` for the condensed lists) is normalised; an unknown one is a ValueError
     naming the closest and listing the valid names.  `ci`: 95% bootstrap intervals (`resamples`,
     `seed`; with `baseline`, paired Δ intervals, Holm-corrected), `ci_style` "brackets" or "pm";
-    `show=["judged"]`: each system's Judged@10.  `data_dir`: where the dataset folders are, for the
+    `show=["judged"]`: each system's Judged@10; `best_checkpoint`: each training run's `NAME@step-N`
+    systems as one column, its best step per dataset (chosen on the evaluated split).  `data_dir`: where the dataset folders are, for the
     qrels behind Judged@k (when the results' manifests do not lead there).  CSV is clean
     (`pandas.read_csv` reads it as it is): its notes are `report.tables.render_notes(board)` of the
     `leaderboard` with the same arguments; the other formats carry them inside."""
@@ -200,6 +206,7 @@ def table(
         ci=Bootstrap(resamples=resamples, seed=seed) if ci else None,
         show=show,
         judgments=Judgments(data_dir),
+        best_checkpoint=best_checkpoint,
     )
     return render(board, fmt, ci_style=ci_style)
 
@@ -223,6 +230,29 @@ def plot(
     return plot_results(
         load_results(results_dir), metric, output, ci=bootstrap, judgments=Judgments(data_dir)
     )
+
+
+def plot_curve(
+    results_dir: Path | str = "results",
+    metric: str = "ndcg@10",
+    run: str | None = None,
+    baseline: str | None = None,
+    reference: str | None = None,
+    output: Path | str | None = None,
+    data_dir: Path | str | None = "data",
+) -> Path:
+    """`gtr-eval plot --curve`: the PNG learning curve of training run `run` (None: the only one
+    stored), `metric` against the step of its `NAME@step-N` systems, a line per dataset, `baseline`
+    (None: bm25 where stored) dashed and the `reference` SOURCE:SYSTEM dotted; returns its path
+    (default RESULTS_DIR/plots/curve-<run>-<metric>.png).  `report.plots.learning_curve` and
+    `curve_figure` give what it draws and the Figure itself."""
+    from .judgments import Judgments
+    from .report.plots import default_curve_output, learning_curve
+    from .report.plots import plot_curve as _plot_curve
+
+    results = load_results(results_dir)
+    curve = learning_curve(results, metric, run, baseline, reference, judgments=Judgments(data_dir))
+    return _plot_curve(curve, output or default_curve_output(results_dir, curve))
 
 
 def paper_check(results_dir: Path | str = "results", golden: Path | str | None = None):

@@ -13,6 +13,12 @@ serves with HF_HUB_OFFLINE=1 as if it had downloaded it. The layouts, from the r
 - mteb/<name>, parquet (what MTEB's `push_to_hub` writes): `corpus/test-00000-of-00001.parquet` (id,
   title, text), `queries/test-…` (id, text; the split's queries only), `qrels/test-…` (query-id,
   corpus-id, score int64).
+- zeta-alpha-ai/Nano<name> (NanoBEIR's originals; the card of NanoSciFact@309f1d1): `README.md`,
+  `corpus/train-00000-of-00001.parquet` (_id, text: no title), `queries/train-…` (_id, text),
+  `qrels/train-…` (query-id, corpus-id: no score, every pair relevant); all strings.
+- mteb/Nano<name>Retrieval (the card of mteb/NanoSciFactRetrieval@8c5f7bb): `README.md`,
+  `corpus/train-00000-of-00001.parquet` (id, text, title: empty), `queries/train-…` (id, text),
+  `qrels/train-…` (query-id, corpus-id, score int64).
 """
 
 from __future__ import annotations
@@ -131,6 +137,90 @@ def mteb_parquet_files(corpus: list[dict], queries: list[dict], qrels: dict[str,
                 "query-id": [r[0] for r in rows],
                 "corpus-id": [r[1] for r in rows],
                 "score": [r[2] for r in rows],
+            },
+            {"score": "int64"},
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------------------ NanoBEIR
+NANO_FILE = "{config}/train-00000-of-00001.parquet"
+
+
+def _card(features: dict[str, tuple[tuple[str, str], ...]], source: str) -> bytes:
+    """A dataset card as the NanoBEIR repos carry it: `dataset_info` (features, split `train`) and
+    `configs` (one per table, `<config>/train-*`)."""
+    lines = [
+        "---",
+        "language:",
+        "- en",
+        "license: cc-by-4.0",
+        "source_datasets:",
+        f"- {source}",
+        "dataset_info:",
+    ]
+    for config, columns in features.items():
+        lines += [f"- config_name: {config}", "  features:"]
+        lines += [f"  - name: {name}\n    dtype: {dtype}" for name, dtype in columns]
+        lines += ["  splits:", "  - name: train"]
+    lines.append("configs:")
+    for config in features:
+        lines += [
+            f"- config_name: {config}",
+            "  data_files:",
+            "  - split: train",
+            f"    path: {config}/train-*",
+        ]
+    return ("\n".join([*lines, "---", ""])).encode("utf-8")
+
+
+def nanobeir_files(corpus: list[dict], queries: list[dict], pairs: list[tuple[str, str]]) -> dict[str, bytes]:
+    """zeta-alpha-ai/Nano<name>: documents and queries as `_id`, `text`; qrels the relevant pairs."""
+    features = {
+        "corpus": (("_id", "string"), ("text", "string")),
+        "qrels": (("query-id", "string"), ("corpus-id", "string")),
+        "queries": (("_id", "string"), ("text", "string")),
+    }
+    return {
+        "README.md": _card(features, "SciFact"),
+        NANO_FILE.format(config="corpus"): parquet(
+            {"_id": [d["_id"] for d in corpus], "text": [d["text"] for d in corpus]}
+        ),
+        NANO_FILE.format(config="queries"): parquet(
+            {"_id": [q["_id"] for q in queries], "text": [q["text"] for q in queries]}
+        ),
+        NANO_FILE.format(config="qrels"): parquet(
+            {"query-id": [q for q, _ in pairs], "corpus-id": [d for _, d in pairs]}
+        ),
+    }
+
+
+def nanobeir_mteb_files(
+    corpus: list[dict], queries: list[dict], pairs: list[tuple[str, str]]
+) -> dict[str, bytes]:
+    """mteb/Nano<name>Retrieval: MTEB's parquet (`id`; an empty `title`; `score` int64, all 1)."""
+    features = {
+        "corpus": (("id", "string"), ("text", "string"), ("title", "string")),
+        "qrels": (("query-id", "string"), ("corpus-id", "string"), ("score", "int64")),
+        "queries": (("id", "string"), ("text", "string")),
+    }
+    return {
+        "README.md": _card(features, "zeta-alpha-ai/NanoSciFact"),
+        NANO_FILE.format(config="corpus"): parquet(
+            {
+                "id": [d["_id"] for d in corpus],
+                "text": [d["text"] for d in corpus],
+                "title": [""] * len(corpus),
+            }
+        ),
+        NANO_FILE.format(config="queries"): parquet(
+            {"id": [q["_id"] for q in queries], "text": [q["text"] for q in queries]}
+        ),
+        NANO_FILE.format(config="qrels"): parquet(
+            {
+                "query-id": [q for q, _ in pairs],
+                "corpus-id": [d for _, d in pairs],
+                "score": [1] * len(pairs),
             },
             {"score": "int64"},
         ),

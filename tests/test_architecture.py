@@ -21,6 +21,7 @@ LAYERS = [
         "gtr_eval.errors",
         "gtr_eval.identity",
         "gtr_eval.progress",
+        "gtr_eval.checkpoints",
     ],
     ["gtr_eval.data"],
     ["gtr_eval.retrieval"],
@@ -29,7 +30,7 @@ LAYERS = [
     ["gtr_eval.fusion"],
     ["gtr_eval.results", "gtr_eval.dataset_files", "gtr_eval.judgments"],
     ["gtr_eval.pipeline"],
-    ["gtr_eval.distributed"],
+    ["gtr_eval.distributed", "gtr_eval.training"],
     ["gtr_eval.report"],
     ["gtr_eval.api", "gtr_eval.cli"],
 ]

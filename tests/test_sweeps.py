@@ -111,9 +111,13 @@ def test_plan_for_bm25_on_beir_lists_the_14_sets_and_runs_nothing(tmp_path):
     assert list(rows) == [*BEIR_14, "total"]
     assert "14 dataset(s) = 25 pairs" in out.stdout  # CQADupStack counts its 12 subforums
     zip_gb = sum(registry.get(n).zip_gb for n in BEIR_14)
-    assert rows["total"][1] == f"{zip_gb:.2f}"
-    assert rows["cqadupstack"][2] == "0/12" and rows["total"][2] == "0/25"
-    assert all(cells[3] not in ("?", "–", "0 s") for cells in rows.values())  # a time for every set
+    assert rows["total"][2] == f"{zip_gb:.2f}"
+    assert rows["cqadupstack"][3] == "0/12" and rows["total"][3] == "0/25"
+    assert (
+        rows["scifact"][1] == "300"
+        and rows["total"][1] == f"{sum(registry.get(n).num_queries for n in BEIR_14):,}"
+    )
+    assert all(cells[4] not in ("?", "–", "0 s") for cells in rows.values())  # a time for every set
     assert "Nothing has been downloaded or run." in out.stdout
     assert not data.exists() and not results.exists()
 
@@ -133,7 +137,7 @@ def test_plan_costs_an_asymmetric_pair_by_its_document_model(tmp_path):
     assert pair.exit_code == 0 and alone.exit_code == 0, pair.output + alone.output
     pair_rows, alone_rows = _plan_rows(pair.stdout), _plan_rows(alone.stdout)
     assert "query-encoder~e5-base-v2 done" in pair.stdout
-    assert pair_rows["scifact"][3] == alone_rows["scifact"][3] != "?"  # the corpus encoder's time
+    assert pair_rows["scifact"][4] == alone_rows["scifact"][4] != "?"  # the corpus encoder's time
 
 
 def test_plan_counts_what_is_done_and_present():
@@ -161,11 +165,11 @@ def test_plan_counts_what_is_done_and_present():
     )
     assert out.exit_code == 0, out.output
     rows = _plan_rows(out.stdout)
-    assert rows["scifact"][2:4] == ["1/1", "–"]  # bm25 done: nothing left
-    assert rows["scifact"][4] == "0/1" and rows["scifact"][5] not in ("–", "?")
-    assert rows["fiqa"][1] == "0.017"
+    assert rows["scifact"][3:5] == ["1/1", "–"]  # bm25 done: nothing left
+    assert rows["scifact"][5] == "0/1" and rows["scifact"][6] not in ("–", "?")
+    assert rows["fiqa"][2] == "0.017"
     if (shared / "scifact" / "corpus.jsonl").is_file():
-        assert rows["scifact"][1] == "present"
+        assert rows["scifact"][2] == "present"
 
 
 def test_plan_times_grow_with_model_size_and_shrink_on_a_gpu():

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from ..data import registry
 from ..paths import CACHE_DIR_ENV, DATA_DIR_ENV, RESULTS_DIR_ENV
 
 FolderPath = click.Path(file_okay=False, path_type=Path)
@@ -43,7 +44,8 @@ models_option = click.option(
     multiple=True,
     help="bm25, bm25-flat or bm25-multifield (Lucene's, with the lucene extra), a preset (gtr-t5-base/large/xl/xxl, "
     "all-MiniLM-L6-v2, tas-b, ance, dpr, contriever-msmarco, e5-base-v2, bge-base-en-v1.5, splade-pp-ed, "
-    "colbertv2), a hub id or a local folder. Repeatable.",
+    "colbertv2), a hub id or a local folder; checkpoints: a quoted glob ('out/checkpoint-*') or a trainer's "
+    "output folder (out/), each checkpoint-N a system out@step-N. Repeatable.",
 )
 datasets_option = click.option(
     "-d",
@@ -304,11 +306,12 @@ base_url_option = click.option(
 )
 source_option = click.option(
     "--source",
-    type=click.Choice(["auto", "ukp", "hf-beir", "hf-mteb"]),
+    type=click.Choice(["auto", *registry.SOURCES]),
     default="auto",
     show_default=True,
     help="Where missing datasets come from: BEIR's zip server (ukp), the Hugging Face hub copies of BEIR "
-    "(hf-beir) or MTEB (hf-mteb); auto tries them in that order and says when it falls back.",
+    "(hf-beir), of NanoBEIR (hf-nanobeir) or MTEB's (hf-mteb); auto tries those a dataset has, in that "
+    "order, and says when it falls back.",
 )
 
 data_options = option_group(

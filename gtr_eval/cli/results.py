@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import bootstrap_options, data_dir_option, results_dir_option
+from .options import Mistaken, bootstrap_options, data_dir_option, results_dir_option
 
 
 class MetricName(click.ParamType):
@@ -191,6 +191,13 @@ def _interval_cells(interval, ci: bool) -> list[str]:
     "With --format csv they are otherwise printed to stderr, never into the CSV; the other formats "
     "also keep them inside the table text.",
 )
+@click.option(
+    "--best-checkpoint",
+    is_flag=True,
+    help="Each training run's checkpoints (NAME@step-N) as one column NAME (best): per dataset the best "
+    "stored checkpoint, with its step (0.6512 @1000; CSV: a 'NAME (best) step' column). Chosen on the "
+    "evaluated split itself, so optimistic; the notes say so.",
+)
 def table_cmd(
     results_dir: Path,
     metric: str,
@@ -207,6 +214,7 @@ def table_cmd(
     data_dir: Path,
     output: Path | None,
     notes_path: Path | None,
+    best_checkpoint: bool,
 ) -> None:
     """Leaderboard of stored results: datasets × systems, with notes explaining every mark.
 
@@ -214,8 +222,10 @@ def table_cmd(
     gtr-eval table --ci --baseline bm25       intervals, and paired Δ intervals against bm25
     gtr-eval table --show judged              each system's Judged@10 beside its score
     gtr-eval table --metric "ndcg@10'"        condensed lists: unjudged documents removed first
+    gtr-eval table --best-checkpoint          a training run's best checkpoint per dataset
     """
     from ..data.loader import DataError
+    from ..errors import Mistake
     from ..io import atomic_write_text
     from ..judgments import Judgments
     from ..report.tables import RefSpec, leaderboard, render, render_notes
@@ -233,7 +243,10 @@ def table_cmd(
             ci=bootstrap if ci else None,
             show=show,
             judgments=Judgments(data_dir),
+            best_checkpoint=best_checkpoint,
         )
+    except Mistake as e:
+        raise Mistaken(str(e)) from e
     except (DataError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     text = render(board, fmt, ci_style=ci_style)
@@ -252,7 +265,10 @@ def table_cmd(
 @results_dir_option
 @click.option("--metric", type=METRIC, default="ndcg@10", show_default=True, help=METRIC_HELP)
 @click.option(
-    "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("chart.png"), show_default=True
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="[default: chart.png; with --curve RESULTS_DIR/plots/curve-<run>-<metric>.png]",
 )
 @click.option(
     "--ci/--no-ci",
@@ -262,23 +278,80 @@ def table_cmd(
 )
 @bootstrap_options
 @data_dir_option
-def plot_cmd(results_dir: Path, metric: str, output: Path, ci: bool, bootstrap, data_dir: Path) -> None:
-    """Grouped bar chart (PNG) of one metric: a group per dataset, a bar per system, with error bars."""
+@click.option(
+    "--curve",
+    is_flag=True,
+    help="A learning curve instead: the metric against the training step of the checkpoint systems "
+    "(NAME@step-N) of one training run, a line per dataset.",
+)
+@click.option(
+    "--run",
+    "run_name",
+    default=None,
+    metavar="NAME",
+    help="With --curve: the training run [default: the only one stored].",
+)
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="SYSTEM",
+    help="With --curve: the system drawn as a dashed line per dataset [default: bm25, where stored].",
+)
+@click.option(
+    "--reference",
+    default=None,
+    metavar="SOURCE:SYSTEM",
+    help="With --curve: a published figure as a dotted line per dataset (the names `table --reference` "
+    "takes; `gtr-eval references` lists them).",
+)
+def plot_cmd(
+    results_dir: Path,
+    metric: str,
+    output: Path | None,
+    ci: bool,
+    bootstrap,
+    data_dir: Path,
+    curve: bool,
+    run_name: str | None,
+    baseline: str | None,
+    reference: str | None,
+) -> None:
+    """Grouped bar chart (PNG) of one metric: a group per dataset, a bar per system, with error bars.
+
+    \b
+    gtr-eval plot --curve                      learning curve of the stored training run
+    gtr-eval plot --curve --run tiny-mnrl --reference mteb-results:gtr-t5-base
+    """
     from ..data.loader import DataError
+    from ..errors import Mistake
     from ..judgments import Judgments
     from ..report.plots import plot_results
     from ..results import load_results
 
+    if not curve and (run_name or baseline or reference):
+        raise Mistaken("--run, --baseline and --reference go with --curve")
     try:
-        path = plot_results(
-            load_results(results_dir),
-            metric,
-            output,
-            ci=bootstrap if ci else None,
-            judgments=Judgments(data_dir),
-        )
+        results, judgments = load_results(results_dir), Judgments(data_dir)
+        if curve:
+            _plot_curve(results, results_dir, metric, output, run_name, baseline, reference, judgments)
+            return
+        ci_config = bootstrap if ci else None
+        path = plot_results(results, metric, output or Path("chart.png"), ci=ci_config, judgments=judgments)
+    except Mistake as e:
+        raise Mistaken(str(e)) from e
     except (DataError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+    click.echo(str(path))
+
+
+def _plot_curve(results, results_dir: Path, metric, output, run_name, baseline, reference, judgments) -> None:
+    """`plot --curve`: the figure, its path on stdout and what it lacks on stderr."""
+    from ..report.plots import default_curve_output, learning_curve, plot_curve
+
+    curve = learning_curve(results, metric, run_name, baseline, reference, judgments=judgments)
+    path = plot_curve(curve, output or default_curve_output(results_dir, curve))
+    for note in curve.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(str(path))
 
 

@@ -35,7 +35,16 @@ def _echo(text: str) -> None:
     default=None,
     metavar="NAME",
     help="Store the (one) system under NAME: a variant beside the default one, e.g. -m bm25 --bm25-k1 0.9 "
-    "--name bm25-k0.9.",
+    "--name bm25-k0.9. With checkpoints, NAME names their training run: NAME@step-N.",
+)
+@click.option(
+    "--reduce-corpus",
+    type=click.IntRange(1),
+    default=None,
+    metavar="K",
+    help="Evaluate on a smaller corpus: the documents judged relevant plus BM25's top K per query "
+    "(as NanoBEIR was built), stored as the dataset <name>~bm25top<K>, never as the full one; what the "
+    "trainer evaluator's reduce_corpus does (docs/training.md).",
 )
 @click.option("--overwrite", is_flag=True, help="Recompute pairs whose stored result was made otherwise.")
 @click.option(
@@ -57,6 +66,7 @@ def run_cmd(
     options,
     top_k: int,
     name: str | None,
+    reduce_corpus: int | None,
     overwrite: bool,
     use_ray: bool,
     ray_address: str | None,
@@ -80,6 +90,7 @@ def run_cmd(
       gtr-eval run -m bm25 -m gtr-t5-base -d scifact -d nfcorpus
       gtr-eval run -m bm25 -m gtr-t5-xl -d beir --plan
       gtr-eval run -m ./my-model --query-prompt "query: " -d ~/beir/fiqa
+      gtr-eval run -m 'out/checkpoint-*' -d scifact      # each checkpoint as out@step-N, in step order
       gtr-eval run -m dpr -m tas-b -d scifact
       gtr-eval run --query-model ./q-encoder --doc-model ./d-encoder --score dot -d scifact
     """
@@ -88,7 +99,8 @@ def run_cmd(
 
     if not models and pair is None:
         raise click.UsageError("give at least one -m MODEL, or --query-model and --doc-model")
-    kwargs = dict(**data, **options, results_dir=results_dir, top_k=top_k, overwrite=overwrite, name=name)
+    kwargs = dict(**data, **options, results_dir=results_dir, top_k=top_k, overwrite=overwrite, name=name,
+                  reduce_corpus=reduce_corpus)  # fmt: skip
     requests = [*models, *([pair] if pair else [])]
     with one_line_errors():
         if plan_only:
@@ -166,8 +178,8 @@ def encode_cmd(
         cfg = run_config(list(models), list(datasets), **data, **options)
         options = cfg.options
         units = cfg.units()
-        dense = dense_models(list(models))
-        if len(dense) < len(models):
+        dense = dense_models(cfg.models)  # a glob or a trainer's folder: its checkpoints
+        if len(dense) < len(cfg.models):
             _echo("note: bm25 has no embeddings; skipped")
         if use_ray:
             ray_encode(

@@ -8,6 +8,9 @@ Two families of copies (docs/datasets.md compares them):
 - `hf-mteb`: `mteb/<name>`, one repo, either BEIR's jsonl re-uploaded (`corpus.jsonl`,
   `queries.jsonl`, `qrels/<split>.jsonl` with float scores, often `qrels/<split>.tsv` too) or parquet
   written by MTEB (`corpus/<split>-*.parquet` with an `id` column, `queries/…`, `qrels/<split>-*.parquet`).
+- `hf-nanobeir`: `zeta-alpha-ai/Nano<name>`, NanoBEIR's originals, parquet as MTEB writes it but with
+  `_id` and no title (`corpus/train-*.parquet`: _id, text), and qrels without a score column (every
+  pair listed is relevant: `HubCopy.scored` False, read as grade 1).
 
 Whatever the layout, `fetch_unit` writes exactly BEIR's folder (corpus.jsonl, queries.jsonl,
 qrels/<split>.tsv with the `query-id corpus-id score` header) so the loader reads it unchanged.
@@ -236,7 +239,9 @@ def fetch_unit(
     same_repo = (copy.repo, copy.revision) == (copy.qrels_repo, copy.qrels_revision)
     root = snapshot(copy.repo, copy.revision, tables + (qrels_patterns if same_repo else []), hub)
     qroot = root if same_repo else snapshot(copy.qrels_repo, copy.qrels_revision, qrels_patterns, hub)
-    used = convert(root / copy.folder, qroot / copy.folder, split, expected, out, progress=progress)
+    used = convert(
+        root / copy.folder, qroot / copy.folder, split, expected, out, progress=progress, scored=copy.scored
+    )
     repo_of = {root: copy.repo, qroot: copy.qrels_repo}
     return {
         "source": source,
@@ -251,12 +256,19 @@ def fetch_unit(
 
 
 def convert(
-    root: Path, qroot: Path, split: str, expected: ExpectedRows | None, out: Path, progress: bool = True
+    root: Path,
+    qroot: Path,
+    split: str,
+    expected: ExpectedRows | None,
+    out: Path,
+    progress: bool = True,
+    scored: bool = True,
 ) -> list[Path]:
     """Write corpus.jsonl, queries.jsonl and qrels/<split>.tsv (every split found) into `out`.
 
-    Returns the hub files read. Raises DataError for a bad record, a missing evaluation split, or
-    counts other than `expected`.
+    `scored` False: the qrels carry no score, every pair listed is relevant (grade 1). Returns the hub
+    files read. Raises DataError for a bad record, a missing evaluation split, or counts other than
+    `expected`.
     """
     corpus_files = _table_files(root, "corpus", split)
     query_files = _table_files(root, "queries", split)
@@ -276,7 +288,7 @@ def convert(
     (out / "qrels").mkdir(exist_ok=True)
     judged = nonzero = 0
     for name, files in splits.items():
-        qrels = _read_qrels(files)
+        qrels = _read_qrels(files, scored)
         _write_qrels(qrels, out / "qrels" / f"{name}.tsv")
         if name == split:
             judged = sum(1 for q in qrels if q in query_ids)
@@ -415,13 +427,15 @@ def _write_queries(files: list[Path], dest: Path) -> set[str]:
     return set(ids)
 
 
-def _read_qrels(files: list[Path]) -> Qrels:
+def _read_qrels(files: list[Path], scored: bool = True) -> Qrels:
     if files[0].suffix == ".tsv":
         return read_qrels(files[0])[0]
     qrels: Qrels = {}
     for f in files:
         rows = _parquet_rows(f) if f.suffix == ".parquet" else _jsonl_rows(f)
         for where, rec in rows:
+            if not scored:
+                rec.setdefault("score", 1)  # a list of relevant pairs: each is grade 1
             qid, did, grade = _judgment(f, where, rec)
             qrels.setdefault(qid, {})[did] = grade
     if not qrels:

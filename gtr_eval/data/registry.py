@@ -1,4 +1,4 @@
-"""The registry of datasets gtr-eval knows: the 18 of BEIR plus the bundled `demo` set.
+"""The registry of datasets gtr-eval knows: the 18 of BEIR, the 13 of NanoBEIR and the bundled `demo` set.
 
 Sources, checked against each other:
 - md5 of each zip: the table in the BEIR README (github.com/beir-cellar/beir, "Available Datasets"),
@@ -10,6 +10,7 @@ Sources, checked against each other:
   lengths agree with the real SciFact and NFCorpus files to within 1 %: 214.6 and 233.8 words per
   `title + " " + text`, 12.38 and 3.32 per query.) They only feed `run --plan`'s time estimates.
 - `zip_gb`: the archive sizes listed in BEIR's README (rounded; nfcorpus.zip is 2,448,432 bytes).
+- NanoBEIR (`nano-<BEIR name>`): hub copies only, pinned and row-checked like BEIR's; see `NANOBEIR`.
 
 A dataset name becomes a folder name (`data_dir/name`), so `get` refuses names that could escape
 the data folder before looking them up.
@@ -45,10 +46,11 @@ CQADUPSTACK_SUBSETS = (
 )
 
 
-SOURCES = ("ukp", "hf-beir", "hf-mteb")
+SOURCES = ("ukp", "hf-beir", "hf-nanobeir", "hf-mteb")
 SOURCE_HELP = {
     "ukp": "BEIR's zip server (public.ukp.informatik.tu-darmstadt.de), md5-verified",
     "hf-beir": "BEIR's own copies on the Hugging Face hub: BeIR/<name> and BeIR/<name>-qrels",
+    "hf-nanobeir": "NanoBEIR's own copies on the Hugging Face hub: zeta-alpha-ai/Nano<name>",
     "hf-mteb": "MTEB's copies on the Hugging Face hub: mteb/<name>, at the revision MTEB pins",
 }
 
@@ -59,13 +61,16 @@ class HubCopy:
 
     `revision` None means the repo's `main`: no published commit is known for it (the commit actually
     fetched is recorded in the download marker and the result manifest). `folder` is the folder
-    inside the repos (BeIR/cqadupstack keeps one per forum)."""
+    inside the repos (BeIR/cqadupstack keeps one per forum). `scored` False: the qrels have no score
+    column, every pair listed being relevant (NanoBEIR's originals), so each is read as grade 1, as
+    sentence-transformers and MTEB read them."""
 
     repo: str
     revision: str | None
     qrels_repo: str
     qrels_revision: str | None
     folder: str = ""
+    scored: bool = True
 
 
 @dataclass(frozen=True)
@@ -123,10 +128,11 @@ class DatasetInfo:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        """Where the dataset can be fetched from, the preferred source first (`--source auto`)."""
+        """Where the dataset can be fetched from, the preferred source first (`--source auto`): BEIR's
+        zip server for a set with a zip (an md5 to check it by), then its hub copies."""
         if self.bundled or not self.public:
             return ()
-        return ("ukp", *(s for s in SOURCES if s in self.hub))
+        return (*(("ukp",) if self.md5 else ()), *(s for s in SOURCES[1:] if s in self.hub))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -502,6 +508,112 @@ def _with_hub(info: DatasetInfo) -> DatasetInfo:
 
 _REGISTRY = {name: _with_hub(info) for name, info in _REGISTRY.items()}
 
+# ------------------------------------------------------------------------------------- NanoBEIR
+# NanoBEIR (Zeta Alpha, 2024): 13 BEIR sets, each cut to 50 queries (Touché: 49) and a corpus of
+# the documents judged relevant to them plus BM25's top-ranked ones (up to 10K documents). Registry name
+# `nano-<BEIR name>`. BEIR name -> (NanoBEIR's name, MTEB's repo), the hub copies:
+# - hf-nanobeir: zeta-alpha-ai/<NanoBEIR name>, the originals; sentence-transformers'
+#   NanoBEIREvaluator loads them (v3.3 to v5.1, unpinned: `load_dataset(id, "corpus", split="train")`;
+#   v5.2+ reads sentence-transformers/NanoBEIR-en, a reformatted copy in one repo, also unpinned).
+# - hf-mteb: mteb/<MTEB repo>, rebuilt by MTEB from the originals (`source_datasets` on its card).
+# Both: parquet `corpus/`, `queries/`, `qrels/` with the one split `train`.
+NANOBEIR: dict[str, tuple[str, str]] = {
+    "arguana": ("NanoArguAna", "NanoArguAnaRetrieval"),
+    "climate-fever": ("NanoClimateFEVER", "NanoClimateFeverRetrieval"),
+    "dbpedia-entity": ("NanoDBPedia", "NanoDBPediaRetrieval"),
+    "fever": ("NanoFEVER", "NanoFEVERRetrieval"),
+    "fiqa": ("NanoFiQA2018", "NanoFiQA2018Retrieval"),
+    "hotpotqa": ("NanoHotpotQA", "NanoHotpotQARetrieval"),
+    "msmarco": ("NanoMSMARCO", "NanoMSMARCORetrieval"),
+    "nfcorpus": ("NanoNFCorpus", "NanoNFCorpusRetrieval"),
+    "nq": ("NanoNQ", "NanoNQRetrieval"),
+    "quora": ("NanoQuoraRetrieval", "NanoQuoraRetrieval"),
+    "scidocs": ("NanoSCIDOCS", "NanoSCIDOCSRetrieval"),
+    "scifact": ("NanoSciFact", "NanoSciFactRetrieval"),
+    "webis-touche2020": ("NanoTouche2020", "NanoTouche2020Retrieval"),
+}
+# (zeta-alpha-ai commit, mteb commit). The first: MTEB 1.39.7, the last 1.x release, pinned them in its
+# task metadata (mteb/tasks/Retrieval/eng/Nano*Retrieval.py, `dataset["revision"]`, the commit
+# `load_data` fetches). The second: the revision MTEB 2.26.24 pins for the same task
+# (`mteb.get_task("NanoSciFactRetrieval").metadata.dataset`; the tasks of its benchmark "NanoBEIR").
+NANOBEIR_HUB: dict[str, tuple[str, str]] = {
+    "arguana": ("8f4a982d470a32c45817738b9d29042ca55d75ad", "63ac9f026e8f6b85dc0622f3d630ed7a1758e9ec"),
+    "climate-fever": ("96741bfa30b9f56db8c9eb7d08e775ed6474f206", "ccb5552bc17e87afe0f9479fb4346898213a71db"),
+    "dbpedia-entity": (
+        "438f1c25129f05db6238699b5afdc9c6b58d2096",
+        "2d088f80d7a640eac0be5c66408d68c3f782baa1",
+    ),
+    "fever": ("a8bfdf1bf15181167a7e22e69cf8754bdea9b4c8", "a6490dfeed0f13c2a052e39c6ddaeb6086afd4a8"),
+    "fiqa": ("4163ba032953d5044a7a6244261413f609c14342", "ede84da4793cd2d4e61bba0dd08fc58de90f3681"),
+    "hotpotqa": ("d79c0cdda980aba54842756770928035e1b61a51", "a38a2615f29adba8b47a42905031aa9c137d8fae"),
+    "msmarco": ("7b8ff22f2771dc65ac5b439f222eb19a1f56abda", "5a5aa0c3df65d6883d85c8f5cdc88e679633595e"),
+    "nfcorpus": ("dd542a7efb9ad2136b9e00768b60fca9038f8156", "2eec9d63140fb9af7c75ad0fdbf6350aaf20e94e"),
+    "nq": ("77540146379abf95df8326a3c5bb9eb21c7146c3", "e3973b405feb9e94d07fd971d690d24d7f45264a"),
+    "quora": ("2ab2d73e6c862026282808b913a34f4136928545", "3ee153e5710da83a7f35df0cb1db4a0ad036072a"),
+    "scidocs": ("484eb90549fc3f0b9c42b3551e80ceb999515537", "cf39b8741a6f2e984d0b8f4796b2dd5bb65390f9"),
+    "scifact": ("309f1d1ae3ae2e092444a8a0c25bed59b82318bc", "8c5f7bbe90bb865f46c67710221afa7d9096251b"),
+    "webis-touche2020": (
+        "0d2f26ed8c5ad309f95c7f9499c70a40e140fccd",
+        "ff81c0caff8b6febe1495eae9f2ca3eddad074b8",
+    ),
+}
+# Documents, queries, judgments (all relevant: the originals list positive pairs only) and the hub
+# download in MB. The counts: the statistics MTEB 2.26.24 ships for the tasks
+# (descriptive_stats/Retrieval/Nano*Retrieval.json: num_documents, num_queries, num_relevant_docs);
+# their sums are the row totals the zeta-alpha-ai collection page lists for each repo (NanoSciFact:
+# 2,919 + 50 + 56 = 3.03k). The MB: NanoSciFact's from its card (corpus 2,408,011 + queries 5,482 +
+# qrels 2,082 bytes), the others at its 0.58 bytes of parquet per character of MTEB's
+# number_of_characters; they only feed `run --plan`.
+NANOBEIR_ROWS: dict[str, tuple[int, int, int, float]] = {
+    "arguana": (3_635, 50, 50, 2.2),
+    "climate-fever": (3_408, 50, 148, 3.2),
+    "dbpedia-entity": (6_045, 50, 1_158, 1.2),
+    "fever": (4_996, 50, 57, 3.5),
+    "fiqa": (4_598, 50, 123, 2.4),
+    "hotpotqa": (5_090, 50, 100, 1.0),
+    "msmarco": (5_043, 50, 50, 1.0),
+    "nfcorpus": (2_953, 50, 2_518, 2.6),
+    "nq": (5_035, 50, 57, 1.5),
+    "quora": (5_046, 50, 70, 0.2),
+    "scidocs": (2_210, 50, 244, 1.2),
+    "scifact": (2_919, 50, 56, 2.4),
+    "webis-touche2020": (5_745, 49, 932, 7.1),
+}
+# The copies' one split; the registry evaluates it, so results are `nano-<name>.json`, not `@train`.
+NANOBEIR_SPLIT = "train"
+
+
+def _nano(beir: str) -> DatasetInfo:
+    """`nano-<beir>`: NanoBEIR's cut of the BEIR set `beir`. Its words per query and document (for
+    `run --plan` only) are the BEIR set's: the documents and queries are drawn from it."""
+    nano, mteb_repo = NANOBEIR[beir]
+    zeta_revision, mteb_revision = NANOBEIR_HUB[beir]
+    docs, queries, judgments, mb = NANOBEIR_ROWS[beir]
+    full = _REGISTRY[beir]
+    zeta, mteb = f"zeta-alpha-ai/{nano}", f"mteb/{mteb_repo}"
+    return DatasetInfo(
+        name=f"nano-{beir}",
+        url=None,
+        md5=None,
+        split=NANOBEIR_SPLIT,
+        num_docs=docs,
+        num_queries=queries,
+        title=nano,
+        query_words=full.query_words,
+        doc_words=full.doc_words,
+        zip_gb=mb / 1000,
+        hub={
+            "hf-nanobeir": (HubCopy(zeta, zeta_revision, zeta, zeta_revision, scored=False),),
+            "hf-mteb": (HubCopy(mteb, mteb_revision, mteb, mteb_revision),),
+        },
+        expected=(ExpectedRows(docs, queries, judgments),),
+    )
+
+
+_NANO = [_nano(beir) for beir in NANOBEIR]
+_REGISTRY.update({info.name: info for info in _NANO})
+NANOBEIR_NAMES = tuple(info.name for info in _NANO)
+
 
 # The GTR paper's (and BEIR paper's) row order: MS MARCO first; reports sort datasets by it.
 DATASET_ORDER = (
@@ -561,6 +673,12 @@ GROUPS: dict[str, DatasetGroup] = {
             _zero_shot(public_only=False),
             "the 18 of the GTR paper's table: `beir`, plus bioasq, signal1m, trec-news and robust04 "
             "where found under the data folder (not public)",
+        ),
+        DatasetGroup(
+            "nanobeir",
+            NANOBEIR_NAMES,
+            "NanoBEIR's 13 small sets (50 queries each; MS MARCO included, as in NanoBEIR's mean); "
+            "their scores are not comparable with BEIR's",
         ),
     )
 }

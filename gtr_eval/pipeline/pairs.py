@@ -41,6 +41,7 @@ from ..io import sha256_file
 from ..results import StoredResult, is_done, load_result, result_path, reuse, save_result
 from ..retrieval.base import Report, Run
 from ..retrieval.spec import InputRun, SystemSpec, model_summary
+from .reduction import reduction_of
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,7 @@ def dataset_manifest(
         "num_docs": len(data.corpus),
         "num_queries": len(data.queries),
         "source": dataset_source(unit.path),
+        **({"reduction": made} if (made := reduction_of(unit.path)) else {}),
     }
 
 

@@ -255,7 +255,8 @@ def plan_run(cfg: RunConfig) -> Plan:
     models."""
     cfg.check()  # an unknown model or dataset is said now, as `run` would say it
     o = cfg.options
-    costs = [model_cost(m, o.max_length) for m in cfg.models]
+    # Named as `run` stores them (`--name`, checkpoints `RUN@step-N`), so done pairs are found.
+    costs = [replace(model_cost(m, o.max_length), system=cfg.system_of(m)) for m in cfg.models]
     dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
     where = resolve_device(o.device, o.devices, o.dtype, o.backend) if dense else Device("cpu", "cpu")
     return make_plan(cfg.data.expand(cfg.datasets), costs, where, cfg.data.data_dir, cfg.results_dir)
@@ -341,7 +342,8 @@ def render_plan(plan: Plan) -> str:
         for s in systems:
             cells += [f"{d.done[s]}/{len(d.units)}", duration(d.seconds[s])]
         docs = "?" if d.num_docs is None else f"{d.num_docs:,}"
-        body.append([d.dataset, docs, _gb(d.download_gb), *cells])
+        queries = "?" if d.num_queries is None else f"{d.num_queries:,}"
+        body.append([d.dataset, docs, queries, _gb(d.download_gb), *cells])
     totals = []
     for s in systems:
         secs = [d.seconds[s] for d in plan.datasets]
@@ -355,8 +357,10 @@ def render_plan(plan: Plan) -> str:
     weights = [(m.system, m.download_gb) for m in plan.models if m.dense and m.download_gb != 0.0]
     download_all = download + sum(gb or 0.0 for _, gb in weights)
     docs_total = sum(d.num_docs or 0 for d in plan.datasets)
-    body.append(["total", f"{docs_total:,}", f"{download_all:.2f}" if download_all else "–", *totals])
-    headers = ["dataset", "documents", "download GB"]
+    queries_total = sum(d.num_queries or 0 for d in plan.datasets)
+    body.append(["total", f"{docs_total:,}", f"{queries_total:,}", f"{download_all:.2f}" if download_all else "–",
+                 *totals])  # fmt: skip
+    headers = ["dataset", "documents", "queries", "download GB"]
     for s in systems:
         headers += [f"{s} done", f"{s} time"]
     lines = [

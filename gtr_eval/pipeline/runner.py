@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..checkpoints import checkpoint_system, step_of_folder
 from ..data.download import DownloadError
 from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
@@ -26,7 +27,16 @@ from ..errors import Mistake, ModelError, isolated
 from ..identity import Identity
 from ..results import validate_name
 from ..retrieval.base import Retriever
-from ..retrieval.factory import ModelPair, Request, RetrieverOptions, build, check_request, resolve, system_of
+from ..retrieval.factory import (
+    ModelPair,
+    Request,
+    RetrieverOptions,
+    build,
+    check_request,
+    expand_requests,
+    resolve,
+    system_of,
+)
 from ..retrieval.spec import SystemSpec
 from .pairs import (
     Echo,
@@ -46,7 +56,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunConfig:
-    models: list[str | ModelPair]
+    models: list[str | ModelPair]  # globs and trainer output folders become their checkpoints
     datasets: list[str]
     data: DataOptions = field(default_factory=DataOptions)
     results_dir: Path = Path("results")
@@ -54,27 +64,55 @@ class RunConfig:
     overwrite: bool = False
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
     name: str | None = None  # the one system's name instead of its own (`run --name`: a variant)
+    # Each dataset's corpus reduced to its relevant documents + BM25's top k per query (`reduction`):
+    # another dataset, `<name>~bm25top<k>`.
+    reduce_corpus: int | None = None
+
+    def __post_init__(self) -> None:
+        # Here, so the CLI and the API sweep the same checkpoints (a glob matching nothing: a Mistake).
+        self.models = expand_requests(self.models)
+
+    def system_of(self, request: Request) -> str:
+        """The system `request`'s results are stored under: its own name, or `--name`'s; of a
+        checkpoint, `NAME@step-N` (`--name` names a checkpoint sweep's training run)."""
+        if self.name is None:
+            return system_of(request)
+        step = step_of_folder(request) if isinstance(request, str) else None
+        return self.name if step is None else checkpoint_system(self.name, step)
 
     def check(self) -> None:
         """What can be wrong with the request itself, said before any work: unknown models or
-        datasets, `--name` with several models, a `--candidates` system nothing will have stored."""
+        datasets, `--name` with several models (but checkpoints), a `--candidates` system nothing will
+        have stored."""
         for request in self.models:
             check_request(request)
         if self.name is not None:
-            if len(self.models) != 1:
-                raise Mistake(f"--name names one system: give one -m with it, not {len(self.models)}")
-            validate_name(self.name, "system", max_slashes=0)
+            self._check_name(self.name)
         if (first := self.options.candidates) is not None:
-            earlier = {system_of(m) for m in self.models}
+            earlier = {self.system_of(m) for m in self.models}
             if first not in earlier and not (Path(self.results_dir) / first).is_dir():
                 raise Mistake(
                     f"--candidates {first}: no stored results of {first} in {self.results_dir}, and it is "
                     f"not one of this run's -m (list -m {first} before the model that re-ranks it)"
                 )
 
+    def _check_name(self, name: str) -> None:
+        """`--name` names one system, or the run of checkpoints, whose systems must stay apart."""
+        validate_name(name, "system", max_slashes=0)
+        sweep = all(isinstance(m, str) and step_of_folder(m) is not None for m in self.models)
+        if len(self.models) != 1 and not sweep:
+            raise Mistake(
+                f"--name names one system (or the run of a checkpoint sweep): give one -m with it, not "
+                f"{len(self.models)}"
+            )
+        systems = [self.system_of(m) for m in self.models]
+        if twice := next((s for s in systems if systems.count(s) > 1), None):
+            raise Mistake(f"--name {name}: two checkpoints of this sweep would both be {twice}")
+
     def units(self) -> list[DatasetUnit]:
-        """Every unit of the run (sweeps expanded), downloading what is missing."""
-        return [u for spec in self.data.expand(self.datasets).datasets for u in self.data.units(spec)]
+        """Every unit of the run (sweeps expanded), downloading (and reducing) what is missing."""
+        found = Units(self)
+        return [u for spec in self.data.expand(self.datasets).datasets for u in found(spec)]
 
     @property
     def store_dir(self) -> Path | None:
@@ -87,14 +125,14 @@ class Units:
     """What each `-d` argument stands for, downloaded (once) when first needed; a failure is kept and
     raised again for every system that asks."""
 
-    def __init__(self, data: DataOptions):
-        self.data = data
+    def __init__(self, cfg: RunConfig, say: Echo = print):
+        self.cfg, self.say = cfg, say
         self._found: dict[str, list[DatasetUnit] | BaseException] = {}
 
     def __call__(self, spec: str) -> list[DatasetUnit]:
         if spec not in self._found:
             try:
-                self._found[spec] = self.data.units(spec)
+                self._found[spec] = self._units(spec)
             except Exception as e:
                 if not isolated(e):
                     raise
@@ -103,6 +141,16 @@ class Units:
         if isinstance(found, BaseException):
             raise found
         return found
+
+    def _units(self, spec: str) -> list[DatasetUnit]:
+        cfg = self.cfg
+        units = cfg.data.units(spec)
+        if cfg.reduce_corpus is None:
+            return units
+        from .reduction import reduce_unit
+
+        root, cache = Path(cfg.data.data_dir), cfg.options.cache_dir
+        return [reduce_unit(u, cfg.reduce_corpus, root, cfg.store_dir, cache, self.say) for u in units]
 
 
 class Built:
@@ -157,14 +205,14 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
     for name, why in selection.skipped:
         sweep.say(f"[skip] {name}: {why}")
     store = PairStore(Path(cfg.results_dir), cfg.store_dir, cfg.overwrite)
-    units = Units(cfg.data)
+    units = Units(cfg, sweep.say)
     built: list[Built] = []
 
     def jobs() -> Iterator[PairJob]:
         for request in cfg.models:
             try:
                 spec = resolve(request, cfg.options, cfg.top_k)
-                spec = replace(spec, system=cfg.name) if cfg.name else spec
+                spec = replace(spec, system=cfg.system_of(request)) if cfg.name else spec
             except Exception as e:
                 if not isolated(e):
                     raise
@@ -233,7 +281,7 @@ def _failed_everywhere(
     request: Request, stage: str, e: BaseException, datasets, cfg: RunConfig, sweep: Sweep
 ):
     """A system that cannot be resolved fails on every unit of every dataset, said in one line."""
-    system = cfg.name or system_of(request)
+    system = cfg.system_of(request)
     sweep.say(f"[fail] {system}: {stage} failed: {describe_error(e)}")
     for dataset in datasets:
         for name in unit_names(dataset, cfg.data.data_dir):

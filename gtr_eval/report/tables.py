@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from ..checkpoints import CheckpointName, parse_checkpoint_system
 from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
+from ..errors import Mistake
 from ..evaluation import CONDENSED as CONDENSED_SUFFIX
 from ..evaluation import is_condensed, is_judged, normalise_metric
 from ..judgments import Judgments, is_derived
@@ -52,6 +54,7 @@ JUDGED_RATIO = 0.8  # marked: Judged@10 under this share of the baseline's, on a
 JUDGED_REFERENCE = "bm25"  # whose Judged@10 a system is compared with when there is no baseline
 SHOW = ("judged",)
 CI_STYLES = ("brackets", "pm")
+BEST_SUFFIX = " (best)"  # `--best-checkpoint`: a training run's checkpoints as one system `RUN (best)`
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Leaderboard:
     judged: pd.DataFrame | None = None  # Judged@10 of each system cell, when shown or checked
     judged_marks: pd.DataFrame | None = None  # bool: ◇, the score may be underestimated
     show_judged: bool = False
+    steps: dict[tuple[str, str], int] = field(default_factory=dict)  # (row, column): the step shown (@N)
 
     @property
     def value_columns(self) -> list[str]:
@@ -281,6 +285,7 @@ def leaderboard(
     show: Sequence[str] = (),
     judgments: Judgments | None = None,
     draws: Draws | None = None,
+    best_checkpoint: bool = False,
 ) -> Leaderboard:
     """Build the table for `metric` (a name as papers write it, `NDCG@10`, `R@100`, is normalised; an
     unknown one is a ValueError naming the closest); see the notes it carries for every rule it applies.
@@ -288,7 +293,9 @@ def leaderboard(
     `ci`: add bootstrap intervals (and, with `baseline`, paired Δ intervals).  `show=("judged",)`: add
     each system's Judged@10.  `judgments` finds the qrels behind the results (Judged@k and condensed
     lists of results that do not store them; the ◇ check), `draws` caches bootstrap draws across
-    boards (the report builds one per metric and baseline)."""
+    boards (the report builds one per metric and baseline).  `best_checkpoint`: each training run's
+    checkpoints (`NAME@step-N`) as one system `NAME (best)`, its cell per dataset the best stored
+    checkpoint there, with its step (`board.steps`)."""
     metric = normalise_metric(metric, known=sorted({m for r in results for m in r.metrics}))
     if not results:
         raise ValueError("no stored results to tabulate")
@@ -297,6 +304,9 @@ def leaderboard(
         raise ValueError(f"unknown show {unknown}; choose from {SHOW}")
     judgments = judgments if judgments is not None else Judgments()
     results, derived_note = _with_metric(results, metric, judgments)
+    picks = _best_checkpoints(results, metric) if best_checkpoint else None
+    if picks is not None:
+        results = picks.results
     cells, notes = _collect(results, metric)
     systems = sorted({r.system for r in results})
     for name, role in ((baseline, "baseline"), (diff_against, "diff-against system")):
@@ -325,6 +335,8 @@ def leaderboard(
     if derived_note:
         notes.insert(2, derived_note)
     board = Leaderboard(metric, values, systems, ref_cols, delta_cols, best, marks, pvalues, notes, baseline)
+    if picks is not None:
+        _show_steps(board, picks)
     if ci is not None:
         _intervals(board, cells, rows, draws if draws is not None else Draws(ci), ci)
     _judged(board, results, judgments, "judged" in show)
@@ -359,12 +371,8 @@ def _add_references(
     refs = with_mteb_folders(refs, references)
     ref_cols, delta_cols = [], []
     for spec in references:
-        spec = resolve_reference(refs, mteb_folder_spec(spec))
+        spec, by_dataset = _reference_column(refs, spec, metric)
         header = _reference_header(spec)
-        sel = refs[
-            (refs["source"] == spec.source) & (refs["system"] == spec.system) & (refs["metric"] == metric)
-        ]
-        by_dataset = sel.drop_duplicates("dataset").set_index("dataset")
         values[header] = [
             float(by_dataset.at[row, "value"]) if row in by_dataset.index else math.nan
             for row in values.index
@@ -379,6 +387,23 @@ def _add_references(
             delta_cols.append(delta)
         notes.append(f"Δ: ours = {diff_against!r}, minus the reference column, both unrounded.")
     return ref_cols, delta_cols
+
+
+def _reference_column(refs: pd.DataFrame, spec: RefSpec, metric: str) -> tuple[RefSpec, pd.DataFrame]:
+    """The resolved `spec` and its published rows for `metric`, one per dataset (indexed by it)."""
+    spec = resolve_reference(refs, mteb_folder_spec(spec))
+    sel = refs[(refs["source"] == spec.source) & (refs["system"] == spec.system) & (refs["metric"] == metric)]
+    return spec, sel.drop_duplicates("dataset").set_index("dataset")
+
+
+def reference_values(
+    spec: RefSpec, metric: str, reference_table: pd.DataFrame | None = None
+) -> tuple[str, dict[str, float]]:
+    """The column header `table --reference` gives `spec`, and its published `metric` by dataset: the
+    learning curve reads references exactly as the table does (same names, same prefixes, `mteb:DIR`)."""
+    refs = with_mteb_folders(load_references() if reference_table is None else reference_table, [spec])
+    spec, by_dataset = _reference_column(refs, spec, metric)
+    return _reference_header(spec), {str(d): float(v) for d, v in by_dataset["value"].items()}
 
 
 def _reference_note(
@@ -482,6 +507,140 @@ def _best_mask(values: pd.DataFrame, value_cols: list[str], average_cols: list[s
         if len(present) >= 2:
             best.loc[row, present.index[present == present.max()]] = True
     return best
+
+
+# --- best checkpoint per dataset ---------------------------------------------------------------
+
+_SUBFORUMS = CQADUPSTACK + "/*"  # the group of a run's CQADupStack subforums: one step for all 12
+
+
+@dataclass
+class _Picks:
+    """A table's checkpoints collapsed: the results it shows, and what was picked from what."""
+
+    results: list[StoredResult]
+    steps: dict[tuple[str, str], int]  # (best system, dataset group) -> the step picked
+    checkpoints: dict[str, list[StoredResult]]  # best system -> every stored result of its run
+
+
+def _group(r: StoredResult) -> str:
+    """What one step is picked for: a dataset row; CQADupStack's subforums together, since its row
+    is their mean and a row mixing steps would be no checkpoint's score."""
+    return _SUBFORUMS if r.dataset.startswith(CQADUPSTACK + "/") and r.default_split else r.label
+
+
+def _row_group(row: str) -> str:
+    return _SUBFORUMS if row == CQADUPSTACK or row.startswith(CQADUPSTACK + " (") else row
+
+
+def checkpoint_names(systems: Iterable[str]) -> dict[str, CheckpointName]:
+    """The checkpoint systems among `systems` (`NAME@step-N`), each read back as (run, step); a
+    ValueError when two names give one run the same step (`x@step-1000`, `x@step-01000`), since
+    their scores would land on one point."""
+    names: dict[str, CheckpointName] = {}
+    for system in sorted(set(systems)):
+        if (name := parse_checkpoint_system(system)) is not None:
+            names[system] = name
+    seen: dict[CheckpointName, str] = {}
+    for system, name in names.items():
+        if name in seen:
+            raise ValueError(
+                f"systems {seen[name]!r} and {system!r} are both step {name.step} of {name.run!r}"
+            )
+        seen[name] = system
+    return names
+
+
+def _best_checkpoints(results: Sequence[StoredResult], metric: str) -> _Picks:
+    """Each training run's checkpoints as one system `RUN (best)`: per dataset the stored result of
+    the step best at `metric` (ties: the earliest); other systems as they are.  A `Mistake` when
+    there is no checkpoint, since a table silently without the collapse would read as one with it."""
+    others, groups = [], {}
+    names = checkpoint_names(r.system for r in results)
+    for r in results:
+        name = names.get(r.system)
+        if name is None:
+            others.append(r)
+            continue
+        groups.setdefault((name.run + BEST_SUFFIX, _group(r)), {}).setdefault(name.step, []).append(r)
+    if not groups:
+        systems = sorted({r.system for r in results})
+        raise Mistake(
+            "best checkpoint: no checkpoint systems (NAME@step-N) among the stored results; "
+            f"systems: {', '.join(systems) or 'none'}"
+        )
+    clash = sorted({s for s, _ in groups} & {r.system for r in others})
+    if clash:
+        raise ValueError(f"best checkpoint: a stored system is already named {clash[0]!r}")
+    picks = _Picks(list(others), {}, {})
+    for (system, group), by_step in groups.items():
+        step = _best_step(by_step, metric)
+        picks.results += [replace(r, system=system) for r in by_step[step]]
+        picks.steps[(system, group)] = step
+        picks.checkpoints.setdefault(system, []).extend(r for rs in by_step.values() for r in rs)
+    picks.results.sort(key=lambda r: (r.system, r.dataset))
+    return picks
+
+
+def _best_step(by_step: Mapping[int, Sequence[StoredResult]], metric: str) -> int:
+    """The step with the best `metric` (CQADupStack: the mean of its subforums, among the steps with
+    the most of them); ties go to the earliest step."""
+
+    def key(step: int) -> tuple[int, float, int]:
+        values = [float(r.metrics[metric]) for r in by_step[step] if metric in r.metrics]
+        values = [v for v in values if not math.isnan(v)]
+        return len(values), (float(np.mean(values)) if values else -math.inf), -step
+
+    return max(by_step, key=key)
+
+
+def _show_steps(board: Leaderboard, picks: _Picks) -> None:
+    """Record the step behind every `RUN (best)` cell and say, in a note near the top, how it was
+    chosen: on the evaluated split itself, which makes the figure optimistic."""
+    for row in board.values.index:
+        for system in board.system_columns:
+            step = picks.steps.get((system, _row_group(row)))
+            if step is not None and pd.notna(board.values.loc[row, system]):
+                board.steps[(row, system)] = step
+    averaged = _average_rows(board.values, board.system_columns)
+    notes = [_best_checkpoint_note(board, s, picks, averaged[s]) for s in sorted(picks.checkpoints)]
+    board.notes[1:1] = notes
+
+
+def _best_checkpoint_note(board: Leaderboard, system: str, picks: _Picks, rows: Sequence[str]) -> str:
+    run = system.removesuffix(BEST_SUFFIX)
+    n = len({r.system for r in picks.checkpoints[system]})
+    note = (
+        f"{system}: per dataset, the best {board.metric} of the {n} stored checkpoints of training run "
+        f"{run!r} ({run}@step-N), at the step shown (@N). The step is chosen on the evaluated split "
+        "itself (test; dev for MS MARCO), so these scores are optimistic (selection on test data), and "
+        "their marks and intervals do not account for the selection. Its Average is the mean of the "
+        "per-dataset bests, each at its own step"
+    )
+    single = _best_single_checkpoint(picks.checkpoints[system], board.metric, rows)
+    if single is not None:
+        step, mean = single
+        note += (
+            f"; the one checkpoint best on average over the same datasets: step {step} ({mean:.{DECIMALS}f})"
+        )
+    return note + "."
+
+
+def _best_single_checkpoint(
+    results: Sequence[StoredResult], metric: str, rows: Sequence[str]
+) -> tuple[int, float] | None:
+    """(step, Average) of the checkpoint with the best mean over `rows` among those stored on all of
+    them (ties: the earliest); None when none is."""
+    cells, _ = _collect(results, metric)
+    means = {}
+    for system in {r.system for r in results}:
+        values = [cells[row][system].value for row in rows if row in cells and system in cells[row]]
+        if rows and len(values) == len(rows) and not any(math.isnan(v) for v in values):
+            means[parse_checkpoint_system(system).step] = float(np.mean(values))
+    if not means:
+        return None
+    step = max(means, key=lambda s: (means[s], -s))
+    return step, means[step]
 
 
 # --- significance ------------------------------------------------------------------------------
@@ -867,7 +1026,8 @@ def _cell_suffix(board: Leaderboard, row: str, col: str, style: str) -> str:
     """What follows a system's number and marks: its interval, its Judged@10 when shown."""
     if col not in board.system_columns:
         return ""
-    text = ""
+    step = board.steps.get((row, col))
+    text = f" @{step}" if step is not None else ""
     if board.ci_low is not None:
         text += _interval_text(board.ci_low.loc[row, col], board.ci_high.loc[row, col], style)
     if board.show_judged and board.judged is not None and pd.notna(board.judged.loc[row, col]):
@@ -950,6 +1110,8 @@ def _render_csv(board: Leaderboard) -> str:
     header += [f"{s} {end}" for s in ci_cols for end in ("low", "high")]
     header += [f"{d}{end}" for d in _diff_headers(board) for end in ("", " low", " high")]
     header += [f"{s} judged@{JUDGED_AT}" for s in judged_cols] + [f"{s} judged mark" for s in mark_cols]
+    step_cols = [s for s in board.system_columns if any(col == s for _, col in board.steps)]
+    header += [f"{s} step" for s in step_cols]
     writer.writerow([*header, "best"])
     for row in board.values.index:
         line = [row, *(_fixed(v) for v in board.values.loc[row, board.values.columns])]
@@ -962,6 +1124,7 @@ def _render_csv(board: Leaderboard) -> str:
         ]
         line += [_fixed(board.judged.loc[row, s]) for s in judged_cols]
         line += [_judged_mark_text(board, row, s) for s in mark_cols]
+        line += [str(board.steps.get((row, s), "")) for s in step_cols]
         line.append(";".join(c for c in board.values.columns if board.best.loc[row, c]))
         writer.writerow(line)
     return buf.getvalue()

@@ -14,7 +14,7 @@ texts of equal token counts, cut to its longest (`batching`), so almost nothing 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -48,6 +48,27 @@ def choose_backend(
     (A first export can still fail; `DenseRetriever` then falls back to torch, which gives the same
     vectors: the cache entry and the result's identity stay the same.)
     """
+    from .onnx_backend import earlier_failure, model_folder
+    from .weights import weights_fp32_bytes
+
+    return backend_rule(
+        requested,
+        devices,
+        dtype,
+        lambda: weights_fp32_bytes(path),
+        lambda: earlier_failure(model_folder(fingerprint, export_dir)),
+    )
+
+
+def backend_rule(
+    requested: str,
+    devices: Sequence[str],
+    dtype: str,
+    fp32_bytes: Callable[[], int],
+    failed_before: Callable[[], str | None] = lambda: None,
+) -> BackendChoice:
+    """The rule `auto` stands for, for a model on disk (`choose_backend`) or in memory (a model being
+    trained, `in_memory`): the facts it needs about the weights are asked for only when needed."""
     if requested != AUTO:
         if requested not in BACKENDS:
             raise ValueError(f"backend must be {AUTO} or one of {BACKENDS}, not {requested!r}")
@@ -66,14 +87,10 @@ def choose_backend(
         return use_torch(
             f"{missing} is not installed (`pip install onnx onnxruntime` makes CPU runs about 2x faster)"
         )
-    from .weights import weights_fp32_bytes
-
-    size = weights_fp32_bytes(path)
+    size = fp32_bytes()
     if size >= ONNX_MAX_BYTES:
         return use_torch(f"{size / 2**30:.1f} GiB of fp32 weights: over the 2 GiB limit of one ONNX file")
-    from .onnx_backend import earlier_failure, model_folder
-
-    if failure := earlier_failure(model_folder(fingerprint, export_dir)):
+    if failure := failed_before():
         return use_torch(f"its ONNX export failed before ({failure})")
     return BackendChoice(AUTO, "onnx", f"CPU, fp32, {size / 2**20:.0f} MiB of weights")
 
@@ -84,8 +101,11 @@ def _missing_onnx() -> str | None:
     return next((m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None), None)
 
 
-def load_encoder(spec: EncoderSpec) -> TextEncoder:
-    """Build the encoder `spec` describes, in this process (the main one, a worker or a Ray task)."""
+def load_encoder(spec: EncoderSpec, model=None) -> TextEncoder:
+    """Build the encoder `spec` describes, in this process (the main one, a worker or a Ray task).
+
+    `model`: a sentence-transformers model already in memory (one being trained) to use instead of
+    loading `spec.path`; everything else (batching, tokenisation, the ONNX export) is as for a load."""
     if spec.backend not in BACKENDS:  # `auto` included: `choose_backend` settles it first
         raise ValueError(f"backend must be one of {BACKENDS}, not {spec.backend!r}")
     if spec.threads and (spec.device or "cpu").startswith("cpu"):
@@ -95,8 +115,8 @@ def load_encoder(spec: EncoderSpec) -> TextEncoder:
     if spec.backend in ONNX_BACKENDS:
         from .onnx_backend import OnnxEncoder
 
-        return OnnxEncoder(spec)
-    return TorchEncoder(spec)
+        return OnnxEncoder(spec, model)
+    return TorchEncoder(spec, model)
 
 
 def default_device() -> str:
@@ -108,18 +128,25 @@ def default_device() -> str:
 class TorchEncoder:
     """sentence-transformers' own `encode` (it sorts each call by length and pads per batch)."""
 
-    def __init__(self, spec: EncoderSpec):
+    def __init__(self, spec: EncoderSpec, model=None):
         from .loaders import load_sentence_transformer
 
         self.spec = spec
-        self.model = load_sentence_transformer(
-            Path(spec.path),
-            device=spec.device,
-            dtype=spec.dtype,
-            max_length=spec.max_length,
-            trust_remote_code=spec.trust_remote_code,
-            backend=spec.backend,
+        self.model = (
+            model
+            if model is not None
+            else load_sentence_transformer(
+                Path(spec.path),
+                device=spec.device,
+                dtype=spec.dtype,
+                max_length=spec.max_length,
+                trust_remote_code=spec.trust_remote_code,
+                backend=spec.backend,
+            )
         )
+        # What tokenises: the model, or a memo of its `preprocess` that a caller hands in as
+        # `tokenizing` (the trainer evaluator: the same corpus is tokenised once for every evaluation).
+        self.tokenizing = self.model
         self.max_seq_length = self.model.max_seq_length
         # A transformer on the CPU runs in small batches (a static embedding is fastest in big ones),
         # of equal token counts (`batching`).
@@ -161,7 +188,7 @@ class TorchEncoder:
         )
         with torch.inference_mode():
             return encode_batches(
-                model,
+                self.tokenizing,
                 texts,
                 prompt,
                 self.batch_size,

@@ -8,11 +8,14 @@ specs alone and builds a retriever only for a pair it computes.
 
 from __future__ import annotations
 
+import glob
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 
+from ..checkpoints import find_checkpoints, in_step_order, step_of_folder
 from ..data.units import looks_like_path, missing_folder
 from ..errors import Mistake, did_you_mean
 from .base import Retriever
@@ -20,7 +23,7 @@ from .bm25 import BM25Config, BM25Retriever, BM25Spec
 from .dense import DenseConfig, DenseRetriever, DenseSpec, pair_name, resolve_dense
 from .encoders import default_device
 from .lucene import CONDITIONS, LuceneRetriever, LuceneSpec, is_lucene, resolve_lucene, runtime
-from .models import FAMILIES, model_family, system_name
+from .models import FAMILIES, MODEL_MARKERS, holds_model, model_family, system_name
 from .multivector import MultiVectorConfig, MultiVectorRetriever, MultiVectorSpec, resolve_multivector
 from .presets import PRESETS
 from .sparse import SparseConfig, SparseRetriever, SparseSpec, resolve_sparse
@@ -72,6 +75,8 @@ class RetrieverOptions:
 
 # A hub id: `org/name` (one slash; letters, digits, `-`, `_`, `.`), not starting with `.` or `-`.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w][\w.-]*")
+# A `-m` holding a glob's wildcards (no hub id or preset does).
+_GLOB = re.compile(r"[*?[]")
 
 
 def check_request(request: Request, known: Iterable[str] | None = None) -> None:
@@ -97,6 +102,62 @@ def check_request(request: Request, known: Iterable[str] | None = None) -> None:
             f"unknown model {request!r}{did_you_mean(request, known)} (known: {', '.join(known)}; or a model "
             "folder, or a Hugging Face hub id org/name)"
         )
+
+
+def expand_requests(requests: Iterable[Request]) -> list[Request]:
+    """Each `-m` as the models it stands for: a glob (`'out/checkpoint-*'`, quoted so the shell leaves
+    it) its matching model folders, a trainer's output folder with no model of its own its
+    `checkpoint-<N>` folders, anything else itself; checkpoints of a run side by side (a glob the
+    shell expanded, in name order) in step order.  Each checkpoint is then a system `RUN@step-N`
+    (`models.system_name`).  A glob matching no model folder, or a folder holding neither a model nor
+    checkpoints, is a `Mistake`, said before any work."""
+    expanded = [model for request in requests for model in _expand(request)]
+    ordered: list[Request] = []
+    for is_checkpoint, group in groupby(expanded, key=_is_checkpoint):
+        members = list(group)
+        ordered += in_step_order(members) if is_checkpoint else members  # type: ignore[arg-type]
+    return ordered
+
+
+def _is_checkpoint(request: Request) -> bool:
+    return isinstance(request, str) and step_of_folder(request) is not None
+
+
+def _expand(request: Request) -> list[Request]:
+    if not isinstance(request, str):
+        return [request]
+    folder = Path(request).expanduser()
+    if folder.is_dir():
+        if holds_model(folder):
+            return [request]
+        if found := find_checkpoints(folder):
+            return [str(p) for p in found]
+        raise Mistake(
+            f"{request}: no model in this folder (no {' or '.join(MODEL_MARKERS)}) and no checkpoint-<N> "
+            "folders in it"
+        )
+    if not _GLOB.search(request):
+        return [request]
+    matches = [Path(p) for p in sorted(glob.glob(str(folder)))]
+    models = [str(p) for p in matches if p.is_dir() and (holds_model(p) or find_checkpoints(p))]
+    if not models:
+        raise _no_match(request)
+    return [model for m in models for model in _expand(m)]
+
+
+def _no_match(pattern: str) -> Mistake:
+    """A glob that matches no model folder, with what is there: the checkpoints of the folder it
+    looks in, else the folder closest to its first wildcard part or to the folder that is missing."""
+    parts = Path(pattern).expanduser().parts
+    fixed = next(i for i, part in enumerate(parts) if _GLOB.search(part))
+    base = Path(*parts[:fixed]) if fixed else Path(".")
+    if not base.is_dir():
+        return Mistake(f"{pattern}: no model folder matches ({missing_folder(str(base))})")
+    if found := find_checkpoints(base):
+        steps = found[0].name + (f" … {found[-1].name}" if len(found) > 1 else "")
+        return Mistake(f"{pattern}: no model folder matches ({base} holds {len(found)} checkpoints: {steps})")
+    near = did_you_mean(parts[fixed], [p.name for p in base.iterdir() if p.is_dir()])
+    return Mistake(f"{pattern}: no model folder matches{near}")
 
 
 def system_of(request: Request) -> str:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checkpoints import checkpoint_system, run_folder, step_of_folder
 from ..errors import ModelError
 from .presets import KNOWN_FAMILIES, PRESETS, Preset, preset_by_model_name
 
@@ -51,9 +52,28 @@ def packaged_minilm() -> Path | None:
 
 
 def system_name(spec: str) -> str:
-    """A file-system-safe system name: preset names as they are, paths and hub ids by last part."""
+    """A file-system-safe system name: preset names as they are, paths and hub ids by last part; a
+    trainer's checkpoint folder (`out/checkpoint-1000`) as `out@step-1000`, its training run and step
+    (`checkpoints`), so a checkpoint has one name however it was given: alone, by a glob or by its
+    run folder."""
+    if (step := step_of_folder(spec)) is not None:
+        return checkpoint_system(_safe_name(run_folder(spec).name), step)
+    return _safe_name(spec)
+
+
+def _safe_name(spec: str) -> str:
     base = spec.rstrip("/").replace("\\", "/").split("/")[-1] or "model"
     return re.sub(r"[^A-Za-z0-9._+-]", "_", base).lstrip(".") or "model"
+
+
+# Every folder transformers or sentence-transformers loads has one of these at its root.
+MODEL_MARKERS = ("config.json", "modules.json")
+
+
+def holds_model(folder: Path) -> bool:
+    """True when `folder` is a model of its own (not, say, a trainer's output folder holding only
+    its `checkpoint-<N>` folders)."""
+    return any((Path(folder) / marker).is_file() for marker in MODEL_MARKERS)
 
 
 def resolve_model(spec: str, revision: str | None = None) -> ModelSource:
@@ -194,7 +214,14 @@ def configured_similarity(path: Path) -> str | None:
     except (OSError, ValueError):
         return None
     name = config.get("similarity_fn_name") if isinstance(config, dict) else None
-    return {"dot": "dot", "dot_score": "dot", "cosine": "cos", "cos_sim": "cos"}.get(str(name).lower())
+    return score_of(name)
+
+
+def score_of(similarity_fn_name) -> str | None:
+    """Our name ("dot" / "cos") for a sentence-transformers `similarity_fn_name`."""
+    return {"dot": "dot", "dot_score": "dot", "cosine": "cos", "cos_sim": "cos"}.get(
+        str(similarity_fn_name).lower()
+    )
 
 
 def has_router(path: Path) -> bool:
@@ -207,14 +234,19 @@ def pooling(path: Path) -> str | None:
     Pooling module's config; None when it has none (a plain Hugging Face folder: mean, as loaded)."""
     for entry in _modules(path):
         if str(entry.get("type", "")).endswith("Pooling"):
-            config = _json(Path(path) / str(entry.get("path", "")) / "config.json")
-            modes = [
-                k[len("pooling_mode_") :]
-                for k, v in config.items()
-                if k.startswith("pooling_mode_") and v is True
-            ]
-            return "+".join(sorted(m.removesuffix("_tokens") for m in modes)) or None
+            return pooling_of(_json(Path(path) / str(entry.get("path", "")) / "config.json"))
     return None
+
+
+def pooling_of(config: dict) -> str | None:
+    """The pooling a Pooling module's config names: one `pooling_mode` (sentence-transformers 6), or
+    the older `pooling_mode_<mode>_tokens: true` flags."""
+    if isinstance(config.get("pooling_mode"), str):
+        return config["pooling_mode"].removesuffix("_tokens")
+    modes = [
+        k[len("pooling_mode_") :] for k, v in config.items() if k.startswith("pooling_mode_") and v is True
+    ]
+    return "+".join(sorted(m.removesuffix("_tokens") for m in modes)) or None
 
 
 def _modules(path: Path) -> list[dict]:

@@ -266,7 +266,9 @@ def _check_pooling(st) -> None:
 class OnnxEncoder:
     """sentence-transformers tokenization + ONNX Runtime inference, batched longest-first."""
 
-    def __init__(self, spec: EncoderSpec):
+    def __init__(self, spec: EncoderSpec, model=None):
+        """`model`: one already in memory, on the CPU in fp32 (a model being trained), exported as it
+        is now; `spec.fingerprint` then names its weights."""
         _require()
         import onnxruntime as ort
         import torch
@@ -276,12 +278,17 @@ class OnnxEncoder:
 
         self.spec = spec
         # Loaded on CPU in fp32: the export's source, then only its tokenizer (`preprocess`) is used.
-        self.model = load_sentence_transformer(
-            Path(spec.path),
-            device="cpu",
-            max_length=spec.max_length,
-            trust_remote_code=spec.trust_remote_code,
+        self.model = (
+            model
+            if model is not None
+            else load_sentence_transformer(
+                Path(spec.path),
+                device="cpu",
+                max_length=spec.max_length,
+                trust_remote_code=spec.trust_remote_code,
+            )
         )
+        self.tokenizing = self.model  # or a memo of its `preprocess` (see `encoders.TorchEncoder`)
         self.max_seq_length = self.model.max_seq_length
         fingerprint = spec.fingerprint or weights_fingerprint(Path(spec.path))
         t0 = time.perf_counter()
@@ -307,7 +314,7 @@ class OnnxEncoder:
             return np.zeros((0, 0), dtype=np.float32)
         bs = cpu_batch(self.spec.batch_size)  # small batches run fastest (see encoders)
         # prompt: as `_features` passes it (pooling that drops the prompt: see _check_pooling)
-        return encode_batches(self.model, texts, prompt or None, bs, self._run)
+        return encode_batches(self.tokenizing, texts, prompt or None, bs, self._run)
 
     def _run(self, feats: dict) -> np.ndarray:
         return self.session.run(None, {k: feats[k].numpy() for k in self.inputs})[0]

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import struct
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..io import atomic_write_text, read_memo
@@ -23,16 +24,38 @@ from ..paths import default_cache_dir
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".pt", ".json", ".txt", ".model", ".metadata", ".py")
 # Folders of other runtimes' copies of the weights, which a sentence-transformers folder may carry.
 _OTHER_RUNTIMES = {"onnx", "openvino"}
+TRAINER_STATE_FILES = (
+    "optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt", "rng_state*.pth", "training_args.bin",
+    "trainer_state.json",
+)  # fmt: skip
+"""What a `transformers` Trainer (and sentence-transformers' trainer) saves at a checkpoint's root
+beside the model, to resume training (`transformers.trainer`'s `OPTIMIZER_NAME`, `SCHEDULER_NAME`, …):
+not part of the model, and the optimizer's state alone is about twice the weights.  The fingerprint
+leaves them out, so the same weights saved with or without them are one model (one identity, one
+embedding cache); a folder without them hashes exactly as before."""
+
+
+def is_trainer_state(relative: Path) -> bool:
+    """True for a file (path relative to the model folder) that is one of `TRAINER_STATE_FILES`."""
+    return len(relative.parts) == 1 and any(fnmatchcase(relative.name, f) for f in TRAINER_STATE_FILES)
+
+
+def _model_files(path: Path) -> list[Path]:
+    """The files that define the model in folder `path` (`WEIGHT_SUFFIXES`, trainer state aside)."""
+    return sorted(
+        p for p in path.rglob("*")
+        if p.is_file() and p.suffix in WEIGHT_SUFFIXES and not is_trainer_state(p.relative_to(path))
+    )  # fmt: skip
 
 
 def weights_fingerprint(path: Path) -> str:
-    """sha256 over the files that define the model (names and contents).
+    """sha256 over the files that define the model (names and contents; `_model_files`).
 
     Memoised in the user cache by (path, file names, sizes, mtimes): hashing an 11B-parameter
     checkpoint takes tens of seconds, and a done pair's identity check must not pay it again.
     """
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    files = _model_files(path)
     stamp = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     memo = _memo_dir() / f"{hashlib.sha256(json.dumps([str(path), stamp]).encode()).hexdigest()}.txt"
     if known := read_memo(memo):
@@ -82,7 +105,9 @@ def weights_fp32_bytes(path: Path) -> int:
     tensors = [p for p in files if p.suffix == ".safetensors"]
     if tensors:
         return sum(4 * _elements(v) for p in tensors for v in safetensors_header(p).values())
-    return sum(p.stat().st_size for p in files if p.suffix == ".bin" and p.name != "training_args.bin")
+    return sum(
+        p.stat().st_size for p in files if p.suffix == ".bin" and not is_trainer_state(p.relative_to(path))
+    )
 
 
 def compute_params(path: Path) -> int | None:

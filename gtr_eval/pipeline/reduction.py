@@ -1,0 +1,118 @@
+"""A dataset with a smaller corpus, for evaluations that must be quick (a training loop's): the
+documents judged relevant for the split's queries plus BM25's top-k documents of each query, the way
+NanoBEIR's corpora were built.
+
+The reduced dataset is a BEIR folder of its own (`<data dir>/reduced/<name>~bm25top<k>/`): its corpus
+holds the kept lines of the original `corpus.jsonl` byte for byte, in their order; `queries.jsonl`
+and the split's qrels are copied as they are.  Its name says it is reduced, and its files' digests
+differ from the full dataset's, so a result on it is never taken for (or served as) one on the full
+set.  `reduction.json` records what it was made from (the source's fingerprint) and how; a source
+that has changed since is reduced again.  BM25 is this package's (`bm25`, BEIR's parameters), and its
+ranking is deterministic (ties broken by document order), so the same source and k give the same
+folder on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+from ..data.units import DatasetUnit
+from ..identity import record
+from ..io import atomic_write_json
+
+RECIPE = "qrels-relevant + bm25 top-k, v1"
+MARKER = "reduction.json"
+
+
+def reduced_name(name: str, top_k: int) -> str:
+    return f"{name}~bm25top{top_k}"
+
+
+def reduce_unit(
+    unit: DatasetUnit,
+    top_k: int,
+    root: Path,
+    store_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    echo=print,
+) -> DatasetUnit:
+    """The reduced copy of `unit` under `root/reduced/` (made now unless one of the same source and k
+    is there)."""
+    if top_k < 1:
+        raise ValueError(f"--reduce-corpus takes a positive number of BM25 documents per query, not {top_k}")
+    if unit.loader is not None:
+        raise ValueError(f"{unit.name}: only BEIR folders can be reduced (not {unit.name}'s own layout)")
+    name = reduced_name(unit.name, top_k)
+    folder = Path(root) / "reduced" / name
+    recipe = {"recipe": RECIPE, "top_k": top_k, "source": record(unit.fingerprint(store_dir))}
+    if _marker(folder).get("made_from") != recipe:
+        _build(unit, folder, recipe, store_dir, cache_dir, echo)
+    return DatasetUnit(name, folder, unit.split, unit.ignore_identical_ids)
+
+
+def reduction_of(folder: Path | str) -> dict | None:
+    """What a reduced folder records about how it was made (None for any other folder): a result's
+    manifest carries it."""
+    return _marker(Path(folder)) or None
+
+
+def _marker(folder: Path) -> dict:
+    try:
+        value = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def kept_documents(unit: DatasetUnit, top_k: int, store_dir: Path | None, cache_dir: Path | None) -> set[str]:
+    """Every document judged relevant (grade > 0) for a query of the split, and BM25's top `top_k`
+    documents of each of those queries."""
+    from ..retrieval.factory import RetrieverOptions, make_retriever
+
+    data = unit.load(store_dir=store_dir)
+    keep = {d for docs in data.qrels.values() for d, grade in docs.items() if grade > 0}
+    bm25 = make_retriever("bm25", RetrieverOptions(cache_dir=cache_dir, progress=False), top_k)
+    try:
+        bm25.index(data.corpus)
+        run = bm25.search(data.queries, top_k).run
+    finally:
+        bm25.close()
+    keep.update(d for docs in run.values() for d in docs)
+    return keep
+
+
+def _build(
+    unit: DatasetUnit, folder: Path, recipe: dict, store_dir: Path | None, cache_dir: Path | None, echo
+) -> None:
+    """Write the reduced folder beside its final place, then rename it in (a killed build leaves
+    nothing that is taken for a reduced dataset)."""
+    keep = kept_documents(unit, recipe["top_k"], store_dir, cache_dir)
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    (tmp / "qrels").mkdir(parents=True)
+    try:
+        kept = _copy_corpus(Path(unit.path) / "corpus.jsonl", tmp / "corpus.jsonl", keep)
+        shutil.copyfile(Path(unit.path) / "queries.jsonl", tmp / "queries.jsonl")
+        shutil.copyfile(Path(unit.path) / "qrels" / f"{unit.split}.tsv", tmp / "qrels" / f"{unit.split}.tsv")
+        atomic_write_json(
+            tmp / MARKER, {"made_from": recipe, "documents": kept, "source_path": str(unit.path)}
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    echo(f"[data] {folder.name}: {kept:,} documents kept (relevant + BM25 top {recipe['top_k']}) -> {folder}")
+
+
+def _copy_corpus(source: Path, dest: Path, keep: set[str]) -> int:
+    """The lines of `source` whose `_id` is in `keep`, as they are; returns how many."""
+    kept = 0
+    with open(source, "rb") as fin, open(dest, "wb") as fout:
+        for line in fin:
+            if line.strip() and str(json.loads(line)["_id"]) in keep:
+                fout.write(line if line.endswith(b"\n") else line + b"\n")
+                kept += 1
+    return kept
