@@ -102,7 +102,8 @@ class BeirEvaluator(BaseEvaluator):
         options = DataOptions(Path(data_dir), split, download)
         self.datasets = [self._load(spec, options, cache) for spec in options.expand(list(datasets)).datasets]
         key = self.datasets[0].key if len(self.datasets) == 1 else "mean"
-        self.primary_metric = f"{key}_{primary}"
+        # Prefixed now, not at the first evaluation: a trainer reads it before (`metric_for_best_model`).
+        self.primary_metric = f"{name}_{key}_{primary}" if name else f"{key}_{primary}"
         if primary not in self.metrics:
             self.metrics += (primary,)
         self._memo: TokenizationMemo | None = None

@@ -129,6 +129,7 @@ def test_evaluator_metrics_are_prefixed_as_sentence_transformers_expects(tmp_pat
     from gtr_eval.training import BeirEvaluator
 
     ev = BeirEvaluator(["demo"], name="beir", metrics=("NDCG@10", "R@100"), primary_metric="nDCG@10")
+    assert ev.primary_metric == "beir_demo_ndcg@10"  # before any evaluation: a trainer reads it then
     model.train()
     metrics = ev(model, steps=3)
     assert ev.primary_metric == "beir_demo_ndcg@10" and set(metrics) == {
@@ -257,3 +258,34 @@ def test_trainer_logs_beir_metrics_and_run_on_its_checkpoints_gives_the_same(
         stored = load_result(tmp_path / "in-loop", f"tiny-run@step-{step}", "scifact~bm25top10")
         assert stored.metrics["ndcg@10"] == in_loop
         assert after.manifest["dataset"]["files_sha256"] == stored.manifest["dataset"]["files_sha256"]
+
+
+@pytest.mark.slow
+def test_the_docs_training_script_runs_as_written(beir_data, tmp_path, shared_cache_dir, monkeypatch):
+    """docs/training.md's script, with the real MiniLM weights (the package's copy of the hub model),
+    SciFact from ../shared, and 2 training steps instead of an epoch; every substitution must apply."""
+    import re
+    import runpy
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    (script,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "scifact").symlink_to(beir_data / "scifact")
+    changes = {
+        'DATA = Path("data")': f"DATA = Path({str(data)!r})",
+        'MODEL = "sentence-transformers/all-MiniLM-L6-v2"': f"MODEL = {str(packaged_minilm())!r}",
+        "num_train_epochs=1,": "max_steps=2, use_cpu=True,",
+        "eval_steps=10,": "eval_steps=2,",
+        "save_steps=10,": "save_steps=2,",
+        "reduce_corpus=100,": "reduce_corpus=3, cache_dir=CACHE,",
+    }
+    for old, new in changes.items():
+        assert script.count(old) == 1, old
+        script = script.replace(old, new)
+    (tmp_path / "train.py").write_text(f"CACHE = {str(shared_cache_dir)!r}\n" + script, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(tmp_path / "train.py"), run_name="__main__")
+    assert (tmp_path / "out" / "minilm-scifact" / "checkpoint-2" / "model.safetensors").is_file()
+    stored = load_result(tmp_path / "results", "minilm-scifact@step-2", "scifact~bm25top3")
+    assert 0.3 < stored.metrics["ndcg@10"] <= 1  # a real model on a small corpus: far above chance
