@@ -32,6 +32,7 @@ from .data.loader import BeirData
 from .data.units import DataOptions, DatasetUnit
 from .errors import Mistake
 from .evaluation import average_subsets, evaluate, normalise_metric
+from .identity import Identity
 from .pipeline.pairs import Made, load_unit, store_pair
 from .pipeline.reduction import reduce_unit, reduced_name
 from .results import Refused, is_done, load_result, reuse
@@ -174,8 +175,6 @@ class BeirEvaluator(BaseEvaluator):
         system = made.spec.system
         if self.overwrite or not is_done(self.results_dir, system, unit.name, unit.split):
             return True
-        from .identity import Identity
-
         stored = load_result(self.results_dir, system, unit.name, unit.split)
         try:
             reuse(stored, Identity.of(made.spec, unit.fingerprint(files_sha256=data.checksums)))

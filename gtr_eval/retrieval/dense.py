@@ -43,6 +43,10 @@ from .weights import weights_fingerprint
 
 log = logging.getLogger(__name__)
 
+# What a spec records for a model with a `Router`, and why `auto` runs such a model (or two) with torch.
+ROUTES = "Router: queries with task 'query', documents with task 'document'"
+TWO_STACKS = "separate query and document encoders run with torch"
+
 
 @dataclass
 class DenseConfig:
@@ -150,7 +154,7 @@ def resolve_dense(c: DenseConfig, export_dir: Path | None = None) -> DenseSpec:
         text_format=text_format(title_sep),
         score=c.score or (preset.score if preset else None) or declared_score or "cos",
         pooling=pooling(source.path),
-        routes="Router: queries with task 'query', documents with task 'document'" if router else None,
+        routes=ROUTES if router else None,
         quantization=quantization,
         cache_dtype=c.cache_dtype,
         backend=choice.backend,
@@ -247,7 +251,7 @@ def _backend(c: DenseConfig, source: ModelSource, weights: str, export_dir: Path
     from .backends import BackendChoice
 
     if c.backend == AUTO and asymmetric:
-        return BackendChoice(AUTO, "torch", "separate query and document encoders run with torch")
+        return BackendChoice(AUTO, "torch", TWO_STACKS)
     devices = c.devices or (c.device or default_device(),)
     return choose_backend(c.backend, source.path, devices, c.dtype, export_dir, weights)
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .backends import AUTO
+from .backends import AUTO, BackendChoice
 from .base import TEXT_FORMAT
-from .dense import DenseRetriever, DenseSpec
+from .dense import ROUTES, TWO_STACKS, DenseRetriever, DenseSpec
 from .encoders import backend_rule, load_encoder
 from .models import pooling_of, score_of
 
@@ -61,14 +61,9 @@ def in_memory_spec(
     dtype = _DTYPES.get(str(next(model.parameters()).dtype), "fp32")
     router = any(type(m).__name__ == "Router" for m in model)
     if router:
-        choice_backend, requested, reason = (
-            "torch",
-            backend,
-            "separate query and document encoders run with torch",
-        )
+        choice = BackendChoice(backend, "torch", TWO_STACKS)
     else:
         choice = backend_rule(backend, (device,), dtype, _fp32_bytes(model))
-        choice_backend, requested, reason = choice.backend, choice.requested, choice.reason
     digest = tensors_sha256(model)
     max_length = model.max_seq_length
     return DenseSpec(
@@ -83,13 +78,13 @@ def in_memory_spec(
         text_format=TEXT_FORMAT,
         score=score_of(model.similarity_fn_name) or "cos",
         pooling=_pooling(model),
-        routes="Router: queries with task 'query', documents with task 'document'" if router else None,
+        routes=ROUTES if router else None,
         dtype=dtype,
         batch_size=batch_size,
         device=device,
-        backend=choice_backend,
-        backend_requested=requested,
-        backend_reason=reason,
+        backend=choice.backend,
+        backend_requested=choice.requested,
+        backend_reason=choice.reason,
         top_k=top_k,
         progress=False,
     )
