@@ -140,7 +140,6 @@ class Scripted(Retriever):
         return Report({"index_s": 1.0})
 
     def search(self, queries: dict[str, str], top_k: int) -> Searched:
-        self._no_candidates(candidates)
         self.searched.append(list(queries))
         ids = set(self.indexed[-1])
         out = {}

@@ -123,7 +123,7 @@ RERANKER_FAMILIES = ("cross-encoder", "multivector")
 def reranker_family(model: str, revision: str | None = None) -> str:
     """`cross-encoder` or `multivector` (late interaction); a bi-encoder or a learned sparse model is
     a `Mistake`, said in one line before anything loads."""
-    if model in CROSS_ENCODERS:
+    if model in CROSS_ENCODERS or model in CROSS_ENCODERS.values():
         return "cross-encoder"
     family = model_family(model, revision)
     if family == "multivector":
