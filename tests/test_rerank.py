@@ -240,16 +240,18 @@ def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm
 
 
 def test_a_bi_encoder_is_refused_in_one_line(demo_bm25, tmp_path):
-    from tiny_models import build_tiny_dense_pair
+    from tiny_models import build_tiny_dense_pair, build_tiny_splade
 
     folder, _ = build_tiny_dense_pair(tmp_path / "bi")
+    splade = build_tiny_splade(tmp_path / "tiny-splade")
     results = _copy(demo_bm25, tmp_path / "results")
-    for model in ["all-MiniLM-L6-v2", str(folder)]:
+    for model, said in [("all-MiniLM-L6-v2", "is a bi-encoder"), (str(folder), "is a bi-encoder"),
+                        (str(splade), "is a learned sparse model")]:  # fmt: skip
         out = CliRunner().invoke(cli, ["rerank", "--run", "bm25", "-m", model, "-d", "demo", "--results-dir",
                                        str(results), "--no-cache", "--quiet"])  # fmt: skip
         assert out.exit_code != 0
         (line,) = out.output.strip().splitlines()
-        assert f"{model} is a bi-encoder" in line and "gtr-eval run -m" in line, line
+        assert f"{model} {said}" in line and f"gtr-eval run -m {model}" in line, line
     assert {r.system for r in load_results(results)} == {"bm25"}
 
 

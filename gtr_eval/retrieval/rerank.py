@@ -117,9 +117,6 @@ def rerank_name(candidates: str, model_name: str) -> str:
     return f"{candidates}>>{model_name}"
 
 
-RERANKER_FAMILIES = ("cross-encoder", "multivector")
-
-
 def reranker_family(model: str, revision: str | None = None) -> str:
     """`cross-encoder` or `multivector` (late interaction); a bi-encoder or a learned sparse model is
     a `Mistake`, said in one line before anything loads."""
@@ -153,8 +150,6 @@ def resolve_reranker(
     """The spec of `candidates>>MODEL`, for the re-ranker family `c.model` is (nothing loaded)."""
     if reranker_family(c.model, c.revision) == "cross-encoder":
         return resolve_cross_encoder(c, candidates, depth, name)
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, not {depth}")
     mv = MultiVectorConfig(model=c.model, revision=c.revision, max_length=c.max_length, batch_size=c.batch_size,
                            device=c.device, dtype=c.dtype, trust_remote_code=c.trust_remote_code,
                            name=name or rerank_name(candidates, system_name(c.model)), progress=c.progress)  # fmt: skip
