@@ -41,7 +41,7 @@ def run_config(
     """What `run` (and `gtr-eval run`, which calls this with its options) will do: `cache_dir=None`
     disables the cache; other keyword arguments are `RetrieverOptions` fields (device, dtype,
     batch_size, backend (default "auto"), cache_dtype, query_prompt, doc_prompt, max_length, score,
-    trust_remote_code, bm25=BM25Config(...), family, candidates, depth, maxsim_search, processes,
+    trust_remote_code, bm25=BM25Config(...), family, maxsim_search, processes,
     devices, shard_size).  `reduce_corpus=k`: each corpus reduced to the documents judged relevant
     plus BM25's top k per query (a dataset of its own, `<name>~bm25top<k>`; `pipeline.reduction`)."""
     from .data.units import DataOptions
@@ -100,9 +100,10 @@ def rerank(
     base_url: str | None = None,
     **cross_encoder_options,
 ) -> RunResults:
-    """`gtr-eval rerank`: the stored run of `candidates` re-ranked by each cross-encoder in `models`.
-    Other keyword arguments are `CrossEncoderConfig` fields (device, dtype, batch_size, max_length,
-    trust_remote_code, shard_size).  Returns what `run` returns (`.failures` included)."""
+    """`gtr-eval rerank`: the stored run of `candidates` re-ranked by each model in `models` (a
+    cross-encoder, or a late-interaction model: exact MaxSim, the two-stage search; a bi-encoder is
+    refused).  Other keyword arguments are `CrossEncoderConfig` fields (device, dtype, batch_size,
+    max_length, trust_remote_code, shard_size).  Returns what `run` returns (`.failures` included)."""
     from .data.units import DataOptions
     from .pipeline.compose import RerankConfig
     from .pipeline.compose import rerank as _rerank

@@ -243,8 +243,8 @@ def test_a_killed_java_child_leaves_nothing_trusted_and_the_rebuild_gives_the_sa
 
 @needs_lucene
 def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
-    """On the bundled demo set: a tiny ColBERT re-ranks bm25-flat's run (`--candidates`, the two-stage
-    search) and a tiny cross-encoder re-ranks bm25-multifield's (`rerank --run`)."""
+    """On the bundled demo set: a tiny ColBERT re-ranks bm25-flat's run (exact MaxSim, the two-stage
+    search) and a tiny cross-encoder re-ranks bm25-multifield's, both by `rerank --run`."""
     from tiny_models import build_tiny_colbert, build_tiny_cross_encoder
 
     from gtr_eval.cli import cli
@@ -255,12 +255,13 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
     common = ["-d", "demo", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "cache"),
               "--quiet"]  # fmt: skip
     runner = CliRunner()
-    out = runner.invoke(cli, ["run", "-m", "bm25-flat", "-m", "bm25-multifield", "-m", str(colbert),
-                              "--candidates", "bm25-flat", "--depth", "10", *common])  # fmt: skip
+    out = runner.invoke(cli, ["run", "-m", "bm25-flat", "-m", "bm25-multifield", *common])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(cli, ["rerank", "--run", "bm25-flat", "-m", str(colbert), "--depth", "10", *common])
     assert out.exit_code == 0, out.output
     out = runner.invoke(cli, ["rerank", "--run", "bm25-multifield", "-m", str(ce), "--depth", "5", *common])
     assert out.exit_code == 0, out.output
-    two_stage = load_result(tmp_path / "r", "tiny-colbert", "demo").manifest
+    two_stage = load_result(tmp_path / "r", "bm25-flat>>tiny-colbert", "demo").manifest
     assert two_stage["search"] == "rerank" and [i["system"] for i in two_stage["inputs"]] == ["bm25-flat"]
     flat = load_result(tmp_path / "r", "bm25-flat", "demo")
     assert two_stage["inputs"][0]["run_sha256"] == sha256_file(flat.run_path)

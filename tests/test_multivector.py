@@ -1,8 +1,8 @@
 """Late interaction: the MaxSim kernels against sentence-transformers' own `util.maxsim`, the token
 cache (float16 parts, damage, no pickles, kill -9 / resume), the three ColBERT checkpoint layouts,
-the `colbertv2` preset through the hub code path in full and two-stage (`--candidates`) mode, and
-the harness's scores against `MultiVectorEncoder.similarity` on the demo set and (slow) on the real
-NFCorpus.  Models are tiny random ColBERTs in the real layouts (tests/tiny_models.py)."""
+the `colbertv2` preset through the hub code path in full and two-stage (`rerank --run bm25`) mode,
+and the harness's scores against `MultiVectorEncoder.similarity` on the demo set and (slow) on the
+real NFCorpus.  Models are tiny random ColBERTs in the real layouts (tests/tiny_models.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tiny_gtr import install_as_hub_snapshot
 from tiny_models import build_tiny_colbert
 
 from gtr_eval.data.loader import load_beir_folder
-from gtr_eval.evaluation import read_trec_run
+from gtr_eval.evaluation import ranked, read_trec_run
 from gtr_eval.paths import BUNDLED
 from gtr_eval.retrieval.cache import RaggedTokens, TokensFormat, encode_sharded
 from gtr_eval.retrieval.loaders import load_multivector_encoder
@@ -178,31 +178,31 @@ def test_full_search_scores_equal_the_library(tiny_colbert, tmp_path, token_dtyp
     assert index["index_bytes"] == sum(p.stat().st_size for p in folder.glob("shard-*.npy"))
 
 
-def test_large_corpus_without_candidates_is_refused_before_encoding(tiny_colbert, tmp_path):
+def test_large_corpus_full_search_is_refused_before_encoding(tiny_colbert, tmp_path):
     data = load_beir_folder(DEMO)
     r = MultiVectorRetriever(MultiVectorConfig(model=str(tiny_colbert), full_max_docs=10), cache_dir=tmp_path,
                              progress=False)  # fmt: skip
-    with pytest.raises(ValueError, match="--candidates SYSTEM"):
+    with pytest.raises(ValueError, match="gtr-eval rerank --run bm25 -m"):
         r.index(data.corpus)
     assert not (tmp_path / "embeddings").exists()
     forced = MultiVectorRetriever(MultiVectorConfig(model=str(tiny_colbert), full_max_docs=10, search="full"),
                                   cache_dir=tmp_path, progress=False)  # fmt: skip
     assert forced.index(data.corpus).stats["corpus_shards_encoded"] == 1
-    # two-stage: the candidates' system must have a stored run on the dataset first
+    # two-stage: the first stage must have a stored run on the dataset first
     from click.testing import CliRunner
 
     from gtr_eval.cli import cli
 
-    args = ["run", "-m", str(tiny_colbert), "-d", "demo", "--results-dir", str(tmp_path / "r"), "--cache-dir",
-            str(tmp_path), "--quiet"]  # fmt: skip
-    res = CliRunner().invoke(cli, [*args, "--candidates", "bm25"])
-    assert res.exit_code != 0 and "--candidates bm25: no stored results of bm25 in" in res.output
-    res = CliRunner().invoke(cli, [*args, "--candidates", "tiny-colbert"])
-    assert res.exit_code != 0 and "cannot re-rank its own run" in res.output
-    with pytest.raises(ValueError, match="needs --candidates"):
+    res = CliRunner().invoke(cli, ["rerank", "--run", "bm25", "-m", str(tiny_colbert), "-d", "demo", "--results-dir",
+                                   str(tmp_path / "r"), "--cache-dir", str(tmp_path), "--quiet"])  # fmt: skip
+    assert res.exit_code != 0 and "rerank: no stored result of bm25 on demo in" in res.output
+    with pytest.raises(ValueError, match="search must be one of"):
         MultiVectorRetriever(MultiVectorConfig(model=str(tiny_colbert), search="rerank"))
-    with pytest.raises(ValueError, match="drop --candidates"):
-        MultiVectorRetriever(MultiVectorConfig(model=str(tiny_colbert), search="full", candidates="bm25"))
+
+
+def _top(run: dict[str, float], depth: int) -> set[str]:
+    """The first stage's top `depth` in trec_eval's order (what a re-ranker re-scores)."""
+    return {d for d, _ in ranked(run)[:depth]}
 
 
 def _cli(args: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -211,7 +211,8 @@ def _cli(args: list[str], env: dict | None = None, timeout: int = 600) -> subpro
 
 def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     """`-m colbertv2` from an offline hub cache holding a tiny Stanford-layout ColBERT: full exact
-    search, then the two-stage mode re-ranking bm25's stored run, both on the demo set."""
+    search, then the two-stage mode (`rerank --run bm25 -m colbertv2`) re-ranking bm25's stored
+    run, both on the demo set."""
     hub = tmp_path / "hub"
     hub_id = PRESETS["colbertv2"].hub_id
     install_as_hub_snapshot(
@@ -237,46 +238,56 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     assert settings["prompts"] == {"query": "[unused0] ", "document": "[unused1] "}
     assert "[index] colbertv2 on demo: index_bytes" in out.stderr
 
-    out = _cli(["run", "-m", "bm25", "-m", "colbertv2", *common, "--results-dir", str(two), "--candidates",
-                "bm25", "--depth", "5"], env)  # fmt: skip
+    out = _cli(["run", "-m", "bm25", *common, "--results-dir", str(two)], env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "[cache] colbertv2 on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr  # same vectors
-    stored = json.loads((two / "colbertv2" / "demo.json").read_text())
+    out = _cli(["rerank", "--run", "bm25", "-m", "colbertv2", *common, "--results-dir", str(two), "--depth", "5"],
+               env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (
+        "[cache] bm25>>colbertv2 on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr
+    )  # same vectors
+    stored = json.loads((two / "bm25>>colbertv2" / "demo.json").read_text())
     man = stored["manifest"]
     bm25_run = two / "bm25" / "demo.run.trec.gz"
-    assert (man["search"], man["candidates"], man["depth"]) == ("rerank", "bm25", 5)
+    assert (man["retriever"], man["search"], man["candidates"], man["depth"]) == (
+        "multivector",
+        "rerank",
+        "bm25",
+        5,
+    )
     bm25_sha = hashlib.sha256(bm25_run.read_bytes()).hexdigest()
     assert [(i["system"], i["run_sha256"]) for i in man["inputs"]] == [("bm25", bm25_sha)]
     # the first stage's run is part of the result's identity (a changed run is another input)
     assert stored["identity"]["system"]["inputs"] == [{"system": "bm25", "run_sha256": bm25_sha}]
 
-    first, second = read_trec_run(bm25_run), read_trec_run(two / "colbertv2" / "demo.run.trec.gz")
+    first, second = read_trec_run(bm25_run), read_trec_run(two / "bm25>>colbertv2" / "demo.run.trec.gz")
     full_run = read_trec_run(full / "colbertv2" / "demo.run.trec.gz")
     for qid, hits in second.items():
-        top5 = sorted(first[qid], key=lambda d: (-first[qid][d], d))[:5]
-        assert set(hits) == set(top5)  # exactly the first stage's top 5, re-scored
+        assert set(hits) == _top(first[qid], 5)  # exactly the first stage's top 5, re-scored
         for doc, score in hits.items():  # the same exact MaxSim as the full search
             assert score == pytest.approx(full_run[qid][doc], rel=1e-6)
     data = load_beir_folder(DEMO)
     model = load_multivector_encoder(next(hub.glob("models--*/snapshots/*")), document_length=300)
-    for qid, hits in stored_pairs(two, "colbertv2", "demo", 8, 5):
+    for qid, hits in stored_pairs(two, "bm25>>colbertv2", "demo", 8, 5):
         docs = [data.corpus.text(data.corpus.index_of(d)) for d, _ in hits]
         lib = library_scores(model, "multivector", [data.queries[qid]], docs, np.float16)
         np.testing.assert_allclose([s for _, s in hits], lib[0], rtol=1e-5)
 
 
-def test_api_run_takes_the_two_stage_options(tiny_colbert, tmp_path):
-    from gtr_eval.api import run
+def test_api_rerank_takes_a_late_interaction_model(tiny_colbert, tmp_path):
+    from gtr_eval.api import rerank, run
 
-    results = run(["bm25", str(tiny_colbert)], ["demo"], results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
-                  progress=False, echo=lambda s: None, candidates="bm25", depth=3)  # fmt: skip
-    man = {r.system: r.manifest for r in results}["tiny-colbert"]
-    assert (man["search"], man["candidates"], man["depth"]) == ("rerank", "bm25", 3)
+    quiet = dict(results_dir=tmp_path / "r", cache_dir=tmp_path / "c", progress=False, echo=lambda s: None)
+    run(["bm25"], ["demo"], **quiet)
+    (result,) = rerank("bm25", [str(tiny_colbert)], ["demo"], depth=3, **quiet)
+    man = result.manifest
+    assert (result.system, man["search"], man["candidates"], man["depth"], man["top_k"]) == (
+        "bm25>>tiny-colbert", "rerank", "bm25", 3, 3
+    )  # fmt: skip
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
-    assert all(
-        len(hits) <= 3
-        for hits in read_trec_run(tmp_path / "r" / "tiny-colbert" / "demo.run.trec.gz").values()
-    )
+    first = read_trec_run(tmp_path / "r" / "bm25" / "demo.run.trec.gz")
+    second = read_trec_run(tmp_path / "r" / "bm25>>tiny-colbert" / "demo.run.trec.gz")
+    assert {q: set(h) for q, h in second.items()} == {q: _top(h, 3) for q, h in first.items() if h}
 
 
 def test_kill_9_during_token_encoding_resumes_from_the_last_complete_shard(tiny_colbert, tmp_path):
@@ -313,19 +324,18 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
 
     # two-stage on the same cache: bm25's top 100 re-scored, each score the full search's
     full = read_trec_run(results / "tiny-colbert" / "nfcorpus.run.trec.gz")
-    out = _cli(["run", "-m", str(tiny_colbert), *common, "--candidates", "bm25", "--depth", "100", "--overwrite"],
-               timeout=1800)  # fmt: skip
+    out = _cli(["rerank", "--run", "bm25", "-m", str(tiny_colbert), *common, "--depth", "100"], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "[cache] tiny-colbert on nfcorpus: encoded 0 of 2 corpus shards, reused 2" in out.stderr
-    man = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())["manifest"]
+    assert "[cache] bm25>>tiny-colbert on nfcorpus: encoded 0 of 2 corpus shards, reused 2" in out.stderr
+    man = json.loads((results / "bm25>>tiny-colbert" / "nfcorpus.json").read_text())["manifest"]
     assert (man["search"], man["depth"]) == ("rerank", 100)
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
     first = read_trec_run(results / "bm25" / "nfcorpus.run.trec.gz")
-    second = read_trec_run(results / "tiny-colbert" / "nfcorpus.run.trec.gz")
+    second = read_trec_run(results / "bm25>>tiny-colbert" / "nfcorpus.run.trec.gz")
     assert set(second) == {q for q, hits in first.items() if hits}  # BM25 finds nothing for some queries
     compared = 0
     for qid, hits in second.items():
-        assert set(hits) == set(sorted(first[qid], key=lambda d: (-first[qid][d], d))[:100])
+        assert set(hits) == _top(first[qid], 100)
         both = [d for d in hits if d in full[qid]]
         np.testing.assert_allclose([hits[d] for d in both], [full[qid][d] for d in both], rtol=1e-6)
         compared += len(both)

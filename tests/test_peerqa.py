@@ -139,8 +139,7 @@ class Scripted(Retriever):
         self.indexed.append(list(corpus.ids))
         return Report({"index_s": 1.0})
 
-    def search(self, queries: dict[str, str], top_k: int, candidates=None) -> Searched:
-        self._no_candidates(candidates)
+    def search(self, queries: dict[str, str], top_k: int) -> Searched:
         self.searched.append(list(queries))
         ids = set(self.indexed[-1])
         out = {}

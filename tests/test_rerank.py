@@ -1,7 +1,8 @@
 """Re-ranking with a tiny random cross-encoder in the ms-marco-MiniLM-L6-v2 layout (tests/tiny_models.py):
 scores equal `CrossEncoder.predict`, the library's default activation is kept, BEIR's depth rule,
 the pair-score cache (reuse across depths and first stages), stale inputs refused, and kill -9 /
-resume of an interrupted scoring."""
+resume of an interrupted scoring.  A tiny late-interaction model re-ranks through the same path
+(exact MaxSim, the scores of its full search); a bi-encoder is refused."""
 
 from __future__ import annotations
 
@@ -194,6 +195,64 @@ def test_a_cross_encoder_with_several_labels_is_refused(demo_bm25, tmp_path):
                                    str(results), "--no-cache", "--quiet"])  # fmt: skip
     assert out.exit_code != 0 and "3 scores per pair" in out.output
     assert not is_done(results, "bm25>>nli-ce", "demo")
+
+
+# ------------------------------------------------------------------ late interaction, bi-encoders
+
+
+def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm25, tmp_path):
+    """`rerank -m CROSS_ENCODER -m LATE_INTERACTION`: two composed systems, each naming bm25's run by
+    its sha256; MaxSim re-scores the top depth with exactly the full search's scores (same vectors)."""
+    from tiny_models import build_tiny_colbert
+
+    colbert = build_tiny_colbert(tmp_path / "tiny-colbert", layout="pylate")
+    results, cache = _copy(demo_bm25, tmp_path / "results"), tmp_path / "cache"
+    _invoke("run", "-m", str(colbert), "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache),
+            "--quiet")  # fmt: skip
+    res = _rerank(results, tiny_ce, cache, "-m", str(colbert), "--depth", "5")
+    assert "[cache] bm25>>tiny-colbert on demo: encoded 0 of 1 corpus shards, reused 1" in res.output
+    bm25_sha = hashlib.sha256(load_result(results, "bm25", "demo").run_path.read_bytes()).hexdigest()
+    bm25 = read_trec_run(load_result(results, "bm25", "demo").run_path)
+    full = read_trec_run(load_result(results, "tiny-colbert", "demo").run_path)
+    for system, retriever in [(f"bm25>>{CE}", "rerank"), ("bm25>>tiny-colbert", "multivector")]:
+        stored = load_result(results, system, "demo")
+        man = stored.manifest
+        assert (man["retriever"], man["candidates"], man["depth"], man["top_k"]) == (retriever, "bm25", 5, 5)
+        assert stored.identity.system["inputs"] == [{"system": "bm25", "run_sha256": bm25_sha}]
+        ours = read_trec_run(stored.run_path)
+        assert {q: set(d) for q, d in ours.items()} == {
+            q: {d for d, _ in ranked(h)[:5]} for q, h in bm25.items() if h
+        }
+    maxsim = read_trec_run(load_result(results, "bm25>>tiny-colbert", "demo").run_path)
+    assert all(s == full[q][d] for q, docs in maxsim.items() for d, s in docs.items())  # to the digit
+    assert load_result(results, "bm25>>tiny-colbert", "demo").manifest["search"] == "rerank"
+    # a changed first stage is another input: refused until --overwrite
+    run_file = load_result(results, "bm25", "demo").run_path
+    import gzip
+
+    lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
+    run_file.write_bytes(gzip.compress(("\n".join(lines[1:]) + "\n").encode()))
+    out = CliRunner().invoke(cli, ["rerank", "--run", "bm25", "-m", str(colbert), "-d", "demo", "--depth", "5",
+                                   "--results-dir", str(results), "--cache-dir", str(cache), "--quiet"])  # fmt: skip
+    assert (
+        out.exit_code == 3 and "[refused] bm25>>tiny-colbert on demo: the run of bm25 changed" in out.output
+    )
+
+
+def test_a_bi_encoder_is_refused_in_one_line(demo_bm25, tmp_path):
+    from tiny_models import build_tiny_dense_pair, build_tiny_splade
+
+    folder, _ = build_tiny_dense_pair(tmp_path / "bi")
+    splade = build_tiny_splade(tmp_path / "tiny-splade")
+    results = _copy(demo_bm25, tmp_path / "results")
+    for model, said in [("all-MiniLM-L6-v2", "is a bi-encoder"), (str(folder), "is a bi-encoder"),
+                        (str(splade), "is a learned sparse model")]:  # fmt: skip
+        out = CliRunner().invoke(cli, ["rerank", "--run", "bm25", "-m", model, "-d", "demo", "--results-dir",
+                                       str(results), "--no-cache", "--quiet"])  # fmt: skip
+        assert out.exit_code != 0
+        (line,) = out.output.strip().splitlines()
+        assert f"{model} {said}" in line and f"gtr-eval run -m {model}" in line, line
+    assert {r.system for r in load_results(results)} == {"bm25"}
 
 
 # ----------------------------------------------------------------------------------- kill -9, resume

@@ -295,7 +295,7 @@ class _Exploding(Retriever):
             raise MemoryError("Unable to allocate 9.31 TiB for an array")
         return Report()
 
-    def search(self, queries, top_k, candidates=None):
+    def search(self, queries, top_k):
         return Searched({q: {} for q in queries})
 
 
@@ -361,7 +361,7 @@ def test_a_bug_in_a_pair_stops_the_sweep(tmp_path, monkeypatch):
     from gtr_eval.pipeline import runner
 
     _exploding(monkeypatch)
-    monkeypatch.setattr(_Exploding, "search", lambda self, q, k, candidates=None: {}["bug"])
+    monkeypatch.setattr(_Exploding, "search", lambda self, q, k: {}["bug"])
     cfg = runner.RunConfig(["x"], ["demo"], results_dir=tmp_path / "r")
     cfg.options.progress = False
     with pytest.raises(KeyError, match="bug"):

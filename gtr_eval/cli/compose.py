@@ -39,7 +39,7 @@ def _finish(results) -> None:
 
 def _cross_encoder(device, dtype, batch_size, max_length, trust_remote_code, pair_shard_size) -> dict:
     """The cross-encoder options as `api.rerank`'s keyword arguments."""
-    return dict(device=device, dtype=dtype, batch_size=batch_size or 64, max_length=max_length,
+    return dict(device=device, dtype=dtype, batch_size=batch_size, max_length=max_length,
                 trust_remote_code=trust_remote_code, shard_size=pair_shard_size)  # fmt: skip
 
 
@@ -65,7 +65,8 @@ cross_encoder_options = option_group(
     "models",
     multiple=True,
     required=True,
-    help="Cross-encoder: hub id, folder, or ms-marco-MiniLM-L6-v2 / -L12-v2. Repeatable.",
+    help="Cross-encoder (hub id, folder, or ms-marco-MiniLM-L6-v2 / -L12-v2) or late-interaction model "
+    "(colbertv2, any MultiVectorEncoder). Repeatable.",
 )
 @click.option(
     "--depth",
@@ -85,16 +86,19 @@ cross_encoder_options = option_group(
 def rerank_cmd(
     candidates, models, depth, datasets, data, results_dir, encoder, cache_dir, quiet, name, overwrite
 ) -> None:
-    """Re-rank a stored run with a cross-encoder: a new system SYSTEM>>MODEL.
+    """Re-rank a stored run with a cross-encoder or a late-interaction model: a new system SYSTEM>>MODEL.
 
     The top --depth documents of each query are re-scored with the model's own scores
-    (CrossEncoder.predict); documents below the depth are dropped, as in BEIR.  Scores are cached per
+    (CrossEncoder.predict, or exact MaxSim for a late-interaction model: the two-stage search);
+    documents below the depth are dropped, as in BEIR.  A cross-encoder's scores are cached per
     (model, query text, document text), so a re-ranking resumes after an interruption and reuses
-    pairs any earlier re-ranking scored.
+    pairs any earlier re-ranking scored; a late-interaction model reuses run's corpus token vectors.
+    A bi-encoder is refused (it searches: gtr-eval run).
 
     \b
     Examples:
       gtr-eval rerank --run bm25 -m cross-encoder/ms-marco-MiniLM-L6-v2 --depth 100 -d scifact
+      gtr-eval rerank --run bm25 -m colbertv2 --depth 1000 -d nq
       gtr-eval rerank --run rrf(bm25+all-MiniLM-L6-v2) -m ./my-cross-encoder -d nfcorpus
     """
     from ..api import rerank

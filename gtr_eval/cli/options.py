@@ -219,27 +219,13 @@ SEARCH_OPTIONS = (
         default=None,
         help="Dense score function  [default: the preset's, else the model's own, else cos]",
     ),
-    # Two-stage search: re-rank the stored run of a first-stage system (late interaction: exact MaxSim).
-    click.option(
-        "--candidates",
-        default=None,
-        metavar="SYSTEM",
-        help="Re-rank SYSTEM's stored run on the same dataset (list -m SYSTEM first), e.g. bm25.",
-    ),
-    click.option(
-        "--depth",
-        type=click.IntRange(1),
-        default=1000,
-        show_default=True,
-        help="Candidates per query taken from the --candidates run.",
-    ),
     click.option(
         "--maxsim-search",
-        type=click.Choice(["auto", "full", "rerank"]),
+        type=click.Choice(["auto", "full"]),
         default="auto",
         show_default=True,
-        help="Late interaction: full exact MaxSim, or rerank --candidates; auto: rerank with "
-        "--candidates, else full up to 200,000 documents.",
+        help="Late interaction: auto searches corpora up to 200,000 documents by exact MaxSim; full "
+        "any corpus.  Two-stage: gtr-eval rerank --run SYSTEM -m MODEL.",
     ),
 )
 
@@ -266,8 +252,8 @@ def retriever_options(bm25: bool = True, search: bool | None = None) -> Callable
     """Every option that shapes a retriever, handed to the command as one dict of `api.run_config`
     keyword arguments (`options`).
 
-    `search` (default: like `bm25`) adds the options that only searching uses (`--score`, and the
-    two-stage `--candidates`, `--depth`, `--maxsim-search`)."""
+    `search` (default: like `bm25`) adds the options that only searching uses (`--score`,
+    `--maxsim-search`)."""
     search = bm25 if search is None else search
     return option_group(
         "options", _retriever_options, *CACHE_OPTIONS, quiet_option, *ENCODER_OPTIONS,

@@ -1,10 +1,11 @@
-"""Systems made from stored runs: `rerank` (a cross-encoder over a run's top documents) and `fuse`
-(several runs combined).  Each is a system like any other: its spec names its inputs by their run
-files' sha256, per dataset, so a re-ranked or fused result made from an older input run is refused
-rather than served, and its pairs go through the one pair pipeline (`pairs.each_pair`).
+"""Systems made from stored runs: `rerank` (a re-ranker over a run's top documents: a cross-encoder,
+or exact MaxSim of a late-interaction model, the two-stage search) and `fuse` (several runs
+combined).  Each is a system like any other: its spec names its inputs by their run files' sha256,
+per dataset, so a re-ranked or fused result made from an older input run is refused rather than
+served, and its pairs go through the one pair pipeline (`pairs.each_pair`).
 
-Names: `<candidates>>><cross-encoder>` (`bm25>>ms-marco-MiniLM-L6-v2`) and `fusion.fused_name`
-(`rrf(bm25+all-MiniLM-L6-v2)`), unless `name` is given.
+Names: `<candidates>>><model>` (`bm25>>ms-marco-MiniLM-L6-v2`, `bm25>>colbertv2`) and
+`fusion.fused_name` (`rrf(bm25+all-MiniLM-L6-v2)`), unless `name` is given.
 """
 
 from __future__ import annotations
@@ -21,12 +22,23 @@ from ..errors import Mistake, did_you_mean
 from ..evaluation import Run, ranked
 from ..identity import Identity
 from ..results import is_done, validate_name
-from ..retrieval.base import Report
+from ..retrieval.base import Candidates, Report, Reranker
 from ..retrieval.factory import check_request
-from ..retrieval.presets import CROSS_ENCODERS
-from ..retrieval.rerank import CrossEncoderConfig, CrossEncoderScorer, RerankSpec, resolve_cross_encoder
+from ..retrieval.presets import CROSS_ENCODERS, PRESETS
+from ..retrieval.rerank import CrossEncoderConfig, build_reranker, resolve_reranker
 from ..retrieval.spec import SystemSpec
-from .pairs import Echo, Made, PairJob, PairStore, RunResults, Sweep, each_pair, input_run, read_input
+from .pairs import (
+    Echo,
+    InputMissing,
+    Made,
+    PairJob,
+    PairStore,
+    RunResults,
+    Sweep,
+    each_pair,
+    input_run,
+    read_input,
+)
 
 # ---------------------------------------------------------------------------------------- rerank
 
@@ -34,7 +46,9 @@ from .pairs import Echo, Made, PairJob, PairStore, RunResults, Sweep, each_pair,
 @dataclass
 class RerankConfig:
     candidates: str  # the stored system whose runs are re-ranked
-    models: list[str]  # cross-encoders: hub ids, folders, or short names (presets.CROSS_ENCODERS)
+    # Cross-encoders (hub ids, folders, presets.CROSS_ENCODERS' short names) or late-interaction
+    # models (the colbertv2 preset, any MultiVectorEncoder); `retrieval.rerank.reranker_family`.
+    models: list[str]
     datasets: list[str]
     depth: int = 100
     data: DataOptions = field(default_factory=DataOptions)
@@ -53,12 +67,12 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     if cfg.depth < 1:
         raise ValueError(f"depth must be >= 1, not {cfg.depth}")
     if cfg.name and len(cfg.models) != 1:
-        raise Mistake("--name names one system: give one cross-encoder with it")
+        raise Mistake("--name names one system: give one model with it")
     for model in cfg.models:
-        check_request(model, known=CROSS_ENCODERS)
+        check_request(model, known=[*CROSS_ENCODERS, *PRESETS])
     check_stored(cfg.results_dir, [cfg.candidates], cfg.data, cfg.datasets, "rerank")
     specs = [
-        resolve_cross_encoder(
+        resolve_reranker(
             CrossEncoderConfig(**{**cfg.encoder.__dict__, "model": m, "progress": cfg.progress}),
             cfg.candidates,
             cfg.depth,
@@ -71,46 +85,49 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     units = _units(cfg.data, cfg.datasets)
     store = _store(cfg.results_dir, cfg.cache_dir, cfg.overwrite)
     sweep = Sweep(echo, len(units) * len(specs), cfg.progress)
-    scorers = {spec.system: CrossEncoderScorer(spec, cfg.cache_dir) for spec in specs}
+    rerankers: list[Reranker] = []
 
     def jobs() -> Iterator[PairJob]:
         for spec in specs:
+            reranker = build_reranker(spec, cfg.cache_dir)
+            rerankers.append(reranker)
             for unit in units:
-                yield _composed(
-                    spec, unit, store, lambda s, data, runs: _rerank_run(scorers[s.system], s, data, runs)
-                )
+                yield _composed(spec, [cfg.candidates], "rerank", unit, store, _reranked(reranker))
+            reranker.close()  # after its last dataset
 
-    return _each(jobs(), store, sweep)
-
-
-def candidate_pairs(run: Run, queries: dict[str, str], depth: int) -> list[tuple[str, str]]:
-    """(query id, document id) of each query's top `depth` documents, in trec_eval's rank order."""
-    return [(q, d) for q in queries if q in run for d, _ in ranked(run[q])[:depth]]
-
-
-def _rerank_run(
-    scorer: CrossEncoderScorer, spec: RerankSpec, data: BeirData, runs: list[Run]
-) -> tuple[Run, Report]:
-    (candidates,) = runs
-    ids = candidate_pairs(candidates, data.queries, spec.depth)
-    texts = [(data.queries[q], _doc_text(data, d, spec)) for q, d in ids]
-    scores, report = scorer.score(texts, desc=f"{spec.system}: score pairs")
-    run: Run = {}
-    for (q, d), s in zip(ids, scores.tolist(), strict=True):
-        run.setdefault(q, {})[d] = float(s)
-    return run, report
-
-
-def _doc_text(data: BeirData, doc_id: str, spec: RerankSpec) -> str:
     try:
-        return data.corpus.text(data.corpus.index_of(doc_id))
-    except KeyError:
-        from .pairs import InputMissing
+        return _each(jobs(), store, sweep)
+    finally:
+        for reranker in rerankers:
+            reranker.close()
 
-        raise InputMissing(
-            f"the run of {spec.candidates} has document {doc_id!r}, which is not in {data.name}'s corpus "
-            "(a run of other data?)"
-        ) from None
+
+def candidates_of(run: Run, data: BeirData, depth: int, first_stage: str) -> Candidates:
+    """Each query's top `depth` documents of `run`, in trec_eval's rank order; a document that is not
+    in the corpus means the run is of other data (`InputMissing`)."""
+    out = {q: [d for d, _ in ranked(run[q])[:depth]] for q in data.queries if q in run}
+    for docs in out.values():
+        for d in docs:
+            try:
+                data.corpus.index_of(d)
+            except KeyError:
+                raise InputMissing(
+                    f"the run of {first_stage} has document {d!r}, which is not in {data.name}'s corpus "
+                    "(a run of other data?)"
+                ) from None
+    return out
+
+
+def _reranked(reranker: Reranker):
+    """`combine` for `_composed`: the one input run's candidates, re-scored by `reranker`."""
+
+    def combine(spec: SystemSpec, data: BeirData, runs: list[Run]) -> tuple[Run, Report]:
+        (first,) = runs
+        candidates = candidates_of(first, data, spec.depth, spec.candidates)
+        searched = reranker.rerank(data.corpus, data.queries, candidates)
+        return searched.run, searched.report
+
+    return combine
 
 
 # ------------------------------------------------------------------------------------------ fuse
@@ -153,7 +170,7 @@ def fuse(cfg: FuseConfig, echo: Echo = print) -> RunResults:
         t0 = time.perf_counter()
         return fusion.fuse_spec(s, runs), Report({"fuse_s": time.perf_counter() - t0})
 
-    return _each((_composed(spec, unit, store, fused) for unit in units), store, sweep)
+    return _each((_composed(spec, spec.systems, "fuse", unit, store, fused) for unit in units), store, sweep)
 
 
 # ---------------------------------------------------------------------------------------- shared
@@ -179,11 +196,11 @@ def check_stored(
             )
 
 
-def _composed(spec: SystemSpec, unit: DatasetUnit, store: PairStore, combine) -> PairJob:
-    """A pair of a system made from stored runs: its identity names the runs it reads (their
-    systems: the candidates, or the fused systems) by content; `combine(spec, data, runs)` makes it."""
-    sources = [spec.candidates] if isinstance(spec, RerankSpec) else list(getattr(spec, "systems", ()))
-    role = "rerank" if isinstance(spec, RerankSpec) else "fuse"
+def _composed(
+    spec: SystemSpec, sources: Sequence[str], role: str, unit: DatasetUnit, store: PairStore, combine
+) -> PairJob:
+    """A pair of a system made from the stored runs of `sources` (the candidates, or the fused
+    systems): its identity names those runs by content; `combine(spec, data, runs)` makes it."""
 
     def with_inputs(fingerprint) -> SystemSpec:
         return spec.with_inputs(

@@ -47,8 +47,6 @@ from .pairs import (
     Sweep,
     describe_error,
     each_pair,
-    input_run,
-    read_input,
 )
 
 log = logging.getLogger(__name__)
@@ -82,19 +80,11 @@ class RunConfig:
 
     def check(self) -> None:
         """What can be wrong with the request itself, said before any work: unknown models or
-        datasets, `--name` with several models (but checkpoints), a `--candidates` system nothing will
-        have stored."""
+        datasets, `--name` with several models (but checkpoints)."""
         for request in self.models:
             check_request(request)
         if self.name is not None:
             self._check_name(self.name)
-        if (first := self.options.candidates) is not None:
-            earlier = {self.system_of(m) for m in self.models}
-            if first not in earlier and not (Path(self.results_dir) / first).is_dir():
-                raise Mistake(
-                    f"--candidates {first}: no stored results of {first} in {self.results_dir}, and it is "
-                    f"not one of this run's -m (list -m {first} before the model that re-ranks it)"
-                )
 
     def _check_name(self, name: str) -> None:
         """`--name` names one system, or the run of checkpoints, whose systems must stay apart."""
@@ -241,22 +231,13 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
 
 
 def _pair(spec: SystemSpec, unit: DatasetUnit, retriever: Built, store: PairStore) -> PairJob:
-    """The job of `spec` on `unit`: its identity from the spec and the unit's fingerprint (plus, for a
-    two-stage search, the first stage's stored run), its run from the retriever."""
-    candidates = getattr(spec, "candidates", None) if getattr(spec, "search", None) == "rerank" else None
-
-    def pair_spec(fingerprint) -> SystemSpec:
-        if candidates is None:
-            return spec
-        return spec.with_inputs((input_run(store.results_dir, candidates, unit, fingerprint, spec.system),))
+    """The job of `spec` on `unit`: its identity from the spec and the unit's fingerprint, its run
+    from the retriever."""
 
     def identity() -> Identity:
-        fingerprint = unit.fingerprint(store.store_dir)
-        return Identity.of(pair_spec(fingerprint), fingerprint)
+        return Identity.of(spec, unit.fingerprint(store.store_dir))
 
     def make(data: BeirData) -> Made:
-        made_spec = pair_spec(unit.fingerprint(files_sha256=data.checksums))
-        first_stage = read_input(store.results_dir, made_spec.inputs[0], unit) if candidates else None
         r = retriever()
         try:
             if (groups := getattr(data, "groups", None)) is not None:  # PeerQA: each query searches its paper
@@ -266,13 +247,12 @@ def _pair(spec: SystemSpec, unit: DatasetUnit, retriever: Built, store: PairStor
                 report = searched.report
             else:
                 report = r.index(data.corpus)
-                searched = r.search(data.queries, spec.top_k, candidates=first_stage)
+                searched = r.search(data.queries, spec.top_k)
                 report = report + searched.report
         except ModelError as e:
             retriever.broken(e)
             raise
-        ran = r.spec if not made_spec.inputs else r.spec.with_inputs(made_spec.inputs)
-        return Made(ran, searched.run, report)
+        return Made(r.spec, searched.run, report)
 
     return PairJob(spec.system, unit, identity=identity, make=make)
 

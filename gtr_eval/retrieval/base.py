@@ -4,6 +4,10 @@ Like BEIR's `BaseSearch`, it is deliberately narrow: `index`, `search`, `close`,
 retriever was built from (`spec.SystemSpec`: what makes its rankings, resolved before it was built).
 What a stage took and did (timings, shards encoded or reused, index size) comes back as a `Report`,
 never as attributes to look up.
+
+A `Reranker` is the second stage's interface, as narrow: it re-scores the candidates a first stage's
+stored run gives each query (a cross-encoder, or exact MaxSim of a late-interaction model), so a
+retriever never has to know about another system's run.
 """
 
 from __future__ import annotations
@@ -74,16 +78,33 @@ class Retriever(ABC):
     def index(self, corpus: Corpus) -> Report: ...
 
     @abstractmethod
-    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
-        """The top `top_k` documents of each query; `candidates` (a first stage's run) limits a
-        re-ranking retriever to those documents, and is refused by the others."""
+    def search(self, queries: dict[str, str], top_k: int) -> Searched:
+        """The top `top_k` documents of each query."""
 
     def close(self) -> None:  # noqa: B027 - optional hook: most retrievers hold nothing to release
         """Release files and models; the runner calls it after the retriever's last dataset."""
 
-    def _no_candidates(self, candidates: Run | None) -> None:
-        if candidates is not None:
-            raise ValueError(f"{self.name} searches the whole corpus: it does not re-rank candidates")
+
+Candidates = dict[str, list[str]]  # query id -> document ids, the first stage's best first
+
+
+class Reranker(ABC):
+    """Re-score each query's candidates: the top `spec.depth` documents of the stored run of
+    `spec.candidates` (picked, in the first stage's rank order, by the pipeline, which checks they
+    are in the corpus).  Documents below the depth are dropped, as in BEIR's `Rerank`."""
+
+    spec: SystemSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.system
+
+    @abstractmethod
+    def rerank(self, corpus: Corpus, queries: dict[str, str], candidates: Candidates) -> Searched:
+        """The candidates of each query in `queries`, with their new scores."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files and models (after the re-ranker's last dataset)."""
 
 
 def to_run(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..data.loader import Corpus
 from ..identity import record, setting
-from .base import TEXT_FORMAT, Report, Retriever, Run, Searched, to_run
+from .base import TEXT_FORMAT, Report, Retriever, Searched, to_run
 from .bm25_index import (
     INDEX_FILES,
     INDEX_FORMAT,
@@ -163,10 +163,9 @@ class BM25Retriever(Retriever):
         log.info("BM25 index saved to %s", folder)
         return folder, False, stats
 
-    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
+    def search(self, queries: dict[str, str], top_k: int) -> Searched:
         import bm25s
 
-        self._no_candidates(candidates)
         t0 = time.perf_counter()
         qids = list(queries)
         n_docs = int(self._model.scores["num_docs"])

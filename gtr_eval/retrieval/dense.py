@@ -24,7 +24,7 @@ import numpy as np
 from ..data.loader import Corpus
 from ..identity import ranking, setting
 from .backends import AUTO, ONNX_BACKENDS, EncoderSpec
-from .base import TEXT_FORMAT, Run, Searched, to_run
+from .base import TEXT_FORMAT, Searched, to_run
 from .cache import STORAGE_DTYPES, DenseFormat
 from .encoded import EncodedRetriever, EncodedSpec, model_fields, run_fields, shard_texts
 from .encoders import choose_backend, default_device, load_encoder
@@ -350,8 +350,7 @@ class DenseRetriever(EncodedRetriever):
 
         return EncoderPool(self.encoder_spec(), list(devices), self.spec.doc_prompt or "")
 
-    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
-        self._no_candidates(candidates)
+    def search(self, queries: dict[str, str], top_k: int) -> Searched:
         emb = self._corpus()
         t0 = time.perf_counter()
         q_emb = self.encode_queries(queries)

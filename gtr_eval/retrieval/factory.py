@@ -68,9 +68,7 @@ class RetrieverOptions:
     score: str | None = None  # dense: "dot" or "cos"; None: the preset's, else the model's own, else cos
     # Learned sparse and late-interaction models (see sparse.py, multivector.py).
     family: str = "auto"  # auto: from the preset or the model's files (models.detect_family)
-    candidates: str | None = None  # re-rank this system's stored run (late interaction: two-stage)
-    depth: int = 1000  # candidates per query taken from that run
-    maxsim_search: str = "auto"  # late interaction: auto, full or rerank
+    maxsim_search: str = "auto"  # late interaction: auto (full up to 200,000 documents) or full
 
 
 # A hub id: `org/name` (one slash; letters, digits, `-`, `_`, `.`), not starting with `.` or `-`.
@@ -202,11 +200,7 @@ def resolve(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> Syst
         if family == "sparse":
             spec = resolve_sparse(SparseConfig(**common))
         else:
-            spec = resolve_multivector(
-                MultiVectorConfig(
-                    **common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth
-                )
-            )
+            spec = resolve_multivector(MultiVectorConfig(**common, search=opts.maxsim_search))
     return replace(spec, top_k=top_k)
 
 

@@ -311,8 +311,7 @@ class LuceneRetriever(Retriever):
 
     # --- search --------------------------------------------------------------------------------
 
-    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
-        self._no_candidates(candidates)
+    def search(self, queries: dict[str, str], top_k: int) -> Searched:
         if self._index is None:
             raise RuntimeError("search before index")
         t0 = time.perf_counter()

@@ -7,19 +7,19 @@ upcasts to float32.
 
 Two modes, recorded in the spec as `search`:
 
-* `full`: exact MaxSim of every query against every document, one shard at a time.  The default
-  for corpora of at most `full_max_docs` documents (200,000: TREC-COVID and every smaller BEIR set).
-* `rerank`: the standard two-stage search: the top `depth` documents of another system's stored
-  run on the same dataset (`--candidates bm25 --depth 1000`) are re-scored by exact MaxSim.  The
-  spec names that run in `inputs` by its sha256 (per dataset).  A larger corpus without
-  `--candidates` is an error before any encoding starts (`--maxsim-search full` forces the full
-  search).
+* `full` (`gtr-eval run`): exact MaxSim of every query against every document, one shard at a time.
+  Allowed for corpora of at most `full_max_docs` documents (200,000: TREC-COVID and every smaller
+  BEIR set) unless forced (`--maxsim-search full`); a larger corpus is refused before any encoding.
+* `rerank` (`gtr-eval rerank --run SYSTEM -m MODEL`): the standard two-stage search, a `Reranker`
+  (`MaxSimReranker`): the top `depth` documents of another system's stored run on the same dataset
+  are re-scored by exact MaxSim.  The spec names that run in `inputs` by its sha256 (per dataset).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -27,7 +27,7 @@ import numpy as np
 from ..data.loader import Corpus
 from ..errors import ModelError, TooLarge
 from ..identity import ranking, setting
-from .base import Run, Searched
+from .base import Candidates, Report, Reranker, Run, Searched
 from .cache import RaggedTokens, ShardSelector, TokensFormat
 from .encoded import EncodedConfig, EncodedRetriever, EncodedSpec, model_fields, run_fields
 from .loaders import load_multivector_encoder
@@ -35,7 +35,7 @@ from .maxsim import maxsim_full, maxsim_rerank
 from .models import resolve_model
 from .weights import weights_fingerprint
 
-MODES = ("auto", "full", "rerank")
+MODES = ("auto", "full")
 FULL_MAX_DOCS = 200_000
 TOKEN_DTYPES = ("float16", "float32")
 
@@ -43,9 +43,7 @@ TOKEN_DTYPES = ("float16", "float32")
 @dataclass
 class MultiVectorConfig(EncodedConfig):
     token_dtype: str = "float16"  # how document token vectors are stored (scored in float32)
-    search: str = "auto"  # auto: rerank with candidates, else full up to full_max_docs documents
-    candidates: str | None = None  # the system whose stored run gives the candidates
-    depth: int = 1000
+    search: str = "auto"  # auto: full up to full_max_docs documents; full: any corpus
     full_max_docs: int = FULL_MAX_DOCS
 
 
@@ -60,23 +58,21 @@ class MultiVectorSpec(EncodedSpec):
     full_max_docs: int = setting(FULL_MAX_DOCS)
 
 
-def resolve_multivector(c: MultiVectorConfig) -> MultiVectorSpec:
+def resolve_multivector(
+    c: MultiVectorConfig, candidates: str | None = None, depth: int = 0
+) -> MultiVectorSpec:
+    """The spec of a full search, or with `candidates` of re-ranking that system's top `depth`
+    (a `MaxSimReranker`; its system name is the caller's, `c.name`)."""
     if c.search not in MODES:
         raise ValueError(f"search must be one of {MODES}, not {c.search!r}")
     if c.token_dtype not in TOKEN_DTYPES:
         raise ValueError(f"token_dtype must be one of {TOKEN_DTYPES}, not {c.token_dtype!r}")
-    if c.search == "rerank" and not c.candidates:
-        raise ValueError("--maxsim-search rerank needs --candidates SYSTEM (the first stage)")
-    if c.search == "full" and c.candidates:
-        raise ValueError("--maxsim-search full searches every document: drop --candidates")
-    if c.depth < 1:
-        raise ValueError(f"depth must be >= 1, not {c.depth}")
+    if candidates and depth < 1:
+        raise ValueError(f"depth must be >= 1, not {depth}")
     source = resolve_model(c.model, c.revision)
     preset = source.preset
     weights = weights_fingerprint(source.path)
     name = c.name or source.name
-    if c.candidates == name:
-        raise ValueError(f"{name} cannot re-rank its own run (--candidates {c.candidates})")
     return MultiVectorSpec(
         system=name,
         **model_fields(source, weights, c.model),
@@ -86,9 +82,9 @@ def resolve_multivector(c: MultiVectorConfig) -> MultiVectorSpec:
         max_length=c.max_length or (preset.max_length if preset else None),
         query_max_length=None,  # the checkpoint's fixed, [MASK]-expanded query length
         token_dtype=c.token_dtype,
-        search="rerank" if c.candidates else "full",
-        depth=c.depth if c.candidates else None,
-        candidates=c.candidates,
+        search="rerank" if candidates else "full",
+        depth=depth if candidates else None,
+        candidates=candidates,
         forced_full=c.search == "full",
         full_max_docs=c.full_max_docs,
         **run_fields(c, preset, 32),
@@ -146,31 +142,35 @@ class MultiVectorRetriever(EncodedRetriever):
         if s.search == "full" and not s.forced_full and len(corpus) > s.full_max_docs:
             raise TooLarge(
                 f"{self.name}: exact MaxSim over all {len(corpus):,} documents (more than "
-                f"{s.full_max_docs:,}) is too costly; re-rank a first stage instead with "
-                "--candidates SYSTEM --depth 1000 (e.g. -m bm25 listed before this model and "
-                "--candidates bm25), or force it with --maxsim-search full"
+                f"{s.full_max_docs:,}) is too costly; re-rank a first stage instead (gtr-eval rerank "
+                f"--run bm25 -m {s.model} --depth 1000), or force it with --maxsim-search full"
             )
         return super().index(corpus, select)
 
-    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
-        emb = self._corpus()
-        rerank = self.spec.search == "rerank"
-        if rerank and candidates is None:
-            raise RuntimeError(f"{self.name}: re-ranking needs the candidates of {self.spec.candidates!r}")
-        if not rerank:
-            self._no_candidates(candidates)
+    def search(self, queries: dict[str, str], top_k: int) -> Searched:
+        """Exact MaxSim of every query against every document."""
+        if self.spec.search != "full":
+            raise RuntimeError(f"{self.name} re-ranks {self.spec.candidates!r}: a MaxSimReranker runs it")
+
+        def full(q: RaggedTokens, mean: bool) -> Run:
+            scores, rows = maxsim_full(q, self._corpus().chunks(), top_k, normalize_by_length=mean)
+            return self._ranked(list(queries), scores, rows)
+
+        return self._scored(queries, full)
+
+    def rescore(self, queries: dict[str, str], candidates: Candidates) -> Searched:
+        """Exact MaxSim of each query with its candidates only (indexed corpus, cached vectors)."""
+        return self._scored(queries, lambda q, mean: self._rerank(q, list(queries), mean, candidates))
+
+    def _scored(self, queries: dict[str, str], score: Callable[[RaggedTokens, bool], Run]) -> Searched:
+        """`score(encoded queries, meanmaxsim?)`'s run, with the search's timings and index stats."""
+        self._corpus()
         if not queries:
             return Searched({}, self._report({}))
         t0 = time.perf_counter()
         q = self.encode_queries(queries)
         t1 = time.perf_counter()
-        mean = self.model.similarity_fn_name == "meanmaxsim"
-        qids = list(queries)
-        if rerank:
-            run = self._rerank(q, qids, top_k, mean, candidates or {})
-        else:
-            scores, rows = maxsim_full(q, emb.chunks(), top_k, normalize_by_length=mean)
-            run = self._ranked(qids, scores, rows)
+        run = score(q, self.model.similarity_fn_name == "meanmaxsim")
         stats = {
             "index": self._index_stats(float(q.lengths().mean())),
             "model_settings": self.model_settings(),
@@ -179,20 +179,17 @@ class MultiVectorRetriever(EncodedRetriever):
             run, self._report({"encode_queries_s": t1 - t0, "search_s": time.perf_counter() - t1}, stats)
         )
 
-    def _rerank(self, q: RaggedTokens, qids: list[str], top_k: int, mean: bool, candidates: Run) -> Run:
+    def _rerank(self, q: RaggedTokens, qids: list[str], mean: bool, candidates: Candidates) -> Run:
         emb = self._corpus()
         position = {d: i for i, d in enumerate(self._doc_ids)}
         row_of = np.empty(len(emb.order), dtype=np.int64)
         row_of[emb.order] = np.arange(len(emb.order))
-        picked = []
-        for qid in qids:
-            hits = sorted(candidates.get(qid, {}).items(), key=lambda x: (-x[1], x[0]))
-            idx = [position[d] for d, _ in hits[: self.spec.depth] if d in position]
-            picked.append(row_of[np.asarray(idx, dtype=np.int64)])
+        picked = [row_of[np.asarray([position[d] for d in candidates.get(qid, ())], dtype=np.int64)]
+                  for qid in qids]  # fmt: skip
         scored = maxsim_rerank(q, emb.chunks(), picked, normalize_by_length=mean)
         run: Run = {}
         for qid, by_row in zip(qids, scored, strict=True):
-            best = sorted(by_row.items(), key=lambda x: -x[1])[:top_k]
+            best = sorted(by_row.items(), key=lambda x: -x[1])
             run[qid] = {self._doc_ids[int(emb.order[r])]: s for r, s in best}
         return run
 
@@ -207,3 +204,20 @@ class MultiVectorRetriever(EncodedRetriever):
             "avg_tokens_per_query": round(query_tokens, 2),
             "token_dtype": self.spec.token_dtype,
         }
+
+
+class MaxSimReranker(Reranker):
+    """Two-stage late interaction: the corpus encoded (or its cached token vectors reused, the same
+    as a full search's), then each query's candidates re-scored by exact MaxSim."""
+
+    def __init__(self, spec: MultiVectorSpec, cache_dir=None):
+        self.spec = spec
+        self._retriever = MultiVectorRetriever(spec, cache_dir)
+
+    def rerank(self, corpus: Corpus, queries: dict[str, str], candidates: Candidates) -> Searched:
+        indexed: Report = self._retriever.index(corpus)
+        searched = self._retriever.rescore(queries, candidates)
+        return Searched(searched.run, indexed + searched.report)
+
+    def close(self) -> None:
+        self._retriever.close()

@@ -1,5 +1,10 @@
-"""Cross-encoder scoring of (query, document) pairs, for re-ranking a stored run (BEIR's protocol:
-re-score the first stage's top 100), with a resumable pair-score cache.
+"""Re-rankers (`base.Reranker`: re-score the top `depth` documents of a stored run, BEIR's protocol),
+and the cross-encoder's scoring of (query, document) pairs with its resumable pair-score cache.
+
+`rerank -m MODEL` takes a cross-encoder (`CrossEncoderReranker`) or a late-interaction model
+(exact MaxSim, `multivector.MaxSimReranker`); which one a model is comes from its files
+(`reranker_family`), and a bi-encoder is refused: it scores queries and documents apart, so it
+searches (`run`) rather than re-ranks.
 
 Scores are `CrossEncoder.predict` as the library computes it, with the model's own default
 activation (raw logits for the ms-marco cross-encoders, whose config names Identity; Sigmoid for a
@@ -22,20 +27,23 @@ import io
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..data.loader import Corpus
+from ..errors import Mistake
 from ..identity import cache_fields, ranking, setting
 from ..io import atomic_write_bytes, atomic_write_json
-from .base import TEXT_FORMAT, Report
+from .base import TEXT_FORMAT, Candidates, Report, Reranker, Run, Searched
 from .cache import cache_key, encode_sharded, read_complete
 from .encoded import model_fields, run_fields
 from .encoders import default_device
 from .loaders import DTYPES, load_cross_encoder
-from .models import resolve_model, system_name
-from .presets import CROSS_ENCODERS
+from .models import model_family, resolve_model, system_name
+from .multivector import MaxSimReranker, MultiVectorConfig, MultiVectorSpec, resolve_multivector
+from .presets import CROSS_ENCODERS, PRESETS
 from .spec import SystemSpec
 from .weights import weights_fingerprint
 
@@ -46,12 +54,13 @@ Pair = tuple[str, str]
 
 @dataclass
 class CrossEncoderConfig:
-    """What was asked for one cross-encoder (`rerank -m MODEL` and its options)."""
+    """What was asked for one re-ranker (`rerank -m MODEL` and its options); a late-interaction
+    model takes the same ones (its corpus shards are `run`'s, so a full search's cache is reused)."""
 
     model: str
     revision: str | None = None
     max_length: int | None = None  # None: the model's own (its tokenizer's limit)
-    batch_size: int = 64
+    batch_size: int | None = None  # None: 64 for a cross-encoder, the preset's or 32 for late interaction
     device: str | None = None
     dtype: str = "fp32"
     trust_remote_code: bool = False
@@ -108,8 +117,58 @@ def rerank_name(candidates: str, model_name: str) -> str:
     return f"{candidates}>>{model_name}"
 
 
-class CrossEncoderScorer:
-    """One cross-encoder: `score(pairs)` through the cache, `predict(pairs)` straight from the library."""
+def reranker_family(model: str, revision: str | None = None) -> str:
+    """`cross-encoder` or `multivector` (late interaction); a bi-encoder or a learned sparse model is
+    a `Mistake`, said in one line before anything loads."""
+    if model in CROSS_ENCODERS or model in CROSS_ENCODERS.values():
+        return "cross-encoder"
+    family = model_family(model, revision)
+    if family == "multivector":
+        return family
+    if family == "sparse":
+        raise Mistake(f"rerank: {model} is a learned sparse model; re-rank with a cross-encoder or a "
+                      f"late-interaction model, or search with gtr-eval run -m {model}")  # fmt: skip
+    if model in PRESETS or _bi_encoder_files(resolve_model(model, revision).path):
+        raise Mistake(f"rerank: {model} is a bi-encoder (queries and documents encoded apart); re-rank with "
+                      f"a cross-encoder or a late-interaction model, or search with gtr-eval run -m {model}")  # fmt: skip
+    return "cross-encoder"
+
+
+def _bi_encoder_files(path: Path) -> bool:
+    """A sentence-transformers save (modules.json) of anything but a CrossEncoder."""
+    try:
+        config = json.loads((path / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return (path / "modules.json").is_file() and model_type != "CrossEncoder"
+
+
+def resolve_reranker(
+    c: CrossEncoderConfig, candidates: str, depth: int, name: str | None = None
+) -> SystemSpec:
+    """The spec of `candidates>>MODEL`, for the re-ranker family `c.model` is (nothing loaded)."""
+    if reranker_family(c.model, c.revision) == "cross-encoder":
+        return resolve_cross_encoder(c, candidates, depth, name)
+    mv = MultiVectorConfig(model=c.model, revision=c.revision, max_length=c.max_length, batch_size=c.batch_size,
+                           device=c.device, dtype=c.dtype, trust_remote_code=c.trust_remote_code,
+                           name=name or rerank_name(candidates, system_name(c.model)), progress=c.progress)  # fmt: skip
+    spec = resolve_multivector(mv, candidates, depth)
+    return replace(spec, top_k=depth)  # below the depth: dropped, as for a cross-encoder
+
+
+def build_reranker(spec: SystemSpec, cache_dir: Path | None = None) -> Reranker:
+    """The re-ranker that runs `spec` (nothing is loaded until it re-ranks)."""
+    if isinstance(spec, RerankSpec):
+        return CrossEncoderReranker(spec, cache_dir)
+    if isinstance(spec, MultiVectorSpec) and spec.search == "rerank":
+        return MaxSimReranker(spec, cache_dir)
+    raise TypeError(f"no re-ranker runs a {type(spec).__name__}")
+
+
+class CrossEncoderReranker(Reranker):
+    """One cross-encoder: `rerank` scores each query's candidates as (query text, document text)
+    pairs; `score(pairs)` goes through the cache, `predict(pairs)` straight to the library."""
 
     def __init__(self, spec: RerankSpec, cache_dir: Path | None = None):
         self.spec = spec
@@ -166,6 +225,15 @@ class CrossEncoderScorer:
                 "max_seq_length": int(self._model.max_seq_length),
             }
         return scores, Report(timings, {"pair_stats": stats})
+
+    def rerank(self, corpus: Corpus, queries: dict[str, str], candidates: Candidates) -> Searched:
+        ids = [(q, d) for q in queries for d in candidates.get(q, ())]
+        texts = [(queries[q], corpus.text(corpus.index_of(d))) for q, d in ids]
+        scores, report = self.score(texts, desc=f"{self.name}: score pairs")
+        run: Run = {}
+        for (q, d), s in zip(ids, scores.tolist(), strict=True):
+            run.setdefault(q, {})[d] = float(s)
+        return Searched(run, report)
 
 
 # ------------------------------------------------------------------------------------- pair cache

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import ModelError
-from .base import Run, Searched
+from .base import Searched
 from .cache import CSRFormat
 from .encoded import EncodedConfig, EncodedRetriever, EncodedSpec, model_fields, run_fields
 from .loaders import load_sparse_encoder
@@ -100,8 +100,7 @@ class SparseRetriever(EncodedRetriever):
             m = (m.multiply(1.0 / np.maximum(norms, 1e-12)[:, None])).tocsr().astype(np.float32)
         return m
 
-    def search(self, queries: dict[str, str], top_k: int, candidates: Run | None = None) -> Searched:
-        self._no_candidates(candidates)
+    def search(self, queries: dict[str, str], top_k: int) -> Searched:
         emb = self._corpus()
         if not queries:
             return Searched({}, self._report({}))
