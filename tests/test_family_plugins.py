@@ -127,3 +127,26 @@ def test_a_family_registered_from_python_resolves_and_builds(tmp_path):
     assert "word-overlap" not in families.names()
     with pytest.raises(TypeError, match="no family runs"):
         factory.build(spec)
+
+
+def test_the_docs_show_the_toy_family_as_it_is_tested():
+    text = (ROOT / "docs" / "families.md").read_text(encoding="utf-8")
+    section = text[text.index("## Writing a family") :]
+    block = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 10)]
+    assert block == (TESTS / "toy_family.py").read_text(encoding="utf-8")
+    assert '[project.entry-points."gtr_eval.families"]' in section and families.GROUP == "gtr_eval.families"
+
+
+def test_the_plan_prices_the_spec_the_run_resolves(tiny_gtr):
+    from gtr_eval.pipeline.plan import model_cost
+    from gtr_eval.retrieval.weights import compute_params
+
+    for max_length in (None, 7):
+        opts = factory.RetrieverOptions(max_length=max_length, progress=False)
+        spec = factory.resolve(str(tiny_gtr), opts)
+        cost = model_cost(str(tiny_gtr), opts)
+        assert cost.system == spec.system and cost.cost.download_gb == 0.0
+        assert cost.cost.encoding.max_length == (spec.max_length or 512)
+        assert max_length is None or spec.max_length == max_length
+        assert cost.cost.encoding.compute_params == compute_params(tiny_gtr) > 0
+    assert model_cost("bm25").cost.encoding is None and model_cost("bm25").cost.seconds is not None

@@ -1,10 +1,6 @@
-"""A retriever family from outside gtr_eval, as a third party would write it (docs/families.md,
-"Writing a family"): it ranks documents by the number of distinct query words they contain.
-
-Its "model" is a folder holding `word-overlap.json` (`{"min_length": 3}`: words shorter than that
-are ignored), which it recognises and reads into its own spec; tests/test_family_plugins.py
-registers it through a temporary dist-info's `gtr_eval.families` entry point and runs it with
-`gtr-eval run`.  Nothing under gtr_eval/ names it.
+"""A retriever family in one file: it ranks documents by the number of distinct query words they
+contain.  Its "model" is a folder holding `word-overlap.json` (`{"min_length": 3}`: shorter words
+are ignored), which the family recognises and reads into its own spec.
 """
 
 from __future__ import annotations
