@@ -150,3 +150,11 @@ def test_the_plan_prices_the_spec_the_run_resolves(tiny_gtr):
         assert max_length is None or spec.max_length == max_length
         assert cost.cost.encoding.compute_params == compute_params(tiny_gtr) > 0
     assert model_cost("bm25").cost.encoding is None and model_cost("bm25").cost.seconds is not None
+
+
+def test_a_family_that_does_not_load_is_said_in_one_line(installed, tmp_path):
+    info = Path(installed["PYTHONPATH"].split(os.pathsep)[0]) / "toy_family-0.0.dist-info"
+    (info / "entry_points.txt").write_text(f"[{families.GROUP}]\nbroken = no_such_module:Family\n")
+    out = _gtr(installed, tmp_path, "run", "-m", "bm25", "-d", "demo", "--results-dir", "r", "--plan")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "broken = no_such_module:Family" in out.stderr and "does not load" in out.stderr

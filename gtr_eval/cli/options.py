@@ -152,9 +152,13 @@ class FamilyChoice(click.Choice):
 
     @property
     def choices(self) -> tuple[str, ...]:
+        from ..errors import Mistake
         from ..retrieval import families
 
-        return ("auto", *families.names())
+        try:
+            return ("auto", *families.names())
+        except Mistake as e:  # a family that does not load: one line, while the options are read
+            raise click.ClickException(str(e)) from e
 
     @choices.setter
     def choices(self, value) -> None:  # click's __init__ sets them; ours come from the list

@@ -354,7 +354,13 @@ def _entry_point_families() -> list[Family]:
     if _plugins is None:
         _plugins = []
         for point in entry_points(group=GROUP):
-            loaded = point.load()
+            try:
+                loaded = point.load()
+            except Exception as e:  # a broken plugin: said in one line, not left to claim nothing
+                raise Mistake(
+                    f"the family {point.name} = {point.value} (entry point {GROUP}) does not load: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
             family = loaded() if isinstance(loaded, type) or not isinstance(loaded, Family) else loaded
             _check(family, f"entry point {point.name} = {point.value}")
             _plugins.append(family)
