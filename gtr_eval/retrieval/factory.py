@@ -66,9 +66,10 @@ _GLOB = re.compile(r"[*?[]")
 
 
 def check_request(request: Request, known: Iterable[str] | None = None) -> None:
-    """`-m` must name bm25, bm25-flat / bm25-multifield (Lucene: their extra installed), a preset, an
-    existing folder or something shaped like a hub id (`org/name`): a typo, or a Lucene system without
-    its extra, is a `Mistake` said in one line before anything is downloaded or loaded."""
+    """`-m` must name a system a family answers to (bm25, bm25-flat / bm25-multifield, which the
+    family checks: Lucene's extra installed), a preset, an existing folder or something shaped like a
+    hub id (`org/name`): a typo, or a Lucene system without its extra, is a `Mistake` said in one line
+    before anything is downloaded or loaded."""
     if isinstance(request, ModelPair):
         check_request(request.query, known)
         check_request(request.doc, known)
