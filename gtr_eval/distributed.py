@@ -24,10 +24,10 @@ from pathlib import Path
 
 from .data.units import DatasetUnit
 from .pipeline.runner import RunConfig
+from .retrieval import families
 from .retrieval.cache import shard_selector
 from .retrieval.encoded import EncodedRetriever
 from .retrieval.factory import RetrieverOptions, make_retriever
-from .retrieval.lucene import is_lucene
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,9 @@ def merge(model: str, unit: DatasetUnit, opts: RetrieverOptions, echo: Callable[
 
 
 def dense_models(models: list[str]) -> list[str]:
-    """The models that encode a corpus (BM25, bm25s' or Lucene's, has no embeddings)."""
-    return [m for m in models if not (isinstance(m, str) and (m.lower() == "bm25" or is_lucene(m)))]
+    """The models that encode a corpus (a system a family answers to by name, like BM25, has no
+    embeddings)."""
+    return [m for m in models if families.by_request_name(m) is None]
 
 
 def ray_encode_for_run(cfg: RunConfig, address: str | None = None, echo=print, **kw) -> None:

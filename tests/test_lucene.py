@@ -272,9 +272,10 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
 @needs_lucene
 def test_plan_has_a_time_for_the_lucene_systems(tmp_path):
     from gtr_eval import api
-    from gtr_eval.pipeline.plan import lucene_seconds, model_cost
+    from gtr_eval.pipeline.plan import model_cost
+    from gtr_eval.retrieval.lucene import lucene_seconds
 
-    assert not model_cost("bm25-flat").dense and model_cost("bm25-multifield").system == "bm25-multifield"
+    assert not model_cost("bm25-flat").encodes and model_cost("bm25-multifield").system == "bm25-multifield"
     assert 4 < lucene_seconds(5_183, 213.63, 300) < 30  # SciFact: a few seconds, mostly the JVM's start
     text = api.plan(["bm25-flat", "bm25-multifield"], ["demo"], results_dir=tmp_path / "r")
     row = next(line for line in text.splitlines() if line.startswith("| demo"))

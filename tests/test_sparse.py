@@ -33,10 +33,11 @@ from tiny_models import (
 
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.paths import BUNDLED
+from gtr_eval.retrieval import families
 from gtr_eval.retrieval.cache import CSRFormat, encode_sharded
 from gtr_eval.retrieval.factory import RetrieverOptions, make_retriever
 from gtr_eval.retrieval.loaders import load_sparse_encoder
-from gtr_eval.retrieval.models import detect_family, model_family
+from gtr_eval.retrieval.models import detect_family
 from gtr_eval.retrieval.presets import PRESETS
 from gtr_eval.retrieval.sparse import SparseConfig, SparseRetriever
 from gtr_eval.retrieval.sparse_search import sparse_search
@@ -148,9 +149,14 @@ def test_family_detection_from_the_checkpoint_layouts(tmp_path, tiny_gtr):
     assert detect_family(tiny_gtr) == "dense"
     assert detect_family(build_tiny_router(tmp_path / "router")) == "dense"
     assert detect_family(build_tiny_dense_pair(tmp_path / "dpr")[0]) == "dense"
-    assert model_family("splade-pp-ed") == "sparse" and model_family("colbertv2") == "multivector"
-    assert model_family("naver/splade-cocondenser-ensembledistil") == "sparse"
-    assert model_family("gtr-t5-base") == "dense"
+    # The list of families asks each in turn: the same answers, and a preset's family from the preset.
+    assert families.of_request(str(plain_mlm)).name == "dense"
+    assert families.of_request(str(tmp_path / "splade-hf")).name == "sparse"
+    assert families.of_request(str(tmp_path / "c-stanford")).name == "multivector"
+    assert families.of_request("splade-pp-ed").name == "sparse"
+    assert families.of_request("colbertv2").name == "multivector"
+    assert families.of_request("naver/splade-cocondenser-ensembledistil").name == "sparse"
+    assert families.of_request("gtr-t5-base").name == "dense"
     with pytest.raises(ValueError, match="family"):
         make_retriever(str(tiny_gtr), RetrieverOptions(family="colbert"))
     forced = make_retriever(str(plain_mlm), RetrieverOptions(family="sparse", progress=False))

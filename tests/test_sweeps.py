@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from gtr_eval.data.registry import DATASET_ORDER, GROUPS, DatasetInfo
 from gtr_eval.data.units import expand_datasets
 from gtr_eval.paths import BUNDLED
 from gtr_eval.pipeline import plan as planning
+from gtr_eval.retrieval import families
 from gtr_eval.retrieval.base import Report, Retriever, Searched
+from gtr_eval.retrieval.families import FamilyBase
 from gtr_eval.retrieval.spec import SystemSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,33 +302,40 @@ class _Exploding(Retriever):
         return Searched({q: {} for q in queries})
 
 
-def _exploding(monkeypatch, real_resolve=None, fail: str | None = None, resolved: list | None = None):
-    """`-m exploding` resolves to a spec of its own and builds an `_Exploding`; `-m FAIL` cannot be found."""
+@dataclass(frozen=True, kw_only=True)
+class _ExplodingSpec(SystemSpec):
+    retriever: str = "test"
+
+
+class _ExplodingFamily(FamilyBase):
+    """`-m exploding` (or `x`): a family of its own, whose retriever is an `_Exploding`."""
+
+    name, spec_type, names = "exploding", _ExplodingSpec, ("x", "exploding")
+
+    def resolve(self, request, opts, top_k):
+        return _ExplodingSpec(system="exploding", top_k=top_k)
+
+    def build(self, spec, cache_dir):
+        return _Exploding(spec)
+
+
+def _exploding(monkeypatch, fail: str | None = None, resolved: list | None = None):
+    """The `exploding` family registered for this test only; `-m FAIL` cannot be found; `resolved`
+    collects every request resolved."""
     from gtr_eval.errors import ModelError
     from gtr_eval.pipeline import runner
 
-    real_build = runner.build
+    monkeypatch.setattr(families, "_registered", [_ExplodingFamily()])  # restored after the test
+    real_resolve = runner.resolve
 
     def resolve(request, opts, top_k=1000):
         if resolved is not None:
             resolved.append(request)
         if request == fail:
             raise ModelError(f"cannot get model {fail!r} from the Hugging Face hub (offline)")
-        if request in ("x", "exploding"):
-            return SystemSpec(system="exploding", retriever="test", top_k=top_k)
         return real_resolve(request, opts, top_k)
 
-    def build(spec, cache_dir=None):
-        return _Exploding(spec) if spec.retriever == "test" else real_build(spec, cache_dir)
-
-    real_check = runner.check_request  # a test system is not a known model: let it past the name check
     monkeypatch.setattr(runner, "resolve", resolve)
-    monkeypatch.setattr(runner, "build", build)
-    monkeypatch.setattr(
-        runner,
-        "check_request",
-        lambda r, known=None: None if r in ("x", "exploding") else real_check(r, known),
-    )
 
 
 def test_out_of_memory_fails_the_pair_not_the_sweep(tmp_path, monkeypatch):
@@ -409,7 +419,7 @@ def test_a_model_that_cannot_load_fails_its_pairs_once_and_bad_data_is_read_once
         loads.append(unit.name)
         return real_load(unit, echo, store_dir)
 
-    _exploding(monkeypatch, runner.resolve, fail="org/missing-model", resolved=resolved)
+    _exploding(monkeypatch, fail="org/missing-model", resolved=resolved)
     monkeypatch.setattr(pairs, "load_unit", load)
     bad = shutil.copytree(DEMO, tmp_path / "bad")
     (bad / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
@@ -442,7 +452,7 @@ def test_a_model_that_resolves_but_will_not_load_fails_each_dataset_once_without
     from gtr_eval.errors import ModelError
     from gtr_eval.pipeline import runner
 
-    _exploding(monkeypatch, runner.resolve)
+    _exploding(monkeypatch)
     loads = []
 
     def index(self, corpus):

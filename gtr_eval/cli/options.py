@@ -142,6 +142,29 @@ trust_remote_code_option = click.option(
     "--trust-remote-code", is_flag=True, help="Allow a model folder to run its own Python code."
 )
 
+
+class FamilyChoice(click.Choice):
+    """`--family`: auto or a family's name, read from the list of families (third-party ones
+    included) when first needed, so starting the CLI loads no model code."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from ..errors import Mistake
+        from ..retrieval import families
+
+        try:
+            return ("auto", *families.names())
+        except Mistake as e:  # a family that does not load: one line, while the options are read
+            raise click.ClickException(str(e)) from e
+
+    @choices.setter
+    def choices(self, value) -> None:  # click's __init__ sets them; ours come from the list
+        pass
+
+
 # Options that decide how a dense model encodes: `run` and `encode` share them (they are part of the
 # cache key, so an `encode` job and the later `run` must agree).
 ENCODER_OPTIONS = (
@@ -193,7 +216,7 @@ ENCODER_OPTIONS = (
     ),
     click.option(
         "--family",
-        type=click.Choice(["auto", "dense", "sparse", "multivector"]),
+        type=FamilyChoice(),
         default="auto",
         show_default=True,
         help="Model family; auto: from the preset or the model's files (docs/families.md).",

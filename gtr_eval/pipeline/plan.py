@@ -1,8 +1,10 @@
 """`run --plan`: what a sweep will download, what is already done, and roughly how long the rest takes.
 
 Nothing is loaded. Sizes come from the registry (documents, queries, average lengths in words, zip
-sizes), model sizes from the presets or a local folder's safetensors headers, and times from a
-compute model: encoding costs 2 × (parameters outside the embeddings) FLOPs per token, exact search
+sizes); each system is resolved as `run` resolves it and priced by its family (`families.Family.cost`:
+model sizes from the presets or the model folder's safetensors headers), so the plan costs the
+settings the run will use; a model not on this machine yet is priced by its preset's published sizes.
+Times come from a compute model: encoding costs 2 × (parameters outside the embeddings) FLOPs per token, exact search
 2 × dimension FLOPs per (query, document), and each device does an effective number of FLOP/s:
 
 - CPU: measured on this project's CI machine type (2-core AMD EPYC, torch 2.13.0, fp32) by the
@@ -30,11 +32,15 @@ from tabulate import tabulate
 
 from ..data import registry
 from ..data.units import Selection, unit_names
+from ..errors import isolated
 from ..results import is_done
+from ..retrieval import families, presets
 from ..retrieval import models as model_registry
-from ..retrieval import presets, weights
 from ..retrieval.backends import ONNX_MAX_BYTES
-from ..retrieval.lucene import is_lucene
+from ..retrieval.bm25 import BM25_WORDS_PER_S
+from ..retrieval.factory import ModelPair, Request, RetrieverOptions, resolve, system_of
+from ..retrieval.families import Cost, Encoding
+from ..retrieval.lucene import LUCENE_WORDS_PER_S
 from .runner import RunConfig
 
 # all-MiniLM-L6-v2's WordPiece tokens per whitespace word on SciFact (1.571) and NFCorpus (1.529).
@@ -47,23 +53,6 @@ CPU_FLOPS = 5_183 * min(213.63 * TOKENS_PER_WORD, 256) * 2 * MINILM.compute_para
 CPU_BACKEND_SPEEDUP = {"torch": 1.0, "onnx": 280.27 / 126.00, "onnx-int8": 2.61, "openvino": 1.0}
 # benchmarks/results/search.json: 10,000 queries x 1,000,000 x 384 float32, top-1000, 46.41 s.
 CPU_SEARCH_FLOPS = 2 * 10_000 * 1_000_000 * 384 / 46.41
-# results/bm25/{scifact,nfcorpus}.json: index_s 0.7105 and 0.6594 for 5,183 x 213.63 and
-# 3,633 x 232.26 words; search_s 0.0850 and 0.0740 for 300 x 5,183 and 323 x 3,633 (query, doc) pairs.
-BM25_WORDS_PER_S = (5_183 * 213.63 + 3_633 * 232.26) / (0.7105 + 0.6594)
-BM25_S_PER_QUERY_DOC = (0.0850 + 0.0740) / (300 * 5_183 + 323 * 3_633)
-# bm25-flat and bm25-multifield (Anserini 1.7.1 in a JVM), measured on this project's CI machine type
-# (2 cores, an AMD EPYC, shared with other jobs).  On SciFact and NFCorpus a build (collection written
-# at about 80,000 documents/s, then IndexCollection) takes 2.9-4.1 s, nearly all of it the JVM's
-# start and set-up; on synthetic corpora of 200,000 and 1,000,000 documents (SciFact and NFCorpus
-# texts shuffled, 221.3 words each) IndexCollection indexed 1,000,000 in 74 s on one thread, and
-# SearchCollection (2 threads, 1,000 hits) answered SciFact's 300 queries in 8.52 s and 13.46 s:
-# a cost per query plus one per (query, document), the JVM's start (about 1 s) aside.
-LUCENE_INDEX_FIXED_S = 2.5
-LUCENE_SEARCH_FIXED_S = 1.0
-LUCENE_WRITE_DOCS_PER_S = 80_000
-LUCENE_WORDS_PER_S = 1_000_000 * 221.3 / 74
-LUCENE_S_PER_QUERY_DOC = (13.46 - 8.52) / (300 * 800_000)
-LUCENE_S_PER_QUERY = (8.52 - LUCENE_SEARCH_FIXED_S - 300 * 200_000 * LUCENE_S_PER_QUERY_DOC) / 300
 # Assumed (see the module docstring).
 GPU_FLOPS = {"fp16": 312e12 / 3, "bf16": 312e12 / 3, "fp32": 19.5e12 * 2 / 3}
 UNKNOWN_DOC_WORDS = 100.0  # a folder outside the registry: estimated from its size below
@@ -72,15 +61,17 @@ BYTES_PER_WORD = 6.5  # corpus.jsonl bytes per word of text, JSON included (SciF
 
 @dataclass(frozen=True)
 class ModelCost:
-    """What the plan needs to know about one `-m` argument, found without loading it."""
+    """What the plan knows about one `-m` argument, found without loading it: the system it is stored
+    under and what its family says running it costs."""
 
     spec: str
     system: str
-    dense: bool
-    compute_params: int | None = None
-    max_length: int = 512
-    dim: int = 768
-    download_gb: float | None = 0.0  # weights still to fetch; None: unknown
+    cost: Cost
+
+    @property
+    def encodes(self) -> bool:
+        """True when it runs a model (priced on the run's device)."""
+        return self.cost.encoding is not None
 
 
 @dataclass(frozen=True)
@@ -119,72 +110,55 @@ class Plan:
         return sum(n for d in self.datasets for n in d.done.values())
 
 
-def model_cost(spec, max_length: int | None = None) -> ModelCost:
-    """bm25, a preset, a local folder, or a hub id (known only if it is in the local hub cache); or
-    an asymmetric pair (`--query-model/--doc-model`), costed by its document model, which encodes the
-    corpus."""
-    if not isinstance(spec, str):
-        doc = model_cost(spec.doc, max_length)
-        system = f"{model_registry.system_name(spec.query)}~{doc.system}"
-        return replace(doc, spec=str(spec), system=system)
-    if spec == "bm25" or is_lucene(spec):
-        return ModelCost(spec, spec.lower(), dense=False)
-    system = model_registry.system_name(spec)
-    known = presets.preset_of(spec)  # a preset's name or its hub id
-    preset = known[1] if known else None
-    local = Path(spec).expanduser()
-    if preset is not None:
-        cached = spec == "all-MiniLM-L6-v2" and model_registry.packaged_minilm() is not None
-        cached = cached or _hub_cached(preset.hub_id) is not None
-        return ModelCost(
-            spec,
-            system,
-            True,
-            preset.compute_params,
-            max_length or preset.max_length or 512,
-            preset.dim,
-            0.0 if cached else preset.weights_gb,
-        )
-    folder = local if local.is_dir() else _hub_cached(spec)
-    if folder is None:
-        return ModelCost(spec, system, True, None, max_length or 512, 768, None)
-    return ModelCost(
-        spec,
-        system,
-        True,
-        weights.compute_params(folder),
-        max_length or _folder_max_length(folder),
-        _folder_dim(folder),
-        0.0,
-    )
+def model_cost(request: Request, opts: RetrieverOptions | None = None, top_k: int = 1000) -> ModelCost:
+    """The cost of `request` as its family prices the spec `run` resolves with `opts`; a model not on
+    this machine (a hub id or preset not in the local hub cache: resolving it would download it) by
+    its preset's published sizes, else unknown; a model that cannot be resolved, unknown."""
+    opts = opts or RetrieverOptions(progress=False)
+    if not _on_this_machine(request):
+        return ModelCost(str(request), system_of(request), _published(request, opts))
+    try:
+        spec = resolve(request, opts, top_k)
+    except Exception as e:
+        if not isolated(e):
+            raise
+        return ModelCost(str(request), system_of(request), Cost(download_gb=None))
+    return ModelCost(str(request), spec.system, families.of_spec(spec).cost(spec))
+
+
+def _on_this_machine(request: Request) -> bool:
+    """Whether resolving `request` needs nothing from the network."""
+    if isinstance(request, ModelPair):
+        return _on_this_machine(request.query) and _on_this_machine(request.doc)
+    if families.by_request_name(request) is not None or Path(request).expanduser().is_dir():
+        return True
+    known = presets.preset_of(request)
+    if known is not None and known[1].hub_id == presets.PRESETS["all-MiniLM-L6-v2"].hub_id:
+        if model_registry.packaged_minilm() is not None:
+            return True
+    hub_ids = [known[1].hub_id, known[1].query_hub_id] if known else [request]
+    return all(_hub_cached(h) is not None for h in hub_ids if h)
+
+
+def _published(request: Request, opts: RetrieverOptions) -> Cost:
+    """A model not downloaded yet: its preset's sizes and download; unknown for any other."""
+    known = presets.preset_of(request.doc if isinstance(request, ModelPair) else request)
+    if known is None:
+        return Cost(Encoding(None, opts.max_length or 512, 768), download_gb=None)
+    p = known[1]
+    return Cost(Encoding(p.compute_params, opts.max_length or p.max_length or 512, p.dim), None, p.weights_gb)
 
 
 def _hub_cached(repo_id: str) -> Path | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        hit = try_to_load_from_cache(repo_id, "modules.json")
+        for marker in model_registry.MODEL_MARKERS:
+            if isinstance(hit := try_to_load_from_cache(repo_id, marker), str):
+                return Path(hit).parent
     except Exception:  # an invalid repo id: not cached
         return None
-    return Path(hit).parent if isinstance(hit, str) else None
-
-
-def _folder_max_length(folder: Path) -> int:
-    import json
-
-    try:
-        return int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 512
-
-
-def _folder_dim(folder: Path) -> int:
-    import json
-
-    try:
-        return int(json.loads((folder / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 768
+    return None
 
 
 def resolve_device(
@@ -206,32 +180,23 @@ def encode_seconds(
     cost: ModelCost, device: Device, docs: float, doc_words: float, queries: float, query_words: float
 ) -> float | None:
     """Corpus and queries through the encoder, then exact search."""
-    if cost.compute_params is None:
+    enc = cost.cost.encoding
+    if enc is None or enc.compute_params is None:
         return None
-    tokens = docs * _tokens(doc_words, cost.max_length) + queries * _tokens(query_words, cost.max_length)
-    flops = 2 * cost.compute_params * tokens
+    tokens = docs * _tokens(doc_words, enc.max_length) + queries * _tokens(query_words, enc.max_length)
+    flops = 2 * enc.compute_params * tokens
     if device.kind == "gpu":
         encode = flops / (GPU_FLOPS.get(device.dtype, GPU_FLOPS["fp32"]) * device.count)
-        search = 2 * queries * docs * cost.dim / GPU_FLOPS["fp32"]
+        search = 2 * queries * docs * enc.dim / GPU_FLOPS["fp32"]
     else:
         backend = device.backend
         # `auto`: ONNX for fp32 weights under 2 GiB (on an Intel CPU `auto` runs torch in small
         # batches instead, measured slightly faster than ONNX there: the ONNX rate is the estimate)
         if backend == "auto":
-            backend = "onnx" if cost.compute_params * 4 < ONNX_MAX_BYTES else "torch"
+            backend = "onnx" if enc.compute_params * 4 < ONNX_MAX_BYTES else "torch"
         encode = flops / (CPU_FLOPS * CPU_BACKEND_SPEEDUP.get(backend, 1.0))
-        search = 2 * queries * docs * cost.dim / CPU_SEARCH_FLOPS
+        search = 2 * queries * docs * enc.dim / CPU_SEARCH_FLOPS
     return encode + search
-
-
-def bm25_seconds(docs: float, doc_words: float, queries: float) -> float:
-    return docs * doc_words / BM25_WORDS_PER_S + queries * docs * BM25_S_PER_QUERY_DOC
-
-
-def lucene_seconds(docs: float, doc_words: float, queries: float) -> float:
-    """Anserini: one JVM to index (after the collection is written), one to search."""
-    index = LUCENE_INDEX_FIXED_S + docs / LUCENE_WRITE_DOCS_PER_S + docs * doc_words / LUCENE_WORDS_PER_S
-    return index + LUCENE_SEARCH_FIXED_S + queries * (LUCENE_S_PER_QUERY + docs * LUCENE_S_PER_QUERY_DOC)
 
 
 def _tokens(words: float, max_length: int) -> float:
@@ -255,10 +220,12 @@ def plan_run(cfg: RunConfig) -> Plan:
     models."""
     cfg.check()  # an unknown model or dataset is said now, as `run` would say it
     o = cfg.options
-    # Named as `run` stores them (`--name`, checkpoints `RUN@step-N`), so done pairs are found.
-    costs = [replace(model_cost(m, o.max_length), system=cfg.system_of(m)) for m in cfg.models]
-    dense = any(c.dense for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
-    where = resolve_device(o.device, o.devices, o.dtype, o.backend) if dense else Device("cpu", "cpu")
+    # Named as `run` stores them (the spec's own name, `--name`'s, checkpoints `RUN@step-N`).
+    costs = [model_cost(m, o, cfg.top_k) for m in cfg.models]
+    if cfg.name is not None:
+        costs = [replace(c, system=cfg.system_of(m)) for c, m in zip(costs, cfg.models, strict=True)]
+    encodes = any(c.encodes for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
+    where = resolve_device(o.device, o.devices, o.dtype, o.backend) if encodes else Device("cpu", "cpu")
     return make_plan(cfg.data.expand(cfg.datasets), costs, where, cfg.data.data_dir, cfg.results_dir)
 
 
@@ -276,9 +243,9 @@ def _dataset_plan(
             row.seconds[m.system] = 0.0
         elif docs is None or queries is None:
             row.seconds[m.system] = None
-        elif not m.dense:
-            lexical = lucene_seconds if is_lucene(m.spec) else bm25_seconds
-            row.seconds[m.system] = left * lexical(docs, doc_words, queries)
+        elif not m.encodes:
+            work = m.cost.seconds
+            row.seconds[m.system] = None if work is None else left * work(docs, doc_words, queries)
         else:
             # CQADupStack: each subforum searches only its own documents (about 1/12 of the total).
             per_unit = encode_seconds(
@@ -354,7 +321,7 @@ def render_plan(plan: Plan) -> str:
             total,
         ]
     download = sum(d.download_gb or 0.0 for d in plan.datasets)
-    weights = [(m.system, m.download_gb) for m in plan.models if m.dense and m.download_gb != 0.0]
+    weights = [(m.system, m.cost.download_gb) for m in plan.models if m.cost.download_gb != 0.0]
     download_all = download + sum(gb or 0.0 for _, gb in weights)
     docs_total = sum(d.num_docs or 0 for d in plan.datasets)
     queries_total = sum(d.num_queries or 0 for d in plan.datasets)

@@ -1,8 +1,8 @@
 """`run`: every (system, dataset) pair once; serve what is done, compute the rest, resume what was cut short.
 
-Each `-m` is resolved once into its spec (`retrieval.factory.resolve`: the model found and
-fingerprinted, nothing loaded); each dataset unit has its fingerprint.  Together they are the
-identity a stored result must have to be served (`pairs.each_pair`), so a done pair is decided
+Each `-m` is resolved once into its spec by the family that runs it (`retrieval.factory.resolve`:
+the model found and fingerprinted, nothing loaded); each dataset unit has its fingerprint.  Together
+they are the identity a stored result must have to be served (`pairs.each_pair`), so a done pair is decided
 without building a retriever.  Systems run one after the other, each over every dataset: its
 retriever is built when its first pair needs computing and released after its last dataset, so a
 sweep of many models holds one at a time.
@@ -26,6 +26,7 @@ from ..data.units import DataOptions, DatasetUnit, unit_names
 from ..errors import Mistake, ModelError, isolated
 from ..identity import Identity
 from ..results import validate_name
+from ..retrieval import families
 from ..retrieval.base import Retriever
 from ..retrieval.factory import (
     ModelPair,
@@ -162,10 +163,8 @@ class Built:
                 if isolated(e):
                     self._error = e
                 raise
-            if (backend := getattr(self.spec, "backend", None)) is not None:  # dense: which backend, why
-                reason = getattr(self.spec, "backend_reason", "")
-                auto = getattr(self.spec, "backend_requested", "") == "auto" and reason
-                self.say(f"[backend] {self.spec.system}: {backend}" + (f" (auto: {reason})" if auto else ""))
+            if (note := families.of_spec(self.spec).note(self.spec)) is not None:  # dense: its backend
+                self.say(note)
         return self._retriever
 
     def broken(self, e: BaseException) -> None:

@@ -192,3 +192,15 @@ def _complete(folder: Path, key: dict) -> bool:
     except (OSError, ValueError):
         return False
     return meta.get("key") == key and all((folder / name).is_file() for name in INDEX_FILES)
+
+
+# ------------------------------------------------------------- what a run costs (for `run --plan`)
+# results/bm25/{scifact,nfcorpus}.json: index_s 0.7105 and 0.6594 for 5,183 x 213.63 and
+# 3,633 x 232.26 words; search_s 0.0850 and 0.0740 for 300 x 5,183 and 323 x 3,633 (query, doc) pairs.
+BM25_WORDS_PER_S = (5_183 * 213.63 + 3_633 * 232.26) / (0.7105 + 0.6594)
+BM25_S_PER_QUERY_DOC = (0.0850 + 0.0740) / (300 * 5_183 + 323 * 3_633)
+
+
+def bm25_seconds(docs: float, doc_words: float, queries: float) -> float:
+    """bm25s on the CPU: indexing by words, search by (query, document) pairs."""
+    return docs * doc_words / BM25_WORDS_PER_S + queries * docs * BM25_S_PER_QUERY_DOC

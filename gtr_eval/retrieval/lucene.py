@@ -503,3 +503,25 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+# ------------------------------------------------------------- what a run costs (for `run --plan`)
+# bm25-flat and bm25-multifield (Anserini 1.7.1 in a JVM), measured on this project's CI machine type
+# (2 cores, an AMD EPYC, shared with other jobs).  On SciFact and NFCorpus a build (collection written
+# at about 80,000 documents/s, then IndexCollection) takes 2.9-4.1 s, nearly all of it the JVM's
+# start and set-up; on synthetic corpora of 200,000 and 1,000,000 documents (SciFact and NFCorpus
+# texts shuffled, 221.3 words each) IndexCollection indexed 1,000,000 in 74 s on one thread, and
+# SearchCollection (2 threads, 1,000 hits) answered SciFact's 300 queries in 8.52 s and 13.46 s:
+# a cost per query plus one per (query, document), the JVM's start (about 1 s) aside.
+LUCENE_INDEX_FIXED_S = 2.5
+LUCENE_SEARCH_FIXED_S = 1.0
+LUCENE_WRITE_DOCS_PER_S = 80_000
+LUCENE_WORDS_PER_S = 1_000_000 * 221.3 / 74
+LUCENE_S_PER_QUERY_DOC = (13.46 - 8.52) / (300 * 800_000)
+LUCENE_S_PER_QUERY = (8.52 - LUCENE_SEARCH_FIXED_S - 300 * 200_000 * LUCENE_S_PER_QUERY_DOC) / 300
+
+
+def lucene_seconds(docs: float, doc_words: float, queries: float) -> float:
+    """Anserini: one JVM to index (after the collection is written), one to search."""
+    index = LUCENE_INDEX_FIXED_S + docs / LUCENE_WRITE_DOCS_PER_S + docs * doc_words / LUCENE_WORDS_PER_S
+    return index + LUCENE_SEARCH_FIXED_S + queries * (LUCENE_S_PER_QUERY + docs * LUCENE_S_PER_QUERY_DOC)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..checkpoints import checkpoint_system, run_folder, step_of_folder
 from ..errors import ModelError
-from .presets import KNOWN_FAMILIES, PRESETS, Preset, preset_by_model_name
+from .presets import PRESETS, Preset, preset_by_model_name
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +136,10 @@ def _snapshot_revision(path: Path) -> str | None:
 
 
 # ------------------------------------------------------------- learned sparse and late interaction
-# Model families other than dense: `model_family` picks the retriever, one loader per family.
+# What a folder's files say about the family that runs it (`families` asks, family by family).
 
-FAMILIES = ("dense", "sparse", "multivector")
 _SPARSE_MODULES = ("SpladePooling", "MLMTransformer", "SparseStaticEmbedding", "SparseAutoEncoder")
 _MULTIVECTOR_MODULES = ("MultiVectorMask",)
-
-
-def model_family(spec: str, revision: str | None = None) -> str:
-    """`dense`, `sparse` or `multivector` for a preset, hub id or folder (see `detect_family`)."""
-    preset = PRESETS.get(spec)
-    hub_id = preset.hub_id if preset else spec
-    if hub_id in KNOWN_FAMILIES:
-        return KNOWN_FAMILIES[hub_id]
-    if preset is not None:
-        return "dense"
-    local = Path(spec).expanduser()
-    path = local if local.is_dir() else resolve_model(spec, revision).path
-    return detect_family(path, spec)
 
 
 def _json(path: Path) -> dict:

@@ -30,6 +30,7 @@ class Preset:
     query_hub_id: str | None = None
     title_sep: str = " "  # between title and text: BEIR's DPR setting is " [SEP] "
     source: str = ""  # where the settings are published
+    family: str = "dense"  # which family runs it (`families`), known without looking at its files
 
 
 # GTR: sentence-transformers ports of the paper's checkpoints; T5 encoder + mean pooling + dense
@@ -174,21 +175,23 @@ PRESETS.update(
             32,
             compute_params=BASE_LAYERS,
             weights_gb=0.44,
+            family="sparse",
         ),
         # ColBERTv2: queries are the checkpoint's 32 tokens ([MASK]-expanded); documents 300 tokens,
         # as the ColBERT introduction notebook indexes out-of-domain collections (LoTTE) with this
         # checkpoint; its own `doc_maxlen` 180 (artifact.metadata) suits MS MARCO's short passages.
         "colbertv2": Preset(
-            "colbert-ir/colbertv2.0", 300, "maxsim", False, 32, compute_params=BASE_LAYERS, weights_gb=0.44
+            "colbert-ir/colbertv2.0",
+            300,
+            "maxsim",
+            False,
+            32,
+            compute_params=BASE_LAYERS,
+            weights_gb=0.44,
+            family="multivector",
         ),
     }
 )
-# Hub ids whose family is known without looking at their files.
-KNOWN_FAMILIES = {
-    "naver/splade-cocondenser-ensembledistil": "sparse",
-    "colbert-ir/colbertv2.0": "multivector",
-}
-
 # Short names for the cross-encoders BEIR and the sentence-transformers docs use (`rerank -m`).
 CROSS_ENCODERS = {
     "ms-marco-MiniLM-L6-v2": "cross-encoder/ms-marco-MiniLM-L6-v2",
