@@ -36,12 +36,13 @@ from ..data.loader import Corpus
 from ..errors import Mistake
 from ..identity import cache_fields, ranking, setting
 from ..io import atomic_write_bytes, atomic_write_json
+from . import families
 from .base import TEXT_FORMAT, Candidates, Report, Reranker, Run, Searched
 from .cache import cache_key, encode_sharded, read_complete
 from .encoded import model_fields, run_fields
 from .encoders import default_device
 from .loaders import DTYPES, load_cross_encoder
-from .models import model_family, resolve_model, system_name
+from .models import resolve_model, system_name
 from .multivector import MaxSimReranker, MultiVectorConfig, MultiVectorSpec, resolve_multivector
 from .presets import CROSS_ENCODERS, PRESETS
 from .spec import SystemSpec
@@ -122,7 +123,7 @@ def reranker_family(model: str, revision: str | None = None) -> str:
     a `Mistake`, said in one line before anything loads."""
     if model in CROSS_ENCODERS or model in CROSS_ENCODERS.values():
         return "cross-encoder"
-    family = model_family(model, revision)
+    family = families.of_request(model, "auto", revision).name
     if family == "multivector":
         return family
     if family == "sparse":
