@@ -43,11 +43,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from _common import BEIR, ROOT, last_json, run_child, subset_folder, write_record
+from _common import BEIR, RESULTS, ROOT, last_json, run_child, subset_folder, write_record
 
 sys.path.insert(0, str(ROOT / "tests"))
 from tiny_gtr import T5Shape, build_gtr, install_as_hub_snapshot  # noqa: E402
@@ -66,10 +66,11 @@ QUICK_SHAPES = {
 DATASETS = ("scifact", "nfcorpus")
 DTYPES = ("fp32", "bf16", "fp16")
 TOKENIZER_VOCAB = {"full": 32_000, "quick": 1_000}
-QUICK_SUBSET = {"n_docs": 200, "n_queries": 20}
+MAX_LENGTH = {"full": 512, "quick": 64}  # the presets' 512; --quick: the model's own and `--max-length`
+QUICK_SUBSET = {"n_docs": 100, "n_queries": 10}
 CPU_CHECK_SUBSET = {"n_docs": 300, "n_queries": 30}  # --device cpu encodes GTR-base at ~10 docs/s/core
-CPU_GPU_TOLERANCE = 0.002  # |NDCG@10 on CPU - on GPU|, both fp32: rounding flips only near-ties
-BEIR_TOLERANCE = 0.002  # |NDCG@10 ours - beir|, same model, same dtype, same device
+CPU_GPU_TOLERANCE = 0.002  # |NDCG@10 (and @100) on CPU - on GPU|, both fp32: rounding flips only near-ties
+BEIR_TOLERANCE = 0.002  # |NDCG@10 (and @100) ours - beir|, same model, same dtype, same device
 PROBE_DOCS = 256
 SEARCH = {"full": (1_000_000, 768, 10_000, 1000), "quick": (2_000, 64, 50, 1000)}  # docs, dim, queries, k
 SHARD_ROWS = 2048  # the cache's corpus shard size (`--shard-size`)
@@ -125,7 +126,7 @@ def corpus_texts(folder: Path) -> list[str]:
     return [(d.get("title", "") + " " + d.get("text", "")).strip() for d in docs]
 
 
-def build_models(work: Path, shapes: dict[str, T5Shape], folders: dict[str, Path], quick: bool) -> dict:
+def build_models(work: Path, shapes: dict[str, T5Shape], folders: dict[str, Path], mode: str) -> dict:
     """Each shape as a hub snapshot of its preset's repo in `work/hub`; the timing of each build."""
     from gtr_eval.retrieval.presets import PRESETS
 
@@ -134,8 +135,8 @@ def build_models(work: Path, shapes: dict[str, T5Shape], folders: dict[str, Path
     for seed, (name, shape) in enumerate(shapes.items()):
         t0 = time.perf_counter()
         folder = build_gtr(work / "build" / name, shape, seed=seed, texts=texts,
-                           tokenizer_vocab=TOKENIZER_VOCAB["quick" if quick else "full"],
-                           weights_dtype="float16", name=name)  # fmt: skip
+                           tokenizer_vocab=TOKENIZER_VOCAB[mode], weights_dtype="float16", name=name,
+                           max_seq_length=MAX_LENGTH[mode])  # fmt: skip
         snap = install_as_hub_snapshot(folder, work / "hub", PRESETS[name].hub_id)
         built[name] = {"path": str(snap), "shape": asdict(shape), "build_s": time.perf_counter() - t0,
                        "parameters": _parameters(snap)}  # fmt: skip
@@ -274,12 +275,18 @@ def beir_child(folder: str, model: str, batch_size: int) -> None:
     results = retriever.retrieve(corpus, queries)
     ndcg, _map, _recall, _p = retriever.evaluate(qrels, results, retriever.k_values)
     wall = time.perf_counter() - t0
-    print(json.dumps({"ndcg@10": ndcg["NDCG@10"], "wall_s": wall, **_cuda_memory(cuda)}))
+    print(
+        json.dumps(
+            {"ndcg@10": ndcg["NDCG@10"], "ndcg@100": ndcg["NDCG@100"], "wall_s": wall, **_cuda_memory(cuda)}
+        )
+    )
 
 
-def run_args(model: str, folder: Path, results: Path, extra: list[str]) -> list[str]:
+def run_args(model: str, folder: Path, results: Path, extra: list[str], mode: str) -> list[str]:
+    """`gtr-eval run` as a user types it (the preset's settings); --quick shortens the texts."""
+    short = [] if mode == "full" else ["--max-length", str(MAX_LENGTH[mode])]
     return ["run", "-m", model, "-d", str(folder), "--no-cache", "--results-dir", str(results), "--overwrite",
-            "--quiet", *extra]  # fmt: skip
+            "--quiet", *short, *extra]  # fmt: skip
 
 
 def spawn(args: list[str], env: dict, timeout: float) -> dict:
@@ -288,19 +295,23 @@ def spawn(args: list[str], env: dict, timeout: float) -> dict:
 
 
 def describe_run(result_file: Path, measured: dict, tokens: dict) -> dict:
-    """One run's figures from its stored result: throughput, memory, each stage's share of its time."""
+    """One run's figures from its stored result: throughput, memory, each stage's share of its time.
+
+    The model loads at its first use, inside the corpus encode (`--no-cache`), and its manifest
+    counts that time twice (`load_model_s` and `encode_corpus_s`): encoding is the difference."""
     stored = json.loads(result_file.read_text())
     m, t = stored["manifest"], stored["manifest"]["timings"]
     wall = measured["wall_s"]
-    stages = {"encode": t.get("encode_corpus_s", 0) + t.get("encode_queries_s", 0), "search": t.get("search_s", 0),
+    corpus_s = t["encode_corpus_s"] - t.get("load_model_s", 0.0)
+    stages = {"encode": corpus_s + t.get("encode_queries_s", 0), "search": t.get("search_s", 0),
               "evaluation": t.get("evaluate_s", 0), "io_load_data": t.get("load_data_s", 0),
               "load_model": t.get("load_model_s", 0)}  # fmt: skip
     stages["rest"] = max(0.0, wall - sum(stages.values()))  # writing the results and run file, set-up
-    enc = t["encode_corpus_s"]
     return {
         "dtype": m["dtype"], "backend": m["backend"], "device": m.get("device"), "batch_size": m["batch_size"],
-        "ndcg@10": stored["metrics"]["ndcg@10"], "wall_s": wall, "timings": t,
-        "docs_per_s": tokens["docs"] / enc, "tokens_per_s": tokens["tokens"] / enc,
+        "ndcg@10": stored["metrics"]["ndcg@10"], "ndcg@100": stored["metrics"]["ndcg@100"],
+        "wall_s": wall, "timings": t, "encode_corpus_only_s": corpus_s,
+        "docs_per_s": tokens["docs"] / corpus_s, "tokens_per_s": tokens["tokens"] / corpus_s,
         "share": {k: v / wall for k, v in stages.items()},
         "gpu_peak_mib": measured["gpu_peak_mib"], "gpu_left_after_mib": measured["gpu_left_mib"],
     }  # fmt: skip
@@ -434,160 +445,137 @@ def projection(base_tokens_per_s: dict[str, float], search_flops: float | None) 
 # -- the whole check --------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="CPU, tiny sizes, a SciFact subset")
-    ap.add_argument("--prepare", action="store_true", help="fill .gpu-data/ and .whl/ here, print sizes")
-    ap.add_argument(
-        "--data", type=Path, default=None, help="[default: .gpu-data/beir if present, else ../shared]"
-    )
-    ap.add_argument("--output", type=Path, default=None,
-                    help="folder of the record [default: benchmarks/results on a GPU, else a temporary one]")  # fmt: skip
-    ap.add_argument("--sizes", default=",".join(SHAPES))
-    ap.add_argument("--datasets", default=None, help=f"[default: {','.join(DATASETS)}; --quick: scifact]")
-    ap.add_argument("--budget-s", type=float, default=BUDGET_S, help="skip what is left past this")
-    args = ap.parse_args(argv)
-    if args.prepare:
-        return prepare()
-    import torch
+@dataclass(frozen=True)
+class Setup:
+    """What every section shares: the mode, the device, the data, the models and their token counts."""
 
-    t_start = time.perf_counter()
-    cuda = torch.cuda.is_available()
-    device = "cuda" if cuda else "cpu"
-    mode = "quick" if args.quick else "full"
-    data = args.data or (ROOT / ".gpu-data" / "beir" if (ROOT / ".gpu-data" / "beir").is_dir() else BEIR)
-    names = (args.datasets or ("scifact" if args.quick else ",".join(DATASETS))).split(",")
-    sizes = args.sizes.split(",")
-    skipped: dict[str, str] = {}
+    work: Path
+    mode: str
+    cuda: bool
+    folders: dict[str, Path]
+    models: dict[str, dict]
+    tokens: dict[str, dict[str, dict]]  # size -> dataset -> token_counts
+    cpu_check: Path
+    env: dict[str, str]
+    budget_s: float
+    t_start: float = field(default_factory=time.perf_counter)
+    skipped: dict[str, str] = field(default_factory=dict)
 
-    def in_budget(what: str) -> bool:
-        if time.perf_counter() - t_start < args.budget_s:
+    @property
+    def base(self) -> str:
+        return next(iter(self.models))
+
+    def in_budget(self, what: str) -> bool:
+        if time.perf_counter() - self.t_start < self.budget_s:
             return True
-        skipped[what] = f"not run: past the {args.budget_s:.0f} s budget"
+        self.skipped[what] = f"not run: past the {self.budget_s:.0f} s budget"
         print(f"[skip] {what}", flush=True)
         return False
 
-    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
-        work = Path(tmp)
-        folders = {n: data / n for n in names}
-        if args.quick:
-            folders = {n: subset_folder(data / n, work / "data" / n, **QUICK_SUBSET) for n in names}
-        shapes = QUICK_SHAPES if args.quick else SHAPES
-        models = build_models(work, {s: shapes[s] for s in sizes}, folders, args.quick)
-        print(
-            "[built] " + ", ".join(f"{n} {m['parameters']:,} parameters" for n, m in models.items()),
-            flush=True,
-        )
-        env = {
-            "HF_HUB_CACHE": str(work / "hub"),
-            "HF_HUB_OFFLINE": "1",
-            "GTR_EVAL_CACHE_DIR": str(work / "cache"),
-        }
-        tokens = {
-            s: {n: token_counts(Path(m["path"]), f) for n, f in folders.items()} for s, m in models.items()
-        }
-        cpu_check_folder = subset_folder(data / "scifact", work / "cpu-check" / "scifact", **CPU_CHECK_SUBSET)
 
-        runs: dict = {}
-        probes: dict = {}
-        for size in sizes:
-            if not in_budget(f"runs of {size}"):
-                continue
-            plan = []
-            for dtype in ("default", *DTYPES[1:]):
-                for n, folder in folders.items():
-                    extra = [] if dtype == "default" else ["--dtype", dtype]
-                    plan.append((n, dtype, run_args(size, folder, work / "res" / size / dtype, extra)))
-            if cuda and size == sizes[0]:  # 5: the same model on the CPU and on the GPU
-                for dev in ("cpu", "cuda"):
-                    plan.append(("cpu-check", dev, run_args(size, cpu_check_folder, work / "res" / size / dev,
-                                                            ["--device", dev])))  # fmt: skip
-            spec = work / f"spec-{size}.json"
-            spec.write_text(json.dumps({"runs": [p[2] for p in plan],
-                                        "probe": {"model": models[size]["path"], "folder": str(folders[names[0]])}}))  # fmt: skip
-            got = spawn(["--child-runs", str(spec)], env, timeout=args.budget_s + 300)
-            probes[size] = got["probe"]
-            runs[size] = {}
-            for (n, dtype, a), measured in zip(plan, got["runs"], strict=True):
-                folder = Path(a[a.index("-d") + 1])
-                result = Path(a[a.index("--results-dir") + 1]) / size / f"{folder.name}.json"
-                toks = tokens[size].get(n) or token_counts(Path(models[size]["path"]), folder)
-                runs[size].setdefault(n, {})[dtype] = describe_run(result, measured, toks)
-            print(f"[runs] {size}: " + "; ".join(f"{n} {d} {r['tokens_per_s']:,.0f} tokens/s NDCG@10 {r['ndcg@10']:.4f}"
-                                                  for n, rs in runs[size].items() for d, r in rs.items()), flush=True)  # fmt: skip
+def set_up(work: Path, args: argparse.Namespace, cuda: bool) -> Setup:
+    mode = "quick" if args.quick else "full"
+    data = args.data or (ROOT / ".gpu-data" / "beir" if (ROOT / ".gpu-data" / "beir").is_dir() else BEIR)
+    names = (args.datasets or ("scifact" if args.quick else ",".join(DATASETS))).split(",")
+    folders = {n: data / n for n in names}
+    if args.quick:
+        folders = {n: subset_folder(data / n, work / "data" / n, **QUICK_SUBSET) for n in names}
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    models = build_models(work, {s: shapes[s] for s in args.sizes.split(",")}, folders, mode)
+    print(
+        "[built] " + ", ".join(f"{n} {m['parameters']:,} parameters" for n, m in models.items()), flush=True
+    )
+    tokens = {
+        s: {n: token_counts(Path(m["path"]), f, MAX_LENGTH[mode]) for n, f in folders.items()}
+        for s, m in models.items()
+    }
+    env = {
+        "HF_HUB_CACHE": str(work / "hub"),
+        "HF_HUB_OFFLINE": "1",
+        "GTR_EVAL_CACHE_DIR": str(work / "cache"),
+    }
+    cpu_check = subset_folder(data / "scifact", work / "cpu-check" / "scifact", **CPU_CHECK_SUBSET)
+    return Setup(work, mode, cuda, folders, models, tokens, cpu_check, env, args.budget_s)
 
-        beir = {"absent": "not run"}
-        base = sizes[0]
-        if "scifact" in folders and base in runs and in_budget("beir"):
-            ours = runs[base]["scifact"]["default"]
-            peer = spawn(["--child-beir", str(folders["scifact"]), models[base]["path"], str(ours["batch_size"])],
-                         env, timeout=600)  # fmt: skip
-            beir = {"model": base, "dataset": "scifact", "batch_size": ours["batch_size"], "dtype": ours["dtype"],
-                    "ours": {k: ours[k] for k in ("wall_s", "ndcg@10", "gpu_peak_mib")},
-                    "beir": {k: peer[k] for k in ("wall_s", "ndcg@10", "gpu_peak_mib")},
-                    "ratio_time": ours["wall_s"] / peer["wall_s"],
-                    "ndcg@10_diff": ours["ndcg@10"] - peer["ndcg@10"], "tolerance": BEIR_TOLERANCE,
-                    "timed": "each side in its own process, from its first step (loading the data) to its "
-                             "scores; imports and CUDA's start before the clock on both sides"}  # fmt: skip
-            beir["ndcg@10_equal"] = abs(beir["ndcg@10_diff"]) <= BEIR_TOLERANCE
 
-        search = {"absent": "not run"}
-        if in_budget("search"):
-            search = search_section(*SEARCH[mode], device=device)
-        search_flops = (
-            2 * search["queries"] * search["docs"] * search["dim"] / search["ours"]["search_s"]
-            if "ours" in search
-            else None
-        )
-
-        cpu_gpu: dict = {"absent": "no GPU: runs only where CUDA is available"}
-        if cuda and base in runs and "cpu-check" in runs[base]:
-            c, g = runs[base]["cpu-check"]["cpu"], runs[base]["cpu-check"]["cuda"]
-            cpu_gpu = {"model": base, "dataset": f"scifact subset {CPU_CHECK_SUBSET}", "ndcg@10_cpu": c["ndcg@10"],
-                       "ndcg@10_gpu": g["ndcg@10"], "diff": g["ndcg@10"] - c["ndcg@10"],
-                       "tolerance": CPU_GPU_TOLERANCE}  # fmt: skip
-            cpu_gpu["within_tolerance"] = abs(cpu_gpu["diff"]) <= CPU_GPU_TOLERANCE
-
-        base_tps = {}
-        if base in runs:
-            for dtype in ("default", *DTYPES[1:]):
-                rs = [runs[base][n][dtype] for n in folders]
-                enc = sum(r["timings"]["encode_corpus_s"] for r in rs)
-                base_tps[rs[0]["dtype"] if dtype == "default" else dtype] = (
-                    sum(tokens[base][n]["tokens"] for n in folders) / enc
+def size_runs(st: Setup, size: str) -> tuple[dict, dict]:
+    """2 and 5: one child process runs every `gtr-eval run` of `size`, then the fp16 probe."""
+    plan = []
+    for dtype in ("default", *DTYPES[1:]):
+        for n, folder in st.folders.items():
+            extra = [] if dtype == "default" else ["--dtype", dtype]
+            plan.append((n, dtype, folder, run_args(size, folder, st.work / "res" / dtype, extra, st.mode)))
+    if st.cuda and size == st.base:  # 5: the same model with --device cpu and on the GPU
+        for dev in ("cpu", "cuda"):
+            res = st.work / "res" / dev
+            plan.append(
+                (
+                    "cpu-check",
+                    dev,
+                    st.cpu_check,
+                    run_args(size, st.cpu_check, res, ["--device", dev], st.mode),
                 )
-        record = {
-            "what": "GTR-shaped models (seeded random weights) through `gtr-eval run` on one GPU; beir side by "
-            "side; exact search; CPU/GPU agreement; whole-BEIR projection",
-            "device": _device_name(),
-            "versions": {p: _version(p) for p in ("torch", "sentence-transformers", "transformers", "beir")},
-            "models": models,
-            "tokenizer": f"BPE, {TOKENIZER_VOCAB[mode]:,} pieces, trained on the corpora run (not T5's SentencePiece)",
-            "data": {s: {n: {"folder": f.name, **tokens[s][n]} for n, f in folders.items()} for s in models},
-            "default_dtype": next((r["default"]["dtype"] for rs in runs.values() for r in rs.values()), None),
-            "runs": runs,
-            "fp16": _fp16_verdict(runs, probes),
-            "beir": beir,
-            "search": search,
-            "cpu_vs_gpu": cpu_gpu,
-            "projection": projection(base_tps, search_flops) if base_tps else {"absent": "no base runs"},
-            "skipped": skipped,
-            "total_s": time.perf_counter() - t_start,
-        }
-    if not cuda:
-        record["gpu_fields"] = (
-            "absent: no GPU on this machine (GPU memory is null, cpu_vs_gpu and faiss_gpu absent)"
+            )
+    spec = st.work / f"spec-{size}.json"
+    probe = {"model": st.models[size]["path"], "folder": str(next(iter(st.folders.values())))}
+    spec.write_text(json.dumps({"runs": [p[3] for p in plan], "probe": probe}))
+    got = spawn(["--child-runs", str(spec)], st.env, timeout=st.budget_s + 300)
+    runs: dict = {}
+    for (n, dtype, folder, a), measured in zip(plan, got["runs"], strict=True):
+        result = Path(a[a.index("--results-dir") + 1]) / size / f"{folder.name}.json"
+        toks = st.tokens[size].get(n) or token_counts(
+            Path(st.models[size]["path"]), folder, MAX_LENGTH[st.mode]
         )
-    output = args.output or (Path(tempfile.mkdtemp(prefix="bench-gpu-record-")) if not cuda else None)
-    if output is None:
-        write_record(NAME, record, quick=args.quick)
-    else:
-        write_record(NAME, record, quick=args.quick, folder=output)
-    return record
+        runs.setdefault(n, {})[dtype] = describe_run(result, measured, toks)
+    print(f"[runs] {size}: " + "; ".join(f"{n} {d} {r['tokens_per_s']:,.0f} tokens/s NDCG@10 {r['ndcg@10']:.4f}"
+                                          for n, rs in runs.items() for d, r in rs.items()), flush=True)  # fmt: skip
+    return runs, got["probe"]
 
 
-def _fp16_verdict(runs: dict, probes: dict) -> dict:
-    """fp16 against fp32 per size: non-finite vectors in the probe, and the score collapsing."""
+def beir_section(st: Setup, runs: dict) -> dict:
+    """3: beir's DenseRetrievalExactSearch with the same model and batch size, on SciFact."""
+    if "scifact" not in st.folders or st.base not in runs or not st.in_budget("beir"):
+        return {"absent": "not run (needs scifact and the base runs)"}
+    ours = runs[st.base]["scifact"]["default"]
+    peer = spawn(["--child-beir", str(st.folders["scifact"]), st.models[st.base]["path"], str(ours["batch_size"])],
+                 st.env, timeout=600)  # fmt: skip
+    keys = ("wall_s", "ndcg@10", "ndcg@100", "gpu_peak_mib")
+    diff = {m: ours[m] - peer[m] for m in ("ndcg@10", "ndcg@100")}
+    return {"model": st.base, "dataset": "scifact", "batch_size": ours["batch_size"], "dtype": ours["dtype"],
+            "ours": {k: ours[k] for k in keys}, "beir": {k: peer[k] for k in keys},
+            "ratio_time": ours["wall_s"] / peer["wall_s"], "ndcg_diff": diff, "tolerance": BEIR_TOLERANCE,
+            "ndcg_equal": all(abs(d) <= BEIR_TOLERANCE for d in diff.values()),
+            "timed": "each side in its own process, from its first step (loading the data) to its scores; "
+                     "imports and CUDA's start before the clock on both sides"}  # fmt: skip
+
+
+def cpu_gpu_section(st: Setup, runs: dict) -> dict:
+    """5: the base model's NDCG@10 with --device cpu against the GPU's."""
+    if not st.cuda:
+        return {"absent": "no GPU: runs only where CUDA is available"}
+    if "cpu-check" not in runs.get(st.base, {}):
+        return {"absent": "not run"}
+    c, g = runs[st.base]["cpu-check"]["cpu"], runs[st.base]["cpu-check"]["cuda"]
+    diff = {m: g[m] - c[m] for m in ("ndcg@10", "ndcg@100")}
+    return {"model": st.base, "dataset": f"scifact subset {CPU_CHECK_SUBSET}", "dtype": c["dtype"],
+            "cpu": {m: c[m] for m in diff}, "gpu": {m: g[m] for m in diff}, "diff": diff,
+            "tolerance": CPU_GPU_TOLERANCE,
+            "within_tolerance": all(abs(d) <= CPU_GPU_TOLERANCE for d in diff.values())}  # fmt: skip
+
+
+def base_rates(st: Setup, runs: dict) -> dict[str, float]:
+    """The base model's corpus tokens/s over all its datasets, per dtype (the default under its own)."""
+    rates = {}
+    for dtype in ("default", *DTYPES[1:]):
+        rs = {n: runs[st.base][n][dtype] for n in st.folders}
+        tokens = sum(st.tokens[st.base][n]["tokens"] for n in rs)
+        name = next(iter(rs.values()))["dtype"] if dtype == "default" else dtype
+        rates[name] = tokens / sum(r["encode_corpus_only_s"] for r in rs.values())
+    return rates
+
+
+def fp16_verdict(runs: dict, probes: dict) -> dict:
+    """fp16 against the default per size: non-finite vectors in the probe, and the score collapsing."""
     out = {}
     for size, by_set in runs.items():
         drops = {
@@ -597,16 +585,87 @@ def _fp16_verdict(runs: dict, probes: dict) -> dict:
         collapsed = any(d < -0.5 * by_set[n]["default"]["ndcg@10"] for n, d in drops.items())
         out[size] = {"probe": probe, "ndcg@10_fp16_minus_default": drops,
                      "overflows": bool(probe.get("nonfinite_vectors")) or collapsed}  # fmt: skip
-    out["note"] = ("seeded random weights lack the large activations trained T5 checkpoints build up, which is "
-                   "what overflows fp16 there; finite fp16 vectors here do not show that fp16 is safe for the real "
-                   "gtr-t5 weights. The default runs fp32 (`--dtype` is fp32 unless given).")  # fmt: skip
+    out["note"] = FP16_NOTE
     return out
 
 
-def _device_name() -> str:
+FP16_NOTE = (
+    "seeded random weights lack the large activations trained T5 checkpoints build up, which is what overflows "
+    "fp16 there: finite fp16 vectors here do not show that fp16 is safe for the real gtr-t5 weights. The default "
+    "dtype is fp32 on every device (`--dtype` unless given), so the default does not meet it."
+)
+
+
+def measure(st: Setup) -> dict:
+    runs, probes = {}, {}
+    for size in st.models:
+        if st.in_budget(f"runs of {size}"):
+            runs[size], probes[size] = size_runs(st, size)
+    beir = beir_section(st, runs)
+    search = (
+        search_section(*SEARCH[st.mode], device="cuda" if st.cuda else "cpu")
+        if st.in_budget("search")
+        else {}
+    )
+    flops = (
+        2 * search["queries"] * search["docs"] * search["dim"] / search["ours"]["search_s"]
+        if search
+        else None
+    )
+    rates = base_rates(st, runs) if st.base in runs else {}
+    return {
+        "models": st.models,
+        "tokenizer": f"BPE, {TOKENIZER_VOCAB[st.mode]:,} pieces, trained on the corpora run (not T5's SentencePiece)",
+        "max_length": MAX_LENGTH[st.mode],
+        "data": {
+            s: {n: {"folder": f.name, **st.tokens[s][n]} for n, f in st.folders.items()} for s in st.models
+        },
+        "default_dtype": next((r["default"]["dtype"] for rs in runs.values() for r in rs.values()), None),
+        "runs": runs,
+        "base_tokens_per_s": rates,
+        "fp16": fp16_verdict(runs, probes),
+        "beir": beir,
+        "search": search or {"absent": "not run"},
+        "cpu_vs_gpu": cpu_gpu_section(st, runs),
+        "projection": projection(rates, flops) if rates else {"absent": "no base runs"},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="CPU, tiny sizes, a SciFact subset")
+    ap.add_argument("--prepare", action="store_true", help="fill .gpu-data/ and .whl/ here, print sizes")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="[default: .gpu-data/beir if there, else ../shared]"
+    )
+    ap.add_argument("--output", type=Path, default=None,
+                    help="folder of the record [default: benchmarks/results on a GPU, else a temporary one]")  # fmt: skip
+    ap.add_argument("--sizes", default=",".join(SHAPES), help="the first is the base of sections 3, 5, 6")
+    ap.add_argument("--datasets", default=None, help=f"[default: {','.join(DATASETS)}; --quick: scifact]")
+    ap.add_argument("--budget-s", type=float, default=BUDGET_S, help="skip what is left past this")
+    args = ap.parse_args(argv)
+    if args.prepare:
+        return prepare()
     import torch
 
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (no GPU)"
+    cuda = torch.cuda.is_available()
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
+        st = set_up(Path(tmp), args, cuda)
+        record = {
+            "what": "GTR-shaped models (seeded random weights) through `gtr-eval run`; beir side by side; exact "
+            "search; CPU/GPU agreement; whole-BEIR projection",
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu (no GPU)",
+            "versions": {p: _version(p) for p in ("torch", "sentence-transformers", "transformers", "beir")},
+            **measure(st),
+            "skipped": st.skipped,
+            "total_s": time.perf_counter() - st.t_start,
+        }
+    if not cuda:
+        record["gpu_fields"] = "absent: no GPU here (GPU memory null; cpu_vs_gpu and faiss_gpu absent)"
+    # gpu.json in benchmarks/results/ only from a GPU
+    folder = args.output or (RESULTS if cuda else Path(tempfile.mkdtemp(prefix="bench-gpu-record-")))
+    write_record(NAME, record, quick=args.quick, folder=folder)
+    return record
 
 
 def _version(pkg: str) -> str | None:

@@ -46,6 +46,7 @@ def build_gtr(
     tokenizer_vocab: int = 120,
     weights_dtype: str | None = None,
     name: str = "model",
+    max_seq_length: int = 512,
 ) -> Path:
     """A GTR-architecture model of `shape` with seeded random weights, saved as sentence-transformers
     saves the hub checkpoints (`path/name`).  The tokenizer is trained here: a Unigram one on `WORDS`
@@ -81,7 +82,7 @@ def build_gtr(
     encoder.save_pretrained(hf_dir)
     hf_tok.save_pretrained(hf_dir)
 
-    word = Transformer(str(hf_dir), max_seq_length=512)
+    word = Transformer(str(hf_dir), max_seq_length=max_seq_length)
     pooling = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
     dense = Dense(shape.d_model, shape.out_dim, bias=False, activation_function=torch.nn.Identity())
     model = SentenceTransformer(modules=[word, pooling, dense, Normalize()], device="cpu")
