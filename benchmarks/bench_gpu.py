@@ -2,7 +2,7 @@
 
 No machine of this project has a GPU; one is sometimes lent for a few minutes, bare (nothing can be
 downloaded there) and fed at most 64 MiB of the working tree.  So this script builds what it needs
-there, in about 5 minutes on one H100-class GPU (8 at most: `--budget-s` skips what is left):
+there and is planned to end within 8 minutes (past `--budget-s` it skips the sections left):
 
 1. a gtr-t5-base-shaped and a gtr-t5-large-shaped model (`SHAPES`: the real T5 1.0 encoder configs,
    mean pooling, a dense projection to 768, normalize, 512 tokens) with seeded random weights
@@ -77,7 +77,8 @@ SHARD_ROWS = 2048  # the cache's corpus shard size (`--shard-size`)
 PEER_BLOCK_ROWS = 65_536
 BUDGET_S = 420
 CARRY = (".whl", ".gpu-data")  # the device call's carry list (both git-ignored)
-WHEELS = ("beir", "pytrec-eval-terrier", "platformdirs")  # not on the GPU machine; versions: this venv's
+# What `gtr-eval run` and beir import that the GPU machine lacks; carried at this venv's versions.
+WHEELS = ("beir", "pytrec-eval-terrier", "platformdirs", "datasets", "dill", "multiprocess")
 CARRY_LIMIT = 64 << 20
 MIB = 1 << 20
 

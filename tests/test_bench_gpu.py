@@ -79,3 +79,15 @@ def test_fp16_probe_and_projection(record):
     for dtype, hours in proj["hours"].items():
         assert dtype in ("fp32", "bf16", "fp16")
         assert hours["gtr-t5-xxl"] > hours["gtr-t5-base"] > 0
+
+
+def test_the_readme_section_renders_from_the_record(record):
+    sys.path.insert(0, str(BENCH))
+    import run_all
+
+    text = "\n".join(run_all._gpu(record))
+    base = record["runs"]["gtr-t5-base"]["scifact"]
+    for dtype in ("default (fp32)", "bf16", "fp16"):
+        assert f"| gtr-t5-base | scifact | {dtype} |" in text
+    assert f"{base['default']['tokens_per_s']:,.0f}" in text and "ours / beir" in text
+    assert "The 14 public BEIR sets" in text and "CPU vs GPU: no GPU" in text
