@@ -12,7 +12,26 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-pytestmark = pytest.mark.slow  # a SciFact subset from ../shared
+sys.path.insert(0, str(BENCH))
+slow = pytest.mark.slow  # a SciFact subset from ../shared
+
+
+def test_the_shapes_are_the_hub_checkpoints_sizes():
+    """The encoders the GPU check builds have the presets' parameters outside the embeddings (the
+    T5 1.0 base and large configs), counted on the meta device without allocating them."""
+    import bench_gpu
+    import torch
+    from transformers import T5Config, T5EncoderModel
+
+    from gtr_eval.retrieval.presets import PRESETS
+
+    for name, shape in bench_gpu.SHAPES.items():
+        config = T5Config(vocab_size=shape.vocab_size, d_model=shape.d_model, d_kv=shape.d_kv, d_ff=shape.d_ff,
+                          num_layers=shape.num_layers, num_heads=shape.num_heads)  # fmt: skip
+        with torch.device("meta"):
+            encoder = T5EncoderModel(config)
+        outside = sum(p.numel() for p in encoder.parameters()) - shape.vocab_size * shape.d_model
+        assert outside == PRESETS[name].compute_params and shape.out_dim == PRESETS[name].dim == 768
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +45,7 @@ def record(beir_data, tmp_path_factory) -> dict:
     return json.loads((out / "gpu.quick.json").read_text())
 
 
+@slow
 def test_runs_per_dtype_have_throughput_and_stage_shares(record):
     import torch
 
@@ -44,6 +64,7 @@ def test_runs_per_dtype_have_throughput_and_stage_shares(record):
     assert data["docs"] == 100 and 0 < data["tokens"] <= 100 * record["max_length"]
 
 
+@slow
 def test_beir_side_by_side_gives_the_same_ndcg(record):
     beir = record["beir"]
     assert beir["ratio_time"] > 0 and beir["ours"]["wall_s"] > 0 and beir["beir"]["wall_s"] > 0
@@ -51,6 +72,7 @@ def test_beir_side_by_side_gives_the_same_ndcg(record):
     assert beir["ours"]["ndcg@100"] > 0 and beir["beir"]["ndcg@100"] > 0
 
 
+@slow
 def test_search_ours_against_torch_topk_agrees(record):
     s = record["search"]
     assert (s["docs"], s["dim"], s["top_k"]) == (2000, 64, 1000)
@@ -59,6 +81,7 @@ def test_search_ours_against_torch_topk_agrees(record):
     assert s["same_top10"] >= 0.8
 
 
+@slow
 def test_gpu_only_fields_are_marked_absent_without_a_gpu(record):
     import torch
 
@@ -70,6 +93,7 @@ def test_gpu_only_fields_are_marked_absent_without_a_gpu(record):
         assert record["search"]["ours"]["gpu_peak_mib"] is None
 
 
+@slow
 def test_fp16_probe_and_projection(record):
     fp16 = record["fp16"]["gtr-t5-base"]
     assert fp16["probe"]["docs"] == 256 and fp16["probe"]["nonfinite_vectors"] == 0
@@ -81,8 +105,8 @@ def test_fp16_probe_and_projection(record):
         assert hours["gtr-t5-xxl"] > hours["gtr-t5-base"] > 0
 
 
+@slow
 def test_the_readme_section_renders_from_the_record(record):
-    sys.path.insert(0, str(BENCH))
     import run_all
 
     text = "\n".join(run_all._gpu(record))
