@@ -608,7 +608,7 @@ sections left; how long it takes on a GPU is not known until it runs):
 
 ```bash
 python benchmarks/bench_gpu.py --prepare   # here: SciFact + NFCorpus into .gpu-data/, wheels into .whl/, sizes
-# device run: command "bash benchmarks/bench_gpu_device.sh", carry [".whl", ".gpu-data"], timeout_s 540
+# device run: command "bash benchmarks/bench_gpu_device.sh", carry [".whl", ".gpu-data"], timeout_s 570
 cp <files_at>/gpu.json benchmarks/results/ && python benchmarks/run_all.py --readme
 ```
 
