@@ -115,3 +115,24 @@ def test_the_readme_section_renders_from_the_record(record):
         assert f"| gtr-t5-base | scifact | {dtype} |" in text
     assert f"{base['default']['tokens_per_s']:,.0f}" in text and "ours / beir" in text
     assert "The 14 public BEIR sets" in text and "CPU vs GPU: no GPU" in text
+
+
+def test_past_the_budget_or_on_a_failure_a_section_is_recorded_and_the_rest_goes_on(tmp_path):
+    import time
+
+    import bench_gpu
+
+    st = bench_gpu.Setup(
+        tmp_path, "quick", False, {}, {}, {}, tmp_path, {}, budget_s=0.0, t_start=time.perf_counter()
+    )
+    assert not st.in_budget("search") and "budget" in st.skipped["search"]
+    assert 30.0 <= st.left_s() <= 60.0  # the grace minute at most, 30 s at least
+
+    def broken():
+        raise RuntimeError("gtr-eval run failed (1):\nCUDA out of memory")
+
+    assert st.guarded("runs of gtr-t5-large", broken) is None
+    assert (
+        st.skipped["runs of gtr-t5-large"].startswith("failed:")
+        and "out of memory" in st.skipped["runs of gtr-t5-large"]
+    )
