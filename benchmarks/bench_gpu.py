@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -83,8 +84,14 @@ SHARD_ROWS = 2048  # the cache's corpus shard size (`--shard-size`)
 PEER_BLOCK_ROWS = 65_536
 BUDGET_S = 420
 CARRY = (".whl", ".gpu-data")  # the device call's carry list (both git-ignored)
-# What `gtr-eval run` and beir import that the GPU machine lacks; carried at this venv's versions.
-WHEELS = ("beir", "pytrec-eval-terrier", "platformdirs", "datasets", "dill", "multiprocess")
+# What `gtr-eval run` (.whl/run) and beir (.whl/beir) import that the GPU machine lacks, at this
+# venv's versions.  beir's go to their own folder, on the path of beir's process alone
+# (BEIR_SITE): a `datasets` that does not suit the machine's pyarrow can then fail only that side.
+WHEELS = {
+    "run": ("pytrec-eval-terrier", "platformdirs"),
+    "beir": ("beir", "datasets", "dill", "multiprocess"),
+}
+BEIR_SITE = "BENCH_GPU_BEIR_SITE"
 CARRY_LIMIT = 64 << 20
 MIB = 1 << 20
 
@@ -99,13 +106,13 @@ def prepare(data: Path = BEIR) -> dict:
         for rel in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
             (dst / name / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(data / name / rel, dst / name / rel)
-    whl = ROOT / ".whl"
-    shutil.rmtree(whl, ignore_errors=True)  # one version of each wheel
-    pins = [f"{w}=={metadata.version(w)}" for w in WHEELS]
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "cp",
-                    *(a for p in ("manylinux_2_28", "manylinux_2_17", "manylinux2014") for a in ("--platform", f"{p}_x86_64")),
-                    "-d", str(whl), *pins], check=True)  # fmt: skip
+    shutil.rmtree(ROOT / ".whl", ignore_errors=True)  # one version of each wheel
+    for group, names in WHEELS.items():
+        pins = [f"{w}=={metadata.version(w)}" for w in names]
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                        "--python-version", "3.12", "--implementation", "cp",
+                        *(a for p in ("manylinux_2_28", "manylinux_2_17", "manylinux2014") for a in ("--platform", f"{p}_x86_64")),
+                        "-d", str(ROOT / ".whl" / group), *pins], check=True)  # fmt: skip
     sizes = carry_sizes()
     print(json.dumps(sizes, indent=1))
     if sizes["total_mib"] > CARRY_LIMIT / MIB:
@@ -556,8 +563,11 @@ def beir_section(st: Setup, runs: dict) -> dict:
     if "scifact" not in st.folders or st.base not in runs or not st.in_budget("beir"):
         return {"absent": "not run (needs scifact and the base runs)"}
     ours = runs[st.base]["scifact"]["default"]
+    env = st.env
+    if site := os.environ.get(BEIR_SITE):  # the device call's beir wheels
+        env = {**env, "PYTHONPATH": os.pathsep.join([site, os.environ.get("PYTHONPATH", "")])}
     peer = spawn(["--child-beir", str(st.folders["scifact"]), st.models[st.base]["path"], str(ours["batch_size"])],
-                 st.env, timeout=st.left_s())  # fmt: skip
+                 env, timeout=st.left_s())  # fmt: skip
     keys = ("wall_s", "ndcg@10", "ndcg@100", "gpu_peak_mib")
     diff = {m: ours[m] - peer[m] for m in ("ndcg@10", "ndcg@100")}
     return {"model": st.base, "dataset": "scifact", "batch_size": ours["batch_size"], "dtype": ours["dtype"],
@@ -628,7 +638,8 @@ def measure(st: Setup) -> dict:
         if size == st.base:
             beir = st.guarded("beir", beir_section, st, runs) or {"absent": "failed (see skipped)"}
             if st.in_budget("search"):
-                search = search_section(*SEARCH[st.mode], device="cuda" if st.cuda else "cpu")
+                device = "cuda" if st.cuda else "cpu"
+                search = st.guarded("search", search_section, *SEARCH[st.mode], device) or {}
     flops = (
         2 * search["queries"] * search["docs"] * search["dim"] / search["ours"]["search_s"]
         if search

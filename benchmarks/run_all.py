@@ -613,11 +613,14 @@ cp <files_at>/gpu.json benchmarks/results/ && python benchmarks/run_all.py --rea
 ```
 
 What travels, measured by `--prepare` (2026-12-07): the working tree 29.4 MiB, `.gpu-data` 14.6 MiB
-(the two datasets' corpus, queries and test qrels), `.whl` 1.3 MiB (beir, pytrec-eval-terrier,
-platformdirs, datasets, dill, multiprocess: what `gtr-eval run` and beir import that the GPU machine
-lacks, at this venv's versions, from `pip download --no-deps --only-binary=:all: --python-version 3.12
---implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform
-manylinux2014_x86_64`): **45.2 MiB** of the 64 MiB a call may carry; `--prepare` refuses past 64.
+(the two datasets' corpus, queries and test qrels), `.whl` 1.3 MiB: `.whl/run` (pytrec-eval-terrier,
+platformdirs: what `gtr-eval run` imports that the GPU machine lacks) and `.whl/beir` (beir, datasets,
+dill, multiprocess; put on the path of beir's process alone, so that a `datasets` not suiting the
+machine's pyarrow can fail only that side), at this venv's versions, from `pip download --no-deps
+--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64`: **45.2 MiB** of the 64 MiB a call
+may carry; `--prepare` refuses past 64.  A section that fails there (a wheel that does not import, a
+model out of memory) is named in the record's `skipped`, and the others still run.
 The script writes `gpu.json` and `gpu.log` to `$OUT`; it writes to `benchmarks/results/` only on a GPU.
 """,
 }
