@@ -503,7 +503,7 @@ def _training_eval(r: dict) -> list[str]:
 
 def _gpu(r: dict) -> list[str]:
     """Section 8 from gpu.json (a --quick record renders the same way: tests/test_bench_gpu.py)."""
-    sizes = ", ".join(f"{n} ({m['parameters'] / 1e6:.0f}M parameters)" for n, m in r["models"].items())
+    sizes = ", ".join(f"{n} ({m['parameters']:,} parameters)" for n, m in r["models"].items())
     out = [f"{r['device']}; {sizes}, seeded random weights in the hub layout, run as `-m <preset>`; "
            f"{r['tokenizer']}; {r['max_length']} tokens.", "",
            "| model | dataset | dtype | docs/s | tokens/s | GPU peak (MiB) | NDCG@10 | encode | search | "
@@ -527,7 +527,8 @@ def _gpu(r: dict) -> list[str]:
     if "ratio_time" in (b := r["beir"]):
         out += ["", f"beir `DenseRetrievalExactSearch`, {b['model']} on {b['dataset']}, batch size {b['batch_size']}, "
                 f"{b['dtype']}: ours {b['ours']['wall_s']:.1f} s, beir {b['beir']['wall_s']:.1f} s, ours / beir "
-                f"**{b['ratio_time']:.3f}**; NDCG@10 {b['ours']['ndcg@10']:.5f} vs {b['beir']['ndcg@10']:.5f} "
+                f"**{b['ratio_time']:.3f}**; NDCG@10 {b['ours']['ndcg@10']:.5f} vs {b['beir']['ndcg@10']:.5f}, "
+                f"NDCG@100 {b['ours']['ndcg@100']:.5f} vs {b['beir']['ndcg@100']:.5f} "
                 f"({'equal' if b['ndcg_equal'] else '**not equal**'} within {b['tolerance']})."]  # fmt: skip
     if "ours" in (s := r["search"]):
 
