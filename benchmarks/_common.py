@@ -45,9 +45,10 @@ def machine() -> dict:
     }
 
 
-def write_record(name: str, record: dict, quick: bool) -> Path:
-    """benchmarks/results/<name>.json (quick runs: <name>.quick.json, never shown in the README)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_record(name: str, record: dict, quick: bool, folder: Path = RESULTS) -> Path:
+    """benchmarks/results/<name>.json (quick runs: <name>.quick.json, never shown in the README), or
+    the same name in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": name,
         "quick": quick,
@@ -56,7 +57,7 @@ def write_record(name: str, record: dict, quick: bool) -> Path:
         "machine": machine(),
         **record,
     }
-    path = RESULTS / f"{name}{'.quick' if quick else ''}.json"
+    path = folder / f"{name}{'.quick' if quick else ''}.json"
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"-> {path}")
     return path

@@ -31,8 +31,9 @@ SCRIPTS = {
     "training_eval": "bench_training_eval.py",
     "scale": "bench_scale.py",  # hours at full size: run it on its own (--only scale)
     "bm25_lucene": "bench_bm25_lucene.py",  # 8.8M passages, 10-20 min, needs the lucene extra (--only)
+    "gpu": "bench_gpu.py",  # needs a GPU: run through the device call (section 8), not here
 }
-DEFAULT_RUN = [name for name in SCRIPTS if name not in ("scale", "bm25_lucene")]
+DEFAULT_RUN = [name for name in SCRIPTS if name not in ("scale", "bm25_lucene", "gpu")]
 
 
 def run(names: list[str], quick: bool) -> None:
@@ -500,6 +501,62 @@ def _training_eval(r: dict) -> list[str]:
     ]
 
 
+def _gpu(r: dict) -> list[str]:
+    """Section 8 from gpu.json (a --quick record renders the same way: tests/test_bench_gpu.py)."""
+    sizes = ", ".join(f"{n} ({m['parameters']:,} parameters)" for n, m in r["models"].items())
+    out = [f"{r['device']}; {sizes}, seeded random weights in the hub layout, run as `-m <preset>`; "
+           f"{r['tokenizer']}; {r['max_length']} tokens.", "",
+           "| model | dataset | dtype | docs/s | tokens/s | GPU peak (MiB) | NDCG@10 | encode | search | "
+           "evaluation | data I/O | model load | rest |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for size, by_set in r["runs"].items():
+        for name, by_dtype in by_set.items():
+            for dtype, run in by_dtype.items():
+                sh = run["share"]
+                peak = "n/a" if run["gpu_peak_mib"] is None else f"{run['gpu_peak_mib']:,.0f}"
+                label = f"default ({run['dtype']})" if dtype == "default" else dtype
+                out.append(f"| {size} | {name} | {label} | {run['docs_per_s']:,.1f} | {run['tokens_per_s']:,.0f} | "
+                           f"{peak} | {run['ndcg@10']:.4f} | " + " | ".join(f"{100 * sh[k]:.0f}%" for k in
+                           ("encode", "search", "evaluation", "io_load_data", "load_model", "rest")) + " |")  # fmt: skip
+    fp16 = r["fp16"]
+    out += ["", "fp16: " + "; ".join(
+        f"{size}: {v['probe'].get('nonfinite_vectors')} non-finite of {v['probe'].get('docs')} probe vectors, "
+        f"worst cosine to fp32 {v['probe'].get('min_cosine_to_fp32', float('nan')):.4f}, "
+        f"{'overflows' if v['overflows'] else 'no overflow'}" for size, v in fp16.items() if size != "note"
+    ) + f". {fp16['note']}"]  # fmt: skip
+    if "ratio_time" in (b := r["beir"]):
+        out += ["", f"beir `DenseRetrievalExactSearch`, {b['model']} on {b['dataset']}, batch size {b['batch_size']}, "
+                f"{b['dtype']}: ours {b['ours']['wall_s']:.1f} s, beir {b['beir']['wall_s']:.1f} s, ours / beir "
+                f"**{b['ratio_time']:.3f}**; NDCG@10 {b['ours']['ndcg@10']:.5f} vs {b['beir']['ndcg@10']:.5f}, "
+                f"NDCG@100 {b['ours']['ndcg@100']:.5f} vs {b['beir']['ndcg@100']:.5f} "
+                f"({'equal' if b['ndcg_equal'] else '**not equal**'} within {b['tolerance']})."]  # fmt: skip
+    if "ours" in (s := r["search"]):
+
+        def peak(side):
+            return "n/a" if side["gpu_peak_mib"] is None else f"{side['gpu_peak_mib']:,.0f}"
+
+        out += ["", f"Exact top-{s['top_k']}: {s['docs']:,} × {s['dim']} {s['vectors']}, {s['queries']:,} queries "
+                f"({s['device']}).", "", "| side | search (s) | GPU peak (MiB) |", "|---|---:|---:|",
+                f"| ours: `exact_search` over {s['docs']:,} rows in 2,048-row shards on the host | "
+                f"{s['ours']['search_s']:.2f} | {peak(s['ours'])} |",
+                f"| `torch.topk` over blocks of the matrix held on the device | "
+                f"{s['torch_topk_blocks']['search_s']:.2f} | {peak(s['torch_topk_blocks'])} |", "",
+                f"Ours / torch.topk: **{s['ratio_time']:.2f}**; same top 10: {100 * s['same_top10']:.1f}%; FAISS GPU: "
+                + (f"{s['faiss_gpu']['search_s']:.2f} s" if "search_s" in s["faiss_gpu"] else s["faiss_gpu"]["absent"]) + "."]  # fmt: skip
+    c = r["cpu_vs_gpu"]
+    out += ["", "CPU vs GPU: " + (c["absent"] if "absent" in c else
+            f"{c['model']} {c['dtype']} on {c['dataset']}: NDCG@10 {c['cpu']['ndcg@10']:.5f} (CPU) vs "
+            f"{c['gpu']['ndcg@10']:.5f} (GPU), {'within' if c['within_tolerance'] else '**outside**'} "
+            f"{c['tolerance']}.")]  # fmt: skip
+    if "hours" in (pr := r["projection"]):
+        out += ["", f"The 14 public BEIR sets ({pr['tokens_estimated'] / 1e9:.2f} G tokens, estimated) on one such "
+                "GPU: " + "; ".join(f"{d}: gtr-t5-base {h['gtr-t5-base']:.1f} h, gtr-t5-xxl {h['gtr-t5-xxl']:.1f} h"
+                                    for d, h in pr["hours"].items()) + f". {pr['how']}."]  # fmt: skip
+    if r.get("skipped"):
+        out += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in r["skipped"].items()) + "."]
+    return out
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "**NOT met**"
 
@@ -538,7 +595,36 @@ SECTIONS = [
     ("scale", "5. MS MARCO size on one machine: corpus store, BM25, dense pipeline", _scale),
     ("bm25_lucene", "5b. BM25 at MS MARCO size: `bm25` first run vs Lucene (Anserini) index + search",
      _bm25_lucene),
+    ("gpu", "8. One GPU: GTR sizes through `gtr-eval run`, dtypes, beir, search, all of BEIR", _gpu),
 ]  # fmt: skip
+# What a section says when its record is missing (default: the script to run), and what follows it always.
+MISSING = {
+    "gpu": "Prepared, not run: no GPU has been lent to this project yet, so nothing on a GPU is measured. "
+    "`benchmarks/bench_gpu.py` is the check to run when one is (below); its `--quick` mode runs the same code "
+    "on the CPU in the test suite (`tests/test_bench_gpu.py`).",
+}
+AFTER = {
+    "gpu": """The device call (one command, planned to end within 8 minutes: past `--budget-s` (420 s) it skips the
+sections left; how long it takes on a GPU is not known until it runs):
+
+```bash
+python benchmarks/bench_gpu.py --prepare   # here: SciFact + NFCorpus into .gpu-data/, wheels into .whl/, sizes
+# device run: command "bash benchmarks/bench_gpu_device.sh", carry [".whl", ".gpu-data"], timeout_s 570
+cp <files_at>/gpu.json benchmarks/results/ && python benchmarks/run_all.py --readme
+```
+
+What travels, measured by `--prepare` (2026-12-07): the working tree 29.4 MiB, `.gpu-data` 14.6 MiB
+(the two datasets' corpus, queries and test qrels), `.whl` 1.3 MiB: `.whl/run` (pytrec-eval-terrier,
+platformdirs: what `gtr-eval run` imports that the GPU machine lacks) and `.whl/beir` (beir, datasets,
+dill, multiprocess; put on the path of beir's process alone, so that a `datasets` not suiting the
+machine's pyarrow can fail only that side), at this venv's versions, from `pip download --no-deps
+--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64`: **45.2 MiB** of the 64 MiB a call
+may carry; `--prepare` refuses past 64.  A section that fails there (a wheel that does not import, a
+model out of memory) is named in the record's `skipped`, and the others still run.
+The script writes `gpu.json` and `gpu.log` to `$OUT`; it writes to `benchmarks/results/` only on a GPU.
+""",
+}
 
 HEADER = """# Performance and scale
 
@@ -615,10 +701,15 @@ def readme() -> str:
         out.append(f"## {title}\n")
         r = _load(name)
         if r is None:
-            out.append(f"Not measured yet: `python benchmarks/{SCRIPTS[name.split('.')[0]]}`.\n")
-            continue
-        out.append("\n".join(render(r)) + "\n")
-        out.append(_when(r) + "\n")
+            out.append(
+                MISSING.get(name, f"Not measured yet: `python benchmarks/{SCRIPTS[name.split('.')[0]]}`.")
+                + "\n"
+            )
+        else:
+            out.append("\n".join(render(r)) + "\n")
+            out.append(_when(r) + "\n")
+        if name in AFTER:
+            out.append(AFTER[name])
     out.append(NOTES)
     out.append(SCALE)
     return "\n".join(out)
