@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import fusion
+from ..artifacts import CacheRoot
 from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
 from ..errors import Mistake, did_you_mean
@@ -63,6 +64,7 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
             cfg.candidates,
             cfg.depth,
             cfg.name,
+            CacheRoot(Path(cfg.cache_dir)) if cfg.cache_dir is not None else None,
         )
         for m in cfg.models
     ]

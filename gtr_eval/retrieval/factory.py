@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
+from ..artifacts import CacheRoot
 from ..checkpoints import find_checkpoints, in_step_order, step_of_folder
 from ..data.units import looks_like_path, missing_folder
 from ..errors import Mistake, did_you_mean
@@ -196,16 +197,17 @@ def resolve(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> Syst
     if family == "dense":
         cfg = DenseConfig(**common, query_model=pair.query if pair else None, score=opts.score,
                           backend=opts.backend, cache_dtype=opts.cache_dtype, devices=_worker_devices(opts))  # fmt: skip
-        spec: SystemSpec = resolve_dense(cfg, export_dir=_export_dir(opts))
+        spec: SystemSpec = resolve_dense(cfg, _cache(opts))
     else:
         _check_family_options(family, model, opts)
         if family == "sparse":
-            spec = resolve_sparse(SparseConfig(**common))
+            spec = resolve_sparse(SparseConfig(**common), _cache(opts))
         else:
             spec = resolve_multivector(
                 MultiVectorConfig(
                     **common, search=opts.maxsim_search, candidates=opts.candidates, depth=opts.depth
-                )
+                ),
+                _cache(opts),
             )
     return replace(spec, top_k=top_k)
 
@@ -230,8 +232,9 @@ def make_retriever(request: Request, opts: RetrieverOptions, top_k: int = 1000) 
     return build(resolve(request, opts, top_k), opts.cache_dir)
 
 
-def _export_dir(opts: RetrieverOptions) -> Path | None:
-    return Path(opts.cache_dir) / "onnx" if opts.cache_dir is not None else None
+def _cache(opts: RetrieverOptions) -> CacheRoot | None:
+    """The cache root in use (None: `--no-cache`)."""
+    return CacheRoot(Path(opts.cache_dir)) if opts.cache_dir is not None else None
 
 
 def _check_family_options(family: str, model: str, opts: RetrieverOptions) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..errors import ModelError, TooLarge
 from ..identity import ranking, setting
@@ -60,7 +61,7 @@ class MultiVectorSpec(EncodedSpec):
     full_max_docs: int = setting(FULL_MAX_DOCS)
 
 
-def resolve_multivector(c: MultiVectorConfig) -> MultiVectorSpec:
+def resolve_multivector(c: MultiVectorConfig, cache: CacheRoot | None = None) -> MultiVectorSpec:
     if c.search not in MODES:
         raise ValueError(f"search must be one of {MODES}, not {c.search!r}")
     if c.token_dtype not in TOKEN_DTYPES:
@@ -73,7 +74,7 @@ def resolve_multivector(c: MultiVectorConfig) -> MultiVectorSpec:
         raise ValueError(f"depth must be >= 1, not {c.depth}")
     source = resolve_model(c.model, c.revision)
     preset = source.preset
-    weights = weights_fingerprint(source.path)
+    weights = weights_fingerprint(source.path, cache)
     name = c.name or source.name
     if c.candidates == name:
         raise ValueError(f"{name} cannot re-rank its own run (--candidates {c.candidates})")

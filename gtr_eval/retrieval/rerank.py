@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import CacheRoot
 from ..identity import cache_fields, ranking, setting
 from ..io import atomic_write_bytes, atomic_write_json
 from .base import TEXT_FORMAT, Report
-from .cache import cache_key, encode_sharded, read_complete
+from .cache import encode_sharded, read_complete
 from .encoded import model_fields, run_fields
 from .encoders import default_device
 from .loaders import DTYPES, load_cross_encoder
@@ -85,7 +86,11 @@ class RerankSpec(SystemSpec):
 
 
 def resolve_cross_encoder(
-    c: CrossEncoderConfig, candidates: str, depth: int, name: str | None = None
+    c: CrossEncoderConfig,
+    candidates: str,
+    depth: int,
+    name: str | None = None,
+    cache: CacheRoot | None = None,
 ) -> RerankSpec:
     """The spec of `candidates>>MODEL`: the cross-encoder found and fingerprinted, nothing loaded."""
     if c.dtype not in DTYPES:
@@ -95,7 +100,7 @@ def resolve_cross_encoder(
     source = resolve_model(CROSS_ENCODERS.get(c.model, c.model), c.revision)
     return RerankSpec(
         system=name or rerank_name(candidates, system_name(c.model)),
-        **model_fields(source, weights_fingerprint(source.path), c.model),
+        **model_fields(source, weights_fingerprint(source.path, cache), c.model),
         max_length=c.max_length,
         depth=depth,
         top_k=depth,
@@ -191,7 +196,7 @@ class PairScoreCache:
     def __init__(self, cache_dir: Path | None, key: dict, shard_size: int = 2048):
         self.key = key
         self.shard_size = shard_size
-        self.root = None if cache_dir is None else Path(cache_dir) / "pair-scores" / _entry(key)
+        self.root = None if cache_dir is None else CacheRoot(Path(cache_dir)).entry("pair-scores", key)
 
     def scores(
         self,
@@ -259,11 +264,6 @@ class PairScoreCache:
             atomic_write_bytes(folder / "pairs.npy", buf.getvalue())
             atomic_write_json(folder / "job.json", {"rows": len(hashes), "shard_size": self.shard_size})
         return folder
-
-
-def _entry(key: dict) -> str:
-    digest = cache_key(key)
-    return f"{digest[:2]}/{digest}"
 
 
 def _finished_job(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
