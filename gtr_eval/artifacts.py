@@ -1,10 +1,10 @@
 """The cache: one root, its areas, the key-to-folder rule, memos, and folders built atomically and verified.
 
 Everything the harness derives from its inputs and keeps for later runs (corpus stores, BM25 and
-Lucene indexes, ONNX exports, embeddings, re-ranker pair scores, reduced corpora) lives in one
-`CacheRoot`: `--cache-dir`, else `$GTR_EVAL_CACHE_DIR`, else the user cache.  Its memos live there
-too, never in another root, so a run under a fresh `--cache-dir` owes nothing to what the user cache
-remembers.
+Lucene indexes, ONNX exports, embeddings, re-ranker pair scores) lives in one `CacheRoot`:
+`--cache-dir`, else `$GTR_EVAL_CACHE_DIR`, else the user cache.  Its memos live there too, never in
+another root, so a run under a fresh `--cache-dir` owes nothing to what the user cache remembers.
+Reduced corpora and downloads live in the data folder but are built and verified the same way.
 
 A stored number is only as good as the files it was made from, so:
 - A memo of a file's digest is keyed by the file's full stat key (`stat_key`): size, mtime, ctime,
@@ -32,7 +32,7 @@ from .paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-AREAS = ("corpus", "bm25", "lucene", "onnx", "embeddings", "pair-scores", "reduced", "memos")
+AREAS = ("corpus", "bm25", "lucene", "onnx", "embeddings", "pair-scores", "memos")
 """The cache root's folders, one per kind of artifact (`memos`: file and folder digests)."""
 RECORD = ".checksums.json"
 """The checksum record `build_folder` writes in each artifact folder: relative path -> [size, sha256]."""
@@ -113,12 +113,15 @@ def build_folder(
     what: str,
     memo_dir: Path | None = None,
     remove: Callable[[Path], None] | None = None,
+    current: Callable[[Path], bool] = lambda folder: True,
 ) -> bool:
     """Make `folder` once: `make(tmp)` fills a temporary folder beside it, a checksum record of every
     file in it is written, and it is renamed into place; all under a lock, so concurrent processes
     build it once.  True when a complete folder that passes `verify_folder` was already there; one
     that fails is removed and built again, with a note naming the file.  `remove` deletes a killed
-    build's leftovers (default: `shutil.rmtree`)."""
+    build's leftovers (default: `shutil.rmtree`).  A folder named for something other than its full
+    key (a reduced dataset) says through `current` whether it was made from the inputs of now; one
+    that was not is built again without a note."""
     from filelock import FileLock
 
     remove = remove or (lambda p: shutil.rmtree(p, ignore_errors=True))
@@ -127,9 +130,10 @@ def build_folder(
     with FileLock(str(folder) + ".lock"):
         if folder.exists():
             bad = verify_folder(folder, memo_dir)
-            if bad is None:
+            if bad is None and current(folder):
                 return True
-            log.warning("[cache] %s %s failed its checksum (%s); rebuilding", what, folder, bad)
+            if bad is not None:
+                log.warning("[cache] %s %s failed its checksum (%s); rebuilding", what, folder, bad)
             shutil.rmtree(folder, ignore_errors=True)
         for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # a build that was killed
             remove(stale)
