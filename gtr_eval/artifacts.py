@@ -83,6 +83,11 @@ class CacheRoot:
         """The root at `cache_dir`, else the default (`$GTR_EVAL_CACHE_DIR`, else the user cache)."""
         return cls(Path(cache_dir) if cache_dir is not None else default_cache_dir())
 
+    @classmethod
+    def corpus_area(cls, cache_dir: Path | str | None) -> Path | None:
+        """Where the corpus stores of cache folder `cache_dir` live (None: no cache, the default's)."""
+        return cls(Path(cache_dir)).area("corpus") if cache_dir is not None else None
+
     def area(self, name: str) -> Path:
         if name not in AREAS:
             raise ValueError(f"no cache area {name!r}; the areas are {', '.join(AREAS)}")

@@ -271,3 +271,21 @@ def test_an_edited_reduced_corpus_is_made_again_with_a_note(tmp_path, caplog):
         again = reduce_unit(unit, 2, tmp_path / "data", cache_dir=tmp_path / "cache", echo=lambda _: None)
     assert "[cache] reduced dataset" in caplog.text and "failed its checksum (corpus.jsonl)" in caplog.text
     assert (again.path / "corpus.jsonl").read_bytes() == original
+
+
+def test_an_index_is_keyed_by_the_store_it_was_read_from(tmp_path):
+    """A store converted again makes what was derived from it be built again: an index read from a
+    wrong store (here one whose record was rewritten to match) is not served once the store is right."""
+    demo, cache = _demo(tmp_path), tmp_path / "cache"
+    assert _run("bm25", demo, tmp_path / "r1", cache).exit_code == 0
+    true = _stored(tmp_path / "r1")["metrics"]["ndcg@10"]
+    (store,) = cache.glob("corpus/*/*/corpus.arrow")
+    _edit_in_place(store, lambda b: _rot13_texts(b, _texts(demo)))
+    (store.parent / artifacts.RECORD).unlink()
+    artifacts.write_record(store.parent)
+    assert _run("bm25", demo, tmp_path / "r2", cache).exit_code == 0
+    assert _stored(tmp_path / "r2")["metrics"]["ndcg@10"] != true  # read from the wrong store
+    shutil.rmtree(store.parent)  # converted again
+    assert _run("bm25", demo, tmp_path / "r3", cache).exit_code == 0
+    assert _stored(tmp_path / "r3")["metrics"]["ndcg@10"] == true
+    assert len(list(cache.glob("bm25/*/*/data.csc.index.npy"))) == 2

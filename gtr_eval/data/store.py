@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..artifacts import CacheRoot, file_memo, memoised_sha256, verify_folder
+from ..artifacts import RECORD, CacheRoot, file_memo, memoised_sha256, verify_folder
 from ..io import last_json_object, read_memo, write_memo
 from .jsonl import DataError, corpus_records
 
@@ -228,6 +228,18 @@ def _work_dir(root: Path) -> Path | None:
         except (ValueError, IndexError, PermissionError):
             continue
     return work
+
+
+def store_sha256(store_file: Path | None) -> str | None:
+    """The sha256 of a store file as its checksum record holds it: what an artifact derived from the
+    store (a BM25 or Lucene index) is keyed by, so that a store converted again (after it failed its
+    checksums) makes them be built again; None for a corpus held in memory."""
+    if store_file is None:
+        return None
+    try:
+        return json.loads((Path(store_file).parent / RECORD).read_text())["files"][STORE_FILE][1]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def _store_folder(root: Path, sha: str) -> Path:

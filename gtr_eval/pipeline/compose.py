@@ -210,9 +210,7 @@ def _units(data: DataOptions, datasets: Sequence[str]) -> list[DatasetUnit]:
 
 
 def _store(results_dir: Path, cache_dir: Path | None, overwrite: bool) -> PairStore:
-    return PairStore(
-        Path(results_dir), Path(cache_dir) / "corpus" if cache_dir is not None else None, overwrite
-    )
+    return PairStore(Path(results_dir), CacheRoot.corpus_area(cache_dir), overwrite)
 
 
 def _each(jobs, store: PairStore, sweep: Sweep) -> RunResults:

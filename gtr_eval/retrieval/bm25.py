@@ -2,8 +2,10 @@
 
 The index is bm25s' own (its CSC score matrix and vocabulary files), built by `bm25_index` in two
 streamed passes so that MS MARCO-size corpora fit in a few GB, and saved in the cache keyed by the
-corpus content, the BM25 parameters and the tokeniser: a second run on the same corpus maps the
-saved index (`bm25s.BM25.load(mmap=True)`) instead of indexing again.  Scores are bm25s' to the
+corpus content (and the store file it was read from), the BM25 parameters and the tokeniser, as a
+folder built by `artifacts.build_folder` (checksummed, verified when a process first opens it): a
+second run on the same corpus maps the saved index (`bm25s.BM25.load(mmap=True)`) instead of
+indexing again.  Scores are bm25s' to the
 bit (tests compare whole runs with `bm25s.tokenize` + `bm25s.BM25.index` + `retrieve`).
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
+from ..data.store import store_sha256
 from ..identity import record, setting
 from .base import TEXT_FORMAT, Report, Retriever, Run, Searched, to_run
 from .bm25_index import (
@@ -103,6 +106,7 @@ class BM25Retriever(Retriever):
             "kind": "bm25-index",
             "format": INDEX_FORMAT,
             "corpus": corpus.content_hash(),
+            "store": store_sha256(corpus.store_path),
             **ranking,
             "bm25s": bm25s.__version__,
             "PyStemmer": version("PyStemmer") if self.config.stemmer else None,

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
+from ..data.store import store_sha256
 from ..errors import Mistake, PairError
 from ..identity import cache_fields, ranking, setting
 from .base import Report, Retriever, Run, Searched
@@ -229,9 +230,10 @@ class LuceneRetriever(Retriever):
     # --- index ---------------------------------------------------------------------------------
 
     def index_key(self, corpus: Corpus) -> dict:
-        """What a saved index is of: the corpus content and the spec's fields that shape the index."""
+        """What a saved index is of: the corpus content (and the store file it is read from) and the
+        spec's fields that shape the index."""
         return {"kind": "lucene-index", "format": INDEX_FORMAT, "corpus": corpus.content_hash(),
-                **cache_fields(self.spec, "index")}  # fmt: skip
+                "store": store_sha256(corpus.store_path), **cache_fields(self.spec, "index")}  # fmt: skip
 
     def index(self, corpus: Corpus) -> Report:
         t0 = time.perf_counter()
@@ -330,7 +332,7 @@ class LuceneRetriever(Retriever):
     def _work_dir(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        work = self.cache_dir / "lucene" / "tmp"
+        work = CacheRoot(Path(self.cache_dir)).area("lucene") / "tmp"
         work.mkdir(parents=True, exist_ok=True)
         for stale in work.glob("gtr-eval-lucene-search-*"):  # left by a killed process
             try:

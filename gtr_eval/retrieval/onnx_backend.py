@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import RECORD, build_folder
+from ..artifacts import RECORD, CacheRoot, build_folder
 from ..errors import ModelError
 from .backends import EncoderSpec
 from .batching import encode_batches
@@ -258,9 +258,7 @@ def _quantize(src: Path, out: Path) -> None:
 
 def model_folder(fingerprint: str, root: Path | str | None = None) -> Path:
     """Where the exports of the model with weights sha256 `fingerprint` live (`root`: `<cache>/onnx`)."""
-    from ..paths import default_cache_dir
-
-    return Path(root or default_cache_dir() / "onnx") / f"{fingerprint[:16]}-{RECIPE}"
+    return Path(root or CacheRoot.of().area("onnx")) / f"{fingerprint[:16]}-{RECIPE}"
 
 
 def _check_pooling(st) -> None:
