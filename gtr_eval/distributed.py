@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from .artifacts import CacheRoot
 from .data.units import DatasetUnit
 from .pipeline.runner import RunConfig
 from .retrieval import families
@@ -59,7 +60,7 @@ def encode_job(
 
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    data = unit.load(store_dir=opts.cache_dir / "corpus" if opts.cache_dir is not None else None)
+    data = unit.load(store_dir=CacheRoot.corpus_area(opts.cache_dir))
     retriever = make_retriever(model, opts)
     if not isinstance(retriever, EncodedRetriever):
         raise ValueError(f"{model}: only dense, sparse and late-interaction models have vectors to encode")

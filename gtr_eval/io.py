@@ -1,4 +1,5 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one; file checksums."""
+"""Atomic writes: a reader sees the old file or the new one, never half of one; file checksums and the
+memo files that keep them (`artifacts` keys them)."""
 
 from __future__ import annotations
 
@@ -73,24 +74,6 @@ def sha256_file(path: Path | str) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def cached_sha256(path: Path | str, memo_dir: Path | str) -> str:
-    """sha256 of a file, memoised in `memo_dir` by (path, size, mtime, inode): a second call on an
-    unchanged file reads nothing (a 4 GB corpus is hashed once), a changed file is hashed again."""
-    memo = memo_path(path, memo_dir)
-    if known := read_memo(memo):
-        return known
-    sha = sha256_file(path)
-    write_memo(memo, sha)
-    return sha
-
-
-def memo_path(path: Path | str, memo_dir: Path | str) -> Path:
-    """Where `cached_sha256` keeps the digest of `path` as it is now (its stat is the key)."""
-    st = Path(path).stat()
-    stamp = json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
-    return Path(memo_dir) / f"{hashlib.sha256(stamp.encode()).hexdigest()}.txt"
 
 
 def read_memo(memo: Path) -> str | None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sentence_transformers.base.evaluation import BaseEvaluator
 
+from .artifacts import CacheRoot
 from .checkpoints import checkpoint_system
 from .data.loader import BeirData
 from .data.units import DataOptions, DatasetUnit
@@ -99,7 +100,7 @@ class BeirEvaluator(BaseEvaluator):
         self.reduce_corpus = reduce_corpus
         self.echo = echo or (lambda _line: None)
         cache = Path(cache_dir) if cache_dir is not None else None
-        self.store_dir = cache / "corpus" if cache is not None else None
+        self.store_dir = CacheRoot.corpus_area(cache)
         options = DataOptions(Path(data_dir), split, download)
         self.datasets = [self._load(spec, options, cache) for spec in options.expand(list(datasets)).datasets]
         key = self.datasets[0].key if len(self.datasets) == 1 else "mean"

@@ -18,6 +18,7 @@ LAYERS = [
         "gtr_eval",
         "gtr_eval.io",
         "gtr_eval.paths",
+        "gtr_eval.artifacts",
         "gtr_eval.errors",
         "gtr_eval.identity",
         "gtr_eval.progress",

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from gtr_eval.artifacts import RECORD
 from gtr_eval.cli import cli
 from gtr_eval.data import download as dl
 from gtr_eval.data import registry as datasets
@@ -189,7 +190,9 @@ def _assert_tiny(folder: Path) -> None:
 
 
 def _tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MARKER)
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name not in (MARKER, RECORD)
+    )
 
 
 @pytest.fixture
@@ -415,6 +418,20 @@ def test_stale_marker_is_replaced_foreign_folder_is_kept(server, tiny, tmp_path)
     with pytest.raises(DownloadError, match="not downloaded by gtr-eval"):
         download("tiny", foreign, base_url=server.url, progress=False)
     assert (foreign / "tiny" / "mine.txt").read_text() == "keep"
+
+
+def test_an_edited_download_is_fetched_again_with_a_note(server, tiny, tmp_path, capsys):
+    out = download("tiny", tmp_path, base_url=server.url, progress=False)
+    corpus = out / "corpus.jsonl"
+    before = corpus.stat()
+    corpus.write_bytes(corpus.read_bytes().replace(b"text 1", b"text 7"))  # same size, its mtime restored
+    os.utime(corpus, ns=(before.st_atime_ns, before.st_mtime_ns))
+    _assert_tiny(download("tiny", tmp_path, base_url=server.url, progress=False))
+    assert (
+        f"[cache] dataset {out} failed its checksum (corpus.jsonl); downloading again"
+        in capsys.readouterr().err
+    )
+    assert server.requests_for("tiny.zip") == 2
 
 
 def test_leftover_partial_download_is_not_trusted(server, tiny, tmp_path):

@@ -57,7 +57,7 @@ def test_export_is_cached_and_vectors_have_their_own_cache_key(tiny_gtr, tmp_pat
     )
     a_folder = a.index(data.corpus).stats["cache_folder"]
     # exported beside the embeddings
-    exported = model_folder(a.spec.weights_sha256, tmp_path / "onnx") / "model-int8.onnx"
+    exported = model_folder(a.spec.weights_sha256, tmp_path / "onnx") / "int8" / "model-int8.onnx"
     stamp = exported.stat().st_mtime_ns
     b = DenseRetriever(
         DenseConfig(model=str(tiny_gtr), backend="onnx-int8"), cache_dir=tmp_path, progress=False

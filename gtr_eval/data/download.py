@@ -26,9 +26,11 @@ Layout under `data_dir`, while a download runs:
 - `<name>/`  the dataset. It is extracted (or converted from the hub) into a temporary folder
   `data_dir/.<name>.tmp-*` and renamed into place in one step, with the marker
   `.gtr-eval-download.json` already inside (source; url, md5 and the mirror if one was used, or the
-  hub repos, the commits fetched and each file's sha256; time), so a `<name>/` folder with a marker
-  is always complete. A later call skips when the marker still matches the registry (same md5, same
-  pinned hub copies).
+  hub repos, the commits fetched and each file's sha256; time) and the checksum record of every file
+  (`artifacts.write_record`), so a `<name>/` folder with a marker is always complete. A later call
+  skips when the marker still matches the registry (same md5, same pinned hub copies) and every file
+  still matches the record (`artifacts.verify_folder`); a folder that does not is fetched again, with
+  a note.
 Afterwards nothing but `<name>/` remains: `.downloads/` goes when empty, and a data folder (and
 parents) that this call created and that is still empty after a failure is removed again.
 
@@ -60,6 +62,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from ..artifacts import verify_folder, write_record
 from ..errors import Mistake, PairError
 from ..paths import BUNDLED
 from ..progress import interactive
@@ -371,6 +374,7 @@ def _fetch_hub(info, source: str, data_dir: Path, reach) -> str:
             "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        write_record(tmp)
         _move_into_place(tmp, target)
         tmp = None
     except OSError as e:
@@ -403,9 +407,13 @@ def dataset_source(folder: Path) -> dict:
 
 def _current_source(target: Path, info: registry.DatasetInfo, chain: list[str]) -> str | None:
     """The source `target` was downloaded from, if it is one of `chain` and still what the registry
-    names (the same md5; the same hub copies); None when it must be fetched (again)."""
+    names (the same md5; the same hub copies) and its files are those written; None when it must be
+    fetched (again)."""
     marker = read_marker(target)
     if not marker:
+        return None
+    if (bad := verify_folder(target)) is not None:
+        _say(f"[cache] dataset {target} failed its checksum ({bad}); downloading again")
         return None
     src = marker.get("source", "ukp")  # markers written before hub sources existed are ukp's
     if src not in chain:
@@ -571,6 +579,7 @@ def _extract(archive: Path, name: str, data_dir: Path, marker: dict, keep: bool 
             )
         record = dict(marker, downloaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        write_record(tmp)
         _move_into_place(tmp, target)
         tmp = None
         return target

@@ -16,12 +16,13 @@ mismatch, a null) sends the file through the strict reader, which either loads i
 null texts, blank lines are fine there) or raises its `DataError` naming the file and line.  Small
 files go straight to the strict reader.
 
-Files under `<cache>/corpus/`: `<sha[:2]>/<sha>.v1.arrow`, renamed into place when complete, under
-a file lock so that concurrent processes convert a corpus once (not fsynced: a store cut short by a
-crash is not an Arrow file, fails the checks on opening and is converted again); `tmp/` for
-conversions in progress (files of dead processes are removed); and `fingerprints/<key>.txt`,
-memoising (path, size, mtime, inode) -> sha256 so that a second open does not hash gigabytes
-again.  A file whose size or mtime changed is hashed again; new content gets its own store.
+Files under `<cache>/corpus/`: `<sha[:2]>/<sha>.v1/corpus.arrow`, a folder built by
+`artifacts.build_folder` (under a file lock, so that concurrent processes convert a corpus once; with a
+checksum record verified the first time a process opens it, so a store edited or cut short on disk is
+converted again, with a note); `tmp/` for conversions in progress (files of dead processes are
+removed).  The sha256 of corpus.jsonl is memoised under the cache root's `memos/` by the file's full
+stat key (`artifacts.stat_key`): a second open does not hash gigabytes again, and any change to the
+file (even of the same size, its mtime restored) is hashed again; new content gets its own store.
 """
 
 from __future__ import annotations
@@ -43,10 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-from filelock import FileLock
 
-from ..io import cached_sha256, last_json_object, memo_path, read_memo, write_memo
-from ..paths import default_cache_dir
+from ..artifacts import RECORD, CacheRoot, file_memo, memoised_sha256, verify_folder
+from ..io import last_json_object, read_memo, write_memo
 from .jsonl import DataError, corpus_records
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,21 @@ JSON_PIECE = 64 << 20  # bytes parsed at a time (resident memory: about three ti
 JSON_BLOCK = 8 << 20  # pyarrow's unit of parallel parsing
 STRICT_BATCH_ROWS = 1 << 16
 _COLUMNS = ("_id", "title", "text")
+STORE_FILE = "corpus.arrow"
 
 
 def store_root() -> Path:
-    return default_cache_dir() / "corpus"
+    return CacheRoot.of().area("corpus")
 
 
-def corpus_sha256(path: Path, root: Path | None = None) -> str:
-    """The sha256 of a corpus.jsonl as the store knows it (memoised: no re-hash of an unchanged file)."""
-    return cached_sha256(path, (Path(root) if root is not None else store_root()) / "fingerprints")
+def cache_of(root: Path) -> CacheRoot:
+    """The cache root whose corpus area is `root` (its memos live there)."""
+    return CacheRoot(Path(root).parent)
+
+
+def data_file_sha256(path: Path, root: Path | None = None) -> str:
+    """The sha256 of a dataset file, memoised by its stat key under the cache of store root `root`."""
+    return memoised_sha256(path, cache_of(Path(root) if root is not None else store_root()).memos("files"))
 
 
 def _schema() -> pa.Schema:
@@ -150,9 +156,10 @@ def open_corpus(path: Path, root: Path | None = None) -> CorpusStore:
     """
     path = Path(path)
     root = Path(root) if root is not None else store_root()
-    memo = memo_path(path, root / "fingerprints")
+    cache = cache_of(root)
+    memo = file_memo(path, cache.memos("files"))
     sha = read_memo(memo)
-    if sha and (found := _map(_store_file(root, sha), sha)):
+    if sha and (found := _open_stored(root, sha, cache)):
         return found
     work = _work_dir(root)
     stored = work is not None
@@ -165,19 +172,25 @@ def open_corpus(path: Path, root: Path | None = None) -> CorpusStore:
         scan = scan_file(path)
         if not stored:
             return _convert_unstored(path, work, scan, fast)
-        target = _store_file(root, scan.sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(target) + ".lock"):
-            if not (found := _map(target, scan.sha256)):
-                os.replace(_converted(path, work, scan, fast), target)
-                found = _map(target, scan.sha256)
+        folder = _store_folder(root, scan.sha256)
+        cache.build(folder, lambda tmp: os.replace(_converted(path, work, scan, fast), tmp / STORE_FILE),
+                    "corpus store")  # fmt: skip
+        found = _map(folder / STORE_FILE, scan.sha256)
     finally:
         if fast is not None:
             fast.cancel()
     if found is None:
-        raise RuntimeError(f"{target}: the corpus store just written cannot be read back")
+        raise RuntimeError(f"{folder}: the corpus store just written cannot be read back")
     write_memo(memo, scan.sha256)
     return found
+
+
+def _open_stored(root: Path, sha: str, cache: CacheRoot) -> CorpusStore | None:
+    """The store of content `sha`, if it is there and passes its checksums (else it is built again)."""
+    folder = _store_folder(root, sha)
+    if not folder.is_dir() or verify_folder(folder, cache.memos("folders")) is not None:
+        return None
+    return _map(folder / STORE_FILE, sha)
 
 
 def _converted(src: Path, work: Path, scan: Scan, fast: FastConversion | None) -> Path:
@@ -217,8 +230,20 @@ def _work_dir(root: Path) -> Path | None:
     return work
 
 
-def _store_file(root: Path, sha: str) -> Path:
-    return root / sha[:2] / f"{sha}.v{STORE_VERSION}.arrow"
+def store_sha256(store_file: Path | None) -> str | None:
+    """The sha256 of a store file as its checksum record holds it: what an artifact derived from the
+    store (a BM25 or Lucene index) is keyed by, so that a store converted again (after it failed its
+    checksums) makes them be built again; None for a corpus held in memory."""
+    if store_file is None:
+        return None
+    try:
+        return json.loads((Path(store_file).parent / RECORD).read_text())["files"][STORE_FILE][1]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _store_folder(root: Path, sha: str) -> Path:
+    return root / sha[:2] / f"{sha}.v{STORE_VERSION}"
 
 
 def map_store(file: Path) -> pa.Table:

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Mistake, did_you_mean
-from ..io import cached_sha256
 from ..paths import BUNDLED
 from . import registry
 from .jsonl import DataError
 from .loader import BeirData, load_beir_folder
-from .store import corpus_sha256, store_root
+from .store import data_file_sha256
 
 
 @dataclass(frozen=True)
@@ -58,8 +57,8 @@ class DatasetUnit:
         self, store_dir: Path | None = None, files_sha256: Mapping[str, str] | None = None
     ) -> DatasetFingerprint:
         """The unit's fingerprint: of `files_sha256` (what a load read, `BeirData.checksums`), else of
-        the files as they are now, hashed without loading them (memoised by stat, as the corpus store
-        memoises corpus.jsonl: an unchanged 4 GB corpus is not read again)."""
+        the files as they are now, hashed without loading them (memoised by their full stat key, as the
+        corpus store memoises corpus.jsonl: an unchanged 4 GB corpus is not read again, an edited one is)."""
         if files_sha256 is None:
             files_sha256 = {name: self._sha256(name, store_dir) for name in self.data_files()}
         return DatasetFingerprint(
@@ -70,10 +69,7 @@ class DatasetUnit:
         path = Path(self.path) / name
         if not path.is_file():
             raise DataError(path, None, f"missing: not a BEIR folder with split {self.split!r}")
-        root = Path(store_dir) if store_dir is not None else store_root()
-        if name == "corpus.jsonl":
-            return corpus_sha256(path, root)
-        return cached_sha256(path, root / "fingerprints")
+        return data_file_sha256(path, store_dir)
 
 
 @dataclass

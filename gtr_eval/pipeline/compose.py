@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import fusion
+from ..artifacts import CacheRoot
 from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
 from ..errors import Mistake, did_you_mean
@@ -77,6 +78,7 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
             cfg.candidates,
             cfg.depth,
             cfg.name,
+            CacheRoot(Path(cfg.cache_dir)) if cfg.cache_dir is not None else None,
         )
         for m in cfg.models
     ]
@@ -225,9 +227,7 @@ def _units(data: DataOptions, datasets: Sequence[str]) -> list[DatasetUnit]:
 
 
 def _store(results_dir: Path, cache_dir: Path | None, overwrite: bool) -> PairStore:
-    return PairStore(
-        Path(results_dir), Path(cache_dir) / "corpus" if cache_dir is not None else None, overwrite
-    )
+    return PairStore(Path(results_dir), CacheRoot.corpus_area(cache_dir), overwrite)
 
 
 def _each(jobs, store: PairStore, sweep: Sweep) -> RunResults:

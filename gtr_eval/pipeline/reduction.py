@@ -9,16 +9,18 @@ differ from the full dataset's, so a result on it is never taken for (or served 
 set.  `reduction.json` records what it was made from (the source's fingerprint) and how; a source
 that has changed since is reduced again.  BM25 is this package's (`bm25`, BEIR's parameters), and its
 ranking is deterministic (ties broken by document order), so the same source and k give the same
-folder on every machine.
+folder on every machine.  The folder is built by `artifacts.build_folder` (under a lock, renamed
+into place, with a checksum record verified when a process first uses it: an edited reduced corpus is
+made again, with a note).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from pathlib import Path
 
+from ..artifacts import CacheRoot, build_folder
 from ..data.units import DatasetUnit
 from ..identity import record
 from ..io import atomic_write_json
@@ -48,8 +50,12 @@ def reduce_unit(
     name = reduced_name(unit.name, top_k)
     folder = Path(root) / "reduced" / name
     recipe = {"recipe": RECIPE, "top_k": top_k, "source": record(unit.fingerprint(store_dir))}
-    if _marker(folder).get("made_from") != recipe:
-        _build(unit, folder, recipe, store_dir, cache_dir, echo)
+    memos = CacheRoot(Path(cache_dir)).memos("folders") if cache_dir is not None else None
+    made = build_folder(folder, lambda tmp: _build(unit, tmp, recipe, store_dir, cache_dir), "reduced dataset",
+                        memos, current=lambda f: _marker(f).get("made_from") == recipe)  # fmt: skip
+    if not made:
+        kept = _marker(folder)["documents"]
+        echo(f"[data] {name}: {kept:,} documents kept (relevant + BM25 top {top_k}) -> {folder}")
     return DatasetUnit(name, folder, unit.split, unit.ignore_identical_ids)
 
 
@@ -85,26 +91,15 @@ def kept_documents(unit: DatasetUnit, top_k: int, store_dir: Path | None, cache_
 
 
 def _build(
-    unit: DatasetUnit, folder: Path, recipe: dict, store_dir: Path | None, cache_dir: Path | None, echo
+    unit: DatasetUnit, tmp: Path, recipe: dict, store_dir: Path | None, cache_dir: Path | None
 ) -> None:
-    """Write the reduced folder beside its final place, then rename it in (a killed build leaves
-    nothing that is taken for a reduced dataset)."""
+    """Write the reduced folder's files into `tmp` (`build_folder` renames it into place)."""
     keep = kept_documents(unit, recipe["top_k"], store_dir, cache_dir)
-    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
-    (tmp / "qrels").mkdir(parents=True)
-    try:
-        kept = _copy_corpus(Path(unit.path) / "corpus.jsonl", tmp / "corpus.jsonl", keep)
-        shutil.copyfile(Path(unit.path) / "queries.jsonl", tmp / "queries.jsonl")
-        shutil.copyfile(Path(unit.path) / "qrels" / f"{unit.split}.tsv", tmp / "qrels" / f"{unit.split}.tsv")
-        atomic_write_json(
-            tmp / MARKER, {"made_from": recipe, "documents": kept, "source_path": str(unit.path)}
-        )
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    echo(f"[data] {folder.name}: {kept:,} documents kept (relevant + BM25 top {recipe['top_k']}) -> {folder}")
+    (tmp / "qrels").mkdir()
+    kept = _copy_corpus(Path(unit.path) / "corpus.jsonl", tmp / "corpus.jsonl", keep)
+    shutil.copyfile(Path(unit.path) / "queries.jsonl", tmp / "queries.jsonl")
+    shutil.copyfile(Path(unit.path) / "qrels" / f"{unit.split}.tsv", tmp / "qrels" / f"{unit.split}.tsv")
+    atomic_write_json(tmp / MARKER, {"made_from": recipe, "documents": kept, "source_path": str(unit.path)})
 
 
 def _copy_corpus(source: Path, dest: Path, keep: set[str]) -> int:

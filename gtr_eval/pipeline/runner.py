@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..artifacts import CacheRoot
 from ..checkpoints import checkpoint_system, step_of_folder
 from ..data.download import DownloadError
 from ..data.loader import BeirData
@@ -109,7 +110,7 @@ class RunConfig:
     def store_dir(self) -> Path | None:
         """The corpus store (memory-mapped corpora, and the memo of dataset file digests)."""
         cache = self.options.cache_dir
-        return Path(cache) / "corpus" if cache is not None else None
+        return CacheRoot.corpus_area(cache)
 
 
 class Units:

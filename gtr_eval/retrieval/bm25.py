@@ -2,8 +2,10 @@
 
 The index is bm25s' own (its CSC score matrix and vocabulary files), built by `bm25_index` in two
 streamed passes so that MS MARCO-size corpora fit in a few GB, and saved in the cache keyed by the
-corpus content, the BM25 parameters and the tokeniser: a second run on the same corpus maps the
-saved index (`bm25s.BM25.load(mmap=True)`) instead of indexing again.  Scores are bm25s' to the
+corpus content (and the store file it was read from), the BM25 parameters and the tokeniser, as a
+folder built by `artifacts.build_folder` (checksummed, verified when a process first opens it): a
+second run on the same corpus maps the saved index (`bm25s.BM25.load(mmap=True)`) instead of
+indexing again.  Scores are bm25s' to the
 bit (tests compare whole runs with `bm25s.tokenize` + `bm25s.BM25.index` + `retrieve`).
 """
 
@@ -11,18 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ..artifacts import CacheRoot
 from ..data.loader import Corpus
+from ..data.store import store_sha256
 from ..identity import record, setting
 from .base import TEXT_FORMAT, Report, Retriever, Searched, to_run
 from .bm25_index import (
-    INDEX_FILES,
     INDEX_FORMAT,
     TOKEN_PATTERN,
     BuildStats,
@@ -30,7 +31,6 @@ from .bm25_index import (
     default_workers,
     search,
 )
-from .cache import entry_folder
 from .spec import SystemSpec
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class BM25Retriever(Retriever):
             "kind": "bm25-index",
             "format": INDEX_FORMAT,
             "corpus": corpus.content_hash(),
+            "store": store_sha256(corpus.store_path),
             **ranking,
             "bm25s": bm25s.__version__,
             "PyStemmer": version("PyStemmer") if self.config.stemmer else None,
@@ -135,33 +136,19 @@ class BM25Retriever(Retriever):
         return Report({"index_s": time.perf_counter() - t0}, {"bm25_index": info})
 
     def _cached_index(self, corpus: Corpus) -> tuple[Path, bool, BuildStats | None]:
-        """The saved index of `corpus` (built and saved atomically if missing); True if it was there,
-        and the build's figures if it was built here."""
-        from filelock import FileLock
-
+        """The saved index of `corpus` (built atomically if missing or failing its checksums); True if
+        it was there, and the build's figures if it was built here."""
         key = self.index_key(corpus)
-        folder = entry_folder(self.cache_dir, key, "bm25")
-        digest = folder.name
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder) + ".lock"):
-            if _complete(folder, key):
-                return folder, True, None
-            shutil.rmtree(folder, ignore_errors=True)  # incomplete or unreadable: build again
-            for stale in folder.parent.glob(f".{digest}.*.tmp"):  # a build that was killed
-                shutil.rmtree(stale, ignore_errors=True)
-            tmp = folder.parent / f".{digest}.{os.getpid()}.tmp"
-            try:
-                tmp.mkdir()
-                stats = build_index(corpus, tmp, self.config, self.workers, self.progress)
-                (tmp / "gtr-eval.json").write_text(json.dumps({"key": key, **asdict(stats)}, indent=1))
-                for name in INDEX_FILES:
-                    with open(tmp / name, "rb+") as fh:
-                        os.fsync(fh.fileno())
-                tmp.rename(folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        log.info("BM25 index saved to %s", folder)
-        return folder, False, stats
+        cache = CacheRoot(Path(self.cache_dir))
+        folder = cache.entry("bm25", key)
+        built: list[BuildStats] = []
+
+        def make(tmp: Path) -> None:
+            built.append(build_index(corpus, tmp, self.config, self.workers, self.progress))
+            (tmp / "gtr-eval.json").write_text(json.dumps({"key": key, **asdict(built[0])}, indent=1))
+
+        reused = cache.build(folder, make, "bm25 index")
+        return folder, reused, built[0] if built else None
 
     def search(self, queries: dict[str, str], top_k: int) -> Searched:
         import bm25s
@@ -184,14 +171,6 @@ class BM25Retriever(Retriever):
 
     def close(self) -> None:
         self._model = None
-
-
-def _complete(folder: Path, key: dict) -> bool:
-    try:
-        meta = json.loads((folder / "gtr-eval.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("key") == key and all((folder / name).is_file() for name in INDEX_FILES)
 
 
 # ------------------------------------------------------------- what a run costs (for `run --plan`)

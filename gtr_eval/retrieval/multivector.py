@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..errors import ModelError, TooLarge
 from ..identity import ranking, setting
@@ -59,10 +60,11 @@ class MultiVectorSpec(EncodedSpec):
 
 
 def resolve_multivector(
-    c: MultiVectorConfig, candidates: str | None = None, depth: int = 0
+    c: MultiVectorConfig, cache: CacheRoot | None = None, candidates: str | None = None, depth: int = 0
 ) -> MultiVectorSpec:
     """The spec of a full search, or with `candidates` of re-ranking that system's top `depth`
-    (a `MaxSimReranker`; its system name is the caller's, `c.name`)."""
+    (a `MaxSimReranker`; its system name is the caller's, `c.name`); weights digests memoised in
+    `cache`, the cache root in use."""
     if c.search not in MODES:
         raise ValueError(f"search must be one of {MODES}, not {c.search!r}")
     if c.token_dtype not in TOKEN_DTYPES:
@@ -71,7 +73,7 @@ def resolve_multivector(
         raise ValueError(f"depth must be >= 1, not {depth}")
     source = resolve_model(c.model, c.revision)
     preset = source.preset
-    weights = weights_fingerprint(source.path)
+    weights = weights_fingerprint(source.path, cache)
     name = c.name or source.name
     return MultiVectorSpec(
         system=name,

@@ -6,15 +6,17 @@ projection run inside ONNX Runtime and every sentence-transformers model that tr
 (MiniLM) and T5 (GTR) alike.  Tokenization stays sentence-transformers' own (`preprocess`), so the
 token ids are exactly those the torch backend sees.
 
-Steps, each cached under `<cache>/onnx/<weights sha256[:16]>-<recipe>/` (`--cache-dir`, else the
-user cache; a file lock makes concurrent processes export once), only as far as the backend needs:
+Steps, cached under `<cache>/onnx/<weights sha256[:16]>-<recipe>/` (`--cache-dir`, else the user
+cache), only as far as the backend needs, in folders built by `artifacts.build_folder` (a file lock
+makes concurrent processes export once; a checksum record, verified when a process first opens the
+graph, makes a corrupted export be exported again rather than encode wrong vectors):
 
-1. `model.onnx`: export, eager attention, dynamic batch and sequence axes, opset 17 (removed once
-   step 2 has written its file).
-2. `model-opt.onnx`: ONNX Runtime's transformer optimizer (attention, GELU, LayerNorm, embedding
+1. `fp32/model.onnx`: export, eager attention, dynamic batch and sequence axes, opset 17 (removed
+   once step 2 has written its file).
+2. `fp32/model-opt.onnx`: ONNX Runtime's transformer optimizer (attention, GELU, LayerNorm, embedding
    fusion) for BERT-like models; kept only when it reproduces the export to 1e-4 on a probe batch.
    T5 graphs skip this step (ONNX Runtime's session-level graph optimizations still apply).
-3. `model-int8.onnx` (`onnx-int8` only): `quantize_dynamic`, int8 weights **per output channel**,
+3. `int8/model-int8.onnx` (`onnx-int8` only): `quantize_dynamic`, int8 weights **per output channel**,
    MatMuls with a constant weight only (activation x activation products such as attention scores
    stay fp32).  Per-tensor weights cost far more accuracy (worst cosine to fp32 0.90 vs 0.99 on SciFact).
 
@@ -32,8 +34,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 
+from ..artifacts import RECORD, CacheRoot, build_folder
 from ..errors import ModelError
 from .backends import EncoderSpec
 from .batching import encode_batches
@@ -79,33 +81,36 @@ def _features(st, texts: list[str], prompt: str | None = None) -> dict:
 
 
 def export_models(st, folder: Path, int8: bool = False) -> Path:
-    """Write (once) the graph the backend runs into `folder`: fused fp32, or int8 with `int8`."""
-    import torch
-
-    opt, quantized = folder / "model-opt.onnx", folder / "model-int8.onnx"
-    target = quantized if int8 else opt
-    if exported(folder, int8):
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / ".lock")):
-        if exported(folder, int8):  # exported meanwhile by another process
-            return target
-        t0 = time.perf_counter()
-        if not opt.is_file():
-            raw = folder / "model.onnx"
-            feats = {k: v for k, v in _features(st, PROBE[:2]).items() if isinstance(v, torch.Tensor)}
-            _export(st, feats, list(feats), raw)
-            _optimize(st, raw, opt, {k: v.numpy() for k, v in feats.items()})
-            raw.unlink()
-        if int8:
-            _quantize(opt, quantized)
+    """The graph the backend runs, exported once into `folder` (`fp32/model-opt.onnx`, or with `int8`
+    also `int8/model-int8.onnx`); each step's folder is built atomically with a checksum record and
+    verified when first opened in a process (a corrupted graph is exported again, with a note)."""
+    t0 = time.perf_counter()
+    target = folder / "fp32" / "model-opt.onnx"
+    reused = build_folder(target.parent, lambda tmp: _export_fp32(st, tmp), "ONNX export")
+    if int8:
+        src, target = target, folder / "int8" / "model-int8.onnx"
+        reused &= build_folder(
+            target.parent, lambda tmp: _quantize(src, tmp / target.name), "ONNX int8 export"
+        )
+    if not reused:
         log.info("exported the ONNX model to %s in %.1f s", target, time.perf_counter() - t0)
     return target
 
 
+def _export_fp32(st, folder: Path) -> None:
+    """Steps 1 and 2 into `folder`: the traced graph, then its fused copy (`model-opt.onnx`)."""
+    import torch
+
+    raw = folder / "model.onnx"
+    feats = {k: v for k, v in _features(st, PROBE[:2]).items() if isinstance(v, torch.Tensor)}
+    _export(st, feats, list(feats), raw)
+    _optimize(st, raw, folder / "model-opt.onnx", {k: v.numpy() for k, v in feats.items()})
+    raw.unlink()
+
+
 def exported(folder: Path, int8: bool = False) -> bool:
-    """Whether the graph the backend runs is already in `folder`."""
-    return (folder / ("model-int8.onnx" if int8 else "model-opt.onnx")).is_file()
+    """Whether the graph the backend runs was exported into `folder` (verified when it is opened)."""
+    return (folder / ("int8" if int8 else "fp32") / RECORD).is_file()
 
 
 def record_failure(folder: Path, error: BaseException) -> None:
@@ -253,9 +258,7 @@ def _quantize(src: Path, out: Path) -> None:
 
 def model_folder(fingerprint: str, root: Path | str | None = None) -> Path:
     """Where the exports of the model with weights sha256 `fingerprint` live (`root`: `<cache>/onnx`)."""
-    from ..paths import default_cache_dir
-
-    return Path(root or default_cache_dir() / "onnx") / f"{fingerprint[:16]}-{RECIPE}"
+    return Path(root or CacheRoot.of().area("onnx")) / f"{fingerprint[:16]}-{RECIPE}"
 
 
 def _check_pooling(st) -> None:

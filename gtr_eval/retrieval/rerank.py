@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..errors import Mistake
 from ..identity import cache_fields, ranking, setting
 from ..io import atomic_write_bytes, atomic_write_json
 from . import families
 from .base import TEXT_FORMAT, Candidates, Report, Reranker, Run, Searched
-from .cache import cache_key, encode_sharded, read_complete
+from .cache import encode_sharded, read_complete
 from .encoded import model_fields, run_fields
 from .encoders import default_device
 from .loaders import DTYPES, load_cross_encoder
@@ -95,7 +96,11 @@ class RerankSpec(SystemSpec):
 
 
 def resolve_cross_encoder(
-    c: CrossEncoderConfig, candidates: str, depth: int, name: str | None = None
+    c: CrossEncoderConfig,
+    candidates: str,
+    depth: int,
+    name: str | None = None,
+    cache: CacheRoot | None = None,
 ) -> RerankSpec:
     """The spec of `candidates>>MODEL`: the cross-encoder found and fingerprinted, nothing loaded."""
     if c.dtype not in DTYPES:
@@ -105,7 +110,7 @@ def resolve_cross_encoder(
     source = resolve_model(CROSS_ENCODERS.get(c.model, c.model), c.revision)
     return RerankSpec(
         system=name or rerank_name(candidates, system_name(c.model)),
-        **model_fields(source, weights_fingerprint(source.path), c.model),
+        **model_fields(source, weights_fingerprint(source.path, cache), c.model),
         max_length=c.max_length,
         depth=depth,
         top_k=depth,
@@ -146,15 +151,19 @@ def _bi_encoder_files(path: Path) -> bool:
 
 
 def resolve_reranker(
-    c: CrossEncoderConfig, candidates: str, depth: int, name: str | None = None
+    c: CrossEncoderConfig,
+    candidates: str,
+    depth: int,
+    name: str | None = None,
+    cache: CacheRoot | None = None,
 ) -> SystemSpec:
     """The spec of `candidates>>MODEL`, for the re-ranker family `c.model` is (nothing loaded)."""
     if reranker_family(c.model, c.revision) == "cross-encoder":
-        return resolve_cross_encoder(c, candidates, depth, name)
+        return resolve_cross_encoder(c, candidates, depth, name, cache)
     mv = MultiVectorConfig(model=c.model, revision=c.revision, max_length=c.max_length, batch_size=c.batch_size,
                            device=c.device, dtype=c.dtype, trust_remote_code=c.trust_remote_code,
                            name=name or rerank_name(candidates, system_name(c.model)), progress=c.progress)  # fmt: skip
-    spec = resolve_multivector(mv, candidates, depth)
+    spec = resolve_multivector(mv, cache, candidates, depth)
     return replace(spec, top_k=depth)  # below the depth: dropped, as for a cross-encoder
 
 
@@ -260,7 +269,7 @@ class PairScoreCache:
     def __init__(self, cache_dir: Path | None, key: dict, shard_size: int = 2048):
         self.key = key
         self.shard_size = shard_size
-        self.root = None if cache_dir is None else Path(cache_dir) / "pair-scores" / _entry(key)
+        self.root = None if cache_dir is None else CacheRoot(Path(cache_dir)).entry("pair-scores", key)
 
     def scores(
         self,
@@ -328,11 +337,6 @@ class PairScoreCache:
             atomic_write_bytes(folder / "pairs.npy", buf.getvalue())
             atomic_write_json(folder / "job.json", {"rows": len(hashes), "shard_size": self.shard_size})
         return folder
-
-
-def _entry(key: dict) -> str:
-    digest = cache_key(key)
-    return f"{digest[:2]}/{digest}"
 
 
 def _finished_job(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..artifacts import CacheRoot
 from ..errors import ModelError
 from .base import Searched
 from .cache import CSRFormat
@@ -35,12 +36,12 @@ class SparseSpec(EncodedSpec):
     score: str = "dot"
 
 
-def resolve_sparse(c: EncodedConfig) -> SparseSpec:
+def resolve_sparse(c: EncodedConfig, cache: CacheRoot | None = None) -> SparseSpec:
     """The spec of a learned sparse system: `max_length` caps queries and documents alike; prompts
     left None are the model's own."""
     source = resolve_model(c.model, c.revision)
     preset = source.preset
-    weights = weights_fingerprint(source.path)
+    weights = weights_fingerprint(source.path, cache)
     max_length = c.max_length or (preset.max_length if preset else None)
     return SparseSpec(
         system=c.name or source.name,

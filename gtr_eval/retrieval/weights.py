@@ -1,6 +1,7 @@
 """What identifies a model's weights, and what they cost, read from its files without loading it.
 
-`weights_fingerprint` is the digest a result's identity and the embedding cache name a model by.
+`weights_fingerprint` is the digest a result's identity and the embedding cache name a model by
+(memoised under the cache root in use, by the files' full stat keys).
 `safetensors_header` is the one reader of a safetensors file's JSON header (tensor names, shapes,
 dtypes): `weights_fp32_bytes` (whether an ONNX export fits one file) and `compute_params`
 (`run --plan`'s estimate) count from it, so nothing is loaded or unpickled.
@@ -15,8 +16,8 @@ import struct
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from ..io import atomic_write_text, read_memo
-from ..paths import default_cache_dir
+from ..artifacts import CacheRoot, key_digest, stat_key
+from ..io import read_memo, write_memo
 
 # The files that define a model: weights, configs, tokenizer files and the Python code a
 # `trust_remote_code` model runs. `.metadata`: Stanford ColBERT's `artifact.metadata` (markers,
@@ -48,17 +49,22 @@ def _model_files(path: Path) -> list[Path]:
     )  # fmt: skip
 
 
-def weights_fingerprint(path: Path) -> str:
+def weights_fingerprint(path: Path, cache: CacheRoot | None = None) -> str:
     """sha256 over the files that define the model (names and contents; `_model_files`).
 
-    Memoised in the user cache by (path, file names, sizes, mtimes): hashing an 11B-parameter
-    checkpoint takes tens of seconds, and a done pair's identity check must not pay it again.
+    Memoised by the full stat key of every file (`artifacts.stat_key`: any edit moves ctime, even one
+    of the same size with its mtime restored): in this process, and on disk under `cache`'s memos (the
+    cache root in use; None: not on disk).  Hashing an 11B-parameter checkpoint takes tens of seconds,
+    and a done pair's identity check must not pay it again.
     """
     path = Path(path)
     files = _model_files(path)
-    stamp = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    memo = _memo_dir() / f"{hashlib.sha256(json.dumps([str(path), stamp]).encode()).hexdigest()}.txt"
-    if known := read_memo(memo):
+    stamp = key_digest(
+        {"weights": [str(path.resolve()), [(str(p.relative_to(path)), stat_key(p)) for p in files]]}
+    )
+    memo = cache.memos("weights") / f"{stamp}.txt" if cache is not None else None
+    if known := _KNOWN.get(stamp) or (read_memo(memo) if memo is not None else None):
+        _KNOWN[stamp] = known
         return known
     h = hashlib.sha256()
     for p in files:
@@ -66,16 +72,13 @@ def weights_fingerprint(path: Path) -> str:
         with open(p, "rb") as fh:
             for block in iter(lambda fh=fh: fh.read(1 << 22), b""):
                 h.update(block)
-    digest = h.hexdigest()
-    try:
-        atomic_write_text(memo, digest)
-    except OSError:
-        pass
+    digest = _KNOWN[stamp] = h.hexdigest()
+    if memo is not None:
+        write_memo(memo, digest)
     return digest
 
 
-def _memo_dir() -> Path:
-    return default_cache_dir() / "fingerprints"
+_KNOWN: dict[str, str] = {}  # stat stamp -> digest, for this process
 
 
 def safetensors_header(path: Path) -> dict[str, dict]:
