@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sentence_transformers.base.evaluation import BaseEvaluator
 
+from . import defaults, paths
 from .checkpoints import checkpoint_system
 from .data.loader import BeirData
 from .data.units import DataOptions, DatasetUnit
@@ -68,14 +69,14 @@ class BeirEvaluator(BaseEvaluator):
         *,
         system: str = "model",
         name: str = "beir",
-        data_dir: Path | str = "data",
+        data_dir: Path | str = paths.DATA_DIR,
         split: str | None = None,
         download: bool = True,
         reduce_corpus: int | None = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
         primary_metric: str = "ndcg@10",
-        batch_size: int = 64,
-        top_k: int = 1000,
+        batch_size: int = defaults.BATCH_SIZE,
+        top_k: int = defaults.TOP_K,
         backend: str = AUTO,
         results_dir: Path | str | None = None,
         overwrite: bool = False,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
+from .. import defaults
 from ..checkpoints import find_checkpoints, in_step_order, step_of_folder
 from ..data.units import looks_like_path, missing_folder
 from ..errors import Mistake, did_you_mean
@@ -59,7 +60,7 @@ class RetrieverOptions:
     trust_remote_code: bool = False
     bm25: BM25Config = field(default_factory=BM25Config)
     progress: bool = True
-    shard_size: int = 2048
+    shard_size: int = defaults.SHARD_SIZE
     cache_dtype: str = "fp32"  # corpus vectors on disk: fp32, or fp16 (half the disk; scored in fp32)
     processes: int = 1  # corpus-encoding worker processes on `device` (cpu: threads split between them)
     devices: tuple[str, ...] | None = (
@@ -69,7 +70,7 @@ class RetrieverOptions:
     # Learned sparse and late-interaction models (see sparse.py, multivector.py).
     family: str = "auto"  # auto: from the preset or the model's files (models.detect_family)
     candidates: str | None = None  # re-rank this system's stored run (late interaction: two-stage)
-    depth: int = 1000  # candidates per query taken from that run
+    depth: int = defaults.CANDIDATE_DEPTH  # candidates per query taken from that run
     maxsim_search: str = "auto"  # late interaction: auto, full or rerank
 
 
@@ -169,7 +170,7 @@ def system_of(request: Request) -> str:
     return system_name(request)
 
 
-def resolve(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> SystemSpec:
+def resolve(request: Request, opts: RetrieverOptions, top_k: int = defaults.TOP_K) -> SystemSpec:
     """The spec of `bm25`, `bm25-flat` / `bm25-multifield`, a preset, a hub id, a local folder, or a
     `ModelPair`."""
     if isinstance(request, str) and request.lower() == "bm25":
@@ -225,7 +226,7 @@ def build(spec: SystemSpec, cache_dir: Path | None = None) -> Retriever:
     raise TypeError(f"no retriever runs a {type(spec).__name__}")
 
 
-def make_retriever(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> Retriever:
+def make_retriever(request: Request, opts: RetrieverOptions, top_k: int = defaults.TOP_K) -> Retriever:
     """`build(resolve(...))`: a retriever for `request` (tests, benchmarks, `encode`)."""
     return build(resolve(request, opts, top_k), opts.cache_dir)
 

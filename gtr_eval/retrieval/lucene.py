@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import defaults
 from ..data.loader import Corpus
 from ..errors import Mistake, PairError
 from ..identity import cache_fields, ranking, setting
@@ -183,7 +184,7 @@ def runtime(system: str = "bm25-flat") -> Runtime:
     return Runtime(jar, java, anserini_version(jar), version)
 
 
-def resolve_lucene(system: str, top_k: int = 1000, progress: bool = True) -> LuceneSpec:
+def resolve_lucene(system: str, top_k: int = defaults.TOP_K, progress: bool = True) -> LuceneSpec:
     """The spec of `bm25-flat` or `bm25-multifield` (the runtime must be installed: `runtime`)."""
     system = system.lower()
     cond = CONDITIONS[system]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .. import defaults
 from ..data.loader import Corpus
 from ..errors import ModelError, TooLarge
 from ..identity import ranking, setting
@@ -45,7 +46,7 @@ class MultiVectorConfig(EncodedConfig):
     token_dtype: str = "float16"  # how document token vectors are stored (scored in float32)
     search: str = "auto"  # auto: rerank with candidates, else full up to full_max_docs documents
     candidates: str | None = None  # the system whose stored run gives the candidates
-    depth: int = 1000
+    depth: int = defaults.CANDIDATE_DEPTH
     full_max_docs: int = FULL_MAX_DOCS
 
 
