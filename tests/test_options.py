@@ -78,13 +78,11 @@ def test_flags_set_their_field():
     def probe(**values):
         seen.update(values)
 
+    picked = ("download", "progress", "no_cache", "method")
+    CliRunner().invoke(probe, [])
+    assert tuple(seen[n] for n in picked) == (True, True, False, "rrf")
     CliRunner().invoke(probe, ["--no-download", "--quiet", "--no-cache", "--zscore"])
-    assert (seen["download"], seen["progress"], seen["no_cache"], seen["method"]) == (
-        False,
-        False,
-        True,
-        "zscore",
-    )
+    assert tuple(seen[n] for n in picked) == (False, False, True, "zscore")
 
 
 def test_api_run_honours_the_folder_environment_variables(tmp_path, monkeypatch):

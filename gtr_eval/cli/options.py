@@ -28,9 +28,9 @@ def click_option(f: Field, help: str | None = None, resolve: Callable | None = N
     kw: dict = {"help": help if help is not None else (m["help"] or None)}
     if resolve is not None:
         kw["callback"] = lambda _ctx, _param, value: resolve(value)
-    if m["flags"]:
-        return _stack([click.option(f"--{v}", f.name, flag_value=v, default=v == f.default, help=h)
-                       for v, h in m["flags"].items()])  # fmt: skip
+    if m["flags"]:  # one flag per value; only the default's carries a default (another would override it)
+        flags = [(v, h, {"default": True} if v == f.default else {}) for v, h in m["flags"].items()]
+        return _stack([click.option(f"--{v}", f.name, flag_value=v, help=h, **d) for v, h, d in flags])
     if isinstance(f.default, bool):
         kw.update(is_flag=True, flag_value=not f.default, default=f.default)
     else:
