@@ -5,6 +5,10 @@
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
 >>> print(table("results", metric="ndcg@10", baseline="bm25", ci=True))
 >>> evaluate_run("data/scifact/qrels/test.tsv", "results/bm25/scifact.run.trec.gz").intervals()
+
+Functions that take folders read `$GTR_EVAL_DATA_DIR`, `$GTR_EVAL_RESULTS_DIR` and `$GTR_EVAL_CACHE_DIR`
+when none is given, as the commands do (`paths`); `run`, `plan`, `rerank` and `fuse` take their
+command's options under the same names with the same defaults (`options`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import options
+from . import options, paths
 from .options import takes
 from .results import load_results
 
@@ -119,7 +123,7 @@ def fuse(systems: Sequence[str], datasets: Sequence[str], *, echo=print, **value
 
 
 def table(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     metric: str = "ndcg@10",
     fmt: str = "markdown",
     baseline: str | None = None,
@@ -132,7 +136,7 @@ def table(
     resamples: int = 10_000,
     seed: int = 0,
     show: Sequence[str] = (),
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
     best_checkpoint: bool = False,
 ) -> str:
     """`gtr-eval table`: the rendered leaderboard.  `metric` as papers write it (`NDCG@10`, `R@100`,
@@ -149,7 +153,7 @@ def table(
     from .uncertainty import Bootstrap
 
     board = leaderboard(
-        load_results(results_dir),
+        load_results(paths.results_dir(results_dir)),
         metric=metric,
         baseline=baseline,
         references=[RefSpec.parse(r) for r in references],
@@ -158,20 +162,20 @@ def table(
         alpha=alpha,
         ci=Bootstrap(resamples=resamples, seed=seed) if ci else None,
         show=show,
-        judgments=Judgments(data_dir),
+        judgments=Judgments(paths.data_dir(data_dir)),
         best_checkpoint=best_checkpoint,
     )
     return render(board, fmt, ci_style=ci_style)
 
 
 def plot(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     metric: str = "ndcg@10",
     output: Path | str = "chart.png",
     ci: bool = True,
     resamples: int = 10_000,
     seed: int = 0,
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
 ) -> Path:
     """`gtr-eval plot`: the PNG bar chart of `metric`, with 95% bootstrap error bars unless `ci=False`;
     returns its path."""
@@ -181,18 +185,22 @@ def plot(
 
     bootstrap = Bootstrap(resamples=resamples, seed=seed) if ci else None
     return plot_results(
-        load_results(results_dir), metric, output, ci=bootstrap, judgments=Judgments(data_dir)
+        load_results(paths.results_dir(results_dir)),
+        metric,
+        output,
+        ci=bootstrap,
+        judgments=Judgments(paths.data_dir(data_dir)),
     )
 
 
 def plot_curve(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     metric: str = "ndcg@10",
     run: str | None = None,
     baseline: str | None = None,
     reference: str | None = None,
     output: Path | str | None = None,
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
 ) -> Path:
     """`gtr-eval plot --curve`: the PNG learning curve of training run `run` (None: the only one
     stored), `metric` against the step of its `NAME@step-N` systems, a line per dataset, `baseline`
@@ -203,17 +211,20 @@ def plot_curve(
     from .report.plots import default_curve_output, learning_curve
     from .report.plots import plot_curve as _plot_curve
 
+    results_dir = paths.results_dir(results_dir)
     results = load_results(results_dir)
-    curve = learning_curve(results, metric, run, baseline, reference, judgments=Judgments(data_dir))
+    judgments = Judgments(paths.data_dir(data_dir))
+    curve = learning_curve(results, metric, run, baseline, reference, judgments=judgments)
     return _plot_curve(curve, output or default_curve_output(results_dir, curve))
 
 
-def paper_check(results_dir: Path | str = "results", golden: Path | str | None = None):
+def paper_check(results_dir: Path | str | None = None, golden: Path | str | None = None):
     """`gtr-eval paper --check`: one row per expectation (status OK / OKISH / FAIL, or MISSING for a
     pair with no stored result).  `golden` defaults to RESULTS_DIR/golden.yaml, else the golden file
     shipped with gtr-eval (`report.paper.BUNDLED_GOLDEN`)."""
     from .report.paper import check_golden, default_golden, load_golden
 
+    results_dir = paths.results_dir(results_dir)
     return check_golden(load_results(results_dir), load_golden(golden or default_golden(results_dir)))
 
 
@@ -235,7 +246,7 @@ def evaluate_run(
 
 
 def report(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     output: Path | str = "report",
     data_dir: Path | str | None = None,
     baseline: str | None = "auto",
@@ -268,7 +279,8 @@ def report(
         title=title,
         bootstrap=Bootstrap(resamples=resamples, seed=seed) if ci else None,
     )
-    return build_site(load_results(results_dir), config, results_dir=Path(results_dir), echo=echo)
+    results_dir = paths.results_dir(results_dir)
+    return build_site(load_results(results_dir), config, results_dir=results_dir, echo=echo)
 
 
 def export(
@@ -294,9 +306,9 @@ def import_run(
     run_file: Path | str,
     system: str,
     dataset: str,
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     qrels: Path | str | None = None,
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
     split: str | None = None,
     ignore_identical_ids: bool = True,
     overwrite: bool = False,
@@ -308,11 +320,11 @@ def import_run(
 
     return import_trec_run(
         run_file,
-        results_dir,
+        paths.results_dir(results_dir),
         system,
         dataset,
         qrels_file=qrels,
-        data_dir=data_dir,
+        data_dir=paths.data_dir(data_dir),
         split=split,
         ignore_identical_ids=ignore_identical_ids,
         overwrite=overwrite,
