@@ -35,17 +35,19 @@ def option(
     show: str | bool | None = None,
     metavar: str | None = None,
     folder: bool = False,
+    env: str | None = None,
     flags: dict[str, str] | None = None,
 ) -> Any:
     """A field of an option group: its default and what its command-line option shows.
 
-    `flag`: the option's name when not `--field-name`; a boolean field defaulting to True is a flag
-    that sets it to False.  `kind`: the value's type on the command line (int, float; str when not
-    given).  `minimum`: the smallest int accepted.  `show`: the default as `--help` shows it (True: the
-    value itself).  `folder`: a folder path.  `flags`: one flag per choice (`--rrf`, `--minmax`),
-    with its help, instead of one option taking a value."""
+        `flag`: the option's name when not `--field-name`; a boolean field defaulting to True is a flag
+        that sets it to False.  `kind`: the value's type on the command line (int, float; str when not
+        given).  `minimum`: the smallest int accepted.  `show`: the default as `--help` shows it (True: the
+        value itself).  `folder`: a folder path; `env`: the variable that gives it when it is None
+    (read by `paths` when the command or function runs).  `flags`: one flag per choice (`--rrf`, `--minmax`),
+        with its help, instead of one option taking a value."""
     meta = dict(help=help, choices=choices, flag=flag, minimum=minimum, kind=kind, show=show,
-                metavar=metavar, folder=folder, flags=flags)  # fmt: skip
+                metavar=metavar, folder=folder, env=env, flags=flags)  # fmt: skip
     return field(default=default, metadata=meta)
 
 
@@ -57,7 +59,7 @@ class DataGroup:
     """Where datasets come from."""
 
     data_dir: Path | str | None = option(
-        None, "Where datasets are (and are downloaded to).", folder=True,
+        None, "Where datasets are (and are downloaded to).", folder=True, env=paths.DATA_DIR_ENV,
         show=f"${paths.DATA_DIR_ENV} or ./{paths.DATA_DIR}",
     )  # fmt: skip
     split: str | None = option(None, "Evaluation split  [default: the dataset's, e.g. test; dev for msmarco]")
@@ -96,8 +98,9 @@ class ResultsGroup:
     """Where results are stored, and under which name."""
 
     results_dir: Path | str | None = option(
-        None, "The results store.", folder=True, show=f"${paths.RESULTS_DIR_ENV} or ./{paths.RESULTS_DIR}"
-    )
+        None, "The results store.", folder=True, env=paths.RESULTS_DIR_ENV,
+        show=f"${paths.RESULTS_DIR_ENV} or ./{paths.RESULTS_DIR}",
+    )  # fmt: skip
     overwrite: bool = option(False, "Recompute pairs whose stored result was made otherwise.")
     name: str | None = option(None, "The new system's name.", metavar="NAME")
 
@@ -114,6 +117,7 @@ class CacheGroup:
         f"Cache of embeddings and pair scores  [default: ${paths.CACHE_DIR_ENV}, else the user cache dir "
         "(XDG_CACHE_HOME)]",
         folder=True,
+        env=paths.CACHE_DIR_ENV,
     )
     no_cache: bool = option(False, "Encode into a temporary folder, removed afterwards.")
 

@@ -110,6 +110,23 @@ def test_api_run_honours_the_folder_environment_variables(tmp_path, monkeypatch)
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("group", "name", "resolved"),
+    [
+        (options.DataGroup, "data_dir", lambda g: g.data_options().data_dir),
+        (options.ResultsGroup, "results_dir", lambda g: g.folder()),
+        (options.CacheGroup, "cache_dir", lambda g: g.folder()),
+    ],
+)
+def test_a_folders_documented_variable_is_the_one_read(group, name, resolved, tmp_path, monkeypatch):
+    meta = options.pick(group, only=[name])[0].metadata
+    env = meta["env"]
+    assert env in f"{meta['help']} {meta['show']}"  # --help names it
+    monkeypatch.setenv(env, str(tmp_path / "from-env"))
+    assert resolved(group()) == tmp_path / "from-env"
+    assert resolved(group(**{name: tmp_path / "given"})) == tmp_path / "given"
+
+
 def test_explicit_folders_win_over_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "env-data"))
     monkeypatch.setenv(RESULTS_DIR_ENV, str(tmp_path / "env-results"))

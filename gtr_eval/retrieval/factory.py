@@ -47,7 +47,9 @@ Request = str | ModelPair
 
 @dataclass
 class RetrieverOptions:
-    """CLI-level options shared by all models of one `run`."""
+    """Options shared by all models of one `run`, flat.  A run builds them from the option groups
+    (`gtr_eval.options.retriever_options`: the encoder, search, BM25, cache and progress values), whose
+    defaults these repeat (tests/test_options.py holds them equal)."""
 
     cache_dir: Path | None = None
     device: str | None = None
