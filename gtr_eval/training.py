@@ -55,7 +55,7 @@ class BeirEvaluator(BaseEvaluator):
     """Score a `SentenceTransformer` on BEIR datasets the way `gtr-eval run` does.
 
     `datasets`: registry names, sweeps (`beir-small`, `nanobeir`) or BEIR folders, downloaded into
-    `data_dir` when missing (unless `download=False`).  `metrics`: any of `gtr-eval table`'s (normalised
+    `data_dir` (None: `$GTR_EVAL_DATA_DIR`, else ./data) when missing (unless `download=False`).  `metrics`: any of `gtr-eval table`'s (normalised
     as it does); `primary_metric`: the one a trainer selects checkpoints by (`load_best_model_at_end`),
     of the single dataset or, for several, their mean.  `system`: the run's name for stored results
     (`<system>@step-<N>`).  `backend`: as `run --backend` (`auto`: ONNX on a non-Intel CPU, torch
@@ -69,7 +69,7 @@ class BeirEvaluator(BaseEvaluator):
         *,
         system: str = "model",
         name: str = "beir",
-        data_dir: Path | str = paths.DATA_DIR,
+        data_dir: Path | str | None = None,
         split: str | None = None,
         download: bool = True,
         reduce_corpus: int | None = None,
@@ -101,7 +101,7 @@ class BeirEvaluator(BaseEvaluator):
         self.echo = echo or (lambda _line: None)
         cache = Path(cache_dir) if cache_dir is not None else None
         self.store_dir = cache / "corpus" if cache is not None else None
-        options = DataOptions(Path(data_dir), split, download)
+        options = DataOptions(paths.data_dir(data_dir), split, download)
         self.datasets = [self._load(spec, options, cache) for spec in options.expand(list(datasets)).datasets]
         key = self.datasets[0].key if len(self.datasets) == 1 else "mean"
         # Prefixed now, not at the first evaluation: a trainer reads it before (`metric_for_best_model`).
