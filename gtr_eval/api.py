@@ -5,6 +5,10 @@
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
 >>> print(table("results", metric="ndcg@10", baseline="bm25", ci=True))
 >>> evaluate_run("data/scifact/qrels/test.tsv", "results/bm25/scifact.run.trec.gz").intervals()
+
+Functions that take folders read `$GTR_EVAL_DATA_DIR`, `$GTR_EVAL_RESULTS_DIR` and `$GTR_EVAL_CACHE_DIR`
+when none is given, as the commands do (`paths`); `run`, `plan`, `rerank` and `fuse` take their
+command's options under the same names with the same defaults (`options`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import options, paths
+from .options import takes
 from .results import load_results
 
 if TYPE_CHECKING:
@@ -21,47 +27,26 @@ if TYPE_CHECKING:
     from .retrieval.factory import ModelPair
 
 
-def run_config(
-    models: Sequence[str | ModelPair],
-    datasets: Sequence[str],
-    data_dir: Path | str = "data",
-    results_dir: Path | str = "results",
-    cache_dir: Path | str | None = "default",
-    top_k: int = 1000,
-    overwrite: bool = False,
-    download: bool = True,
-    split: str | None = None,
-    progress: bool = True,
-    source: str = "auto",
-    base_url: str | None = None,
-    name: str | None = None,
-    reduce_corpus: int | None = None,
-    **retriever_options,
-) -> RunConfig:
-    """What `run` (and `gtr-eval run`, which calls this with its options) will do: `cache_dir=None`
-    disables the cache; other keyword arguments are `RetrieverOptions` fields (device, dtype,
-    batch_size, backend (default "auto"), cache_dtype, query_prompt, doc_prompt, max_length, score,
-    trust_remote_code, bm25=BM25Config(...), family, maxsim_search, processes,
-    devices, shard_size).  `reduce_corpus=k`: each corpus reduced to the documents judged relevant
-    plus BM25's top k per query (a dataset of its own, `<name>~bm25top<k>`; `pipeline.reduction`)."""
-    from .data.units import DataOptions
+@takes(options.RUN)
+def run_config(models: Sequence[str | ModelPair], datasets: Sequence[str], **values) -> RunConfig:
+    """What `run` (and `gtr-eval run`, which calls this with its options) will do.  The keyword
+    parameters are `gtr-eval run`'s options under their field names (`options.RUN`), with the same
+    defaults: `data_dir`, `results_dir` and `cache_dir` None are `$GTR_EVAL_DATA_DIR` (else ./data),
+    `$GTR_EVAL_RESULTS_DIR` (else ./results) and `$GTR_EVAL_CACHE_DIR` (else the user cache), read at
+    call time; `no_cache=True` encodes into a temporary folder.  `reduce_corpus=k`: each corpus reduced
+    to the documents judged relevant plus BM25's top k per query (a dataset of its own,
+    `<name>~bm25top<k>`; `pipeline.reduction`)."""
     from .pipeline.runner import RunConfig
-    from .retrieval.factory import RetrieverOptions
 
-    opts = RetrieverOptions(cache_dir=_cache(cache_dir), progress=progress, **retriever_options)
-    data = DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source)
-    return RunConfig(list(models), list(datasets), data=data, results_dir=Path(results_dir), top_k=top_k,
-                     overwrite=overwrite, options=opts, name=name, reduce_corpus=reduce_corpus)  # fmt: skip
-
-
-def _cache(cache_dir: Path | str | None) -> Path | None:
-    from .paths import default_cache_dir
-
-    return default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
+    data, stored = options.group(options.DataGroup, values), options.group(options.ResultsGroup, values)
+    return RunConfig(list(models), list(datasets), data=data.data_options(), results_dir=stored.folder(),
+                     top_k=values["top_k"], overwrite=stored.overwrite, options=options.retriever_options(values),
+                     name=stored.name, reduce_corpus=data.reduce_corpus)  # fmt: skip
 
 
-def run(models: Sequence[str | ModelPair], datasets: Sequence[str], echo=print, **options) -> RunResults:
-    """`gtr-eval run`: every model on every dataset (see `run_config` for the options). `datasets` may
+@takes(options.RUN)
+def run(models: Sequence[str | ModelPair], datasets: Sequence[str], *, echo=print, **values) -> RunResults:
+    """`gtr-eval run`: every model on every dataset (the options as for `run_config`). `datasets` may
     hold sweeps (`beir`); `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). A
     model may be a `retrieval.factory.ModelPair(query, doc)`: one asymmetric system
     (`--query-model/--doc-model`); a glob (`"out/checkpoint-*"`) or a trainer's output folder, its
@@ -71,103 +56,76 @@ def run(models: Sequence[str | ModelPair], datasets: Sequence[str], echo=print, 
     and why."""
     from .pipeline.runner import run as _run
 
-    return _run(run_config(models, datasets, **options), echo=echo)
+    return _run(run_config(models, datasets, **values), echo=echo)
 
 
-def plan(models: Sequence[str | ModelPair], datasets: Sequence[str], **options) -> str:
+@takes(options.RUN)
+def plan(models: Sequence[str | ModelPair], datasets: Sequence[str], **values) -> str:
     """`gtr-eval run --plan`: what would be downloaded, what is done, rough time; nothing is run.
-    Takes `run`'s options (the same defaults: backend "auto")."""
+    Takes `run`'s options, with the same defaults."""
     from .pipeline.plan import plan_run, render_plan
 
-    return render_plan(plan_run(run_config(models, datasets, **options)))
+    return render_plan(plan_run(run_config(models, datasets, **values)))
 
 
+@takes(options.RERANK)
 def rerank(
-    candidates: str,
-    models: Sequence[str],
-    datasets: Sequence[str],
-    depth: int = 100,
-    data_dir: Path | str = "data",
-    results_dir: Path | str = "results",
-    cache_dir: Path | str | None = "default",
-    overwrite: bool = False,
-    download: bool = True,
-    split: str | None = None,
-    name: str | None = None,
-    progress: bool = True,
-    echo=print,
-    source: str = "auto",
-    base_url: str | None = None,
-    **cross_encoder_options,
+    candidates: str, models: Sequence[str], datasets: Sequence[str], *, echo=print, **values
 ) -> RunResults:
     """`gtr-eval rerank`: the stored run of `candidates` re-ranked by each model in `models` (a
     cross-encoder, or a late-interaction model: exact MaxSim, the two-stage search; a bi-encoder is
-    refused).  Other keyword arguments are `CrossEncoderConfig` fields (device, dtype, batch_size,
-    max_length, trust_remote_code, shard_size).  Returns what `run` returns (`.failures` included)."""
-    from .data.units import DataOptions
+    refused).
+    The keyword parameters are `gtr-eval rerank`'s options (`options.RERANK`; folders as for
+    `run_config`).  Returns what `run` returns (`.failures` included)."""
     from .pipeline.compose import RerankConfig
     from .pipeline.compose import rerank as _rerank
     from .retrieval.rerank import CrossEncoderConfig
 
+    stored = options.group(options.ResultsGroup, values)
+    encoder = {f.name: values[f.name] for f in options.CROSS_ENCODER}
     cfg = RerankConfig(
         candidates,
         list(models),
         list(datasets),
-        depth=depth,
-        data=DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source),
-        results_dir=Path(results_dir),
-        cache_dir=_cache(cache_dir),
-        overwrite=overwrite,
-        name=name,
-        encoder=CrossEncoderConfig(model="", **cross_encoder_options),
-        progress=progress,
+        depth=values["depth"],
+        data=options.group(options.DataGroup, values).data_options(),
+        results_dir=stored.folder(),
+        cache_dir=options.group(options.CacheGroup, values).folder(),
+        overwrite=stored.overwrite,
+        name=stored.name,
+        encoder=CrossEncoderConfig(model="", **encoder, shard_size=values["pair_shard_size"]),
+        progress=values["progress"],
     )
     return _rerank(cfg, echo=echo)
 
 
-def fuse(
-    systems: Sequence[str],
-    datasets: Sequence[str],
-    method: str = "rrf",
-    k: int = 60,
-    weights: Sequence[float] | None = None,
-    top_k: int = 1000,
-    name: str | None = None,
-    data_dir: Path | str = "data",
-    results_dir: Path | str = "results",
-    cache_dir: Path | str | None = "default",
-    overwrite: bool = False,
-    download: bool = True,
-    split: str | None = None,
-    progress: bool = True,
-    echo=print,
-    source: str = "auto",
-    base_url: str | None = None,
-) -> RunResults:
-    """`gtr-eval fuse`: the stored runs of `systems` fused (method "rrf", "minmax" or "zscore")."""
-    from .data.units import DataOptions
+@takes(options.FUSE)
+def fuse(systems: Sequence[str], datasets: Sequence[str], *, echo=print, **values) -> RunResults:
+    """`gtr-eval fuse`: the stored runs of `systems` fused (method "rrf", "minmax" or "zscore").  The
+    keyword parameters are `gtr-eval fuse`'s options (`options.FUSE`; folders as for `run_config`)."""
     from .pipeline.compose import FuseConfig
     from .pipeline.compose import fuse as _fuse
 
+    stored, weights = options.group(options.ResultsGroup, values), values["weights"]
     cfg = FuseConfig(
         list(systems),
         list(datasets),
-        method=method,
-        k=k,
+        method=values["method"],
+        k=values["k"],
         weights=list(weights) if weights is not None else None,
-        top_k=top_k,
-        name=name,
-        data=DataOptions(Path(data_dir), split=split, download=download, base_url=base_url, source=source),
-        results_dir=Path(results_dir),
-        cache_dir=_cache(cache_dir),
-        overwrite=overwrite,
-        progress=progress,
+        top_k=values["top_k"],
+        name=stored.name,
+        data=options.group(options.DataGroup, values).data_options(),
+        results_dir=stored.folder(),
+        cache_dir=options.group(options.CacheGroup, values).folder(),
+        overwrite=stored.overwrite,
+        progress=values["progress"],
     )
     return _fuse(cfg, echo=echo)
 
 
 def table(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     metric: str = "ndcg@10",
     fmt: str = "markdown",
     baseline: str | None = None,
@@ -180,7 +138,7 @@ def table(
     resamples: int = 10_000,
     seed: int = 0,
     show: Sequence[str] = (),
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
     best_checkpoint: bool = False,
 ) -> str:
     """`gtr-eval table`: the rendered leaderboard.  `metric` as papers write it (`NDCG@10`, `R@100`,
@@ -197,7 +155,7 @@ def table(
     from .uncertainty import Bootstrap
 
     board = leaderboard(
-        load_results(results_dir),
+        load_results(paths.results_dir(results_dir)),
         metric=metric,
         baseline=baseline,
         references=[RefSpec.parse(r) for r in references],
@@ -206,20 +164,20 @@ def table(
         alpha=alpha,
         ci=Bootstrap(resamples=resamples, seed=seed) if ci else None,
         show=show,
-        judgments=Judgments(data_dir),
+        judgments=Judgments(paths.data_dir(data_dir)),
         best_checkpoint=best_checkpoint,
     )
     return render(board, fmt, ci_style=ci_style)
 
 
 def plot(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     metric: str = "ndcg@10",
     output: Path | str = "chart.png",
     ci: bool = True,
     resamples: int = 10_000,
     seed: int = 0,
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
 ) -> Path:
     """`gtr-eval plot`: the PNG bar chart of `metric`, with 95% bootstrap error bars unless `ci=False`;
     returns its path."""
@@ -229,18 +187,22 @@ def plot(
 
     bootstrap = Bootstrap(resamples=resamples, seed=seed) if ci else None
     return plot_results(
-        load_results(results_dir), metric, output, ci=bootstrap, judgments=Judgments(data_dir)
+        load_results(paths.results_dir(results_dir)),
+        metric,
+        output,
+        ci=bootstrap,
+        judgments=Judgments(paths.data_dir(data_dir)),
     )
 
 
 def plot_curve(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     metric: str = "ndcg@10",
     run: str | None = None,
     baseline: str | None = None,
     reference: str | None = None,
     output: Path | str | None = None,
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
 ) -> Path:
     """`gtr-eval plot --curve`: the PNG learning curve of training run `run` (None: the only one
     stored), `metric` against the step of its `NAME@step-N` systems, a line per dataset, `baseline`
@@ -251,17 +213,20 @@ def plot_curve(
     from .report.plots import default_curve_output, learning_curve
     from .report.plots import plot_curve as _plot_curve
 
+    results_dir = paths.results_dir(results_dir)
     results = load_results(results_dir)
-    curve = learning_curve(results, metric, run, baseline, reference, judgments=Judgments(data_dir))
+    judgments = Judgments(paths.data_dir(data_dir))
+    curve = learning_curve(results, metric, run, baseline, reference, judgments=judgments)
     return _plot_curve(curve, output or default_curve_output(results_dir, curve))
 
 
-def paper_check(results_dir: Path | str = "results", golden: Path | str | None = None):
+def paper_check(results_dir: Path | str | None = None, golden: Path | str | None = None):
     """`gtr-eval paper --check`: one row per expectation (status OK / OKISH / FAIL, or MISSING for a
     pair with no stored result).  `golden` defaults to RESULTS_DIR/golden.yaml, else the golden file
     shipped with gtr-eval (`report.paper.BUNDLED_GOLDEN`)."""
     from .report.paper import check_golden, default_golden, load_golden
 
+    results_dir = paths.results_dir(results_dir)
     return check_golden(load_results(results_dir), load_golden(golden or default_golden(results_dir)))
 
 
@@ -283,7 +248,7 @@ def evaluate_run(
 
 
 def report(
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     output: Path | str = "report",
     data_dir: Path | str | None = None,
     baseline: str | None = "auto",
@@ -316,7 +281,8 @@ def report(
         title=title,
         bootstrap=Bootstrap(resamples=resamples, seed=seed) if ci else None,
     )
-    return build_site(load_results(results_dir), config, results_dir=Path(results_dir), echo=echo)
+    results_dir = paths.results_dir(results_dir)
+    return build_site(load_results(results_dir), config, results_dir=results_dir, echo=echo)
 
 
 def export(
@@ -342,9 +308,9 @@ def import_run(
     run_file: Path | str,
     system: str,
     dataset: str,
-    results_dir: Path | str = "results",
+    results_dir: Path | str | None = None,
     qrels: Path | str | None = None,
-    data_dir: Path | str | None = "data",
+    data_dir: Path | str | None = None,
     split: str | None = None,
     ignore_identical_ids: bool = True,
     overwrite: bool = False,
@@ -356,11 +322,11 @@ def import_run(
 
     return import_trec_run(
         run_file,
-        results_dir,
+        paths.results_dir(results_dir),
         system,
         dataset,
         qrels_file=qrels,
-        data_dir=data_dir,
+        data_dir=paths.data_dir(data_dir),
         split=split,
         ignore_identical_ids=ignore_identical_ids,
         overwrite=overwrite,

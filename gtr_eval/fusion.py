@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import defaults
 from .evaluation import Run, ranked
 from .identity import setting
 from .retrieval.spec import SystemSpec
@@ -56,7 +57,7 @@ def fusion_spec(
     method: str = "rrf",
     k: int = RRF_K,
     weights: Sequence[float] | None = None,
-    top_k: int = 1000,
+    top_k: int = defaults.TOP_K,
     name: str | None = None,
     progress: bool = True,
 ) -> FusionSpec:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sentence_transformers.base.evaluation import BaseEvaluator
 
+from . import defaults, paths
 from .artifacts import CacheRoot
 from .checkpoints import checkpoint_system
 from .data.loader import BeirData
@@ -55,7 +56,7 @@ class BeirEvaluator(BaseEvaluator):
     """Score a `SentenceTransformer` on BEIR datasets the way `gtr-eval run` does.
 
     `datasets`: registry names, sweeps (`beir-small`, `nanobeir`) or BEIR folders, downloaded into
-    `data_dir` when missing (unless `download=False`).  `metrics`: any of `gtr-eval table`'s (normalised
+    `data_dir` (None: `$GTR_EVAL_DATA_DIR`, else ./data) when missing (unless `download=False`).  `metrics`: any of `gtr-eval table`'s (normalised
     as it does); `primary_metric`: the one a trainer selects checkpoints by (`load_best_model_at_end`),
     of the single dataset or, for several, their mean.  `system`: the run's name for stored results
     (`<system>@step-<N>`).  `backend`: as `run --backend` (`auto`: ONNX on a non-Intel CPU, torch
@@ -69,14 +70,14 @@ class BeirEvaluator(BaseEvaluator):
         *,
         system: str = "model",
         name: str = "beir",
-        data_dir: Path | str = "data",
+        data_dir: Path | str | None = None,
         split: str | None = None,
         download: bool = True,
         reduce_corpus: int | None = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
         primary_metric: str = "ndcg@10",
-        batch_size: int = 64,
-        top_k: int = 1000,
+        batch_size: int = defaults.BATCH_SIZE,
+        top_k: int = defaults.TOP_K,
         backend: str = AUTO,
         results_dir: Path | str | None = None,
         overwrite: bool = False,
@@ -101,7 +102,7 @@ class BeirEvaluator(BaseEvaluator):
         self.echo = echo or (lambda _line: None)
         cache = Path(cache_dir) if cache_dir is not None else None
         self.store_dir = CacheRoot.corpus_area(cache)
-        options = DataOptions(Path(data_dir), split, download)
+        options = DataOptions(paths.data_dir(data_dir), split, download)
         self.datasets = [self._load(spec, options, cache) for spec in options.expand(list(datasets)).datasets]
         key = self.datasets[0].key if len(self.datasets) == 1 else "mean"
         # Prefixed now, not at the first evaluation: a trainer reads it before (`metric_for_best_model`).

@@ -341,7 +341,7 @@ def test_the_manifest_records_source_and_revision(tiny, tiny_folder, tmp_path):
         data_dir=tmp_path / "data",
         results_dir=tmp_path / "r",
         source="hf-beir",
-        cache_dir=None,
+        no_cache=True,
         progress=False,
         echo=lambda s: None,
     )

@@ -271,10 +271,8 @@ def test_the_cli_and_the_python_api_build_the_same_run_config(tmp_path, monkeypa
     args = ["-m", "bm25", "-m", "all-MiniLM-L6-v2", "-d", "demo", "--top-k", "50", "--max-length", "64",
             "--bm25-k1", "0.9", "--data-dir", str(tmp_path), "--results-dir", str(tmp_path / "r")]  # fmt: skip
     assert _cli("run", *args).exit_code == 0
-    from gtr_eval.retrieval.bm25 import BM25Config
-
-    expected = api.run_config(["bm25", "all-MiniLM-L6-v2"], ["demo"], top_k=50, max_length=64,
-                              bm25=BM25Config(k1=0.9), data_dir=tmp_path, results_dir=tmp_path / "r")  # fmt: skip
+    expected = api.run_config(["bm25", "all-MiniLM-L6-v2"], ["demo"], top_k=50, max_length=64, bm25_k1=0.9,
+                              data_dir=tmp_path, results_dir=tmp_path / "r")  # fmt: skip
     assert seen == [expected]
     # and with every default: what `gtr-eval run -m bm25 -d demo` does is what `api.run` does
     assert _cli("run", "-m", "bm25", "-d", "demo").exit_code == 0

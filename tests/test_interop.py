@@ -420,12 +420,12 @@ def test_demo_results_record_their_identity_and_are_inputs_like_any_run(demo):
     assert alpha.identity == Identity.of(demo_spec("alpha"), unit.fingerprint())
     assert alpha.manifest["dataset"]["files_sha256"] == dict(unit.fingerprint().files_sha256)
     lines: list[str] = []
-    done = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, cache_dir=None, progress=False,
+    done = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, no_cache=True, progress=False,
                     echo=lines.append)  # fmt: skip
     assert not done.failures and [r.system for r in done] == ["rrf(alpha+beta)"]
     runs = [read_trec_run(load_result(demo, s, "demo").run_path) for s in ("alpha", "beta")]
     assert read_trec_run(done[0].run_path) == fuse(runs, "rrf", top_k=1000)
-    again = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, cache_dir=None, progress=False,
+    again = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, no_cache=True, progress=False,
                      echo=lines.append)  # fmt: skip
     assert not again.failures and "[skip] rrf(alpha+beta) on demo: already done" in lines
 

@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from gtr_eval.cli import cli
 from gtr_eval.paths import BUNDLED
 from gtr_eval.results import load_result
-from gtr_eval.retrieval.bm25 import BM25Config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = BUNDLED / "demo"
@@ -204,7 +203,7 @@ def test_the_python_api_returns_failures_for_rerank_and_fuse_as_for_run(tmp_path
     results, copy = tmp_path / "r", shutil.copytree(DEMO, tmp_path / "demo-copy")
     quiet = dict(results_dir=results, progress=False, echo=lambda s: None)
     api.run(["bm25"], ["demo", str(copy)], **quiet)
-    api.run(["bm25"], ["demo"], bm25=BM25Config(k1=0.9), name="bm25-k0.9", **quiet)
+    api.run(["bm25"], ["demo"], bm25_k1=0.9, name="bm25-k0.9", **quiet)
     fused = api.fuse(["bm25", "bm25-k0.9"], ["demo", str(copy)], **quiet)
     assert [r.dataset for r in fused] == ["demo"]
     assert [(f.dataset, f.stage) for f in fused.failures] == [("demo-copy", "input")]

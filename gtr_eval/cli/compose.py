@@ -6,20 +6,12 @@ import sys
 
 import click
 
-from .options import (
-    batch_size_option,
-    cache_dir_options,
-    data_options,
-    datasets_option,
-    device_option,
-    dtype_option,
-    max_length_option,
-    one_line_errors,
-    option_group,
-    quiet_option,
-    results_dir_option,
-    trust_remote_code_option,
-)
+from .. import options as groups
+from .options import click_options, datasets_option, one_line_errors
+
+_REDO = "Redo pairs that already have results."
+RERANK_HELP = {"name": "The new system's name  [default: SYSTEM>>MODEL]", "overwrite": _REDO}
+FUSE_HELP = {"name": "The new system's name  [default: e.g. rrf(bm25+all-MiniLM-L6-v2)]", "overwrite": _REDO}
 
 
 def _echo(text: str) -> None:
@@ -35,20 +27,6 @@ def _finish(results) -> None:
     if results.failures:
         _echo(failure_summary(results))
         sys.exit(3)
-
-
-def _cross_encoder(device, dtype, batch_size, max_length, trust_remote_code, pair_shard_size) -> dict:
-    """The cross-encoder options as `api.rerank`'s keyword arguments."""
-    return dict(device=device, dtype=dtype, batch_size=batch_size, max_length=max_length,
-                trust_remote_code=trust_remote_code, shard_size=pair_shard_size)  # fmt: skip
-
-
-cross_encoder_options = option_group(
-    "encoder", _cross_encoder, device_option, dtype_option, batch_size_option, max_length_option,
-    trust_remote_code_option,
-    click.option("--pair-shard-size", type=click.IntRange(1), default=2048, show_default=True,
-                 help="Pairs per score-cache shard (the unit an interrupted re-ranking resumes from)."),
-)  # fmt: skip
 
 
 @click.command("rerank")
@@ -68,24 +46,9 @@ cross_encoder_options = option_group(
     help="Cross-encoder (hub id, folder, or ms-marco-MiniLM-L6-v2 / -L12-v2) or late-interaction model "
     "(colbertv2, any MultiVectorEncoder). Repeatable.",
 )
-@click.option(
-    "--depth",
-    type=click.IntRange(1),
-    default=100,
-    show_default=True,
-    help="Documents re-scored per query (BEIR: 100); those below are dropped.",
-)
 @datasets_option
-@data_options
-@results_dir_option
-@cross_encoder_options
-@cache_dir_options
-@quiet_option
-@click.option("--name", default=None, help="The new system's name  [default: SYSTEM>>MODEL]")
-@click.option("--overwrite", is_flag=True, help="Redo pairs that already have results.")
-def rerank_cmd(
-    candidates, models, depth, datasets, data, results_dir, encoder, cache_dir, quiet, name, overwrite
-) -> None:
+@click_options(groups.RERANK, help=RERANK_HELP)
+def rerank_cmd(candidates, models, datasets, **options) -> None:
     """Re-rank a stored run with a cross-encoder or a late-interaction model: a new system SYSTEM>>MODEL.
 
     The top --depth documents of each query are re-scored with the model's own scores
@@ -104,39 +67,15 @@ def rerank_cmd(
     from ..api import rerank
 
     with one_line_errors():
-        results = rerank(candidates, list(models), list(datasets), depth=depth, **data, results_dir=results_dir,
-                         cache_dir=cache_dir, overwrite=overwrite, name=name, progress=not quiet, echo=_echo,
-                         **encoder)  # fmt: skip
+        results = rerank(candidates, list(models), list(datasets), echo=_echo, **options)
     _finish(results)
 
 
 @click.command("fuse")
 @click.argument("systems", nargs=-1, required=True)
-@click.option("--rrf", "method", flag_value="rrf", default=True, help="Reciprocal rank fusion (the default).")
-@click.option("--minmax", "method", flag_value="minmax", help="Min-max normalised weighted sum.")
-@click.option("--zscore", "method", flag_value="zscore", help="Z-score normalised weighted sum.")
-@click.option("--k", "k", type=click.IntRange(0), default=60, show_default=True, help="RRF's k.")
-@click.option(
-    "--weights",
-    default=None,
-    metavar="W1,W2,…",
-    help="Weights of --minmax/--zscore, in SYSTEMS order  [default: equal, summing to 1]",
-)
-@click.option(
-    "--top-k", type=click.IntRange(1), default=1000, show_default=True, help="Documents kept per query."
-)
 @datasets_option
-@data_options
-@results_dir_option
-@cache_dir_options
-@quiet_option
-@click.option(
-    "--name", default=None, help="The new system's name  [default: e.g. rrf(bm25+all-MiniLM-L6-v2)]"
-)
-@click.option("--overwrite", is_flag=True, help="Redo pairs that already have results.")
-def fuse_cmd(
-    systems, method, k, weights, top_k, datasets, data, results_dir, cache_dir, quiet, name, overwrite
-) -> None:
+@click_options(groups.FUSE, help=FUSE_HELP)
+def fuse_cmd(systems, datasets, weights: str | None, **options) -> None:
     """Fuse the stored runs of SYSTEMS into a new system, on each dataset.
 
     Reciprocal rank fusion sums 1/(k + rank) over the runs; --minmax and --zscore normalise each
@@ -153,7 +92,5 @@ def fuse_cmd(
     from ..fusion import parse_weights
 
     with one_line_errors():
-        results = fuse(list(systems), list(datasets), method=method, k=k, weights=parse_weights(weights),
-                       top_k=top_k, name=name, **data, results_dir=results_dir, cache_dir=cache_dir,
-                       overwrite=overwrite, progress=not quiet, echo=_echo)  # fmt: skip
+        results = fuse(list(systems), list(datasets), weights=parse_weights(weights), echo=_echo, **options)
     _finish(results)

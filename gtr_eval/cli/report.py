@@ -7,16 +7,14 @@ from pathlib import Path
 
 import click
 
-from ..paths import DATA_DIR_ENV
-from .options import FolderPath, bootstrap_options, results_dir_option
+from .. import paths
+from ..options import DataGroup, pick
+from .options import FolderPath, bootstrap_options, click_option, results_dir_option
 
-_text_dir_option = click.option(
-    "--data-dir",
-    type=FolderPath,
-    envvar=DATA_DIR_ENV,
-    default="./data",
-    show_default=f"${DATA_DIR_ENV} or ./data",
+_text_dir_option = click_option(
+    pick(DataGroup, only=["data_dir"])[0],
     help="Where to look for datasets' queries, qrels and documents when the folder a run recorded is gone.",
+    resolve=paths.data_dir,
 )
 
 
@@ -169,13 +167,10 @@ def export_cmd(
     default=None,
     help="BEIR qrels tsv or TREC qrels  [default: DATA_DIR/DATASET/qrels/SPLIT.tsv]",
 )
-@click.option(
-    "--data-dir",
-    type=FolderPath,
-    envvar=DATA_DIR_ENV,
-    default="./data",
-    show_default=f"${DATA_DIR_ENV} or ./data",
+@click_option(
+    pick(DataGroup, only=["data_dir"])[0],
     help="Where the dataset is, when --qrels is not given.",
+    resolve=paths.data_dir,
 )
 @click.option(
     "--split", default=None, help="[default: the dataset's evaluation split, e.g. test; dev for msmarco]"

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from .options import (
-    data_options,
-    datasets_option,
-    model_pair_options,
-    models_option,
-    one_line_errors,
-    results_dir_option,
-    retriever_options,
-)
+from .. import options as groups
+from .options import click_options, datasets_option, model_pair_options, models_option, one_line_errors
+
+RUN_HELP = {
+    "name": "Store the (one) system under NAME: a variant beside the default one, e.g. -m bm25 --bm25-k1 0.9 "
+    "--name bm25-k0.9. With checkpoints, NAME names their training run: NAME@step-N.",
+}
 
 
 def _echo(text: str) -> None:
@@ -26,27 +23,7 @@ def _echo(text: str) -> None:
 @models_option
 @model_pair_options
 @datasets_option
-@data_options
-@results_dir_option
-@retriever_options(bm25=True)
-@click.option("--top-k", type=click.IntRange(1), default=1000, show_default=True)
-@click.option(
-    "--name",
-    default=None,
-    metavar="NAME",
-    help="Store the (one) system under NAME: a variant beside the default one, e.g. -m bm25 --bm25-k1 0.9 "
-    "--name bm25-k0.9. With checkpoints, NAME names their training run: NAME@step-N.",
-)
-@click.option(
-    "--reduce-corpus",
-    type=click.IntRange(1),
-    default=None,
-    metavar="K",
-    help="Evaluate on a smaller corpus: the documents judged relevant plus BM25's top K per query "
-    "(as NanoBEIR was built), stored as the dataset <name>~bm25top<K>, never as the full one; what the "
-    "trainer evaluator's reduce_corpus does (docs/training.md).",
-)
-@click.option("--overwrite", is_flag=True, help="Recompute pairs whose stored result was made otherwise.")
+@click_options(groups.RUN, help=RUN_HELP)
 @click.option(
     "--ray", "use_ray", is_flag=True, help="Encode corpora as Ray tasks first (see `gtr-eval encode`)."
 )
@@ -58,19 +35,7 @@ def _echo(text: str) -> None:
     help="Print what would be downloaded, what is done and a rough time per dataset, then exit.",
 )
 def run_cmd(
-    models,
-    pair,
-    datasets,
-    data,
-    results_dir: Path,
-    options,
-    top_k: int,
-    name: str | None,
-    reduce_corpus: int | None,
-    overwrite: bool,
-    use_ray: bool,
-    ray_address: str | None,
-    plan_only: bool,
+    models, pair, datasets, use_ray: bool, ray_address: str | None, plan_only: bool, **options
 ) -> None:
     """Evaluate MODELs on DATASETs; results go to RESULTS_DIR/<system>/<dataset>.json.
 
@@ -99,20 +64,18 @@ def run_cmd(
 
     if not models and pair is None:
         raise click.UsageError("give at least one -m MODEL, or --query-model and --doc-model")
-    kwargs = dict(**data, **options, results_dir=results_dir, top_k=top_k, overwrite=overwrite, name=name,
-                  reduce_corpus=reduce_corpus)  # fmt: skip
     requests = [*models, *([pair] if pair else [])]
     with one_line_errors():
         if plan_only:
-            click.echo(api.plan(requests, list(datasets), **kwargs), nl=False)
+            click.echo(api.plan(requests, list(datasets), **options), nl=False)
             return
         if use_ray:
             from ..distributed import ray_encode_for_run
 
             ray_encode_for_run(
-                api.run_config(requests, list(datasets), **kwargs), address=ray_address, echo=_echo
+                api.run_config(requests, list(datasets), **options), address=ray_address, echo=_echo
             )
-        results = api.run(requests, list(datasets), echo=_echo, **kwargs)
+        results = api.run(requests, list(datasets), echo=_echo, **options)
     if results:
         click.echo(summary_table(results))
     if results.failures:
@@ -125,8 +88,7 @@ def run_cmd(
     "-m", "--model", "models", multiple=True, required=True, help="Dense model (as for `run`). Repeatable."
 )
 @datasets_option
-@data_options
-@retriever_options(bm25=False, search=False)
+@click_options(groups.ENCODE)
 @click.option(
     "--shard",
     default=None,
@@ -147,14 +109,13 @@ def run_cmd(
 def encode_cmd(
     models,
     datasets,
-    data,
-    options,
     shard: str | None,
     use_ray: bool,
     ray_address: str | None,
     ray_tasks: int | None,
     ray_cpus: float,
     ray_gpus: float,
+    **options,
 ) -> None:
     """Encode corpora into the embedding cache, all of it or one shard job's part.
 
@@ -173,10 +134,9 @@ def encode_cmd(
         index = parse_shard(shard) if shard else (0, 1)
         if use_ray and shard:
             raise ValueError("--shard and --ray do not mix: --ray runs all N jobs (set N with --ray-tasks)")
-        if options["cache_dir"] is None:
+        if options["no_cache"]:
             raise ValueError("encode fills the embedding cache: drop --no-cache")
-        cfg = run_config(list(models), list(datasets), **data, **options)
-        options = cfg.options
+        cfg = run_config(list(models), list(datasets), **options)
         units = cfg.units()
         dense = dense_models(cfg.models)  # a glob or a trainer's folder: its checkpoints
         if len(dense) < len(cfg.models):
@@ -185,7 +145,7 @@ def encode_cmd(
             ray_encode(
                 dense,
                 units,
-                options,
+                cfg.options,
                 address=ray_address,
                 tasks=ray_tasks,
                 cpus_per_task=ray_cpus,
@@ -195,4 +155,4 @@ def encode_cmd(
             return
         for m in dense:
             for u in units:
-                _echo(describe(encode_job(m, u, options, index)))
+                _echo(describe(encode_job(m, u, cfg.options, index)))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import paths
 from ..errors import Mistake, did_you_mean
 from ..paths import BUNDLED
 from . import registry
@@ -76,7 +77,7 @@ class DatasetUnit:
 class DataOptions:
     """Where datasets come from: shared by `run`, `encode` and the Python API."""
 
-    data_dir: Path = Path("data")
+    data_dir: Path = paths.DATA_DIR
     split: str | None = None  # None: each dataset's own (test; dev for msmarco)
     download: bool = True
     base_url: str | None = None
@@ -100,7 +101,7 @@ class Selection:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def expand_datasets(specs: list[str], data_dir: Path | str = "data") -> Selection:
+def expand_datasets(specs: list[str], data_dir: Path | str = paths.DATA_DIR) -> Selection:
     """Expand sweeps and check every name before anything runs: an unknown name (with the closest known
     one suggested) or a folder that is not there is a `Mistake` (`UnknownDatasetError` for names)."""
     data_dir = Path(data_dir).expanduser()
@@ -128,7 +129,7 @@ def expand_datasets(specs: list[str], data_dir: Path | str = "data") -> Selectio
     return Selection(chosen, list(dict(skipped).items()))
 
 
-def unit_names(spec: str, data_dir: Path | str = "data") -> list[str]:
+def unit_names(spec: str, data_dir: Path | str = paths.DATA_DIR) -> list[str]:
     """The names of the units `spec` will give, without downloading or reading anything."""
     if _is_folder(spec):
         return [Path(spec).expanduser().resolve().name]
@@ -167,7 +168,7 @@ def missing_folder(spec: str, what: str = "folder") -> Mistake:
 
 def resolve_dataset(
     spec: str,
-    data_dir: Path | str = "data",
+    data_dir: Path | str = paths.DATA_DIR,
     split: str | None = None,
     download: bool = True,
     base_url: str | None = None,

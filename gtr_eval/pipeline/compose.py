@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import fusion
+from .. import defaults, fusion, paths
 from ..artifacts import CacheRoot
 from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
@@ -51,9 +51,9 @@ class RerankConfig:
     # models (the colbertv2 preset, any MultiVectorEncoder); `retrieval.rerank.reranker_family`.
     models: list[str]
     datasets: list[str]
-    depth: int = 100
+    depth: int = defaults.RERANK_DEPTH
     data: DataOptions = field(default_factory=DataOptions)
-    results_dir: Path = Path("results")
+    results_dir: Path = paths.RESULTS_DIR
     cache_dir: Path | None = None
     overwrite: bool = False
     name: str | None = None  # the new system's name (one model only)
@@ -142,10 +142,10 @@ class FuseConfig:
     method: str = "rrf"  # fusion.METHODS
     k: int = fusion.RRF_K
     weights: list[float] | None = None
-    top_k: int = 1000
+    top_k: int = defaults.TOP_K
     name: str | None = None
     data: DataOptions = field(default_factory=DataOptions)
-    results_dir: Path = Path("results")
+    results_dir: Path = paths.RESULTS_DIR
     cache_dir: Path | None = None  # where the corpus store (and dataset file digests) live
     overwrite: bool = False
     progress: bool = True

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .. import defaults, paths
 from ..artifacts import CacheRoot
 from ..checkpoints import checkpoint_system, step_of_folder
 from ..data.download import DownloadError
@@ -59,8 +60,8 @@ class RunConfig:
     models: list[str | ModelPair]  # globs and trainer output folders become their checkpoints
     datasets: list[str]
     data: DataOptions = field(default_factory=DataOptions)
-    results_dir: Path = Path("results")
-    top_k: int = 1000
+    results_dir: Path = paths.RESULTS_DIR
+    top_k: int = defaults.TOP_K
     overwrite: bool = False
     options: RetrieverOptions = field(default_factory=RetrieverOptions)
     name: str | None = None  # the one system's name instead of its own (`run --name`: a variant)

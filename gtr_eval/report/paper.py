@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from .. import paths
 from ..evaluation import normalise_metric
 from ..paths import BUNDLED
 from ..pipeline.plan import Device, Plan, make_plan, model_cost
@@ -348,7 +349,7 @@ LONG_JOB_S = 3600.0  # `paper --reproduce` asks with No as the default answer be
 
 
 def reproduce_plan(
-    data_dir: Path, results_dir: Path = Path("results"), device: str | None = None, dtype: str | None = None
+    data_dir: Path, results_dir: Path = paths.RESULTS_DIR, device: str | None = None, dtype: str | None = None
 ) -> Plan:
     """What `paper --reproduce` fetches, what is done, and rough hours per public dataset, on `device`
     (default: a GPU when torch sees one, else the CPU); `dtype` defaults to fp16 on a GPU, and is

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import defaults
+
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 ONNX_BACKENDS = ("onnx", "onnx-int8")
 AUTO = "auto"
@@ -35,7 +37,7 @@ class EncoderSpec:
     device: str | None = None
     dtype: str = "fp32"
     max_length: int | None = None
-    batch_size: int = 64
+    batch_size: int = defaults.BATCH_SIZE
     trust_remote_code: bool = False
     threads: int | None = None  # intra-op threads; None: leave torch's / ONNX Runtime's default
     fingerprint: str = ""  # weights sha256: names the exported ONNX model in `export_dir`

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from .. import defaults
 from .. import progress as bars
 from ..artifacts import CacheRoot
 from ..io import atomic_write_bytes, atomic_write_json, sha256_file
@@ -310,7 +311,7 @@ def encode_sharded(
     encode: Encoder,
     key: dict,
     cache_dir: Path | None,
-    shard_size: int = 2048,
+    shard_size: int = defaults.SHARD_SIZE,
     desc: str = "encode",
     progress: bool = True,
     select: ShardSelector | None = None,

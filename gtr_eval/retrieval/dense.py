@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import defaults
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..identity import ranking, setting
@@ -64,7 +65,7 @@ class DenseConfig:
     dtype: str = "fp32"
     backend: str = AUTO  # auto: ONNX fp32 on a non-Intel CPU, else torch (see `encoders.choose_backend`)
     trust_remote_code: bool = False
-    shard_size: int = 2048
+    shard_size: int = defaults.SHARD_SIZE
     name: str | None = None
     # Encode the corpus in one worker process per entry (`cpu,cpu`, `cuda:0,cuda:1`); None: in-process.
     devices: tuple[str, ...] | None = None
@@ -165,7 +166,7 @@ def resolve_dense(c: DenseConfig, cache: CacheRoot | None = None) -> DenseSpec:
         backend_reason=choice.reason,
         devices=c.devices,
         threads=c.threads,
-        **run_fields(c, preset, 64),
+        **run_fields(c, preset, defaults.BATCH_SIZE),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import defaults
 from ..data.loader import Corpus
 from ..identity import cache_fields, ranking, setting
 from .base import TEXT_FORMAT, Report, Retriever, Run
@@ -48,10 +49,10 @@ class EncodedSpec(SystemSpec):
     query_max_length: int | None = ranking(None, caches=("queries",))
     text_format: str = ranking(TEXT_FORMAT, caches=("corpus",))
     dtype: str = ranking("fp32", caches=("corpus", "queries"))
-    batch_size: int = setting(64)
+    batch_size: int = setting(defaults.BATCH_SIZE)
     device: str | None = setting(None)
     trust_remote_code: bool = setting(False)
-    shard_size: int = setting(2048)
+    shard_size: int = setting(defaults.SHARD_SIZE)
     progress: bool = setting(True)
 
 
@@ -68,7 +69,7 @@ class EncodedConfig:
     device: str | None = None
     dtype: str = "fp32"
     trust_remote_code: bool = False
-    shard_size: int = 2048
+    shard_size: int = defaults.SHARD_SIZE
     name: str | None = None
     query_prompt: str | None = None  # None: the model's own prompt (ColBERT: its [Q] marker)
     doc_prompt: str | None = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+from .. import defaults
 from ..checkpoints import find_checkpoints, in_step_order, step_of_folder
 from ..data.units import looks_like_path, missing_folder
 from ..errors import Mistake, did_you_mean
@@ -32,7 +33,9 @@ __all__ = ["ModelPair", "Request", "RetrieverOptions", "build", "make_retriever"
 
 @dataclass
 class RetrieverOptions:
-    """CLI-level options shared by all models of one `run`."""
+    """Options shared by all models of one `run`, flat.  A run builds them from the option groups
+    (`gtr_eval.options.retriever_options`: the encoder, search, BM25, cache and progress values), whose
+    defaults these repeat (tests/test_options.py holds them equal)."""
 
     cache_dir: Path | None = None
     device: str | None = None
@@ -45,7 +48,7 @@ class RetrieverOptions:
     trust_remote_code: bool = False
     bm25: BM25Config = field(default_factory=BM25Config)
     progress: bool = True
-    shard_size: int = 2048
+    shard_size: int = defaults.SHARD_SIZE
     cache_dtype: str = "fp32"  # corpus vectors on disk: fp32, or fp16 (half the disk; scored in fp32)
     processes: int = 1  # corpus-encoding worker processes on `device` (cpu: threads split between them)
     devices: tuple[str, ...] | None = (
@@ -154,7 +157,7 @@ def system_of(request: Request) -> str:
     return system_name(request)
 
 
-def resolve(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> SystemSpec:
+def resolve(request: Request, opts: RetrieverOptions, top_k: int = defaults.TOP_K) -> SystemSpec:
     """The spec of `request` (`bm25`, `bm25-flat`, a preset, a hub id, a local folder, a `ModelPair`),
     made by the family that runs it (`families.of_request`)."""
     return families.of_request(request, opts.family).resolve(request, opts, top_k)
@@ -165,6 +168,6 @@ def build(spec: SystemSpec, cache_dir: Path | None = None) -> Retriever:
     return families.of_spec(spec).build(spec, cache_dir)
 
 
-def make_retriever(request: Request, opts: RetrieverOptions, top_k: int = 1000) -> Retriever:
+def make_retriever(request: Request, opts: RetrieverOptions, top_k: int = defaults.TOP_K) -> Retriever:
     """`build(resolve(...))`: a retriever for `request` (tests, benchmarks, `encode`)."""
     return build(resolve(request, opts, top_k), opts.cache_dir)

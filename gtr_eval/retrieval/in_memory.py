@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import defaults
 from .backends import AUTO, BackendChoice
 from .base import TEXT_FORMAT
 from .dense import ROUTES, TWO_STACKS, DenseRetriever, DenseSpec
@@ -54,7 +55,13 @@ def _fp32_bytes(model) -> Callable[[], int]:
 
 
 def in_memory_spec(
-    model, system: str, *, batch_size: int = 64, top_k: int = 1000, backend: str = AUTO, label: str = ""
+    model,
+    system: str,
+    *,
+    batch_size: int = defaults.BATCH_SIZE,
+    top_k: int = defaults.TOP_K,
+    backend: str = AUTO,
+    label: str = "",
 ) -> DenseSpec:
     """The spec `run` would resolve for `model` saved to a folder (no preset: a checkpoint's)."""
     device = str(model.device)

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import defaults
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..data.store import store_sha256
@@ -185,7 +186,7 @@ def runtime(system: str = "bm25-flat") -> Runtime:
     return Runtime(jar, java, anserini_version(jar), version)
 
 
-def resolve_lucene(system: str, top_k: int = 1000, progress: bool = True) -> LuceneSpec:
+def resolve_lucene(system: str, top_k: int = defaults.TOP_K, progress: bool = True) -> LuceneSpec:
     """The spec of `bm25-flat` or `bm25-multifield` (the runtime must be installed: `runtime`)."""
     system = system.lower()
     cond = CONDITIONS[system]

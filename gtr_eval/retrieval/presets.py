@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .. import defaults
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -19,7 +21,7 @@ class Preset:
     max_length: int | None = None
     score: str = "dot"
     normalize: bool = True
-    batch_size: int = 64
+    batch_size: int = defaults.BATCH_SIZE
     query_prompt: str = ""
     doc_prompt: str = ""
     # For `run --plan` only: parameters outside the token embeddings (what costs compute per token),

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import defaults
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..errors import Mistake
@@ -66,7 +67,9 @@ class CrossEncoderConfig:
     device: str | None = None
     dtype: str = "fp32"
     trust_remote_code: bool = False
-    shard_size: int = 2048  # pairs per cache shard: the unit an interrupted re-ranking resumes from
+    shard_size: int = (
+        defaults.SHARD_SIZE
+    )  # pairs per cache shard: the unit an interrupted re-ranking resumes from
     progress: bool = True
 
 
@@ -85,13 +88,13 @@ class RerankSpec(SystemSpec):
     max_length: int | None = ranking(None, caches=("pairs",))
     dtype: str = ranking("fp32", caches=("pairs",))
     pair_format: str = ranking(PAIR_FORMAT, caches=("pairs",))
-    depth: int = 100
+    depth: int = defaults.RERANK_DEPTH
     candidates: str = setting("")  # the first stage's system (its run is in `inputs`)
     below_depth: str = setting("dropped (BEIR's Rerank returns only the re-ranked top-k)")
-    batch_size: int = setting(64)
+    batch_size: int = setting(defaults.BATCH_SIZE)
     device: str | None = setting(None)
     trust_remote_code: bool = setting(False)
-    shard_size: int = setting(2048)
+    shard_size: int = setting(defaults.SHARD_SIZE)
     progress: bool = setting(True)
 
 
@@ -115,7 +118,7 @@ def resolve_cross_encoder(
         depth=depth,
         top_k=depth,
         candidates=candidates,
-        **run_fields(c, None, 64),
+        **run_fields(c, None, defaults.BATCH_SIZE),
     )
 
 
@@ -266,7 +269,7 @@ def pair_hashes(pairs: Sequence[Pair]) -> np.ndarray:
 class PairScoreCache:
     """Finished jobs are looked up; the missing pairs are scored as one (resumable) job."""
 
-    def __init__(self, cache_dir: Path | None, key: dict, shard_size: int = 2048):
+    def __init__(self, cache_dir: Path | None, key: dict, shard_size: int = defaults.SHARD_SIZE):
         self.key = key
         self.shard_size = shard_size
         self.root = None if cache_dir is None else CacheRoot(Path(cache_dir)).entry("pair-scores", key)

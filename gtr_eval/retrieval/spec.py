@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import defaults
 from ..identity import record, setting
 
 
@@ -36,7 +37,7 @@ class SystemSpec:
 
     system: str = setting()
     retriever: str = field(default="")
-    top_k: int = 1000
+    top_k: int = defaults.TOP_K
     inputs: tuple[InputRun, ...] = ()
 
     def record(self) -> dict[str, Any]:

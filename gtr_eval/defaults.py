@@ -1,0 +1,20 @@
+"""Default values written once: every option, config and spec field that shares a default refers to
+the constant here, so changing a default is one edit (and a spec field cannot keep an old copy).
+
+A core module: it imports nothing, so every layer can refer to it.
+"""
+
+from __future__ import annotations
+
+BATCH_SIZE = 64
+"""Texts per encoder batch when neither the request nor a preset sets one."""
+
+SHARD_SIZE = 2048
+"""Documents (or query-document pairs) per cache shard: the unit an interrupted encode resumes from."""
+
+TOP_K = 1000
+"""Documents kept per query in a run (BEIR's and the papers' depth)."""
+
+
+RERANK_DEPTH = 100
+"""Documents a cross-encoder re-scores per query (BEIR's re-ranking depth)."""
