@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_process import gtr_eval
 from conftest import ROOT
 from tiny_gtr import install_as_hub_snapshot
 
@@ -22,7 +21,6 @@ from gtr_eval.retrieval.presets import PRESETS
 
 pytestmark = pytest.mark.slow
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 SAMPLE = 25  # queries whose scores are recomputed with the library
 
 
@@ -32,7 +30,7 @@ def nfcorpus(beir_data):
 
 
 def _cli(*args: str, env: dict | None = None) -> str:
-    out = subprocess.run([*GTR_EVAL, *args, "--quiet"], capture_output=True, text=True, timeout=1800, env=env)
+    out = gtr_eval(*args, "--quiet", timeout=1800, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stderr
 

@@ -11,22 +11,21 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import gtr_eval
 from conftest import ROOT
 
 from gtr_eval.results import load_result, load_results
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 COMMITTED = ROOT / "results"
 FUSED = "rrf(bm25+all-MiniLM-L6-v2)"
 
 
 def _gtr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([*GTR_EVAL, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+    return gtr_eval(*args, cwd=cwd, env=env, timeout=900)
 
 
 def _scifact(tmp_path: Path, beir_data: Path) -> Path:
