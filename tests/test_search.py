@@ -121,6 +121,19 @@ def _quick(script: str, *args: str, timeout: int = 240) -> dict:
 DEMO = str(BUNDLED / "demo")
 
 
+def test_quick_records_go_to_a_temporary_folder_never_into_the_repository(monkeypatch, tmp_path):
+    sys.path.insert(0, str(BENCH))
+    import _common
+
+    monkeypatch.delenv("GTR_EVAL_BENCH_QUICK_DIR", raising=False)
+    quick = _common.record_path("search", quick=True)
+    assert quick.parent == Path(tempfile.gettempdir()) / "gtr-eval-bench-quick"
+    assert _common.ROOT not in quick.parents
+    monkeypatch.setenv("GTR_EVAL_BENCH_QUICK_DIR", str(tmp_path))
+    assert _common.record_path("search", quick=True) == tmp_path / "search.quick.json"
+    assert _common.record_path("search", quick=False) == BENCH / "results" / "search.json"
+
+
 def test_bench_search_quick():
     r = _quick("bench_search.py")
     assert r["rss_ok"] and r["same_top10_indices"] == 1.0
