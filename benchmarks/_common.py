@@ -20,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
+QUICK_DIR_ENV = "GTR_EVAL_BENCH_QUICK_DIR"  # where --quick runs write their records (tests: a tmp folder)
 BENCH_CACHE = HERE / ".cache"  # model fingerprints, ONNX exports, reusable embeddings (git-ignored)
 BEIR = Path(os.environ.get("GTR_EVAL_BENCH_DATA", ROOT.parent / "shared" / "data" / "beir"))
 sys.path.insert(0, str(ROOT))
@@ -45,10 +46,19 @@ def machine() -> dict:
     }
 
 
-def write_record(name: str, record: dict, quick: bool, folder: Path = RESULTS) -> Path:
-    """benchmarks/results/<name>.json (quick runs: <name>.quick.json, never shown in the README), or
-    the same name in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+def record_path(name: str, quick: bool) -> Path:
+    """benchmarks/results/<name>.json for a full run (the README's source); a --quick run's record,
+    a smoke test's, goes to <name>.quick.json in $GTR_EVAL_BENCH_QUICK_DIR, else in the system's
+    temporary folder: never into the repository."""
+    if not quick:
+        return RESULTS / f"{name}.json"
+    folder = os.environ.get(QUICK_DIR_ENV) or Path(tempfile.gettempdir()) / "gtr-eval-bench-quick"
+    return Path(folder) / f"{name}.quick.json"
+
+
+def write_record(name: str, record: dict, quick: bool, folder: Path | None = None) -> Path:
+    """The record of a run, at `record_path(name, quick)` (or under that name in `folder`), with the
+    machine and its load."""
     record = {
         "benchmark": name,
         "quick": quick,
@@ -57,7 +67,8 @@ def write_record(name: str, record: dict, quick: bool, folder: Path = RESULTS) -
         "machine": machine(),
         **record,
     }
-    path = folder / f"{name}{'.quick' if quick else ''}.json"
+    path = record_path(name, quick) if folder is None else Path(folder) / record_path(name, quick).name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"-> {path}")
     return path

@@ -25,8 +25,8 @@ targets: ratio <= 1.0, our peak RSS <= 4.3 GB.
 
 Corpora live under $GTR_EVAL_SCALE_DATA (default /work/scale-data) as synth-<docs>/ (made when
 missing), the caches and results of the runs in synth-<docs>.lucene-bench/.  The record is
-benchmarks/results/bm25_lucene.json (--quick: bm25_lucene.quick.json, where bm25s itself also runs
-on the corpus, as the check that our scores are its scores).
+benchmarks/results/bm25_lucene.json (--quick: bm25_lucene.quick.json in a temporary folder, where
+bm25s itself also runs on the corpus, as the check that our scores are its scores).
 """
 
 from __future__ import annotations

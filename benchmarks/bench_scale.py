@@ -41,7 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import HERE, RESULTS, last_json, machine
+from _common import HERE, last_json, machine, record_path
 
 NAME = "scale"
 SIZES = {"1m": 1_000_000, "8.8m": 8_841_823}
@@ -465,8 +465,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _save(size: str, entry: dict, quick: bool) -> Path:
-    """Merge this size's entry into benchmarks/results/scale[.quick].json (other sizes are kept)."""
-    path = RESULTS / f"{NAME}{'.quick' if quick else ''}.json"
+    """Merge this size's entry into the record (benchmarks/results/scale.json; other sizes are kept)."""
+    path = record_path(NAME, quick)
     record = json.loads(path.read_text()) if path.is_file() else {"benchmark": NAME, "sizes": {}}
     old = record["sizes"].get(size, {})
     merged = {
@@ -481,7 +481,7 @@ def _save(size: str, entry: dict, quick: bool) -> Path:
         date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         loadavg=list(os.getloadavg()),
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
     print(f"-> {path}")
     return path

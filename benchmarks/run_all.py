@@ -1,7 +1,7 @@
 """Run every benchmark, then regenerate benchmarks/README.md from the JSON records.
 
 python benchmarks/run_all.py             # full runs (about an hour on 2 CPU cores), then README
-python benchmarks/run_all.py --quick     # smoke runs (records *.quick.json; README untouched)
+python benchmarks/run_all.py --quick     # smoke runs (records *.quick.json in a temp folder; README untouched)
 python benchmarks/run_all.py --readme    # only regenerate README.md from benchmarks/results/
 python benchmarks/run_all.py --only search,bm25
 """

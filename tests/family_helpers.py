@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from cli_process import GTR_EVAL
 from test_reliability import (
     WORDS,
     _cache_lines,
@@ -24,7 +24,6 @@ from test_reliability import (
 from gtr_eval.evaluation import read_trec_run
 from gtr_eval.results import is_done, load_result
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 HUB_COMMIT = "c" * 40
 
 

@@ -24,6 +24,7 @@ LAYERS = [
         "gtr_eval.identity",
         "gtr_eval.progress",
         "gtr_eval.checkpoints",
+        "gtr_eval.compat",
     ],
     ["gtr_eval.data"],
     ["gtr_eval.retrieval"],

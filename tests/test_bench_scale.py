@@ -4,6 +4,7 @@ so), the synthetic generator is deterministic, and a quick run gives the same BM
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,13 +41,13 @@ def test_synthetic_corpus_is_deterministic(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_scale_quick_bm25_equals_bm25s():
+def test_bench_scale_quick_bm25_equals_bm25s(tmp_path):
     out = subprocess.run(
         [sys.executable, str(BENCH / "bench_scale.py"), "--quick", "--sides", "open,beir-load,bm25,bm25s"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, env=dict(os.environ, GTR_EVAL_BENCH_QUICK_DIR=str(tmp_path)),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    record = json.loads((BENCH / "results" / "scale.quick.json").read_text())
+    record = json.loads((tmp_path / "scale.quick.json").read_text())
     sides = record["sizes"]["quick"]["sides"]
     assert all(s["status"] == "ok" for s in sides.values())
     assert sides["open-first"]["docs"] == sides["beir-load"]["docs"] == 30_000

@@ -75,6 +75,9 @@ def test_encode_shard_jobs_then_run_reuses_every_shard(tiny_gtr, tmp_path):
     assert bad.exit_code != 0 and "--shard must be I/N" in bad.output
 
 
+MAX_LENGTH = 128  # the tiny model's vocabulary is letters: longer inputs only cost time
+
+
 @pytest.mark.slow
 def test_ray_and_shard_jobs_match_a_single_process_on_nfcorpus(tiny_gtr, beir_data, tmp_path):
     ray = pytest.importorskip("ray")
@@ -83,14 +86,14 @@ def test_ray_and_shard_jobs_match_a_single_process_on_nfcorpus(tiny_gtr, beir_da
 
     def merged_run(cache: Path) -> tuple[dict, list[str]]:
         lines: list[str] = []
-        opts = RetrieverOptions(cache_dir=cache, progress=False)
+        opts = RetrieverOptions(cache_dir=cache, progress=False, max_length=MAX_LENGTH)
         cfg = RunConfig([model], [str(unit.path)], results_dir=cache / "results", top_k=10, options=opts)
         (result,) = run(cfg, echo=lines.append)
         return top(read_trec_run(result.run_path)), lines
 
     single, _ = merged_run(tmp_path / "single")
 
-    opts = RetrieverOptions(cache_dir=tmp_path / "shards", progress=False)
+    opts = RetrieverOptions(cache_dir=tmp_path / "shards", progress=False, max_length=MAX_LENGTH)
     jobs = [encode_job(model, unit, opts, (i, 2)) for i in range(2)]
     assert [j["corpus_shards_encoded"] for j in jobs] == [1, 1] and jobs[1]["complete"]
     sharded, lines = merged_run(tmp_path / "shards")
@@ -100,7 +103,11 @@ def test_ray_and_shard_jobs_match_a_single_process_on_nfcorpus(tiny_gtr, beir_da
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         merged = ray_encode(
-            [model], [unit], RetrieverOptions(cache_dir=tmp_path / "ray"), tasks=2, echo=print
+            [model],
+            [unit],
+            RetrieverOptions(cache_dir=tmp_path / "ray", max_length=MAX_LENGTH),
+            tasks=2,
+            echo=print,
         )
     finally:
         ray.shutdown()

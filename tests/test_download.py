@@ -17,7 +17,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -25,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli_process import GTR_EVAL
 from click.testing import CliRunner
 
 from gtr_eval.artifacts import RECORD
@@ -34,8 +34,6 @@ from gtr_eval.data import registry as datasets
 from gtr_eval.data.download import MARKER, DownloadError, download
 from gtr_eval.data.registry import DatasetInfo
 from gtr_eval.errors import Mistake
-
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NFCORPUS_ZIP = SHARED / "data" / "beir-zips" / "nfcorpus.zip"

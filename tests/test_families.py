@@ -233,8 +233,8 @@ def test_known_models_warn_when_run_with_settings_their_authors_did_not_use(tiny
 
 def test_kill_9_during_the_document_encoders_corpus_encoding_resumes(tiny, tmp_path):
     """The reliability test's kill, on a two-model system: resume at the last complete shard."""
+    from cli_process import GTR_EVAL
     from test_reliability import (
-        GTR_EVAL,
         SHARD,
         _cache_lines,
         _complete_shards,

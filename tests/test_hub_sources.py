@@ -18,14 +18,13 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from cli_process import gtr_eval
 from hub_fixtures import (
     beir_jsonl_gz_files,
     beir_parquet_files,
@@ -43,7 +42,6 @@ from gtr_eval.data.download import MARKER, DownloadError, download
 from gtr_eval.data.loader import BeirData, DataError, load_beir_folder, read_qrels, read_queries
 from gtr_eval.data.registry import DatasetInfo, ExpectedRows, HubCopy
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "beir"
 LAYOUTS = ("hf-beir parquet", "hf-beir jsonl.gz", "hf-mteb jsonl", "hf-mteb parquet")
 
@@ -415,8 +413,8 @@ def test_cli_download_from_the_hub_equals_the_official_folder(beir_data, tmp_pat
     install_copy(tmp_path / "hub", info, layout, beir_data / name)
     source = layout.split()[0]
     data = tmp_path / "data"
-    cmd = [*GTR_EVAL, "download", name, "--source", source, "--data-dir", str(data), "--no-progress"]
-    out = subprocess.run(cmd, env=hub_env(tmp_path / "hub"), capture_output=True, text=True, timeout=300)
+    cmd = ["download", name, "--source", source, "--data-dir", str(data), "--no-progress"]
+    out = gtr_eval(*cmd, env=hub_env(tmp_path / "hub"), timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(data / name)
     assert f"{name}: downloaded from {source} and verified" in out.stderr
@@ -428,7 +426,6 @@ def test_cli_auto_uses_the_hub_when_the_zip_server_fails(beir_data, tmp_path, fa
     install_copy(tmp_path / "hub", registry.get("scifact"), "hf-beir parquet", beir_data / "scifact")
     data = tmp_path / "data"
     cmd = [
-        *GTR_EVAL,
         "download",
         "scifact",
         "--data-dir",
@@ -439,7 +436,7 @@ def test_cli_auto_uses_the_hub_when_the_zip_server_fails(beir_data, tmp_path, fa
         "0",
         "--no-progress",
     ]
-    out = subprocess.run(cmd, env=hub_env(tmp_path / "hub"), capture_output=True, text=True, timeout=300)
+    out = gtr_eval(*cmd, env=hub_env(tmp_path / "hub"), timeout=300)
     assert out.returncode == 0, out.stderr
     assert failing_server.hits == 1
     assert (
@@ -594,9 +591,9 @@ def test_cli_offline_download_of_scifact_and_nfcorpus_is_quick_and_one_line_per_
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env |= {"HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "hub"), "GTR_EVAL_BASE_URL": base}
     data = tmp_path / "data"
-    cmd = [*GTR_EVAL, "download", "scifact", "nfcorpus", "--data-dir", str(data), "--retries", "3"]
+    cmd = ["download", "scifact", "nfcorpus", "--data-dir", str(data), "--retries", "3"]
     start = time.monotonic()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    out = gtr_eval(*cmd, env=env, timeout=120)
     elapsed = time.monotonic() - start
     assert out.returncode == 1 and out.stdout == ""
     assert elapsed < 20, f"{elapsed:.1f} s"  # the process starts in a few; no retries, no waits

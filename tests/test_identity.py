@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_process import gtr_eval
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,7 +33,6 @@ from gtr_eval.results import load_result, result_path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = BUNDLED / "demo"
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 SHA = re.compile(r"sha256 ([0-9a-f]{4})… → ([0-9a-f]{4})…")
 
 
@@ -247,8 +247,7 @@ def test_the_recorded_commit_is_gtr_evals_own_whatever_repository_the_shell_is_i
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([*GTR_EVAL, "run", "-m", "bm25", "-d", "demo", "--results-dir", "r", "--quiet"], cwd=other,
-                         env=env, capture_output=True, text=True)  # fmt: skip
+    out = gtr_eval("run", "-m", "bm25", "-d", "demo", "--results-dir", "r", "--quiet", cwd=other, env=env)
     assert out.returncode == 0, out.stderr
     manifest = load_result(other / "r", "bm25", "demo").manifest
     assert manifest["git_commit"] == ours != theirs and isinstance(manifest["git_dirty"], bool)

@@ -8,18 +8,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_process import GTR_EVAL
 
 from gtr_eval.evaluation import judged_names
 from gtr_eval.results import is_done, load_result
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "all-MiniLM-L6-v2" / "scifact.json"  # an uninterrupted run of the same model
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 SHARDS = 3  # 5,183 documents at the default 2,048 per shard
 CACHE_LINE = re.compile(
     r"\[cache\] all-MiniLM-L6-v2 on scifact: encoded (\d+) of (\d+) corpus shards, reused (\d+)"

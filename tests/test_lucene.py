@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_process import GTR_EVAL
 from click.testing import CliRunner
 
 from gtr_eval.data.loader import Corpus, read_corpus
@@ -36,7 +37,6 @@ from gtr_eval.retrieval.lucene import LuceneError, LuceneRetriever, LuceneSpec, 
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_SCORES = ROOT.parent / "shared" / "reference" / "published_scores.csv"
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 EXTRA = "pip install 'gtr-eval[lucene]'"
 
 HAS_LUCENE = lucene.find_jar() is not None and lucene.find_java() is not None

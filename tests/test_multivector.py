@@ -10,12 +10,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_process import gtr_eval
 from family_helpers import (
     HUB_COMMIT,
     check_sampled_pairs,
@@ -37,7 +37,6 @@ from gtr_eval.retrieval.multivector import MultiVectorConfig, MultiVectorRetriev
 from gtr_eval.retrieval.presets import PRESETS
 
 DEMO = BUNDLED / "demo"
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 FP16_BOUND = 32 * 2.0**-11  # 32 unit query vectors, unit document vectors rounded to float16
 
 
@@ -206,7 +205,7 @@ def _top(run: dict[str, float], depth: int) -> set[str]:
 
 
 def _cli(args: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*GTR_EVAL, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return gtr_eval(*args, env=env, timeout=timeout)
 
 
 def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):

@@ -16,10 +16,10 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import gtr_eval as run_gtr_eval
 from click.testing import CliRunner
 from hub_fixtures import NANO_FILE, install, nanobeir_files, nanobeir_mteb_files, read_beir
 
@@ -28,7 +28,6 @@ from gtr_eval.data import registry
 from gtr_eval.data.download import MARKER, download
 from gtr_eval.data.loader import DataError, load_beir_folder
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 NANO = [
     "nano-arguana",
     "nano-climate-fever",
@@ -262,7 +261,7 @@ def offline_hub(hub: Path) -> dict[str, str]:
 
 
 def gtr_eval(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([*GTR_EVAL, *args], env=env, capture_output=True, text=True, timeout=300)
+    return run_gtr_eval(*args, env=env, timeout=300)
 
 
 @pytest.mark.slow

@@ -9,12 +9,12 @@ import os
 import pty
 import struct
 import subprocess
-import sys
 import termios
 import threading
 
 import numpy as np
 import pytest
+from cli_process import GTR_EVAL
 
 from gtr_eval import progress
 from gtr_eval.paths import BUNDLED
@@ -23,7 +23,6 @@ from gtr_eval.retrieval.cache import encode_sharded
 from gtr_eval.retrieval.encoders import load_encoder
 from tests.test_batching import _texts
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 DEPENDENCY_LINES = ("Loading weights", "Split strings", "Stem Tokens", "Downloading data from", "it/s]")
 
 

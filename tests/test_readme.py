@@ -17,18 +17,17 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_process import gtr_eval
 from conftest import ROOT
 
 from gtr_eval.results import load_result
 
 pytestmark = pytest.mark.slow
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 # What each command of the block does offline: 0 (it succeeds), or the exit code and a phrase of the
 # one line that says why it cannot (matched against the start of the command).
 NEEDS_MORE = {
@@ -87,8 +86,7 @@ def test_every_usage_command_runs_offline_as_written(working_folder, tmp_path, b
         if i > downloads[-1]:
             _add_data(working_folder, beir_data)
         t0 = time.perf_counter()
-        out = subprocess.run([*GTR_EVAL, *shlex.split(command)[1:]], cwd=working_folder, env=env,
-                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)  # fmt: skip
+        out = gtr_eval(*shlex.split(command)[1:], cwd=working_folder, env=env, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - t0
         said = f"{command}\n--- exit {out.returncode} in {seconds:.0f} s\n{out.stdout[-1500:]}\n{out.stderr[-2500:]}"
         assert "Traceback" not in out.stderr, said

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import gzip
 import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytrec_eval
+from cli_process import gtr_eval
 from conftest import ROOT, SHARED
 
 pytestmark = pytest.mark.slow
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 SYSTEMS = ("bm25", "all-MiniLM-L6-v2")
 FUSED = (
     "rrf(bm25+all-MiniLM-L6-v2)"  # `gtr-eval fuse --rrf bm25 all-MiniLM-L6-v2`, part of the committed tables
@@ -38,7 +36,6 @@ class RealRun:
 def real_run(beir_data, shared_cache_dir, tmp_path_factory) -> RealRun:
     results = tmp_path_factory.mktemp("real") / "results"
     cmd = [
-        *GTR_EVAL,
         "run",
         *(a for s in SYSTEMS for a in ("-m", s)),
         *(a for d in DATASETS for a in ("-d", d)),
@@ -52,13 +49,13 @@ def real_run(beir_data, shared_cache_dir, tmp_path_factory) -> RealRun:
         "--quiet",
     ]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    out = gtr_eval(*cmd, timeout=3600)
     assert out.returncode == 0, out.stderr[-3000:]
     print(out.stderr)
     seconds = time.perf_counter() - t0
-    fuse = [*GTR_EVAL, "fuse", "--rrf", *SYSTEMS, *(a for d in DATASETS for a in ("-d", d)),
+    fuse = ["fuse", "--rrf", *SYSTEMS, *(a for d in DATASETS for a in ("-d", d)),
             "--data-dir", str(beir_data), "--results-dir", str(results), "--no-download"]  # fmt: skip
-    fused = subprocess.run(fuse, capture_output=True, text=True, timeout=600)
+    fused = gtr_eval(*fuse, timeout=600)
     assert fused.returncode == 0, fused.stderr[-3000:]
     return RealRun(results, out.stderr, seconds)
 
@@ -180,36 +177,26 @@ def test_fresh_fused_run_equals_ranx_rrf(real_run, dataset):
 
 
 def test_fresh_run_passes_the_golden_check(real_run):
-    out = subprocess.run(
-        [
-            *GTR_EVAL,
-            "paper",
-            "--check",
-            "--results-dir",
-            str(real_run.results),
-            "--golden",
-            str(ROOT / "results" / "golden.yaml"),
-        ],
-        capture_output=True,
-        text=True,
+    out = gtr_eval(
+        "paper",
+        "--check",
+        "--results-dir",
+        str(real_run.results),
+        "--golden",
+        str(ROOT / "results" / "golden.yaml"),
     )
     print(out.stdout)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_regenerated_tables_equal_the_committed_ones(real_run, tmp_path):
-    out = subprocess.run(
-        [
-            *GTR_EVAL,
-            "paper",
-            "--results-dir",
-            str(real_run.results),
-            "--only-run",
-            "--output-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    out = gtr_eval(
+        "paper",
+        "--results-dir",
+        str(real_run.results),
+        "--only-run",
+        "--output-dir",
+        str(tmp_path),
     )
     assert out.returncode == 0, out.stderr
     committed = sorted((ROOT / "results" / "tables").glob("*.md"))
@@ -221,7 +208,6 @@ def test_regenerated_tables_equal_the_committed_ones(real_run, tmp_path):
 def test_second_run_reuses_the_cache_and_is_over_10x_faster(real_run, beir_data, shared_cache_dir, tmp_path):
     first = _load(real_run, "all-MiniLM-L6-v2", "scifact").manifest
     cmd = [
-        *GTR_EVAL,
         "run",
         "-m",
         "all-MiniLM-L6-v2",
@@ -237,7 +223,7 @@ def test_second_run_reuses_the_cache_and_is_over_10x_faster(real_run, beir_data,
         "--quiet",
     ]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    out = gtr_eval(*cmd, timeout=600)
     second_s = time.perf_counter() - t0
     assert out.returncode == 0, out.stderr
     assert re.search(r"encoded 0 of (\d+) corpus shards, reused \1", out.stderr), out.stderr

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_process import GTR_EVAL
 from click.testing import CliRunner
 
 from gtr_eval.cli import cli
@@ -34,7 +35,6 @@ from gtr_eval.evaluation import read_trec_run
 from gtr_eval.results import RUN_SUFFIX, is_done, load_result, load_results
 from gtr_eval.retrieval.cache import encode_sharded
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 PACKAGE = Path(__file__).resolve().parents[1] / "gtr_eval"
 SYSTEM = "tiny-gtr"  # the name of the model folder (a symlink to the tiny model)
 SYN = "synthetic"  # the synthetic dataset's folder name, hence its dataset name

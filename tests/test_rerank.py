@@ -23,7 +23,6 @@ from gtr_eval.data.units import resolve_dataset
 from gtr_eval.evaluation import ranked, read_trec_run
 from gtr_eval.results import is_done, load_result, load_results
 
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 CE = "tiny-ce"  # the cross-encoder folder's name, hence the system suffix
 
 

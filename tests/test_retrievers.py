@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_process import gtr_eval
 
 from gtr_eval.data.loader import Corpus, load_beir_folder
 from gtr_eval.paths import BUNDLED
@@ -21,7 +20,6 @@ from gtr_eval.retrieval.presets import PRESETS, known_prompts
 from gtr_eval.retrieval.weights import weights_fingerprint
 
 DEMO = BUNDLED / "demo"
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 
 
 def test_bm25_ranks_the_obvious_document_first():
@@ -53,7 +51,6 @@ def test_gtr_preset_loads_through_the_hub_path_and_runs_end_to_end(tiny_gtr, tmp
     env = dict(os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1")
     results = tmp_path / "results"
     cmd = [
-        *GTR_EVAL,
         "run",
         "-m",
         "gtr-t5-base",
@@ -65,7 +62,7 @@ def test_gtr_preset_loads_through_the_hub_path_and_runs_end_to_end(tiny_gtr, tmp
         str(tmp_path / "cache"),
         "--quiet",
     ]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    out = gtr_eval(*cmd, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     stored = json.loads((results / "gtr-t5-base" / "demo.json").read_text())
     man = stored["manifest"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -91,27 +94,44 @@ def test_shard_jobs_split_the_work_and_the_merge_reuses_everything(tmp_path):
 
 
 def _quick(script: str, *args: str, timeout: int = 240) -> dict:
-    """Scripts that start child processes themselves run as a subprocess, the others in-process."""
-    if script in ("bench_search.py", "bench_dense_e2e.py"):
-        out = subprocess.run(
-            [sys.executable, str(BENCH / script), "--quick", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert out.returncode == 0, out.stderr[-3000:]
-        path = Path(out.stdout.strip().splitlines()[-1].removeprefix("-> "))
+    """Scripts that start child processes themselves run as a subprocess, the others in-process; the
+    record is written to a temporary folder and read from there."""
+    with tempfile.TemporaryDirectory(prefix="gtr-eval-bench-quick-") as folder:
+        with mock.patch.dict(os.environ, {"GTR_EVAL_BENCH_QUICK_DIR": folder}):
+            if script in ("bench_search.py", "bench_dense_e2e.py"):
+                out = subprocess.run(
+                    [sys.executable, str(BENCH / script), "--quick", *args],
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
+                assert out.returncode == 0, out.stderr[-3000:]
+                path = Path(out.stdout.strip().splitlines()[-1].removeprefix("-> "))
+            else:
+                sys.path.insert(0, str(BENCH))
+                module = importlib.import_module(script.removesuffix(".py"))
+                module.main(["--quick", *args])
+                path = Path(folder) / f"{module.NAME}.quick.json"
+        assert path.parent == Path(folder), path
         record = json.loads(path.read_text())
-    else:
-        sys.path.insert(0, str(BENCH))
-        module = importlib.import_module(script.removesuffix(".py"))
-        module.main(["--quick", *args])
-        record = json.loads((BENCH / "results" / f"{module.NAME}.quick.json").read_text())
     assert record["quick"] is True and len(record["loadavg"]) == 3
     return record
 
 
 DEMO = str(BUNDLED / "demo")
+
+
+def test_quick_records_go_to_a_temporary_folder_never_into_the_repository(monkeypatch, tmp_path):
+    sys.path.insert(0, str(BENCH))
+    import _common
+
+    monkeypatch.delenv("GTR_EVAL_BENCH_QUICK_DIR", raising=False)
+    quick = _common.record_path("search", quick=True)
+    assert quick.parent == Path(tempfile.gettempdir()) / "gtr-eval-bench-quick"
+    assert _common.ROOT not in quick.parents
+    monkeypatch.setenv("GTR_EVAL_BENCH_QUICK_DIR", str(tmp_path))
+    assert _common.record_path("search", quick=True) == tmp_path / "search.quick.json"
+    assert _common.record_path("search", quick=False) == BENCH / "results" / "search.json"
 
 
 def test_bench_search_quick():

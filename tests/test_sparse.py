@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from cli_process import gtr_eval
 from family_helpers import (
     HUB_COMMIT,
     check_sampled_pairs,
@@ -43,7 +42,6 @@ from gtr_eval.retrieval.sparse import SparseConfig, SparseRetriever
 from gtr_eval.retrieval.sparse_search import sparse_search
 
 DEMO = BUNDLED / "demo"
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -230,10 +228,10 @@ def test_splade_preset_runs_through_the_hub_path_end_to_end(tmp_path):
     hub_id = PRESETS["splade-pp-ed"].hub_id
     install_as_hub_snapshot(build_tiny_splade(tmp_path / "build", layout="hf"), hub, hub_id, HUB_COMMIT)
     results = tmp_path / "results"
-    cmd = [*GTR_EVAL, "run", "-m", "bm25", "-m", "splade-pp-ed", "-d", "demo", "--results-dir", str(results),
+    cmd = ["run", "-m", "bm25", "-m", "splade-pp-ed", "-d", "demo", "--results-dir", str(results),
            "--cache-dir", str(tmp_path / "cache"), "--quiet"]  # fmt: skip
     env = dict(os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1")
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    out = gtr_eval(*cmd, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "splade-pp-ed" / "demo.json").read_text())
     man = stored["manifest"]
@@ -291,9 +289,9 @@ def test_tiny_splade_on_nfcorpus_scores_equal_the_library(tiny_splade, beir_data
     """The real NFCorpus end to end (128 tokens: the tiny vocabulary spells most words letter by
     letter, so longer inputs only cost time); sampled pairs scored again by the library."""
     results = tmp_path / "results"
-    cmd = [*GTR_EVAL, "run", "-m", str(tiny_splade), "-d", "nfcorpus", "--data-dir", str(beir_data), "--max-length",
+    cmd = ["run", "-m", str(tiny_splade), "-d", "nfcorpus", "--data-dir", str(beir_data), "--max-length",
            "128", "--results-dir", str(results), "--cache-dir", str(shared_cache_dir), "--no-download", "--quiet"]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    out = gtr_eval(*cmd, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "tiny-splade" / "nfcorpus.json").read_text())
     assert stored["manifest"]["stats"]["index"]["docs"] == 3633 and stored["scoring"]["judged_queries"] == 323

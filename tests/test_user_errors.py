@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_process import GTR_EVAL
 from click.testing import CliRunner
 
 from gtr_eval.cli import cli
@@ -23,7 +24,6 @@ from gtr_eval.results import load_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = BUNDLED / "demo"
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 
 
 def _cli(*args: str):

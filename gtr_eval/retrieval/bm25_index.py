@@ -582,7 +582,7 @@ def score_bucket(job: dict, bucket: int, pieces: list, cache: dict) -> dict:
     tokenizer, wide, byte offset, count), become its columns' scores and document indices, written
     at their place in the output files.  A bucket's columns are consecutive in the matrix, so its
     entries fill one contiguous range of each file."""
-    from bm25s.scoring import _select_tfc_scorer
+    from ..compat import bm25s_tfc_scorer
 
     t0 = time.perf_counter()
     spill = Path(job["spill"])
@@ -606,7 +606,7 @@ def score_bucket(job: dict, bucket: int, pieces: list, cache: dict) -> dict:
     t1 = time.perf_counter()
     if not np.array_equal(np.bincount(column, minlength=hi - lo), cache["df_by_column"][lo:hi]):
         raise RuntimeError("BM25 index: column fill does not match the document frequencies")
-    tfc = _select_tfc_scorer(job["method"])(tf_array=tf.astype(np.float32), l_d=cache["lengths"][docs],
+    tfc = bm25s_tfc_scorer(job["method"])(tf_array=tf.astype(np.float32), l_d=cache["lengths"][docs],
                                             l_avg=job["avg_doc_len"], k1=job["k1"], b=job["b"], delta=job["delta"])  # fmt: skip
     scores = cache["idf"][terms] * tfc
     if "nonoccurrence" in cache:
@@ -639,9 +639,8 @@ def _add_steps(steps: dict, prefix: str, timings: dict) -> None:
 
 
 def _build(corpus, folder: Path, config, pool, workers: int, progress: bool) -> BuildStats:
-    from bm25s.scoring import _build_nonoccurrence_array, _select_idf_scorer, _select_tfc_scorer
-
     from .. import progress as bars
+    from ..compat import bm25s_idf_scorer, bm25s_nonoccurrence
 
     n = len(corpus)
     nb = BUCKETS if pool is not None else 1
@@ -684,7 +683,7 @@ def _build(corpus, folder: Path, config, pool, workers: int, progress: bool) -> 
     del vocab
     df = df[:vocab_size]
     avg_doc_len = lengths.mean()  # what bm25s computes: np.array([len(doc) ...]).mean()
-    idf_fn = _select_idf_scorer(config.method)
+    idf_fn = bm25s_idf_scorer(config.method)
     idf = _per_unique(df, lambda d: idf_fn(d, N=n)).astype(np.float32)
     # The matrix's columns: bucket by bucket, each bucket's terms in term id order.
     bucket_of = stem_buckets(stems, nb) if nb > 1 else np.zeros(vocab_size, np.uint16)
@@ -698,10 +697,9 @@ def _build(corpus, folder: Path, config, pool, workers: int, progress: bool) -> 
     nnz = int(indptr[-1])
     arrays = {"lengths": lengths, "idf": idf, "column_of": column_of, "df_by_column": df_by_column}
     if config.method in ("bm25l", "bm25+"):
-        nonoccurrence = _build_nonoccurrence_array(
-            dict(enumerate(df.tolist())), n, idf_fn, _select_tfc_scorer(config.method), avg_doc_len, avg_doc_len,
-            config.k1, config.b, config.delta,
-        )  # fmt: skip
+        nonoccurrence = bm25s_nonoccurrence(
+            df, n, config.method, avg_doc_len, config.k1, config.b, config.delta
+        )
         arrays["nonoccurrence"] = nonoccurrence
         np.save(folder / "nonoccurrence_array.index.npy", nonoccurrence[by_column], allow_pickle=False)
     for name, arr in arrays.items():
@@ -769,9 +767,10 @@ def _write_vocab_and_params(folder: Path, vocab: dict[str, int], config, n_docs:
 
 
 def _stopwords(stopwords) -> list[str]:
-    from bm25s.tokenization import _infer_stopwords
+    """The stopword list bm25s' tokenizer uses for `stopwords` (a language name, a list, or None)."""
+    from bm25s.tokenization import Tokenizer
 
-    return list(_infer_stopwords(stopwords))
+    return list(Tokenizer(stopwords=stopwords).stopwords)
 
 
 def default_workers() -> int:
@@ -794,12 +793,10 @@ def _add_columns():
     """buf[indices[a:b]] += data[a:b], posting after posting in float32, in one call per column
     range and without a copy: scipy's CSC matrix-vector kernel (x = 1, so each term is data[i] itself),
     else numpy's `np.add.at` (same sums, twice the time)."""
-    try:
-        from scipy.sparse import _sparsetools
-    except ImportError:  # pragma: no cover - scipy moved its private kernels
-        return _add_at
-    matvec = getattr(_sparsetools, "csc_matvec", None)
-    if matvec is None:  # pragma: no cover
+    from ..compat import csc_matvec
+
+    matvec = csc_matvec()
+    if matvec is None:  # pragma: no cover - scipy moved its private kernels
         return _add_at
     one = np.ones(1, np.float32)
 

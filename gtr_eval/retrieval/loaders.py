@@ -115,21 +115,13 @@ def load_multivector_encoder(
     """The one loader for late-interaction models: Stanford ColBERT, PyLate and native saves.
 
     lightonai's PyLate saves name their projection `pylate.models.Dense`, a spelling
-    sentence-transformers 6.2 only knows as `pylate.models.Dense.Dense`: it is aliased to the same
-    Dense module.  `document_length` sets the document truncation (queries keep the checkpoint's
-    fixed, [MASK]-expanded length).
+    sentence-transformers only knows as `pylate.models.Dense.Dense`: `compat.multivector_encoder_class`
+    resolves both to the same Dense module.  `document_length` sets the document truncation (queries
+    keep the checkpoint's fixed, [MASK]-expanded length).
     """
-    from sentence_transformers import MultiVectorEncoder
+    from ..compat import multivector_encoder_class
 
-    try:
-        from sentence_transformers.multi_vector_encoder import model as mve
-
-        aliases = getattr(mve, "_CLASS_REF_ALIASES", None)
-        if isinstance(aliases, dict):
-            aliases.setdefault("pylate.models.Dense", "sentence_transformers.base.modules.dense.Dense")
-    except ImportError:  # a later release may move it; the standard spellings load without it
-        pass
-    model = _load_family_model(MultiVectorEncoder, path, device, dtype, trust_remote_code)
+    model = _load_family_model(multivector_encoder_class(), path, device, dtype, trust_remote_code)
     if document_length is not None:
         model[0].document_length = document_length
     return model
