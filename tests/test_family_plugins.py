@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_process import gtr_eval
 from toy_family import MARKER, OverlapFamily, OverlapRetriever, OverlapSpec
 
 from gtr_eval.data.loader import load_beir_folder
@@ -23,7 +23,6 @@ from gtr_eval.retrieval import factory, families
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-GTR_EVAL = [sys.executable, "-m", "gtr_eval.cli"]
 
 
 @pytest.fixture()
@@ -46,9 +45,7 @@ def _model(folder: Path, min_length: int) -> Path:
 
 
 def _gtr(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*GTR_EVAL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False
-    )
+    return gtr_eval(*args, env=env, cwd=cwd)
 
 
 def _own_run(min_length: int) -> dict:
