@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .results import load_results
+from .results import ResultsStore
 
 if TYPE_CHECKING:
     from .pipeline.pairs import RunResults
@@ -196,7 +196,7 @@ def table(
     from .uncertainty import Bootstrap
 
     board = leaderboard(
-        load_results(results_dir),
+        list(ResultsStore(results_dir)),
         metric=metric,
         baseline=baseline,
         references=[RefSpec.parse(r) for r in references],
@@ -228,7 +228,7 @@ def plot(
 
     bootstrap = Bootstrap(resamples=resamples, seed=seed) if ci else None
     return plot_results(
-        load_results(results_dir), metric, output, ci=bootstrap, judgments=Judgments(data_dir)
+        list(ResultsStore(results_dir)), metric, output, ci=bootstrap, judgments=Judgments(data_dir)
     )
 
 
@@ -250,7 +250,7 @@ def plot_curve(
     from .report.plots import default_curve_output, learning_curve
     from .report.plots import plot_curve as _plot_curve
 
-    results = load_results(results_dir)
+    results = list(ResultsStore(results_dir))
     curve = learning_curve(results, metric, run, baseline, reference, judgments=Judgments(data_dir))
     return _plot_curve(curve, output or default_curve_output(results_dir, curve))
 
@@ -261,7 +261,7 @@ def paper_check(results_dir: Path | str = "results", golden: Path | str | None =
     shipped with gtr-eval (`report.paper.BUNDLED_GOLDEN`)."""
     from .report.paper import check_golden, default_golden, load_golden
 
-    return check_golden(load_results(results_dir), load_golden(golden or default_golden(results_dir)))
+    return check_golden(list(ResultsStore(results_dir)), load_golden(golden or default_golden(results_dir)))
 
 
 def evaluate_run(
@@ -315,7 +315,7 @@ def report(
         title=title,
         bootstrap=Bootstrap(resamples=resamples, seed=seed) if ci else None,
     )
-    return build_site(load_results(results_dir), config, results_dir=Path(results_dir), echo=echo)
+    return build_site(list(ResultsStore(results_dir)), config, results_dir=Path(results_dir), echo=echo)
 
 
 def export(
@@ -331,7 +331,7 @@ def export(
 
     chosen = [
         r
-        for r in load_results(results_dir)
+        for r in ResultsStore(results_dir)
         if (not systems or r.system in systems) and (not datasets or r.dataset in datasets)
     ]
     return export_results(chosen, fmt, output, data_dir=data_dir)

@@ -31,7 +31,7 @@ def _files_key(result: StoredResult) -> tuple:
     digests = tuple(recorded.get(name) for name in (f"qrels/{result.split}.tsv", "queries.jsonl"))
     root = result.path.parents[1 + result.dataset.count("/")]
     where = (dataset.get("path"), dataset.get("path_from_results"), str(root))
-    imported = (result.manifest.get("imported") or {}).get("qrels_file")
+    imported = (result.spec.get("imported") or {}).get("qrels_file")
     return (result.dataset, result.split, where, digests, imported)
 
 

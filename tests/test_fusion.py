@@ -19,7 +19,7 @@ from gtr_eval.cli import cli
 from gtr_eval.evaluation import evaluate, ranked, read_trec_run
 from gtr_eval.fusion import cut, fuse, fused_name, normalized_sum, parse_weights, rrf
 from gtr_eval.identity import Identity
-from gtr_eval.results import load_result, load_results, recorded_files
+from gtr_eval.results import ResultsStore, recorded_files
 from gtr_eval.retrieval.spec import SystemSpec
 
 RESULTS = ROOT / "results"
@@ -125,15 +125,15 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
     assert out.exit_code == 0, out.output
     name = "rrf(bm25+all-MiniLM-L6-v2)"
     for dataset in ("scifact", "nfcorpus"):
-        stored = load_result(committed_copy, name, dataset)
+        stored = ResultsStore(committed_copy).load(name, dataset)
         man = stored.manifest
         assert man["retriever"] == "fusion"
         assert man["fusion"] == {"method": "rrf", "k": 60, "norm": None, "weights": None}
         assert [i["system"] for i in man["inputs"]] == list(INPUTS)
         for entry in man["inputs"]:
-            path = committed_copy / entry["system"] / f"{dataset}.run.trec.gz"
+            path = ResultsStore(committed_copy).load(entry["system"], dataset).run_path
             assert entry["run_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        inputs = [read_trec_run(load_result(committed_copy, s, dataset).run_path) for s in INPUTS]
+        inputs = [read_trec_run(ResultsStore(committed_copy).load(s, dataset).run_path) for s in INPUTS]
         assert read_trec_run(stored.run_path) == fuse(inputs, "rrf", top_k=1000)
         assert len(stored.per_query["ndcg@10"]) == man["dataset"]["num_queries"]
         assert stored.identity.dataset["files_sha256"] == recorded_files(man)
@@ -144,8 +144,8 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
     assert again.exit_code == 0, again.output
     assert "[skip] rrf(bm25+all-MiniLM-L6-v2) on scifact: already done" in again.output
     # An input re-run (its run file changed): the fused result is stale and refused, not replaced
-    fused_before = load_result(committed_copy, name, "scifact").run_path.read_bytes()
-    run_file = committed_copy / "bm25" / "scifact.run.trec.gz"
+    fused_before = ResultsStore(committed_copy).load(name, "scifact").run_path.read_bytes()
+    run_file = ResultsStore(committed_copy).load("bm25", "scifact").run_path
     lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
     run_file.write_bytes(gzip.compress(("\n".join(lines[:-1]) + "\n").encode()))
     stale = CliRunner().invoke(cli, ["fuse", *INPUTS, "-d", "scifact", "--no-download", "--data-dir",
@@ -156,13 +156,13 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
         "(sha256 " in stale.output
     )
     assert "--overwrite replaces it" in stale.output
-    assert load_result(committed_copy, name, "scifact").run_path.read_bytes() == fused_before
+    assert ResultsStore(committed_copy).load(name, "scifact").run_path.read_bytes() == fused_before
     redo = _fuse_cli(
         committed_copy, *INPUTS, "-d", "scifact", "--no-download", "--overwrite", data_dir=beir_data
     )
     assert redo.exit_code == 0, redo.output
-    inputs = [read_trec_run(load_result(committed_copy, s, "scifact").run_path) for s in INPUTS]
-    assert read_trec_run(load_result(committed_copy, name, "scifact").run_path) == fuse(
+    inputs = [read_trec_run(ResultsStore(committed_copy).load(s, "scifact").run_path) for s in INPUTS]
+    assert read_trec_run(ResultsStore(committed_copy).load(name, "scifact").run_path) == fuse(
         inputs, "rrf", top_k=1000
     )
 
@@ -188,26 +188,26 @@ def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     # a second stored system on demo: the bm25 run with every score negated (the reverse ranking)
     from gtr_eval.data.units import resolve_dataset
     from gtr_eval.evaluation import evaluate as ev
-    from gtr_eval.results import save_result
+    from gtr_eval.results import ResultsStore
 
     unit = resolve_dataset("demo")[0]
     data = unit.load()
-    bm25 = read_trec_run(load_result(results, "bm25", "demo").run_path)
+    bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
     rev = {q: {d: -s for d, s in docs.items()} for q, docs in bm25.items()}
     spec = SystemSpec(system="reverse", retriever="negated bm25")
     identity = Identity.of(spec, unit.fingerprint(files_sha256=data.checksums))
-    save_result(results, "reverse", "demo", "test", ev(data.qrels, rev), rev,
-                {**spec.record(), "dataset": {"checksum": data.checksum}}, identity)  # fmt: skip
+    ResultsStore(results).save("reverse", "demo", "test", ev(data.qrels, rev), rev,
+                {"spec": spec.record(), "dataset": {"checksum": data.checksum}}, identity)  # fmt: skip
     out = _fuse_cli(results, "--minmax", "--weights", "0.8,0.2", "bm25", "reverse", "-d", "demo")
     assert out.exit_code == 0, out.output
-    stored = load_result(results, "minmax(bm25@0.8+reverse@0.2)", "demo")
+    stored = ResultsStore(results).load("minmax(bm25@0.8+reverse@0.2)", "demo")
     params = {"method": "minmax", "k": None, "norm": "min-max", "weights": [0.8, 0.2]}
-    assert stored.manifest["fusion"] == params
-    assert stored.identity.system["fusion"] == stored.manifest["fusion"]
+    assert stored.spec["fusion"] == params
+    assert stored.identity.system["fusion"] == stored.spec["fusion"]
     fused = read_trec_run(stored.run_path)
     assert fused == normalized_sum([bm25, rev], [0.8, 0.2], "minmax")
     assert stored.metrics == evaluate(data.qrels, fused).metrics
-    assert [i["system"] for i in stored.manifest["inputs"]] == ["bm25", "reverse"]
+    assert [i["system"] for i in stored.spec["inputs"]] == ["bm25", "reverse"]
     # an input made on other data than the dataset named now is refused
     stored_json = json.loads((results / "reverse" / "demo.json").read_text())
     stored_json["manifest"]["dataset"]["checksum"] = "0" * 64
@@ -223,7 +223,11 @@ def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     assert "corpus.jsonl changed since the stored result (sha256 0000… → " in out.output
     assert "re-run it first" in out.output
     assert not (results / "zscore(bm25+reverse)").exists()
-    assert {r.system for r in load_results(results)} == {"bm25", "reverse", "minmax(bm25@0.8+reverse@0.2)"}
+    assert {r.system for r in list(ResultsStore(results))} == {
+        "bm25",
+        "reverse",
+        "minmax(bm25@0.8+reverse@0.2)",
+    }
 
 
 # ------------------------------------------------------------------- ranx on the real committed runs
@@ -252,7 +256,8 @@ def _ranx_scored(runs, queries):
 @pytest.fixture(scope="module")
 def real_runs():
     return {
-        d: [read_trec_run(RESULTS / s / f"{d}.run.trec.gz") for s in INPUTS] for d in ("scifact", "nfcorpus")
+        d: [read_trec_run(ResultsStore(RESULTS).load(s, d).run_path) for s in INPUTS]
+        for d in ("scifact", "nfcorpus")
     }
 
 

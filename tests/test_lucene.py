@@ -248,7 +248,7 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
     from tiny_models import build_tiny_colbert, build_tiny_cross_encoder
 
     from gtr_eval.cli import cli
-    from gtr_eval.results import load_result
+    from gtr_eval.results import ResultsStore
 
     colbert = build_tiny_colbert(tmp_path / "tiny-colbert", layout="pylate")
     ce = build_tiny_cross_encoder(tmp_path / "tiny-ce")
@@ -260,12 +260,12 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
     assert out.exit_code == 0, out.output
     out = runner.invoke(cli, ["rerank", "--run", "bm25-multifield", "-m", str(ce), "--depth", "5", *common])
     assert out.exit_code == 0, out.output
-    two_stage = load_result(tmp_path / "r", "tiny-colbert", "demo").manifest
+    two_stage = ResultsStore(tmp_path / "r").load("tiny-colbert", "demo").manifest
     assert two_stage["search"] == "rerank" and [i["system"] for i in two_stage["inputs"]] == ["bm25-flat"]
-    flat = load_result(tmp_path / "r", "bm25-flat", "demo")
+    flat = ResultsStore(tmp_path / "r").load("bm25-flat", "demo")
     assert two_stage["inputs"][0]["run_sha256"] == sha256_file(flat.run_path)
-    reranked = load_result(tmp_path / "r", "bm25-multifield>>tiny-ce", "demo")
-    assert [i["system"] for i in reranked.manifest["inputs"]] == ["bm25-multifield"]
+    reranked = ResultsStore(tmp_path / "r").load("bm25-multifield>>tiny-ce", "demo")
+    assert [i["system"] for i in reranked.spec["inputs"]] == ["bm25-multifield"]
 
 
 @needs_lucene
@@ -338,9 +338,9 @@ def lucene_run(beir_data, tmp_path_factory) -> LuceneRun:
 
 
 def _load(run: LuceneRun, system: str, dataset: str):
-    from gtr_eval.results import load_result
+    from gtr_eval.results import ResultsStore
 
-    return load_result(run.results, system, dataset)
+    return ResultsStore(run.results).load(system, dataset)
 
 
 @pytest.mark.slow
@@ -428,5 +428,5 @@ def test_lucene_results_are_ordinary_systems(lucene_run, tmp_path):
     fused = runner.invoke(cli, ["fuse", "--rrf", "bm25-flat", "bm25-multifield", "-d", "scifact", "--data-dir",
                                 str(lucene_run.data), "--results-dir", res, "--no-download", "--quiet"])  # fmt: skip
     assert fused.exit_code == 0, fused.output
-    inputs = _load(lucene_run, "rrf(bm25-flat+bm25-multifield)", "scifact").manifest["inputs"]
+    inputs = _load(lucene_run, "rrf(bm25-flat+bm25-multifield)", "scifact").spec["inputs"]
     assert [i["system"] for i in inputs] == ["bm25-flat", "bm25-multifield"]

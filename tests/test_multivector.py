@@ -30,6 +30,7 @@ from tiny_models import build_tiny_colbert
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import read_trec_run
 from gtr_eval.paths import BUNDLED
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.cache import RaggedTokens, TokensFormat, encode_sharded
 from gtr_eval.retrieval.loaders import load_multivector_encoder
 from gtr_eval.retrieval.maxsim import maxsim_full, maxsim_rerank
@@ -243,15 +244,18 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     assert "[cache] colbertv2 on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr  # same vectors
     stored = json.loads((two / "colbertv2" / "demo.json").read_text())
     man = stored["manifest"]
-    bm25_run = two / "bm25" / "demo.run.trec.gz"
+    bm25_run = ResultsStore(two).load("bm25", "demo").run_path
     assert (man["search"], man["candidates"], man["depth"]) == ("rerank", "bm25", 5)
     bm25_sha = hashlib.sha256(bm25_run.read_bytes()).hexdigest()
     assert [(i["system"], i["run_sha256"]) for i in man["inputs"]] == [("bm25", bm25_sha)]
     # the first stage's run is part of the result's identity (a changed run is another input)
     assert stored["identity"]["system"]["inputs"] == [{"system": "bm25", "run_sha256": bm25_sha}]
 
-    first, second = read_trec_run(bm25_run), read_trec_run(two / "colbertv2" / "demo.run.trec.gz")
-    full_run = read_trec_run(full / "colbertv2" / "demo.run.trec.gz")
+    first, second = (
+        read_trec_run(bm25_run),
+        read_trec_run(ResultsStore(two).load("colbertv2", "demo").run_path),
+    )
+    full_run = read_trec_run(ResultsStore(full).load("colbertv2", "demo").run_path)
     for qid, hits in second.items():
         top5 = sorted(first[qid], key=lambda d: (-first[qid][d], d))[:5]
         assert set(hits) == set(top5)  # exactly the first stage's top 5, re-scored
@@ -275,7 +279,7 @@ def test_api_run_takes_the_two_stage_options(tiny_colbert, tmp_path):
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
     assert all(
         len(hits) <= 3
-        for hits in read_trec_run(tmp_path / "r" / "tiny-colbert" / "demo.run.trec.gz").values()
+        for hits in read_trec_run(ResultsStore(tmp_path / "r").load("tiny-colbert", "demo").run_path).values()
     )
 
 
@@ -305,14 +309,14 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
     out = _cli(["run", "-m", "bm25", "-m", str(tiny_colbert), *common], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())
-    assert stored["manifest"]["search"] == "full" and stored["manifest"]["stats"]["index"]["docs"] == 3633
+    assert stored["manifest"]["spec"]["search"] == "full" and stored["manifest"]["stats"]["index"]["docs"] == 3633
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")
     model = load_multivector_encoder(tiny_colbert, document_length=128)
     check_sampled_pairs(results, "tiny-colbert", data, model, "multivector", 15, np.float16)
 
     # two-stage on the same cache: bm25's top 100 re-scored, each score the full search's
-    full = read_trec_run(results / "tiny-colbert" / "nfcorpus.run.trec.gz")
+    full = read_trec_run(ResultsStore(results).load("tiny-colbert", "nfcorpus").run_path)
     out = _cli(["run", "-m", str(tiny_colbert), *common, "--candidates", "bm25", "--depth", "100", "--overwrite"],
                timeout=1800)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -320,8 +324,8 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
     man = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())["manifest"]
     assert (man["search"], man["depth"]) == ("rerank", 100)
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
-    first = read_trec_run(results / "bm25" / "nfcorpus.run.trec.gz")
-    second = read_trec_run(results / "tiny-colbert" / "nfcorpus.run.trec.gz")
+    first = read_trec_run(ResultsStore(results).load("bm25", "nfcorpus").run_path)
+    second = read_trec_run(ResultsStore(results).load("tiny-colbert", "nfcorpus").run_path)
     assert set(second) == {q for q, hits in first.items() if hits}  # BM25 finds nothing for some queries
     compared = 0
     for qid, hits in second.items():

@@ -85,7 +85,7 @@ def test_run_with_onnx_int8_end_to_end(tiny_gtr, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stderr
     stored = json.loads(next(results.glob("*/demo.json")).read_text())
-    assert stored["manifest"]["backend"] == "onnx-int8"
+    assert stored["manifest"]["spec"]["backend"] == "onnx-int8"
     assert 0.0 <= stored["metrics"]["ndcg@10"] <= 1.0
 
 

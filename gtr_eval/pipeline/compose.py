@@ -20,7 +20,7 @@ from ..data.units import DataOptions, DatasetUnit, unit_names
 from ..errors import Mistake, did_you_mean
 from ..evaluation import Run, ranked
 from ..identity import Identity
-from ..results import is_done, validate_name
+from ..results import ResultsStore, validate_name
 from ..retrieval.base import Report
 from ..retrieval.factory import check_request
 from ..retrieval.presets import CROSS_ENCODERS
@@ -172,7 +172,7 @@ def check_stored(
         else []
     )
     for system in systems:
-        if not any(is_done(results_dir, system, n, data.split) for n in names):
+        if not any(ResultsStore(results_dir).done(system, n, data.split) for n in names):
             raise Mistake(
                 f"{role}: no stored result of {system} on {', '.join(names)} in {results_dir}; run it first"
                 f"{did_you_mean(system, [s for s in stored if s != system])}"
