@@ -290,15 +290,11 @@ def _check_run(path: Path, name: Any, sha256: Any) -> None:
     try:
         key = _stat_key(run_file)
     except OSError:
-        raise DataError(
-            path, None, f"its run file {name} is missing; not served, the pair is recomputed"
-        ) from None
+        raise DataError(path, None, f"its run file {name} is missing") from None
     if key not in _verified:
         _verified[key] = sha256_file(run_file)
     if _verified[key] != sha256:
-        raise DataError(
-            path, None, f"its run file {name} is not the run it was stored with (sha256 differs); not served"
-        )
+        raise DataError(path, None, f"its run file {name} is not the run it was stored with (sha256 differs)")
 
 
 def complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -177,7 +177,9 @@ def test_cli_cache_dtype_encode_then_run_and_the_reuse_check(tiny_gtr, tmp_path)
         '[refused] model on demo: cache_dtype changed since the stored result ("fp16" → "fp32")'
         in other.output
     )
-    assert json.loads(path.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"  # refused: kept as it was
+    assert (
+        json.loads(path.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"
+    )  # refused: kept as it was
     replaced = CliRunner().invoke(cli, ["run", *common, *results, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     stored = json.loads(path.read_text())

@@ -154,22 +154,20 @@ def test_a_fused_result_of_an_older_input_run_is_refused(tmp_path):
     ]
 
 
-def test_a_result_without_an_identity_is_readable_but_never_served(tmp_path):
-    """Results written before identities were recorded: tables read them; a run refuses to serve
-    them (they count as unknown, not as equal) until --overwrite recomputes them."""
+def test_a_record_without_an_identity_is_not_a_result(tmp_path):
+    """A JSON that does not say what made it is not served: tables refuse it naming the file, and a
+    run computes the pair again."""
     results = tmp_path / "r"
     assert _run(results, "-m", "bm25", "-d", "demo").exit_code == 0
     path = ResultsStore(results).path("bm25", "demo")
     record_ = json.loads(path.read_text())
     del record_["identity"]
     path.write_text(json.dumps(record_))
-    assert "0.9463" in _cli("table", "--results-dir", str(results)).output
-    refused = _run(results, "-m", "bm25", "-d", "demo")
-    assert (
-        refused.exit_code == 3
-        and "stored by an older gtr-eval that did not record what made it" in refused.output
-    )
-    assert _run(results, "-m", "bm25", "-d", "demo", "--overwrite").exit_code == 0
+    table = _cli("table", "--results-dir", str(results))
+    assert table.exit_code != 0 and f"{path}: not a result record" in table.output
+    assert not ResultsStore(results).done("bm25", "demo")
+    again = _run(results, "-m", "bm25", "-d", "demo")
+    assert again.exit_code == 0 and "[done] bm25 on demo" in again.output
     assert ResultsStore(results).load("bm25", "demo").identity is not None
 
 

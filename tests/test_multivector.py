@@ -309,7 +309,10 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
     out = _cli(["run", "-m", "bm25", "-m", str(tiny_colbert), *common], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())
-    assert stored["manifest"]["spec"]["search"] == "full" and stored["manifest"]["stats"]["index"]["docs"] == 3633
+    assert (
+        stored["manifest"]["spec"]["search"] == "full"
+        and stored["manifest"]["stats"]["index"]["docs"] == 3633
+    )
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")
     model = load_multivector_encoder(tiny_colbert, document_length=128)

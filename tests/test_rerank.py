@@ -165,9 +165,7 @@ def test_a_result_made_from_another_candidate_run_or_depth_is_refused(tiny_ce, d
     assert f"[refused] bm25>>{CE} on demo: " in out.output
     assert "depth changed since the stored result (3 → 4)" in out.output
     assert "--overwrite replaces it" in out.output
-    assert (
-        ResultsStore(results).load(f"bm25>>{CE}", "demo").spec["depth"] == 3
-    )  # neither served nor replaced
+    assert ResultsStore(results).load(f"bm25>>{CE}", "demo").spec["depth"] == 3  # neither served nor replaced
     run_file = ResultsStore(results).load("bm25", "demo").run_path
     import gzip
 

@@ -387,9 +387,12 @@ def input_run(
 ) -> InputRun:
     """The stored run of `system` on `unit` that a composed system is made from, named by its
     content; `InputMissing` when it is not stored, or was made from other data than `fingerprint`."""
+    results = ResultsStore(results_dir)
     try:
-        stored = ResultsStore(results_dir).load(system, unit.name, unit.split)
-    except PairError:
+        stored = results.load(system, unit.name, unit.split)
+    except PairError as e:
+        if results.path(system, unit.name, unit.split).is_file():  # there, but not servable: say why
+            raise InputMissing(f"{role} cannot use it: {e}; run {system} on {unit.name} again") from None
         split = _split_note(unit)
         raise InputMissing(
             f"{role} needs a stored result of {system} on {unit.name}{split} in {results_dir}; run it first"
