@@ -214,12 +214,12 @@ KILLER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("point", ["search", "run-file-rename", "json-rename"])
+@pytest.mark.parametrize("point", ["search", "run-file-write", "json-rename"])
 def test_kill_9_during_search_or_result_writing_leaves_the_pair_not_done(env, tmp_path, point):
     results, cache = tmp_path / "results", tmp_path / "cache"
     json_path = results / SYSTEM / "demo.json"
-    run_path = results / SYSTEM / f"demo{RUN_SUFFIX}"
-    target = {"search": "", "run-file-rename": run_path, "json-rename": json_path}[point]
+    staged = results / SYSTEM / f"demo.staged{RUN_SUFFIX}"  # the run, before it is named by its content
+    target = {"search": "", "run-file-write": staged, "json-rename": json_path}[point]
     args = _args(env["model"], ["demo"], results, cache)
     out = subprocess.run(
         [sys.executable, "-c", KILLER, point, str(Path(target).absolute() if target else ""), *args],
@@ -230,7 +230,8 @@ def test_kill_9_during_search_or_result_writing_leaves_the_pair_not_done(env, tm
 
     assert not json_path.exists()
     assert not ResultsStore(results).done(SYSTEM, "demo")
-    assert run_path.exists() == (point == "json-rename")  # the run file is renamed before the JSON
+    runs = sorted((results / SYSTEM).glob(f"demo.*{RUN_SUFFIX}")) if (results / SYSTEM).exists() else []
+    assert len(runs) == (point == "json-rename")  # the run is written and named before the JSON
     leftovers = _temp_files(results)
     if point == "search":
         assert leftovers == []
@@ -245,6 +246,8 @@ def test_kill_9_during_search_or_result_writing_leaves_the_pair_not_done(env, tm
     assert ResultsStore(results).done(SYSTEM, "demo")
     _assert_same_result(results, env["reference"], "demo")
     assert not _temp_files(results)  # the restart removed the killed write's temp file
+    stored = ResultsStore(results).load(SYSTEM, "demo")
+    assert sorted(p.name for p in (results / SYSTEM).iterdir()) == sorted(["demo.json", stored.run_file])
 
 
 # ------------------------------------------------------------- 3. kill during the second dataset
