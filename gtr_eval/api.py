@@ -4,7 +4,7 @@
 >>> from gtr_eval.api import run, table
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
 >>> print(table("results", metric="ndcg@10", baseline="bm25", ci=True))
->>> evaluate_run("data/scifact/qrels/test.tsv", "results/bm25/scifact.run.trec.gz").intervals()
+>>> evaluate_run("data/scifact/qrels/test.tsv", "my-run.trec.gz").intervals()
 """
 
 from __future__ import annotations
