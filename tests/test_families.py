@@ -170,7 +170,7 @@ def test_query_and_doc_model_options_make_one_system_equal_to_the_library(tiny, 
          "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")  # fmt: skip
     stored = ResultsStore(results).load("question_encoder~ctx_encoder", "demo")
     _assert_same_top(read_trec_run(stored.run_path), _library_topk(tiny["query"], tiny["doc"], " ", 5))
-    man = stored.manifest
+    man = stored.spec
     assert man["retriever"] == "dense" and man["score"] == "dot"
     # asymmetric: the query encoder is recorded beside the document encoder, each by its weights
     assert (man["model_path"], man["query_model_path"]) == (str(tiny["doc"]), str(tiny["query"]))

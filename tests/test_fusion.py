@@ -107,7 +107,7 @@ def _fuse_cli(results, *args, data_dir=None):
 
 @pytest.mark.slow
 def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committed_copy, beir_data):
-    # inputs stored without an identity (by an older gtr-eval) are not fused: their data is unknown
+    # inputs that do not record their identity are not results: not fused, saying why
     for system in INPUTS:
         for path in (committed_copy / system).glob("*.json"):
             path.write_text(
@@ -115,8 +115,8 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
             )
     old = _fuse_cli(committed_copy, "--rrf", *INPUTS, "-d", "scifact", "--no-download", data_dir=beir_data)
     assert old.exit_code == 3, old.output
-    assert "bm25/scifact.json was stored by an older gtr-eval that did not record its data" in old.output
-    assert "re-run bm25 on scifact with --overwrite first" in old.output
+    assert "bm25/scifact.json: not a result record" in old.output
+    assert "run bm25 on scifact again" in old.output
     assert not (committed_copy / "rrf(bm25+all-MiniLM-L6-v2)").exists()
     for system in INPUTS:  # the committed inputs, with the identities they were stored with
         shutil.copytree(RESULTS / system, committed_copy / system, dirs_exist_ok=True)
@@ -126,7 +126,7 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
     name = "rrf(bm25+all-MiniLM-L6-v2)"
     for dataset in ("scifact", "nfcorpus"):
         stored = ResultsStore(committed_copy).load(name, dataset)
-        man = stored.manifest
+        man = stored.spec
         assert man["retriever"] == "fusion"
         assert man["fusion"] == {"method": "rrf", "k": 60, "norm": None, "weights": None}
         assert [i["system"] for i in man["inputs"]] == list(INPUTS)
@@ -135,8 +135,8 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
             assert entry["run_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         inputs = [read_trec_run(ResultsStore(committed_copy).load(s, dataset).run_path) for s in INPUTS]
         assert read_trec_run(stored.run_path) == fuse(inputs, "rrf", top_k=1000)
-        assert len(stored.per_query["ndcg@10"]) == man["dataset"]["num_queries"]
-        assert stored.identity.dataset["files_sha256"] == recorded_files(man)
+        assert len(stored.per_query["ndcg@10"]) == stored.manifest["dataset"]["num_queries"]
+        assert stored.identity.dataset["files_sha256"] == recorded_files(stored.manifest)
         assert stored.identity.system["inputs"] == [
             {"system": e["system"], "run_sha256": e["run_sha256"]} for e in man["inputs"]
         ]

@@ -260,7 +260,7 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
     assert out.exit_code == 0, out.output
     out = runner.invoke(cli, ["rerank", "--run", "bm25-multifield", "-m", str(ce), "--depth", "5", *common])
     assert out.exit_code == 0, out.output
-    two_stage = ResultsStore(tmp_path / "r").load("tiny-colbert", "demo").manifest
+    two_stage = ResultsStore(tmp_path / "r").load("tiny-colbert", "demo").spec
     assert two_stage["search"] == "rerank" and [i["system"] for i in two_stage["inputs"]] == ["bm25-flat"]
     flat = ResultsStore(tmp_path / "r").load("bm25-flat", "demo")
     assert two_stage["inputs"][0]["run_sha256"] == sha256_file(flat.run_path)
@@ -367,7 +367,7 @@ def test_the_manifest_records_anserini_the_jar_java_and_the_index_settings(lucen
     jar = lucene.find_jar()
     for dataset in DATASETS:
         stored = _load(lucene_run, system, dataset)
-        m = stored.manifest
+        m = stored.spec
         assert m["retriever"] == "anserini" and m["anserini"] == lucene.anserini_version(jar) == "1.7.1"
         assert m["jar_sha256"] == sha256_file(jar) and m["java"].startswith("21.")
         settings = (m["k1"], m["b"], m["remove_query"], m["language"], m["stemmer"])
@@ -375,8 +375,11 @@ def test_the_manifest_records_anserini_the_jar_java_and_the_index_settings(lucen
         cond = lucene.CONDITIONS[system]
         assert (m["collection"], tuple(m["index_fields"]), tuple(m["query_fields"])) == (
             cond.collection, cond.index_fields, cond.query_fields)  # fmt: skip
-        index = m["stats"]["lucene_index"]
-        assert index["counts"]["indexed"] == m["dataset"]["num_docs"] and index["counts"]["errors"] == 0
+        index = stored.manifest["stats"]["lucene_index"]
+        assert (
+            index["counts"]["indexed"] == stored.manifest["dataset"]["num_docs"]
+            and index["counts"]["errors"] == 0
+        )
         assert stored.identity.system["anserini"] == "1.7.1" and stored.run_path.is_file()
 
 

@@ -223,14 +223,15 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     full, two = tmp_path / "full", tmp_path / "two-stage"
     out = _cli(["run", "-m", "colbertv2", *common, "--results-dir", str(full)], env)
     assert out.returncode == 0, out.stderr[-3000:]
-    man = json.loads((full / "colbertv2" / "demo.json").read_text())["manifest"]
+    manifest = json.loads((full / "colbertv2" / "demo.json").read_text())["manifest"]
+    man = manifest["spec"]
     assert (man["retriever"], man["hub_id"], man["revision"], man["search"]) == (
         "multivector",
         hub_id,
         HUB_COMMIT,
         "full",
     )
-    settings = man["stats"]["model_settings"]
+    settings = manifest["stats"]["model_settings"]
     assert (
         man["max_length"] == settings["document_length"] == 300
         and settings["query_expansion"]["length"] == 32
@@ -243,7 +244,7 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[cache] colbertv2 on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr  # same vectors
     stored = json.loads((two / "colbertv2" / "demo.json").read_text())
-    man = stored["manifest"]
+    man = stored["manifest"]["spec"]
     bm25_run = ResultsStore(two).load("bm25", "demo").run_path
     assert (man["search"], man["candidates"], man["depth"]) == ("rerank", "bm25", 5)
     bm25_sha = hashlib.sha256(bm25_run.read_bytes()).hexdigest()
@@ -274,7 +275,7 @@ def test_api_run_takes_the_two_stage_options(tiny_colbert, tmp_path):
 
     results = run(["bm25", str(tiny_colbert)], ["demo"], results_dir=tmp_path / "r", cache_dir=tmp_path / "c",
                   progress=False, echo=lambda s: None, candidates="bm25", depth=3)  # fmt: skip
-    man = {r.system: r.manifest for r in results}["tiny-colbert"]
+    man = {r.system: r.spec for r in results}["tiny-colbert"]
     assert (man["search"], man["candidates"], man["depth"]) == ("rerank", "bm25", 3)
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
     assert all(
@@ -324,7 +325,7 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
                timeout=1800)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[cache] tiny-colbert on nfcorpus: encoded 0 of 2 corpus shards, reused 2" in out.stderr
-    man = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())["manifest"]
+    man = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())["manifest"]["spec"]
     assert (man["search"], man["depth"]) == ("rerank", 100)
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
     first = read_trec_run(ResultsStore(results).load("bm25", "nfcorpus").run_path)
