@@ -4,7 +4,6 @@ implementation)."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from gtr_eval.cli import cli
-from gtr_eval.evaluation import evaluate, ranked, read_trec_run
+from gtr_eval.evaluation import evaluate, ranked, read_qrels, read_trec_run
 from gtr_eval.fusion import cut, fuse, fused_name, normalized_sum, parse_weights, rrf
 from gtr_eval.identity import Identity
 from gtr_eval.results import ResultsStore, recorded_files
@@ -145,9 +144,12 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
     assert "[skip] rrf(bm25+all-MiniLM-L6-v2) on scifact: already done" in again.output
     # An input re-run (its run file changed): the fused result is stale and refused, not replaced
     fused_before = ResultsStore(committed_copy).load(name, "scifact").run_path.read_bytes()
-    run_file = ResultsStore(committed_copy).load("bm25", "scifact").run_path
-    lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
-    run_file.write_bytes(gzip.compress(("\n".join(lines[:-1]) + "\n").encode()))
+    store = ResultsStore(committed_copy)
+    bm25 = store.load("bm25", "scifact")
+    changed = read_trec_run(bm25.run_path)
+    changed[next(iter(changed))].popitem()  # one document fewer for one query
+    qrels = read_qrels(beir_data / "scifact" / "qrels" / "test.tsv")[0]
+    store.save("bm25", "scifact", "test", evaluate(qrels, changed), changed, bm25.manifest, bm25.identity)
     stale = CliRunner().invoke(cli, ["fuse", *INPUTS, "-d", "scifact", "--no-download", "--data-dir",
                                      str(beir_data), "--results-dir", str(committed_copy)])  # fmt: skip
     assert stale.exit_code == 3, stale.output
