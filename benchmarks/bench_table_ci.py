@@ -83,11 +83,11 @@ def _beir_shape(resamples: int, seed: int = 0):
 
 def _in_process(resamples: int, rounds: int) -> dict:
     from gtr_eval.report.tables import leaderboard, render
-    from gtr_eval.results import load_results
+    from gtr_eval.results import ResultsStore
     from gtr_eval.uncertainty import Bootstrap
 
     config = Bootstrap(resamples=resamples)
-    committed = load_results(ROOT / "results")
+    committed = list(ResultsStore(ROOT / "results"))
     leaderboard(committed, baseline="bm25")  # scipy's import, paid by any table with a baseline
     small = []
     for _ in range(rounds):

@@ -4,7 +4,7 @@
 >>> from gtr_eval.api import run, table
 >>> results = run(["bm25", "gtr-t5-base"], ["scifact"], data_dir="data", results_dir="results")
 >>> print(table("results", metric="ndcg@10", baseline="bm25", ci=True))
->>> evaluate_run("data/scifact/qrels/test.tsv", "results/bm25/scifact.run.trec.gz").intervals()
+>>> evaluate_run("data/scifact/qrels/test.tsv", "my-run.trec.gz").intervals()
 
 Functions that take folders read `$GTR_EVAL_DATA_DIR`, `$GTR_EVAL_RESULTS_DIR` and `$GTR_EVAL_CACHE_DIR`
 when none is given, as the commands do (`paths`); `run`, `plan`, `rerank` and `fuse` take their
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import options, paths
 from .options import takes
-from .results import load_results
+from .results import ResultsStore
 
 if TYPE_CHECKING:
     from .pipeline.pairs import RunResults
@@ -155,7 +155,7 @@ def table(
     from .uncertainty import Bootstrap
 
     board = leaderboard(
-        load_results(paths.results_dir(results_dir)),
+        list(ResultsStore(paths.results_dir(results_dir))),
         metric=metric,
         baseline=baseline,
         references=[RefSpec.parse(r) for r in references],
@@ -187,7 +187,7 @@ def plot(
 
     bootstrap = Bootstrap(resamples=resamples, seed=seed) if ci else None
     return plot_results(
-        load_results(paths.results_dir(results_dir)),
+        list(ResultsStore(paths.results_dir(results_dir))),
         metric,
         output,
         ci=bootstrap,
@@ -214,7 +214,7 @@ def plot_curve(
     from .report.plots import plot_curve as _plot_curve
 
     results_dir = paths.results_dir(results_dir)
-    results = load_results(results_dir)
+    results = list(ResultsStore(results_dir))
     judgments = Judgments(paths.data_dir(data_dir))
     curve = learning_curve(results, metric, run, baseline, reference, judgments=judgments)
     return _plot_curve(curve, output or default_curve_output(results_dir, curve))
@@ -227,7 +227,7 @@ def paper_check(results_dir: Path | str | None = None, golden: Path | str | None
     from .report.paper import check_golden, default_golden, load_golden
 
     results_dir = paths.results_dir(results_dir)
-    return check_golden(load_results(results_dir), load_golden(golden or default_golden(results_dir)))
+    return check_golden(list(ResultsStore(results_dir)), load_golden(golden or default_golden(results_dir)))
 
 
 def evaluate_run(
@@ -282,7 +282,7 @@ def report(
         bootstrap=Bootstrap(resamples=resamples, seed=seed) if ci else None,
     )
     results_dir = paths.results_dir(results_dir)
-    return build_site(load_results(results_dir), config, results_dir=results_dir, echo=echo)
+    return build_site(list(ResultsStore(results_dir)), config, results_dir=results_dir, echo=echo)
 
 
 def export(
@@ -298,7 +298,7 @@ def export(
 
     chosen = [
         r
-        for r in load_results(results_dir)
+        for r in ResultsStore(results_dir)
         if (not systems or r.system in systems) and (not datasets or r.dataset in datasets)
     ]
     return export_results(chosen, fmt, output, data_dir=data_dir)

@@ -78,7 +78,7 @@ def locate(result: StoredResult, data_dir: Path | None = None) -> tuple[DatasetF
         return DatasetFiles(
             result.dataset, split, judged, {q: queries[q] for q in judged}, folder, str(folder)
         ), ""
-    imported = (result.manifest.get("imported") or {}).get("qrels_file")
+    imported = (result.spec.get("imported") or {}).get("qrels_file")
     if imported and Path(imported).is_file():
         return DatasetFiles(result.dataset, split, read_qrels_any(imported), {}, None, str(imported)), ""
     return None, "; ".join(tried) or "no dataset folder recorded and no --data-dir given"

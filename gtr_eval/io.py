@@ -3,6 +3,7 @@ memo files that keep them (`artifacts` keys them)."""
 
 from __future__ import annotations
 
+import glob
 import gzip
 import hashlib
 import json
@@ -46,6 +47,12 @@ def atomic_writer(path: Path | str, gzip_level: int | None = None) -> Iterator[I
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temp_files(path: Path | str) -> list[Path]:
+    """The temporary files that writes of `path` killed before their rename left behind."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def _umask() -> int:

@@ -1,10 +1,9 @@
 """What a stored result's qrels say about its ranking: Judged@k and condensed-list scores.
 
 Both are defined in `evaluation` (conventions (e) and (f)).  A result stored since `evaluate`
-computes `judged@k` holds it per query, like every other metric, and is served from there.  Older
-results (the committed ones among them) hold no `judged@k`, and no stored result holds
-condensed-list scores (they are opt-in), so both are computed here from what the result was scored
-with: its run file, and its qrels, found as the report finds them (`dataset_files.locate`: the
+computes `judged@k` holds it per query, like every other metric, and is served from there.  No
+stored result holds condensed-list scores (they are opt-in), nor a result built with fewer metrics
+`judged@k`, so these are computed here from what the result was scored with: its run file, and its qrels, found as the report finds them (`dataset_files.locate`: the
 folder its manifest records, else `<data-dir>/<dataset>`; a folder whose qrels differ from the
 sha256 the result recorded is not used).  The run is prepared as `evaluate` prepares it (the
 query's own id dropped when the scoring dropped it, ties ranked as trec_eval ranks them), and
@@ -31,7 +30,7 @@ def _files_key(result: StoredResult) -> tuple:
     digests = tuple(recorded.get(name) for name in (f"qrels/{result.split}.tsv", "queries.jsonl"))
     root = result.path.parents[1 + result.dataset.count("/")]
     where = (dataset.get("path"), dataset.get("path_from_results"), str(root))
-    imported = (result.manifest.get("imported") or {}).get("qrels_file")
+    imported = (result.spec.get("imported") or {}).get("qrels_file")
     return (result.dataset, result.split, where, digests, imported)
 
 

@@ -1,18 +1,25 @@
 """The results store: one JSON (metrics, per-query scores, identity, manifest) and one TREC run per
-(system, dataset, split).
+(system, dataset, split), owned by one object, `ResultsStore`: nothing else knows the file names,
+the locks or the temporary files.
 
-Layout: `<results-dir>/<system>/<dataset>.json` and beside it `<dataset>.run.trec.gz`; a dataset
-name may hold one `/` (`cqadupstack/android` -> `<system>/cqadupstack/android.json`).  A split other
-than the dataset's own (test; dev for msmarco) is another result, stored beside it as
-`<dataset>@<split>.json`.  The run file is written first and the JSON last, both atomically, so an
-existing JSON always has its run beside it, and an interrupted job resumes by skipping exactly the
-pairs that have one.
+Layout: `<results-dir>/<system>/<dataset>.json` and beside it the run,
+`<dataset>.<sha256 prefix>.run.trec.gz`; a dataset name may hold one `/` (`cqadupstack/android` ->
+`<system>/cqadupstack/android.json`).  A split other than the dataset's own (test; dev for msmarco)
+is another result, stored beside it as `<dataset>@<split>.json`.
+
+A result is committed by one rename, the JSON's.  The run is written first under a name of its own
+(its content's sha256), and the JSON records that name and the full sha256; so a job killed at any
+point leaves either the old result whole (its JSON and the run it names) or the new one whole, and
+the orphan run of a killed write is a leftover the store removes.  The run a JSON names is removed
+only after another JSON has replaced it.  A JSON whose run file is missing or is not what was written
+is not served: `done` is false (the pair is computed again) and `load` refuses in one line naming
+the file.  The check reads the run once per process and file version (a stat key with the change
+time, which a user cannot set back).
 
 A stored result is served again only for the inputs that made it: its JSON records its identity
 (`identity.Identity`: the ranking fields of the system's spec and the dataset's fingerprint), and
 `reuse` returns it only when the identity asked for now is the same; otherwise it refuses, in one
-line naming what differs.  A result written before identities were recorded is never taken as
-equal: it is refused until `--overwrite` recomputes it.
+line naming what differs.
 """
 
 from __future__ import annotations
@@ -21,23 +28,28 @@ import functools
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from .data.loader import DataError
 from .data.registry import default_split
 from .errors import Refused
 from .evaluation import Evaluation, Run, write_trec_run
 from .identity import Identity, describe, differences
-from .io import atomic_write_json
+from .io import atomic_write_json, sha256_file, temp_files
 
 RUN_SUFFIX = ".run.trec.gz"
-_REQUIRED_KEYS = ("system", "dataset", "split", "metrics")
+_RUN_NAME = re.compile(r"(?P<stem>.+)\.(?P<digest>[0-9a-f]{16})" + re.escape(RUN_SUFFIX))
+_REQUIRED_KEYS = ("system", "dataset", "split", "identity", "metrics", "manifest", "run")
 _VERSIONED_PACKAGES = {
     "gtr_eval": "gtr-eval",
     "torch": "torch",
@@ -50,20 +62,27 @@ _VERSIONED_PACKAGES = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class StoredResult:
     system: str
     dataset: str
     split: str
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]]
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # `spec`: what made it; `dataset`, `stats`, `timings`, environment facts
     path: Path
-    identity: Identity | None = None  # None: stored before gtr-eval recorded what made a result
+    identity: Identity | None = None  # None only for results built in memory (tables of given scores)
+    run_file: str = ""  # the run's file name beside `path`
+    run_sha256: str = ""
 
     @property
     def run_path(self) -> Path:
-        return self.path.with_name(self.path.name.removesuffix(".json") + RUN_SUFFIX)
+        return self.path.with_name(self.run_file)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The spec of the system that made it, as recorded (settings included)."""
+        return self.manifest.get("spec") or {}
 
     @property
     def default_split(self) -> bool:
@@ -74,12 +93,6 @@ class StoredResult:
     def label(self) -> str:
         """The dataset as tables name it: `scifact`, or `scifact [train]` for another split."""
         return self.dataset if self.default_split else f"{self.dataset} [{self.split}]"
-
-
-def _stem(dataset: str, split: str | None) -> str:
-    """The file name (without suffix) of a dataset's result for `split` (None: its default split)."""
-    leaf = dataset.rsplit("/", 1)[-1]
-    return leaf if split is None or split == default_split(dataset) else f"{leaf}@{split}"
 
 
 def validate_name(name: str, what: str, max_slashes: int) -> None:
@@ -103,72 +116,126 @@ def validate_name(name: str, what: str, max_slashes: int) -> None:
         raise ValueError(f"invalid {what} name {name!r}: {problem}")
 
 
-def result_path(results_dir: Path | str, system: str, dataset: str, split: str | None = None) -> Path:
-    """Where the result of `system` on `dataset` (`split`; None: the dataset's own) is stored."""
-    validate_name(system, "system", max_slashes=0)
-    validate_name(dataset, "dataset", max_slashes=1)
-    if split is not None:
-        validate_name(split, "split", max_slashes=0)
-    return (Path(results_dir) / system / dataset).with_name(_stem(dataset, split) + ".json")
-
-
-def run_path(results_dir: Path | str, system: str, dataset: str, split: str | None = None) -> Path:
-    path = result_path(results_dir, system, dataset, split)
-    return path.with_name(path.name.removesuffix(".json") + RUN_SUFFIX)
-
-
-def is_done(results_dir: Path | str, system: str, dataset: str, split: str | None = None) -> bool:
-    """True when the pair's JSON parses with metrics and its run file is there (whatever made it:
-    `reuse` says whether it may be served)."""
-    path = result_path(results_dir, system, dataset, split)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(record, dict)
-        and isinstance(record.get("metrics"), dict)
-        and bool(record["metrics"])
-        and run_path(results_dir, system, dataset, split).is_file()
-    )
-
-
 def reuse(stored: StoredResult, wanted: Identity) -> StoredResult:
     """`stored`, if it was made from exactly the inputs `wanted` names; else `Refused`, saying in one
     line what differs (the first differences) and how to replace it."""
     if stored.identity is not None and stored.identity.digest == wanted.digest:
         return stored
     if stored.identity is None:
-        why = "it was stored by an older gtr-eval that did not record what made it (split, data, settings)"
-    else:
-        old, new = stored.identity, wanted
-        changes = differences(
-            {"system": old.system, "dataset": old.dataset}, {"system": new.system, "dataset": new.dataset}
-        )
-        why = describe(changes) or "what made it differs"
-    raise Refused(f"{why}; --overwrite replaces it")
+        raise Refused("it records no identity (what made it); --overwrite replaces it")
+    old, new = stored.identity, wanted
+    changes = differences(
+        {"system": old.system, "dataset": old.dataset}, {"system": new.system, "dataset": new.dataset}
+    )
+    raise Refused(f"{describe(changes) or 'what made it differs'}; --overwrite replaces it")
 
 
-def save_result(
-    results_dir: Path | str,
-    system: str,
-    dataset: str,
-    split: str,
-    evaluation: Evaluation,
-    run: Run,
-    manifest: dict[str, Any],
-    identity: Identity | None = None,
-) -> Path:
-    """Write the run, then the JSON (both atomic); returns the JSON's path."""
-    path = result_path(results_dir, system, dataset, split)
-    run_file = run_path(results_dir, system, dataset, split)
-    write_trec_run(run, run_file, tag=system.replace(" ", "_") or "run")
-    record = {
-        "system": system,
-        "dataset": dataset,
-        "split": split,
-        **({"identity": identity.record()} if identity is not None else {}),
-        "metrics": evaluation.metrics,
+@dataclass(frozen=True)
+class ResultsStore:
+    """One results folder: where each pair's files are, its lock and leftovers, whether it is done,
+    and loading, saving and listing results."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def path(self, system: str, dataset: str, split: str | None = None) -> Path:
+        """The JSON of `system` on `dataset` (`split`; None: the dataset's own); names validated."""
+        validate_name(system, "system", max_slashes=0)
+        validate_name(dataset, "dataset", max_slashes=1)
+        if split is not None:
+            validate_name(split, "split", max_slashes=0)
+        leaf = dataset.rsplit("/", 1)[-1]
+        stem = leaf if split is None or split == default_split(dataset) else f"{leaf}@{split}"
+        return (self.root / system / dataset).with_name(stem + ".json")
+
+    def lock(self, system: str, dataset: str, split: str | None = None) -> FileLock:
+        """The lock of one pair: one process computes or replaces it at a time."""
+        name = self.path(system, dataset, split).relative_to(self.root)
+        lock_dir = self.root / ".locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(lock_dir / (str(name).replace("/", "__") + ".lock")))
+
+    def clear_leftovers(self, system: str, dataset: str, split: str | None = None) -> None:
+        """Remove what killed writes of a pair left: temporary files, and runs its JSON does not name
+        (call with the pair's lock held)."""
+        path = self.path(system, dataset, split)
+        named = _named_run(path)
+        for run in _runs_of(path):
+            if run.name != named:
+                run.unlink(missing_ok=True)
+        staged = _staged_run(path)
+        for stale in [staged, *temp_files(staged), *temp_files(path)]:
+            stale.unlink(missing_ok=True)
+
+    def done(self, system: str, dataset: str, split: str | None = None) -> bool:
+        """True when the pair's JSON is a result and the run it names is there as written (whatever
+        made it: `reuse` says whether it may be served)."""
+        try:
+            self.load(system, dataset, split)
+        except DataError:
+            return False
+        return True
+
+    def load(self, system: str, dataset: str, split: str | None = None) -> StoredResult:
+        """The stored result of one pair; `DataError` naming the file when it is missing, corrupt,
+        or its run file is missing or not what was written."""
+        path = self.path(system, dataset, split)
+        if not path.is_file():
+            where = "" if split is None or split == default_split(dataset) else f" ({split} split)"
+            raise DataError(path, None, f"no stored result for {system} on {dataset}{where}")
+        return _read_result(path)
+
+    def __iter__(self) -> Iterator[StoredResult]:
+        """Every stored result, sorted by (system, dataset); `DataError` for a folder that is not there
+        and for the first result that does not load."""
+        if not self.root.is_dir():
+            raise DataError(self.root, None, "results folder does not exist")
+        found = []
+        for pattern in ("*/*.json", "*/*/*.json"):
+            for path in self.root.glob(pattern):
+                if not any(part.startswith(".") for part in path.relative_to(self.root).parts):
+                    found.append(_read_result(path))
+        yield from sorted(found, key=lambda r: (r.system, r.dataset))
+
+    def save(
+        self,
+        system: str,
+        dataset: str,
+        split: str,
+        evaluation: Evaluation,
+        run: Run,
+        manifest: dict[str, Any],
+        identity: Identity,
+    ) -> StoredResult:
+        """Write the run under its content's name, then commit the JSON naming it (the one rename);
+        then remove the run the JSON replaced.  Returns what it wrote."""
+        path = self.path(system, dataset, split)
+        staged = _staged_run(path)
+        write_trec_run(run, staged, tag=system.replace(" ", "_") or "run")
+        digest = sha256_file(staged)
+        run_file = path.with_name(f"{path.stem}.{digest[:16]}{RUN_SUFFIX}")
+        os.replace(staged, run_file)
+        result = StoredResult(
+            system, dataset, split, dict(evaluation.metrics), evaluation.per_query,
+            complete_manifest(manifest), path, identity, run_file.name, digest,
+        )  # fmt: skip
+        atomic_write_json(path, _record(result, evaluation))
+        _verified[_stat_key(run_file)] = digest
+        for old in _runs_of(path):
+            if old != run_file:
+                old.unlink(missing_ok=True)
+        return result
+
+
+def _record(result: StoredResult, evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        "system": result.system,
+        "dataset": result.dataset,
+        "split": result.split,
+        "identity": result.identity.record(),
+        "metrics": result.metrics,
         "scoring": {
             "k_values": list(evaluation.k_values),
             "ignore_identical_ids": evaluation.ignore_identical_ids,
@@ -176,13 +243,58 @@ def save_result(
             "judged_queries_without_results": len(evaluation.missing_queries),
             "unjudged_queries_ignored": evaluation.unjudged_queries,
         },
-        "per_query": evaluation.per_query,
-        "manifest": complete_manifest(manifest),
-        "run_file": run_file.name,
+        "per_query": result.per_query,
+        "manifest": result.manifest,
+        "run": {"file": result.run_file, "sha256": result.run_sha256},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_json(path, record)
-    return path
+
+
+def _staged_run(path: Path) -> Path:
+    """Where a pair's run is written before it is named by its content."""
+    return path.with_name(f"{path.stem}.staged{RUN_SUFFIX}")
+
+
+def _runs_of(path: Path) -> list[Path]:
+    """The run files of the pair whose JSON is `path`, named by their content."""
+    return sorted(
+        p
+        for p in path.parent.glob(f"*{RUN_SUFFIX}")
+        if (m := _RUN_NAME.fullmatch(p.name)) and m["stem"] == path.stem
+    )
+
+
+def _named_run(path: Path) -> str | None:
+    """The run file name the JSON at `path` records, if it can be read."""
+    try:
+        run = json.loads(path.read_text(encoding="utf-8")).get("run") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run.get("file") if isinstance(run, dict) else None
+
+
+# Run files whose sha256 this process has read, by a stat key that changes whenever the file does.
+_verified: dict[tuple[str, int, int, int, int, int], str] = {}
+
+
+def _stat_key(path: Path) -> tuple[str, int, int, int, int, int]:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _check_run(path: Path, name: Any, sha256: Any) -> None:
+    """`DataError` unless the run file `name` beside `path` is there with content `sha256`."""
+    if not isinstance(name, str) or not _RUN_NAME.fullmatch(name) or not isinstance(sha256, str):
+        raise DataError(path, None, "not a result record: its run file is not named with its sha256")
+    run_file = path.with_name(name)
+    try:
+        key = _stat_key(run_file)
+    except OSError:
+        raise DataError(path, None, f"its run file {name} is missing") from None
+    if key not in _verified:
+        _verified[key] = sha256_file(run_file)
+    if _verified[key] != sha256:
+        raise DataError(path, None, f"its run file {name} is not the run it was stored with (sha256 differs)")
 
 
 def complete_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -249,33 +361,6 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def load_result(results_dir: Path | str, system: str, dataset: str, split: str | None = None) -> StoredResult:
-    """The stored result of one pair; `DataError` naming the file when it is missing or corrupt."""
-    path = result_path(results_dir, system, dataset, split)
-    if not path.is_file():
-        where = "" if split is None or split == default_split(dataset) else f" ({split} split)"
-        raise DataError(path, None, f"no stored result for {system} on {dataset}{where}")
-    return _read_result(path)
-
-
-def load_results(results_dir: Path | str) -> list[StoredResult]:
-    """Every stored result under `results_dir`, sorted by (system, dataset).
-
-    Only `<system>/<dataset>.json` and `<system>/<group>/<dataset>.json` are read; temporary and
-    hidden files are skipped.  A corrupt or incomplete JSON raises `DataError` naming the file.
-    """
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise DataError(root, None, "results folder does not exist")
-    found = []
-    for pattern in ("*/*.json", "*/*/*.json"):
-        for path in root.glob(pattern):
-            if any(part.startswith(".") for part in path.relative_to(root).parts):
-                continue
-            found.append(_read_result(path))
-    return sorted(found, key=lambda r: (r.system, r.dataset))
-
-
 def _read_result(path: Path) -> StoredResult:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -287,23 +372,25 @@ def _read_result(path: Path) -> StoredResult:
         ) from None
     if not isinstance(record, dict) or any(k not in record for k in _REQUIRED_KEYS):
         raise DataError(path, None, f"not a result record: needs keys {', '.join(_REQUIRED_KEYS)}")
+    identity = Identity.from_record(record["identity"])
+    run = record["run"] if isinstance(record["run"], dict) else {}
+    if identity is None:
+        raise DataError(path, None, "not a result record: its identity has no system and dataset")
+    _check_run(path, run.get("file"), run.get("sha256"))
     return StoredResult(
         system=record["system"],
         dataset=record["dataset"],
         split=record["split"],
         metrics=record["metrics"],
         per_query=record.get("per_query") or {},
-        manifest=record.get("manifest") or {},
+        manifest=record["manifest"],
         path=path,
-        identity=Identity.from_record(record.get("identity")),
+        identity=identity,
+        run_file=run["file"],
+        run_sha256=run["sha256"],
     )
 
 
 def recorded_files(manifest: dict[str, Any]) -> dict[str, str]:
-    """The sha256 of each dataset file a result was made from, by its path in the dataset folder.
-    (Results written before files were named by path say `corpus`, `queries`, `qrels/test`.)"""
-    files = (manifest.get("dataset") or {}).get("files_sha256") or {}
-    old = {"corpus": "corpus.jsonl", "queries": "queries.jsonl"}
-    return {
-        old.get(k, f"{k}.tsv" if k.startswith("qrels/") and "." not in k else k): v for k, v in files.items()
-    }
+    """The sha256 of each dataset file a result was made from, by its path in the dataset folder."""
+    return dict((manifest.get("dataset") or {}).get("files_sha256") or {})

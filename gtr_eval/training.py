@@ -37,7 +37,7 @@ from .evaluation import average_subsets, evaluate, normalise_metric
 from .identity import Identity
 from .pipeline.pairs import Made, load_unit, store_pair
 from .pipeline.reduction import reduce_unit, reduced_name
-from .results import Refused, is_done, load_result, reuse
+from .results import Refused, ResultsStore, reuse
 from .retrieval.backends import AUTO
 from .retrieval.in_memory import InMemoryDense, TokenizationMemo, in_memory_spec
 
@@ -175,9 +175,10 @@ class BeirEvaluator(BaseEvaluator):
         """Store unless a result of this system on this unit is there already: made from these inputs
         (nothing to add), or from others (kept, with one line, unless `overwrite`)."""
         system = made.spec.system
-        if self.overwrite or not is_done(self.results_dir, system, unit.name, unit.split):
+        results = ResultsStore(self.results_dir)
+        if self.overwrite or not results.done(system, unit.name, unit.split):
             return True
-        stored = load_result(self.results_dir, system, unit.name, unit.split)
+        stored = results.load(system, unit.name, unit.split)
         try:
             reuse(stored, Identity.of(made.spec, unit.fingerprint(files_sha256=data.checksums)))
         except Refused as e:  # it says what differs

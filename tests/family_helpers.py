@@ -22,7 +22,7 @@ from test_reliability import (
 )
 
 from gtr_eval.evaluation import read_trec_run
-from gtr_eval.results import is_done, load_result
+from gtr_eval.results import ResultsStore
 
 HUB_COMMIT = "c" * 40
 
@@ -44,7 +44,7 @@ def library_scores(
 
 def stored_pairs(results: Path, system: str, dataset: str, n_queries: int, per_query: int, seed: int = 0):
     """A seeded sample of (query id, [(doc id, score)]) from a stored run: each query's best hits."""
-    run = read_trec_run(load_result(results, system, dataset).run_path)
+    run = read_trec_run(ResultsStore(results).load(system, dataset).run_path)
     qids = sorted(run)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(qids), size=min(n_queries, len(qids)), replace=False)
@@ -108,12 +108,12 @@ def kill_during_encode_then_resume(model: Path, system: str, tmp_path: Path) -> 
         _sigkill(proc)
     complete = _complete_shards(cache)
     assert 1 <= complete < N_SHARDS, f"not killed mid-encode: {complete} of {N_SHARDS} shards"
-    assert not is_done(results, system, syn.name)
+    assert not ResultsStore(results).done(system, syn.name)
 
     res = _in_process(args)
     encoded, total, reused = _cache_lines(res.stderr)[syn.name]
     assert (total, reused, encoded) == (N_SHARDS, complete, N_SHARDS - complete)
-    got, want = load_result(results, system, syn.name), load_result(reference, system, syn.name)
+    got, want = ResultsStore(results).load(system, syn.name), ResultsStore(reference).load(system, syn.name)
     assert got.metrics == want.metrics and got.per_query == want.per_query
     got_run, want_run = read_trec_run(got.run_path), read_trec_run(want.run_path)
     assert got_run.keys() == want_run.keys()

@@ -19,7 +19,8 @@ import math
 from pathlib import Path
 
 from gtr_eval.evaluation import evaluate
-from gtr_eval.results import save_result
+from gtr_eval.identity import Identity
+from gtr_eval.results import ResultsStore
 
 N_QUERIES = 10
 DATASET = "pooled"
@@ -77,7 +78,8 @@ def make_pooled_results(root: Path) -> tuple[Path, Path]:
     for system, ranking in _rankings().items():
         run = _as_run(ranking)
         manifest = {"dataset": {"name": DATASET, "path": str(data), "ignore_identical_ids": True}}
-        save_result(results, system, DATASET, "test", evaluate(_qrels(), run), run, manifest)
+        identity = Identity({"system": system}, {"name": DATASET})
+        ResultsStore(results).save(system, DATASET, "test", evaluate(_qrels(), run), run, manifest, identity)
     return results, data
 
 

@@ -168,7 +168,7 @@ def test_cli_cache_dtype_encode_then_run_and_the_reuse_check(tiny_gtr, tmp_path)
     assert res.exit_code == 0, res.output
     assert "encoded 0 of 1 corpus shards, reused 1" in res.output  # the same key as `encode`
     path = tmp_path / "results" / "model" / "demo.json"
-    assert json.loads(path.read_text())["manifest"]["cache_dtype"] == "fp16"
+    assert json.loads(path.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"
     assert json.loads(path.read_text())["identity"]["system"]["cache_dtype"] == "fp16"
     # a result stored with fp16 vectors is not passed off as an fp32 one, nor the other way round
     other = CliRunner().invoke(cli, ["run", *common, *results])
@@ -177,11 +177,13 @@ def test_cli_cache_dtype_encode_then_run_and_the_reuse_check(tiny_gtr, tmp_path)
         '[refused] model on demo: cache_dtype changed since the stored result ("fp16" → "fp32")'
         in other.output
     )
-    assert json.loads(path.read_text())["manifest"]["cache_dtype"] == "fp16"  # refused: kept as it was
+    assert (
+        json.loads(path.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"
+    )  # refused: kept as it was
     replaced = CliRunner().invoke(cli, ["run", *common, *results, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     stored = json.loads(path.read_text())
-    assert stored["manifest"]["cache_dtype"] == stored["identity"]["system"]["cache_dtype"] == "fp32"
+    assert stored["manifest"]["spec"]["cache_dtype"] == stored["identity"]["system"]["cache_dtype"] == "fp32"
     again = CliRunner().invoke(cli, ["run", *common, *results, "--cache-dtype", "fp16"])
     assert again.exit_code == 3
     assert (

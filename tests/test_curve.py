@@ -27,7 +27,7 @@ from gtr_eval.data.units import resolve_dataset
 from gtr_eval.pipeline.pairs import Made, store_pair
 from gtr_eval.report.plots import CURVE_XLABEL, curve_figure, learning_curve
 from gtr_eval.report.tables import AVERAGE, RefSpec, leaderboard, reference_values, render
-from gtr_eval.results import load_result, load_results
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.base import Report
 
 RUN = "tiny"
@@ -64,7 +64,7 @@ def results(tmp_path) -> Path:
 
 
 def _score(results: Path, system: str, dataset: str) -> float:
-    return load_result(results, system, dataset).metrics["ndcg@10"]
+    return ResultsStore(results).load(system, dataset).metrics["ndcg@10"]
 
 
 def _stored_curve(results: Path, dataset: str) -> tuple[list[int], list[float]]:
@@ -89,7 +89,7 @@ def test_plot_curve_writes_a_png_at_the_default_path(results):
 
 
 def test_the_figure_has_a_line_per_dataset_at_the_stored_scores(results):
-    curve = learning_curve(load_results(results))
+    curve = learning_curve(list(ResultsStore(results)))
     fig = curve_figure(curve)
     (ax,) = fig.axes
     assert ax.get_xlabel() == CURVE_XLABEL == "training step"
@@ -112,7 +112,7 @@ def test_the_figure_has_a_line_per_dataset_at_the_stored_scores(results):
 
 
 def test_a_reference_draws_a_dotted_line_where_it_publishes_a_figure(results):
-    curve = learning_curve(load_results(results), reference=REFERENCE)
+    curve = learning_curve(list(ResultsStore(results)), reference=REFERENCE)
     (ax,) = curve_figure(curve).axes
     header, published = reference_values(RefSpec.parse(REFERENCE), "ndcg@10")
     dotted = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
@@ -126,10 +126,10 @@ def test_a_reference_draws_a_dotted_line_where_it_publishes_a_figure(results):
 
 
 def test_another_metric_and_baseline(results):
-    curve = learning_curve(load_results(results), metric="R@100", baseline="alpha")
+    curve = learning_curve(list(ResultsStore(results)), metric="R@100", baseline="alpha")
     assert curve.metric == "recall@100" and curve.baseline == "alpha"
     by_dataset = {line.dataset: line for line in curve.lines}
-    stored = load_result(results, "alpha", "demo").metrics["recall@100"]
+    stored = ResultsStore(results).load("alpha", "demo").metrics["recall@100"]
     assert by_dataset["demo"].baseline == pytest.approx(stored)
     (ax,) = curve_figure(curve).axes
     assert ax.get_ylabel() == "recall@100"
@@ -156,7 +156,7 @@ def test_the_run_is_chosen_when_there_are_several(tmp_path):
     assert both.exit_code == 2 and "2 training runs (a, b); choose one with --run" in both.stderr
     typo = _cli("plot", "--curve", "--results-dir", str(results), "--run", "c")
     assert typo.exit_code == 2 and "no training run 'c'" in typo.stderr and "runs: a, b" in typo.stderr
-    chosen = learning_curve(load_results(results), run="a")
+    chosen = learning_curve(list(ResultsStore(results)), run="a")
     assert [line.steps for line in chosen.lines] == [(10, 20)]
     missing = _cli("plot", "--curve", "--results-dir", str(results), "--run", "a", "--baseline", "bm26")
     assert (
@@ -183,7 +183,7 @@ def test_best_checkpoint_picks_each_datasets_best_step(results):
         2000,
         1000,
     )  # the fixture's design
-    board = leaderboard(load_results(results), best_checkpoint=True)
+    board = leaderboard(list(ResultsStore(results)), best_checkpoint=True)
     best = f"{RUN} (best)"
     assert board.system_columns == ["alpha", "bm25", best]  # the checkpoints are one column
     for dataset in ("demo", "scifact"):
@@ -222,7 +222,7 @@ def test_best_checkpoint_in_text_and_csv(results):
 
 
 def test_without_the_option_checkpoints_are_columns_of_their_own(results):
-    board = leaderboard(load_results(results))
+    board = leaderboard(list(ResultsStore(results)))
     assert [s for s in board.system_columns if "@step-" in s] == [f"{RUN}@step-{s}" for s in STEPS]
     assert not board.steps and " @1000" not in render(board)
     assert math.isnan(board.values.loc["scifact", f"{RUN}@step-3000"])

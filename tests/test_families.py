@@ -18,7 +18,7 @@ from tiny_gtr import install_as_hub_snapshot
 from gtr_eval.cli import cli
 from gtr_eval.data.units import resolve_dataset
 from gtr_eval.evaluation import ranked, read_trec_run
-from gtr_eval.results import load_result
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.dense import DenseConfig, DenseRetriever
 from gtr_eval.retrieval.presets import DENSE_BASELINES, PRESETS
 from gtr_eval.retrieval.weights import weights_fingerprint
@@ -145,7 +145,7 @@ def test_dpr_preset_on_demo_equals_the_library_and_keeps_a_cache_key_per_side(ti
     _install(tiny, hub, "dpr")
     results, cache = tmp_path / "results", tmp_path / "cache"
     _run("-m", "dpr", "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")
-    stored = load_result(results, "dpr", "demo")
+    stored = ResultsStore(results).load("dpr", "demo")
     want = _library_topk(tiny["query"], tiny["doc"], " [SEP] ", 5)
     _assert_same_top(read_trec_run(stored.run_path), want)
     keys = [json.loads(p.read_text()) for p in cache.glob("embeddings/*/*/key.json")]
@@ -157,7 +157,7 @@ def test_dpr_preset_on_demo_equals_the_library_and_keeps_a_cache_key_per_side(ti
     assert "query_weights_sha256" not in by_kind["corpus"]
     assert by_kind["queries"]["query_weights_sha256"] == weights_fingerprint(tiny["query"])
     assert "weights_sha256" not in by_kind["queries"]
-    assert stored.manifest["query_weights_sha256"] == weights_fingerprint(tiny["query"])
+    assert stored.spec["query_weights_sha256"] == weights_fingerprint(tiny["query"])
     # the same two models named by their hub ids are the preset (its name and settings)
     res = _run("--query-model", PRESETS["dpr"].query_hub_id, "--doc-model", PRESETS["dpr"].hub_id, "-d", "demo",
                "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")  # fmt: skip
@@ -168,9 +168,9 @@ def test_query_and_doc_model_options_make_one_system_equal_to_the_library(tiny, 
     results, cache = tmp_path / "results", tmp_path / "cache"
     _run("--query-model", str(tiny["query"]), "--doc-model", str(tiny["doc"]), "--score", "dot", "-d", "demo",
          "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")  # fmt: skip
-    stored = load_result(results, "question_encoder~ctx_encoder", "demo")
+    stored = ResultsStore(results).load("question_encoder~ctx_encoder", "demo")
     _assert_same_top(read_trec_run(stored.run_path), _library_topk(tiny["query"], tiny["doc"], " ", 5))
-    man = stored.manifest
+    man = stored.spec
     assert man["retriever"] == "dense" and man["score"] == "dot"
     # asymmetric: the query encoder is recorded beside the document encoder, each by its weights
     assert (man["model_path"], man["query_model_path"]) == (str(tiny["doc"]), str(tiny["query"]))
@@ -187,16 +187,16 @@ def test_a_router_model_routes_queries_and_documents_and_scores_as_it_declares(t
     results, cache = tmp_path / "results", tmp_path / "cache"
     _run("-m", str(tiny["router"]), "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache),
          "--top-k", "5")  # fmt: skip
-    stored = load_result(results, "model", "demo")
-    assert stored.manifest["score"] == "dot"  # from the model's config_sentence_transformers.json
-    assert "Router" in stored.manifest["routes"]
+    stored = ResultsStore(results).load("model", "demo")
+    assert stored.spec["score"] == "dot"  # from the model's config_sentence_transformers.json
+    assert "Router" in stored.spec["routes"]
     _assert_same_top(
         read_trec_run(stored.run_path), _library_topk(tiny["router"], tiny["router"], " ", 5, router=True)
     )
     with pytest.raises(ValueError, match="Router"):
         DenseRetriever(DenseConfig(model=str(tiny["router"]), backend="onnx"), progress=False)
-    assert stored.manifest["backend"] == "torch" and stored.manifest["backend_requested"] == "auto"
-    assert "separate query and document encoders" in stored.manifest["backend_reason"]
+    assert stored.spec["backend"] == "torch" and stored.spec["backend_requested"] == "auto"
+    assert "separate query and document encoders" in stored.spec["backend_reason"]
     pair = DenseRetriever(DenseConfig(model=str(tiny["doc"]), query_model=str(tiny["query"]), device="cpu"),
                           progress=False)  # fmt: skip
     assert pair.spec.backend == "torch" and "separate" in pair.spec.backend_reason
@@ -277,7 +277,7 @@ def test_kill_9_during_the_document_encoders_corpus_encoding_resumes(tiny, tmp_p
     encoded, total, reused = _cache_lines(res.output)["synthetic"]
     assert (total, reused, encoded) == (n_shards, complete, n_shards - complete)
     name = "question_encoder~ctx_encoder"
-    got, want = load_result(results, name, "synthetic"), load_result(reference, name, "synthetic")
+    got, want = ResultsStore(results).load(name, "synthetic"), ResultsStore(reference).load(name, "synthetic")
     assert got.metrics == want.metrics and got.per_query == want.per_query
 
 

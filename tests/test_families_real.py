@@ -16,7 +16,7 @@ from tiny_gtr import install_as_hub_snapshot
 
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import ranked, read_trec_run
-from gtr_eval.results import load_result
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.presets import PRESETS
 
 pytestmark = pytest.mark.slow
@@ -49,10 +49,10 @@ def test_dpr_preset_on_nfcorpus_equals_encode_query_and_encode_document(beir_dat
     _cli("run", "-m", "dpr", "-d", "nfcorpus", "--data-dir", str(beir_data), "--results-dir", str(results),
          "--cache-dir", str(tmp_path / "cache"), "--no-download", "--top-k", "10", "--max-length", str(MAX_LENGTH),
          env=env)  # fmt: skip
-    stored = load_result(results, "dpr", "nfcorpus")
+    stored = ResultsStore(results).load("dpr", "nfcorpus")
     run = read_trec_run(stored.run_path)
     assert len(run) == len(nfcorpus.queries) == 323
-    assert stored.manifest["query_weights_sha256"] != stored.manifest["weights_sha256"]
+    assert stored.spec["query_weights_sha256"] != stored.spec["weights_sha256"]
 
     qm, dm = SentenceTransformer(str(q_dir), device="cpu"), SentenceTransformer(str(d_dir), device="cpu")
     qm.max_seq_length = dm.max_seq_length = MAX_LENGTH
@@ -83,8 +83,8 @@ def test_rerank_of_the_real_bm25_run_equals_cross_encoder_predict(beir_data, nfc
               "--cache-dir", str(tmp_path / "c"), "--max-length", str(MAX_LENGTH)]  # fmt: skip
     stderr = _cli(*rerank)
     assert "[done] bm25>>tiny-ce on nfcorpus" in stderr
-    stored = load_result(results, "bm25>>tiny-ce", "nfcorpus")
-    bm25 = read_trec_run(load_result(results, "bm25", "nfcorpus").run_path)
+    stored = ResultsStore(results).load("bm25>>tiny-ce", "nfcorpus")
+    bm25 = read_trec_run(ResultsStore(results).load("bm25", "nfcorpus").run_path)
     run = read_trec_run(stored.run_path)
     assert run.keys() == {q for q, docs in bm25.items() if docs}  # 15 queries BM25 answers nothing for
     assert all(set(run[q]) == {d for d, _ in ranked(bm25[q])[:depth]} for q in run)

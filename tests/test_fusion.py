@@ -4,7 +4,6 @@ implementation)."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -16,10 +15,10 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from gtr_eval.cli import cli
-from gtr_eval.evaluation import evaluate, ranked, read_trec_run
+from gtr_eval.evaluation import evaluate, ranked, read_qrels, read_trec_run
 from gtr_eval.fusion import cut, fuse, fused_name, normalized_sum, parse_weights, rrf
 from gtr_eval.identity import Identity
-from gtr_eval.results import load_result, load_results, recorded_files
+from gtr_eval.results import ResultsStore, recorded_files
 from gtr_eval.retrieval.spec import SystemSpec
 
 RESULTS = ROOT / "results"
@@ -107,7 +106,7 @@ def _fuse_cli(results, *args, data_dir=None):
 
 @pytest.mark.slow
 def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committed_copy, beir_data):
-    # inputs stored without an identity (by an older gtr-eval) are not fused: their data is unknown
+    # inputs that do not record their identity are not results: not fused, saying why
     for system in INPUTS:
         for path in (committed_copy / system).glob("*.json"):
             path.write_text(
@@ -115,8 +114,8 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
             )
     old = _fuse_cli(committed_copy, "--rrf", *INPUTS, "-d", "scifact", "--no-download", data_dir=beir_data)
     assert old.exit_code == 3, old.output
-    assert "bm25/scifact.json was stored by an older gtr-eval that did not record its data" in old.output
-    assert "re-run bm25 on scifact with --overwrite first" in old.output
+    assert "bm25/scifact.json: not a result record" in old.output
+    assert "run bm25 on scifact again" in old.output
     assert not (committed_copy / "rrf(bm25+all-MiniLM-L6-v2)").exists()
     for system in INPUTS:  # the committed inputs, with the identities they were stored with
         shutil.copytree(RESULTS / system, committed_copy / system, dirs_exist_ok=True)
@@ -125,18 +124,18 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
     assert out.exit_code == 0, out.output
     name = "rrf(bm25+all-MiniLM-L6-v2)"
     for dataset in ("scifact", "nfcorpus"):
-        stored = load_result(committed_copy, name, dataset)
-        man = stored.manifest
+        stored = ResultsStore(committed_copy).load(name, dataset)
+        man = stored.spec
         assert man["retriever"] == "fusion"
         assert man["fusion"] == {"method": "rrf", "k": 60, "norm": None, "weights": None}
         assert [i["system"] for i in man["inputs"]] == list(INPUTS)
         for entry in man["inputs"]:
-            path = committed_copy / entry["system"] / f"{dataset}.run.trec.gz"
+            path = ResultsStore(committed_copy).load(entry["system"], dataset).run_path
             assert entry["run_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        inputs = [read_trec_run(load_result(committed_copy, s, dataset).run_path) for s in INPUTS]
+        inputs = [read_trec_run(ResultsStore(committed_copy).load(s, dataset).run_path) for s in INPUTS]
         assert read_trec_run(stored.run_path) == fuse(inputs, "rrf", top_k=1000)
-        assert len(stored.per_query["ndcg@10"]) == man["dataset"]["num_queries"]
-        assert stored.identity.dataset["files_sha256"] == recorded_files(man)
+        assert len(stored.per_query["ndcg@10"]) == stored.manifest["dataset"]["num_queries"]
+        assert stored.identity.dataset["files_sha256"] == recorded_files(stored.manifest)
         assert stored.identity.system["inputs"] == [
             {"system": e["system"], "run_sha256": e["run_sha256"]} for e in man["inputs"]
         ]
@@ -144,10 +143,13 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
     assert again.exit_code == 0, again.output
     assert "[skip] rrf(bm25+all-MiniLM-L6-v2) on scifact: already done" in again.output
     # An input re-run (its run file changed): the fused result is stale and refused, not replaced
-    fused_before = load_result(committed_copy, name, "scifact").run_path.read_bytes()
-    run_file = committed_copy / "bm25" / "scifact.run.trec.gz"
-    lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
-    run_file.write_bytes(gzip.compress(("\n".join(lines[:-1]) + "\n").encode()))
+    fused_before = ResultsStore(committed_copy).load(name, "scifact").run_path.read_bytes()
+    store = ResultsStore(committed_copy)
+    bm25 = store.load("bm25", "scifact")
+    changed = read_trec_run(bm25.run_path)
+    changed[next(iter(changed))].popitem()  # one document fewer for one query
+    qrels = read_qrels(beir_data / "scifact" / "qrels" / "test.tsv")[0]
+    store.save("bm25", "scifact", "test", evaluate(qrels, changed), changed, bm25.manifest, bm25.identity)
     stale = CliRunner().invoke(cli, ["fuse", *INPUTS, "-d", "scifact", "--no-download", "--data-dir",
                                      str(beir_data), "--results-dir", str(committed_copy)])  # fmt: skip
     assert stale.exit_code == 3, stale.output
@@ -156,13 +158,13 @@ def test_fuse_command_on_real_runs_writes_a_system_with_its_inputs_named(committ
         "(sha256 " in stale.output
     )
     assert "--overwrite replaces it" in stale.output
-    assert load_result(committed_copy, name, "scifact").run_path.read_bytes() == fused_before
+    assert ResultsStore(committed_copy).load(name, "scifact").run_path.read_bytes() == fused_before
     redo = _fuse_cli(
         committed_copy, *INPUTS, "-d", "scifact", "--no-download", "--overwrite", data_dir=beir_data
     )
     assert redo.exit_code == 0, redo.output
-    inputs = [read_trec_run(load_result(committed_copy, s, "scifact").run_path) for s in INPUTS]
-    assert read_trec_run(load_result(committed_copy, name, "scifact").run_path) == fuse(
+    inputs = [read_trec_run(ResultsStore(committed_copy).load(s, "scifact").run_path) for s in INPUTS]
+    assert read_trec_run(ResultsStore(committed_copy).load(name, "scifact").run_path) == fuse(
         inputs, "rrf", top_k=1000
     )
 
@@ -188,26 +190,26 @@ def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     # a second stored system on demo: the bm25 run with every score negated (the reverse ranking)
     from gtr_eval.data.units import resolve_dataset
     from gtr_eval.evaluation import evaluate as ev
-    from gtr_eval.results import save_result
+    from gtr_eval.results import ResultsStore
 
     unit = resolve_dataset("demo")[0]
     data = unit.load()
-    bm25 = read_trec_run(load_result(results, "bm25", "demo").run_path)
+    bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
     rev = {q: {d: -s for d, s in docs.items()} for q, docs in bm25.items()}
     spec = SystemSpec(system="reverse", retriever="negated bm25")
     identity = Identity.of(spec, unit.fingerprint(files_sha256=data.checksums))
-    save_result(results, "reverse", "demo", "test", ev(data.qrels, rev), rev,
-                {**spec.record(), "dataset": {"checksum": data.checksum}}, identity)  # fmt: skip
+    ResultsStore(results).save("reverse", "demo", "test", ev(data.qrels, rev), rev,
+                {"spec": spec.record(), "dataset": {"checksum": data.checksum}}, identity)  # fmt: skip
     out = _fuse_cli(results, "--minmax", "--weights", "0.8,0.2", "bm25", "reverse", "-d", "demo")
     assert out.exit_code == 0, out.output
-    stored = load_result(results, "minmax(bm25@0.8+reverse@0.2)", "demo")
+    stored = ResultsStore(results).load("minmax(bm25@0.8+reverse@0.2)", "demo")
     params = {"method": "minmax", "k": None, "norm": "min-max", "weights": [0.8, 0.2]}
-    assert stored.manifest["fusion"] == params
-    assert stored.identity.system["fusion"] == stored.manifest["fusion"]
+    assert stored.spec["fusion"] == params
+    assert stored.identity.system["fusion"] == stored.spec["fusion"]
     fused = read_trec_run(stored.run_path)
     assert fused == normalized_sum([bm25, rev], [0.8, 0.2], "minmax")
     assert stored.metrics == evaluate(data.qrels, fused).metrics
-    assert [i["system"] for i in stored.manifest["inputs"]] == ["bm25", "reverse"]
+    assert [i["system"] for i in stored.spec["inputs"]] == ["bm25", "reverse"]
     # an input made on other data than the dataset named now is refused
     stored_json = json.loads((results / "reverse" / "demo.json").read_text())
     stored_json["manifest"]["dataset"]["checksum"] = "0" * 64
@@ -223,7 +225,11 @@ def test_fuse_on_demo_with_weights_evaluates_like_any_system(tmp_path):
     assert "corpus.jsonl changed since the stored result (sha256 0000… → " in out.output
     assert "re-run it first" in out.output
     assert not (results / "zscore(bm25+reverse)").exists()
-    assert {r.system for r in load_results(results)} == {"bm25", "reverse", "minmax(bm25@0.8+reverse@0.2)"}
+    assert {r.system for r in list(ResultsStore(results))} == {
+        "bm25",
+        "reverse",
+        "minmax(bm25@0.8+reverse@0.2)",
+    }
 
 
 # ------------------------------------------------------------------- ranx on the real committed runs
@@ -252,7 +258,8 @@ def _ranx_scored(runs, queries):
 @pytest.fixture(scope="module")
 def real_runs():
     return {
-        d: [read_trec_run(RESULTS / s / f"{d}.run.trec.gz") for s in INPUTS] for d in ("scifact", "nfcorpus")
+        d: [read_trec_run(ResultsStore(RESULTS).load(s, d).run_path) for s in INPUTS]
+        for d in ("scifact", "nfcorpus")
     }
 
 

@@ -29,7 +29,7 @@ from gtr_eval.cli import cli
 from gtr_eval.data.units import DatasetUnit
 from gtr_eval.identity import Identity, cache_fields, is_setting, record
 from gtr_eval.paths import BUNDLED
-from gtr_eval.results import load_result, result_path
+from gtr_eval.results import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = BUNDLED / "demo"
@@ -69,8 +69,8 @@ def test_another_split_is_another_result_stored_beside(tmp_path):
     train = _run(results, "-m", "bm25", "-d", str(folder), "--split", "train")
     assert test.exit_code == 0 and train.exit_code == 0, test.output + train.output
     assert "[done] bm25 on demo-copy (train split)" in train.output and "[skip]" not in train.output
-    on_test = load_result(results, "bm25", "demo-copy")
-    on_train = load_result(results, "bm25", "demo-copy", "train")
+    on_test = ResultsStore(results).load("bm25", "demo-copy")
+    on_train = ResultsStore(results).load("bm25", "demo-copy", "train")
     assert on_train.path == results / "bm25" / "demo-copy@train.json" and on_train.split == "train"
     assert on_test.split == "test" and on_test.metrics["ndcg@10"] != on_train.metrics["ndcg@10"]
     # each is served for its own split, and the table names the split that is not the default
@@ -97,12 +97,12 @@ def test_changed_data_under_the_same_name_is_refused_in_one_line(tmp_path, file)
         f"(sha256 {before[:4]}… → {_sha(folder / file)[:4]}…); --overwrite replaces it"
     )
     assert "{" not in refused.output  # never a dict dump
-    stale = load_result(results, "bm25", "demo-copy").metrics
+    stale = ResultsStore(results).load("bm25", "demo-copy").metrics
     replaced = _run(results, "-m", "bm25", "-d", str(folder), "--overwrite")
     fresh = _run(tmp_path / "fresh", "-m", "bm25", "-d", str(folder))
     assert replaced.exit_code == 0 and fresh.exit_code == 0
-    got = load_result(results, "bm25", "demo-copy").metrics
-    assert got == load_result(tmp_path / "fresh", "bm25", "demo-copy").metrics
+    got = ResultsStore(results).load("bm25", "demo-copy").metrics
+    assert got == ResultsStore(tmp_path / "fresh").load("bm25", "demo-copy").metrics
     if file != "corpus.jsonl":  # a corpus two documents shorter may rank the demo's queries alike
         assert got != stale
 
@@ -110,7 +110,7 @@ def test_changed_data_under_the_same_name_is_refused_in_one_line(tmp_path, file)
 def test_a_changed_model_setting_is_refused_and_overwrite_gives_a_fresh_runs_score(tmp_path):
     results = tmp_path / "r"
     assert _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo").exit_code == 0
-    assert load_result(results, "all-MiniLM-L6-v2", "demo").metrics["ndcg@10"] == pytest.approx(
+    assert ResultsStore(results).load("all-MiniLM-L6-v2", "demo").metrics["ndcg@10"] == pytest.approx(
         0.9905, abs=5e-5
     )
     shorter = _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8")
@@ -122,8 +122,8 @@ def test_a_changed_model_setting_is_refused_and_overwrite_gives_a_fresh_runs_sco
     assert replaced.exit_code == 0, replaced.output
     fresh = _run(tmp_path / "fresh", "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8")
     assert fresh.exit_code == 0
-    got = load_result(results, "all-MiniLM-L6-v2", "demo").metrics
-    assert got == load_result(tmp_path / "fresh", "all-MiniLM-L6-v2", "demo").metrics
+    got = ResultsStore(results).load("all-MiniLM-L6-v2", "demo").metrics
+    assert got == ResultsStore(tmp_path / "fresh").load("all-MiniLM-L6-v2", "demo").metrics
     assert got["ndcg@10"] == pytest.approx(0.9525, abs=5e-5)
 
 
@@ -136,41 +136,39 @@ def test_a_fused_result_of_an_older_input_run_is_refused(tmp_path):
     assert (
         served.exit_code == 0 and "[skip] rrf(bm25+all-MiniLM-L6-v2) on demo: already done" in served.output
     )
-    old_run = _sha(load_result(results, "all-MiniLM-L6-v2", "demo").run_path)
+    old_run = _sha(ResultsStore(results).load("all-MiniLM-L6-v2", "demo").run_path)
     rerun = _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8", "--overwrite")
     assert rerun.exit_code == 0
     refused = _cli(*fuse)
     assert refused.exit_code == 3
-    new_run = _sha(load_result(results, "all-MiniLM-L6-v2", "demo").run_path)
+    new_run = _sha(ResultsStore(results).load("all-MiniLM-L6-v2", "demo").run_path)
     assert _refused_line(refused.output) == (
         "[refused] rrf(bm25+all-MiniLM-L6-v2) on demo: the run of all-MiniLM-L6-v2 changed since the stored "
         f"result was made from it (sha256 {old_run[:4]}… → {new_run[:4]}…); --overwrite replaces it"
     )
     assert _cli(*fuse, "--overwrite").exit_code == 0
-    inputs = load_result(results, "rrf(bm25+all-MiniLM-L6-v2)", "demo").manifest["inputs"]
+    inputs = ResultsStore(results).load("rrf(bm25+all-MiniLM-L6-v2)", "demo").spec["inputs"]
     assert [(i["system"], i["run_sha256"]) for i in inputs] == [
-        ("bm25", _sha(load_result(results, "bm25", "demo").run_path)),
+        ("bm25", _sha(ResultsStore(results).load("bm25", "demo").run_path)),
         ("all-MiniLM-L6-v2", new_run),
     ]
 
 
-def test_a_result_without_an_identity_is_readable_but_never_served(tmp_path):
-    """Results written before identities were recorded: tables read them; a run refuses to serve
-    them (they count as unknown, not as equal) until --overwrite recomputes them."""
+def test_a_record_without_an_identity_is_not_a_result(tmp_path):
+    """A JSON that does not say what made it is not served: tables refuse it naming the file, and a
+    run computes the pair again."""
     results = tmp_path / "r"
     assert _run(results, "-m", "bm25", "-d", "demo").exit_code == 0
-    path = result_path(results, "bm25", "demo")
+    path = ResultsStore(results).path("bm25", "demo")
     record_ = json.loads(path.read_text())
     del record_["identity"]
     path.write_text(json.dumps(record_))
-    assert "0.9463" in _cli("table", "--results-dir", str(results)).output
-    refused = _run(results, "-m", "bm25", "-d", "demo")
-    assert (
-        refused.exit_code == 3
-        and "stored by an older gtr-eval that did not record what made it" in refused.output
-    )
-    assert _run(results, "-m", "bm25", "-d", "demo", "--overwrite").exit_code == 0
-    assert load_result(results, "bm25", "demo").identity is not None
+    table = _cli("table", "--results-dir", str(results))
+    assert table.exit_code != 0 and f"{path}: not a result record" in table.output
+    assert not ResultsStore(results).done("bm25", "demo")
+    again = _run(results, "-m", "bm25", "-d", "demo")
+    assert again.exit_code == 0 and "[done] bm25 on demo" in again.output
+    assert ResultsStore(results).load("bm25", "demo").identity is not None
 
 
 def test_a_done_pair_is_decided_before_its_retriever_is_built_and_without_hashing_weights(
@@ -249,13 +247,13 @@ def test_the_recorded_commit_is_gtr_evals_own_whatever_repository_the_shell_is_i
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = gtr_eval("run", "-m", "bm25", "-d", "demo", "--results-dir", "r", "--quiet", cwd=other, env=env)
     assert out.returncode == 0, out.stderr
-    manifest = load_result(other / "r", "bm25", "demo").manifest
+    manifest = ResultsStore(other / "r").load("bm25", "demo").manifest
     assert manifest["git_commit"] == ours != theirs and isinstance(manifest["git_dirty"], bool)
     assert manifest["versions"]["gtr_eval"]
     # an installed copy (no checkout around the package) records no commit, not the shell's
     installed = tmp_path / "site"
     shutil.copytree(ROOT / "gtr_eval", installed / "gtr_eval", ignore=shutil.ignore_patterns("__pycache__"))
-    probe = "from gtr_eval.results import source_commit; print(source_commit())"
+    probe = "from gtr_eval.results import ResultsStore, source_commit; print(source_commit())"
     shown = subprocess.run([sys.executable, "-c", probe], cwd=other, capture_output=True, text=True,
                            env=dict(os.environ, PYTHONPATH=str(installed)))  # fmt: skip
     assert shown.stdout.strip() == "{'git_commit': None}", shown.stderr

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from gtr_eval.cli import cli
-from gtr_eval.results import load_result, load_results
+from gtr_eval.results import ResultsStore
 
 COMMITTED = ROOT / "results"
 FUSED = "rrf(bm25+all-MiniLM-L6-v2)"
@@ -60,8 +60,8 @@ def test_bm25_on_the_train_split_is_its_own_result_beside_the_test_one(beir_data
     train = _gtr("run", "-m", "bm25", "-d", str(folder), "--split", "train", *cache)
     assert test.returncode == 0 and train.returncode == 0, test.stderr + train.stderr
     assert "[skip]" not in train.stderr  # the test result is not served as the train result
-    assert round(load_result(results, "bm25", "scifact").metrics["ndcg@10"], 4) == 0.6863
-    assert round(load_result(results, "bm25", "scifact", "train").metrics["ndcg@10"], 4) == 0.6964
+    assert round(ResultsStore(results).load("bm25", "scifact").metrics["ndcg@10"], 4) == 0.6863
+    assert round(ResultsStore(results).load("bm25", "scifact", "train").metrics["ndcg@10"], 4) == 0.6964
     again_test = _gtr("run", "-m", "bm25", "-d", str(folder), *cache)
     again_train = _gtr("run", "-m", "bm25", "-d", str(folder), "--split", "train", *cache)
     assert "[skip] bm25 on scifact: already done" in again_test.stderr and "0.6863" in again_test.stdout
@@ -87,7 +87,10 @@ def test_qrels_cut_to_60_lines_are_refused_and_overwrite_scores_them_afresh(beir
     again = _gtr("run", "-m", "bm25", "-d", str(folder), "--results-dir", str(results), "--overwrite", *cache)
     fresh = _gtr("run", "-m", "bm25", "-d", str(folder), "--results-dir", str(tmp_path / "fresh"), *cache)
     assert again.returncode == 0 and fresh.returncode == 0
-    got, want = load_result(results, "bm25", "scifact"), load_result(tmp_path / "fresh", "bm25", "scifact")
+    got, want = (
+        ResultsStore(results).load("bm25", "scifact"),
+        ResultsStore(tmp_path / "fresh").load("bm25", "scifact"),
+    )
     assert got.metrics == want.metrics and round(got.metrics["ndcg@10"], 4) != 0.6863
 
 
@@ -105,28 +108,30 @@ def test_fusing_the_committed_results_needs_no_overwrite_and_stays_0_7182(commit
     out = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", cwd=committed_copy)
     assert out.returncode == 0, out.stderr
     assert f"[skip] {FUSED} on scifact: already done" in out.stderr
-    assert round(load_result(committed_copy / "results", FUSED, "scifact").metrics["ndcg@10"], 4) == 0.7182
+    assert (
+        round(ResultsStore(committed_copy / "results").load(FUSED, "scifact").metrics["ndcg@10"], 4) == 0.7182
+    )
     # and made afresh from the committed inputs, it is the committed fused result, byte for byte
-    committed_run = load_result(COMMITTED, FUSED, "scifact").run_path
+    committed_run = ResultsStore(COMMITTED).load(FUSED, "scifact").run_path
     shutil.rmtree(committed_copy / "results" / FUSED)
     again = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", cwd=committed_copy)
     assert again.returncode == 0, again.stderr
-    fresh = load_result(committed_copy / "results", FUSED, "scifact")
+    fresh = ResultsStore(committed_copy / "results").load(FUSED, "scifact")
     assert round(fresh.metrics["ndcg@10"], 4) == 0.7182 and _sha(fresh.run_path) == _sha(committed_run)
-    assert fresh.identity == load_result(COMMITTED, FUSED, "scifact").identity
+    assert fresh.identity == ResultsStore(COMMITTED).load(FUSED, "scifact").identity
 
 
 def test_every_derived_committed_result_names_the_committed_inputs():
     """Fused and re-ranked results name their inputs by run sha256: each must be the committed run of that
     input on the same dataset and split, made from the same data (so the committed tables agree)."""
-    results = load_results(COMMITTED)
-    derived = [r for r in results if r.manifest.get("inputs")]
+    results = list(ResultsStore(COMMITTED))
+    derived = [r for r in results if r.spec.get("inputs")]
     assert derived, "the committed results hold a fused system"
     for r in results:
         assert r.identity is not None, f"{r.path}: no identity (regenerate the committed results)"
     for r in derived:
-        for source in r.manifest["inputs"]:
-            stored = load_result(COMMITTED, source["system"], r.dataset, r.split)
+        for source in r.spec["inputs"]:
+            stored = ResultsStore(COMMITTED).load(source["system"], r.dataset, r.split)
             assert source["run_sha256"] == _sha(stored.run_path), (
                 f"{r.path}: {source['system']}'s run differs"
             )
@@ -134,4 +139,4 @@ def test_every_derived_committed_result_names_the_committed_inputs():
                 f"{r.path}: made from other data than its inputs"
             )
         inputs = r.identity.system["inputs"]
-        assert [i["run_sha256"] for i in inputs] == [s["run_sha256"] for s in r.manifest["inputs"]]
+        assert [i["run_sha256"] for i in inputs] == [s["run_sha256"] for s in r.spec["inputs"]]

@@ -32,7 +32,7 @@ from gtr_eval.pipeline.imported import import_trec_run
 from gtr_eval.report import mteb
 from gtr_eval.report.export import export_results
 from gtr_eval.report.tables import AVERAGE, WORSE, RefSpec, leaderboard, load_references
-from gtr_eval.results import StoredResult, load_result, load_results
+from gtr_eval.results import ResultsStore, StoredResult
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results"
@@ -70,7 +70,7 @@ def test_task_names_cover_beir_and_the_cqadupstack_subforums():
 
 def test_mteb_export_of_the_committed_results(tmp_path):
     out = tmp_path / "mteb"
-    done = export_results(load_results(COMMITTED), "mteb", out)
+    done = export_results(list(ResultsStore(COMMITTED)), "mteb", out)
     minilm = out / "sentence-transformers__all-MiniLM-L6-v2" / "no_revision_available"
     assert sorted(p.name for p in minilm.iterdir()) == ["NFCorpus.json", "SciFact.json", "model_meta.json"]
     assert (out / "bm25" / "no_revision_available" / "SciFact.json") in done.written
@@ -80,7 +80,7 @@ def test_mteb_export_of_the_committed_results(tmp_path):
         and meta["revision"] == "no_revision_available"
     )
     record = json.loads((minilm / "SciFact.json").read_text())
-    stored = load_result(COMMITTED, "all-MiniLM-L6-v2", "scifact")
+    stored = ResultsStore(COMMITTED).load("all-MiniLM-L6-v2", "scifact")
     assert record["task_name"] == "SciFact"
     assert {"dataset_revision", "mteb_version", "evaluation_time"} <= set(record)
     (entry,) = record["scores"]["test"]
@@ -93,7 +93,7 @@ def test_mteb_export_of_the_committed_results(tmp_path):
 
 def test_exported_minilm_agrees_with_the_published_mteb_figures(tmp_path):
     """A sanity check against MTEB's own numbers for the same model (published_scores.csv)."""
-    export_results(load_results(COMMITTED), "mteb", tmp_path)
+    export_results(list(ResultsStore(COMMITTED)), "mteb", tmp_path)
     folder = tmp_path / "sentence-transformers__all-MiniLM-L6-v2" / "no_revision_available"
     refs = load_references()
     published = refs[(refs["source"] == "mteb-results") & (refs["system"] == "all-MiniLM-L6-v2")]
@@ -111,7 +111,7 @@ def test_exported_minilm_agrees_with_the_published_mteb_figures(tmp_path):
 def test_mteb_export_names_revisions_splits_and_skips(tmp_path):
     def result(dataset: str, split: str = "test", revision: str = "") -> StoredResult:
         metrics = {m: 0.5 for m in metric_names()}
-        manifest = {"hub_id": "org/model", "revision": revision, "dataset": {"checksum": "abc"}}
+        manifest = {"spec": {"hub_id": "org/model", "revision": revision}, "dataset": {"checksum": "abc"}}
         return StoredResult("m", dataset, split, metrics, {}, manifest, tmp_path / "x.json")
 
     sha = "8b3219a92973c328a8e22fadcfa821b5dc75636a"
@@ -137,7 +137,7 @@ def test_mteb_export_names_revisions_splits_and_skips(tmp_path):
 
 
 def test_mteb_round_trip_gives_our_numbers_as_a_reference_column(tmp_path):
-    results = load_results(COMMITTED)
+    results = list(ResultsStore(COMMITTED))
     export_results(results, "mteb", tmp_path)
     folder = tmp_path / "sentence-transformers__all-MiniLM-L6-v2"
     for metric in ("ndcg@10", "recall@100", "map@10", "mrr@10", "p@10", "ndcg@1000"):
@@ -151,13 +151,13 @@ def test_mteb_round_trip_gives_our_numbers_as_a_reference_column(tmp_path):
         for dataset in ("scifact", "nfcorpus"):
             assert (
                 board.values.loc[dataset, column]
-                == load_result(COMMITTED, "all-MiniLM-L6-v2", dataset).metrics[metric]
+                == ResultsStore(COMMITTED).load("all-MiniLM-L6-v2", dataset).metrics[metric]
             )
         assert board.values.loc[AVERAGE, column] == board.values.loc[AVERAGE, "all-MiniLM-L6-v2"]
 
 
 def test_table_cli_reads_an_mteb_folder(tmp_path):
-    export_results(load_results(COMMITTED), "mteb", tmp_path)
+    export_results(list(ResultsStore(COMMITTED)), "mteb", tmp_path)
     folder = tmp_path / "bm25" / "no_revision_available"
     out = CliRunner().invoke(
         cli,
@@ -180,10 +180,10 @@ def test_table_cli_reads_an_mteb_folder(tmp_path):
 
 
 def test_mteb_prefix_still_names_the_bundled_source():
-    board = leaderboard(load_results(COMMITTED), references=[RefSpec.parse("mteb:gtr-t5-base")])
+    board = leaderboard(list(ResultsStore(COMMITTED)), references=[RefSpec.parse("mteb:gtr-t5-base")])
     assert board.reference_columns == ["gtr-t5-base [mteb-results]"]
     with pytest.raises(ValueError, match="nor is 'no-such-dir' a folder of MTEB result files"):
-        leaderboard(load_results(COMMITTED), references=[RefSpec.parse("mteb:no-such-dir")])
+        leaderboard(list(ResultsStore(COMMITTED)), references=[RefSpec.parse("mteb:no-such-dir")])
 
 
 def _task_file(folder: Path, task: str, scores, **top) -> None:
@@ -266,7 +266,7 @@ def test_reader_errors_name_the_problem(tmp_path):
 def test_exported_files_load_with_mtebs_own_reader(tmp_path):
     """mteb 2.x (`TaskResult.from_disk`, `ResultCache.load_results`) reads what we write."""
     mteb_pkg = pytest.importorskip("mteb")
-    results = load_results(COMMITTED)
+    results = list(ResultsStore(COMMITTED))
     export_results(results, "mteb", tmp_path / "results")
     for r in results:
         folder = mteb.model_folder(tmp_path / "results", mteb.model_name(r), mteb.revision_folder(r))
@@ -290,20 +290,20 @@ def test_exported_files_load_with_mtebs_own_reader(tmp_path):
 
 
 def test_trec_export_copies_runs_and_writes_qrels(demo, tmp_path):
-    done = export_results(load_results(demo), "trec", tmp_path / "out")
+    done = export_results(list(ResultsStore(demo)), "trec", tmp_path / "out")
     for system in ("alpha", "beta"):
         copied = tmp_path / "out" / system / "demo.run.trec.gz"
-        assert copied.read_bytes() == (demo / system / "demo.run.trec.gz").read_bytes()
+        assert copied.read_bytes() == (ResultsStore(demo).load(system, "demo").run_path).read_bytes()
     qrels_file = tmp_path / "out" / "qrels" / "demo.test.qrels"
     assert qrels_file in done.written and not done.notes
     assert read_qrels_any(qrels_file) == read_qrels(DEMO / "qrels" / "test.tsv")[0]
 
 
 def test_ranx_and_csv_exports_hold_the_stored_numbers(demo, tmp_path):
-    results = load_results(demo)
+    results = list(ResultsStore(demo))
     export_results(results, "ranx", tmp_path / "ranx")
     run = json.loads((tmp_path / "ranx" / "alpha" / "demo.run.json").read_text())
-    assert run == read_trec_run(demo / "alpha" / "demo.run.trec.gz")
+    assert run == read_trec_run(ResultsStore(demo).load("alpha", "demo").run_path)
     assert (
         json.loads((tmp_path / "ranx" / "qrels" / "demo.test.json").read_text())
         == read_qrels(DEMO / "qrels" / "test.tsv")[0]
@@ -316,7 +316,7 @@ def test_ranx_and_csv_exports_hold_the_stored_numbers(demo, tmp_path):
             for qid, value in scores.items():
                 assert wide.loc[(r.system, qid), metric] == value
     means = pd.read_csv(tmp_path / "csv" / "metrics.csv").set_index(["system", "metric"])["value"]
-    assert means[("beta", "ndcg@10")] == load_result(demo, "beta", "demo").metrics["ndcg@10"]
+    assert means[("beta", "ndcg@10")] == ResultsStore(demo).load("beta", "demo").metrics["ndcg@10"]
 
 
 def test_export_notes_when_qrels_cannot_be_found(tmp_path):
@@ -325,11 +325,11 @@ def test_export_notes_when_qrels_cannot_be_found(tmp_path):
     record["manifest"]["dataset"]["path"] = str(tmp_path / "gone")
     record["manifest"]["dataset"].pop("path_from_results", None)  # the folder is gone by either route
     (results / "alpha" / "demo.json").write_text(json.dumps(record))
-    done = export_results([load_result(results, "alpha", "demo")], "ranx", tmp_path / "out")
+    done = export_results([ResultsStore(results).load("alpha", "demo")], "ranx", tmp_path / "out")
     assert not (tmp_path / "out" / "qrels").exists()
     assert "no qrels for demo" in done.notes[0] and "--data-dir" in done.notes[0]
     done = export_results(
-        [load_result(results, "alpha", "demo")], "ranx", tmp_path / "out", data_dir=DEMO.parent
+        [ResultsStore(results).load("alpha", "demo")], "ranx", tmp_path / "out", data_dir=DEMO.parent
     )
     assert (tmp_path / "out" / "qrels" / "demo.test.json").is_file() and not done.notes
 
@@ -374,7 +374,7 @@ def test_ranx_scores_the_exported_files_as_we_do(tmp_path, beir_data):
     results (SciFact has no tied scores to order differently).  numba's JIT is off in the child: ranx's
     first compile takes minutes on two cores, and the numbers do not depend on it."""
     pytest.importorskip("ranx")
-    results = [r for r in load_results(COMMITTED) if r.dataset == "scifact"]
+    results = [r for r in ResultsStore(COMMITTED) if r.dataset == "scifact"]
     export_results(results, "ranx", tmp_path, data_dir=beir_data)
     script = (
         "import json, sys, ranx\n"
@@ -416,14 +416,14 @@ def test_demo_results_record_their_identity_and_are_inputs_like_any_run(demo):
     from gtr_eval.identity import Identity
 
     (unit,) = resolve_dataset("demo")
-    alpha = load_result(demo, "alpha", "demo")
+    alpha = ResultsStore(demo).load("alpha", "demo")
     assert alpha.identity == Identity.of(demo_spec("alpha"), unit.fingerprint())
     assert alpha.manifest["dataset"]["files_sha256"] == dict(unit.fingerprint().files_sha256)
     lines: list[str] = []
     done = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, no_cache=True, progress=False,
                     echo=lines.append)  # fmt: skip
     assert not done.failures and [r.system for r in done] == ["rrf(alpha+beta)"]
-    runs = [read_trec_run(load_result(demo, s, "demo").run_path) for s in ("alpha", "beta")]
+    runs = [read_trec_run(ResultsStore(demo).load(s, "demo").run_path) for s in ("alpha", "beta")]
     assert read_trec_run(done[0].run_path) == fuse(runs, "rrf", top_k=1000)
     again = api_fuse(["alpha", "beta"], ["demo"], results_dir=demo, no_cache=True, progress=False,
                      echo=lines.append)  # fmt: skip
@@ -443,11 +443,11 @@ def test_import_scores_like_evaluate_and_records_where_it_came_from(demo, tmp_pa
     run = demo_run(data, "external", 0.4)
     run_file = _write_run(tmp_path / "ext.trec", run)
     done = import_trec_run(run_file, demo, "pyserini-bm25", "demo", qrels_file=DEMO / "qrels" / "test.tsv")
-    stored = load_result(demo, "pyserini-bm25", "demo")
+    stored = ResultsStore(demo).load("pyserini-bm25", "demo")
     expected = evaluate(data.qrels, run)
     assert stored.metrics == expected.metrics and stored.per_query == expected.per_query
     assert done.warnings == []
-    provenance = stored.manifest["imported"]
+    provenance = stored.spec["imported"]
     assert provenance["run_file"] == str(run_file.resolve())
     assert provenance["run_sha256"] == __import__("hashlib").sha256(run_file.read_bytes()).hexdigest()
     assert provenance["qrels_file"] == str((DEMO / "qrels" / "test.tsv").resolve())
@@ -500,7 +500,7 @@ def test_import_warns_about_missing_queries_and_other_judgments(demo, tmp_path):
     assert any("1 of 8 judged queries have no results" in w for w in done.warnings)
     assert any("1 queries of the run have no judgments" in w for w in done.warnings)
     assert any("alpha on demo was scored with a different qrels file" in w for w in done.warnings)
-    assert load_result(demo, "ext", "demo").per_query["ndcg@10"]["q1"] == 0.0
+    assert ResultsStore(demo).load("ext", "demo").per_query["ndcg@10"]["q1"] == 0.0
 
 
 def test_import_of_the_same_judgments_in_trec_format_does_not_warn(demo, tmp_path):
@@ -533,7 +533,7 @@ def test_import_cli_and_bad_input(demo, tmp_path):
     out = runner.invoke(cli, args)
     assert out.exit_code == 0, out.output
     assert "[imported] anserini on demo: nDCG@10" in out.output
-    stored = load_result(demo, "anserini", "demo")
+    stored = ResultsStore(demo).load("anserini", "demo")
     before = stored.path.read_bytes()
     again = runner.invoke(cli, args)  # the same file again: served as done, not rewritten
     assert again.exit_code == 0, again.output
@@ -547,7 +547,7 @@ def test_import_cli_and_bad_input(demo, tmp_path):
     assert "--overwrite replaces it" in refused.output and stored.path.read_bytes() == before
     replaced = runner.invoke(cli, [*args, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
-    assert read_trec_run(load_result(demo, "anserini", "demo").run_path) == read_trec_run(other)
+    assert read_trec_run(ResultsStore(demo).load("anserini", "demo").run_path) == read_trec_run(other)
     bad = tmp_path / "bad.trec"
     bad.write_text("q1 Q0 d01 1 0.5 tag\nq1 Q0 d02 2 oops tag\n")
     out = runner.invoke(cli, [*args[:4], str(bad), *args[5:], "--overwrite"])
@@ -594,13 +594,15 @@ def test_imported_trec_run_sits_in_the_table_with_a_significance_mark(tmp_path, 
     (worse): both appear in `gtr-eval table`, the reversed one marked significantly worse than bm25."""
     results = tmp_path / "results"
     shutil.copytree(COMMITTED, results, ignore=shutil.ignore_patterns("plots", "tables"))
-    original = results / "bm25" / "scifact.run.trec.gz"
+    original = ResultsStore(results).load("bm25", "scifact").run_path
     import_trec_run(original, results, "bm25-again", "scifact", data_dir=beir_data)
-    again, bm25 = load_result(results, "bm25-again", "scifact"), load_result(results, "bm25", "scifact")
-    # The committed result predates judged@k: every metric it holds is the same, judged@k is new.
-    assert {m: again.metrics[m] for m in bm25.metrics} == bm25.metrics
-    assert {m: again.per_query[m] for m in bm25.per_query} == bm25.per_query
-    assert set(again.metrics) - set(bm25.metrics) == set(judged_names())
+    again, bm25 = (
+        ResultsStore(results).load("bm25-again", "scifact"),
+        ResultsStore(results).load("bm25", "scifact"),
+    )
+    # The same run, imported: every metric and per-query score is the stored one, judged@k included.
+    assert again.metrics == bm25.metrics and again.per_query == bm25.per_query
+    assert set(judged_names()) <= set(again.metrics)
 
     lines = gzip.open(original, "rt").read().splitlines()
     by_query: dict[str, list[str]] = {}

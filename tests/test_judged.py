@@ -38,7 +38,7 @@ from gtr_eval.evaluation import (
 )
 from gtr_eval.judgments import Judgments
 from gtr_eval.report.tables import JUDGED_MARK, leaderboard, render
-from gtr_eval.results import load_result, load_results
+from gtr_eval.results import ResultsStore
 
 COMMITTED = ROOT / "results"
 SYSTEMS = ("bm25", "all-MiniLM-L6-v2", "rrf(bm25+all-MiniLM-L6-v2)")
@@ -48,7 +48,7 @@ JUDGED = [ir_measures.Judged @ k for k in JUDGED_K_VALUES]
 
 def _committed(system: str, dataset: str):
     qrels = read_qrels(BEIR_DATA / dataset / "qrels" / "test.tsv")[0]
-    return qrels, read_trec_run(COMMITTED / system / f"{dataset}.run.trec.gz")
+    return qrels, read_trec_run(ResultsStore(COMMITTED).load(system, dataset).run_path)
 
 
 def _by_rank(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -74,7 +74,7 @@ def test_judged_at_k_equals_ir_measures_on_the_committed_runs(beir_data, system,
             assert ours.per_query[f"judged@{k}"][qid] == pytest.approx(theirs[(qid, f"Judged@{k}")], abs=1e-9)
         assert ours.metrics[f"judged@{k}"] == pytest.approx(aggregate[ir_measures.Judged @ k], abs=1e-9)
     # The table's path for a result stored without judged@k (the committed ones): the same numbers.
-    stored = load_result(COMMITTED, system, dataset)
+    stored = ResultsStore(COMMITTED).load(system, dataset)
     assert not any(m.startswith("judged@") for m in stored.metrics)
     judgments = Judgments(beir_data)
     for k in JUDGED_K_VALUES:
@@ -104,7 +104,8 @@ def test_on_raw_scores_ir_measures_differs_only_where_ties_straddle_the_cut(beir
 @pytest.mark.slow
 def test_judged_at_10_values_and_nfcorpus_judges_positives_only(beir_data):
     values = {
-        (r.system, r.dataset): Judgments(beir_data).mean(r, "judged@10") for r in load_results(COMMITTED)
+        (r.system, r.dataset): Judgments(beir_data).mean(r, "judged@10")
+        for r in list(ResultsStore(COMMITTED))
     }
     assert round(values[("bm25", "scifact")], 3) == 0.091  # by construction: ~1 relevant document per query
     assert round(values[("all-MiniLM-L6-v2", "scifact")], 3) == 0.088
@@ -146,18 +147,20 @@ def test_judged_at_k_conventions():
 def test_condensed_lists_match_a_hand_count(tmp_path):
     results, data = make_pooled_results(tmp_path)
     qrels = read_qrels(data / "qrels" / "test.tsv")[0]
-    new = read_trec_run(results / "newmodel" / f"{DATASET}.run.trec.gz")
+    new = read_trec_run(ResultsStore(results).load("newmodel", DATASET).run_path)
     ev = evaluate(qrels, new, condensed=True)
     assert ev.metrics["ndcg@10"] == pytest.approx(NEW_NDCG10)
     assert ev.metrics["ndcg@10'"] == pytest.approx(NEW_NDCG10_CONDENSED)  # (1 + 1/log2 3) / 2
     assert ev.metrics["p@1'"] == pytest.approx(0.5)  # r first on the even queries' condensed lists
     assert ev.metrics["mrr@10'"] == pytest.approx((1 + 1 / 2) / 2)
     assert ev.metrics["judged@10"] == pytest.approx(NEW_JUDGED10)
-    bm25 = evaluate(qrels, read_trec_run(results / "bm25" / f"{DATASET}.run.trec.gz"), condensed=True)
+    bm25 = evaluate(
+        qrels, read_trec_run(ResultsStore(results).load("bm25", DATASET).run_path), condensed=True
+    )
     assert bm25.metrics["ndcg@10'"] == bm25.metrics["ndcg@10"] == pytest.approx(BM25_NDCG10)  # all judged
     # From a stored result that holds neither: the table computes them from the run file and qrels.
     stored_without_judged(results)
-    board = leaderboard(load_results(results), metric="NDCG@10'")
+    board = leaderboard(list(ResultsStore(results)), metric="NDCG@10'")
     assert board.metric == "ndcg@10'"
     assert board.values.loc[DATASET, "newmodel"] == pytest.approx(NEW_NDCG10_CONDENSED)
     assert board.values.loc[DATASET, "bm25"] == pytest.approx(BM25_NDCG10)
@@ -190,7 +193,7 @@ def test_registry_says_which_qrels_judge_non_relevant_documents():
 def test_a_system_the_pool_never_saw_is_marked_in_the_table(tmp_path):
     results, _ = make_pooled_results(tmp_path)
     stored_without_judged(results)  # as the committed results: computed from run file and qrels
-    board = leaderboard(load_results(results))
+    board = leaderboard(list(ResultsStore(results)))
     assert board.judged_marks.loc[DATASET, "newmodel"] and not board.judged_marks.loc[DATASET, "bm25"]
     assert board.judged.loc[DATASET, "newmodel"] == pytest.approx(NEW_JUDGED10)
     assert board.judged.loc[DATASET, "bm25"] == pytest.approx(BM25_JUDGED10)
@@ -202,16 +205,16 @@ def test_a_system_the_pool_never_saw_is_marked_in_the_table(tmp_path):
     csv_text = render(board, "csv")
     assert "newmodel judged mark" in csv_text.splitlines()[0] and JUDGED_MARK in csv_text
     # The baseline, when given, is what a system is compared with.
-    assert not leaderboard(load_results(results), baseline="newmodel").judged_marks.any().any()
+    assert not leaderboard(list(ResultsStore(results)), baseline="newmodel").judged_marks.any().any()
     # Judged@k and condensed scores are not themselves marked.
-    assert leaderboard(load_results(results), metric="judged@10").judged_marks is None
+    assert leaderboard(list(ResultsStore(results)), metric="judged@10").judged_marks is None
 
 
 def test_a_positives_only_dataset_is_not_checked(tmp_path):
     results, data = make_pooled_results(tmp_path)
     tsv = data / "qrels" / "test.tsv"
     tsv.write_text("".join(line for line in tsv.read_text().splitlines(True) if not line.endswith("\t0\n")))
-    board = leaderboard(load_results(results))
+    board = leaderboard(list(ResultsStore(results)))
     assert board.judged_marks is None and not any(JUDGED_MARK in n for n in board.notes)
 
 
@@ -229,7 +232,7 @@ def test_table_show_judged_and_the_cli(tmp_path):
     header = csv_out.stdout.splitlines()[0].split(",")
     assert "bm25 judged@10" in header and "newmodel judged@10" in header
     assert api.table(results, show=["judged"], data_dir=None) == render(
-        leaderboard(load_results(results), show=["judged"])
+        leaderboard(list(ResultsStore(results)), show=["judged"])
     )
 
 
@@ -237,7 +240,7 @@ def test_judged_cannot_be_computed_without_the_dataset_files(tmp_path):
     results, data = make_pooled_results(tmp_path)
     stored_without_judged(results)
     (data / "qrels" / "test.tsv").rename(data / "qrels" / "moved.tsv")
-    board = leaderboard(load_results(results), show=["judged"])
+    board = leaderboard(list(ResultsStore(results)), show=["judged"])
     assert board.judged.isna().all().all()
     assert any("Not available for bm25 on pooled" in n and "--data-dir" in n for n in board.notes)
     assert math.isnan(board.judged.loc[DATASET, "newmodel"])
@@ -255,7 +258,9 @@ def test_evaluate_json_has_judged_and_ci95(tmp_path):
         "--seed",
         "3",
     ]
-    out = CliRunner().invoke(cli, [*args, "--run", str(results / "newmodel" / f"{DATASET}.run.trec.gz")])
+    out = CliRunner().invoke(
+        cli, [*args, "--run", str(ResultsStore(results).load("newmodel", DATASET).run_path)]
+    )
     assert out.exit_code == 0, out.output
     record = json.loads(out.stdout)
     assert record["metrics"]["judged@10"] == pytest.approx(NEW_JUDGED10)

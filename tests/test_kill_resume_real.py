@@ -15,7 +15,7 @@ import pytest
 from cli_process import GTR_EVAL
 
 from gtr_eval.evaluation import judged_names
-from gtr_eval.results import is_done, load_result
+from gtr_eval.results import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "all-MiniLM-L6-v2" / "scifact.json"  # an uninterrupted run of the same model
@@ -60,7 +60,7 @@ def test_scifact_killed_after_first_shard_resumes_and_scores_the_same(beir_data,
     assert proc.returncode == -signal.SIGKILL
     complete = _corpus_shards(cache)
     assert 1 <= complete < SHARDS
-    assert not is_done(results, "all-MiniLM-L6-v2", "scifact")
+    assert not ResultsStore(results).done("all-MiniLM-L6-v2", "scifact")
 
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=RESTART_TIMEOUT)
     assert out.returncode == 0, out.stderr
@@ -71,7 +71,7 @@ def test_scifact_killed_after_first_shard_resumes_and_scores_the_same(beir_data,
     encoded, total, reused = map(int, line.groups())
     assert (total, reused, encoded) == (SHARDS, complete, SHARDS - complete)
 
-    metrics = load_result(results, "all-MiniLM-L6-v2", "scifact").metrics
+    metrics = ResultsStore(results).load("all-MiniLM-L6-v2", "scifact").metrics
     expected = json.loads(COMMITTED.read_text(encoding="utf-8"))["metrics"]
     assert metrics.keys() - expected.keys() == set(judged_names())  # the committed run predates judged@k
     assert expected.keys() <= metrics.keys()

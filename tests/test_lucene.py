@@ -248,7 +248,7 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
     from tiny_models import build_tiny_colbert, build_tiny_cross_encoder
 
     from gtr_eval.cli import cli
-    from gtr_eval.results import load_result
+    from gtr_eval.results import ResultsStore
 
     colbert = build_tiny_colbert(tmp_path / "tiny-colbert", layout="pylate")
     ce = build_tiny_cross_encoder(tmp_path / "tiny-ce")
@@ -261,12 +261,12 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
     assert out.exit_code == 0, out.output
     out = runner.invoke(cli, ["rerank", "--run", "bm25-multifield", "-m", str(ce), "--depth", "5", *common])
     assert out.exit_code == 0, out.output
-    two_stage = load_result(tmp_path / "r", "bm25-flat>>tiny-colbert", "demo").manifest
+    two_stage = ResultsStore(tmp_path / "r").load("bm25-flat>>tiny-colbert", "demo").spec
     assert two_stage["search"] == "rerank" and [i["system"] for i in two_stage["inputs"]] == ["bm25-flat"]
-    flat = load_result(tmp_path / "r", "bm25-flat", "demo")
+    flat = ResultsStore(tmp_path / "r").load("bm25-flat", "demo")
     assert two_stage["inputs"][0]["run_sha256"] == sha256_file(flat.run_path)
-    reranked = load_result(tmp_path / "r", "bm25-multifield>>tiny-ce", "demo")
-    assert [i["system"] for i in reranked.manifest["inputs"]] == ["bm25-multifield"]
+    reranked = ResultsStore(tmp_path / "r").load("bm25-multifield>>tiny-ce", "demo")
+    assert [i["system"] for i in reranked.spec["inputs"]] == ["bm25-multifield"]
 
 
 @needs_lucene
@@ -340,9 +340,9 @@ def lucene_run(beir_data, tmp_path_factory) -> LuceneRun:
 
 
 def _load(run: LuceneRun, system: str, dataset: str):
-    from gtr_eval.results import load_result
+    from gtr_eval.results import ResultsStore
 
-    return load_result(run.results, system, dataset)
+    return ResultsStore(run.results).load(system, dataset)
 
 
 @pytest.mark.slow
@@ -369,7 +369,7 @@ def test_the_manifest_records_anserini_the_jar_java_and_the_index_settings(lucen
     jar = lucene.find_jar()
     for dataset in DATASETS:
         stored = _load(lucene_run, system, dataset)
-        m = stored.manifest
+        m = stored.spec
         assert m["retriever"] == "anserini" and m["anserini"] == lucene.anserini_version(jar) == "1.7.1"
         assert m["jar_sha256"] == sha256_file(jar) and m["java"].startswith("21.")
         settings = (m["k1"], m["b"], m["remove_query"], m["language"], m["stemmer"])
@@ -377,8 +377,11 @@ def test_the_manifest_records_anserini_the_jar_java_and_the_index_settings(lucen
         cond = lucene.CONDITIONS[system]
         assert (m["collection"], tuple(m["index_fields"]), tuple(m["query_fields"])) == (
             cond.collection, cond.index_fields, cond.query_fields)  # fmt: skip
-        index = m["stats"]["lucene_index"]
-        assert index["counts"]["indexed"] == m["dataset"]["num_docs"] and index["counts"]["errors"] == 0
+        index = stored.manifest["stats"]["lucene_index"]
+        assert (
+            index["counts"]["indexed"] == stored.manifest["dataset"]["num_docs"]
+            and index["counts"]["errors"] == 0
+        )
         assert stored.identity.system["anserini"] == "1.7.1" and stored.run_path.is_file()
 
 
@@ -430,5 +433,5 @@ def test_lucene_results_are_ordinary_systems(lucene_run, tmp_path):
     fused = runner.invoke(cli, ["fuse", "--rrf", "bm25-flat", "bm25-multifield", "-d", "scifact", "--data-dir",
                                 str(lucene_run.data), "--results-dir", res, "--no-download", "--quiet"])  # fmt: skip
     assert fused.exit_code == 0, fused.output
-    inputs = _load(lucene_run, "rrf(bm25-flat+bm25-multifield)", "scifact").manifest["inputs"]
+    inputs = _load(lucene_run, "rrf(bm25-flat+bm25-multifield)", "scifact").spec["inputs"]
     assert [i["system"] for i in inputs] == ["bm25-flat", "bm25-multifield"]

@@ -30,6 +30,7 @@ from tiny_models import build_tiny_colbert
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import ranked, read_trec_run
 from gtr_eval.paths import BUNDLED
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.cache import RaggedTokens, TokensFormat, encode_sharded
 from gtr_eval.retrieval.loaders import load_multivector_encoder
 from gtr_eval.retrieval.maxsim import maxsim_full, maxsim_rerank
@@ -222,14 +223,15 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     full, two = tmp_path / "full", tmp_path / "two-stage"
     out = _cli(["run", "-m", "colbertv2", *common, "--results-dir", str(full)], env)
     assert out.returncode == 0, out.stderr[-3000:]
-    man = json.loads((full / "colbertv2" / "demo.json").read_text())["manifest"]
+    manifest = json.loads((full / "colbertv2" / "demo.json").read_text())["manifest"]
+    man = manifest["spec"]
     assert (man["retriever"], man["hub_id"], man["revision"], man["search"]) == (
         "multivector",
         hub_id,
         HUB_COMMIT,
         "full",
     )
-    settings = man["stats"]["model_settings"]
+    settings = manifest["stats"]["model_settings"]
     assert (
         man["max_length"] == settings["document_length"] == 300
         and settings["query_expansion"]["length"] == 32
@@ -246,8 +248,8 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
         "[cache] bm25>>colbertv2 on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr
     )  # same vectors
     stored = json.loads((two / "bm25>>colbertv2" / "demo.json").read_text())
-    man = stored["manifest"]
-    bm25_run = two / "bm25" / "demo.run.trec.gz"
+    man = stored["manifest"]["spec"]
+    bm25_run = ResultsStore(two).load("bm25", "demo").run_path
     assert (man["retriever"], man["search"], man["candidates"], man["depth"]) == (
         "multivector",
         "rerank",
@@ -259,8 +261,11 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
     # the first stage's run is part of the result's identity (a changed run is another input)
     assert stored["identity"]["system"]["inputs"] == [{"system": "bm25", "run_sha256": bm25_sha}]
 
-    first, second = read_trec_run(bm25_run), read_trec_run(two / "bm25>>colbertv2" / "demo.run.trec.gz")
-    full_run = read_trec_run(full / "colbertv2" / "demo.run.trec.gz")
+    first, second = (
+        read_trec_run(bm25_run),
+        read_trec_run(ResultsStore(two).load("bm25>>colbertv2", "demo").run_path),
+    )
+    full_run = read_trec_run(ResultsStore(full).load("colbertv2", "demo").run_path)
     for qid, hits in second.items():
         assert set(hits) == _top(first[qid], 5)  # exactly the first stage's top 5, re-scored
         for doc, score in hits.items():  # the same exact MaxSim as the full search
@@ -279,13 +284,13 @@ def test_api_rerank_takes_a_late_interaction_model(tiny_colbert, tmp_path):
     quiet = dict(results_dir=tmp_path / "r", cache_dir=tmp_path / "c", progress=False, echo=lambda s: None)
     run(["bm25"], ["demo"], **quiet)
     (result,) = rerank("bm25", [str(tiny_colbert)], ["demo"], depth=3, **quiet)
-    man = result.manifest
+    man = result.spec
     assert (result.system, man["search"], man["candidates"], man["depth"], man["top_k"]) == (
         "bm25>>tiny-colbert", "rerank", "bm25", 3, 3
     )  # fmt: skip
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
-    first = read_trec_run(tmp_path / "r" / "bm25" / "demo.run.trec.gz")
-    second = read_trec_run(tmp_path / "r" / "bm25>>tiny-colbert" / "demo.run.trec.gz")
+    first = read_trec_run(ResultsStore(tmp_path / "r").load("bm25", "demo").run_path)
+    second = read_trec_run(ResultsStore(tmp_path / "r").load("bm25>>tiny-colbert", "demo").run_path)
     assert {q: set(h) for q, h in second.items()} == {q: _top(h, 3) for q, h in first.items() if h}
 
 
@@ -315,22 +320,25 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
     out = _cli(["run", "-m", "bm25", "-m", str(tiny_colbert), *common], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())
-    assert stored["manifest"]["search"] == "full" and stored["manifest"]["stats"]["index"]["docs"] == 3633
+    assert (
+        stored["manifest"]["spec"]["search"] == "full"
+        and stored["manifest"]["stats"]["index"]["docs"] == 3633
+    )
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")
     model = load_multivector_encoder(tiny_colbert, document_length=128)
     check_sampled_pairs(results, "tiny-colbert", data, model, "multivector", 15, np.float16)
 
     # two-stage on the same cache: bm25's top 100 re-scored, each score the full search's
-    full = read_trec_run(results / "tiny-colbert" / "nfcorpus.run.trec.gz")
+    full = read_trec_run(ResultsStore(results).load("tiny-colbert", "nfcorpus").run_path)
     out = _cli(["rerank", "--run", "bm25", "-m", str(tiny_colbert), *common, "--depth", "100"], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[cache] bm25>>tiny-colbert on nfcorpus: encoded 0 of 2 corpus shards, reused 2" in out.stderr
-    man = json.loads((results / "bm25>>tiny-colbert" / "nfcorpus.json").read_text())["manifest"]
+    man = json.loads((results / "bm25>>tiny-colbert" / "nfcorpus.json").read_text())["manifest"]["spec"]
     assert (man["search"], man["depth"]) == ("rerank", 100)
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
-    first = read_trec_run(results / "bm25" / "nfcorpus.run.trec.gz")
-    second = read_trec_run(results / "bm25>>tiny-colbert" / "nfcorpus.run.trec.gz")
+    first = read_trec_run(ResultsStore(results).load("bm25", "nfcorpus").run_path)
+    second = read_trec_run(ResultsStore(results).load("bm25>>tiny-colbert", "nfcorpus").run_path)
     assert set(second) == {q for q, hits in first.items() if hits}  # BM25 finds nothing for some queries
     compared = 0
     for qid, hits in second.items():

@@ -85,7 +85,7 @@ def test_run_with_onnx_int8_end_to_end(tiny_gtr, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert out.returncode == 0, out.stderr
     stored = json.loads(next(results.glob("*/demo.json")).read_text())
-    assert stored["manifest"]["backend"] == "onnx-int8"
+    assert stored["manifest"]["spec"]["backend"] == "onnx-int8"
     assert 0.0 <= stored["metrics"]["ndcg@10"] <= 1.0
 
 
@@ -282,6 +282,6 @@ def test_default_cli_run_and_encode_agree_on_the_backend(tiny_gtr, tmp_path):
     assert res.exit_code == 0, res.output
     assert "[backend] model: onnx (auto: CPU, fp32" in res.output
     assert "encoded 0 of 1 corpus shards, reused 1" in res.output
-    stored = json.loads((tmp_path / "results" / "model" / "demo.json").read_text())["manifest"]
+    stored = json.loads((tmp_path / "results" / "model" / "demo.json").read_text())["manifest"]["spec"]
     assert (stored["backend"], stored["backend_requested"]) == ("onnx", "auto")
     assert "auto" in CliRunner().invoke(cli, ["run", "--help"]).output

@@ -21,6 +21,7 @@ from gtr_eval.data.loader import Corpus, DataError
 from gtr_eval.data.peerqa import Groups, load_peerqa
 from gtr_eval.data.units import peerqa_units, resolve_dataset
 from gtr_eval.evaluation import evaluate, read_trec_run
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.base import Report, Retriever, Searched
 from gtr_eval.retrieval.bm25 import BM25Retriever
 from gtr_eval.retrieval.factory import RetrieverOptions, make_retriever
@@ -234,7 +235,7 @@ def test_cli_run_and_table(tmp_path, data_dir):
         # per-paper scoring is part of what the result was made from (its identity), and recorded
         assert record["manifest"]["dataset"]["scope"] == record["identity"]["dataset"]["scope"] == "paper"
         assert 0 < record["metrics"]["mrr"] <= 1 and "recall@10" in record["metrics"]
-        run = read_trec_run(results / system / "peerqa.run.trec.gz")
+        run = read_trec_run(ResultsStore(results).load(system, "peerqa").run_path)
         assert set(run) == {"q-a1", "q-a2", "q-b2"}
         assert all(doc.startswith((B if q == "q-b2" else A) + "/") for q, hits in run.items() for doc in hits)
     bm25 = json.loads((results / "bm25" / "peerqa.json").read_text(encoding="utf-8"))

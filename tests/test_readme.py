@@ -24,7 +24,7 @@ import pytest
 from cli_process import gtr_eval
 from conftest import ROOT
 
-from gtr_eval.results import load_result
+from gtr_eval.results import ResultsStore
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,9 @@ def _closed_port() -> int:
 @pytest.fixture
 def working_folder(tmp_path, beir_data) -> Path:
     shutil.copytree(ROOT / "results", tmp_path / "results")
-    shutil.copy(ROOT / "results" / "bm25" / "scifact.run.trec.gz", tmp_path / "pyserini.trec.gz")
+    shutil.copy(
+        ResultsStore(ROOT / "results").load("bm25", "scifact").run_path, tmp_path / "pyserini.trec.gz"
+    )
     subprocess.run(["gunzip", str(tmp_path / "pyserini.trec.gz")], check=True)  # the file `import` names
     return tmp_path
 
@@ -96,7 +98,7 @@ def test_every_usage_command_runs_offline_as_written(working_folder, tmp_path, b
         assert seconds < 120, said
         if command.startswith("gtr-eval download"):  # an offline download fails fast, leaving nothing
             assert seconds < 30 and not (working_folder / "data").exists(), said
-    imported = load_result(working_folder / "results", "pyserini-bm25", "scifact")
-    committed = load_result(ROOT / "results", "bm25", "scifact").metrics  # stored before judged@k was
+    imported = ResultsStore(working_folder / "results").load("pyserini-bm25", "scifact")
+    committed = ResultsStore(ROOT / "results").load("bm25", "scifact").metrics  # stored before judged@k was
     assert {m: imported.metrics[m] for m in committed} == committed
     assert (working_folder / "report" / "index.html").is_file() and (working_folder / "ndcg.png").is_file()

@@ -61,9 +61,9 @@ def real_run(beir_data, shared_cache_dir, tmp_path_factory) -> RealRun:
 
 
 def _load(run: RealRun, system: str, dataset: str):
-    from gtr_eval.results import load_result
+    from gtr_eval.results import ResultsStore
 
-    return load_result(run.results, system, dataset)
+    return ResultsStore(run.results).load(system, dataset)
 
 
 # Published figures (../shared/reference/published_scores.csv): (system, dataset, metric) -> (source,
@@ -250,7 +250,7 @@ def test_fp16_cache_storage_scores_like_fp32(real_run, beir_data, shared_cache_d
     unit = DataOptions(data_dir=beir_data, download=False).units(dataset)[0]
     data = unit.load()
     stored = _load(real_run, "all-MiniLM-L6-v2", dataset)
-    backend = stored.manifest["backend"]  # what `auto` chose for the session's run
+    backend = stored.spec["backend"]  # what `auto` chose for the session's run
     full = DenseRetriever(
         DenseConfig(model="all-MiniLM-L6-v2", backend=backend), cache_dir=shared_cache_dir, progress=False
     )

@@ -32,7 +32,7 @@ from click.testing import CliRunner
 from gtr_eval.cli import cli
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import read_trec_run
-from gtr_eval.results import RUN_SUFFIX, is_done, load_result, load_results
+from gtr_eval.results import RUN_SUFFIX, ResultsStore
 from gtr_eval.retrieval.cache import encode_sharded
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gtr_eval"
@@ -136,7 +136,7 @@ def _temp_files(folder: Path) -> list[Path]:
 
 def _assert_same_result(results: Path, reference: Path, dataset: str) -> None:
     """Metrics, per-query scores and the run file equal those of the uninterrupted run."""
-    got, want = load_result(results, SYSTEM, dataset), load_result(reference, SYSTEM, dataset)
+    got, want = ResultsStore(results).load(SYSTEM, dataset), ResultsStore(reference).load(SYSTEM, dataset)
     assert got.metrics == want.metrics
     assert got.per_query == want.per_query
     got_run, want_run = read_trec_run(got.run_path), read_trec_run(want.run_path)
@@ -174,7 +174,7 @@ def test_kill_9_during_corpus_encoding_resumes_from_the_last_complete_shard(env,
         _sigkill(proc)
     complete = _complete_shards(cache)
     assert 1 <= complete < N_SHARDS, f"not killed mid-encode: {complete} of {N_SHARDS} shards"
-    assert not is_done(results, SYSTEM, SYN)
+    assert not ResultsStore(results).done(SYSTEM, SYN)
     assert not (results / SYSTEM / f"{SYN}.json").exists()
 
     res = _in_process(args)
@@ -214,12 +214,12 @@ KILLER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("point", ["search", "run-file-rename", "json-rename"])
+@pytest.mark.parametrize("point", ["search", "run-file-write", "json-rename"])
 def test_kill_9_during_search_or_result_writing_leaves_the_pair_not_done(env, tmp_path, point):
     results, cache = tmp_path / "results", tmp_path / "cache"
     json_path = results / SYSTEM / "demo.json"
-    run_path = results / SYSTEM / f"demo{RUN_SUFFIX}"
-    target = {"search": "", "run-file-rename": run_path, "json-rename": json_path}[point]
+    staged = results / SYSTEM / f"demo.staged{RUN_SUFFIX}"  # the run, before it is named by its content
+    target = {"search": "", "run-file-write": staged, "json-rename": json_path}[point]
     args = _args(env["model"], ["demo"], results, cache)
     out = subprocess.run(
         [sys.executable, "-c", KILLER, point, str(Path(target).absolute() if target else ""), *args],
@@ -229,22 +229,25 @@ def test_kill_9_during_search_or_result_writing_leaves_the_pair_not_done(env, tm
     assert "[data] demo" in out.stderr and "[done]" not in out.stderr
 
     assert not json_path.exists()
-    assert not is_done(results, SYSTEM, "demo")
-    assert run_path.exists() == (point == "json-rename")  # the run file is renamed before the JSON
+    assert not ResultsStore(results).done(SYSTEM, "demo")
+    runs = sorted((results / SYSTEM).glob(f"demo.*{RUN_SUFFIX}")) if (results / SYSTEM).exists() else []
+    assert len(runs) == (point == "json-rename")  # the run is written and named before the JSON
     leftovers = _temp_files(results)
     if point == "search":
         assert leftovers == []
     else:  # the killed write left its complete temp file; nothing may take it for a result
         assert [p.name.split(".tmp")[0].rsplit(".", 1)[0] for p in leftovers] == [f".{target.name}"]
-    assert load_results(results) == []  # the store reader skips temp files
+    assert list(ResultsStore(results)) == []  # the store reader skips temp files
 
     res = _in_process(args)
     assert "[skip]" not in res.stderr
     encoded, total, reused = _cache_lines(res.stderr)["demo"]
     assert (encoded, total, reused) == (0, 1, 1)  # the encode finished before the kill: kept
-    assert is_done(results, SYSTEM, "demo")
+    assert ResultsStore(results).done(SYSTEM, "demo")
     _assert_same_result(results, env["reference"], "demo")
     assert not _temp_files(results)  # the restart removed the killed write's temp file
+    stored = ResultsStore(results).load(SYSTEM, "demo")
+    assert sorted(p.name for p in (results / SYSTEM).iterdir()) == sorted(["demo.json", stored.run_file])
 
 
 # ------------------------------------------------------------- 3. kill during the second dataset
@@ -279,7 +282,7 @@ def test_kill_during_second_dataset_then_restart_skips_the_first_and_leaves_no_p
         seen.append(line)
     _sigkill(proc)
     assert any(s.startswith("[done] tiny-gtr on demo") for s in seen)
-    assert is_done(results, SYSTEM, "demo") and not is_done(results, SYSTEM, SYN)
+    assert ResultsStore(results).done(SYSTEM, "demo") and not ResultsStore(results).done(SYSTEM, SYN)
     assert not (results / SYSTEM / f"{SYN}.json").exists()
 
     res = _in_process(args)
@@ -287,7 +290,7 @@ def test_kill_during_second_dataset_then_restart_skips_the_first_and_leaves_no_p
     assert "[data] demo" not in res.stderr  # the first dataset is not even loaded again
     assert f"[done] {SYSTEM} on {SYN}" in res.stderr
     assert not _temp_files(results)
-    assert [(r.system, r.dataset) for r in load_results(results)] == [(SYSTEM, "demo"), (SYSTEM, SYN)]
+    assert [(r.system, r.dataset) for r in list(ResultsStore(results))] == [(SYSTEM, "demo"), (SYSTEM, SYN)]
     for dataset in ("demo", SYN):
         _assert_same_result(results, env["reference"], dataset)
 
@@ -327,7 +330,7 @@ def test_two_concurrent_runs_compute_each_pair_once_and_share_the_cache(env, tmp
             assert f"[skip] {SYSTEM} on {dataset}: finished by another process" in other
     for path in results.glob(f"{SYSTEM}/*.json"):
         json.loads(path.read_text(encoding="utf-8"))  # complete, valid JSON
-    assert [r.dataset for r in load_results(results)] == ["demo", SYN]
+    assert [r.dataset for r in list(ResultsStore(results))] == ["demo", SYN]
     assert not _temp_files(results)
     for dataset in ("demo", SYN):
         _assert_same_result(results, env["reference"], dataset)
@@ -375,7 +378,7 @@ def test_hostile_dataset_text_is_only_text(env, tmp_path):
     args[1:1] = ["-m", "bm25"]
     res = _in_process(args)
     assert not marker.exists()
-    stored = {r.system: r for r in load_results(results)}
+    stored = {r.system: r for r in list(ResultsStore(results))}
     assert set(stored) == {"bm25", SYSTEM}
     bm25_run = read_trec_run(stored["bm25"].run_path)
     assert bm25_run["q0"] and max(bm25_run["q0"], key=bm25_run["q0"].get) == "h0"  # searched as text

@@ -17,7 +17,7 @@ import pytest
 from gtr_eval.report import paper
 from gtr_eval.report.site import ReportConfig, build_site
 from gtr_eval.report.tables import AVERAGE, JUDGED_MARK, leaderboard
-from gtr_eval.results import load_results
+from gtr_eval.results import ResultsStore
 from gtr_eval.uncertainty import Bootstrap
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -56,7 +56,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def results():
-    return load_results(COMMITTED)
+    return list(ResultsStore(COMMITTED))
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_a_system_the_pool_never_saw_is_marked_in_the_report(browser, tmp_path):
     results_dir, _ = make_pooled_results(tmp_path)
     stored_without_judged(results_dir)
     index = build_site(
-        load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
+        list(ResultsStore(results_dir)), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
     )
     tab = Tab(browser, index.as_uri())
     try:
@@ -265,9 +265,9 @@ def test_a_click_on_a_number_shows_its_provenance(index, results):
     text = dialog.inner_text()
     assert f"ndcg@10 of all-MiniLM-L6-v2 on scifact = {stored.metrics['ndcg@10']!r}" in text
     for fact in (
-        stored.manifest["weights_sha256"],
-        stored.manifest["revision"],
-        stored.manifest["hub_id"],
+        stored.spec["weights_sha256"],
+        stored.spec["revision"],
+        stored.spec["hub_id"],
         stored.manifest["versions"]["torch"],
         stored.manifest["hardware"]["platform"],
         "search_s",
@@ -345,7 +345,7 @@ def test_dataset_page(browser, site, results):
         page.select_option("#system-b", "bm25")
         assert "A (all-MiniLM-L6-v2)" in page.locator("#compare-summary").inner_text()
         page.locator('#metrics-table td[data-row="ndcg@10"][data-col="bm25"]').click()
-        assert stored["bm25"].manifest["bm25"]["method"] in page.locator("dialog#provenance").inner_text()
+        assert stored["bm25"].spec["bm25"]["method"] in page.locator("dialog#provenance").inner_text()
     finally:
         tab.close()
 
@@ -370,12 +370,12 @@ def test_a_single_system_report_renders_without_errors(browser, tmp_path):
 
     results_dir = make_demo_results(tmp_path / "results", systems={"alpha": 0.5})
     index = build_site(
-        load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
+        list(ResultsStore(results_dir)), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
     )
     tab = Tab(browser, index.as_uri())
     try:
         assert tab.page.locator("#baseline option").all_inner_texts() == ["none"]
-        stored = load_results(results_dir)[0]
+        stored = list(ResultsStore(results_dir))[0]
         assert number(cell(tab.page, "demo", "alpha")) == f"{stored.metrics['ndcg@10']:.4f}"
         assert (
             "None of the stored datasets is in the paper's table" in tab.page.locator("#paper").inner_text()

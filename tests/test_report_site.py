@@ -19,7 +19,7 @@ from gtr_eval.evaluation import ranked, read_trec_run
 from gtr_eval.report import paper
 from gtr_eval.report.site import QUERY_METRICS, ReportConfig, _json_for_script, build_site, dataset_href
 from gtr_eval.report.tables import AVERAGE, leaderboard
-from gtr_eval.results import load_result, load_results
+from gtr_eval.results import ResultsStore
 from gtr_eval.uncertainty import Bootstrap
 
 
@@ -34,7 +34,7 @@ def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("site")
     results_dir = make_demo_results(tmp_path / "results")
     index = build_site(
-        load_results(results_dir),
+        list(ResultsStore(results_dir)),
         ReportConfig(output=tmp_path / "site", baseline="alpha"),
         results_dir=results_dir,
     )
@@ -64,7 +64,7 @@ def test_site_layout(site):
 def test_leaderboard_data_is_the_table_codes(site):
     results_dir, index = site
     data = page_data(index)
-    results = load_results(results_dir)
+    results = list(ResultsStore(results_dir))
     assert data["defaultBaseline"] == "alpha" and data["baselines"] == ["alpha", "beta"]
     # 26 relevance measures and the 5 judged@k every result stores since gtr-eval computes them
     assert data["metrics"][:4] == ["ndcg@10", "recall@100", "mrr@10", "map@10"] and len(data["metrics"]) == 31
@@ -96,10 +96,10 @@ def test_provenance_is_the_stored_manifest(site):
     board = data["boards"]["ndcg@10"]
     (i,) = board["provenance"][0][board["columns"].index("beta")]
     entry = data["provenance"][i]
-    stored = load_result(results_dir, "beta", "demo")
+    stored = ResultsStore(results_dir).load("beta", "demo")
     assert (entry["system"], entry["dataset"]) == ("beta", "demo")
     assert entry["manifest"] == json.loads(json.dumps(stored.manifest))
-    assert entry["manifest"]["weights_sha256"] == stored.manifest["weights_sha256"]
+    assert entry["manifest"]["spec"]["weights_sha256"] == stored.spec["weights_sha256"]
     assert entry["result_file"] == "results/beta/demo.json"
     assert sorted(board["provenance"][1][0] + board["provenance"][1][1]) == [
         0,
@@ -110,7 +110,7 @@ def test_provenance_is_the_stored_manifest(site):
 def test_dataset_page_holds_every_metric_per_query_scores_and_disagreements(site):
     results_dir, index = site
     data = page_data(index.parent / "datasets" / "demo.html")
-    results = {r.system: r for r in load_results(results_dir)}
+    results = {r.system: r for r in list(ResultsStore(results_dir))}
     beir = load_beir_folder(DEMO, "test")
     assert data["systems"] == ["alpha", "beta"] and data["textMissing"] is None
     for system, r in results.items():
@@ -188,14 +188,14 @@ def test_report_without_dataset_files_says_why(tmp_path):
         record["manifest"]["dataset"].pop("path_from_results", None)  # the only route to the files
         path.write_text(json.dumps(record))
     index = build_site(
-        load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
+        list(ResultsStore(results_dir)), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
     )
     data = page_data(index.parent / "datasets" / "demo.html")
     assert data["queries"] == {} and data["docs"] == {}
     assert "moved" in data["textMissing"]
     assert all("doc" not in row for row in data["pairs"]["alpha\tbeta"]["ndcg@10"]["top"])
     index = build_site(
-        load_results(results_dir),
+        list(ResultsStore(results_dir)),
         ReportConfig(output=tmp_path / "site2", data_dir=DEMO.parent),
         results_dir=results_dir,
     )
@@ -216,7 +216,7 @@ def test_changed_dataset_files_are_not_used(tmp_path):
         record["manifest"]["dataset"].pop("path_from_results", None)  # the only route to the files
         path.write_text(json.dumps(record))
     index = build_site(
-        load_results(results_dir), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
+        list(ResultsStore(results_dir)), ReportConfig(output=tmp_path / "site"), results_dir=results_dir
     )
     assert (
         "qrels/test.tsv differ from the files the run was scored with"
@@ -268,10 +268,10 @@ def test_report_cli(tmp_path):
 @pytest.mark.slow
 def test_report_of_the_committed_results_has_golden_badges(tmp_path):
     root = Path(__file__).resolve().parents[1] / "results"
-    index = build_site(load_results(root), ReportConfig(output=tmp_path / "site"), results_dir=root)
+    index = build_site(list(ResultsStore(root)), ReportConfig(output=tmp_path / "site"), results_dir=root)
     text = index.read_text()
     golden = paper.load_golden(root / "golden.yaml")
-    shown = {r.system for r in load_results(root)}
+    shown = {r.system for r in list(ResultsStore(root))}
     # one badge per golden check, and one per `ours` cell of the two paper tables that a check covers
     ours = {
         (e.system, e.dataset, e.metric) for e in golden if e.metric in paper.METRICS and e.system in shown

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from gtr_eval.cli import cli
 from gtr_eval.data.units import resolve_dataset
 from gtr_eval.evaluation import ranked, read_trec_run
-from gtr_eval.results import is_done, load_result, load_results
+from gtr_eval.results import ResultsStore
 
 CE = "tiny-ce"  # the cross-encoder folder's name, hence the system suffix
 
@@ -75,8 +75,8 @@ def _copy(src: Path, dst: Path) -> Path:
 def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_ce, demo_bm25, tmp_path):
     results = _copy(demo_bm25, tmp_path / "results")
     res = _rerank(results, tiny_ce, tmp_path / "cache", "--depth", "5")
-    stored = load_result(results, f"bm25>>{CE}", "demo")
-    bm25 = read_trec_run(load_result(results, "bm25", "demo").run_path)
+    stored = ResultsStore(results).load(f"bm25>>{CE}", "demo")
+    bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
     ours = read_trec_run(stored.run_path)
     want = _library_scores(tiny_ce, bm25, depth=5)
     assert ours.keys() == {q for q, docs in bm25.items() if docs}
@@ -84,17 +84,19 @@ def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_c
         assert set(docs) == {d for d, _ in ranked(bm25[q])[:5]}  # BEIR: only the top `depth` survive
         np.testing.assert_allclose([docs[d] for d in want[q]], list(want[q].values()), rtol=0, atol=1e-6)
     assert len({round(s, 6) for docs in ours.values() for s in docs.values()}) > 10  # real, varied scores
-    man = stored.manifest
+    man = stored.spec
     assert man["retriever"] == "rerank" and man["candidates"] == "bm25" and man["depth"] == 5
-    assert man["stats"]["pair_stats"]["activation"] == "torch.nn.modules.linear.Identity"  # raw logits
+    assert (
+        stored.manifest["stats"]["pair_stats"]["activation"] == "torch.nn.modules.linear.Identity"
+    )  # raw logits
     (candidates,) = man["inputs"]  # the candidate run, named by its content, and what made it
     assert candidates["system"] == "bm25" and candidates["model"]["retriever"] == "bm25s"
     assert (
         candidates["run_sha256"]
-        == hashlib.sha256(load_result(results, "bm25", "demo").run_path.read_bytes()).hexdigest()
+        == hashlib.sha256(ResultsStore(results).load("bm25", "demo").run_path.read_bytes()).hexdigest()
     )
     assert stored.identity.system["inputs"] == [{"system": "bm25", "run_sha256": candidates["run_sha256"]}]
-    assert man["stats"]["pair_stats"]["pairs_scored"] == sum(len(d) for d in ours.values())
+    assert stored.manifest["stats"]["pair_stats"]["pairs_scored"] == sum(len(d) for d in ours.values())
     assert f"[cache] bm25>>{CE} on demo" in res.output
     with open(stored.run_path, "rb") as fh:
         import gzip
@@ -102,7 +104,7 @@ def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_c
         assert all(
             line.split()[-1] == f"bm25>>{CE}" for line in gzip.decompress(fh.read()).decode().splitlines()
         )
-    assert {r.system for r in load_results(results)} == {"bm25", f"bm25>>{CE}"}
+    assert {r.system for r in list(ResultsStore(results))} == {"bm25", f"bm25>>{CE}"}
     table = _invoke("table", "--results-dir", str(results), "--baseline", "bm25").output
     assert f"bm25>>{CE}" in table
     latex = _invoke("table", "--results-dir", str(results), "--format", "latex").output
@@ -120,10 +122,10 @@ def test_without_an_activation_in_the_config_the_library_default_applies(tiny_ce
     (model / "config.json").write_text(json.dumps(config))
     results = _copy(demo_bm25, tmp_path / "results")
     _rerank(results, model, tmp_path / "cache", "--depth", "4")
-    stored = load_result(results, "bm25>>plain-ce", "demo")
+    stored = ResultsStore(results).load("bm25>>plain-ce", "demo")
     assert stored.manifest["stats"]["pair_stats"]["activation"] == "torch.nn.modules.activation.Sigmoid"
     ours = read_trec_run(stored.run_path)
-    want = _library_scores(model, read_trec_run(load_result(results, "bm25", "demo").run_path), depth=4)
+    want = _library_scores(model, read_trec_run(ResultsStore(results).load("bm25", "demo").run_path), depth=4)
     for q, docs in ours.items():
         assert all(0.0 < s < 1.0 for s in docs.values())
         np.testing.assert_allclose([docs[d] for d in want[q]], list(want[q].values()), rtol=0, atol=1e-6)
@@ -132,27 +134,27 @@ def test_without_an_activation_in_the_config_the_library_default_applies(tiny_ce
 def test_pair_cache_reuses_pairs_across_depths_and_first_stages(tiny_ce, demo_bm25, tmp_path):
     results, cache = _copy(demo_bm25, tmp_path / "results"), tmp_path / "cache"
     _rerank(results, tiny_ce, cache, "--depth", "3")
-    first = load_result(results, f"bm25>>{CE}", "demo").manifest["stats"]["pair_stats"]
+    first = ResultsStore(results).load(f"bm25>>{CE}", "demo").manifest["stats"]["pair_stats"]
     assert first["pairs_reused"] == 0 and first["pairs_scored"] == first["pairs"] > 0
     _rerank(results, tiny_ce, cache, "--depth", "6", "--name", "deeper")
-    deeper = load_result(results, "deeper", "demo")
+    deeper = ResultsStore(results).load("deeper", "demo")
     stats = deeper.manifest["stats"]["pair_stats"]
     assert (
         stats["pairs_reused"] == first["pairs"] and stats["pairs_scored"] == stats["pairs"] - first["pairs"]
     )
     # scores of reused pairs are the same floats as in the first re-ranking
-    shallow = read_trec_run(load_result(results, f"bm25>>{CE}", "demo").run_path)
+    shallow = read_trec_run(ResultsStore(results).load(f"bm25>>{CE}", "demo").run_path)
     deep = read_trec_run(deeper.run_path)
     assert all(deep[q][d] == s for q, docs in shallow.items() for d, s in docs.items())
     # a re-ranking of a fused first stage reuses every pair bm25's re-ranking already scored
     _invoke("fuse", "bm25", "deeper", "-d", "demo", "--results-dir", str(results))
     _invoke("rerank", "--run", "rrf(bm25+deeper)", "-m", str(tiny_ce), "--depth", "6", "-d", "demo",
             "--results-dir", str(results), "--cache-dir", str(cache), "--quiet")  # fmt: skip
-    fused = load_result(results, f"rrf(bm25+deeper)>>{CE}", "demo").manifest["stats"]["pair_stats"]
+    fused = ResultsStore(results).load(f"rrf(bm25+deeper)>>{CE}", "demo").manifest["stats"]["pair_stats"]
     assert fused["pairs_scored"] == 0 and fused["pairs_reused"] == fused["distinct_pairs"]
     # without a cache the same scores come from a temporary folder
     _rerank(results, tiny_ce, cache, "--depth", "3", "--name", "uncached", "--no-cache")
-    assert read_trec_run(load_result(results, "uncached", "demo").run_path) == shallow
+    assert read_trec_run(ResultsStore(results).load("uncached", "demo").run_path) == shallow
 
 
 def test_a_result_made_from_another_candidate_run_or_depth_is_refused(tiny_ce, demo_bm25, tmp_path):
@@ -165,12 +167,9 @@ def test_a_result_made_from_another_candidate_run_or_depth_is_refused(tiny_ce, d
     assert f"[refused] bm25>>{CE} on demo: " in out.output
     assert "depth changed since the stored result (3 → 4)" in out.output
     assert "--overwrite replaces it" in out.output
-    assert load_result(results, f"bm25>>{CE}", "demo").manifest["depth"] == 3  # neither served nor replaced
-    run_file = load_result(results, "bm25", "demo").run_path
-    import gzip
-
-    lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
-    run_file.write_bytes(gzip.compress(("\n".join(lines[1:]) + "\n").encode()))  # bm25 re-run, changed
+    assert ResultsStore(results).load(f"bm25>>{CE}", "demo").spec["depth"] == 3  # neither served nor replaced
+    bm25 = ["run", "-m", "bm25", "-d", "demo", "--results-dir", str(results), "--quiet", "--overwrite"]
+    assert CliRunner().invoke(cli, [*bm25, "--bm25-k1", "0.3"]).exit_code == 0  # bm25 re-run, changed
     out = CliRunner().invoke(cli, [*args, "--depth", "3"])
     assert out.exit_code == 3, out.output
     (refused,) = [line for line in out.output.splitlines() if line.startswith("[refused]")]
@@ -179,8 +178,8 @@ def test_a_result_made_from_another_candidate_run_or_depth_is_refused(tiny_ce, d
     )
     assert "depth" not in refused  # only what changed is named
     _invoke(*args, "--depth", "3", "--overwrite")
-    redone = load_result(results, f"bm25>>{CE}", "demo")
-    assert redone.manifest["inputs"][0]["run_sha256"] == hashlib.sha256(run_file.read_bytes()).hexdigest()
+    redone = ResultsStore(results).load(f"bm25>>{CE}", "demo")
+    assert redone.spec["inputs"][0]["run_sha256"] == ResultsStore(results).load("bm25", "demo").run_sha256
     assert "[skip]" in _invoke(*args, "--depth", "3").output  # the same inputs again: served
 
 
@@ -193,7 +192,7 @@ def test_a_cross_encoder_with_several_labels_is_refused(demo_bm25, tmp_path):
     out = CliRunner().invoke(cli, ["rerank", "--run", "bm25", "-m", str(model), "-d", "demo", "--results-dir",
                                    str(results), "--no-cache", "--quiet"])  # fmt: skip
     assert out.exit_code != 0 and "3 scores per pair" in out.output
-    assert not is_done(results, "bm25>>nli-ce", "demo")
+    assert not ResultsStore(results).done("bm25>>nli-ce", "demo")
 
 
 # ------------------------------------------------------------------ late interaction, bi-encoders
@@ -210,23 +209,23 @@ def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm
             "--quiet")  # fmt: skip
     res = _rerank(results, tiny_ce, cache, "-m", str(colbert), "--depth", "5")
     assert "[cache] bm25>>tiny-colbert on demo: encoded 0 of 1 corpus shards, reused 1" in res.output
-    bm25_sha = hashlib.sha256(load_result(results, "bm25", "demo").run_path.read_bytes()).hexdigest()
-    bm25 = read_trec_run(load_result(results, "bm25", "demo").run_path)
-    full = read_trec_run(load_result(results, "tiny-colbert", "demo").run_path)
+    bm25_sha = hashlib.sha256(ResultsStore(results).load("bm25", "demo").run_path.read_bytes()).hexdigest()
+    bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
+    full = read_trec_run(ResultsStore(results).load("tiny-colbert", "demo").run_path)
     for system, retriever in [(f"bm25>>{CE}", "rerank"), ("bm25>>tiny-colbert", "multivector")]:
-        stored = load_result(results, system, "demo")
-        man = stored.manifest
+        stored = ResultsStore(results).load(system, "demo")
+        man = stored.spec
         assert (man["retriever"], man["candidates"], man["depth"], man["top_k"]) == (retriever, "bm25", 5, 5)
         assert stored.identity.system["inputs"] == [{"system": "bm25", "run_sha256": bm25_sha}]
         ours = read_trec_run(stored.run_path)
         assert {q: set(d) for q, d in ours.items()} == {
             q: {d for d, _ in ranked(h)[:5]} for q, h in bm25.items() if h
         }
-    maxsim = read_trec_run(load_result(results, "bm25>>tiny-colbert", "demo").run_path)
+    maxsim = read_trec_run(ResultsStore(results).load("bm25>>tiny-colbert", "demo").run_path)
     assert all(s == full[q][d] for q, docs in maxsim.items() for d, s in docs.items())  # to the digit
-    assert load_result(results, "bm25>>tiny-colbert", "demo").manifest["search"] == "rerank"
+    assert ResultsStore(results).load("bm25>>tiny-colbert", "demo").spec["search"] == "rerank"
     # a changed first stage is another input: refused until --overwrite
-    run_file = load_result(results, "bm25", "demo").run_path
+    run_file = ResultsStore(results).load("bm25", "demo").run_path
     import gzip
 
     lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
@@ -251,7 +250,7 @@ def test_a_bi_encoder_is_refused_in_one_line(demo_bm25, tmp_path):
         assert out.exit_code != 0
         (line,) = out.output.strip().splitlines()
         assert f"{model} {said}" in line and f"gtr-eval run -m {model}" in line, line
-    assert {r.system for r in load_results(results)} == {"bm25"}
+    assert {r.system for r in ResultsStore(results)} == {"bm25"}
 
 
 # ----------------------------------------------------------------------------------- kill -9, resume
@@ -318,7 +317,7 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
         ]
 
     _invoke(*args(reference, tmp_path / "reference-cache"))
-    want = load_result(reference, f"bm25>>{CE}", "synthetic")
+    want = ResultsStore(reference).load(f"bm25>>{CE}", "synthetic")
     want_stats = want.manifest["stats"]["pair_stats"]
     total = want_stats["shards_encoded"]
     assert total > 10 and want_stats["distinct_pairs"] > 1000
@@ -326,7 +325,7 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
     out = subprocess.run([sys.executable, "-c", KILL_AT_SHARD_WRITE, "4", *args(results, cache)],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert out.returncode == -signal.SIGKILL, out.stderr
-    assert not is_done(results, f"bm25>>{CE}", "synthetic")
+    assert not ResultsStore(results).done(f"bm25>>{CE}", "synthetic")
     jobs = list((cache / "pair-scores").glob("*/*/jobs/*"))
     assert len(jobs) == 1 and len(list(jobs[0].glob("shard-*.json"))) == 4
 
@@ -334,7 +333,7 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
     assert (
         f"0 reused, {want_stats['pairs_scored']} scored in {total - 4} new shards (+4 resumed)" in res.output
     )
-    got = load_result(results, f"bm25>>{CE}", "synthetic")
+    got = ResultsStore(results).load(f"bm25>>{CE}", "synthetic")
     assert got.metrics == want.metrics and got.per_query == want.per_query
     assert read_trec_run(got.run_path) == read_trec_run(want.run_path)
     assert list((cache / "pair-scores").glob("*/*/jobs/*")) == jobs  # the same job, resumed

@@ -65,7 +65,7 @@ def test_gtr_preset_loads_through_the_hub_path_and_runs_end_to_end(tiny_gtr, tmp
     out = gtr_eval(*cmd, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     stored = json.loads((results / "gtr-t5-base" / "demo.json").read_text())
-    man = stored["manifest"]
+    man = stored["manifest"]["spec"]
     assert man["hub_id"] == "sentence-transformers/gtr-t5-base"
     assert man["revision"] == commit
     assert man["max_length"] == 512 and man["score"] == "dot"

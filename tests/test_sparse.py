@@ -234,10 +234,10 @@ def test_splade_preset_runs_through_the_hub_path_end_to_end(tmp_path):
     out = gtr_eval(*cmd, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     stored = json.loads((results / "splade-pp-ed" / "demo.json").read_text())
-    man = stored["manifest"]
+    man, stats = stored["manifest"]["spec"], stored["manifest"]["stats"]
     assert (man["retriever"], man["hub_id"], man["revision"]) == ("sparse", hub_id, HUB_COMMIT)
-    assert man["max_length"] == 256 and man["stats"]["model_settings"]["max_seq_length"] == 256
-    assert man["score"] == "dot" and man["stats"]["index"]["docs"] == 24
+    assert man["max_length"] == 256 and stats["model_settings"]["max_seq_length"] == 256
+    assert man["score"] == "dot" and stats["index"]["docs"] == 24
     assert "[index] splade-pp-ed on demo: index_bytes" in out.stderr
     assert len(stored["per_query"]["ndcg@10"]) == 8
 

@@ -14,6 +14,7 @@ from scipy import stats
 
 from gtr_eval.cli import cli
 from gtr_eval.evaluation import evaluate
+from gtr_eval.identity import Identity
 from gtr_eval.report.plots import plot_results
 from gtr_eval.report.tables import (
     AVERAGE,
@@ -28,7 +29,7 @@ from gtr_eval.report.tables import (
     render,
     render_notes,
 )
-from gtr_eval.results import StoredResult, save_result
+from gtr_eval.results import ResultsStore, StoredResult
 
 METRIC = "ndcg@10"
 
@@ -271,7 +272,8 @@ def write_store(root: Path) -> None:
             for q in qrels
         }
         for dataset in ("scifact", "nfcorpus"):
-            save_result(root, system, dataset, "test", evaluate(qrels, run), run, {})
+            identity = Identity({"system": system}, {"name": dataset})
+            ResultsStore(root).save(system, dataset, "test", evaluate(qrels, run), run, {}, identity)
 
 
 def test_table_and_plot_cli(tmp_path):

@@ -18,7 +18,7 @@ from gtr_eval.cli import cli
 from gtr_eval.errors import Mistake
 from gtr_eval.paths import BUNDLED
 from gtr_eval.pipeline.reduction import reduce_unit, reduction_of
-from gtr_eval.results import load_result, load_results
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.models import packaged_minilm
 
 DEMO = BUNDLED / "demo"
@@ -73,7 +73,7 @@ def test_reduced_corpus_is_relevant_plus_bm25_top_k_lines_kept_as_they_are(tmp_p
         "run", "-m", "bm25", "-d", unit.path, "--results-dir", tmp_path / "bm25", "--top-k", 2, "--quiet"
     )
     assert out.exit_code == 0, out.output
-    (stored,) = load_results(tmp_path / "bm25")
+    (stored,) = list(ResultsStore(tmp_path / "bm25"))
     from gtr_eval.evaluation import read_trec_run
 
     top = {d for docs in read_trec_run(stored.run_path).values() for d in docs}
@@ -111,7 +111,7 @@ def test_run_reduce_corpus_names_the_dataset_as_reduced_and_records_how(tmp_path
     out = _cli("run", "-m", "bm25", "-d", _demo_copy(tmp_path), "--reduce-corpus", 2, "--data-dir",
                tmp_path / "data", "--results-dir", tmp_path / "r", "--cache-dir", tmp_path / "cache", "--quiet")  # fmt: skip
     assert out.exit_code == 0, out.output
-    (stored,) = load_results(tmp_path / "r")
+    (stored,) = list(ResultsStore(tmp_path / "r"))
     assert stored.dataset == "demo~bm25top2"  # never labelled as the full dataset
     assert stored.manifest["dataset"]["reduction"]["made_from"]["top_k"] == 2
     assert stored.manifest["dataset"]["num_docs"] == stored.manifest["dataset"]["reduction"]["documents"]
@@ -184,9 +184,9 @@ def test_stored_evaluations_are_ordinary_results_and_never_silently_replaced(tmp
     lines: list[str] = []
     ev = BeirEvaluator(["demo"], system="tiny", results_dir=tmp_path / "r", echo=lines.append)
     first = ev(model, steps=5)
-    stored = load_result(tmp_path / "r", "tiny@step-5", "demo")
+    stored = ResultsStore(tmp_path / "r").load("tiny@step-5", "demo")
     assert stored.metrics["ndcg@10"] == first["beir_demo_ndcg@10"]
-    assert stored.manifest["model"] == "(a model in memory)" and stored.identity is not None
+    assert stored.spec["model"] == "(a model in memory)" and stored.identity is not None
     stamp = stored.path.stat().st_mtime_ns
     assert ev(model, steps=5) == first and stored.path.stat().st_mtime_ns == stamp  # same weights: kept
     with torch.no_grad():
@@ -194,7 +194,7 @@ def test_stored_evaluations_are_ordinary_results_and_never_silently_replaced(tmp
     try:
         ev(model, steps=5)
         assert any(line.startswith("[refused] tiny@step-5 on demo: not stored:") for line in lines)
-        assert load_result(tmp_path / "r", "tiny@step-5", "demo").path.stat().st_mtime_ns == stamp
+        assert ResultsStore(tmp_path / "r").load("tiny@step-5", "demo").path.stat().st_mtime_ns == stamp
     finally:
         with torch.no_grad():
             next(model.parameters()).sub_(0.5)
@@ -253,9 +253,9 @@ def test_trainer_logs_beir_metrics_and_run_on_its_checkpoints_gives_the_same(
     done = [line.split()[1] for line in ran.output.splitlines() if line.startswith("[done]")]
     assert done == ["tiny-run@step-2", "tiny-run@step-4", "tiny-run@step-6"]  # in step order
     for step, in_loop in logged.items():
-        after = load_result(tmp_path / "after", f"tiny-run@step-{step}", "scifact~bm25top10")
+        after = ResultsStore(tmp_path / "after").load(f"tiny-run@step-{step}", "scifact~bm25top10")
         assert after.metrics["ndcg@10"] == pytest.approx(in_loop, abs=1e-6)
-        stored = load_result(tmp_path / "in-loop", f"tiny-run@step-{step}", "scifact~bm25top10")
+        stored = ResultsStore(tmp_path / "in-loop").load(f"tiny-run@step-{step}", "scifact~bm25top10")
         assert stored.metrics["ndcg@10"] == in_loop
         assert after.manifest["dataset"]["files_sha256"] == stored.manifest["dataset"]["files_sha256"]
 
@@ -287,5 +287,5 @@ def test_the_docs_training_script_runs_as_written(beir_data, tmp_path, shared_ca
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(tmp_path / "train.py"), run_name="__main__")
     assert (tmp_path / "out" / "minilm-scifact" / "checkpoint-2" / "model.safetensors").is_file()
-    stored = load_result(tmp_path / "results", "minilm-scifact@step-2", "scifact~bm25top3")
+    stored = ResultsStore(tmp_path / "results").load("minilm-scifact@step-2", "scifact~bm25top3")
     assert 0.3 < stored.metrics["ndcg@10"] <= 1  # a real model on a small corpus: far above chance

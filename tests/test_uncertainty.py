@@ -16,7 +16,7 @@ from conftest import ROOT
 from gtr_eval import api
 from gtr_eval.cli import cli
 from gtr_eval.report.tables import AVERAGE, CQADUPSTACK_SUBFORUMS, holm, leaderboard, render
-from gtr_eval.results import StoredResult, load_results
+from gtr_eval.results import ResultsStore, StoredResult
 from gtr_eval.uncertainty import (
     Bootstrap,
     Draws,
@@ -36,7 +36,7 @@ MINILM = "all-MiniLM-L6-v2"
 
 @pytest.fixture(scope="module")
 def committed():
-    return load_results(COMMITTED)
+    return list(ResultsStore(COMMITTED))
 
 
 def per_query(results, system: str, dataset: str, metric: str = "ndcg@10") -> dict[str, float]:
@@ -243,7 +243,7 @@ def test_a_result_without_per_query_scores_gets_no_interval(committed):
 
 def test_evaluation_intervals_are_the_json_ci95(committed, beir_data):
     ev = api.evaluate_run(
-        beir_data / "scifact" / "qrels" / "test.tsv", COMMITTED / "bm25" / "scifact.run.trec.gz"
+        beir_data / "scifact" / "qrels" / "test.tsv", ResultsStore(COMMITTED).load("bm25", "scifact").run_path
     )
     intervals = ev.intervals(Bootstrap(resamples=B), dataset="scifact")
     board = leaderboard(committed, ci=Bootstrap(resamples=B))

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from gtr_eval.cli import cli
 from gtr_eval.paths import BUNDLED
-from gtr_eval.results import load_result
+from gtr_eval.results import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = BUNDLED / "demo"
@@ -64,7 +64,7 @@ def test_a_model_typo_is_one_line_with_the_closest_name_before_any_download(
 def test_model_names_are_case_blind_for_bm25(tmp_path):
     out = _cli("run", "-m", "BM25", "-d", "demo", "--results-dir", str(tmp_path), "--quiet")
     assert out.exit_code == 0, out.output
-    assert load_result(tmp_path, "bm25", "demo").metrics["ndcg@10"] == pytest.approx(0.9463, abs=5e-5)
+    assert ResultsStore(tmp_path).load("bm25", "demo").metrics["ndcg@10"] == pytest.approx(0.9463, abs=5e-5)
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_a_composed_system_without_stored_inputs_is_refused_before_any_download(
 def test_a_run_of_another_dataset_is_refused_by_import_and_evaluate(tmp_path):
     results = tmp_path / "r"
     assert _cli("run", "-m", "bm25", "-d", "demo", "--results-dir", str(results), "--quiet").exit_code == 0
-    run_file = load_result(results, "bm25", "demo").run_path
+    run_file = ResultsStore(results).load("bm25", "demo").run_path
     other = tmp_path / "other-qrels.tsv"
     other.write_text("query-id\tcorpus-id\tscore\nx1\td01\t1\nx2\td02\t1\n")
     out = _cli("evaluate", "--qrels", str(other), "--run", str(run_file))
@@ -157,9 +157,12 @@ def test_run_name_stores_a_variant_beside_the_default_system(tmp_path):
     variant = _cli("run", "-m", "bm25", "--bm25-k1", "0.9", "--name", "bm25-k0.9", "-d", "demo", "--results-dir",
                    str(results), "--quiet")  # fmt: skip
     assert variant.exit_code == 0, variant.output
-    default, other = load_result(results, "bm25", "demo"), load_result(results, "bm25-k0.9", "demo")
-    assert default.manifest["bm25"]["k1"] == 1.5 and other.manifest["bm25"]["k1"] == 0.9
-    assert other.manifest["system"] == "bm25-k0.9" and other.identity.digest != default.identity.digest
+    default, other = (
+        ResultsStore(results).load("bm25", "demo"),
+        ResultsStore(results).load("bm25-k0.9", "demo"),
+    )
+    assert default.spec["bm25"]["k1"] == 1.5 and other.spec["bm25"]["k1"] == 0.9
+    assert other.spec["system"] == "bm25-k0.9" and other.identity.digest != default.identity.digest
     assert "bm25-k0.9" in _cli("table", "--results-dir", str(results)).output
     two = _cli("run", "-m", "bm25", "-m", "all-MiniLM-L6-v2", "--name", "x", "-d", "demo", "--results-dir",
                str(results))  # fmt: skip
@@ -172,7 +175,7 @@ def test_data_paths_in_manifests_are_found_from_another_working_directory(tmp_pa
     shutil.copytree(DEMO, work / "data" / "mine")
     monkeypatch.chdir(work)
     assert _cli("run", "-m", "bm25", "-d", "data/mine", "--results-dir", "r", "--quiet").exit_code == 0
-    stored = load_result(work / "r", "bm25", "mine").manifest["dataset"]
+    stored = ResultsStore(work / "r").load("bm25", "mine").manifest["dataset"]
     assert stored["path"] == str((work / "data" / "mine").resolve())
     assert stored["path_from_results"] == os.path.join("..", "data", "mine")
     elsewhere = tmp_path / "elsewhere"

@@ -229,11 +229,11 @@ def table_cmd(
     from ..io import atomic_write_text
     from ..judgments import Judgments
     from ..report.tables import RefSpec, leaderboard, render, render_notes
-    from ..results import load_results
+    from ..results import ResultsStore
 
     try:
         board = leaderboard(
-            load_results(results_dir),
+            list(ResultsStore(results_dir)),
             metric=metric,
             references=[RefSpec.parse(r) for r in references],
             baseline=baseline,
@@ -326,12 +326,12 @@ def plot_cmd(
     from ..errors import Mistake
     from ..judgments import Judgments
     from ..report.plots import plot_results
-    from ..results import load_results
+    from ..results import ResultsStore
 
     if not curve and (run_name or baseline or reference):
         raise Mistaken("--run, --baseline and --reference go with --curve")
     try:
-        results, judgments = load_results(results_dir), Judgments(data_dir)
+        results, judgments = list(ResultsStore(results_dir)), Judgments(data_dir)
         if curve:
             _plot_curve(results, results_dir, metric, output, run_name, baseline, reference, judgments)
             return
@@ -470,12 +470,12 @@ def paper_cmd(
     gtr-eval paper --bm25 bm25-multifield   the BM25 column from Lucene multifield (the BEIR paper's)
     """
     from ..report import paper
-    from ..results import load_results
+    from ..results import ResultsStore
 
     if reproduce:
         _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes)
         return
-    results = load_results(results_dir) if Path(results_dir).is_dir() else []
+    results = list(ResultsStore(results_dir)) if Path(results_dir).is_dir() else []
     if check:
         _check(paper, results, Path(results_dir), golden)
         return
@@ -521,7 +521,7 @@ def _check(paper, results, results_dir: Path, golden: Path | None) -> None:
 def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> None:
     from ..api import run
     from ..pipeline.plan import duration
-    from ..results import load_results
+    from ..results import ResultsStore
 
     plan = paper.reproduce_plan(Path(data_dir), Path(results_dir), device, dtype)
     if plan.device.kind == "cpu":
@@ -543,5 +543,7 @@ def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> Non
     run(["bm25", *paper.GTR_MODELS], [r.dataset for r in plan.datasets], data_dir=data_dir, results_dir=results_dir,
         device=plan.device.name, dtype=plan.device.dtype, echo=lambda s: click.echo(s, err=True))  # fmt: skip
     for metric in paper.METRICS:
-        table = paper.paper_table(load_results(results_dir), metric, only_run=True, run_systems_only=True)
+        table = paper.paper_table(
+            list(ResultsStore(results_dir)), metric, only_run=True, run_systems_only=True
+        )
         click.echo(paper.render_paper(table, metric, compact=True))

@@ -22,7 +22,7 @@ from ..data.units import DataOptions, DatasetUnit, unit_names
 from ..errors import Mistake, did_you_mean
 from ..evaluation import Run, ranked
 from ..identity import Identity
-from ..results import is_done, validate_name
+from ..results import ResultsStore, validate_name
 from ..retrieval.base import Candidates, Report, Reranker
 from ..retrieval.factory import check_request
 from ..retrieval.presets import CROSS_ENCODERS, PRESETS
@@ -183,7 +183,7 @@ def check_stored(
 ):
     """Each input system has a stored result on at least one of the datasets asked for (else nothing
     can be made: a `Mistake`, said before any data is read or downloaded).  A pair whose input alone is
-    missing fails on its own (`InputMissing`)."""
+    missing, or is stored but cannot be served, fails on its own (`InputMissing`, saying why)."""
     names = [n for spec in data.expand(list(datasets)).datasets for n in unit_names(spec, data.data_dir)]
     stored = (
         sorted(p.name for p in Path(results_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -191,7 +191,7 @@ def check_stored(
         else []
     )
     for system in systems:
-        if not any(is_done(results_dir, system, n, data.split) for n in names):
+        if not any(ResultsStore(results_dir).path(system, n, data.split).is_file() for n in names):
             raise Mistake(
                 f"{role}: no stored result of {system} on {', '.join(names)} in {results_dir}; run it first"
                 f"{did_you_mean(system, [s for s in stored if s != system])}"

@@ -21,7 +21,7 @@ from ..dataset_files import locate
 from ..evaluation import check_overlap, read_qrels_any, read_trec_run
 from ..identity import Identity, setting
 from ..io import sha256_file
-from ..results import StoredResult, load_results, result_path
+from ..results import ResultsStore, StoredResult
 from ..retrieval.spec import InputRun, SystemSpec
 from .pairs import Made, PairJob, PairStore, Sweep, each_pair
 
@@ -66,7 +66,7 @@ def import_trec_run(
     judgments: served as it is; from another: refused unless `overwrite` (`errors.Refused`)."""
     run_file = Path(run_file)
     split = split or registry.default_split(dataset)
-    result_path(results_dir, system, dataset, split)  # validates the names before any work
+    ResultsStore(results_dir).path(system, dataset, split)  # validates the names before any work
     unit = _unit(dataset, split, Path(qrels_file) if qrels_file else None, data_dir, ignore_identical_ids)
     sha = sha256_file(run_file)
     run = read_trec_run(run_file)
@@ -154,7 +154,7 @@ def _coverage_warnings(run: dict, qrels: Qrels) -> list[str]:
 def _qrels_warnings(results_dir, stored: StoredResult, qrels: Qrels, data_dir) -> list[str]:
     """Warn when other systems on this dataset were scored against other judgments."""
     out = []
-    for other in load_results(results_dir):
+    for other in ResultsStore(results_dir):
         if other.dataset != stored.dataset or other.system == stored.system:
             continue
         if other.split != stored.split:

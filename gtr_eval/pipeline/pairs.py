@@ -8,11 +8,10 @@ decides each pair the same way:
 - a stored result whose identity is the one asked for is served (`[skip]`);
 - a stored result made otherwise is refused, in one line naming what differs (`[refused]`), and
   `--overwrite` recomputes it;
-- otherwise the pair is computed: `store_pair` evaluates the run under BEIR's conventions, writes
-  the run file, then the result JSON with its identity and manifest (both atomically), and reads
-  it back.
+- otherwise the pair is computed: `store_pair` evaluates the run under BEIR's conventions and hands
+  it to the results store (`results.ResultsStore`), which commits it with its identity and manifest.
 
-A file lock per pair lets two processes share one results folder: the second skips pairs the first
+The store's lock per pair lets two processes share one results folder: the second skips pairs the first
 is working on and comes back to them at the end.  A pair that fails at a known stage (download,
 data, model, out of memory: `errors.isolated`) is reported and the sweep goes on; any other error is
 a bug and stops it.  One overall progress line (pairs done of all) sits above the per-stage bars.
@@ -20,7 +19,6 @@ a bug and stops it.  One overall progress line (pairs done of all) sits above th
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import sys
@@ -29,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from ..data.download import dataset_source
 from ..data.loader import BeirData
@@ -37,8 +35,7 @@ from ..data.units import DatasetFingerprint, DatasetUnit
 from ..errors import Interrupted, PairError, is_out_of_memory, isolated
 from ..evaluation import evaluate, read_trec_run
 from ..identity import Identity, record
-from ..io import sha256_file
-from ..results import StoredResult, is_done, load_result, result_path, reuse, save_result
+from ..results import ResultsStore, StoredResult, reuse
 from ..retrieval.base import Report, Run
 from ..retrieval.spec import InputRun, SystemSpec, model_summary
 from .reduction import reduction_of
@@ -170,6 +167,10 @@ class PairStore:
     store_dir: Path | None = None  # the corpus store; None: the user cache's
     overwrite: bool = False
 
+    @property
+    def results(self) -> ResultsStore:
+        return ResultsStore(self.results_dir)
+
 
 def each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunResults:
     """Serve or compute every pair once, however many processes share the results folder.
@@ -196,7 +197,7 @@ def _each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunRe
         if not store.overwrite and _stored(store, job):
             _serve(job, store, sweep, "already done")
             continue
-        lock = pair_lock(store.results_dir, job.system, job.unit)
+        lock = store.results.lock(job.system, job.dataset, job.unit.split)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -208,13 +209,13 @@ def _each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunRe
         finally:
             lock.release()
     for job in deferred:
-        with pair_lock(store.results_dir, job.system, job.unit):
+        with store.results.lock(job.system, job.dataset, job.unit.split):
             _decide(job, store, sweep, data)
     return sweep.out
 
 
 def _stored(store: PairStore, job: PairJob) -> bool:
-    return is_done(store.results_dir, job.system, job.dataset, job.unit.split)
+    return store.results.done(job.system, job.dataset, job.unit.split)
 
 
 def _decide(job: PairJob, store: PairStore, sweep: Sweep, data: DataMemo) -> None:
@@ -228,7 +229,7 @@ def _decide(job: PairJob, store: PairStore, sweep: Sweep, data: DataMemo) -> Non
 def _serve(job: PairJob, store: PairStore, sweep: Sweep, why: str) -> None:
     """The stored result, if it was made from the inputs asked for now; else refused (one line)."""
     try:
-        stored = load_result(store.results_dir, job.system, job.dataset, job.unit.split)
+        stored = store.results.load(job.system, job.dataset, job.unit.split)
         sweep.out.append(reuse(stored, job.identity()))
     except Exception as e:
         if not isolated(e):
@@ -241,7 +242,7 @@ def _serve(job: PairJob, store: PairStore, sweep: Sweep, why: str) -> None:
 
 def _compute(job: PairJob, store: PairStore, sweep: Sweep, data: DataMemo) -> None:
     try:
-        clear_leftovers(store.results_dir, job.system, job.unit)
+        store.results.clear_leftovers(job.system, job.dataset, job.unit.split)
         loaded = data(job.unit)
         t0 = time.perf_counter()
         made = job.make(loaded)
@@ -259,29 +260,31 @@ def _compute(job: PairJob, store: PairStore, sweep: Sweep, data: DataMemo) -> No
 def store_pair(
     results_dir: Path, unit: DatasetUnit, data: BeirData, made: Made, seconds: float, echo: Echo
 ) -> StoredResult:
-    """Evaluate `made.run` on `data` under BEIR's conventions and store it (run file, then the result
-    JSON with its identity and manifest, both atomic); returns the result as read back."""
+    """Evaluate `made.run` on `data` under BEIR's conventions and store it with its identity and
+    manifest (the spec under `spec`, beside what the data, the retrieval and the time were)."""
     t0 = time.perf_counter()
     evaluation = evaluate(data.qrels, made.run, ignore_identical_ids=unit.ignore_identical_ids)
     fingerprint = unit.fingerprint(files_sha256=data.checksums)
     timings = {"load_data_s": getattr(data, "load_s", None), **made.report.timings, "retrieve_total_s": seconds,
                "evaluate_s": time.perf_counter() - t0}  # fmt: skip
     manifest = {
-        **made.spec.record(),
+        "spec": made.spec.record(),
         "dataset": dataset_manifest(unit, data, fingerprint, results_dir),
         "stats": record(made.report.stats),
         "timings": timings,
     }
     system = made.spec.system
     identity = Identity.of(made.spec, fingerprint)
-    path = save_result(results_dir, system, unit.name, unit.split, evaluation, made.run, manifest, identity)
+    stored = ResultsStore(results_dir).save(
+        system, unit.name, unit.split, evaluation, made.run, manifest, identity
+    )
     _echo_stats(echo, system, unit.name, made.report.stats)
     m = evaluation.metrics
     echo(
         f"[done] {system} on {unit.name}{_split_note(unit)}: nDCG@10 {m['ndcg@10']:.4f}  Recall@100 "
-        f"{m['recall@100']:.4f}  MRR@10 {m['mrr@10']:.4f}  ({seconds:.1f} s) -> {path}"
+        f"{m['recall@100']:.4f}  MRR@10 {m['mrr@10']:.4f}  ({seconds:.1f} s) -> {stored.path}"
     )
-    return load_result(results_dir, system, unit.name, unit.split)
+    return stored
 
 
 def _split_note(unit: DatasetUnit) -> str:
@@ -328,22 +331,6 @@ def dataset_manifest(
         "source": dataset_source(unit.path),
         **({"reduction": made} if (made := reduction_of(unit.path)) else {}),
     }
-
-
-def pair_lock(results_dir: Path | str, system: str, unit: DatasetUnit) -> FileLock:
-    """The lock of one (system, dataset, split) of a results folder: one process computes it."""
-    lock_dir = Path(results_dir) / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    name = result_path(results_dir, system, unit.name, unit.split).relative_to(Path(results_dir))
-    return FileLock(str(lock_dir / (str(name).replace("/", "__") + ".lock")))
-
-
-def clear_leftovers(results_dir: Path | str, system: str, unit: DatasetUnit) -> None:
-    """Remove the temp files of a write killed mid-way (call with the pair's lock held)."""
-    final = result_path(results_dir, system, unit.name, unit.split)
-    for leftover in (final.name, final.name.removesuffix(".json") + ".run.trec.gz"):
-        for stale in final.parent.glob(f".{glob.escape(leftover)}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
 
 def _release_memory() -> None:
@@ -400,19 +387,17 @@ def input_run(
 ) -> InputRun:
     """The stored run of `system` on `unit` that a composed system is made from, named by its
     content; `InputMissing` when it is not stored, or was made from other data than `fingerprint`."""
+    results = ResultsStore(results_dir)
     try:
-        stored = load_result(results_dir, system, unit.name, unit.split)
-    except PairError:
+        stored = results.load(system, unit.name, unit.split)
+    except PairError as e:
+        if results.path(system, unit.name, unit.split).is_file():  # there, but not servable: say why
+            raise InputMissing(f"{role} cannot use it: {e}; run {system} on {unit.name} again") from None
         split = _split_note(unit)
         raise InputMissing(
             f"{role} needs a stored result of {system} on {unit.name}{split} in {results_dir}; run it first"
         ) from None
     data = record(fingerprint, ranking_only=True)
-    if stored.identity is None:
-        raise InputMissing(
-            f"{stored.path} was stored by an older gtr-eval that did not record its data; "
-            f"re-run {system} on {unit.name} with --overwrite first"
-        )
     if dict(stored.identity.dataset) != data:
         from ..identity import describe, differences
 
@@ -420,16 +405,16 @@ def input_run(
         raise InputMissing(f"{system} on {unit.name} was made from other data ({why}); re-run it first")
     return InputRun(
         system=system,
-        run_sha256=sha256_file(stored.run_path),
+        run_sha256=stored.run_sha256,
         result=str(stored.path),
-        model=model_summary(stored.manifest),
+        model=model_summary(stored.spec),
     )
 
 
 def read_input(results_dir: Path, ref: InputRun, unit: DatasetUnit) -> Run:
     """The run `ref` names, checked to be that content still."""
-    stored = load_result(results_dir, ref.system, unit.name, unit.split)
-    if sha256_file(stored.run_path) != ref.run_sha256:
+    stored = ResultsStore(results_dir).load(ref.system, unit.name, unit.split)
+    if stored.run_sha256 != ref.run_sha256:
         raise InputMissing(f"{stored.run_path} changed while it was being read; run again")
     return read_trec_run(stored.run_path)
 

@@ -33,7 +33,7 @@ from tabulate import tabulate
 from ..data import registry
 from ..data.units import Selection, unit_names
 from ..errors import isolated
-from ..results import is_done
+from ..results import ResultsStore
 from ..retrieval import families, presets
 from ..retrieval import models as model_registry
 from ..retrieval.backends import ONNX_MAX_BYTES
@@ -236,7 +236,7 @@ def _dataset_plan(
     docs, queries, doc_words, query_words, download = _sizes(spec, data_dir)
     row = DatasetPlan(spec, units, docs, queries, download)
     for m in models:
-        done = sum(is_done(results_dir, m.system, u) for u in units)
+        done = sum(ResultsStore(results_dir).done(m.system, u) for u in units)
         row.done[m.system] = done
         left = (len(units) - done) / len(units)
         if left == 0:

@@ -85,13 +85,13 @@ def split_of(dataset: str) -> str:
 
 def model_name(result: StoredResult) -> str:
     """The name MTEB would file the model under: the hub id when the run recorded one."""
-    manifest = result.manifest
-    return str(manifest.get("hub_id") or manifest.get("model") or result.system)
+    spec = result.spec
+    return str(spec.get("hub_id") or spec.get("model") or result.system)
 
 
 def revision_folder(result: StoredResult) -> str:
     """A commit sha as recorded, else `no_revision_available` (MTEB's name for an unknown revision)."""
-    revision = str(result.manifest.get("revision") or "")
+    revision = str(result.spec.get("revision") or "")
     return revision if _SHA.fullmatch(revision) else NO_REVISION
 
 
@@ -128,14 +128,14 @@ def task_result(result: StoredResult) -> dict[str, Any]:
 
 def model_meta(name: str, revision: str, results: Sequence[StoredResult]) -> dict[str, Any]:
     """The fields of MTEB's `model_meta.json` that a stored result can state truthfully."""
-    manifest = results[0].manifest
+    spec = results[0].spec
     meta: dict[str, Any] = {"name": name, "revision": revision}
-    if manifest.get("max_length"):
-        meta["max_tokens"] = manifest["max_length"]
-    similarity = {"cos": "cosine", "dot": "dot"}.get(str(manifest.get("score")))
+    if spec.get("max_length"):
+        meta["max_tokens"] = spec["max_length"]
+    similarity = {"cos": "cosine", "dot": "dot"}.get(str(spec.get("score")))
     if similarity:
         meta["similarity_fn_name"] = similarity
-    if manifest.get("retriever") == "dense":
+    if spec.get("retriever") == "dense":
         meta["framework"] = ["Sentence Transformers"]
     return meta
 

@@ -530,12 +530,12 @@ def _runs_section(ctx: _Context) -> str:
     )
     rows = []
     for i, p in enumerate(ctx.provenance):
-        m = p["manifest"]
-        settings = _settings_summary(m)
+        m, s = p["manifest"], p["manifest"].get("spec") or {}
+        settings = _settings_summary(s)
         rows.append(
             f'<tr><td><a href="#" data-prov="{i}">{_esc(p["system"])}</a></td><td>{_esc(p["dataset"])}</td>'
-            f"<td>{_esc(m.get('hub_id') or m.get('model') or m.get('retriever') or '')}</td>"
-            f"<td>{_esc(m.get('revision') or '')}</td><td class='hash'>{_esc((m.get('weights_sha256') or '')[:16])}</td>"
+            f"<td>{_esc(s.get('hub_id') or s.get('model') or s.get('retriever') or '')}</td>"
+            f"<td>{_esc(s.get('revision') or '')}</td><td class='hash'>{_esc((s.get('weights_sha256') or '')[:16])}</td>"
             f"<td>{_esc(settings)}</td><td class='hash'>{_esc((m.get('git_commit') or '')[:12])}</td></tr>"
         )
     return (
@@ -547,6 +547,7 @@ def _runs_section(ctx: _Context) -> str:
 
 
 def _settings_summary(m: dict[str, Any]) -> str:
+    """The settings of a recorded spec, in a few words."""
     if m.get("retriever") == "imported":
         return f"imported TREC run {Path(str((m.get('imported') or {}).get('run_file', ''))).name}"
     if isinstance(m.get("bm25"), dict):

@@ -89,16 +89,19 @@
   }
 
   function provenanceBlock(entry) {
-    var m = entry.manifest || {};
+    var m = entry.manifest || {}, s = m.spec || {};
     var head = {
       "system": entry.system, "dataset": entry.dataset, "split": entry.split,
-      "model": m.hub_id || m.model || m.retriever || "", "revision": m.revision || "",
-      "weights sha256": m.weights_sha256 || "", "result file": entry.result_file, "run file": entry.run_file
+      "model": s.hub_id || s.model || s.retriever || "", "revision": s.revision || "",
+      "weights sha256": s.weights_sha256 || "", "result file": entry.result_file, "run file": entry.run_file
     };
     var scalars = {}, groups = {};
-    Object.keys(m).forEach(function (k) {
-      if (m[k] !== null && typeof m[k] === "object" && !Array.isArray(m[k])) groups[k] = m[k];
-      else scalars[k] = m[k];
+    [s, m].forEach(function (src) {
+      Object.keys(src).forEach(function (k) {
+        if (src === m && k === "spec") return;
+        if (src[k] !== null && typeof src[k] === "object" && !Array.isArray(src[k])) groups[k] = src[k];
+        else scalars[k] = src[k];
+      });
     });
     var parts = [el("table", { "class": "kv" }, kvTable(head)),
                  el("h4", { text: "Settings" }), el("table", { "class": "kv" }, kvTable(scalars))];
