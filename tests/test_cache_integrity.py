@@ -143,7 +143,11 @@ def test_weights_edited_in_place_are_fingerprinted_again_under_a_fresh_cache_dir
     h = __import__("hashlib").sha256()
     for p in _model_files(model):
         h.update(str(p.relative_to(model)).encode() + b"\0" + p.read_bytes())
-    assert new["manifest"]["weights_sha256"] == h.hexdigest() != old["manifest"]["weights_sha256"]
+    assert (
+        new["manifest"]["spec"]["weights_sha256"]
+        == h.hexdigest()
+        != old["manifest"]["spec"]["weights_sha256"]
+    )
     assert new["metrics"]["ndcg@10"] != old["metrics"]["ndcg@10"]
     # the memo lives under the cache root in use, never the user cache
     assert list((tmp_path / "cache-b" / "memos" / "weights").iterdir())

@@ -19,6 +19,7 @@ from toy_family import MARKER, OverlapFamily, OverlapRetriever, OverlapSpec
 from gtr_eval.data.loader import load_beir_folder
 from gtr_eval.evaluation import read_trec_run
 from gtr_eval.paths import BUNDLED
+from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval import factory, families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +76,8 @@ def test_an_entry_point_family_runs_through_gtr_eval_run_into_a_stored_result(in
     system = stored["identity"]["system"]
     assert (system["retriever"], system["min_length"], system["top_k"]) == ("word-overlap", 3, 1000)
     assert "folder" not in system  # a setting: recorded in the manifest, not part of the identity
-    assert stored["manifest"]["folder"] == str(model.resolve())
-    assert read_trec_run(tmp_path / "results" / "overlap" / "demo.run.trec.gz") == _own_run(3)
+    assert stored["manifest"]["spec"]["folder"] == str(model.resolve())
+    assert read_trec_run(ResultsStore(tmp_path / "results").load("overlap", "demo").run_path) == _own_run(3)
     assert 0 < stored["metrics"]["ndcg@10"] <= 1
 
     again = _gtr(installed, tmp_path, *run)
@@ -92,7 +93,11 @@ def test_an_entry_point_family_runs_through_gtr_eval_run_into_a_stored_result(in
     redone = _gtr(installed, tmp_path, *run, "--overwrite")
     assert redone.returncode == 0, redone.stderr
     assert json.loads(stored_path.read_text())["identity"]["system"]["min_length"] == 5
-    assert read_trec_run(tmp_path / "results" / "overlap" / "demo.run.trec.gz") == _own_run(5) != _own_run(3)
+    assert (
+        read_trec_run(ResultsStore(tmp_path / "results").load("overlap", "demo").run_path)
+        == _own_run(5)
+        != _own_run(3)
+    )
 
 
 def test_plan_and_family_choice_come_from_the_entry_point_family(installed, tmp_path):

@@ -97,7 +97,7 @@ def test_api_run_honours_the_folder_environment_variables(tmp_path, monkeypatch)
     monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
     done = api.run(["bm25"], [str(data / "mine")], progress=False, download=False, echo=lambda _: None)
     assert not done.failures and [r.path for r in done] == [results / "bm25" / "mine.json"]
-    assert (results / "bm25" / "mine.run.trec.gz").is_file()
+    assert done[0].run_path.is_file() and done[0].run_path.parent == results / "bm25"
     assert any((cache / "bm25").iterdir()) and any((cache / "corpus").iterdir())
     assert list(work.iterdir()) == []
     cfg = api.run_config(["bm25"], ["scifact"])

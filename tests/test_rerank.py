@@ -224,12 +224,10 @@ def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm
     maxsim = read_trec_run(ResultsStore(results).load("bm25>>tiny-colbert", "demo").run_path)
     assert all(s == full[q][d] for q, docs in maxsim.items() for d, s in docs.items())  # to the digit
     assert ResultsStore(results).load("bm25>>tiny-colbert", "demo").spec["search"] == "rerank"
-    # a changed first stage is another input: refused until --overwrite
-    run_file = ResultsStore(results).load("bm25", "demo").run_path
-    import gzip
-
-    lines = gzip.decompress(run_file.read_bytes()).decode().splitlines()
-    run_file.write_bytes(gzip.compress(("\n".join(lines[1:]) + "\n").encode()))
+    # a first stage run again with other settings is another input: refused until --overwrite
+    again = _invoke("run", "-m", "bm25", "--bm25-k1", "0.9", "--overwrite", "-d", "demo", "--results-dir",
+                    str(results), "--cache-dir", str(cache), "--quiet")  # fmt: skip
+    assert ResultsStore(results).load("bm25", "demo").spec["bm25"]["k1"] == 0.9, again.output
     out = CliRunner().invoke(cli, ["rerank", "--run", "bm25", "-m", str(colbert), "-d", "demo", "--depth", "5",
                                    "--results-dir", str(results), "--cache-dir", str(cache), "--quiet"])  # fmt: skip
     assert (
