@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
             timings = stored["manifest"]["timings"]
             return {
                 "command": " ".join(["gtr-eval", *cli_args]).replace(str(folder), folder.name),
-                "backend": stored["manifest"]["backend"],
+                "backend": stored["manifest"]["spec"]["backend"],
                 "wall_s": out["wall_s"],
                 "peak_rss_mib": out["peak_rss_mib"],
                 "ndcg@10": stored["metrics"]["ndcg@10"],

@@ -314,7 +314,7 @@ def describe_run(result_file: Path, measured: dict, tokens: dict) -> dict:
     The model loads at its first use, inside the corpus encode (`--no-cache`), and its manifest
     counts that time twice (`load_model_s` and `encode_corpus_s`): encoding is the difference."""
     stored = json.loads(result_file.read_text())
-    m, t = stored["manifest"], stored["manifest"]["timings"]
+    m, t = stored["manifest"]["spec"], stored["manifest"]["timings"]
     wall = measured["wall_s"]
     corpus_s = t["encode_corpus_s"] - t.get("load_model_s", 0.0)
     stages = {"encode": corpus_s + t.get("encode_queries_s", 0), "search": t.get("search_s", 0),

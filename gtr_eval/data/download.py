@@ -401,7 +401,7 @@ def dataset_source(folder: Path) -> dict:
     for f in (Path(folder), Path(folder).parent):
         if (marker := read_marker(f)) is not None:
             keep = ("url", "md5", "mirror", "hub", "downloaded_at")
-            return {"source": marker.get("source", "ukp"), **{k: marker[k] for k in keep if k in marker}}
+            return {"source": marker["source"], **{k: marker[k] for k in keep if k in marker}}
     return {"source": "bundled" if Path(folder) == DEMO_DIR else "local folder"}
 
 
@@ -415,7 +415,7 @@ def _current_source(target: Path, info: registry.DatasetInfo, chain: list[str]) 
     if (bad := verify_folder(target)) is not None:
         _say(f"[cache] dataset {target} failed its checksum ({bad}); downloading again")
         return None
-    src = marker.get("source", "ukp")  # markers written before hub sources existed are ukp's
+    src = marker.get("source")
     if src not in chain:
         return None
     if src == "ukp":

@@ -274,10 +274,10 @@ def _shard_complete(npy: Path, rows: int, start: int, dtype: str = "float32") ->
         return False
     try:
         meta = json.loads(meta_path.read_text())
-        # `start` (absent in old sidecars): a shard of another --shard-size may have the same row count.
-        if meta["rows"] != rows or meta.get("start", start) != start or meta["bytes"] != npy.stat().st_size:
+        # `start`: a shard of another --shard-size may have the same row count.
+        if meta["rows"] != rows or meta["start"] != start or meta["bytes"] != npy.stat().st_size:
             return False
-        if meta.get("dtype", "float32") != dtype:  # absent in sidecars written before fp16 storage
+        if meta["dtype"] != dtype:
             return False
         return meta["sha256"] == sha256_file(npy)
     except (OSError, ValueError, KeyError):
