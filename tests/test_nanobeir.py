@@ -23,6 +23,7 @@ from cli_process import gtr_eval as run_gtr_eval
 from click.testing import CliRunner
 from hub_fixtures import NANO_FILE, install, nanobeir_files, nanobeir_mteb_files, read_beir
 
+from gtr_eval.artifacts import RECORD
 from gtr_eval.cli import cli
 from gtr_eval.data import registry
 from gtr_eval.data.download import MARKER, download
@@ -241,7 +242,7 @@ def folder_files(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MARKER
+        if p.is_file() and p.name not in (MARKER, RECORD)
     }
 
 
