@@ -84,9 +84,15 @@ class CacheRoot:
         return cls(Path(cache_dir) if cache_dir is not None else default_cache_dir())
 
     @classmethod
+    def optional(cls, cache_dir: Path | str | None) -> CacheRoot | None:
+        """The root at `cache_dir`; None for None (no cache: `--no-cache`)."""
+        return cls(Path(cache_dir)) if cache_dir is not None else None
+
+    @classmethod
     def corpus_area(cls, cache_dir: Path | str | None) -> Path | None:
         """Where the corpus stores of cache folder `cache_dir` live (None: no cache, the default's)."""
-        return cls(Path(cache_dir)).area("corpus") if cache_dir is not None else None
+        root = cls.optional(cache_dir)
+        return root.area("corpus") if root is not None else None
 
     def area(self, name: str) -> Path:
         if name not in AREAS:

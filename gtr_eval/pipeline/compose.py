@@ -78,7 +78,7 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
             cfg.candidates,
             cfg.depth,
             cfg.name,
-            CacheRoot(Path(cfg.cache_dir)) if cfg.cache_dir is not None else None,
+            CacheRoot.optional(cfg.cache_dir),
         )
         for m in cfg.models
     ]

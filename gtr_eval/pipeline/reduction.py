@@ -50,7 +50,7 @@ def reduce_unit(
     name = reduced_name(unit.name, top_k)
     folder = Path(root) / "reduced" / name
     recipe = {"recipe": RECIPE, "top_k": top_k, "source": record(unit.fingerprint(store_dir))}
-    memos = CacheRoot(Path(cache_dir)).memos("folders") if cache_dir is not None else None
+    memos = root.memos("folders") if (root := CacheRoot.optional(cache_dir)) is not None else None
     made = build_folder(folder, lambda tmp: _build(unit, tmp, recipe, store_dir, cache_dir), "reduced dataset",
                         memos, current=lambda f: _marker(f).get("made_from") == recipe)  # fmt: skip
     if not made:

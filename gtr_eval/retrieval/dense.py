@@ -270,7 +270,7 @@ class DenseRetriever(EncodedRetriever):
     ):
         """From its spec; given what was asked instead (a `DenseConfig`), it is resolved first."""
         if isinstance(spec, DenseConfig):
-            spec = resolve_dense(spec, CacheRoot(Path(cache_dir)) if cache_dir is not None else None)
+            spec = resolve_dense(spec, CacheRoot.optional(cache_dir))
         spec = spec if progress is None else replace(spec, progress=progress)
         super().__init__(spec, cache_dir)
         self.spec: DenseSpec = spec

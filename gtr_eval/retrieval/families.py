@@ -408,4 +408,4 @@ def _folder_dim(folder: Path) -> int:
 
 def _cache(opts: Any) -> CacheRoot | None:
     """The cache root in use (None: `--no-cache`): weights digests are memoised there."""
-    return CacheRoot(Path(opts.cache_dir)) if opts.cache_dir is not None else None
+    return CacheRoot.optional(opts.cache_dir)
