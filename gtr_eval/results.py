@@ -178,6 +178,17 @@ class ResultsStore:
             return False
         return True
 
+    def damaged(self, system: str, dataset: str, split: str | None = None) -> str | None:
+        """Why the pair's JSON, which is there, cannot be served (one line); None when it is not there
+        or it loads."""
+        if not self.path(system, dataset, split).is_file():
+            return None
+        try:
+            self.load(system, dataset, split)
+        except DataError as e:
+            return e.problem
+        return None
+
     def load(self, system: str, dataset: str, split: str | None = None) -> StoredResult:
         """The stored result of one pair; `DataError` naming the file when it is missing, corrupt,
         or its run file is missing or not what was written."""

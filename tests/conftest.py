@@ -60,6 +60,17 @@ def shared_cache_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def scifact_minilm_resumed(beir_data, shared_cache_dir, tmp_path_factory):
+    """The session's one kill-and-resume of all-MiniLM-L6-v2 on the real SciFact (tests/kill_resume.py);
+    its vectors then serve the session's cache, so SciFact is encoded once per session."""
+    from kill_resume import hand_on_vectors, kill_and_resume
+
+    run = kill_and_resume(beir_data, tmp_path_factory.mktemp("kill-resume"))
+    hand_on_vectors(run, shared_cache_dir)
+    return run
+
+
+@pytest.fixture(scope="session")
 def tiny_gtr(tmp_path_factory) -> Path:
     from tiny_gtr import build_tiny_gtr
 

@@ -135,7 +135,10 @@ def test_a_swapped_run_file_is_refused_in_one_line_and_recomputed(tmp_path):
     )
     assert not store.done("rrf(bm25+all-MiniLM-L6-v2)", "demo")
 
-    again = _run(results, "-m", "bm25")  # not done: computed again, without --overwrite
+    again = _run(results, "-m", "bm25")  # not done: computed again, without --overwrite, saying why
     assert again.exit_code == 0 and "[done] bm25 on demo" in again.output
+    redo = [line for line in again.output.splitlines() if line.startswith("[redo] bm25 on demo")]
+    assert redo == [f"[redo] bm25 on demo: its run file {bm25.run_file} is not the run it was stored with "
+                    "(sha256 differs); computing it again"]  # fmt: skip
     fresh = store.load("bm25", "demo")
     assert fresh.metrics == bm25.metrics and _files(results, "bm25") == sorted(["demo.json", fresh.run_file])

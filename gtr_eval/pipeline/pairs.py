@@ -197,6 +197,10 @@ def _each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunRe
         if not store.overwrite and _stored(store, job):
             _serve(job, store, sweep, "already done")
             continue
+        if not store.overwrite and (why := store.results.damaged(job.system, job.dataset, job.unit.split)):
+            sweep.say(
+                f"[redo] {job.system} on {job.dataset}{_split_note(job.unit)}: {why}; computing it again"
+            )
         lock = store.results.lock(job.system, job.dataset, job.unit.split)
         try:
             lock.acquire(timeout=0)
