@@ -18,3 +18,21 @@ TOP_K = 1000
 
 RERANK_DEPTH = 100
 """Documents a cross-encoder re-scores per query (BEIR's re-ranking depth)."""
+
+DTYPE = "fp32"
+"""The precision a model computes in (fp16/bf16 change the scores, so they are asked for by name)."""
+
+CACHE_DTYPE = "fp32"
+"""How corpus vectors are stored in the embedding cache (fp16: half the disk; scored in fp32)."""
+
+BACKEND = "auto"
+"""The encoder backend: `auto` is a rule, settled per model and machine (`encoders.choose_backend`)."""
+
+PROCESSES = 1
+"""Corpus-encoding worker processes on one device."""
+
+FAMILY = "auto"
+"""The model family: `auto` is the one the request names, its preset's, or the one that detects its folder."""
+
+MAXSIM_SEARCH = "auto"
+"""Late interaction's search: `auto` is exact MaxSim up to a corpus size, `full` any corpus."""

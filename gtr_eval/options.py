@@ -135,12 +135,12 @@ class EncoderGroup:
     """How a model runs and encodes (part of the embedding cache key: `run` and `encode` share them)."""
 
     device: str | None = option(None, "cpu, cuda, cuda:1, mps …  [default: cuda if available]")
-    dtype: str = option("fp32", choices=("fp32", "fp16", "bf16"), show=True)
+    dtype: str = option(defaults.DTYPE, choices=("fp32", "fp16", "bf16"), show=True)
     batch_size: int | None = option(
         None, f"[default: the preset's, else {defaults.BATCH_SIZE}]", kind=int, minimum=1
     )
     backend: str = option(
-        "auto",
+        defaults.BACKEND,
         "auto: ONNX Runtime fp32 on a non-Intel CPU (same scores, about 2x faster; exported once, "
         "cached), torch on an Intel CPU (MKL is faster there), on a GPU, for --dtype fp16/bf16, for "
         "weights of 2 GiB or more, for separate query/document encoders, or if the export fails. "
@@ -160,14 +160,14 @@ class EncoderGroup:
         show=True,
     )
     cache_dtype: str = option(
-        "fp32",
+        defaults.CACHE_DTYPE,
         "How corpus vectors are stored in the cache: fp16 takes half the disk; scores are "
         "computed in fp32 either way (NDCG@10 within 1e-4 of fp32 on SciFact and NFCorpus).",
         choices=("fp32", "fp16"),
         show=True,
     )
     processes: int = option(
-        1,
+        defaults.PROCESSES,
         "Encode the corpus in N worker processes on --device (CPU threads are split between them).",
         kind=int,
         minimum=1,
@@ -175,7 +175,7 @@ class EncoderGroup:
     )
     devices: str | None = option(None, "One corpus-encoding worker per device, e.g. cuda:0,cuda:1.")
     family: str = option(
-        "auto",
+        defaults.FAMILY,
         "Model family; auto: from the preset or the model's files (docs/families.md).",
         choices=lambda: ("auto", *_family_names()),
         show=True,
@@ -192,7 +192,7 @@ class SearchGroup:
         choices=("dot", "cos"),
     )
     maxsim_search: str = option(
-        "auto",
+        defaults.MAXSIM_SEARCH,
         "Late interaction: auto searches corpora up to 200,000 documents by exact MaxSim; full any "
         "corpus.  Two-stage: gtr-eval rerank --run SYSTEM -m MODEL.",
         choices=("auto", "full"),

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from .. import defaults
 from ..data import registry
 from ..data.units import Selection, unit_names
 from ..errors import isolated
@@ -78,7 +79,7 @@ class ModelCost:
 class Device:
     kind: str  # "cpu" or "gpu"
     name: str
-    dtype: str = "fp32"
+    dtype: str = defaults.DTYPE
     count: int = 1
     backend: str = "torch"
 

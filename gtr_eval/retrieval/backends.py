@@ -21,7 +21,7 @@ from .. import defaults
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 ONNX_BACKENDS = ("onnx", "onnx-int8")
-AUTO = "auto"
+AUTO = defaults.BACKEND
 # One ONNX file is one protobuf message, which cannot exceed 2 GiB; larger models would need the
 # weights in side files, which this backend does not write.
 ONNX_MAX_BYTES = 2**31
@@ -35,7 +35,7 @@ class EncoderSpec:
     path: str
     backend: str = "torch"
     device: str | None = None
-    dtype: str = "fp32"
+    dtype: str = defaults.DTYPE
     max_length: int | None = None
     batch_size: int = defaults.BATCH_SIZE
     trust_remote_code: bool = False

@@ -62,7 +62,7 @@ class DenseConfig:
     batch_size: int | None = None
     score: str | None = None  # "dot" or "cos"; None: the preset's, else the model's own, else "cos"
     device: str | None = None
-    dtype: str = "fp32"
+    dtype: str = defaults.DTYPE
     backend: str = AUTO  # auto: ONNX fp32 on a non-Intel CPU, else torch (see `encoders.choose_backend`)
     trust_remote_code: bool = False
     shard_size: int = defaults.SHARD_SIZE
@@ -71,7 +71,9 @@ class DenseConfig:
     devices: tuple[str, ...] | None = None
     threads: int | None = None  # intra-op threads of the in-process encoder; None: torch's default
     query_model: str | None = None  # asymmetric: the query encoder (`model` then encodes documents)
-    cache_dtype: str = "fp32"  # how corpus vectors are stored (fp16: half the disk); scored in fp32
+    cache_dtype: str = (
+        defaults.CACHE_DTYPE
+    )  # how corpus vectors are stored (fp16: half the disk); scored in fp32
     progress: bool = True
 
 

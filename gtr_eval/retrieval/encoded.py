@@ -67,7 +67,7 @@ class EncodedConfig:
     max_length: int | None = None
     batch_size: int | None = None
     device: str | None = None
-    dtype: str = "fp32"
+    dtype: str = defaults.DTYPE
     trust_remote_code: bool = False
     shard_size: int = defaults.SHARD_SIZE
     name: str | None = None

@@ -34,14 +34,14 @@ __all__ = ["ModelPair", "Request", "RetrieverOptions", "build", "make_retriever"
 @dataclass
 class RetrieverOptions:
     """Options shared by all models of one `run`, flat.  A run builds them from the option groups
-    (`gtr_eval.options.retriever_options`: the encoder, search, BM25, cache and progress values), whose
-    defaults these repeat (tests/test_options.py holds them equal)."""
+    (`gtr_eval.options.retriever_options`: the encoder, search, BM25, cache and progress values); both
+    take their defaults from `gtr_eval.defaults`."""
 
     cache_dir: Path | None = None
     device: str | None = None
-    dtype: str = "fp32"
+    dtype: str = defaults.DTYPE
     batch_size: int | None = None
-    backend: str = "auto"  # ONNX fp32 on a non-Intel CPU, else torch (`encoders.choose_backend`)
+    backend: str = defaults.BACKEND  # ONNX fp32 on a non-Intel CPU, else torch (`encoders.choose_backend`)
     query_prompt: str | None = None
     doc_prompt: str | None = None
     max_length: int | None = None
@@ -49,15 +49,23 @@ class RetrieverOptions:
     bm25: BM25Config = field(default_factory=BM25Config)
     progress: bool = True
     shard_size: int = defaults.SHARD_SIZE
-    cache_dtype: str = "fp32"  # corpus vectors on disk: fp32, or fp16 (half the disk; scored in fp32)
-    processes: int = 1  # corpus-encoding worker processes on `device` (cpu: threads split between them)
+    cache_dtype: str = (
+        defaults.CACHE_DTYPE
+    )  # corpus vectors on disk: fp32, or fp16 (half the disk; scored in fp32)
+    processes: int = (
+        defaults.PROCESSES
+    )  # corpus-encoding worker processes on `device` (cpu: threads split between them)
     devices: tuple[str, ...] | None = (
         None  # one worker per entry, e.g. ("cuda:0", "cuda:1"); wins over processes
     )
     score: str | None = None  # dense: "dot" or "cos"; None: the preset's, else the model's own, else cos
     # Learned sparse and late-interaction models (see sparse.py, multivector.py).
-    family: str = "auto"  # auto: the family the request names, or its preset's, or that detects its folder
-    maxsim_search: str = "auto"  # late interaction: auto (full up to 200,000 documents) or full
+    family: str = (
+        defaults.FAMILY
+    )  # auto: the family the request names, or its preset's, or that detects its folder
+    maxsim_search: str = (
+        defaults.MAXSIM_SEARCH
+    )  # late interaction: auto (full up to 200,000 documents) or full
 
 
 # A hub id: `org/name` (one slash; letters, digits, `-`, `_`, `.`), not starting with `.` or `-`.

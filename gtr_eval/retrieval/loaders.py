@@ -13,6 +13,7 @@ import functools
 import warnings
 from pathlib import Path
 
+from .. import defaults
 from ..errors import ModelError, is_out_of_memory
 from ..progress import quiet_dependencies
 
@@ -55,7 +56,7 @@ def _device_and_dtype(device: str | None, dtype: str):
 def load_sentence_transformer(
     path: Path,
     device: str | None = None,
-    dtype: str = "fp32",
+    dtype: str = defaults.DTYPE,
     max_length: int | None = None,
     trust_remote_code: bool = False,
     backend: str = "torch",
@@ -87,7 +88,7 @@ def _load_family_model(cls, path: Path, device: str | None, dtype: str, trust_re
 def load_sparse_encoder(
     path: Path,
     device: str | None = None,
-    dtype: str = "fp32",
+    dtype: str = defaults.DTYPE,
     max_length: int | None = None,
     trust_remote_code: bool = False,
 ):
@@ -108,7 +109,7 @@ def load_sparse_encoder(
 def load_multivector_encoder(
     path: Path,
     device: str | None = None,
-    dtype: str = "fp32",
+    dtype: str = defaults.DTYPE,
     document_length: int | None = None,
     trust_remote_code: bool = False,
 ):
@@ -131,7 +132,7 @@ def load_multivector_encoder(
 def load_cross_encoder(
     path: Path,
     device: str | None = None,
-    dtype: str = "fp32",
+    dtype: str = defaults.DTYPE,
     max_length: int | None = None,
     trust_remote_code: bool = False,
 ):

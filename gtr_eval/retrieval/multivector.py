@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .. import defaults
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..errors import ModelError, TooLarge
@@ -44,7 +45,7 @@ TOKEN_DTYPES = ("float16", "float32")
 @dataclass
 class MultiVectorConfig(EncodedConfig):
     token_dtype: str = "float16"  # how document token vectors are stored (scored in float32)
-    search: str = "auto"  # auto: full up to full_max_docs documents; full: any corpus
+    search: str = defaults.MAXSIM_SEARCH  # auto: full up to full_max_docs documents; full: any corpus
     full_max_docs: int = FULL_MAX_DOCS
 
 

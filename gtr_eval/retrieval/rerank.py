@@ -65,7 +65,7 @@ class CrossEncoderConfig:
     max_length: int | None = None  # None: the model's own (its tokenizer's limit)
     batch_size: int | None = None  # None: 64 for a cross-encoder, the preset's or 32 for late interaction
     device: str | None = None
-    dtype: str = "fp32"
+    dtype: str = defaults.DTYPE
     trust_remote_code: bool = False
     shard_size: int = (
         defaults.SHARD_SIZE
