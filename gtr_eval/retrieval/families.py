@@ -30,7 +30,13 @@ from .encoded import EncodedSpec
 from .encoders import default_device
 from .lucene import CONDITIONS, LuceneRetriever, LuceneSpec, lucene_seconds, resolve_lucene, runtime
 from .models import detect_family, holds_model, resolve_model
-from .multivector import MultiVectorConfig, MultiVectorRetriever, MultiVectorSpec, resolve_multivector
+from .multivector import (
+    MaxSimReranker,
+    MultiVectorConfig,
+    MultiVectorRetriever,
+    MultiVectorSpec,
+    resolve_multivector,
+)
 from .presets import PRESETS, preset_of
 from .sparse import SparseConfig, SparseRetriever, SparseSpec, resolve_sparse
 from .spec import SystemSpec
@@ -263,6 +269,10 @@ class MultiVectorFamily(EncoderFamily):
 
     def build(self, spec: SystemSpec, cache_dir: Path | None) -> Retriever:
         return MultiVectorRetriever(spec, cache_dir=cache_dir)
+
+    def reranker(self, spec: SystemSpec, cache_dir: Path | None) -> MaxSimReranker | None:
+        """Exact MaxSim over a first stage's candidates (`rerank --run S -m COLBERT`)."""
+        return MaxSimReranker(spec, cache_dir) if spec.search == "rerank" else None
 
 
 # The catch-all `dense` is asked last: a folder is the first family's that detects it.

@@ -45,7 +45,7 @@ from .encoded import model_fields, run_fields
 from .encoders import default_device
 from .loaders import DTYPES, load_cross_encoder
 from .models import resolve_model, system_name
-from .multivector import MaxSimReranker, MultiVectorConfig, MultiVectorSpec, resolve_multivector
+from .multivector import MultiVectorConfig, resolve_multivector
 from .presets import CROSS_ENCODERS, PRESETS
 from .spec import SystemSpec
 from .weights import weights_fingerprint
@@ -174,9 +174,9 @@ def build_reranker(spec: SystemSpec, cache_dir: Path | None = None) -> Reranker:
     """The re-ranker that runs `spec` (nothing is loaded until it re-ranks)."""
     if isinstance(spec, RerankSpec):
         return CrossEncoderReranker(spec, cache_dir)
-    if isinstance(spec, MultiVectorSpec) and spec.search == "rerank":
-        return MaxSimReranker(spec, cache_dir)
-    raise TypeError(f"no re-ranker runs a {type(spec).__name__}")
+    if (reranker := families.of_spec(spec).reranker(spec, cache_dir)) is None:
+        raise TypeError(f"no re-ranker runs a {type(spec).__name__}")
+    return reranker
 
 
 class CrossEncoderReranker(Reranker):
