@@ -18,3 +18,6 @@ TOP_K = 1000
 
 RERANK_DEPTH = 100
 """Documents a cross-encoder re-scores per query (BEIR's re-ranking depth)."""
+
+DECIMALS = 4
+"""Decimals a table's text formats show (`table --decimals`); CSV keeps every digit."""
