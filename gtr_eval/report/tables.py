@@ -735,7 +735,7 @@ def _best_checkpoint_note(board: Leaderboard, system: str, picks: _Picks, rows: 
     run = system.removesuffix(BEST_SUFFIX)
     n = len({r.system for r in picks.checkpoints[system]})
     note = (
-        f"{system}: per dataset, the best {board.metric} of the {n} stored checkpoints of training run "
+        f"{system}: per dataset, the best {board.metric} of the {_count(n, 'stored checkpoint')} of training run "
         f"{run!r} ({run}@step-N), at the step shown (@N). The step is chosen on the evaluated split "
         "itself (test; dev for MS MARCO), so these scores are optimistic (selection on test data), and "
         "their marks and intervals do not account for the selection. Its Average is the mean of the "
@@ -897,7 +897,7 @@ def _with_metric(
     )
     note = f"{metric}: {what}."
     if computed:
-        note += f" Computed from the run file and qrels of {computed} result(s) that do not store it."
+        note += f" Computed from the run file and qrels of {_count(computed, 'result')} that do not store it."
     if missing:
         note += f" Not available for {'; '.join(missing)}: pass --data-dir where the dataset folders are."
     return out, note
