@@ -25,10 +25,11 @@ from gtr_eval.report.tables import (
     WORSE,
     fixed,
     leaderboard,
+    mixed_data,
     render,
     table_frame,
 )
-from gtr_eval.results import StoredResult
+from gtr_eval.results import ResultsStore, StoredResult
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results"
@@ -206,6 +207,8 @@ def test_results_made_from_other_qrels_are_marked_and_never_tested_against(tmp_p
     index = api.report(tmp_path / "r", tmp_path / "site", ci=False, baseline="bm25")
     page = index.read_text(encoding="utf-8")
     assert "qrels/test.tsv differs from bm25" in page and '"mixedMark"' in page
+    marked, notes = mixed_data(list(ResultsStore(tmp_path / "r")))  # what the paper and figures mark
+    assert set(marked) == {("demo", s) for s in stale} and len(notes) == 1
 
 
 # --- precision ---------------------------------------------------------------------------------

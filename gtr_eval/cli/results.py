@@ -499,6 +499,7 @@ def paper_cmd(
     from ..errors import Mistake
     from ..report import paper
     from ..report.selection import select
+    from ..report.tables import mixed_data
     from ..results import ResultsStore
 
     if reproduce:
@@ -530,6 +531,8 @@ def paper_cmd(
         )
     for metric, table in tables.items():
         click.echo(paper.render_paper(table, metric, fmt, compact=not show_all))
+    for note in mixed_data(results)[1]:
+        click.echo(f"note: {note}", err=True)
 
 
 def _check(paper, results, results_dir: Path, golden: Path | None) -> None:

@@ -420,6 +420,13 @@ def leaderboard(
     partial = {(r, s): c.partial for r in rows for s, c in cells[r].items() if c.partial}
     covers = _add_average(values, systems, ref_cols, delta_cols, notes, set(partial))
     mixed, mixed_notes = _mixed_data(cells, rows, systems, baseline)
+    for s in systems:
+        if any((row, s) in mixed for row in rows):
+            mixed[(AVERAGE, s)] = "its Average mixes results made from other data files"
+    if mixed_notes:
+        mixed_notes.append(
+            f"{MIXED_MARK} on an Average: it includes a {MIXED_MARK} cell, so it is not compared for best."
+        )
     best = _best_mask(values, value_cols, set(covers) | set(partial) | set(mixed), decimals)
     marks = pd.DataFrame("", index=values.index, columns=values.columns)
     pvalues = pd.DataFrame(math.nan, index=values.index, columns=values.columns)
@@ -593,13 +600,28 @@ def _best_mask(
 # --- results made from other data files --------------------------------------------------------
 
 
+def mixed_data(
+    results: Sequence[StoredResult], baseline: str | None = None
+) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """(row, system) -> why, for each stored result made from other data files than its row's
+    reference (the rule of the table's § mark, `_mixed_data`; rows as tables name them, CQADupStack
+    subforums each a row of their own), and the notes saying so: what the paper table and the figures
+    mark, so every reading command flags the same results."""
+    cells: dict[str, dict[str, _Cell]] = {}
+    for r in results:
+        cells.setdefault(r.label, {})[r.system] = _Cell(
+            math.nan, None, {}, recorded_files(r.manifest), _written(r)
+        )
+    return _mixed_data(cells, list(cells), sorted({r.system for r in results}), baseline)
+
+
 def _mixed_data(
     cells: dict[str, dict[str, _Cell]], rows: list[str], systems: list[str], baseline: str | None
 ) -> tuple[dict[tuple[str, str], str], list[str]]:
     """The cells made from other data files than their row's reference result (the baseline's, else
     the row's most recently written one), by the digests the results record; a cell's reason, and one
-    note per row naming the files that differ.  Their Averages are marked too.  Marked cells are
-    never compared for best or tested against the reference."""
+    note per row naming the files that differ.  Marked cells are never compared for best or tested
+    against the reference (`leaderboard` marks their Averages too)."""
     mixed: dict[tuple[str, str], str] = {}
     notes = []
     for row in rows:
@@ -623,13 +645,6 @@ def _mixed_data(
                 f"for {', '.join(sorted(differ))} (made from other data files): not compared with {ref} "
                 "for best, nor tested against it; rerun them on the same data to compare."
             )
-    for s in systems:
-        if any((row, s) in mixed for row in rows):
-            mixed[(AVERAGE, s)] = "its Average mixes results made from other data files"
-    if notes:
-        notes.append(
-            f"{MIXED_MARK} on an Average: it includes a {MIXED_MARK} cell, so it is not compared for best."
-        )
     return mixed, notes
 
 
