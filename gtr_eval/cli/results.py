@@ -232,10 +232,11 @@ def table_cmd(
     """Leaderboard of stored results: datasets × systems, with notes explaining every mark.
 
     \b
-    gtr-eval table --ci --baseline bm25       intervals, and paired Δ intervals against bm25
-    gtr-eval table --show judged              each system's Judged@10 beside its score
-    gtr-eval table --metric "ndcg@10'"        condensed lists: unjudged documents removed first
-    gtr-eval table --best-checkpoint          a training run's best checkpoint per dataset
+    gtr-eval table -s bm25 -s 'gtr-*' -d scifact  these columns and rows, in this order
+    gtr-eval table --ci --baseline bm25           intervals, and paired Δ intervals against bm25
+    gtr-eval table --show judged                  each system's Judged@10 beside its score
+    gtr-eval table --metric "ndcg@10'"            condensed lists: unjudged documents removed first
+    gtr-eval table --best-checkpoint              a training run's best checkpoint per dataset
     """
     from ..data.loader import DataError
     from ..errors import Mistake

@@ -407,7 +407,8 @@ def leaderboard(
     systems = sorted({r.system for r in results}, key=lambda s: (selection.system_rank(s), s))
     for name, role in ((baseline, "baseline"), (diff_against, "diff-against system")):
         if name is not None and name not in systems:
-            raise ValueError(f"{role} {name!r} has no stored results; systems: {systems}")
+            shown = " among the systems selected" if selection.systems else ""
+            raise ValueError(f"{role} {name!r} has no stored results{shown}; systems: {systems}")
     rows = _order_rows(cells, selection)
     values = pd.DataFrame(
         [[cells[r][s].value if s in cells[r] else math.nan for s in systems] for r in rows],
