@@ -100,6 +100,7 @@ def test_the_same_selection_in_every_reading_command(tmp_path):
     index = api.report(COMMITTED, tmp_path / "site", ci=False, **chosen)
     page = index.read_text(encoding="utf-8")
     assert "rrf(bm25+all-MiniLM-L6-v2)" not in page and "nfcorpus" not in page
+    assert "Showing only systems matching bm25, all-MiniLM-L6-v2 and datasets matching scifact" in page
     out = CliRunner().invoke(
         cli, ["paper", "--results-dir", str(COMMITTED), "-s", "bm25", "-d", "scifact", "--metric", METRIC]
     )
