@@ -30,6 +30,7 @@ from gtr_eval.report.tables import (
     table_frame,
 )
 from gtr_eval.results import ResultsStore, StoredResult
+from gtr_eval.uncertainty import Bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results"
@@ -149,6 +150,11 @@ def test_a_system_on_one_of_two_datasets_changes_no_other_average():
     assert average["rerank"] == "0.9167 (1/2)"  # marked, never bold
     assert average["bm25"] == "**0.5000**" and average["dense"] == "0.4833"
     assert "fewer shows the mean of those it has, marked (k/2)" in render(after)
+    paired = leaderboard([*_two_datasets(), stored("rerank", "scifact", [0.9, 0.95, 0.9])], baseline="bm25",
+                         ci=Bootstrap(resamples=200))  # fmt: skip
+    assert pd.notna(paired.diff.loc[AVERAGE, "dense"])
+    assert pd.isna(paired.diff.loc[AVERAGE, "rerank"])  # its Average is over other datasets than bm25's
+    assert pd.notna(paired.diff.loc["scifact", "rerank"])
     frame = table_frame(after).set_index(["dataset", "column"])
     assert frame.loc[(AVERAGE, "rerank"), "covers"] == "1/2" and frame.loc[(AVERAGE, "bm25"), "covers"] == ""
 

@@ -941,7 +941,10 @@ def _intervals(
         f"{s} on {row}"
         for row in rows
         for s in systems
-        if s in cells[row] and not math.isnan(cells[row][s].value) and (row, s) not in found
+        if s in cells[row]
+        and not math.isnan(cells[row][s].value)
+        and (row, s) not in found
+        and (row, s) not in board.partial  # fewer subforums: no interval, for the reason its note gives
     )
     averaged = _average_rows(board)
     for s in systems:
@@ -1034,7 +1037,8 @@ def _diff_intervals(
         levels = holm_levels([bootstrap_pvalue(d) for _, d in tested], config.level)
         for (row, d), level in zip(tested, levels, strict=True):
             _set_diff(board, row, s, d, level)
-        if averaged[s] and {r for r, _ in tested} >= set(averaged[s]):
+        same_rows = averaged[s] == averaged[base]  # else the two Averages are over other datasets
+        if averaged[s] and same_rows and {r for r, _ in tested} >= set(averaged[s]):
             by_row = dict(tested)
             _set_diff(board, AVERAGE, s, np.mean([by_row[r] for r in averaged[s]], axis=0), config.level)
         tested_counts.append(len(tested))
