@@ -117,6 +117,9 @@ def test_select_orders_by_the_patterns_then_by_name():
     assert [(r.system, r.dataset) for r in got] == [("c", "nfcorpus"), ("a", "nfcorpus"), ("b", "nfcorpus")]
     with pytest.raises(Mistake, match="'d' matches nothing"):
         select(results, Selection(("d",)))
+    alone = [*results, stored("d", "fiqa", [0.1, 0.2])]
+    with pytest.raises(Mistake, match="systems d on datasets scifact: each is stored, but not together"):
+        select(alone, Selection("d", "scifact"))
 
 
 def test_column_order_does_not_change_with_the_baseline():

@@ -73,6 +73,11 @@ def select(results: Iterable[StoredResult], selection: Selection | None = None) 
     shown = sorted({_dataset_names(d)[-1] for d in datasets})  # CQADupStack once, not its 12 subforums
     _check(selection.datasets, "--dataset", datasets, shown, lambda p, n: _matches(p, _dataset_names(n)))
     chosen = [r for r in results if selection.shows(r.system, r.dataset)]
+    if results and not chosen:
+        raise Mistake(
+            f"no stored result of systems {', '.join(selection.systems)} on datasets "
+            f"{', '.join(selection.datasets)}: each is stored, but not together"
+        )
     return sorted(
         chosen,
         key=lambda r: (
