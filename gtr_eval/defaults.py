@@ -36,3 +36,6 @@ FAMILY = "auto"
 
 MAXSIM_SEARCH = "auto"
 """Late interaction's search: `auto` is exact MaxSim up to a corpus size, `full` any corpus."""
+
+DECIMALS = 4
+"""Decimals a table's text formats show (`table --decimals`); CSV keeps every digit."""

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from .options import Mistaken, bootstrap_options, data_dir_option, results_dir_option
+from .. import defaults
+from .options import Mistaken, bootstrap_options, data_dir_option, results_dir_option, selection_options
 
 
 class MetricName(click.ParamType):
@@ -125,6 +126,7 @@ def _interval_cells(interval, ci: bool) -> list[str]:
 
 @click.command("table")
 @results_dir_option
+@selection_options
 @click.option("--metric", type=METRIC, default="ndcg@10", show_default=True, help=METRIC_HELP)
 @click.option(
     "--format",
@@ -132,7 +134,16 @@ def _interval_cells(interval, ci: bool) -> list[str]:
     type=click.Choice(["markdown", "csv", "latex", "html"]),
     default="markdown",
     show_default=True,
-    help="csv is plain CSV (pandas.read_csv reads it as it is): its notes go to stderr, or to --notes.",
+    help="csv is plain CSV (pandas.read_csv reads it as it is), every digit kept: its notes go to "
+    "stderr, or to --notes.",
+)
+@click.option(
+    "--decimals",
+    type=click.IntRange(0, 12),
+    default=defaults.DECIMALS,
+    show_default=True,
+    help="Decimals the text formats show (markdown, LaTeX, HTML; MTEB publishes 5); best is decided on "
+    "the numbers as shown.",
 )
 @click.option(
     "--reference",
@@ -200,8 +211,10 @@ def _interval_cells(interval, ci: bool) -> list[str]:
 )
 def table_cmd(
     results_dir: Path,
+    selection,
     metric: str,
     fmt: str,
+    decimals: int,
     references: tuple[str, ...],
     diff_against: str | None,
     baseline: str | None,
@@ -219,10 +232,11 @@ def table_cmd(
     """Leaderboard of stored results: datasets × systems, with notes explaining every mark.
 
     \b
-    gtr-eval table --ci --baseline bm25       intervals, and paired Δ intervals against bm25
-    gtr-eval table --show judged              each system's Judged@10 beside its score
-    gtr-eval table --metric "ndcg@10'"        condensed lists: unjudged documents removed first
-    gtr-eval table --best-checkpoint          a training run's best checkpoint per dataset
+    gtr-eval table -s bm25 -s 'gtr-*' -d scifact  these columns and rows, in this order
+    gtr-eval table --ci --baseline bm25           intervals, and paired Δ intervals against bm25
+    gtr-eval table --show judged                  each system's Judged@10 beside its score
+    gtr-eval table --metric "ndcg@10'"            condensed lists: unjudged documents removed first
+    gtr-eval table --best-checkpoint              a training run's best checkpoint per dataset
     """
     from ..data.loader import DataError
     from ..errors import Mistake
@@ -244,6 +258,8 @@ def table_cmd(
             show=show,
             judgments=Judgments(data_dir),
             best_checkpoint=best_checkpoint,
+            selection=selection,
+            decimals=decimals,
         )
     except Mistake as e:
         raise Mistaken(str(e)) from e
@@ -263,6 +279,7 @@ def table_cmd(
 
 @click.command("plot")
 @results_dir_option
+@selection_options
 @click.option("--metric", type=METRIC, default="ndcg@10", show_default=True, help=METRIC_HELP)
 @click.option(
     "--output",
@@ -306,6 +323,7 @@ def table_cmd(
 )
 def plot_cmd(
     results_dir: Path,
+    selection,
     metric: str,
     output: Path | None,
     ci: bool,
@@ -326,17 +344,25 @@ def plot_cmd(
     from ..errors import Mistake
     from ..judgments import Judgments
     from ..report.plots import plot_results
+    from ..report.selection import select
     from ..results import ResultsStore
 
     if not curve and (run_name or baseline or reference):
         raise Mistaken("--run, --baseline and --reference go with --curve")
     try:
-        results, judgments = list(ResultsStore(results_dir)), Judgments(data_dir)
+        results, judgments = select(ResultsStore(results_dir), selection), Judgments(data_dir)
         if curve:
             _plot_curve(results, results_dir, metric, output, run_name, baseline, reference, judgments)
             return
         ci_config = bootstrap if ci else None
-        path = plot_results(results, metric, output or Path("chart.png"), ci=ci_config, judgments=judgments)
+        path = plot_results(
+            results,
+            metric,
+            output or Path("chart.png"),
+            ci=ci_config,
+            judgments=judgments,
+            selection=selection,
+        )
     except Mistake as e:
         raise Mistaken(str(e)) from e
     except (DataError, ValueError) as e:
@@ -369,6 +395,7 @@ def references_cmd(metric: str | None) -> None:
 
 @click.command("paper")
 @results_dir_option
+@selection_options
 @click.option(
     "--metric",
     "metrics",
@@ -445,6 +472,7 @@ def references_cmd(metric: str | None) -> None:
 )
 def paper_cmd(
     results_dir,
+    selection,
     metrics,
     fmt,
     show_all,
@@ -469,13 +497,19 @@ def paper_cmd(
     gtr-eval paper --reproduce          everything for the full table (resumable)
     gtr-eval paper --bm25 bm25-multifield   the BM25 column from Lucene multifield (the BEIR paper's)
     """
+    from ..errors import Mistake
     from ..report import paper
+    from ..report.selection import select
+    from ..report.tables import mixed_data
     from ..results import ResultsStore
 
     if reproduce:
         _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes)
         return
-    results = list(ResultsStore(results_dir)) if Path(results_dir).is_dir() else []
+    try:
+        results = select(ResultsStore(results_dir) if Path(results_dir).is_dir() else [], selection)
+    except Mistake as e:
+        raise Mistaken(str(e)) from e
     if check:
         _check(paper, results, Path(results_dir), golden)
         return
@@ -498,6 +532,8 @@ def paper_cmd(
         )
     for metric, table in tables.items():
         click.echo(paper.render_paper(table, metric, fmt, compact=not show_all))
+    for note in mixed_data(results)[1]:
+        click.echo(f"note: {note}", err=True)
 
 
 def _check(paper, results, results_dir: Path, golden: Path | None) -> None:

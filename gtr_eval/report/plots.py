@@ -34,6 +34,7 @@ from ..io import atomic_write_bytes
 from ..judgments import Judgments
 from ..results import StoredResult
 from ..uncertainty import DEFAULT_BOOTSTRAP, Bootstrap
+from .selection import Selection
 from .tables import AVERAGE, RefSpec, checkpoint_names, leaderboard, reference_values
 
 if TYPE_CHECKING:
@@ -49,11 +50,12 @@ def plot_results(
     output: Path | str,
     ci: Bootstrap | None = DEFAULT_BOOTSTRAP,
     judgments: Judgments | None = None,
+    selection: Selection | None = None,
 ) -> Path:
     """Write a PNG chart of `metric` for every stored (system, dataset); returns its path.  The metric
     name is normalised as `leaderboard` does (`NDCG@10`); an unknown one is a ValueError.  `ci`: error
     bars from these bootstrap intervals (None: none); bars without per-query scores get none."""
-    board = leaderboard(results, metric=metric, ci=ci, judgments=judgments)
+    board = leaderboard(results, metric=metric, ci=ci, judgments=judgments, selection=selection)
     values, metric = board.values, board.metric
     datasets = list(values.index)
     systems = list(values.columns)

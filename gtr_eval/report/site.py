@@ -40,13 +40,16 @@ from ..judgments import Judgments
 from ..results import StoredResult
 from ..uncertainty import DEFAULT_BOOTSTRAP, Bootstrap, Draws
 from . import paper
+from .selection import Selection, select
 from .tables import (
     AVERAGE,
     CQADUPSTACK,
     DECIMALS,
     JUDGED_MARK,
+    MIXED_MARK,
     Leaderboard,
     RefSpec,
+    coverage,
     leaderboard,
     paired_test,
 )
@@ -71,6 +74,7 @@ class ReportConfig:
     top_queries: int = 20
     title: str = "Retrieval results"
     bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP  # the leaderboard's intervals; None: none
+    selection: Selection = Selection()  # the systems and datasets shown, in its order (`-s`, `-d`)
 
 
 @dataclass
@@ -94,6 +98,7 @@ def build_site(
     """Write the site into `config.output`; returns the path of index.html."""
     if not results:
         raise ValueError("no stored results to report")
+    results = select(results, config.selection)
     ctx = _Context(sorted(results, key=lambda r: (r.system, r.label)), config, reference_table)
     ctx.judgments = Judgments(config.data_dir)
     ctx.draws = Draws(config.bootstrap) if config.bootstrap is not None else None
@@ -240,6 +245,7 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
         ci=cfg.bootstrap,
         judgments=ctx.judgments,
         draws=ctx.draws,
+        selection=cfg.selection,
     )
     board = leaderboard(ctx.results, show=("judged",), **kw)
     columns = list(board.values.columns)
@@ -277,6 +283,9 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
         "judged": _grid(board.judged, rows, columns),
         "judgedMarks": _marks_grid(board, rows, columns),
         "judgedMark": JUDGED_MARK,
+        "mixed": [[board.mixed.get((r, c), "") for c in columns] for r in rows],
+        "mixedMark": MIXED_MARK,
+        "coverage": [[coverage(board, r, c) for c in columns] for r in rows],
     }
 
 
@@ -330,6 +339,7 @@ def _index_page(ctx: _Context, datasets: list[str], golden: Path | None) -> str:
     }
     body = "\n".join(
         [
+            _selection_hint(ctx.config.selection),
             _leaderboard_section(),
             _paper_section(ctx, golden),
             _datasets_section(ctx, datasets),
@@ -337,6 +347,16 @@ def _index_page(ctx: _Context, datasets: list[str], golden: Path | None) -> str:
         ]
     )
     return _page(ctx.config.title, ctx.config.title, "index", body, data, "")
+
+
+def _selection_hint(selection: Selection) -> str:
+    """What `-s`/`-d` chose, above everything they filter ('' when all is shown)."""
+    parts = [
+        f"{what} matching {', '.join(patterns)}"
+        for what, patterns in (("systems", selection.systems), ("datasets", selection.datasets))
+        if patterns
+    ]
+    return f"<p class='hint selection'>Showing only {_esc(' and '.join(parts))}.</p>" if parts else ""
 
 
 def _draw_all(ctx: _Context, metrics: list[str]) -> None:
@@ -382,7 +402,9 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
     golden_note = ""
     if golden is not None and Path(golden).is_file():
         try:
-            checks = paper.check_golden(ctx.results, paper.load_golden(Path(golden)))
+            expected = paper.load_golden(Path(golden))
+            shown = [e for e in expected if ctx.config.selection.shows(e.system, e.dataset)]
+            checks = paper.check_golden(ctx.results, shown)
         except ValueError as e:
             golden_note = f"<p class='warn'>Golden file not usable: {_esc(e)}</p>"
     else:
