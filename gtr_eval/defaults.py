@@ -18,3 +18,13 @@ TOP_K = 1000
 
 RERANK_DEPTH = 100
 """Documents a cross-encoder re-scores per query (BEIR's re-ranking depth)."""
+
+FIGURE_WIDTHS = {"single": 3.35, "double": 7.0}
+"""Figure widths in inches: one column and the full text width of a two-column paper (ACL, IEEE and
+ACM two-column templates all fall within a few hundredths of these)."""
+
+FIGURE_WIDTH = "double"
+"""The width `plot` draws at unless asked (a key of `FIGURE_WIDTHS`)."""
+
+FIGURE_FONT_SIZE = 8
+"""Points of every text in a figure: a paper's caption size when the figure is placed at 100%."""
