@@ -111,6 +111,30 @@ def test_the_figure_has_a_line_per_dataset_at_the_stored_scores(results):
     assert legend == ["scifact", "demo", "bm25 (dashed)"]
 
 
+def test_each_checkpoint_has_the_tables_interval_and_the_axis_holds_them(results):
+    stored = list(ResultsStore(results))
+    curve = learning_curve(stored)
+    board = leaderboard([r for r in stored if "@step-" in r.system], ci=curve.bootstrap)
+    assert curve.bootstrap is not None
+    for line in curve.lines:
+        assert len(line.low) == len(line.high) == len(line.steps)
+        for step, low, high in zip(line.steps, line.low, line.high, strict=True):
+            system = f"{RUN}@step-{step}"
+            assert (low, high) == (
+                board.ci_low.loc[line.dataset, system],
+                board.ci_high.loc[line.dataset, system],
+            )
+        assert all(lo <= s <= hi for lo, s, hi in zip(line.low, line.scores, line.high, strict=True))
+    (ax,) = curve_figure(curve).axes
+    low, high = ax.get_ylim()
+    assert low <= min(v for line in curve.lines for v in line.low)
+    assert high >= max(v for line in curve.lines for v in line.high)
+    assert len([c for c in ax.containers if c.has_yerr]) == len(curve.lines)
+    plain = learning_curve(stored, ci=None)
+    assert plain.bootstrap is None and all(not line.low for line in plain.lines)
+    assert not curve_figure(plain).axes[0].containers
+
+
 def test_a_reference_draws_a_dotted_line_where_it_publishes_a_figure(results):
     curve = learning_curve(list(ResultsStore(results)), reference=REFERENCE)
     (ax,) = curve_figure(curve).axes

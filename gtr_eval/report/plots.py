@@ -187,7 +187,7 @@ def bar_figure(board: Leaderboard, width: str = FIGURE_WIDTH) -> Figure:
     values = board.values[board.system_columns]
     datasets, systems = list(values.index), list(values.columns)
     n_sys = len(systems)
-    key = _bar_key(board, inches)
+    key = _bar_key(board, _axis_inches(datasets, inches))
     height = len(datasets) * (0.17 * n_sys + 0.12) + 0.75 + 0.16 * key.count("\n")
     height += 0.17 * math.ceil(n_sys / _legend_columns(systems, inches))
     with _style():
@@ -240,7 +240,7 @@ def _bar_key(board: Leaderboard, inches: float) -> str:
         parts.append(f"{JUDGED_MARK}: few judged documents, may be underestimated")
     if board.bootstrap is not None:
         parts.append(f"bars: {board.bootstrap.level:.0%} bootstrap intervals")
-    return "\n".join(_wrap(part, inches - 0.2) for part in parts)
+    return "\n".join(_wrap(part, inches) for part in parts)
 
 
 def _bar_limit(board: Leaderboard, datasets: list[str], systems: list[str], inches: float) -> float:
@@ -250,9 +250,12 @@ def _bar_limit(board: Leaderboard, datasets: list[str], systems: list[str], inch
         ends = np.fmax(ends, board.ci_high[systems].to_numpy(dtype=float))
     top = float(np.nanmax(ends)) if np.isfinite(ends).any() else 1.0
     label = max(len(bar_label(board, r, s)) for r in datasets for s in systems) * _CHAR_WIDTH + 0.1
-    names = max(len(d) for d in datasets) * _CHAR_WIDTH + 0.3
-    axis = max(inches - names - 0.2, 1.0)
-    return max(top, 0.05) / max(1 - label / axis, 0.5)
+    return max(top, 0.05) / max(1 - label / _axis_inches(datasets, inches), 0.5)
+
+
+def _axis_inches(datasets: list[str], inches: float) -> float:
+    """About how wide the axis is: the figure less the dataset names on its left."""
+    return max(inches - max(len(d) for d in datasets) * _CHAR_WIDTH - 0.5, 1.0)
 
 
 def _error_bars(board: Leaderboard, system: str, xs: np.ndarray) -> np.ndarray | None:
@@ -427,7 +430,7 @@ def curve_figure(curve: Curve, width: str = FIGURE_WIDTH) -> Figure:
     inches = figure_width(width)
     colors = _colors(len(curve.lines))
     with _style():
-        fig = Figure(figsize=(inches, 0.45 * inches + 1.0), layout="constrained")
+        fig = Figure(figsize=(inches, 0.45 * inches + 1.0), layout="constrained")  # height: below
         ax = fig.add_subplot()
         handles = []
         for i, line in enumerate(curve.lines):
@@ -468,10 +471,9 @@ def curve_figure(curve: Curve, width: str = FIGURE_WIDTH) -> Figure:
         ax.set_xlabel(CURVE_XLABEL)
         ax.set_ylabel(curve.metric)
         ax.grid(alpha=0.3)
-        names = [h.get_label() for h in handles]
-        fig.legend(
-            handles=handles, loc="outside lower center", ncols=_legend_columns(names, inches), frameon=False
-        )
+        columns = _legend_columns([h.get_label() for h in handles], inches)
+        fig.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
+        fig.set_size_inches(inches, 0.45 * inches + 0.9 + 0.17 * math.ceil(len(handles) / columns))
     return fig
 
 
