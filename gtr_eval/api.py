@@ -17,8 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import options, paths
-from .defaults import FIGURE_WIDTH
+from . import defaults, options, paths
 from .options import takes
 from .results import ResultsStore
 
@@ -141,8 +140,14 @@ def table(
     show: Sequence[str] = (),
     data_dir: Path | str | None = None,
     best_checkpoint: bool = False,
-) -> str:
-    """`gtr-eval table`: the rendered leaderboard.  `metric` as papers write it (`NDCG@10`, `R@100`,
+    systems: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+    decimals: int = defaults.DECIMALS,
+):
+    """`gtr-eval table`: the leaderboard as a `report.tables.Table`: `.text` the rendered table (what
+    the command prints; `str(table)` too), `.frame` a DataFrame of its cells (value, interval, marks)
+    and `.board` the model itself.  `systems`, `datasets`: globs choosing the columns and rows, in
+    their order (`-s`, `-d`); a glob matching nothing is a `Mistake`.  `metric` as papers write it (`NDCG@10`, `R@100`,
     `Judged@10`, `NDCG@10'` for the condensed lists) is normalised; an unknown one is a ValueError
     naming the closest and listing the valid names.  `ci`: 95% bootstrap intervals (`resamples`,
     `seed`; with `baseline`, paired Δ intervals, Holm-corrected), `ci_style` "brackets" or "pm";
@@ -152,7 +157,8 @@ def table(
     (`pandas.read_csv` reads it as it is): its notes are `report.tables.render_notes(board)` of the
     `leaderboard` with the same arguments; the other formats carry them inside."""
     from .judgments import Judgments
-    from .report.tables import RefSpec, leaderboard, render
+    from .report.selection import Selection
+    from .report.tables import RefSpec, Table, leaderboard
     from .uncertainty import Bootstrap
 
     board = leaderboard(
@@ -167,8 +173,10 @@ def table(
         show=show,
         judgments=Judgments(paths.data_dir(data_dir)),
         best_checkpoint=best_checkpoint,
+        selection=Selection(systems, datasets),
+        decimals=decimals,
     )
-    return render(board, fmt, ci_style=ci_style)
+    return Table(board, fmt, ci_style)
 
 
 def plot(
@@ -179,26 +187,31 @@ def plot(
     resamples: int = 10_000,
     seed: int = 0,
     data_dir: Path | str | None = None,
+    systems: Sequence[str] = (),
+    datasets: Sequence[str] = (),
     baseline: str | None = None,
-    width: str = FIGURE_WIDTH,
+    width: str = defaults.FIGURE_WIDTH,
 ) -> Path:
     """`gtr-eval plot`: the bar chart of `metric` in the format `output`'s suffix names (.pdf, .svg,
     .png), labelled as the table with significance marks against `baseline` (None: bm25 where
     stored), with 95% bootstrap error bars unless `ci=False`, `width` "single" or "double" column;
-    returns its path."""
+    returns its path.  `systems`, `datasets`: globs choosing what it shows (as `api.table`)."""
     from .judgments import Judgments
     from .report.plots import plot_results
+    from .report.selection import Selection, select
     from .uncertainty import Bootstrap
 
     bootstrap = Bootstrap(resamples=resamples, seed=seed) if ci else None
+    selection = Selection(systems, datasets)
     return plot_results(
-        list(ResultsStore(paths.results_dir(results_dir))),
+        select(ResultsStore(paths.results_dir(results_dir)), selection),
         metric,
         output,
         ci=bootstrap,
         judgments=Judgments(paths.data_dir(data_dir)),
         baseline=baseline,
         width=width,
+        selection=selection,
     )
 
 
@@ -213,7 +226,7 @@ def plot_curve(
     ci: bool = True,
     resamples: int = 10_000,
     seed: int = 0,
-    width: str = FIGURE_WIDTH,
+    width: str = defaults.FIGURE_WIDTH,
 ) -> Path:
     """`gtr-eval plot --curve`: the learning curve of training run `run` (None: the only one
     stored), `metric` against the step of its `NAME@step-N` systems, a line per dataset with 95%
@@ -276,9 +289,13 @@ def report(
     ci: bool = True,
     resamples: int = 10_000,
     seed: int = 0,
+    systems: Sequence[str] = (),
+    datasets: Sequence[str] = (),
 ) -> Path:
     """`gtr-eval report`: write the static site; returns the path of its index.html.  `ci`: the
-    leaderboard's 95% bootstrap intervals and error bars (`resamples`, `seed`)."""
+    leaderboard's 95% bootstrap intervals and error bars (`resamples`, `seed`).  `systems`,
+    `datasets`: globs choosing what every page shows (as `api.table`)."""
+    from .report.selection import Selection
     from .report.site import ReportConfig, build_site
     from .report.tables import RefSpec
     from .uncertainty import Bootstrap
@@ -294,6 +311,7 @@ def report(
         top_queries=top_queries,
         title=title,
         bootstrap=Bootstrap(resamples=resamples, seed=seed) if ci else None,
+        selection=Selection(systems, datasets),
     )
     results_dir = paths.results_dir(results_dir)
     return build_site(list(ResultsStore(results_dir)), config, results_dir=results_dir, echo=echo)
@@ -307,14 +325,12 @@ def export(
     datasets: Sequence[str] = (),
     data_dir: Path | str | None = None,
 ):
-    """`gtr-eval export`: stored results as MTEB files, TREC runs, ranx JSON or CSV."""
+    """`gtr-eval export`: stored results as MTEB files, TREC runs, ranx JSON or CSV; `systems`,
+    `datasets`: globs choosing which (as `api.table`)."""
     from .report.export import export_results
+    from .report.selection import Selection, select
 
-    chosen = [
-        r
-        for r in ResultsStore(results_dir)
-        if (not systems or r.system in systems) and (not datasets or r.dataset in datasets)
-    ]
+    chosen = select(ResultsStore(results_dir), Selection(systems, datasets))
     return export_results(chosen, fmt, output, data_dir=data_dir)
 
 

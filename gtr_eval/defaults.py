@@ -19,6 +19,9 @@ TOP_K = 1000
 RERANK_DEPTH = 100
 """Documents a cross-encoder re-scores per query (BEIR's re-ranking depth)."""
 
+DECIMALS = 4
+"""Decimals a table's text formats show (`table --decimals`); CSV keeps every digit."""
+
 FIGURE_WIDTHS = {"single": 3.35, "double": 7.0}
 """Figure widths in inches: one column and the full text width of a two-column paper (ACL, IEEE and
 ACM two-column templates all fall within a few hundredths of these)."""

@@ -233,7 +233,7 @@ def test_table_show_judged_and_the_cli(tmp_path):
     )
     header = csv_out.stdout.splitlines()[0].split(",")
     assert "bm25 judged@10" in header and "newmodel judged@10" in header
-    assert api.table(results, show=["judged"], data_dir=None) == render(
+    assert api.table(results, show=["judged"], data_dir=None).text == render(
         leaderboard(list(ResultsStore(results)), show=["judged"])
     )
 

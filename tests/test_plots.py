@@ -138,7 +138,7 @@ def test_bar_labels_are_the_tables_cells_with_its_significance_marks(results):
 
 def test_a_named_baseline_marks_against_it_and_an_unknown_one_is_a_mistake(results, tmp_path):
     board = bar_board(list(ResultsStore(results)), "ndcg@10", ci=None, baseline="good")
-    assert board.system_columns[0] == "good" and board.marks.loc["scifact", "bm25"] == WORSE
+    assert board.baseline == "good" and board.marks.loc["scifact", "bm25"] == WORSE
     out = _plot(results, tmp_path / "x.pdf", "--baseline", "bm26")
     assert out.exit_code == 2 and "did you mean bm25?" in out.stderr
 

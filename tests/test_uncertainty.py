@@ -221,7 +221,7 @@ def test_table_cli_and_api_give_the_same_intervals(committed):
     args = ["table", "--results-dir", str(COMMITTED), "--ci", "--baseline", "bm25", "--resamples", "2000"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
-    assert out.output == api.table(COMMITTED, baseline="bm25", ci=True, resamples=2000)
+    assert out.output == api.table(COMMITTED, baseline="bm25", ci=True, resamples=2000).text
     csv_out = CliRunner().invoke(cli, [*args, "--format", "csv", "--seed", "4"])
     assert "bm25 low,bm25 high" in csv_out.stdout.splitlines()[0]
     assert "2,000 resamples, seed 4" in csv_out.stderr  # the notes go to stderr with CSV

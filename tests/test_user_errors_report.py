@@ -67,7 +67,7 @@ def test_table_plot_and_paper_take_metric_names_as_papers_write_them(results, tm
     assert as_written.exit_code == 0, as_written.output
     assert as_written.stdout == as_stored.stdout
     assert f"Metric: {stored}," in as_written.stdout and "–" not in as_written.stdout.split("Notes:")[0]
-    assert api.table(results, metric=written) == api.table(results, metric=stored)
+    assert api.table(results, metric=written).text == api.table(results, metric=stored).text
     png = tmp_path / "chart.png"
     plotted = _cli("plot", "--results-dir", str(results), "--metric", written, "--output", str(png))
     assert plotted.exit_code == 0, plotted.output
@@ -119,7 +119,7 @@ def test_table_csv_is_clean_and_its_notes_go_to_stderr(results):
     assert out.exit_code == 0, out.output
     frame = pd.read_csv(io.StringIO(out.stdout))  # no comment= needed
     assert list(frame["dataset"]) == ["nfcorpus", "scifact", AVERAGE]
-    assert list(frame.columns)[:4] == ["dataset", "bm25", "all-MiniLM-L6-v2", "rrf(bm25+all-MiniLM-L6-v2)"]
+    assert list(frame.columns)[:4] == ["dataset", "all-MiniLM-L6-v2", "bm25", "rrf(bm25+all-MiniLM-L6-v2)"]
     assert not frame.isna().any().any() or set(frame.columns[frame.isna().any()]) <= {
         "all-MiniLM-L6-v2 sig",
         "rrf(bm25+all-MiniLM-L6-v2) sig",

@@ -177,3 +177,34 @@ class LazyChoice(click.Choice):
     @choices.setter
     def choices(self, value) -> None:  # click's __init__ sets them; ours are read
         pass
+
+
+def selection_options(command: Callable) -> Callable:
+    """`-s/--system` and `-d/--dataset` (repeatable globs), handed to the command as one
+    `report.selection.Selection` (`selection`): what a reading command shows, in that order."""
+
+    @click.option(
+        "-s",
+        "--system",
+        "systems",
+        multiple=True,
+        metavar="GLOB",
+        help="Only the systems matching GLOB (shell-style, case-insensitive: 'bm25*'), as columns in "
+        "the order given. Repeatable.",
+    )
+    @click.option(
+        "-d",
+        "--dataset",
+        "datasets",
+        multiple=True,
+        metavar="GLOB",
+        help="Only the datasets matching GLOB (cqadupstack: its subforums), as rows in the order given. "
+        "Repeatable.",
+    )
+    @functools.wraps(command)
+    def wrapper(*args, systems: tuple[str, ...], datasets: tuple[str, ...], **kwargs):
+        from ..report.selection import Selection
+
+        return command(*args, selection=Selection(systems, datasets), **kwargs)
+
+    return wrapper

@@ -9,7 +9,14 @@ import click
 
 from .. import paths
 from ..options import DataGroup, pick
-from .options import FolderPath, bootstrap_options, click_option, results_dir_option
+from .options import (
+    FolderPath,
+    Mistaken,
+    bootstrap_options,
+    click_option,
+    results_dir_option,
+    selection_options,
+)
 
 _text_dir_option = click_option(
     pick(DataGroup, only=["data_dir"])[0],
@@ -20,6 +27,7 @@ _text_dir_option = click_option(
 
 @click.command("report")
 @results_dir_option
+@selection_options
 @click.option(
     "--output",
     type=FolderPath,
@@ -66,6 +74,7 @@ _text_dir_option = click_option(
 @bootstrap_options
 def report_cmd(
     results_dir: Path,
+    selection,
     output: Path,
     data_dir: Path | None,
     baseline: str,
@@ -85,6 +94,7 @@ def report_cmd(
     gtr-eval report --reference mteb:mteb-results/sentence-transformers__gtr-t5-base
     """
     from ..api import report
+    from ..errors import Mistake
 
     try:
         index = report(
@@ -102,7 +112,11 @@ def report_cmd(
             ci=ci,
             resamples=bootstrap.resamples,
             seed=bootstrap.seed,
+            systems=selection.systems,
+            datasets=selection.datasets,
         )
+    except Mistake as e:
+        raise Mistaken(str(e)) from e
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(str(index))
@@ -119,24 +133,30 @@ def report_cmd(
     "csv: per-query and mean metrics, long form.",
 )
 @click.option("--output", type=FolderPath, required=True, help="Folder to write into.")
-@click.option("--system", "systems", multiple=True, metavar="SYSTEM", help="Only these systems. Repeatable.")
-@click.option(
-    "--dataset", "datasets", multiple=True, metavar="DATASET", help="Only these datasets. Repeatable."
-)
+@selection_options
 @_text_dir_option
 def export_cmd(
     results_dir: Path,
     fmt: str,
     output: Path,
-    systems: tuple[str, ...],
-    datasets: tuple[str, ...],
+    selection,
     data_dir: Path | None,
 ) -> None:
     """Write stored results for other tools: MTEB, trec_eval, ranx, pandas."""
     from ..api import export
+    from ..errors import Mistake
 
     try:
-        done = export(results_dir, fmt, output, systems=systems, datasets=datasets, data_dir=data_dir)
+        done = export(
+            results_dir,
+            fmt,
+            output,
+            systems=selection.systems,
+            datasets=selection.datasets,
+            data_dir=data_dir,
+        )
+    except Mistake as e:
+        raise Mistaken(str(e)) from e
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
     for note in done.notes:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..defaults import FIGURE_FONT_SIZE, FIGURE_WIDTH, FIGURE_WIDTHS
-from .options import Mistaken, bootstrap_options, data_dir_option, results_dir_option
+from .. import defaults
+from .options import Mistaken, bootstrap_options, data_dir_option, results_dir_option, selection_options
 
 
 class MetricName(click.ParamType):
@@ -126,6 +126,7 @@ def _interval_cells(interval, ci: bool) -> list[str]:
 
 @click.command("table")
 @results_dir_option
+@selection_options
 @click.option("--metric", type=METRIC, default="ndcg@10", show_default=True, help=METRIC_HELP)
 @click.option(
     "--format",
@@ -133,7 +134,16 @@ def _interval_cells(interval, ci: bool) -> list[str]:
     type=click.Choice(["markdown", "csv", "latex", "html"]),
     default="markdown",
     show_default=True,
-    help="csv is plain CSV (pandas.read_csv reads it as it is): its notes go to stderr, or to --notes.",
+    help="csv is plain CSV (pandas.read_csv reads it as it is), every digit kept: its notes go to "
+    "stderr, or to --notes.",
+)
+@click.option(
+    "--decimals",
+    type=click.IntRange(0, 12),
+    default=defaults.DECIMALS,
+    show_default=True,
+    help="Decimals the text formats show (markdown, LaTeX, HTML; MTEB publishes 5); best is decided on "
+    "the numbers as shown.",
 )
 @click.option(
     "--reference",
@@ -201,8 +211,10 @@ def _interval_cells(interval, ci: bool) -> list[str]:
 )
 def table_cmd(
     results_dir: Path,
+    selection,
     metric: str,
     fmt: str,
+    decimals: int,
     references: tuple[str, ...],
     diff_against: str | None,
     baseline: str | None,
@@ -245,6 +257,8 @@ def table_cmd(
             show=show,
             judgments=Judgments(data_dir),
             best_checkpoint=best_checkpoint,
+            selection=selection,
+            decimals=decimals,
         )
     except Mistake as e:
         raise Mistaken(str(e)) from e
@@ -264,6 +278,7 @@ def table_cmd(
 
 @click.command("plot")
 @results_dir_option
+@selection_options
 @click.option("--metric", type=METRIC, default="ndcg@10", show_default=True, help=METRIC_HELP)
 @click.option(
     "--output",
@@ -274,11 +289,11 @@ def table_cmd(
 )
 @click.option(
     "--width",
-    type=click.Choice(list(FIGURE_WIDTHS)),
-    default=FIGURE_WIDTH,
+    type=click.Choice(list(defaults.FIGURE_WIDTHS)),
+    default=defaults.FIGURE_WIDTH,
     show_default=True,
-    help=f"single: one column of a two-column paper ({FIGURE_WIDTHS['single']} in); double: the full "
-    f"text width ({FIGURE_WIDTHS['double']} in). Text is {FIGURE_FONT_SIZE} pt at that size.",
+    help=f"single: one column of a two-column paper ({defaults.FIGURE_WIDTHS['single']} in); double: the full "
+    f"text width ({defaults.FIGURE_WIDTHS['double']} in). Text is {defaults.FIGURE_FONT_SIZE} pt at that size.",
 )
 @click.option(
     "--ci/--no-ci",
@@ -317,6 +332,7 @@ def table_cmd(
 )
 def plot_cmd(
     results_dir: Path,
+    selection,
     metric: str,
     output: Path | None,
     width: str,
@@ -340,6 +356,7 @@ def plot_cmd(
     from ..errors import Mistake
     from ..judgments import Judgments
     from ..report.plots import figure_format, plot_results
+    from ..report.selection import select
     from ..results import ResultsStore
 
     if not curve and (run_name or reference):
@@ -347,7 +364,7 @@ def plot_cmd(
     try:
         if output is not None:
             figure_format(output)  # before any work
-        results, judgments = list(ResultsStore(results_dir)), Judgments(data_dir)
+        results, judgments = select(ResultsStore(results_dir), selection), Judgments(data_dir)
         ci_config = bootstrap if ci else None
         if curve:
             _plot_curve(
@@ -371,6 +388,7 @@ def plot_cmd(
             judgments=judgments,
             baseline=baseline,
             width=width,
+            selection=selection,
         )
     except Mistake as e:
         raise Mistaken(str(e)) from e
@@ -406,6 +424,7 @@ def references_cmd(metric: str | None) -> None:
 
 @click.command("paper")
 @results_dir_option
+@selection_options
 @click.option(
     "--metric",
     "metrics",
@@ -482,6 +501,7 @@ def references_cmd(metric: str | None) -> None:
 )
 def paper_cmd(
     results_dir,
+    selection,
     metrics,
     fmt,
     show_all,
@@ -506,13 +526,18 @@ def paper_cmd(
     gtr-eval paper --reproduce          everything for the full table (resumable)
     gtr-eval paper --bm25 bm25-multifield   the BM25 column from Lucene multifield (the BEIR paper's)
     """
+    from ..errors import Mistake
     from ..report import paper
+    from ..report.selection import select
     from ..results import ResultsStore
 
     if reproduce:
         _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes)
         return
-    results = list(ResultsStore(results_dir)) if Path(results_dir).is_dir() else []
+    try:
+        results = select(ResultsStore(results_dir) if Path(results_dir).is_dir() else [], selection)
+    except Mistake as e:
+        raise Mistaken(str(e)) from e
     if check:
         _check(paper, results, Path(results_dir), golden)
         return

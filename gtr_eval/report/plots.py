@@ -49,10 +49,10 @@ from ..io import atomic_write_bytes
 from ..judgments import Judgments
 from ..results import StoredResult
 from ..uncertainty import DEFAULT_BOOTSTRAP, Bootstrap
+from .selection import Selection
 from .tables import (
     AVERAGE,
     BETTER,
-    DECIMALS,
     JUDGED_MARK,
     WORSE,
     Leaderboard,
@@ -144,14 +144,17 @@ def plot_results(
     judgments: Judgments | None = None,
     baseline: str | None = None,
     width: str = FIGURE_WIDTH,
+    selection: Selection | None = None,
 ) -> Path:
     """Write the bar chart of `metric` for every stored (system, dataset) in the format `output`'s
     name says; returns its path.  The metric name is normalised as `leaderboard` does (`NDCG@10`); an
     unknown one is a ValueError.  `ci`: error bars from these bootstrap intervals (None: none); bars
     without per-query scores get none.  `baseline`: the system the marks compare with (None: bm25
-    where stored, else no marks); `width`: a key of `FIGURE_WIDTHS`."""
+    where stored, else no marks); `width`: a key of `FIGURE_WIDTHS`; `selection`: the systems and
+    datasets shown, in its order (`report.selection`)."""
     figure_format(output)
-    return _save(bar_figure(bar_board(results, metric, ci, judgments, baseline), width), Path(output))
+    board = bar_board(results, metric, ci, judgments, baseline, selection)
+    return _save(bar_figure(board, width), Path(output))
 
 
 def bar_board(
@@ -160,6 +163,7 @@ def bar_board(
     ci: Bootstrap | None = DEFAULT_BOOTSTRAP,
     judgments: Judgments | None = None,
     baseline: str | None = None,
+    selection: Selection | None = None,
 ) -> Leaderboard:
     """The table a bar chart draws: `leaderboard` with its intervals and its paired test against
     `baseline` (None: bm25 where stored)."""
@@ -168,16 +172,18 @@ def bar_board(
         baseline = DEFAULT_BASELINE
     if baseline is not None and baseline not in systems:
         raise Mistake(f"baseline {baseline!r} has no stored results{did_you_mean(baseline, systems)}")
-    return leaderboard(results, metric=metric, ci=ci, judgments=judgments, baseline=baseline)
+    return leaderboard(
+        results, metric=metric, ci=ci, judgments=judgments, baseline=baseline, selection=selection
+    )
 
 
 def bar_label(board: Leaderboard, row: str, system: str) -> str:
-    """The label of one bar, as the table's cell writes it: the value with `DECIMALS` and its marks."""
+    """The label of one bar, as the table's cell writes it: the value with its decimals and marks."""
     value = board.values.loc[row, system]
     if np.isnan(value):
         return "n/a"
     judged = board.judged_marks is not None and bool(board.judged_marks.loc[row, system])
-    return f"{value:.{DECIMALS}f}{board.marks.loc[row, system]}{JUDGED_MARK if judged else ''}"
+    return f"{value:.{board.decimals}f}{board.marks.loc[row, system]}{JUDGED_MARK if judged else ''}"
 
 
 def bar_figure(board: Leaderboard, width: str = FIGURE_WIDTH) -> Figure:

@@ -40,6 +40,7 @@ from ..judgments import Judgments
 from ..results import StoredResult
 from ..uncertainty import DEFAULT_BOOTSTRAP, Bootstrap, Draws
 from . import paper
+from .selection import Selection, select
 from .tables import (
     AVERAGE,
     CQADUPSTACK,
@@ -71,6 +72,7 @@ class ReportConfig:
     top_queries: int = 20
     title: str = "Retrieval results"
     bootstrap: Bootstrap | None = DEFAULT_BOOTSTRAP  # the leaderboard's intervals; None: none
+    selection: Selection = Selection()  # the systems and datasets shown, in its order (`-s`, `-d`)
 
 
 @dataclass
@@ -94,6 +96,7 @@ def build_site(
     """Write the site into `config.output`; returns the path of index.html."""
     if not results:
         raise ValueError("no stored results to report")
+    results = select(results, config.selection)
     ctx = _Context(sorted(results, key=lambda r: (r.system, r.label)), config, reference_table)
     ctx.judgments = Judgments(config.data_dir)
     ctx.draws = Draws(config.bootstrap) if config.bootstrap is not None else None
@@ -240,6 +243,7 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
         ci=cfg.bootstrap,
         judgments=ctx.judgments,
         draws=ctx.draws,
+        selection=cfg.selection,
     )
     board = leaderboard(ctx.results, show=("judged",), **kw)
     columns = list(board.values.columns)
@@ -382,7 +386,9 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
     golden_note = ""
     if golden is not None and Path(golden).is_file():
         try:
-            checks = paper.check_golden(ctx.results, paper.load_golden(Path(golden)))
+            expected = paper.load_golden(Path(golden))
+            shown = [e for e in expected if ctx.config.selection.shows(e.system, e.dataset)]
+            checks = paper.check_golden(ctx.results, shown)
         except ValueError as e:
             golden_note = f"<p class='warn'>Golden file not usable: {_esc(e)}</p>"
     else:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from .. import defaults
 from ..checkpoints import CheckpointName, parse_checkpoint_system
 from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
 from ..errors import Mistake
@@ -39,13 +40,14 @@ from ..judgments import Judgments, is_derived
 from ..paths import BUNDLED
 from ..results import StoredResult
 from ..uncertainty import Bootstrap, Draws, bootstrap_pvalue, holm_levels, percentile_interval
+from .selection import Selection, select
 
 PACKAGE_REFERENCES = BUNDLED / "published_scores.csv"
 CQADUPSTACK = "cqadupstack"
 CQADUPSTACK_SUBFORUMS = CQADUPSTACK_SUBSETS
 AVERAGE = "Average"
 MTEB_FOLDER = "mteb"  # `--reference mteb:DIR`: a folder of MTEB result files
-DECIMALS = 4
+DECIMALS = defaults.DECIMALS
 BETTER, WORSE = "†", "‡"
 TESTS = ("ttest", "wilcoxon")
 JUDGED_MARK = "◇"
@@ -101,6 +103,9 @@ class Leaderboard:
     judged_marks: pd.DataFrame | None = None  # bool: ◇, the score may be underestimated
     show_judged: bool = False
     steps: dict[tuple[str, str], int] = field(default_factory=dict)  # (row, column): the step shown (@N)
+    decimals: int = DECIMALS  # what the text formats show, and what best is decided on
+    covers: dict[str, str] = field(default_factory=dict)  # column -> `k/n` when its Average is partial
+    mixed: dict[tuple[str, str], str] = field(default_factory=dict)  # (row, column) -> why it is marked
 
     @property
     def value_columns(self) -> list[str]:
@@ -112,6 +117,66 @@ class Leaderboard:
         if self.diff is None or self.baseline is None:
             return []
         return [s for s in self.system_columns if s != self.baseline]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A built table as data and as text (what `api.table` returns): `frame` one row per cell, `text`
+    rendered in `fmt`; `str(table)` is the text."""
+
+    board: Leaderboard
+    fmt: str = "markdown"
+    ci_style: str = "brackets"
+
+    @property
+    def text(self) -> str:
+        return render(self.board, self.fmt, ci_style=self.ci_style)
+
+    def render(self, fmt: str) -> str:
+        return render(self.board, fmt, ci_style=self.ci_style)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return table_frame(self.board)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def table_frame(board: Leaderboard) -> pd.DataFrame:
+    """The board's cells in long form, unrounded: dataset (a row of the table, `Average` too), column,
+    kind (system, reference, delta), value, ci_low, ci_high, best, mark (†/‡ against the baseline),
+    p (its Holm-adjusted p-value), judged (Judged@10), underjudged (◇), covers (`k/n`: an Average over
+    fewer of the table's datasets than it has) and mixed (the note of a cell made from other data files
+    than the rest of its row)."""
+    kinds = {c: "system" for c in board.system_columns}
+    kinds.update({c: "reference" for c in board.reference_columns})
+    kinds.update({c: "delta" for c in board.delta_columns})
+    records = []
+    for row in board.values.index:
+        for col in board.values.columns:
+
+            def at(frame, r=row, c=col):
+                return frame.loc[r, c] if frame is not None and c in frame.columns else math.nan
+
+            records.append(
+                {
+                    "dataset": row,
+                    "column": col,
+                    "kind": kinds.get(col, "system"),
+                    "value": board.values.loc[row, col],
+                    "ci_low": at(board.ci_low),
+                    "ci_high": at(board.ci_high),
+                    "best": bool(board.best.loc[row, col]),
+                    "mark": board.marks.loc[row, col],
+                    "p": board.pvalues.loc[row, col],
+                    "judged": at(board.judged),
+                    "underjudged": bool(_judged_mark_text(board, row, col)),
+                    "covers": board.covers.get(col, "") if row == AVERAGE else "",
+                    "mixed": board.mixed.get((row, col), ""),
+                }
+            )
+    return pd.DataFrame.from_records(records)
 
 
 # --- references --------------------------------------------------------------------------------
@@ -259,12 +324,14 @@ def _collapse_cqadupstack(
     return label, cells, note
 
 
-def _order_rows(rows: Iterable[str]) -> list[str]:
+def _order_rows(rows: Iterable[str], selection: Selection | None = None) -> list[str]:
+    """Rows in the order of the selection's dataset patterns, then BEIR's order, then by name."""
     rank = {name: i for i, name in enumerate(DATASET_ORDER)}
+    selection = selection or Selection()
 
-    def key(row: str) -> tuple[int, str]:
+    def key(row: str) -> tuple[int, int, str]:
         base = re.split(r" [(\[]", row)[0]  # `cqadupstack (11/12)`, `scifact [train]`
-        return (rank.get(base, len(rank)), row)
+        return (selection.dataset_rank(row), rank.get(base, len(rank)), row)
 
     return sorted(rows, key=key)
 
@@ -286,6 +353,8 @@ def leaderboard(
     judgments: Judgments | None = None,
     draws: Draws | None = None,
     best_checkpoint: bool = False,
+    selection: Selection | None = None,
+    decimals: int = DECIMALS,
 ) -> Leaderboard:
     """Build the table for `metric` (a name as papers write it, `NDCG@10`, `R@100`, is normalised; an
     unknown one is a ValueError naming the closest); see the notes it carries for every rule it applies.
@@ -295,7 +364,11 @@ def leaderboard(
     lists of results that do not store them; the ◇ check), `draws` caches bootstrap draws across
     boards (the report builds one per metric and baseline).  `best_checkpoint`: each training run's
     checkpoints (`NAME@step-N`) as one system `NAME (best)`, its cell per dataset the best stored
-    checkpoint there, with its step (`board.steps`)."""
+    checkpoint there, with its step (`board.steps`).  `selection`: only the systems and datasets it
+    matches, columns and rows in its order (`report.selection`).  `decimals`: what the text formats
+    show (and what best is decided on); CSV keeps every digit."""
+    selection = selection or Selection()
+    results = select(results, selection)
     metric = normalise_metric(metric, known=sorted({m for r in results for m in r.metrics}))
     if not results:
         raise ValueError("no stored results to tabulate")
@@ -308,14 +381,11 @@ def leaderboard(
     if picks is not None:
         results = picks.results
     cells, notes = _collect(results, metric)
-    systems = sorted({r.system for r in results})
+    systems = sorted({r.system for r in results}, key=lambda s: (selection.system_rank(s), s))
     for name, role in ((baseline, "baseline"), (diff_against, "diff-against system")):
         if name is not None and name not in systems:
             raise ValueError(f"{role} {name!r} has no stored results; systems: {systems}")
-    if baseline is not None:
-        systems.remove(baseline)
-        systems.insert(0, baseline)
-    rows = _order_rows(cells)
+    rows = _order_rows(cells, selection)
     values = pd.DataFrame(
         [[cells[r][s].value if s in cells[r] else math.nan for s in systems] for r in rows],
         index=rows,
@@ -704,7 +774,7 @@ def _significance(
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; choose from {TESTS}")
     untested: set[str] = set()
-    for system in systems[1:]:
+    for system in [s for s in systems if s != baseline]:
         tested: list[tuple[str, float, float]] = []  # (row, p, mean difference)
         for row in rows:
             pair = _paired_scores(cells[row], system, baseline)
@@ -1100,7 +1170,7 @@ def _render_csv(board: Leaderboard) -> str:
     high, Judged@10 and the ◇ mark in columns of their own."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    sig_cols = board.system_columns[1:] if board.baseline else []
+    sig_cols = [s for s in board.system_columns if s != board.baseline] if board.baseline else []
     ci_cols = board.system_columns if board.ci_low is not None else []
     judged_cols = board.system_columns if board.show_judged else []
     mark_cols = (
