@@ -23,8 +23,8 @@ DECIMALS = 4
 """Decimals a table's text formats show (`table --decimals`); CSV keeps every digit."""
 
 FIGURE_WIDTHS = {"single": 3.35, "double": 7.0}
-"""Figure widths in inches: one column and the full text width of a two-column paper (ACL, IEEE and
-ACM two-column templates all fall within a few hundredths of these)."""
+"""Figure widths in inches: one column and the full text width of a two-column paper (ACM sigconf's
+241 pt and 506 pt; docs/figures.md compares IEEE's and ACL's)."""
 
 FIGURE_WIDTH = "double"
 """The width `plot` draws at unless asked (a key of `FIGURE_WIDTHS`)."""

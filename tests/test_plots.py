@@ -29,10 +29,13 @@ from gtr_eval.report.plots import (
     Curve,
     CurveLine,
     bar_board,
+    bar_description,
     bar_figure,
+    bar_label,
     curve_figure,
     curve_limits,
 )
+from gtr_eval.report.selection import Selection
 from gtr_eval.report.tables import BETTER, WORSE, render
 from gtr_eval.results import ResultsStore
 
@@ -41,6 +44,7 @@ RANKS = {  # the rank of each query's relevant document, per system and dataset
     "scifact": {"bm25": (2, 5), "good": (1, 1), "poor": (6, 12)},
     "nfcorpus": {"bm25": (1, 6), "good": (1, 6), "poor": (1, 6)},
 }
+COMMITTED = Path(__file__).resolve().parents[1] / "results"
 MAGIC = {"pdf": (b"%PDF-",), "svg": (b"<?xml", b"<svg"), "png": (b"\x89PNG\r\n\x1a\n",)}
 
 
@@ -78,6 +82,7 @@ def test_the_output_name_picks_the_format_and_a_regenerated_figure_is_byte_ident
     assert data.startswith(MAGIC[fmt])
     assert data == second.read_bytes()  # no timestamp, no random id
     inches = FIGURE_WIDTHS["single"]
+    shown = bar_description(bar_board(list(ResultsStore(results)), "ndcg@10", ci=None))
     if fmt == "png":
         with Image.open(first) as image:
             image.load()
@@ -85,12 +90,14 @@ def test_the_output_name_picks_the_format_and_a_regenerated_figure_is_byte_ident
             assert image.width == round(inches * PNG_DPI)
             assert image.info["dpi"] == pytest.approx((PNG_DPI, PNG_DPI), abs=0.01)
             assert np.asarray(image.convert("L")).std() > 0  # a drawing, not a blank
+            assert image.text["Description"] == shown
     elif fmt == "svg":
         root = ET.parse(first).getroot()
         assert root.tag == "{http://www.w3.org/2000/svg}svg"
         assert float(root.get("width").removesuffix("pt")) == pytest.approx(inches * 72)
         assert len(root.findall(".//{http://www.w3.org/2000/svg}path")) > 10  # vector shapes
         assert b"<image" not in data  # no raster inside
+        assert root.find(".//{http://purl.org/dc/elements/1.1/}description").text == shown
     else:
         assert data.rstrip().endswith(b"%%EOF")
         assert re.search(rb"/Type /Page\b", data)
@@ -98,6 +105,29 @@ def test_the_output_name_picks_the_format_and_a_regenerated_figure_is_byte_ident
         assert box and float(box.group(1)) == pytest.approx(inches * 72)
         assert b"/Type3" not in data  # TrueType fonts, as conference checkers ask
         assert b"/CreationDate" not in data
+
+
+@pytest.mark.parametrize("metric", ["ndcg@10", "recall@100"])
+def test_the_committed_plots_show_the_committed_results(metric):
+    """docs/figures.md's command wrote them: each bar's label, read from the figure's metadata, is the
+    table's cell for the committed results as they are now."""
+    with Image.open(COMMITTED / "plots" / f"{metric}.png") as image:
+        assert image.width == round(FIGURE_WIDTHS["double"] * PNG_DPI)
+        written = image.text["Description"]
+    assert written == bar_description(bar_board(list(ResultsStore(COMMITTED)), metric, ci=None))
+    assert "marks against bm25" in written and BETTER in written
+
+
+def test_a_selection_chooses_and_orders_the_bars(results):
+    board = bar_board(
+        list(ResultsStore(results)), "ndcg@10", ci=None, selection=Selection(("poor", "bm25"), ("scifact",))
+    )
+    fig = bar_figure(board)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["poor", "bm25"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["scifact", "Average"]
+    assert bar_label(board, "scifact", "poor").endswith(WORSE)  # still tested against bm25
+    out = _plot(results, results.parent / "sel.png", "-s", "nosuch")
+    assert out.exit_code == 2 and "nosuch" in out.stderr
 
 
 def test_an_unknown_suffix_is_a_mistake_before_any_work(tmp_path):

@@ -43,7 +43,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..defaults import FIGURE_FONT_SIZE, FIGURE_WIDTH, FIGURE_WIDTHS
+from ..defaults import DECIMALS, FIGURE_FONT_SIZE, FIGURE_WIDTH, FIGURE_WIDTHS
 from ..errors import Mistake, did_you_mean
 from ..io import atomic_write_bytes
 from ..judgments import Judgments
@@ -82,6 +82,7 @@ _STYLE = {
     "svg.hashsalt": "gtr-eval",  # fixed ids instead of random ones
 }
 _METADATA = {"pdf": {"CreationDate": None}, "svg": {"Date": None}, "png": {}}
+_DESCRIPTION = {"pdf": "Subject", "svg": "Description", "png": "Description"}  # what a figure shows
 _CHAR_WIDTH = 0.58 * FONT_SIZE / 72  # inches: a rough average glyph width, to size room for text
 
 
@@ -108,13 +109,15 @@ def _style() -> Iterator[None]:
         yield
 
 
-def _save(fig: Figure, output: Path) -> Path:
+def _save(fig: Figure, output: Path, description: str) -> Path:
     """Render in the format the name says, in memory, then write atomically: an interrupted plot
-    leaves no half a file."""
+    leaves no half a file.  `description` (the numbers the figure shows, as text) goes into the
+    file's metadata, so a stored figure can be checked against the results without its pixels."""
     fmt = figure_format(output)
+    metadata = {**_METADATA[fmt], _DESCRIPTION[fmt]: description}
     buf = BytesIO()
     with _style():
-        fig.savefig(buf, format=fmt, dpi=PNG_DPI, metadata=_METADATA[fmt])
+        fig.savefig(buf, format=fmt, dpi=PNG_DPI, metadata=metadata)
     atomic_write_bytes(output, buf.getvalue())
     return output
 
@@ -154,7 +157,7 @@ def plot_results(
     datasets shown, in its order (`report.selection`)."""
     figure_format(output)
     board = bar_board(results, metric, ci, judgments, baseline, selection)
-    return _save(bar_figure(board, width), Path(output))
+    return _save(bar_figure(board, width), Path(output), bar_description(board))
 
 
 def bar_board(
@@ -184,6 +187,16 @@ def bar_label(board: Leaderboard, row: str, system: str) -> str:
         return "n/a"
     judged = board.judged_marks is not None and bool(board.judged_marks.loc[row, system])
     return f"{value:.{board.decimals}f}{board.marks.loc[row, system]}{JUDGED_MARK if judged else ''}"
+
+
+def bar_description(board: Leaderboard) -> str:
+    """What a bar chart shows, as one line: the metric, the baseline and every bar's label."""
+    against = f", marks against {board.baseline}" if board.baseline else ""
+    rows = (
+        f"{row}: " + ", ".join(f"{s} {bar_label(board, row, s)}" for s in board.system_columns)
+        for row in board.values.index
+    )
+    return f"{board.metric}{against}; " + "; ".join(rows)
 
 
 def bar_figure(board: Leaderboard, width: str = FIGURE_WIDTH) -> Figure:
@@ -510,4 +523,16 @@ def plot_curve(curve: Curve, output: Path | str, width: str = FIGURE_WIDTH) -> P
     """Write `curve_figure(curve, width)` in the format `output`'s name says (atomically); returns its
     path."""
     figure_format(output)
-    return _save(curve_figure(curve, width), Path(output))
+    return _save(curve_figure(curve, width), Path(output), curve_description(curve))
+
+
+def curve_description(curve: Curve) -> str:
+    """What a learning curve shows, as one line: per dataset each step's score."""
+    lines = (
+        f"{line.dataset}: "
+        + ", ".join(
+            f"{step} {score:.{DECIMALS}f}" for step, score in zip(line.steps, line.scores, strict=True)
+        )
+        for line in curve.lines
+    )
+    return f"{curve.metric} over training of {curve.run}; " + "; ".join(lines)
