@@ -75,17 +75,22 @@ def test_layout_best_and_average():
         assert board.values.loc[AVERAGE, col] == pytest.approx(
             board.values.loc[["nfcorpus", "scifact"], col].mean()
         )
-    assert any("Average: plain mean over the 2 datasets" in n for n in board.notes)
+    assert any("Average: plain mean over the table's 2 datasets" in n for n in board.notes)
+    assert not board.covers
 
 
-def test_average_skips_datasets_missing_a_system():
+def test_a_system_missing_a_dataset_is_averaged_over_those_it_has_and_marked():
     results = two_by_two() + [stored("base", "fiqa", [0.9, 0.9])]
     board = leaderboard(results)
     assert pd.isna(board.values.loc["fiqa", "good"])
     assert board.values.loc[AVERAGE, "base"] == pytest.approx(
-        board.values.loc[["nfcorpus", "scifact"], "base"].mean()
+        board.values.loc[["nfcorpus", "scifact", "fiqa"], "base"].mean()
     )
-    assert any("left out: fiqa" in n for n in board.notes)
+    assert board.values.loc[AVERAGE, "good"] == pytest.approx(
+        board.values.loc[["nfcorpus", "scifact"], "good"].mean()
+    )
+    assert board.covers == {"good": "2/3"} and not board.best.loc[AVERAGE].any()
+    assert any("good (2/3)" in n for n in board.notes)
 
 
 def test_average_per_column_when_a_reference_lacks_datasets_or_the_metric():
@@ -102,13 +107,13 @@ def test_average_per_column_when_a_reference_lacks_datasets_or_the_metric():
     assert not board.best.loc[AVERAGE, header]  # over other datasets: not compared
     assert board.best.loc[AVERAGE, ["base", "good"]].any()
     note = next(n for n in board.notes if n.startswith("Average:"))
-    assert "mean over the 2 datasets where every system has a value" in note
-    assert f"`{header}` has 1 of the 2 (lacks nfcorpus)" in note and "not marked best" in note
+    assert "plain mean over the table's 2 datasets" in note
+    assert f"not compared for best: {header} (1/2)" in note and "(1/2)" in render(board)
     other_metric = REFS.assign(metric="recall@100")  # the source lacks this metric altogether
     board = leaderboard(two_by_two(), references=[RefSpec.parse("paper:gtr")], reference_table=other_metric)
     assert pd.isna(board.values.loc[AVERAGE, header])
     assert board.values.loc[AVERAGE, ["base", "good"]].notna().all()
-    assert any(f"`{header}` has none of them" in n for n in board.notes)
+    assert any(f"{header} (0/2)" in n for n in board.notes)
     assert any("the source lists no ndcg@10 for it; it lists recall@100" in n for n in board.notes)
 
 
@@ -118,8 +123,7 @@ def test_average_per_column_when_no_dataset_has_every_system():
     assert board.values.loc[AVERAGE, "b"] == pytest.approx(0.6)
     assert not board.best.loc[AVERAGE].any()
     note = next(n for n in board.notes if n.startswith("Average:"))
-    assert "each column's Average is its mean over the datasets it has (a 1, b 1)" in note
-    assert "none is marked best" in note
+    assert "not compared for best: a (1/2), b (1/2)" in note
 
 
 def test_metric_names_are_normalised_and_unknown_ones_named():
@@ -246,15 +250,16 @@ def test_cqadupstack_collapsed_to_mean_of_12():
     )
 
 
-def test_cqadupstack_partial_is_labelled_and_not_averaged():
+def test_cqadupstack_partial_is_marked_and_left_out_of_its_own_average_only():
     results = cqa("a", CQADUPSTACK_SUBFORUMS, 0.3) + cqa("b", CQADUPSTACK_SUBFORUMS[:5], 0.2)
     results += [stored("a", "scifact", [0.5]), stored("b", "scifact", [0.4])]
     board = leaderboard(results)
-    label = "cqadupstack (5/12)"
-    assert label in board.values.index
-    assert board.values.loc[label, "a"] == pytest.approx(0.3 + sum(range(5)) / 100 / 5)  # same 5 forums
-    assert board.values.loc[AVERAGE, "a"] == pytest.approx(0.5)
-    assert any(label in n and "left out of the Average" in n for n in board.notes)
+    assert board.values.loc["cqadupstack", "a"] == pytest.approx(0.3 + sum(range(12)) / 100 / 12)  # all 12
+    assert board.values.loc["cqadupstack", "b"] == pytest.approx(0.2 + sum(range(5)) / 100 / 5)
+    assert board.partial == {("cqadupstack", "b"): "5/12"}
+    assert board.values.loc[AVERAGE, "a"] == pytest.approx((board.values.loc["cqadupstack", "a"] + 0.5) / 2)
+    assert board.values.loc[AVERAGE, "b"] == pytest.approx(0.4)
+    assert any("b 5/12" in n and "left out of that system's Average" in n for n in board.notes)
 
 
 def test_unknown_systems_rejected():
@@ -293,7 +298,8 @@ def test_table_and_plot_cli(tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(line for line in out.read_text().splitlines() if not line.startswith("#")))
-    assert rows[0][:3] == ["dataset", "bm25", "gtr"] and rows[1][:3] == ["nfcorpus", "0.3869", "1.0000"]
+    assert rows[0][:3] == ["dataset", "bm25", "gtr"] and rows[1][0] == "nfcorpus" and rows[1][2] == "1.0"
+    assert rows[1][1].startswith("0.38685") and len(rows[1][1]) > 10  # every digit, not 0.3869
     md = CliRunner().invoke(
         cli, ["table", "--results-dir", str(tmp_path), "--reference", "mteb-results:bm25s"]
     )

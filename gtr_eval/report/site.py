@@ -46,8 +46,10 @@ from .tables import (
     CQADUPSTACK,
     DECIMALS,
     JUDGED_MARK,
+    MIXED_MARK,
     Leaderboard,
     RefSpec,
+    coverage,
     leaderboard,
     paired_test,
 )
@@ -281,6 +283,9 @@ def _board_data(ctx: _Context, metric: str, baselines: list[str]) -> dict[str, A
         "judged": _grid(board.judged, rows, columns),
         "judgedMarks": _marks_grid(board, rows, columns),
         "judgedMark": JUDGED_MARK,
+        "mixed": [[board.mixed.get((r, c), "") for c in columns] for r in rows],
+        "mixedMark": MIXED_MARK,
+        "coverage": [[coverage(board, r, c) for c in columns] for r in rows],
     }
 
 

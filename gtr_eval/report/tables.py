@@ -38,7 +38,7 @@ from ..evaluation import CONDENSED as CONDENSED_SUFFIX
 from ..evaluation import is_condensed, is_judged, normalise_metric
 from ..judgments import Judgments, is_derived
 from ..paths import BUNDLED
-from ..results import StoredResult
+from ..results import StoredResult, recorded_files
 from ..uncertainty import Bootstrap, Draws, bootstrap_pvalue, holm_levels, percentile_interval
 from .selection import Selection, select
 
@@ -49,6 +49,7 @@ AVERAGE = "Average"
 MTEB_FOLDER = "mteb"  # `--reference mteb:DIR`: a folder of MTEB result files
 DECIMALS = defaults.DECIMALS
 BETTER, WORSE = "†", "‡"
+MIXED_MARK = "§"  # a result made from other data files than the rest of its row
 TESTS = ("ttest", "wilcoxon")
 JUDGED_MARK = "◇"
 JUDGED_AT = 10  # the cut-off of the Judged@k that marks, and that `show=("judged",)` shows
@@ -106,6 +107,7 @@ class Leaderboard:
     decimals: int = DECIMALS  # what the text formats show, and what best is decided on
     covers: dict[str, str] = field(default_factory=dict)  # column -> `k/n` when its Average is partial
     mixed: dict[tuple[str, str], str] = field(default_factory=dict)  # (row, column) -> why it is marked
+    partial: dict[tuple[str, str], str] = field(default_factory=dict)  # (row, column) -> `k/12` (CQADupStack)
 
     @property
     def value_columns(self) -> list[str]:
@@ -257,6 +259,17 @@ class _Cell:
     # The per-query scores by the stored dataset they come from (`scifact`; a CQADupStack row: its
     # subforums): each is redrawn on its own, and the row is the plain mean of their means.
     parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # the data files it was made from: path -> sha256
+    written: float = 0.0  # when its record was written (the newest of a CQADupStack row's)
+    partial: str = ""  # `k/12`: a CQADupStack cell over fewer subforums than BEIR's figure
+
+
+def _written(r: StoredResult) -> float:
+    """When `r`'s record was written (0 for results built in memory)."""
+    try:
+        return r.path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _collect(results: Iterable[StoredResult], metric: str) -> tuple[dict[str, dict[str, _Cell]], list[str]]:
@@ -273,6 +286,8 @@ def _collect(results: Iterable[StoredResult], metric: str) -> tuple[dict[str, di
             float(value) if value is not None else math.nan,
             per_query,
             {r.label: per_query} if per_query else {},
+            recorded_files(r.manifest),
+            _written(r),
         )
     notes: list[str] = []
     if subforums:
@@ -303,25 +318,33 @@ def subforum_mean(
 def _collapse_cqadupstack(
     by_system: dict[str, dict[str, StoredResult]], metric: str
 ) -> tuple[str, dict[str, _Cell], str]:
-    """Mean over the subforums every system has (BEIR's figure when that is all 12)."""
-    with_metric = {s: {f for f, r in subs.items() if metric in r.metrics} for s, subs in by_system.items()}
-    common = sorted(set.intersection(*with_metric.values()))
-    complete = set(common) >= set(CQADUPSTACK_SUBFORUMS)
-    label = CQADUPSTACK if complete else f"{CQADUPSTACK} ({len(common)}/{len(CQADUPSTACK_SUBFORUMS)})"
-    cells = {}
+    """One row per system's subforums, each system on its own (so another system never changes it):
+    BEIR's figure, the mean of the 12, where it has all 12; else the mean of those it has, marked
+    `k/12` (`_Cell.partial`), which its Average, best and the tests leave out."""
+    n = len(CQADUPSTACK_SUBFORUMS)
+    cells, short = {}, []
     for system, subs in by_system.items():
-        parts = {subs[f].label: subs[f].per_query.get(metric) for f in common}
-        whole = all(parts.values())
-        cells[system] = _Cell(*subforum_mean(subs, metric, common), parts if whole else {})
-    if complete:
-        note = f"{CQADUPSTACK}: mean of its {len(CQADUPSTACK_SUBFORUMS)} subforums (BEIR's convention)."
-    else:
-        note = (
-            f"{label}: only {len(common)} of {len(CQADUPSTACK_SUBFORUMS)} subforums are stored for every "
-            "system, so the row is their mean, not the official figure; it is left out of the Average "
-            "and gets no reference values."
+        have = sorted(f for f, r in subs.items() if metric in r.metrics)
+        value, pooled = subforum_mean(subs, metric, have)
+        whole = set(have) >= set(CQADUPSTACK_SUBFORUMS)
+        parts = {subs[f].label: subs[f].per_query.get(metric) for f in have}
+        files = {f"{f}/{path}": sha for f in have for path, sha in recorded_files(subs[f].manifest).items()}
+        written = max((_written(subs[f]) for f in have), default=0.0)
+        partial = "" if whole or not have else f"{len(have)}/{n}"
+        if partial:
+            short.append(f"{system} {partial}")
+        cells[system] = _Cell(
+            value, pooled if whole else None, parts if whole and all(parts.values()) else {}, files, written,
+            partial,
+        )  # fmt: skip
+    note = f"{CQADUPSTACK}: mean of its {n} subforums (BEIR's convention)"
+    if short:
+        note += (
+            f"; where fewer are stored ({', '.join(short)}) the cell is the mean of those, marked (k/{n}): "
+            "not BEIR's figure, so it is left out of that system's Average, not compared for best and "
+            "not tested"
         )
-    return label, cells, note
+    return CQADUPSTACK, cells, note + "."
 
 
 def _order_rows(rows: Iterable[str], selection: Selection | None = None) -> list[str]:
@@ -394,17 +417,22 @@ def leaderboard(
     )
     ref_cols, delta_cols = _add_references(values, metric, references, diff_against, reference_table, notes)
     value_cols = systems + ref_cols
-    comparable = _add_average(values, systems, ref_cols, delta_cols, notes)
-    best = _best_mask(values, value_cols, comparable)
+    partial = {(r, s): c.partial for r in rows for s, c in cells[r].items() if c.partial}
+    covers = _add_average(values, systems, ref_cols, delta_cols, notes, set(partial))
+    mixed, mixed_notes = _mixed_data(cells, rows, systems, baseline)
+    best = _best_mask(values, value_cols, set(covers) | set(partial) | set(mixed), decimals)
     marks = pd.DataFrame("", index=values.index, columns=values.columns)
     pvalues = pd.DataFrame(math.nan, index=values.index, columns=values.columns)
     if baseline is not None:
-        _significance(cells, rows, systems, baseline, metric, alpha, test, marks, pvalues, notes)
-    notes.insert(0, _metric_note(metric))
+        skip = set(partial) | set(mixed)
+        _significance(cells, rows, systems, baseline, metric, alpha, test, marks, pvalues, notes, skip)
+    notes += mixed_notes
+    notes.insert(0, _metric_note(metric, decimals))
     notes.insert(1, _best_note())
     if derived_note:
         notes.insert(2, derived_note)
     board = Leaderboard(metric, values, systems, ref_cols, delta_cols, best, marks, pvalues, notes, baseline)
+    board.decimals, board.covers, board.mixed, board.partial = decimals, covers, mixed, partial
     if picks is not None:
         _show_steps(board, picks)
     if ci is not None:
@@ -413,14 +441,19 @@ def leaderboard(
     return board
 
 
-def _metric_note(metric: str) -> str:
-    return f"Metric: {metric}, shown with {DECIMALS} decimals; '–' means no value."
+def _metric_note(metric: str, decimals: int = DECIMALS) -> str:
+    return f"Metric: {metric}, shown with {_count(decimals, 'decimal')}; '–' means no value."
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 dataset`, `2 datasets`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _best_note() -> str:
     return (
         "Best value in each row (system and reference columns, compared after rounding, ties all "
-        "marked) is bold; CSV keeps plain numbers and names it in the `best` column."
+        "marked) is bold; CSV keeps every digit and names it in the `best` column."
     )
 
 
@@ -511,72 +544,93 @@ def _add_average(
     ref_cols: list[str],
     delta_cols: list[str],
     notes: list[str],
-) -> list[str]:
-    """Append the Average row; return the columns whose Averages cover the same datasets (the only
-    ones compared for the best Average).
-
-    Systems are averaged over the datasets where every system has a value, so their Averages compare.
-    Each reference (and Δ) column is averaged over those of them it has: a published source that
-    lacks some datasets, or this metric altogether, no longer blanks every column's Average, and the
-    note says which column covers fewer.  When no dataset has every system, each column's Average is
-    its mean over the datasets it has, so said (and none is marked best)."""
-    value_cols = systems + ref_cols
-    rows = [r for r in values.index if " (" not in r]  # a partial CQADupStack row is no BEIR figure
-    partial = [r for r in values.index if r not in rows]
-    common = [r for r in rows if values.loc[r, systems].notna().all()]
-    if not common:
-        for col in values.columns:
-            values.loc[AVERAGE, col] = values.loc[rows, col].mean() if rows else math.nan
-        counts = ", ".join(f"{c} {int(values.loc[rows, c].notna().sum())}" for c in value_cols)
-        notes.append(
-            "Average: no dataset has a value in every system column, so each column's Average is its "
-            f"mean over the datasets it has ({counts}); they do not compare, and none is marked best"
-            + (f" (left out: {', '.join(partial)})." if partial else ".")
-        )
-        return []
-    left_out = [r for r in values.index if r not in common]
+    set_aside: set[tuple[str, str]],
+) -> dict[str, str]:
+    """Append the Average row: each column's plain mean over the table's datasets it has a value on
+    (cells in `set_aside`, a CQADupStack row over fewer than its 12 subforums, do not count), so
+    adding or removing a column never changes another's.  Returns `k/n` for each system or reference
+    column that has fewer than all n: its Average is marked so and not compared for best."""
+    rows = [r for r in values.index if r != AVERAGE]
+    covers = {}
     for col in values.columns:
-        have = [r for r in common if pd.notna(values.loc[r, col])]
+        have = [r for r in rows if pd.notna(values.loc[r, col]) and (r, col) not in set_aside]
         values.loc[AVERAGE, col] = values.loc[have, col].mean() if have else math.nan
-    short = {c: [r for r in common if pd.isna(values.loc[r, c])] for c in ref_cols}
-    full = [c for c in value_cols if not short.get(c)]
-    n = len(common)
-    if all(not gaps for gaps in short.values()):
-        note = f"Average: plain mean over the {n} datasets where every column has a value"
-        notes.append(note + (f" (left out: {', '.join(left_out)})." if left_out else "."))
-        return full
+        if col in systems + ref_cols and len(have) < len(rows):
+            covers[col] = f"{len(have)}/{len(rows)}"
     note = (
-        f"Average: mean over the {n} datasets where every system has a value"
-        + (f" (left out: {', '.join(left_out)})" if left_out else "")
-        + "; each reference column over those of them it has:"
+        f"Average: plain mean over the table's {_count(len(rows), 'dataset')}, each column on its own, so "
+        "another column never changes it"
     )
-    parts = []
-    for col, gaps in short.items():
-        if not gaps:
-            continue
-        have = n - len(gaps)
-        if have == 0:
-            parts.append(f" `{col}` has none of them ('–')")
-        else:
-            parts.append(
-                f" `{col}` has {have} of the {n} (lacks {', '.join(gaps)}), so its Average does not compare and is not marked best"
-            )
+    if covers:
+        short = ", ".join(f"{c} ({k})" for c, k in covers.items())
+        note += (
+            f"; a column with fewer shows the mean of those it has, marked (k/{len(rows)}), and is not "
+            f"compared for best: {short}"
+        )
     if delta_cols:
-        parts.append(" a Δ column averages over the datasets both of its sides have")
-    notes.append(note + ";".join(parts) + ".")
-    return full
+        note += "; a Δ column averages over the datasets both of its sides have"
+    notes.append(note + ".")
+    return covers
 
 
-def _best_mask(values: pd.DataFrame, value_cols: list[str], average_cols: list[str]) -> pd.DataFrame:
-    """Per row, the best of the value columns; in the Average row, only among `average_cols` (those
-    averaged over the same datasets)."""
+def _best_mask(
+    values: pd.DataFrame, value_cols: list[str], set_aside: set, decimals: int = DECIMALS
+) -> pd.DataFrame:
+    """Per row, the best of the value columns as shown (rounded to `decimals`), leaving out the cells
+    in `set_aside`: (row, column) pairs, or a column name for its Average (one over fewer datasets)."""
     best = pd.DataFrame(False, index=values.index, columns=values.columns)
-    rounded = values[value_cols].round(DECIMALS)
+    rounded = values[value_cols].round(decimals)
     for row in values.index:
-        present = rounded.loc[row, average_cols if row == AVERAGE else value_cols].dropna()
+        cols = [
+            c for c in value_cols if (row, c) not in set_aside and not (row == AVERAGE and c in set_aside)
+        ]
+        present = rounded.loc[row, cols].dropna()
         if len(present) >= 2:
             best.loc[row, present.index[present == present.max()]] = True
     return best
+
+
+# --- results made from other data files --------------------------------------------------------
+
+
+def _mixed_data(
+    cells: dict[str, dict[str, _Cell]], rows: list[str], systems: list[str], baseline: str | None
+) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """The cells made from other data files than their row's reference result (the baseline's, else
+    the row's most recently written one), by the digests the results record; a cell's reason, and one
+    note per row naming the files that differ.  Their Averages are marked too.  Marked cells are
+    never compared for best or tested against the reference."""
+    mixed: dict[tuple[str, str], str] = {}
+    notes = []
+    for row in rows:
+        have = {s: c for s, c in cells[row].items() if s in systems and c.files}
+        if len(have) < 2:
+            continue
+        ref = baseline if baseline in have else max(have, key=lambda s: (have[s].written, s))
+        theirs = have[ref].files
+        differ = {}
+        for s, c in have.items():
+            paths = sorted(p for p in set(c.files) & set(theirs) if c.files[p] != theirs[p])
+            if s != ref and paths:
+                differ[s] = paths
+                mixed[(row, s)] = (
+                    f"{row}: {', '.join(paths)} differ{'s' if len(paths) == 1 else ''} from {ref}'s"
+                )
+        if differ:
+            files = sorted({p for paths in differ.values() for p in paths})
+            notes.append(
+                f"{MIXED_MARK} {row}: {', '.join(files)} differ{'s' if len(files) == 1 else ''} from {ref}'s "
+                f"for {', '.join(sorted(differ))} (made from other data files): not compared with {ref} "
+                "for best, nor tested against it; rerun them on the same data to compare."
+            )
+    for s in systems:
+        if any((row, s) in mixed for row in rows):
+            mixed[(AVERAGE, s)] = "its Average mixes results made from other data files"
+    if notes:
+        notes.append(
+            f"{MIXED_MARK} on an Average: it includes a {MIXED_MARK} cell, so it is not compared for best."
+        )
+    return mixed, notes
 
 
 # --- best checkpoint per dataset ---------------------------------------------------------------
@@ -672,7 +726,7 @@ def _show_steps(board: Leaderboard, picks: _Picks) -> None:
             step = picks.steps.get((system, _row_group(row)))
             if step is not None and pd.notna(board.values.loc[row, system]):
                 board.steps[(row, system)] = step
-    averaged = _average_rows(board.values, board.system_columns)
+    averaged = _average_rows(board)
     notes = [_best_checkpoint_note(board, s, picks, averaged[s]) for s in sorted(picks.checkpoints)]
     board.notes[1:1] = notes
 
@@ -690,9 +744,7 @@ def _best_checkpoint_note(board: Leaderboard, system: str, picks: _Picks, rows: 
     single = _best_single_checkpoint(picks.checkpoints[system], board.metric, rows)
     if single is not None:
         step, mean = single
-        note += (
-            f"; the one checkpoint best on average over the same datasets: step {step} ({mean:.{DECIMALS}f})"
-        )
+        note += f"; the one checkpoint best on average over the same datasets: step {step} ({fixed(mean, board.decimals)})"
     return note + "."
 
 
@@ -769,14 +821,20 @@ def _significance(
     marks: pd.DataFrame,
     pvalues: pd.DataFrame,
     notes: list[str],
+    skip: set[tuple[str, str]] = frozenset(),
 ) -> None:
-    """Per system: a paired test per dataset against `baseline`, Holm-corrected across datasets."""
+    """Per system: a paired test per dataset against `baseline`, Holm-corrected across datasets; not
+    on the cells in `skip` (made from other data files, or CQADupStack over fewer subforums)."""
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; choose from {TESTS}")
     untested: set[str] = set()
+    set_aside = []
     for system in [s for s in systems if s != baseline]:
         tested: list[tuple[str, float, float]] = []  # (row, p, mean difference)
         for row in rows:
+            if (row, system) in skip:
+                set_aside.append(f"{system} on {row}")
+                continue
             pair = _paired_scores(cells[row], system, baseline)
             if pair is None:
                 untested.add(row)
@@ -794,6 +852,8 @@ def _significance(
     )
     if untested:
         note += f" Not tested (missing per-query scores): {', '.join(sorted(untested))}."
+    if set_aside:
+        note += f" Not tested (other data files, or fewer CQADupStack subforums): {', '.join(set_aside)}."
     notes.append(note)
 
 
@@ -867,7 +927,7 @@ def _intervals(
         for s in systems
         if s in cells[row] and not math.isnan(cells[row][s].value) and (row, s) not in found
     )
-    averaged = _average_rows(board.values, systems)
+    averaged = _average_rows(board)
     for s in systems:
         if averaged[s] and all((row, s) in found for row in averaged[s]):
             found[(AVERAGE, s)] = np.mean([found[(row, s)] for row in averaged[s]], axis=0)
@@ -923,11 +983,14 @@ def _paired_draws(
     return np.mean(out, axis=0)
 
 
-def _average_rows(values: pd.DataFrame, systems: list[str]) -> dict[str, list[str]]:
+def _average_rows(board: Leaderboard) -> dict[str, list[str]]:
     """Per system column, the rows its Average is the mean of (as `_add_average` decides)."""
-    rows = [r for r in values.index if r != AVERAGE and " (" not in r]
-    common = [r for r in rows if values.loc[r, systems].notna().all()]
-    return {s: common or [r for r in rows if pd.notna(values.loc[r, s])] for s in systems}
+    values = board.values
+    rows = [r for r in values.index if r != AVERAGE]
+    return {
+        s: [r for r in rows if pd.notna(values.loc[r, s]) and (r, s) not in board.partial]
+        for s in board.system_columns
+    }
 
 
 def _diff_intervals(
@@ -946,7 +1009,11 @@ def _diff_intervals(
     tested_counts = []
     for s in board.diff_columns:
         tested = [
-            (row, d) for row in rows if (d := _paired_draws(draws, cells[row], s, base, metric)) is not None
+            (row, d)
+            for row in rows
+            if (row, s) not in board.mixed
+            and (row, s) not in board.partial
+            and (d := _paired_draws(draws, cells[row], s, base, metric)) is not None
         ]
         levels = holm_levels([bootstrap_pvalue(d) for _, d in tested], config.level)
         for (row, d), level in zip(tested, levels, strict=True):
@@ -1013,7 +1080,7 @@ def _judged(board: Leaderboard, results: Sequence[StoredResult], judgments: Judg
         for s, cell in by_system.items():
             if row in judged.index and s in systems:
                 judged.loc[row, s] = cell.value
-    averaged = _average_rows(board.values, systems)
+    averaged = _average_rows(board)
     for s in systems:
         if averaged[s] and judged.loc[averaged[s], s].notna().all():
             judged.loc[AVERAGE, s] = judged.loc[averaged[s], s].mean()
@@ -1075,31 +1142,47 @@ def render(board: Leaderboard, fmt: str = "markdown", ci_style: str = "brackets"
     raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
 
 
+def fixed(value: float, decimals: int = DECIMALS, signed: bool = False) -> str:
+    """`value` with `decimals` decimals (`signed`: with its sign); a value that rounds to zero is
+    `0.0000`, never `-0.0000`."""
+    text = f"{value:{'+' if signed else ''}.{decimals}f}"
+    return f"{0.0:.{decimals}f}" if float(text) == 0 else text
+
+
 def _number(board: Leaderboard, row: str, col: str) -> str:
     value = board.values.loc[row, col]
     if pd.isna(value):
         return "–"
-    return f"{value:+.{DECIMALS}f}" if col in board.delta_columns else f"{value:.{DECIMALS}f}"
+    return fixed(value, board.decimals, signed=col in board.delta_columns)
 
 
-def _interval_text(low: float, high: float, style: str, signed: bool = False) -> str:
+def _interval_text(low: float, high: float, style: str, decimals: int, signed: bool = False) -> str:
     """` [low, high]` or ` ±half-width`; '' when there is no interval."""
     if pd.isna(low) or pd.isna(high):
         return ""
     if style == "pm":
-        return f" ±{(high - low) / 2:.{DECIMALS}f}"
-    sign = "+" if signed else ""
-    return f" [{low:{sign}.{DECIMALS}f}, {high:{sign}.{DECIMALS}f}]"
+        return f" ±{fixed((high - low) / 2, decimals)}"
+    return f" [{fixed(low, decimals, signed)}, {fixed(high, decimals, signed)}]"
+
+
+def coverage(board: Leaderboard, row: str, col: str) -> str:
+    """` (k/n)` (the report shows it too) after a value over fewer datasets (Average) or subforums (CQADupStack) than it has."""
+    if pd.isna(board.values.loc[row, col]):
+        return ""
+    k = board.covers.get(col) if row == AVERAGE else board.partial.get((row, col))
+    return f" ({k})" if k else ""
 
 
 def _cell_suffix(board: Leaderboard, row: str, col: str, style: str) -> str:
-    """What follows a system's number and marks: its interval, its Judged@10 when shown."""
+    """What follows a number and its marks: its coverage (k/n); for a system its step, interval and
+    Judged@10 when shown."""
+    text = coverage(board, row, col)
     if col not in board.system_columns:
-        return ""
+        return text
     step = board.steps.get((row, col))
-    text = f" @{step}" if step is not None else ""
+    text += f" @{step}" if step is not None else ""
     if board.ci_low is not None:
-        text += _interval_text(board.ci_low.loc[row, col], board.ci_high.loc[row, col], style)
+        text += _interval_text(board.ci_low.loc[row, col], board.ci_high.loc[row, col], style, board.decimals)
     if board.show_judged and board.judged is not None and pd.notna(board.judged.loc[row, col]):
         text += f" ({board.judged.loc[row, col]:.0%} judged)"
     return text
@@ -1108,6 +1191,10 @@ def _cell_suffix(board: Leaderboard, row: str, col: str, style: str) -> str:
 def _judged_mark_text(board: Leaderboard, row: str, col: str) -> str:
     marked = board.judged_marks is not None and col in board.judged_marks and board.judged_marks.loc[row, col]
     return JUDGED_MARK if marked else ""
+
+
+def _mixed_mark_text(board: Leaderboard, row: str, col: str) -> str:
+    return MIXED_MARK if (row, col) in board.mixed else ""
 
 
 def _diff_headers(board: Leaderboard) -> list[str]:
@@ -1119,7 +1206,7 @@ def _diff_text(board: Leaderboard, row: str, system: str, style: str) -> str:
     if pd.isna(value):
         return "–"
     low, high = board.diff_low.loc[row, system], board.diff_high.loc[row, system]
-    return f"{value:+.{DECIMALS}f}" + _interval_text(low, high, style, signed=True)
+    return fixed(value, board.decimals, signed=True) + _interval_text(low, high, style, board.decimals, True)
 
 
 def _styled_rows(board: Leaderboard, bold, escape, style: str = "brackets") -> list[list[str]]:
@@ -1130,7 +1217,11 @@ def _styled_rows(board: Leaderboard, bold, escape, style: str = "brackets") -> l
         cells = [escape(row)]
         for col in board.values.columns:
             text = escape(_number(board, row, col))
-            marks = board.marks.loc[row, col] + _judged_mark_text(board, row, col)
+            marks = (
+                board.marks.loc[row, col]
+                + _mixed_mark_text(board, row, col)
+                + _judged_mark_text(board, row, col)
+            )
             cells.append(
                 (bold(text) if board.best.loc[row, col] else text)
                 + escape(marks)
@@ -1161,8 +1252,9 @@ def _render_markdown(board: Leaderboard, style: str = "brackets") -> str:
     return table + "\n\nNotes:\n" + "".join(f"- {n}\n" for n in board.notes)
 
 
-def _fixed(value: float) -> str:
-    return "" if pd.isna(value) else f"{value:.{DECIMALS}f}"
+def _full(value: float) -> str:
+    """A CSV number: every digit (the shortest text that reads back as the same float)."""
+    return "" if pd.isna(value) else repr(float(value))
 
 
 def _render_csv(board: Leaderboard) -> str:
@@ -1182,19 +1274,24 @@ def _render_csv(board: Leaderboard) -> str:
     header += [f"{s} judged@{JUDGED_AT}" for s in judged_cols] + [f"{s} judged mark" for s in mark_cols]
     step_cols = [s for s in board.system_columns if any(col == s for _, col in board.steps)]
     header += [f"{s} step" for s in step_cols]
+    flagged = {c for c in board.covers} | {c for _, c in board.partial} | {c for _, c in board.mixed}
+    flag_cols = [c for c in board.values.columns if c in flagged]
+    header += [f"{c} covers" for c in flag_cols] + [f"{c} mixed" for c in flag_cols]
     writer.writerow([*header, "best"])
     for row in board.values.index:
-        line = [row, *(_fixed(v) for v in board.values.loc[row, board.values.columns])]
+        line = [row, *(_full(v) for v in board.values.loc[row, board.values.columns])]
         line += [board.marks.loc[row, s] for s in sig_cols]
-        line += [_fixed(f.loc[row, s]) for s in ci_cols for f in (board.ci_low, board.ci_high)]
+        line += [_full(f.loc[row, s]) for s in ci_cols for f in (board.ci_low, board.ci_high)]
         line += [
-            f"{v:+.{DECIMALS}f}" if pd.notna(v := f.loc[row, s]) else ""
+            _full(f.loc[row, s])
             for s in board.diff_columns
             for f in (board.diff, board.diff_low, board.diff_high)
         ]
-        line += [_fixed(board.judged.loc[row, s]) for s in judged_cols]
+        line += [_full(board.judged.loc[row, s]) for s in judged_cols]
         line += [_judged_mark_text(board, row, s) for s in mark_cols]
         line += [str(board.steps.get((row, s), "")) for s in step_cols]
+        line += [coverage(board, row, c).strip(" ()") for c in flag_cols]
+        line += [board.mixed.get((row, c), "") for c in flag_cols]
         line.append(";".join(c for c in board.values.columns if board.best.loc[row, c]))
         writer.writerow(line)
     return buf.getvalue()
@@ -1227,6 +1324,7 @@ _LATEX_SPECIAL = {
     BETTER: r"$^\dagger$",
     WORSE: r"$^\ddagger$",
     JUDGED_MARK: r"$^\diamond$",
+    MIXED_MARK: r"$^\S$",
     "`": "",
 }
 

@@ -254,6 +254,10 @@
         var text = fmt(v);
         var content = [board.best[i][j] ? el("b", { text: text }) : text];
         if (mark) content.push(el("span", { "class": "mark", text: mark }));
+        var mixed = board.mixed && board.mixed[i][j];
+        if (mixed) content.push(el("span", { "class": "mark mixed", title: mixed + " (notes)", text: board.mixedMark }));
+        var covers = board.coverage && board.coverage[i][j];
+        if (covers) content.push(el("span", { "class": "covers", title: "over fewer than the table's datasets (notes)", text: covers }));
         if (underjudged) content.push(el("span", { "class": "jmark", title: "Judged@10 well below bm25's: may be underestimated (notes)", text: board.judgedMark }));
         if (state.ci && lo !== null) content.push(el("span", { "class": "ci", text: " " + fmtInterval(lo, hi) }));
         if (state.judged && judged !== null) content.push(el("span", { "class": "judged", text: " (" + pct(judged) + " judged)" }));
