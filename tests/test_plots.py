@@ -25,6 +25,7 @@ from gtr_eval.evaluation import evaluate
 from gtr_eval.identity import Identity
 from gtr_eval.report.plots import (
     MIN_SPAN,
+    MIXED_HATCH,
     PNG_DPI,
     Curve,
     CurveLine,
@@ -36,7 +37,7 @@ from gtr_eval.report.plots import (
     curve_limits,
 )
 from gtr_eval.report.selection import Selection
-from gtr_eval.report.tables import BETTER, WORSE, render
+from gtr_eval.report.tables import BETTER, MIXED_MARK, WORSE, render
 from gtr_eval.results import ResultsStore
 
 QUERIES = 40
@@ -48,9 +49,8 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results"
 MAGIC = {"pdf": (b"%PDF-",), "svg": (b"<?xml", b"<svg"), "png": (b"\x89PNG\r\n\x1a\n",)}
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("results")
+def _store(root: Path, stale: tuple[str, str] | None = None) -> Path:
+    """The results folder; `stale` (system, dataset): that result was made from other qrels."""
     rng = random.Random(0)
     qrels = {f"q{i}": {f"d{i}": 1} for i in range(QUERIES)}
     for dataset, systems in RANKS.items():
@@ -60,9 +60,16 @@ def results(tmp_path_factory) -> Path:
                 rank = rng.randint(best, worst)
                 ids = [f"x{j}" for j in range(rank - 1)] + [f"d{q[1:]}"] + [f"y{j}" for j in range(5)]
                 run[q] = {doc: 1.0 - r / 100 for r, doc in enumerate(ids)}
+            sha = "old" if (system, dataset) == stale else "new"
+            manifest = {"dataset": {"files_sha256": {"qrels/test.tsv": sha}}}
             identity = Identity({"system": system}, {"name": dataset})
-            ResultsStore(root).save(system, dataset, "test", evaluate(qrels, run), run, {}, identity)
+            ResultsStore(root).save(system, dataset, "test", evaluate(qrels, run), run, manifest, identity)
     return root
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    return _store(tmp_path_factory.mktemp("results"))
 
 
 def _plot(results: Path, output: Path, *args: str):
@@ -164,6 +171,23 @@ def test_bar_labels_are_the_tables_cells_with_its_significance_marks(results):
     bold = {t.get_text() for t in fig.axes[0].texts if t.get_fontweight() == "bold"}
     assert cells["scifact", "good"] in bold and cells["scifact", "poor"] not in bold
     assert "significantly better/worse than bm25" in fig.axes[0].get_xlabel()
+
+
+def test_a_result_made_from_other_data_is_marked_hatched_and_not_tested(tmp_path):
+    board = bar_board(list(ResultsStore(_store(tmp_path, stale=("poor", "scifact")))), "ndcg@10", ci=None)
+    assert ("scifact", "poor") in board.mixed
+    fig = bar_figure(board)
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    cells = _markdown_cells(render(board))
+    assert cells["scifact", "poor"] == bar_label(board, "scifact", "poor")
+    assert bar_label(board, "scifact", "poor").endswith(MIXED_MARK) and WORSE not in bar_label(
+        board, "scifact", "poor"
+    )
+    assert cells["scifact", "poor"] in labels and cells["Average", "poor"] in labels
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
+    assert len(hatched) == 2  # its scifact bar and its Average
+    assert all(p.get_hatch() == MIXED_HATCH for p in hatched)
+    assert f"{MIXED_MARK}, hatched" in fig.axes[0].get_xlabel()
 
 
 def test_a_named_baseline_marks_against_it_and_an_unknown_one_is_a_mistake(results, tmp_path):

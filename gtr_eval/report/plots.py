@@ -54,10 +54,13 @@ from .tables import (
     AVERAGE,
     BETTER,
     JUDGED_MARK,
+    MIXED_MARK,
     WORSE,
     Leaderboard,
     RefSpec,
     checkpoint_names,
+    coverage,
+    fixed,
     leaderboard,
     reference_values,
 )
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
 
 FORMATS = {".pdf": "pdf", ".svg": "svg", ".png": "png"}  # output suffix → what is written
 PNG_DPI = 300  # print resolution
+MIXED_HATCH = "////"  # a bar made from other data files than the rest of its row (the table's §)
 FONT_SIZE = FIGURE_FONT_SIZE
 MIN_SPAN = 0.05  # the learning curve's y-axis spans at least this much of the metric
 DEFAULT_BASELINE = "bm25"  # marks (bars) and dashed lines (curve) compare with it where stored
@@ -181,12 +185,16 @@ def bar_board(
 
 
 def bar_label(board: Leaderboard, row: str, system: str) -> str:
-    """The label of one bar, as the table's cell writes it: the value with its decimals and marks."""
+    """The label of one bar, as the table's cell writes it without its interval: the value with the
+    table's decimals, its marks (†/‡, § for other data files, ◇) and its coverage `(k/n)`."""
     value = board.values.loc[row, system]
     if np.isnan(value):
         return "n/a"
     judged = board.judged_marks is not None and bool(board.judged_marks.loc[row, system])
-    return f"{value:.{board.decimals}f}{board.marks.loc[row, system]}{JUDGED_MARK if judged else ''}"
+    marks = board.marks.loc[row, system] + (MIXED_MARK if (row, system) in board.mixed else "")
+    return (
+        fixed(value, board.decimals) + marks + (JUDGED_MARK if judged else "") + coverage(board, row, system)
+    )
 
 
 def bar_description(board: Leaderboard) -> str:
@@ -218,7 +226,12 @@ def bar_figure(board: Leaderboard, width: str = FIGURE_WIDTH) -> Figure:
         for i, system in enumerate(systems):
             ys = centers + 0.4 - bar_h * (i + 0.5)
             xs = values[system].to_numpy(dtype=float)
-            ax.barh(ys, np.nan_to_num(xs), height=bar_h * 0.92, label=system, color=colors[i % len(colors)])
+            bars = ax.barh(
+                ys, np.nan_to_num(xs), height=bar_h * 0.92, label=system, color=colors[i % len(colors)]
+            )
+            for bar, row in zip(bars, datasets, strict=True):
+                if (row, system) in board.mixed:  # made from other data files: hatched, as its label's §
+                    bar.set(hatch=MIXED_HATCH, edgecolor="white", linewidth=0)
             errors = _error_bars(board, system, xs)
             ends = np.nan_to_num(xs)
             if errors is not None:
@@ -238,6 +251,9 @@ def bar_figure(board: Leaderboard, width: str = FIGURE_WIDTH) -> Figure:
             if tick.get_text() == AVERAGE:
                 tick.set_fontweight("bold")
         ax.set_xlim(0, _bar_limit(board, datasets, systems, inches))
+        ax.set_xticks(
+            [t for t in ax.get_xticks() if t <= max(1.0, _top(board, systems))]
+        )  # no 1.2 of a share
         ax.set_xlabel(f"{board.metric}\n{key}" if key else board.metric)
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
@@ -255,6 +271,8 @@ def _bar_key(board: Leaderboard, inches: float) -> str:
         parts.append(
             f"{BETTER}/{WORSE}: significantly better/worse than {board.baseline} (paired test, Holm)"
         )
+    if board.mixed:
+        parts.append(f"{MIXED_MARK}, hatched: made from other data files than its row (not tested)")
     if board.judged_marks is not None and board.judged_marks.to_numpy().any():
         parts.append(f"{JUDGED_MARK}: few judged documents, may be underestimated")
     if board.bootstrap is not None:
@@ -264,12 +282,17 @@ def _bar_key(board: Leaderboard, inches: float) -> str:
 
 def _bar_limit(board: Leaderboard, datasets: list[str], systems: list[str], inches: float) -> float:
     """The x-axis end: past the longest bar (or interval) by the room its label needs."""
+    top = _top(board, systems)
+    label = max(len(bar_label(board, r, s)) for r in datasets for s in systems) * _CHAR_WIDTH + 0.1
+    return max(top, 0.05) / max(1 - label / _axis_inches(datasets, inches), 0.5)
+
+
+def _top(board: Leaderboard, systems: list[str]) -> float:
+    """The longest bar, or interval, of `systems`."""
     ends = board.values[systems].to_numpy(dtype=float)
     if board.ci_high is not None:
         ends = np.fmax(ends, board.ci_high[systems].to_numpy(dtype=float))
-    top = float(np.nanmax(ends)) if np.isfinite(ends).any() else 1.0
-    label = max(len(bar_label(board, r, s)) for r in datasets for s in systems) * _CHAR_WIDTH + 0.1
-    return max(top, 0.05) / max(1 - label / _axis_inches(datasets, inches), 0.5)
+    return float(np.nanmax(ends)) if np.isfinite(ends).any() else 1.0
 
 
 def _axis_inches(datasets: list[str], inches: float) -> float:
