@@ -327,6 +327,7 @@ class CurveLine:
     reference: float | None = None
     low: tuple[float, ...] = ()  # empty: drawn without intervals
     high: tuple[float, ...] = ()
+    marks: tuple[str, ...] = ()  # per checkpoint the table's marks against the baseline (†, ‡, §)
 
 
 @dataclass(frozen=True)
@@ -354,30 +355,41 @@ def learning_curve(
 ) -> Curve:
     """The learning curve of training run `run` (None: the only one stored) for `metric` (normalised
     as `leaderboard` does).  `baseline`: the system of the dashed lines (None: bm25 when stored; a
-    named one must be stored); `reference`: a `table --reference` SOURCE:SYSTEM; `ci`: each
-    checkpoint's bootstrap interval, as the table computes it (None: none).  No checkpoint, an
+    named one must be stored), and each checkpoint's marks (`table --baseline`'s paired test
+    against it, §); `reference`: a `table --reference` SOURCE:SYSTEM; `ci`: each checkpoint's
+    bootstrap interval, as the table computes it (None: none).  No checkpoint, an
     unknown run or several runs and none chosen: a `Mistake` naming what is there."""
     names = checkpoint_names(r.system for r in results)
     run = _pick_run(sorted({n.run for n in names.values()}), run, sorted({r.system for r in results}))
     steps = {s: n.step for s, n in names.items() if n.run == run}
-    board = leaderboard([r for r in results if r.system in steps], metric=metric, judgments=judgments, ci=ci)
+    base = _baseline(results, baseline)
+    stored_base = base in {r.system for r in results}
+    chosen = [r for r in results if r.system in steps or r.system == base]
+    board = leaderboard(
+        chosen, metric=metric, judgments=judgments, ci=ci, baseline=base if stored_base else None
+    )
     metric, values = board.metric, board.values
-    base, base_values = _baseline_values(results, baseline, metric, judgments)
     header, ref_values = _reference_values(reference, metric, reference_table)
     lines = []
     for row in (r for r in values.index if r != AVERAGE):
         stored = sorted((step, s) for s, step in steps.items() if np.isfinite(values.loc[row, s]))
         if stored:
-            low, high = _intervals(board, row, [s for _, s in stored])
+            systems = [s for _, s in stored]
+            low, high = _intervals(board, row, systems)
+            base_value = float(values.loc[row, base]) if stored_base else math.nan
             lines.append(
                 CurveLine(
                     row,
                     tuple(step for step, _ in stored),
-                    tuple(float(values.loc[row, s]) for _, s in stored),
-                    base_values.get(row),
+                    tuple(float(values.loc[row, s]) for s in systems),
+                    base_value if np.isfinite(base_value) else None,
                     ref_values.get(row),
                     low,
                     high,
+                    tuple(
+                        board.marks.loc[row, s] + (MIXED_MARK if (row, s) in board.mixed else "")
+                        for s in systems
+                    ),
                 )
             )
     notes = _curve_notes(lines, base, header)
@@ -411,19 +423,12 @@ def _pick_run(runs: Sequence[str], run: str | None, systems: Sequence[str]) -> s
     return run
 
 
-def _baseline_values(
-    results: Sequence[StoredResult], baseline: str | None, metric: str, judgments: Judgments | None
-) -> tuple[str, dict[str, float]]:
-    """The baseline system and its score per dataset row (rows named as the curve's)."""
-    name = baseline or DEFAULT_BASELINE
-    stored = [r for r in results if r.system == name]
-    if not stored:
-        if baseline is None:
-            return name, {}
-        systems = sorted({r.system for r in results})
+def _baseline(results: Sequence[StoredResult], baseline: str | None) -> str:
+    """The system of the dashed lines and the marks: the one named, which must be stored, else bm25."""
+    systems = sorted({r.system for r in results})
+    if baseline is not None and baseline not in systems:
         raise Mistake(f"baseline {baseline!r} has no stored results{did_you_mean(baseline, systems)}")
-    values = leaderboard(stored, metric=metric, judgments=judgments).values[name]
-    return name, {row: float(v) for row, v in values.items() if row != AVERAGE and np.isfinite(v)}
+    return baseline or DEFAULT_BASELINE
 
 
 def _reference_values(
@@ -481,6 +486,11 @@ def curve_figure(curve: Curve, width: str = FIGURE_WIDTH) -> Figure:
                 line.steps, line.scores, marker="o", markersize=3, color=color, label=line.dataset
             )
             handles.append(drawn)
+            for step, score, mark in zip(line.steps, line.scores, line.marks, strict=False):
+                if mark:  # the table's marks against the baseline, above the point
+                    ax.annotate(
+                        mark, (step, score), xytext=(3, 3), textcoords="offset points", color=color, ha="left"
+                    )
             if line.low:
                 scores, low, high = (np.array(v, dtype=float) for v in (line.scores, line.low, line.high))
                 errors = np.nan_to_num(np.vstack([scores - low, high - scores]))
@@ -508,8 +518,7 @@ def curve_figure(curve: Curve, width: str = FIGURE_WIDTH) -> Figure:
         if len(steps) <= 12:
             ax.set_xticks(steps)
         ax.set_ylim(*curve_limits(curve))
-        interval = f"; error bars: {curve.bootstrap.level:.0%} bootstrap intervals" if curve.bootstrap else ""
-        ax.set_title(_wrap(f"{curve.run}{interval}", inches - 0.2))
+        ax.set_title(_wrap(_curve_key(curve), inches - 0.2))
         ax.set_xlabel(CURVE_XLABEL)
         ax.set_ylabel(curve.metric)
         ax.grid(alpha=0.3)
@@ -517,6 +526,21 @@ def curve_figure(curve: Curve, width: str = FIGURE_WIDTH) -> Figure:
         fig.legend(handles=handles, loc="outside lower center", ncols=columns, frameon=False)
         fig.set_size_inches(inches, 0.45 * inches + 0.9 + 0.17 * math.ceil(len(handles) / columns))
     return fig
+
+
+def _curve_key(curve: Curve) -> str:
+    """The title: the run, what the error bars are and what the marks mean (those shown)."""
+    parts = [curve.run]
+    if curve.bootstrap:
+        parts.append(f"error bars: {curve.bootstrap.level:.0%} bootstrap intervals")
+    shown = {m for line in curve.lines for mark in line.marks for m in mark}
+    if shown & {BETTER, WORSE}:
+        parts.append(
+            f"{BETTER}/{WORSE}: significantly better/worse than {curve.baseline} (paired test, Holm)"
+        )
+    if MIXED_MARK in shown:
+        parts.append(f"{MIXED_MARK}: made from other data files than {curve.baseline}'s")
+    return "; ".join(parts)
 
 
 def _style_handles(curve: Curve) -> list[Line2D]:
@@ -550,11 +574,14 @@ def plot_curve(curve: Curve, output: Path | str, width: str = FIGURE_WIDTH) -> P
 
 
 def curve_description(curve: Curve) -> str:
-    """What a learning curve shows, as one line: per dataset each step's score."""
+    """What a learning curve shows, as one line: per dataset each step's score and marks."""
     lines = (
         f"{line.dataset}: "
         + ", ".join(
-            f"{step} {score:.{DECIMALS}f}" for step, score in zip(line.steps, line.scores, strict=True)
+            f"{step} {score:.{DECIMALS}f}{mark}"
+            for step, score, mark in zip(
+                line.steps, line.scores, line.marks or [""] * len(line.steps), strict=True
+            )
         )
         for line in curve.lines
     )
