@@ -133,6 +133,8 @@ def test_a_selection_chooses_and_orders_the_bars(results):
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["poor", "bm25"]
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["scifact", "Average"]
     assert bar_label(board, "scifact", "poor").endswith(WORSE)  # still tested against bm25
+    outside = _plot(results, results.parent / "sel.png", "-s", "good", "--baseline", "bm25")
+    assert outside.exit_code == 2 and "among the systems chosen (-s)" in outside.stderr
     out = _plot(results, results.parent / "sel.png", "-s", "nosuch")
     assert out.exit_code == 2 and "nosuch" in out.stderr
 

@@ -178,7 +178,8 @@ def bar_board(
     if baseline is None and DEFAULT_BASELINE in systems:
         baseline = DEFAULT_BASELINE
     if baseline is not None and baseline not in systems:
-        raise Mistake(f"baseline {baseline!r} has no stored results{did_you_mean(baseline, systems)}")
+        among = " among the systems chosen (-s)" if selection is not None and selection.systems else ""
+        raise Mistake(f"baseline {baseline!r} has no stored results{among}{did_you_mean(baseline, systems)}")
     return leaderboard(
         results, metric=metric, ci=ci, judgments=judgments, baseline=baseline, selection=selection
     )
