@@ -321,7 +321,7 @@ def table_cmd(
     default=None,
     metavar="SYSTEM",
     help="The system the bars' significance marks (the table's paired test, †/‡) compare with; with "
-    "--curve the system drawn as a dashed line per dataset [default: bm25, where stored].",
+    "--curve the dashed line per dataset and the checkpoints' marks [default: bm25, where stored].",
 )
 @click.option(
     "--reference",

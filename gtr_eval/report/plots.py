@@ -190,7 +190,7 @@ def bar_label(board: Leaderboard, row: str, system: str) -> str:
     table's decimals, its marks (†/‡, § for other data files, ◇) and its coverage `(k/n)`."""
     value = board.values.loc[row, system]
     if np.isnan(value):
-        return "n/a"
+        return "–"  # as the table writes no value
     judged = board.judged_marks is not None and bool(board.judged_marks.loc[row, system])
     marks = board.marks.loc[row, system] + (MIXED_MARK if (row, system) in board.mixed else "")
     return (
@@ -225,36 +225,14 @@ def bar_figure(board: Leaderboard, width: str = FIGURE_WIDTH) -> Figure:
         bar_h = 0.8 / n_sys
         colors = _colors(n_sys)
         for i, system in enumerate(systems):
-            ys = centers + 0.4 - bar_h * (i + 0.5)
-            xs = values[system].to_numpy(dtype=float)
-            bars = ax.barh(
-                ys, np.nan_to_num(xs), height=bar_h * 0.92, label=system, color=colors[i % len(colors)]
-            )
-            for bar, row in zip(bars, datasets, strict=True):
-                if (row, system) in board.mixed:  # made from other data files: hatched, as its label's §
-                    bar.set(hatch=MIXED_HATCH, edgecolor="white", linewidth=0)
-            errors = _error_bars(board, system, xs)
-            ends = np.nan_to_num(xs)
-            if errors is not None:
-                ax.errorbar(ends, ys, xerr=errors, fmt="none", ecolor="0.2", elinewidth=0.6, capsize=1.5)
-                ends = ends + errors[1]
-            for end, y, row in zip(ends, ys, datasets, strict=True):  # right of the bar or its error bar
-                ax.annotate(
-                    bar_label(board, row, system),
-                    (end, y),
-                    xytext=(2, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontweight="bold" if board.best.loc[row, system] else "normal",
-                )
+            _draw_bars(ax, board, system, centers + 0.4 - bar_h * (i + 0.5), bar_h, colors[i % len(colors)])
         ax.set_yticks(centers, labels=datasets)
         for tick in ax.get_yticklabels():
             if tick.get_text() == AVERAGE:
                 tick.set_fontweight("bold")
         ax.set_xlim(0, _bar_limit(board, datasets, systems, inches))
-        ax.set_xticks(
-            [t for t in ax.get_xticks() if t <= max(1.0, _top(board, systems))]
-        )  # no 1.2 of a share
+        top = max(1.0, _top(board, systems))  # no tick past 1 for a share: the room there is for labels
+        ax.set_xticks([t for t in ax.get_xticks() if t <= top])
         ax.set_xlabel(f"{board.metric}\n{key}" if key else board.metric)
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
@@ -263,6 +241,28 @@ def bar_figure(board: Leaderboard, width: str = FIGURE_WIDTH) -> Figure:
         ax.margins(y=0.01)
         fig.legend(loc="outside upper center", ncols=_legend_columns(systems, inches), frameon=False)
     return fig
+
+
+def _draw_bars(ax, board: Leaderboard, system: str, ys: np.ndarray, bar_h: float, color) -> None:
+    """One system's bars at heights `ys` (one per row), hatched where made from other data files,
+    with their error bars and labels (right of the bar or its error bar; bold where the table bolds)."""
+    rows = list(board.values.index)
+    xs = board.values[system].to_numpy(dtype=float)
+    bars = ax.barh(ys, np.nan_to_num(xs), height=bar_h * 0.92, label=system, color=color)
+    for bar, row in zip(bars, rows, strict=True):
+        if (row, system) in board.mixed:
+            bar.set(hatch=MIXED_HATCH, edgecolor="white", linewidth=0)
+    errors = _error_bars(board, system, xs)
+    ends = np.nan_to_num(xs)
+    if errors is not None:
+        ax.errorbar(ends, ys, xerr=errors, fmt="none", ecolor="0.2", elinewidth=0.6, capsize=1.5)
+        ends = ends + errors[1]
+    for end, y, row in zip(ends, ys, rows, strict=True):
+        weight = "bold" if board.best.loc[row, system] else "normal"
+        label = bar_label(board, row, system)
+        ax.annotate(
+            label, (end, y), xytext=(2, 0), textcoords="offset points", va="center", fontweight=weight
+        )
 
 
 def _bar_key(board: Leaderboard, inches: float) -> str:
