@@ -25,10 +25,12 @@ from gtr_eval.report.tables import (
     WORSE,
     fixed,
     leaderboard,
+    mixed_data,
     render,
     table_frame,
 )
-from gtr_eval.results import StoredResult
+from gtr_eval.results import ResultsStore, StoredResult
+from gtr_eval.uncertainty import Bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results"
@@ -99,6 +101,7 @@ def test_the_same_selection_in_every_reading_command(tmp_path):
     index = api.report(COMMITTED, tmp_path / "site", ci=False, **chosen)
     page = index.read_text(encoding="utf-8")
     assert "rrf(bm25+all-MiniLM-L6-v2)" not in page and "nfcorpus" not in page
+    assert "Showing only systems matching bm25, all-MiniLM-L6-v2 and datasets matching scifact" in page
     out = CliRunner().invoke(
         cli, ["paper", "--results-dir", str(COMMITTED), "-s", "bm25", "-d", "scifact", "--metric", METRIC]
     )
@@ -114,6 +117,9 @@ def test_select_orders_by_the_patterns_then_by_name():
     assert [(r.system, r.dataset) for r in got] == [("c", "nfcorpus"), ("a", "nfcorpus"), ("b", "nfcorpus")]
     with pytest.raises(Mistake, match="'d' matches nothing"):
         select(results, Selection(("d",)))
+    alone = [*results, stored("d", "fiqa", [0.1, 0.2])]
+    with pytest.raises(Mistake, match="systems d on datasets scifact: each is stored, but not together"):
+        select(alone, Selection("d", "scifact"))
 
 
 def test_column_order_does_not_change_with_the_baseline():
@@ -147,6 +153,11 @@ def test_a_system_on_one_of_two_datasets_changes_no_other_average():
     assert average["rerank"] == "0.9167 (1/2)"  # marked, never bold
     assert average["bm25"] == "**0.5000**" and average["dense"] == "0.4833"
     assert "fewer shows the mean of those it has, marked (k/2)" in render(after)
+    paired = leaderboard([*_two_datasets(), stored("rerank", "scifact", [0.9, 0.95, 0.9])], baseline="bm25",
+                         ci=Bootstrap(resamples=200))  # fmt: skip
+    assert pd.notna(paired.diff.loc[AVERAGE, "dense"])
+    assert pd.isna(paired.diff.loc[AVERAGE, "rerank"])  # its Average is over other datasets than bm25's
+    assert pd.notna(paired.diff.loc["scifact", "rerank"])
     frame = table_frame(after).set_index(["dataset", "column"])
     assert frame.loc[(AVERAGE, "rerank"), "covers"] == "1/2" and frame.loc[(AVERAGE, "bm25"), "covers"] == ""
 
@@ -206,6 +217,8 @@ def test_results_made_from_other_qrels_are_marked_and_never_tested_against(tmp_p
     index = api.report(tmp_path / "r", tmp_path / "site", ci=False, baseline="bm25")
     page = index.read_text(encoding="utf-8")
     assert "qrels/test.tsv differs from bm25" in page and '"mixedMark"' in page
+    marked, notes = mixed_data(list(ResultsStore(tmp_path / "r")))  # what the paper and figures mark
+    assert set(marked) == {("demo", s) for s in stale} and len(notes) == 1
 
 
 # --- precision ---------------------------------------------------------------------------------

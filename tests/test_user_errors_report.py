@@ -127,7 +127,7 @@ def test_table_csv_is_clean_and_its_notes_go_to_stderr(results):
     assert "#" not in out.stdout
     notes = out.stderr.splitlines()
     assert notes and all(line.startswith("# ") for line in notes)
-    assert any(line.startswith("# Average: plain mean over the 2 datasets") for line in notes)
+    assert any(line.startswith("# Average: plain mean over the table's 2 datasets") for line in notes)
 
 
 def test_table_csv_notes_option_writes_them_to_a_file(results, tmp_path):
@@ -155,11 +155,11 @@ def test_a_reference_without_the_metric_leaves_the_other_averages(results):
     assert frame[ref].isna().all()  # the source has recall@100 only
     for system in SYSTEMS:
         mean = frame.loc[["nfcorpus", "scifact"], system].mean()
-        assert frame.loc[AVERAGE, system] == pytest.approx(mean, abs=1e-4)  # CSV has 4 decimals
+        assert frame.loc[AVERAGE, system] == pytest.approx(mean, abs=1e-12)  # CSV keeps every digit
     assert frame.loc[AVERAGE, "best"] == "rrf(bm25+all-MiniLM-L6-v2)"
     notes = out.stderr
-    assert "Average: mean over the 2 datasets where every system has a value" in notes
-    assert f"`{ref}` has none of them" in notes
+    assert "Average: plain mean over the table's 2 datasets, each column on its own" in notes
+    assert f"not compared for best: {ref} (0/2)" in notes
     assert "the source lists no ndcg@10 for it; it lists recall@100" in notes
     # where the reference has every dataset, the plain wording
     full = _cli("table", "--results-dir", str(results), "--reference", "gtr-authors:gtr-base", "--metric",
@@ -167,7 +167,10 @@ def test_a_reference_without_the_metric_leaves_the_other_averages(results):
     assert full.exit_code == 0, full.output
     frame = pd.read_csv(io.StringIO(full.stdout)).set_index("dataset")
     assert frame.loc[AVERAGE, ref] == pytest.approx(frame.loc[["nfcorpus", "scifact"], ref].mean(), abs=1e-4)
-    assert "# Average: plain mean over the 2 datasets where every column has a value." in full.stderr
+    assert (
+        "# Average: plain mean over the table's 2 datasets, each column on its own, so another column "
+        "never changes it." in full.stderr
+    )
 
 
 # --- 4. paper --check on a user's own results --------------------------------------------------

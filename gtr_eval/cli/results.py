@@ -232,10 +232,11 @@ def table_cmd(
     """Leaderboard of stored results: datasets × systems, with notes explaining every mark.
 
     \b
-    gtr-eval table --ci --baseline bm25       intervals, and paired Δ intervals against bm25
-    gtr-eval table --show judged              each system's Judged@10 beside its score
-    gtr-eval table --metric "ndcg@10'"        condensed lists: unjudged documents removed first
-    gtr-eval table --best-checkpoint          a training run's best checkpoint per dataset
+    gtr-eval table -s bm25 -s 'gtr-*' -d scifact  these columns and rows, in this order
+    gtr-eval table --ci --baseline bm25           intervals, and paired Δ intervals against bm25
+    gtr-eval table --show judged                  each system's Judged@10 beside its score
+    gtr-eval table --metric "ndcg@10'"            condensed lists: unjudged documents removed first
+    gtr-eval table --best-checkpoint              a training run's best checkpoint per dataset
     """
     from ..data.loader import DataError
     from ..errors import Mistake
@@ -529,6 +530,7 @@ def paper_cmd(
     from ..errors import Mistake
     from ..report import paper
     from ..report.selection import select
+    from ..report.tables import mixed_data
     from ..results import ResultsStore
 
     if reproduce:
@@ -560,6 +562,8 @@ def paper_cmd(
         )
     for metric, table in tables.items():
         click.echo(paper.render_paper(table, metric, fmt, compact=not show_all))
+    for note in mixed_data(results)[1]:
+        click.echo(f"note: {note}", err=True)
 
 
 def _check(paper, results, results_dir: Path, golden: Path | None) -> None:

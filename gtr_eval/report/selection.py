@@ -25,9 +25,10 @@ class Selection:
     systems: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:  # lists from the API read as tuples (the dataclass is frozen)
-        object.__setattr__(self, "systems", tuple(self.systems))
-        object.__setattr__(self, "datasets", tuple(self.datasets))
+    def __post_init__(self) -> None:  # lists (or one name) from the API as tuples: the dataclass is frozen
+        for name in ("systems", "datasets"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
 
     def shows(self, system: str, dataset: str) -> bool:
         """Whether the selection keeps `system` on `dataset` (the golden checks of a report use it)."""
@@ -72,6 +73,11 @@ def select(results: Iterable[StoredResult], selection: Selection | None = None) 
     shown = sorted({_dataset_names(d)[-1] for d in datasets})  # CQADupStack once, not its 12 subforums
     _check(selection.datasets, "--dataset", datasets, shown, lambda p, n: _matches(p, _dataset_names(n)))
     chosen = [r for r in results if selection.shows(r.system, r.dataset)]
+    if results and not chosen:
+        raise Mistake(
+            f"no stored result of systems {', '.join(selection.systems)} on datasets "
+            f"{', '.join(selection.datasets)}: each is stored, but not together"
+        )
     return sorted(
         chosen,
         key=lambda r: (

@@ -339,6 +339,7 @@ def _index_page(ctx: _Context, datasets: list[str], golden: Path | None) -> str:
     }
     body = "\n".join(
         [
+            _selection_hint(ctx.config.selection),
             _leaderboard_section(),
             _paper_section(ctx, golden),
             _datasets_section(ctx, datasets),
@@ -346,6 +347,16 @@ def _index_page(ctx: _Context, datasets: list[str], golden: Path | None) -> str:
         ]
     )
     return _page(ctx.config.title, ctx.config.title, "index", body, data, "")
+
+
+def _selection_hint(selection: Selection) -> str:
+    """What `-s`/`-d` chose, above everything they filter ('' when all is shown)."""
+    parts = [
+        f"{what} matching {', '.join(patterns)}"
+        for what, patterns in (("systems", selection.systems), ("datasets", selection.datasets))
+        if patterns
+    ]
+    return f"<p class='hint selection'>Showing only {_esc(' and '.join(parts))}.</p>" if parts else ""
 
 
 def _draw_all(ctx: _Context, metrics: list[str]) -> None:

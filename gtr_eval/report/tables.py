@@ -407,7 +407,8 @@ def leaderboard(
     systems = sorted({r.system for r in results}, key=lambda s: (selection.system_rank(s), s))
     for name, role in ((baseline, "baseline"), (diff_against, "diff-against system")):
         if name is not None and name not in systems:
-            raise ValueError(f"{role} {name!r} has no stored results; systems: {systems}")
+            shown = " among the systems selected" if selection.systems else ""
+            raise ValueError(f"{role} {name!r} has no stored results{shown}; systems: {systems}")
     rows = _order_rows(cells, selection)
     values = pd.DataFrame(
         [[cells[r][s].value if s in cells[r] else math.nan for s in systems] for r in rows],
@@ -420,6 +421,13 @@ def leaderboard(
     partial = {(r, s): c.partial for r in rows for s, c in cells[r].items() if c.partial}
     covers = _add_average(values, systems, ref_cols, delta_cols, notes, set(partial))
     mixed, mixed_notes = _mixed_data(cells, rows, systems, baseline)
+    for s in systems:
+        if any((row, s) in mixed for row in rows):
+            mixed[(AVERAGE, s)] = "its Average mixes results made from other data files"
+    if mixed_notes:
+        mixed_notes.append(
+            f"{MIXED_MARK} on an Average: it includes a {MIXED_MARK} cell, so it is not compared for best."
+        )
     best = _best_mask(values, value_cols, set(covers) | set(partial) | set(mixed), decimals)
     marks = pd.DataFrame("", index=values.index, columns=values.columns)
     pvalues = pd.DataFrame(math.nan, index=values.index, columns=values.columns)
@@ -593,13 +601,28 @@ def _best_mask(
 # --- results made from other data files --------------------------------------------------------
 
 
+def mixed_data(
+    results: Sequence[StoredResult], baseline: str | None = None
+) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """(row, system) -> why, for each stored result made from other data files than its row's
+    reference (the rule of the table's § mark, `_mixed_data`; rows as tables name them, CQADupStack
+    subforums each a row of their own), and the notes saying so: what the paper table and the figures
+    mark, so every reading command flags the same results."""
+    cells: dict[str, dict[str, _Cell]] = {}
+    for r in results:
+        cells.setdefault(r.label, {})[r.system] = _Cell(
+            math.nan, None, {}, recorded_files(r.manifest), _written(r)
+        )
+    return _mixed_data(cells, list(cells), sorted({r.system for r in results}), baseline)
+
+
 def _mixed_data(
     cells: dict[str, dict[str, _Cell]], rows: list[str], systems: list[str], baseline: str | None
 ) -> tuple[dict[tuple[str, str], str], list[str]]:
     """The cells made from other data files than their row's reference result (the baseline's, else
     the row's most recently written one), by the digests the results record; a cell's reason, and one
-    note per row naming the files that differ.  Their Averages are marked too.  Marked cells are
-    never compared for best or tested against the reference."""
+    note per row naming the files that differ.  Marked cells are never compared for best or tested
+    against the reference (`leaderboard` marks their Averages too)."""
     mixed: dict[tuple[str, str], str] = {}
     notes = []
     for row in rows:
@@ -623,13 +646,6 @@ def _mixed_data(
                 f"for {', '.join(sorted(differ))} (made from other data files): not compared with {ref} "
                 "for best, nor tested against it; rerun them on the same data to compare."
             )
-    for s in systems:
-        if any((row, s) in mixed for row in rows):
-            mixed[(AVERAGE, s)] = "its Average mixes results made from other data files"
-    if notes:
-        notes.append(
-            f"{MIXED_MARK} on an Average: it includes a {MIXED_MARK} cell, so it is not compared for best."
-        )
     return mixed, notes
 
 
@@ -735,7 +751,7 @@ def _best_checkpoint_note(board: Leaderboard, system: str, picks: _Picks, rows: 
     run = system.removesuffix(BEST_SUFFIX)
     n = len({r.system for r in picks.checkpoints[system]})
     note = (
-        f"{system}: per dataset, the best {board.metric} of the {n} stored checkpoints of training run "
+        f"{system}: per dataset, the best {board.metric} of the {_count(n, 'stored checkpoint')} of training run "
         f"{run!r} ({run}@step-N), at the step shown (@N). The step is chosen on the evaluated split "
         "itself (test; dev for MS MARCO), so these scores are optimistic (selection on test data), and "
         "their marks and intervals do not account for the selection. Its Average is the mean of the "
@@ -897,7 +913,7 @@ def _with_metric(
     )
     note = f"{metric}: {what}."
     if computed:
-        note += f" Computed from the run file and qrels of {computed} result(s) that do not store it."
+        note += f" Computed from the run file and qrels of {_count(computed, 'result')} that do not store it."
     if missing:
         note += f" Not available for {'; '.join(missing)}: pass --data-dir where the dataset folders are."
     return out, note
@@ -925,7 +941,10 @@ def _intervals(
         f"{s} on {row}"
         for row in rows
         for s in systems
-        if s in cells[row] and not math.isnan(cells[row][s].value) and (row, s) not in found
+        if s in cells[row]
+        and not math.isnan(cells[row][s].value)
+        and (row, s) not in found
+        and (row, s) not in board.partial  # fewer subforums: no interval, for the reason its note gives
     )
     averaged = _average_rows(board)
     for s in systems:
@@ -1018,7 +1037,8 @@ def _diff_intervals(
         levels = holm_levels([bootstrap_pvalue(d) for _, d in tested], config.level)
         for (row, d), level in zip(tested, levels, strict=True):
             _set_diff(board, row, s, d, level)
-        if averaged[s] and {r for r, _ in tested} >= set(averaged[s]):
+        same_rows = averaged[s] == averaged[base]  # else the two Averages are over other datasets
+        if averaged[s] and same_rows and {r for r, _ in tested} >= set(averaged[s]):
             by_row = dict(tested)
             _set_diff(board, AVERAGE, s, np.mean([by_row[r] for r in averaged[s]], axis=0), config.level)
         tested_counts.append(len(tested))
