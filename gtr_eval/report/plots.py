@@ -94,8 +94,9 @@ def figure_format(output: Path | str) -> str:
     """What `output`'s name asks for (`pdf`, `svg`, `png`); any other suffix is a `Mistake`."""
     suffix = Path(output).suffix.lower()
     if suffix not in FORMATS:
-        said = f"'{suffix}'" if suffix else "no suffix"
-        raise Mistake(f"figure {str(output)!r} has {said}; name it .pdf, .svg or .png (the format written)")
+        said = f"'{Path(output).suffix}'" if suffix else "no suffix"
+        names = ", ".join(list(FORMATS)[:-1]) + " or " + list(FORMATS)[-1]
+        raise Mistake(f"figure {str(output)!r} has {said}; name it {names} (the format written)")
     return FORMATS[suffix]
 
 
