@@ -189,8 +189,12 @@ def plot(
     data_dir: Path | str | None = None,
     systems: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    baseline: str | None = None,
+    width: str = defaults.FIGURE_WIDTH,
 ) -> Path:
-    """`gtr-eval plot`: the PNG bar chart of `metric`, with 95% bootstrap error bars unless `ci=False`;
+    """`gtr-eval plot`: the bar chart of `metric` in the format `output`'s suffix names (.pdf, .svg,
+    .png), labelled as the table with significance marks against `baseline` (None: bm25 where
+    stored), with 95% bootstrap error bars unless `ci=False`, `width` "single" or "double" column;
     returns its path.  `systems`, `datasets`: globs choosing what it shows (as `api.table`)."""
     from .judgments import Judgments
     from .report.plots import plot_results
@@ -205,6 +209,8 @@ def plot(
         output,
         ci=bootstrap,
         judgments=Judgments(paths.data_dir(data_dir)),
+        baseline=baseline,
+        width=width,
         selection=selection,
     )
 
@@ -217,21 +223,28 @@ def plot_curve(
     reference: str | None = None,
     output: Path | str | None = None,
     data_dir: Path | str | None = None,
+    ci: bool = True,
+    resamples: int = 10_000,
+    seed: int = 0,
+    width: str = defaults.FIGURE_WIDTH,
 ) -> Path:
-    """`gtr-eval plot --curve`: the PNG learning curve of training run `run` (None: the only one
-    stored), `metric` against the step of its `NAME@step-N` systems, a line per dataset, `baseline`
-    (None: bm25 where stored) dashed and the `reference` SOURCE:SYSTEM dotted; returns its path
-    (default RESULTS_DIR/plots/curve-<run>-<metric>.png).  `report.plots.learning_curve` and
-    `curve_figure` give what it draws and the Figure itself."""
+    """`gtr-eval plot --curve`: the learning curve of training run `run` (None: the only one
+    stored), `metric` against the step of its `NAME@step-N` systems, a line per dataset with 95%
+    bootstrap error bars unless `ci=False`, `baseline` (None: bm25 where stored) dashed and the
+    `reference` SOURCE:SYSTEM dotted; returns its path (default RESULTS_DIR/plots/curve-<run>-<metric>.png;
+    the suffix names the format).  `report.plots.learning_curve` and `curve_figure` give what it
+    draws and the Figure itself."""
     from .judgments import Judgments
     from .report.plots import default_curve_output, learning_curve
     from .report.plots import plot_curve as _plot_curve
+    from .uncertainty import Bootstrap
 
     results_dir = paths.results_dir(results_dir)
     results = list(ResultsStore(results_dir))
     judgments = Judgments(paths.data_dir(data_dir))
-    curve = learning_curve(results, metric, run, baseline, reference, judgments=judgments)
-    return _plot_curve(curve, output or default_curve_output(results_dir, curve))
+    bootstrap = Bootstrap(resamples=resamples, seed=seed) if ci else None
+    curve = learning_curve(results, metric, run, baseline, reference, judgments=judgments, ci=bootstrap)
+    return _plot_curve(curve, output or default_curve_output(results_dir, curve), width)
 
 
 def paper_check(results_dir: Path | str | None = None, golden: Path | str | None = None):

@@ -39,3 +39,13 @@ MAXSIM_SEARCH = "auto"
 
 DECIMALS = 4
 """Decimals a table's text formats show (`table --decimals`); CSV keeps every digit."""
+
+FIGURE_WIDTHS = {"single": 3.35, "double": 7.0}
+"""Figure widths in inches: one column and the full text width of a two-column paper (ACM sigconf's
+241 pt and 506 pt; docs/figures.md compares IEEE's and ACL's)."""
+
+FIGURE_WIDTH = "double"
+"""The width `plot` draws at unless asked (a key of `FIGURE_WIDTHS`)."""
+
+FIGURE_FONT_SIZE = 8
+"""Points of every text in a figure: a paper's caption size when the figure is placed at 100%."""

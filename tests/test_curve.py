@@ -26,7 +26,7 @@ from gtr_eval.cli import cli
 from gtr_eval.data.units import resolve_dataset
 from gtr_eval.pipeline.pairs import Made, store_pair
 from gtr_eval.report.plots import CURVE_XLABEL, curve_figure, learning_curve
-from gtr_eval.report.tables import AVERAGE, RefSpec, leaderboard, reference_values, render
+from gtr_eval.report.tables import AVERAGE, BETTER, RefSpec, leaderboard, reference_values, render
 from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.base import Report
 
@@ -109,6 +109,50 @@ def test_the_figure_has_a_line_per_dataset_at_the_stored_scores(results):
     assert not [line for line in ax.get_lines() if line.get_linestyle() == ":"]  # no reference asked for
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["scifact", "demo", "bm25 (dashed)"]
+
+
+def test_each_checkpoint_has_the_tables_interval_and_the_axis_holds_them(results):
+    stored = list(ResultsStore(results))
+    curve = learning_curve(stored)
+    board = leaderboard([r for r in stored if "@step-" in r.system], ci=curve.bootstrap)
+    assert curve.bootstrap is not None
+    for line in curve.lines:
+        assert len(line.low) == len(line.high) == len(line.steps)
+        for step, low, high in zip(line.steps, line.low, line.high, strict=True):
+            system = f"{RUN}@step-{step}"
+            assert (low, high) == (
+                board.ci_low.loc[line.dataset, system],
+                board.ci_high.loc[line.dataset, system],
+            )
+        assert all(lo <= s <= hi for lo, s, hi in zip(line.low, line.scores, line.high, strict=True))
+    (ax,) = curve_figure(curve).axes
+    low, high = ax.get_ylim()
+    assert low <= min(v for line in curve.lines for v in line.low)
+    assert high >= max(v for line in curve.lines for v in line.high)
+    assert len([c for c in ax.containers if c.has_yerr]) == len(curve.lines)
+    plain = learning_curve(stored, ci=None)
+    assert plain.bootstrap is None and all(not line.low for line in plain.lines)
+    assert not curve_figure(plain).axes[0].containers
+
+
+def test_checkpoints_carry_the_tables_marks_against_the_baseline(results):
+    stored = list(ResultsStore(results))
+    curve = learning_curve(stored, ci=None)
+    board = leaderboard([r for r in stored if r.system != "alpha"], baseline="bm25")
+    marks = {
+        (line.dataset, step): m
+        for line in curve.lines
+        for step, m in zip(line.steps, line.marks, strict=True)
+    }
+    assert len(marks) == 5 and marks == {
+        (row, step): board.marks.loc[row, f"{RUN}@step-{step}"] for row, step in marks
+    }
+    assert BETTER in marks.values()  # the boosted checkpoints (demo 2000, scifact 1000) beat bm25
+    ax = curve_figure(curve).axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(m for m in marks.values() if m)
+    assert "significantly better/worse than bm25" in ax.get_title()
+    other = learning_curve(stored, baseline="alpha", ci=None)
+    assert other.lines != curve.lines  # the marks follow the baseline asked for
 
 
 def test_a_reference_draws_a_dotted_line_where_it_publishes_a_figure(results):

@@ -285,13 +285,22 @@ def table_cmd(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="[default: chart.png; with --curve RESULTS_DIR/plots/curve-<run>-<metric>.png]",
+    help="The figure; its suffix picks the format: .pdf and .svg (vector), .png (300 dpi) "
+    "[default: chart.png; with --curve RESULTS_DIR/plots/curve-<run>-<metric>.png]",
+)
+@click.option(
+    "--width",
+    type=click.Choice(list(defaults.FIGURE_WIDTHS)),
+    default=defaults.FIGURE_WIDTH,
+    show_default=True,
+    help=f"single: one column of a two-column paper ({defaults.FIGURE_WIDTHS['single']} in); double: the full "
+    f"text width ({defaults.FIGURE_WIDTHS['double']} in). Text is {defaults.FIGURE_FONT_SIZE} pt at that size.",
 )
 @click.option(
     "--ci/--no-ci",
     default=True,
     show_default=True,
-    help="Error bars: each system's 95% bootstrap interval over queries.",
+    help="Error bars: each system's (each checkpoint's) 95% bootstrap interval over queries.",
 )
 @bootstrap_options
 @data_dir_option
@@ -312,7 +321,8 @@ def table_cmd(
     "--baseline",
     default=None,
     metavar="SYSTEM",
-    help="With --curve: the system drawn as a dashed line per dataset [default: bm25, where stored].",
+    help="The system the bars' significance marks (the table's paired test, †/‡) compare with; with "
+    "--curve the dashed line per dataset and the checkpoints' marks [default: bm25, where stored].",
 )
 @click.option(
     "--reference",
@@ -326,6 +336,7 @@ def plot_cmd(
     selection,
     metric: str,
     output: Path | None,
+    width: str,
     ci: bool,
     bootstrap,
     data_dir: Path,
@@ -334,33 +345,50 @@ def plot_cmd(
     baseline: str | None,
     reference: str | None,
 ) -> None:
-    """Grouped bar chart (PNG) of one metric: a group per dataset, a bar per system, with error bars.
+    """Figure of one metric for a paper, as the table has it: a group of bars per dataset, a bar per
+    system, labelled with the table's 4-decimal value and significance marks, with error bars.
 
     \b
-    gtr-eval plot --curve                      learning curve of the stored training run
+    gtr-eval plot --output ndcg.pdf --width single   one-column vector figure
+    gtr-eval plot --curve                            learning curve of the stored training run
     gtr-eval plot --curve --run tiny-mnrl --reference mteb-results:gtr-t5-base
     """
     from ..data.loader import DataError
     from ..errors import Mistake
     from ..judgments import Judgments
-    from ..report.plots import plot_results
+    from ..report.plots import figure_format, plot_results
     from ..report.selection import select
     from ..results import ResultsStore
 
-    if not curve and (run_name or baseline or reference):
-        raise Mistaken("--run, --baseline and --reference go with --curve")
+    if not curve and (run_name or reference):
+        raise Mistaken("--run and --reference go with --curve")
     try:
+        if output is not None:
+            figure_format(output)  # before any work
         results, judgments = select(ResultsStore(results_dir), selection), Judgments(data_dir)
-        if curve:
-            _plot_curve(results, results_dir, metric, output, run_name, baseline, reference, judgments)
-            return
         ci_config = bootstrap if ci else None
+        if curve:
+            _plot_curve(
+                results,
+                results_dir,
+                metric,
+                output,
+                run_name,
+                baseline,
+                reference,
+                judgments,
+                ci_config,
+                width,
+            )
+            return
         path = plot_results(
             results,
             metric,
             output or Path("chart.png"),
             ci=ci_config,
             judgments=judgments,
+            baseline=baseline,
+            width=width,
             selection=selection,
         )
     except Mistake as e:
@@ -370,12 +398,14 @@ def plot_cmd(
     click.echo(str(path))
 
 
-def _plot_curve(results, results_dir: Path, metric, output, run_name, baseline, reference, judgments) -> None:
+def _plot_curve(
+    results, results_dir: Path, metric, output, run_name, baseline, reference, judgments, ci, width
+) -> None:
     """`plot --curve`: the figure, its path on stdout and what it lacks on stderr."""
     from ..report.plots import default_curve_output, learning_curve, plot_curve
 
-    curve = learning_curve(results, metric, run_name, baseline, reference, judgments=judgments)
-    path = plot_curve(curve, output or default_curve_output(results_dir, curve))
+    curve = learning_curve(results, metric, run_name, baseline, reference, judgments=judgments, ci=ci)
+    path = plot_curve(curve, output or default_curve_output(results_dir, curve), width)
     for note in curve.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(str(path))
