@@ -435,13 +435,12 @@ def references_cmd(metric: str | None) -> None:
 )
 @click.option("--yes", is_flag=True, help="With --reproduce: do not ask before starting.")
 @click.option(
-    "--bm25",
-    "bm25",
-    type=click.Choice(["bm25", "bm25-flat", "bm25-multifield"]),
-    default="bm25",
-    show_default=True,
-    help="The system the BM25 column shows: bm25s (MTEB's setting) or Lucene's flat / multifield "
-    "(Pyserini's; multifield is the BEIR paper's setting).",
+    "--system",
+    "-s",
+    "systems",
+    multiple=True,
+    help="A system to show (repeatable; shell-style globs such as 'gtr-t5-*'), in this order "
+    "[default: every system with a stored result].",
 )
 def paper_cmd(
     results_dir,
@@ -458,7 +457,7 @@ def paper_cmd(
     device,
     dtype,
     yes,
-    bm25,
+    systems,
 ) -> None:
     """The GTR paper's BEIR tables from stored results, beside the paper's and MTEB's figures.
 
@@ -467,7 +466,7 @@ def paper_cmd(
     gtr-eval paper --all                every system and dataset of the paper's layout
     gtr-eval paper --check              stored results vs the golden file: OK / OKISH / FAIL / MISSING
     gtr-eval paper --reproduce          everything for the full table (resumable)
-    gtr-eval paper --bm25 bm25-multifield   the BM25 column from Lucene multifield (the BEIR paper's)
+    gtr-eval paper -s bm25 -s 'gtr-t5-*'   only these systems, in this order
     """
     from ..report import paper
     from ..results import ResultsStore
@@ -485,7 +484,11 @@ def paper_cmd(
         return
     tables = {
         m: paper.paper_table(
-            results, m, only_run=only_run or not show_all, run_systems_only=not show_all, bm25=bm25
+            results,
+            m,
+            only_run=only_run or not show_all,
+            run_systems_only=not show_all,
+            systems=systems or None,
         )
         for m in metrics
     }

@@ -391,14 +391,16 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
     parts = [
         '<section id="paper">',
         "<h2>GTR paper tables</h2>",
-        "<p>Our stored results beside the published figures, in the layout of the GTR paper's BEIR table; "
-        "Δ = ours − the first reference beside it. A badge after our number gives the golden check for it "
-        "(hover for the expectations).</p>",
+        "<p>Our stored results, each beside the published figure for the same system, in the GTR paper's "
+        "dataset order (the table `gtr-eval paper` prints). A badge after our number gives the golden check "
+        "for it (hover for the expectations).</p>",
     ]
     groups = paper.table_groups(ctx.results)
     column_system = {f"{g.label} ours": g.system for g in groups}
     for metric in paper.METRICS:
-        table = paper.paper_table(ctx.results, metric, only_run=True, refs=ctx.reference_table)
+        table = paper.paper_table(
+            ctx.results, metric, only_run=True, refs=ctx.reference_table, run_systems_only=True
+        )
         if table.empty:
             parts.append("<p class='hint'>None of the stored datasets is in the paper's table.</p>")
             break
@@ -414,7 +416,7 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
 
 
 def _paper_header(columns: Sequence[str], labels: Sequence[str]) -> str:
-    """Two header rows: the system (spanning its columns), then ours / each reference / Δ."""
+    """Two header rows: the system (spanning its columns), then ours / its published figure."""
     spans: list[list[Any]] = []  # [label, count]
     subs = []
     for col in columns:
@@ -437,7 +439,7 @@ def _paper_table_html(ctx, table, metric: str, column_system: dict[str, str], st
     for dataset, row in table.iterrows():
         cells = [f"<th>{_esc(dataset)}</th>"]
         for col, value in row.items():
-            cls = "ours" if col in column_system else ("delta" if col.endswith(" Δ") else "ref")
+            cls = "ours" if col in column_system else "ref"
             attrs = f' class="{cls}"'
             badge = ""
             system = column_system.get(col)
