@@ -217,10 +217,8 @@ def _best(table: pd.DataFrame) -> dict[str, set[str]]:
     return out
 
 
-def _notes(table: pd.DataFrame, compact: bool) -> list[str]:
-    """The notes about the table's columns (every note for the committed tables, `compact` False)."""
-    if not compact:
-        return list(NOTES)
+def _notes(table: pd.DataFrame) -> list[str]:
+    """The notes about the columns the table has."""
     headers = set(table.attrs.get("headers", {}).values())
     return [n for n in NOTES if n not in _NOTE_KEYS or headers & set(_NOTE_KEYS[n])]
 
@@ -232,16 +230,16 @@ def caption(metric: str) -> str:
     """The table's title: two short sentences (LaTeX puts them in `\\caption`)."""
     return (
         f"GTR paper table, {metric} (BEIR, zero-shot). "
-        "Ours beside the published figure for the same system, where one exists."
+        "Each system beside the published figure for the same system."
     )
 
 
 def render_paper(table: pd.DataFrame, metric: str, fmt: str = "markdown", compact: bool = False) -> str:
-    """The table with its caption and notes.  `compact` (a terminal's view, `gtr-eval paper`): only the
-    notes about columns the table has, wrapped at `NOTE_WIDTH`; the committed tables keep them all."""
+    """The table with its caption and the notes about its columns; `compact` (a terminal's view,
+    `gtr-eval paper`) wraps the notes at `NOTE_WIDTH`."""
     if fmt == "csv":
         return table.to_csv()
-    notes = _notes(table, compact)
+    notes = _notes(table)
     if fmt == "latex":
         return _render_latex(table, metric, notes)
     headers = ["dataset", *(table.attrs.get("headers", {}).get(c, c) for c in table.columns)]
