@@ -65,7 +65,9 @@ class ReportConfig:
     data_dir: Path | None = None  # where query and document texts are looked up
     baseline: str | None = "auto"  # "auto": bm25 when stored, else no significance marks
     references: Sequence[RefSpec] = ()
-    golden: Path | None = None  # default: <results-dir>/golden.yaml when it exists
+    golden: Path | None = (
+        None  # default: <results-dir>/golden.yaml, else the one shipped (as `paper --check`)
+    )
     alpha: float = 0.05
     test: str = "ttest"
     top_queries: int = 20
@@ -110,7 +112,7 @@ def build_site(
     for dataset in datasets:
         echo(f"[report] dataset page: {dataset}")
         atomic_write_text(out / dataset_href(dataset), _dataset_page(ctx, dataset))
-    golden = config.golden or (Path(results_dir) / "golden.yaml" if results_dir else None)
+    golden = config.golden or (paper.default_golden(results_dir) if results_dir else None)
     index = out / "index.html"
     atomic_write_text(index, _index_page(ctx, datasets, golden))
     return index

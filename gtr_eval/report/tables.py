@@ -1005,11 +1005,17 @@ def render(board: Leaderboard, fmt: str = "markdown", ci_style: str = "brackets"
     raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
 
 
+def _signed(value: float) -> str:
+    """A difference with its sign, and none when it rounds to zero (never `-0.0000`)."""
+    text = f"{value:+.{DECIMALS}f}"
+    return text[1:] if float(text) == 0 else text
+
+
 def _number(board: Leaderboard, row: str, col: str) -> str:
     value = board.values.loc[row, col]
     if pd.isna(value):
         return "–"
-    return f"{value:+.{DECIMALS}f}" if col in board.delta_columns else f"{value:.{DECIMALS}f}"
+    return _signed(value) if col in board.delta_columns else f"{value:.{DECIMALS}f}"
 
 
 def _interval_text(low: float, high: float, style: str, signed: bool = False) -> str:
@@ -1018,8 +1024,9 @@ def _interval_text(low: float, high: float, style: str, signed: bool = False) ->
         return ""
     if style == "pm":
         return f" ±{(high - low) / 2:.{DECIMALS}f}"
-    sign = "+" if signed else ""
-    return f" [{low:{sign}.{DECIMALS}f}, {high:{sign}.{DECIMALS}f}]"
+    if signed:
+        return f" [{_signed(low)}, {_signed(high)}]"
+    return f" [{low:.{DECIMALS}f}, {high:.{DECIMALS}f}]"
 
 
 def _cell_suffix(board: Leaderboard, row: str, col: str, style: str) -> str:
@@ -1049,7 +1056,7 @@ def _diff_text(board: Leaderboard, row: str, system: str, style: str) -> str:
     if pd.isna(value):
         return "–"
     low, high = board.diff_low.loc[row, system], board.diff_high.loc[row, system]
-    return f"{value:+.{DECIMALS}f}" + _interval_text(low, high, style, signed=True)
+    return _signed(value) + _interval_text(low, high, style, signed=True)
 
 
 def _styled_rows(board: Leaderboard, bold, escape, style: str = "brackets") -> list[list[str]]:
