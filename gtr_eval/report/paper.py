@@ -382,26 +382,25 @@ def _decimals(value: float) -> int:
     return len(text.split(".")[1]) if "." in text and "e" not in text else 0
 
 
+def check_cells(row: CheckRow) -> tuple[str, str, str]:
+    """Expected, ours and Δ as printed: the expected value as written (a published figure unrounded),
+    ours and Δ at 5 decimals, or at the expected value's own precision when it has more."""
+    places = max(5, _decimals(row.expectation.expected))
+    ours = "missing" if row.actual is None else f"{row.actual:.{places}f}"
+    diff = "" if row.diff is None else signed(row.diff, places)
+    return published(row.expectation.expected), ours, diff
+
+
 def render_check(rows: Sequence[CheckRow]) -> str:
-    """The checked rows as a table, then one line naming the MISSING pairs (not run), then the counts.
-    The expected value is shown as written (a published figure unrounded), ours and Δ at 5 decimals
-    or at the expected value's own precision when it has more."""
+    """The checked rows as a table (`check_cells`), then one line naming the MISSING pairs (not run),
+    then the counts."""
     missing = [r for r in rows if r.status == "MISSING"]
     rows = [r for r in rows if r.status != "MISSING"]
-    body = []
-    for r in rows:
-        places = max(5, _decimals(r.expectation.expected))
-        body.append([
-            r.status,
-            r.expectation.system,
-            r.expectation.dataset,
-            r.expectation.metric,
-            published(r.expectation.expected),
-            "missing" if r.actual is None else f"{r.actual:.{places}f}",
-            "" if r.diff is None else signed(r.diff, places),
-            f"±{r.expectation.tolerance:g}",
-            r.expectation.source,
-        ])  # fmt: skip
+    body = [
+        [r.status, r.expectation.system, r.expectation.dataset, r.expectation.metric, *check_cells(r),
+         f"±{r.expectation.tolerance:g}", r.expectation.source]
+        for r in rows
+    ]  # fmt: skip
     headers = ["status", "system", "dataset", "metric", "expected", "ours", "Δ", "tolerance", "source"]
     counts = {s: sum(r.status == s for r in rows) for s in STATUSES[:3]} | {"MISSING": len(missing)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())

@@ -481,8 +481,8 @@ def _golden_table_html(checks: Sequence[paper.CheckRow], golden: Path | None) ->
             "dataset",
             "metric",
             "expected",
-            "actual",
-            "diff",
+            "ours",
+            "Δ",
             "tolerance",
             "source",
         )
@@ -490,11 +490,10 @@ def _golden_table_html(checks: Sequence[paper.CheckRow], golden: Path | None) ->
     rows = []
     for c in checks:
         e = c.expectation
-        actual = "missing" if c.actual is None else f"{c.actual:.5f}"
-        diff = "" if c.diff is None else f"{c.diff:+.5f}"
+        expected, actual, diff = paper.check_cells(c)
         rows.append(
             f'<tr><td><span class="badge {c.status.lower()}">{c.status}</span></td><td>{_esc(e.system)}</td>'
-            f"<td>{_esc(e.dataset)}</td><td>{_esc(e.metric)}</td><td class='num'>{e.expected:.5f}</td>"
+            f"<td>{_esc(e.dataset)}</td><td>{_esc(e.metric)}</td><td class='num'>{expected}</td>"
             f"<td class='num'>{actual}</td><td class='num'>{diff}</td><td class='num'>±{e.tolerance:g}</td>"
             f"<td>{_esc(e.source)}</td></tr>"
         )
