@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+from cli_process import gtr_eval
 from click.testing import CliRunner
 from conftest import ROOT
 
@@ -156,8 +157,8 @@ def test_systems_pick_the_columns_in_their_order_and_the_order_is_stable(tmp_pat
     assert [h.strip() for h in header.strip("|").split("|")][1:] == [
         "BM25", "MTEB bm25s", "all-MiniLM-L6-v2", "MTEB", "rrf(bm25+all-MiniLM-L6-v2)"
     ]  # fmt: skip
-    unknown = _invoke("paper", "--results-dir", str(RESULTS), "-s", "bm52")
-    assert unknown.exit_code != 0 and "bm52" in unknown.output
+    unknown = gtr_eval("paper", "--results-dir", str(RESULTS), "-s", "bm52")
+    assert unknown.returncode != 0 and "no system 'bm52'" in unknown.stderr and "bm25" in unknown.stderr
 
 
 def test_paper_on_the_committed_results_fits_120_characters_and_hides_systems_not_run():

@@ -482,16 +482,19 @@ def paper_cmd(
         for path in paper.regenerate_tables(results, Path(output_dir), only_run=only_run):
             click.echo(str(path))
         return
-    tables = {
-        m: paper.paper_table(
-            results,
-            m,
-            only_run=only_run or not show_all,
-            run_systems_only=not show_all,
-            systems=systems or None,
-        )
-        for m in metrics
-    }
+    try:
+        tables = {
+            m: paper.paper_table(
+                results,
+                m,
+                only_run=only_run or not show_all,
+                run_systems_only=not show_all,
+                systems=systems or None,
+            )
+            for m in metrics
+        }
+    except ValueError as e:  # an unknown system or metric
+        raise click.ClickException(str(e)) from e
     if not show_all and all(t.empty for t in tables.values()):
         where = "" if Path(results_dir).is_dir() else " (the folder does not exist)"
         raise click.ClickException(
