@@ -138,7 +138,8 @@ def _our_scores(results: Sequence[StoredResult], metric: str) -> dict[tuple[str,
 
 def table_groups(results: Sequence[StoredResult], systems: Sequence[str] | None = None) -> list[Group]:
     """The paper's groups, then every other stored system beside MTEB's figure of its name; with
-    `systems` (names or shell-style globs), only the groups they match, in their order."""
+    `systems` (names or shell-style globs, case aside), only the groups they match, in their order.
+    A pattern matching no group is a `Mistake` naming the closest system."""
     known = {g.system for g in PAPER_GROUPS}
     extra = sorted({r.system for r in results} - known)
     groups = [*PAPER_GROUPS, *(Group(s, s, Reference("MTEB", MTEB, s)) for s in extra)]
@@ -146,13 +147,13 @@ def table_groups(results: Sequence[StoredResult], systems: Sequence[str] | None 
         return groups
     picked: list[Group] = []
     for pattern in systems:
-        matched = [g for g in groups if fnmatch.fnmatchcase(g.system, pattern) and g not in picked]
-        if not matched and not any(fnmatch.fnmatchcase(g.system, pattern) for g in groups):
+        matched = [g for g in groups if fnmatch.fnmatchcase(g.system.casefold(), pattern.casefold())]
+        if not matched:
             from ..errors import Mistake, did_you_mean
 
             names = [g.system for g in groups]
             raise Mistake(f"no system {pattern!r} in the paper's table{did_you_mean(pattern, names)}")
-        picked += matched
+        picked += [g for g in matched if g not in picked]
     return picked
 
 
