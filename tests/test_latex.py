@@ -59,7 +59,11 @@ def test_latex_output_compiles_with_pdflatex(name, tmp_path):
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
         pytest.skip("pdflatex not installed (Debian: texlive-latex-base texlive-latex-recommended)")
-    (tmp_path / "doc.tex").write_text(DOCUMENT % _latex(OUTPUTS[name]))
+    _compile(pdflatex, _latex(OUTPUTS[name]), tmp_path)
+
+
+def _compile(pdflatex: str, latex: str, tmp_path) -> None:
+    (tmp_path / "doc.tex").write_text(DOCUMENT % latex)
     done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     log = (
@@ -68,3 +72,21 @@ def test_latex_output_compiles_with_pdflatex(name, tmp_path):
     assert done.returncode == 0, log[-3000:]
     assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
     assert "Missing character" not in log and "Undefined control sequence" not in log
+
+
+def test_every_special_character_of_a_system_name_is_escaped_and_compiles(tmp_path):
+    from gtr_eval.report.paper import paper_table, render_paper
+    from gtr_eval.results import StoredResult
+
+    name = "a_b&c%d#e$f{g}h~i^j\\k>>l"
+    results = [StoredResult(s, "scifact", "test", {"ndcg@10": v}, {}, {}, None)
+               for s, v in ((name, 0.7), ("bm25", 0.6863))]  # fmt: skip
+    text = render_paper(
+        paper_table(results, "ndcg@10", only_run=True, run_systems_only=True), "ndcg@10", "latex"
+    )
+    escaped = r"a\_b\&c\%d\#e\$f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k\textgreater{}\textgreater{}l"
+    assert escaped in text and r"\textbf{0.7000}" in text  # the best of our values, bold
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex not installed (Debian: texlive-latex-base texlive-latex-recommended)")
+    _compile(pdflatex, text, tmp_path)
