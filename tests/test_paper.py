@@ -202,3 +202,20 @@ def test_differences_that_round_to_zero_have_no_sign_and_notes_count_right():
     assert "1 check of s on b" in one
     two = render_check(check_golden([_result("s", "c", 0.5)], golden))
     assert "2 checks of s on a, b" in two
+
+
+def test_gtr_sizes_sit_beside_the_authors_figures_with_the_decimals_they_published():
+    results = [StoredResult(s, "scifact", "test", {"ndcg@10": 0.6, "recall@100": 0.9}, {}, {}, None)
+               for s in ("gtr-t5-base", "gtr-t5-large")]  # fmt: skip
+    ndcg = paper_table(results, "ndcg@10", only_run=True, run_systems_only=True)
+    assert ndcg.loc["scifact", "GTR-Base paper²"] == "0.600"  # 3 decimals, though the CSV holds 0.6
+    assert ndcg.loc["scifact", "GTR-Large MTEB"] == "0.63424"  # the authors published no Large NDCG@10
+    recall = paper_table(results, "recall@100", only_run=True, run_systems_only=True)
+    assert list(recall.columns) == [
+        "GTR-Base ours",
+        "GTR-Base GTR authors",
+        "GTR-Large ours",
+        "GTR-Large GTR authors",
+    ]
+    assert (recall.loc["scifact", "GTR-Base GTR authors"], recall.loc["scifact", "GTR-Large GTR authors"]) == (
+        "0.872", "0.899")  # fmt: skip

@@ -16,6 +16,7 @@ results/golden.yaml links to).
 from __future__ import annotations
 
 import fnmatch
+import html
 import math
 import textwrap
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ PAPER_REF = "gtr-paper-table (second-hand copy, unconfirmed)"
 BEIR_REF = "beir-paper-table2 (second-hand copy)"
 PYSERINI = "pyserini-2cr"
 MTEB = "mteb-results"
+GTR_AUTHORS = "gtr-authors-release"
+SOURCE_DECIMALS = {MTEB: 5, PYSERINI: 4, PAPER_REF: 3, BEIR_REF: 3, GTR_AUTHORS: 3}
 NOT_RUN = "not run"
 METRICS = ("ndcg@10", "recall@100")
 OURS = "ours"  # the suffix of a system's own column in the table's data (`BM25 ours`)
@@ -61,12 +64,13 @@ class Reference:
 
 @dataclass(frozen=True)
 class Group:
-    """One system of the paper's table: its label, our system name, and the published figure of the
-    same system beside it, when there is one."""
+    """One system of the paper's table: its label, our system name, and where the published figure of
+    the same system is, in order of preference: a table's column comes from the first of them that has
+    its metric (the GTR authors' NDCG@10 and Recall@100 were published apart)."""
 
     label: str
     system: str
-    reference: Reference | None = None
+    references: tuple[Reference, ...] = ()
 
 
 BM25_REFERENCES = {
@@ -75,46 +79,61 @@ BM25_REFERENCES = {
     "bm25-multifield": Reference("2CR multifield", PYSERINI, "bm25-pyserini-multifield"),
 }
 
+
+def _gtr(label: str, system: str, paper_name: str) -> Group:
+    """A GTR size: the authors' figures (NDCG@10 from the paper, second-hand; Recall@100 from their
+    release), else MTEB's run of the same checkpoint."""
+    return Group(label, system, (Reference("paper²", PAPER_REF, paper_name),
+                                 Reference("GTR authors", GTR_AUTHORS, paper_name), Reference("MTEB", MTEB, system)))  # fmt: skip
+
+
 PAPER_GROUPS = (
-    Group("BM25", "bm25", BM25_REFERENCES["bm25"]),
-    Group("BM25 flat", "bm25-flat", BM25_REFERENCES["bm25-flat"]),
-    Group("BM25 multifield", "bm25-multifield", BM25_REFERENCES["bm25-multifield"]),
-    Group("GTR-Base", "gtr-t5-base", Reference("paper²", PAPER_REF, "gtr-base")),
-    Group("GTR-Large", "gtr-t5-large", Reference("MTEB", MTEB, "gtr-t5-large")),
-    Group("GTR-XL", "gtr-t5-xl", Reference("MTEB", MTEB, "gtr-t5-xl")),
-    Group("GTR-XXL", "gtr-t5-xxl", Reference("paper²", PAPER_REF, "gtr-xxl")),
+    Group("BM25", "bm25", (BM25_REFERENCES["bm25"],)),
+    Group("BM25 flat", "bm25-flat", (BM25_REFERENCES["bm25-flat"],)),
+    Group("BM25 multifield", "bm25-multifield", (BM25_REFERENCES["bm25-multifield"],)),
+    _gtr("GTR-Base", "gtr-t5-base", "gtr-base"),
+    _gtr("GTR-Large", "gtr-t5-large", "gtr-large"),
+    _gtr("GTR-XL", "gtr-t5-xl", "gtr-xl"),
+    _gtr("GTR-XXL", "gtr-t5-xxl", "gtr-xxl"),
     # The paper's baselines (BEIR's Table 2 models), SPLADE++ and Contriever; re-ranking last.
-    Group("DPR", "dpr", Reference("BEIR²", BEIR_REF, "dpr")),
-    Group("ANCE", "ance", Reference("BEIR²", BEIR_REF, "ance")),
-    Group("TAS-B", "tas-b", Reference("BEIR²", BEIR_REF, "tas-b")),
-    Group("GenQ", "genq", Reference("BEIR²", BEIR_REF, "genq")),
+    Group("DPR", "dpr", (Reference("BEIR²", BEIR_REF, "dpr"),)),
+    Group("ANCE", "ance", (Reference("BEIR²", BEIR_REF, "ance"),)),
+    Group("TAS-B", "tas-b", (Reference("BEIR²", BEIR_REF, "tas-b"),)),
+    Group("GenQ", "genq", (Reference("BEIR²", BEIR_REF, "genq"),)),
     Group("ColBERT", "colbertv2"),  # BEIR's is ColBERT v1, another model: no published figure beside it
-    Group("SPLADE++", "splade-pp-ed", Reference("2CR", PYSERINI, "splade-pp-ed")),
-    Group("Contriever", "contriever-msmarco", Reference("2CR", PYSERINI, "contriever-msmarco")),
-    Group("BM25+CE", "bm25>>ms-marco-MiniLM-L6-v2", Reference("BEIR²", BEIR_REF, "bm25+ce")),
+    Group("SPLADE++", "splade-pp-ed", (Reference("2CR", PYSERINI, "splade-pp-ed"),)),
+    Group("Contriever", "contriever-msmarco", (Reference("2CR", PYSERINI, "contriever-msmarco"),)),
+    Group("BM25+CE", "bm25>>ms-marco-MiniLM-L6-v2", (Reference("BEIR²", BEIR_REF, "bm25+ce"),)),
 )
 
 # One note per kind of column, kept only when the table has such a column (`_NOTE_KEYS`).
 NOTES = (
-    f"`{NOT_RUN}` marks a dataset a shown system was not evaluated on; cqadupstack is the mean of its 12 "
-    "subforums (BEIR's convention) and msmarco is scored on dev.",
+    f"`{NOT_RUN}` marks a dataset a shown system was not evaluated on.",
     "MTEB bm25s = the MTEB results repository's bm25s (k1 1.5, b 0.75, the setting of our bm25; "
     "docs/bm25.md says why its SciFact NDCG@10 is 0.68736 and ours 0.68630).",
     "2CR = Pyserini's reproductions (BM25 flat / multifield through Lucene, k1 0.9, b 0.4, multifield "
     "being the BEIR paper's setting; SPLADE++ ED; Contriever-MSMARCO).",
-    "MTEB = the MTEB results repository (for GTR, sentence-transformers ports of the checkpoints).",
+    "MTEB = the MTEB results repository (for GTR sizes without the authors' figure, its runs of "
+    "sentence-transformers ports of the same checkpoints).",
     "paper² = the GTR paper's NDCG@10 as copied by a later paper (second-hand, unconfirmed, 3 decimals).",
     "BEIR² = the BEIR paper's Table 2 (NDCG@10, 3 decimals) as copied by a later source; its BM25+CE "
     "re-ranks Elasticsearch BM25's top 100, ours our bm25's (`gtr-eval rerank`).",
     "GenQ (BEIR's per-dataset synthetic-query models) has no preset: its column stays `not run`.",
+    "GTR authors = the GTR authors' released Recall@100 of their original TF checkpoints (3 decimals).",
+    "cqadupstack = the mean of its 12 subforums (BEIR's convention).",
+    "msmarco is scored on its dev split, as in the paper.",
 )
-_NOTE_KEYS = {  # the headers a note explains
+_NOTE_KEYS = {  # what a note explains: a column's header, a row's dataset, or a gap
+    NOTES[0]: (NOT_RUN,),
     NOTES[1]: ("MTEB bm25s",),
     NOTES[2]: ("2CR", "2CR flat", "2CR multifield"),
     NOTES[3]: ("MTEB",),
     NOTES[4]: ("paper²",),
     NOTES[5]: ("BEIR²",),
     NOTES[6]: ("GenQ",),
+    NOTES[7]: ("GTR authors",),
+    NOTES[8]: (CQADUPSTACK,),
+    NOTES[9]: ("msmarco",),
 }
 
 
@@ -142,7 +161,7 @@ def table_groups(results: Sequence[StoredResult], systems: Sequence[str] | None 
     A pattern matching no group is a `Mistake` naming the closest system."""
     known = {g.system for g in PAPER_GROUPS}
     extra = sorted({r.system for r in results} - known)
-    groups = [*PAPER_GROUPS, *(Group(s, s, Reference("MTEB", MTEB, s)) for s in extra)]
+    groups = [*PAPER_GROUPS, *(Group(s, s, (Reference("MTEB", MTEB, s),)) for s in extra)]
     if systems is None:
         return groups
     picked: list[Group] = []
@@ -157,10 +176,14 @@ def table_groups(results: Sequence[StoredResult], systems: Sequence[str] | None 
     return picked
 
 
-def published(value: float | None) -> str:
-    """A published figure with its own decimals (MTEB has 5, 2CR 4, second-hand copies 3), never
-    rounded: the shortest text that reads back as the CSV's value."""
-    return "" if value is None else repr(float(value))
+def published(value: float | None, source: str | None = None) -> str:
+    """A published figure, never rounded, with the decimals its source publishes (`SOURCE_DECIMALS`;
+    the CSV drops trailing zeros: 0.6 is the paper's 0.600), or more when the value has more."""
+    if value is None:
+        return ""
+    text = repr(float(value))
+    written = len(text.split(".")[1]) if "." in text and "e" not in text else 0
+    return f"{value:.{max(written, SOURCE_DECIMALS.get(source, 0))}f}"
 
 
 def paper_table(
@@ -186,6 +209,12 @@ def paper_table(
     groups = table_groups(results, systems)
     if run_systems_only:
         groups = [g for g in groups if any((g.system, d) in ours for d in DATASET_ORDER)]
+    sources = {  # per system, the first of its references with a figure on a shown row
+        g.label: next(
+            (r for r in g.references if any((r.source, r.system, d) in ref for d in datasets)), None
+        )
+        for g in groups
+    }
     rows, headers = [], {}
     for d in datasets:
         row: dict[str, str] = {"dataset": d}
@@ -193,9 +222,9 @@ def paper_table(
             mine = ours.get((g.system, d))
             row[f"{g.label} {OURS}"] = NOT_RUN if mine is None else f"{mine:.4f}"
             headers[f"{g.label} {OURS}"] = g.label
-            if g.reference is not None:
-                r = g.reference
-                row[f"{g.label} {r.label}"] = published(ref.get((r.source, r.system, d)))
+            r = sources[g.label]
+            if r is not None:
+                row[f"{g.label} {r.label}"] = published(ref.get((r.source, r.system, d)), r.source)
                 headers[f"{g.label} {r.label}"] = r.label
         rows.append(row)
     if not rows:  # e.g. only non-BEIR datasets are stored and only_run is set
@@ -219,9 +248,10 @@ def _best(table: pd.DataFrame) -> dict[str, set[str]]:
 
 
 def _notes(table: pd.DataFrame) -> list[str]:
-    """The notes about the columns the table has."""
+    """The notes about what the table shows: its published columns, gaps and special rows."""
     headers = set(table.attrs.get("headers", {}).values())
-    return [n for n in NOTES if n not in _NOTE_KEYS or headers & set(_NOTE_KEYS[n])]
+    shown = headers | {str(d) for d in table.index} | ({NOT_RUN} if (table == NOT_RUN).any().any() else set())
+    return [n for n in NOTES if shown & set(_NOTE_KEYS[n])]
 
 
 NOTE_WIDTH = 100
@@ -255,7 +285,8 @@ def render_paper(table: pd.DataFrame, metric: str, fmt: str = "markdown", compac
         text = "\n".join(f"- {n}" for n in notes)
     if fmt == "markdown":
         return f"**{caption(metric)}**\n\n{body}\n\n{text}\n"
-    return f"<p>{caption(metric)}</p>\n{body}\n<ul>{''.join(f'<li>{n}</li>' for n in notes)}</ul>\n"
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"<p>{html.escape(caption(metric))}</p>\n{body}\n<ul>{items}</ul>\n"
 
 
 def _render_latex(table: pd.DataFrame, metric: str, notes: Sequence[str]) -> str:
@@ -379,8 +410,7 @@ def signed(diff: float, decimals: int) -> str:
 
 def _decimals(value: float) -> int:
     """How many decimals `value` was written with (its shortest round-trip text)."""
-    text = repr(float(value))
-    return len(text.split(".")[1]) if "." in text and "e" not in text else 0
+    return len(published(value).split(".")[-1]) if "." in published(value) else 0
 
 
 def check_cells(row: CheckRow) -> tuple[str, str, str]:
