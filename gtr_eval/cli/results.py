@@ -491,15 +491,6 @@ def references_cmd(metric: str | None) -> None:
     help="With --reproduce [default: fp16 on a GPU; the CPU runs fp32].",
 )
 @click.option("--yes", is_flag=True, help="With --reproduce: do not ask before starting.")
-@click.option(
-    "--bm25",
-    "bm25",
-    type=click.Choice(["bm25", "bm25-flat", "bm25-multifield"]),
-    default="bm25",
-    show_default=True,
-    help="The system the BM25 column shows: bm25s (MTEB's setting) or Lucene's flat / multifield "
-    "(Pyserini's; multifield is the BEIR paper's setting).",
-)
 def paper_cmd(
     results_dir,
     selection,
@@ -516,7 +507,6 @@ def paper_cmd(
     device,
     dtype,
     yes,
-    bm25,
 ) -> None:
     """The GTR paper's BEIR tables from stored results, beside the paper's and MTEB's figures.
 
@@ -525,7 +515,7 @@ def paper_cmd(
     gtr-eval paper --all                every system and dataset of the paper's layout
     gtr-eval paper --check              stored results vs the golden file: OK / OKISH / FAIL / MISSING
     gtr-eval paper --reproduce          everything for the full table (resumable)
-    gtr-eval paper --bm25 bm25-multifield   the BM25 column from Lucene multifield (the BEIR paper's)
+    gtr-eval paper -s bm25 -s 'gtr-t5-*'   only these systems, in this order
     """
     from ..errors import Mistake
     from ..report import paper
@@ -547,12 +537,19 @@ def paper_cmd(
         for path in paper.regenerate_tables(results, Path(output_dir), only_run=only_run):
             click.echo(str(path))
         return
-    tables = {
-        m: paper.paper_table(
-            results, m, only_run=only_run or not show_all, run_systems_only=not show_all, bm25=bm25
-        )
-        for m in metrics
-    }
+    try:
+        tables = {
+            m: paper.paper_table(
+                results,
+                m,
+                only_run=only_run or not show_all,
+                run_systems_only=not show_all,
+                systems=selection.systems or None,
+            )
+            for m in metrics
+        }
+    except ValueError as e:  # an unknown system or metric
+        raise click.ClickException(str(e)) from e
     if not show_all and all(t.empty for t in tables.values()):
         where = "" if Path(results_dir).is_dir() else " (the folder does not exist)"
         raise click.ClickException(

@@ -68,7 +68,9 @@ class ReportConfig:
     data_dir: Path | None = None  # where query and document texts are looked up
     baseline: str | None = "auto"  # "auto": bm25 when stored, else no significance marks
     references: Sequence[RefSpec] = ()
-    golden: Path | None = None  # default: <results-dir>/golden.yaml when it exists
+    golden: Path | None = (
+        None  # default: <results-dir>/golden.yaml, else the one shipped (as `paper --check`)
+    )
     alpha: float = 0.05
     test: str = "ttest"
     top_queries: int = 20
@@ -115,7 +117,7 @@ def build_site(
     for dataset in datasets:
         echo(f"[report] dataset page: {dataset}")
         atomic_write_text(out / dataset_href(dataset), _dataset_page(ctx, dataset))
-    golden = config.golden or (Path(results_dir) / "golden.yaml" if results_dir else None)
+    golden = config.golden or (paper.default_golden(results_dir) if results_dir else None)
     index = out / "index.html"
     atomic_write_text(index, _index_page(ctx, datasets, golden))
     return index
@@ -413,14 +415,16 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
     parts = [
         '<section id="paper">',
         "<h2>GTR paper tables</h2>",
-        "<p>Our stored results beside the published figures, in the layout of the GTR paper's BEIR table; "
-        "Δ = ours − the first reference beside it. A badge after our number gives the golden check for it "
-        "(hover for the expectations).</p>",
+        "<p>Our stored results, each beside the published figure for the same system, in the GTR paper's "
+        "dataset order (the table `gtr-eval paper` prints). A badge after our number gives the golden check "
+        "for it (hover for the expectations).</p>",
     ]
     groups = paper.table_groups(ctx.results)
     column_system = {f"{g.label} ours": g.system for g in groups}
     for metric in paper.METRICS:
-        table = paper.paper_table(ctx.results, metric, only_run=True, refs=ctx.reference_table)
+        table = paper.paper_table(
+            ctx.results, metric, only_run=True, refs=ctx.reference_table, run_systems_only=True
+        )
         if table.empty:
             parts.append("<p class='hint'>None of the stored datasets is in the paper's table.</p>")
             break
@@ -436,7 +440,7 @@ def _paper_section(ctx: _Context, golden: Path | None) -> str:
 
 
 def _paper_header(columns: Sequence[str], labels: Sequence[str]) -> str:
-    """Two header rows: the system (spanning its columns), then ours / each reference / Δ."""
+    """Two header rows: the system (spanning its columns), then ours / its published figure."""
     spans: list[list[Any]] = []  # [label, count]
     subs = []
     for col in columns:
@@ -459,7 +463,7 @@ def _paper_table_html(ctx, table, metric: str, column_system: dict[str, str], st
     for dataset, row in table.iterrows():
         cells = [f"<th>{_esc(dataset)}</th>"]
         for col, value in row.items():
-            cls = "ours" if col in column_system else ("delta" if col.endswith(" Δ") else "ref")
+            cls = "ours" if col in column_system else "ref"
             attrs = f' class="{cls}"'
             badge = ""
             system = column_system.get(col)
@@ -499,8 +503,8 @@ def _golden_table_html(checks: Sequence[paper.CheckRow], golden: Path | None) ->
             "dataset",
             "metric",
             "expected",
-            "actual",
-            "diff",
+            "ours",
+            "Δ",
             "tolerance",
             "source",
         )
@@ -508,11 +512,10 @@ def _golden_table_html(checks: Sequence[paper.CheckRow], golden: Path | None) ->
     rows = []
     for c in checks:
         e = c.expectation
-        actual = "missing" if c.actual is None else f"{c.actual:.5f}"
-        diff = "" if c.diff is None else f"{c.diff:+.5f}"
+        expected, actual, diff = paper.check_cells(c)
         rows.append(
             f'<tr><td><span class="badge {c.status.lower()}">{c.status}</span></td><td>{_esc(e.system)}</td>'
-            f"<td>{_esc(e.dataset)}</td><td>{_esc(e.metric)}</td><td class='num'>{e.expected:.5f}</td>"
+            f"<td>{_esc(e.dataset)}</td><td>{_esc(e.metric)}</td><td class='num'>{expected}</td>"
             f"<td class='num'>{actual}</td><td class='num'>{diff}</td><td class='num'>±{e.tolerance:g}</td>"
             f"<td>{_esc(e.source)}</td></tr>"
         )

@@ -1346,31 +1346,43 @@ _LATEX_SPECIAL = {
     JUDGED_MARK: r"$^\diamond$",
     MIXED_MARK: r"$^\S$",
     "`": "",
+    "²": r"\textsuperscript{2}",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "→": r"$\rightarrow$",
+    "·": r"$\cdot$",
+    "…": r"\ldots{}",
+    "\u2019": "'",
+    "\u201c": "``",
+    "\u201d": "''",
 }
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
 
 
 def _render_latex(board: Leaderboard, style: str = "brackets") -> str:
-    rows = _styled_rows(board, lambda t: rf"\textbf{{{t}}}", _latex_escape, style)
+    rows = _styled_rows(board, lambda t: rf"\textbf{{{t}}}", latex_escape, style)
     headers = _headers(board)
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}",
         r"\toprule",
-        " & ".join(_latex_escape(h) for h in headers) + r" \\",
+        " & ".join(latex_escape(h) for h in headers) + r" \\",
         r"\midrule",
     ]
     for row, cells in zip(board.values.index, rows, strict=True):
         if row == AVERAGE:
             lines.append(r"\midrule")
         lines.append(" & ".join(cells) + r" \\")
-    caption = " ".join(_latex_escape(n) for n in board.notes)
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    caption = f"{board.metric} per dataset (BEIR, zero-shot). The best value of each row is in bold."
+    lines[2:2] = [rf"\caption{{{latex_escape(caption)}}}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if board.notes:  # the notes as small lines below the tabular: a caption stays two sentences
+        lines += [r"\par\smallskip\footnotesize"] + [latex_escape(n) + r"\par" for n in board.notes]
+    return "\n".join([*lines, r"\end{table}"]) + "\n"
 
 
 def _render_html(board: Leaderboard, style: str = "brackets") -> str:
