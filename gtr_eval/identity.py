@@ -188,3 +188,80 @@ def describe(changes: list[Change], limit: int = 2) -> str:
     shown = "; ".join(str(c) for c in changes[:limit])
     more = len(changes) - limit
     return shown + (f" (and {more} more difference{'s' if more > 1 else ''})" if more > 0 else "")
+
+
+# --------------------------------------------------------------------------------------- variants
+
+# A value shown as itself in a variant name: short, and no character that names use (`[`, `,`, `=`, `]`)
+# or a file name cannot hold; any other value is shown by a digest of its JSON (`#1a2b3c4d`).
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
+_LONGEST = 96  # characters between the brackets before they become one digest
+
+
+def variant_suffix(preset: Any, spec: Any) -> str:
+    """What in `spec` changes rankings unlike `preset` (the same system with the default options), as
+    a name's suffix: `[k1=0.9,b=0.4]`, or "" when nothing does.  Only ranking fields count (settings
+    never do); fields in their declaration order, each by its name (dotted where two share one) and
+    its value written canonically (floats as Python's shortest repr, strings plain or as a digest)."""
+    changes = differences(record(preset, ranking_only=True), record(spec, ranking_only=True))
+    if not changes:
+        return ""
+    leaves = [c.where[-1] for c in changes]
+    inner = ",".join(
+        f"{c.where[-1] if leaves.count(c.where[-1]) == 1 else '.'.join(c.where)}={_canonical(c.wanted)}"
+        for c in changes
+    )
+    return f"[{inner if len(inner) <= _LONGEST else '#' + digest(inner)[:12]}]"
+
+
+def _canonical(value: Any) -> str:
+    if value is _ABSENT or value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return value
+    return "#" + digest(value)[:8]
+
+
+# ------------------------------------------------------------------------------------ refusals
+
+
+def made_otherwise(changes: list[Change], limit: int = 2) -> str:
+    """What a stored result was made with, unlike what is asked for now, in a few words and then the
+    first `limit` differences: `with other qrels (qrels/test.tsv differs)`."""
+    kinds = list(dict.fromkeys(_kind(c) for c in changes)) or ["inputs"]
+    shown = "; ".join(_detail(c) for c in changes[:limit])
+    more = len(changes) - limit
+    shown += f" and {more} more" if more > 0 else ""
+    return f"with other {' and '.join(kinds)}" + (f" ({shown})" if shown else "")
+
+
+def _kind(change: Change) -> str:
+    area, rest = change.where[:1], change.where[1:]
+    if area == ("dataset",) and rest[:1] == ("files_sha256",) and len(rest) > 1:
+        top = rest[1].split("/")[0].removesuffix(".jsonl")
+        return top if top in ("qrels", "corpus", "queries") else "data files"
+    if area == ("dataset",):
+        return "data"
+    if rest[:1] == ("inputs",):
+        return "input runs"
+    if rest[:1] in (("weights_sha256",), ("query_weights_sha256",)):
+        return "weights"
+    return "settings"
+
+
+def _detail(change: Change) -> str:
+    area, rest = change.where[:1], change.where[1:]
+    if area == ("dataset",) and rest[:1] == ("files_sha256",) and len(rest) > 1:
+        return f"{'/'.join(rest[1:])} differs"
+    if rest[:1] == ("inputs",) and len(rest) > 1:
+        return f"the run of {rest[1]} differs"
+    what = ".".join(rest) or ".".join(change.where)
+    if change.stored is _ABSENT:
+        return f"{what} not recorded"
+    if change.wanted is _ABSENT:
+        return f"{what} not asked for now"
+    return f"{what} {_values(change.stored, change.wanted)}"
