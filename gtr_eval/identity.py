@@ -24,6 +24,7 @@ from typing import Any
 
 _RANKING = "ranking"
 _CACHES = "caches"
+_FOLLOWS = "follows"
 
 
 def setting(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
@@ -32,13 +33,19 @@ def setting(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
     return dataclasses.field(default=default, default_factory=default_factory, metadata={_RANKING: False})
 
 
-def ranking(default: Any = MISSING, *, caches: tuple[str, ...] = (), default_factory: Any = MISSING) -> Any:
+def ranking(
+    default: Any = MISSING,
+    *,
+    caches: tuple[str, ...] = (),
+    default_factory: Any = MISSING,
+    follows: str | None = None,
+) -> Any:
     """A field that changes the ranking (any field not declared otherwise does); `caches` names the
     caches whose key it is part of (`corpus`, `queries`, `pairs`), i.e. what it changes the vectors or
-    scores of."""
-    return dataclasses.field(
-        default=default, default_factory=default_factory, metadata={_RANKING: True, _CACHES: caches}
-    )
+    scores of.  `follows`: the field whose value it takes unless set apart (a variant's name shows it
+    only when it differs from that one's)."""
+    meta = {_RANKING: True, _CACHES: caches, **({_FOLLOWS: follows} if follows else {})}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
 def is_setting(f: dataclasses.Field) -> bool:
@@ -204,6 +211,7 @@ def variant_suffix(preset: Any, spec: Any) -> str:
     never do); fields in their declaration order, each by its name (dotted where two share one) and
     its value written canonically (floats as Python's shortest repr, strings plain or as a digest)."""
     changes = differences(record(preset, ranking_only=True), record(spec, ranking_only=True))
+    changes = [c for c in changes if c.where[:1] not in _following(spec)]
     if not changes:
         return ""
     leaves = [c.where[-1] for c in changes]
@@ -212,6 +220,17 @@ def variant_suffix(preset: Any, spec: Any) -> str:
         for c in changes
     )
     return f"[{inner if len(inner) <= _LONGEST else '#' + digest(inner)[:12]}]"
+
+
+def _following(spec: Any) -> set[tuple[str, ...]]:
+    """The fields of `spec` that hold the value of the field they follow (`ranking(follows=...)`)."""
+    if not is_dataclass(spec):
+        return set()
+    return {
+        (f.name,)
+        for f in fields(spec)
+        if (leader := f.metadata.get(_FOLLOWS)) and getattr(spec, f.name) == getattr(spec, leader)
+    }
 
 
 def _canonical(value: Any) -> str:

@@ -121,8 +121,8 @@ def test_a_changed_model_setting_is_a_variant_and_an_explicit_name_refuses_it(tm
     )
     assert named.exit_code == 3
     assert _refused_line(named.output) == (
-        "[refused] all-MiniLM-L6-v2 on demo was made with other settings (max_length 256 → 8); use --name "
-        "NAME to keep both, or --overwrite to replace it"
+        "[refused] all-MiniLM-L6-v2 on demo was made with other settings (max_length 256 → 8; query_max_length "
+        "256 → 8); use --name NAME to keep both, or --overwrite to replace it"
     )
     fresh = _run(tmp_path / "fresh", "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8")
     assert fresh.exit_code == 0

@@ -88,3 +88,9 @@ def test_resolve_named_measures_from_the_default_options():
 def test_a_name_selects_itself_before_it_is_read_as_a_glob(pattern, selected):
     names = ["bm25", "bm25[k1=0.9]", "bm25[k1=0.9,b=0.4]", "bm25k", "rrf(bm25+bm25[k1=0.9])"]
     assert matching(pattern, names) == selected
+
+
+def test_a_field_that_follows_another_is_named_only_when_set_apart():
+    dense = DenseSpec(system="m", max_length=256, query_max_length=256)
+    assert variant_suffix(dense, replace(dense, max_length=8, query_max_length=8)) == "[max_length=8]"
+    assert variant_suffix(dense, replace(dense, query_max_length=8)) == "[query_max_length=8]"
