@@ -199,9 +199,10 @@ def describe(changes: list[Change], limit: int = 2) -> str:
 
 # --------------------------------------------------------------------------------------- variants
 
-# A value shown as itself in a variant name: short, and no character that names use (`[`, `,`, `=`, `]`)
-# or a file name cannot hold; any other value is shown by a digest of its JSON (`#1a2b3c4d`).
-_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}")
+# A string shown as itself in a variant name: short, from a letter on, no character that names use
+# (`[`, `,`, `=`, `]`) or a file name cannot hold, and not a word or number other values are written
+# as; any other is shown by a digest of its JSON (`#1a2b3c4d`).
+_PLAIN = re.compile(r"(?!(?:none|true|false)$)[A-Za-z][A-Za-z0-9._+-]{0,31}")
 _LONGEST = 96  # characters between the brackets before they become one digest
 
 
@@ -210,8 +211,7 @@ def variant_suffix(preset: Any, spec: Any) -> str:
     a name's suffix: `[k1=0.9,b=0.4]`, or "" when nothing does.  Only ranking fields count (settings
     never do); fields in their declaration order, each by its name (dotted where two share one) and
     its value written canonically (floats as Python's shortest repr, strings plain or as a digest)."""
-    changes = differences(record(preset, ranking_only=True), record(spec, ranking_only=True))
-    changes = [c for c in changes if c.where[:1] not in _following(spec)]
+    changes = _followed(spec, differences(record(preset, ranking_only=True), record(spec, ranking_only=True)))
     if not changes:
         return ""
     leaves = [c.where[-1] for c in changes]
@@ -222,15 +222,26 @@ def variant_suffix(preset: Any, spec: Any) -> str:
     return f"[{inner if len(inner) <= _LONGEST else '#' + digest(inner)[:12]}]"
 
 
-def _following(spec: Any) -> set[tuple[str, ...]]:
-    """The fields of `spec` that hold the value of the field they follow (`ranking(follows=...)`)."""
+def _followed(spec: Any, changes: list[Change]) -> list[Change]:
+    """`changes` as a name says them where a field follows another (`ranking(follows=...)`): when the
+    leader changed, the follower is named only if it holds another value than the leader's (then
+    also when it did not change itself), so that every spec keeps a name of its own."""
     if not is_dataclass(spec):
-        return set()
-    return {
-        (f.name,)
-        for f in fields(spec)
-        if (leader := f.metadata.get(_FOLLOWS)) and getattr(spec, f.name) == getattr(spec, leader)
-    }
+        return changes
+    order = list(record(spec, ranking_only=True))
+    by_where = {c.where: c for c in changes}
+    for f in fields(spec):
+        leader = f.metadata.get(_FOLLOWS)
+        if leader is None or (leader,) not in by_where:
+            continue
+        value = getattr(spec, f.name)
+        if value == getattr(spec, leader):
+            by_where.pop((f.name,), None)
+        elif (f.name,) not in by_where:
+            by_where[(f.name,)] = Change((f.name,), _ABSENT, record(value))
+    return sorted(
+        by_where.values(), key=lambda c: order.index(c.where[0]) if c.where[0] in order else len(order)
+    )
 
 
 def _canonical(value: Any) -> str:

@@ -8,8 +8,10 @@ import re
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gtr_eval.identity import variant_suffix
+from gtr_eval.identity import record, variant_suffix
 from gtr_eval.results import ResultsStore, matching, validate_name
 from gtr_eval.retrieval.bm25 import BM25Config, BM25Spec
 from gtr_eval.retrieval.dense import DenseSpec
@@ -32,10 +34,12 @@ def test_the_suffix_names_ranking_changes_in_declaration_order():
 
 def test_settings_never_enter_the_name():
     assert variant_suffix(PRESET, replace(PRESET, workers=7, progress=False, system="other")) == ""
-    dense = DenseSpec(system="m", weights_sha256="ab" * 32)
+    dense = DenseSpec(system="m", weights_sha256="ab" * 32, max_length=256, query_max_length=256)
     busy = replace(dense, batch_size=7, device="cuda:1", threads=3, backend="onnx", devices=("cpu", "cpu"))
     assert variant_suffix(dense, busy) == ""
-    assert variant_suffix(dense, replace(busy, max_length=128, dtype="fp16")) == "[max_length=128,dtype=fp16]"
+    assert variant_suffix(dense, replace(busy, max_length=128, query_max_length=128, dtype="fp16")) == (
+        "[max_length=128,dtype=fp16]"
+    )
 
 
 def test_values_are_written_canonically():
@@ -94,3 +98,26 @@ def test_a_field_that_follows_another_is_named_only_when_set_apart():
     dense = DenseSpec(system="m", max_length=256, query_max_length=256)
     assert variant_suffix(dense, replace(dense, max_length=8, query_max_length=8)) == "[max_length=8]"
     assert variant_suffix(dense, replace(dense, query_max_length=8)) == "[query_max_length=8]"
+    # the leader changed, the follower kept its value: said, or it would read as following
+    assert variant_suffix(dense, replace(dense, max_length=8)) == "[max_length=8,query_max_length=256]"
+
+
+_DENSE = DenseSpec(system="m", max_length=256, query_max_length=256, query_prompt="query: ")
+_VALUES = {
+    "max_length": st.sampled_from([8, 128, 256]),
+    "query_max_length": st.sampled_from([8, 128, 256]),
+    "dtype": st.sampled_from(["fp32", "fp16", "none", None]),
+    "query_prompt": st.sampled_from([None, "query: ", "none", "0.9", "x"]),
+    "score": st.sampled_from(["cos", "dot"]),
+    "top_k": st.sampled_from([10, 1000]),
+}
+
+
+@given(st.fixed_dictionaries(_VALUES), st.fixed_dictionaries(_VALUES))
+@settings(max_examples=300, deadline=None)
+def test_two_specs_that_rank_differently_never_share_a_name(a, b):
+    one, two = replace(_DENSE, **a), replace(_DENSE, **b)
+    if record(one, ranking_only=True) != record(two, ranking_only=True):
+        assert variant_suffix(_DENSE, one) != variant_suffix(_DENSE, two)
+    else:
+        assert variant_suffix(_DENSE, one) == variant_suffix(_DENSE, two)
