@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gtr_eval.checkpoints import CheckpointName, parse_checkpoint_system
 from gtr_eval.identity import record, variant_suffix
 from gtr_eval.results import ResultsStore, matching, validate_name
 from gtr_eval.retrieval.bm25 import BM25Config, BM25Spec
@@ -121,3 +123,12 @@ def test_two_specs_that_rank_differently_never_share_a_name(a, b):
         assert variant_suffix(_DENSE, one) != variant_suffix(_DENSE, two)
     else:
         assert variant_suffix(_DENSE, one) == variant_suffix(_DENSE, two)
+
+
+def test_a_checkpoints_variant_keeps_its_step_last(tiny_gtr, tmp_path):
+    checkpoint = shutil.copytree(tiny_gtr, tmp_path / "out" / "checkpoint-5")
+    opts = RetrieverOptions(progress=False, cache_dir=tmp_path / "cache")
+    assert resolve_named(str(checkpoint), opts).system == "out@step-5"
+    shorter = resolve_named(str(checkpoint), replace(opts, max_length=8, batch_size=2))
+    assert shorter.system == "out[max_length=8]@step-5"
+    assert parse_checkpoint_system(shorter.system) == CheckpointName("out[max_length=8]", 5)
