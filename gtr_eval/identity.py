@@ -8,7 +8,9 @@ result, the manifest and the cache keys are all derived from the same objects (`
 `cache_fields`), and a field is declared once, where it is defined.
 
 `Identity` is the pair (system, dataset) as plain JSON data with its digest; `differences` names, in
-one short line, what differs between a stored identity and the one asked for now.
+one short line, what differs between a stored identity and the one asked for now.  The same
+declarations name variants (`variant_suffix`: `bm25[k1=0.9]`, what a run's options change from its
+preset's) and say why a stored result is refused (`made_otherwise`).
 """
 
 from __future__ import annotations
