@@ -297,10 +297,11 @@ def beir_child(folder: str, model: str, batch_size: int) -> None:
 
 
 def run_args(model: str, folder: Path, results: Path, extra: list[str], mode: str) -> list[str]:
-    """`gtr-eval run` as a user types it (the preset's settings); --quick shortens the texts."""
+    """`gtr-eval run` as a user types it (the preset's settings); --quick shortens the texts.  Stored
+    under the model's name (`--name`), whatever its dtype: each dtype has a results folder of its own."""
     short = [] if mode == "full" else ["--max-length", str(MAX_LENGTH[mode])]
     return ["run", "-m", model, "-d", str(folder), "--no-cache", "--results-dir", str(results), "--overwrite",
-            "--quiet", *short, *extra]  # fmt: skip
+            "--name", model, "--quiet", *short, *extra]  # fmt: skip
 
 
 def spawn(args: list[str], env: dict, timeout: float) -> dict:

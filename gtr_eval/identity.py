@@ -8,7 +8,9 @@ result, the manifest and the cache keys are all derived from the same objects (`
 `cache_fields`), and a field is declared once, where it is defined.
 
 `Identity` is the pair (system, dataset) as plain JSON data with its digest; `differences` names, in
-one short line, what differs between a stored identity and the one asked for now.
+one short line, what differs between a stored identity and the one asked for now.  The same
+declarations name variants (`variant_suffix`: `bm25[k1=0.9]`, what a run's options change from its
+preset's) and say why a stored result is refused (`made_otherwise`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 _RANKING = "ranking"
 _CACHES = "caches"
+_FOLLOWS = "follows"
 
 
 def setting(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
@@ -32,13 +35,19 @@ def setting(default: Any = MISSING, *, default_factory: Any = MISSING) -> Any:
     return dataclasses.field(default=default, default_factory=default_factory, metadata={_RANKING: False})
 
 
-def ranking(default: Any = MISSING, *, caches: tuple[str, ...] = (), default_factory: Any = MISSING) -> Any:
+def ranking(
+    default: Any = MISSING,
+    *,
+    caches: tuple[str, ...] = (),
+    default_factory: Any = MISSING,
+    follows: str | None = None,
+) -> Any:
     """A field that changes the ranking (any field not declared otherwise does); `caches` names the
     caches whose key it is part of (`corpus`, `queries`, `pairs`), i.e. what it changes the vectors or
-    scores of."""
-    return dataclasses.field(
-        default=default, default_factory=default_factory, metadata={_RANKING: True, _CACHES: caches}
-    )
+    scores of.  `follows`: the field whose value it takes unless set apart (a variant's name shows it
+    only when it differs from that one's)."""
+    meta = {_RANKING: True, _CACHES: caches, **({_FOLLOWS: follows} if follows else {})}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
 
 
 def is_setting(f: dataclasses.Field) -> bool:
@@ -188,3 +197,103 @@ def describe(changes: list[Change], limit: int = 2) -> str:
     shown = "; ".join(str(c) for c in changes[:limit])
     more = len(changes) - limit
     return shown + (f" (and {more} more difference{'s' if more > 1 else ''})" if more > 0 else "")
+
+
+# --------------------------------------------------------------------------------------- variants
+
+# A string shown as itself in a variant name: short, from a letter on, no character that names use
+# (`[`, `,`, `=`, `]`) or a file name cannot hold, and not a word or number other values are written
+# as; any other is shown by a digest of its JSON (`#1a2b3c4d`).
+_PLAIN = re.compile(r"(?!(?:none|true|false)$)[A-Za-z][A-Za-z0-9._+-]{0,31}")
+_LONGEST = 96  # characters between the brackets before they become one digest
+
+
+def variant_suffix(preset: Any, spec: Any) -> str:
+    """What in `spec` changes rankings unlike `preset` (the same system with the default options), as
+    a name's suffix: `[k1=0.9,b=0.4]`, or "" when nothing does.  Only ranking fields count (settings
+    never do); fields in their declaration order, each by its name (dotted where two share one) and
+    its value written canonically (floats as Python's shortest repr, strings plain or as a digest)."""
+    changes = _followed(spec, differences(record(preset, ranking_only=True), record(spec, ranking_only=True)))
+    if not changes:
+        return ""
+    leaves = [c.where[-1] for c in changes]
+    inner = ",".join(
+        f"{c.where[-1] if leaves.count(c.where[-1]) == 1 else '.'.join(c.where)}={_canonical(c.wanted)}"
+        for c in changes
+    )
+    return f"[{inner if len(inner) <= _LONGEST else '#' + digest(inner)[:12]}]"
+
+
+def _followed(spec: Any, changes: list[Change]) -> list[Change]:
+    """`changes` as a name says them where a field follows another (`ranking(follows=...)`): when the
+    leader changed, the follower is named only if it holds another value than the leader's (then
+    also when it did not change itself), so that every spec keeps a name of its own."""
+    if not is_dataclass(spec):
+        return changes
+    order = list(record(spec, ranking_only=True))
+    by_where = {c.where: c for c in changes}
+    for f in fields(spec):
+        leader = f.metadata.get(_FOLLOWS)
+        if leader is None or (leader,) not in by_where:
+            continue
+        value = getattr(spec, f.name)
+        if value == getattr(spec, leader):
+            by_where.pop((f.name,), None)
+        elif (f.name,) not in by_where:
+            by_where[(f.name,)] = Change((f.name,), _ABSENT, record(value))
+    return sorted(
+        by_where.values(), key=lambda c: order.index(c.where[0]) if c.where[0] in order else len(order)
+    )
+
+
+def _canonical(value: Any) -> str:
+    if value is _ABSENT or value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return value
+    return "#" + digest(value)[:8]
+
+
+# ------------------------------------------------------------------------------------ refusals
+
+
+def made_otherwise(changes: list[Change], limit: int = 2) -> str:
+    """What a stored result was made with, unlike what is asked for now, in a few words and then the
+    first `limit` differences: `with other qrels (qrels/test.tsv differs)`."""
+    kinds = list(dict.fromkeys(_kind(c) for c in changes)) or ["inputs"]
+    shown = "; ".join(_detail(c) for c in changes[:limit])
+    more = len(changes) - limit
+    shown += f" and {more} more" if more > 0 else ""
+    return f"with other {' and '.join(kinds)}" + (f" ({shown})" if shown else "")
+
+
+def _kind(change: Change) -> str:
+    area, rest = change.where[:1], change.where[1:]
+    if area == ("dataset",) and rest[:1] == ("files_sha256",) and len(rest) > 1:
+        top = rest[1].split("/")[0].removesuffix(".jsonl")
+        return top if top in ("qrels", "corpus", "queries") else "data files"
+    if area == ("dataset",):
+        return "data"
+    if rest[:1] == ("inputs",):
+        return "input runs"
+    if rest[:1] in (("weights_sha256",), ("query_weights_sha256",)):
+        return "weights"
+    return "settings"
+
+
+def _detail(change: Change) -> str:
+    area, rest = change.where[:1], change.where[1:]
+    if area == ("dataset",) and rest[:1] == ("files_sha256",) and len(rest) > 1:
+        return f"{'/'.join(rest[1:])} differs"
+    if rest[:1] == ("inputs",) and len(rest) > 1:
+        return f"the run of {rest[1]} differs"
+    what = ".".join(rest) or ".".join(change.where)
+    if change.stored is _ABSENT:
+        return f"{what} not recorded"
+    if change.wanted is _ABSENT:
+        return f"{what} not asked for now"
+    return f"{what} {_values(change.stored, change.wanted)}"

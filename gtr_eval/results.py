@@ -31,9 +31,10 @@ import platform
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from fnmatch import fnmatchcase
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from .data.loader import DataError
 from .data.registry import default_split
 from .errors import Refused
 from .evaluation import Evaluation, Run, write_trec_run
-from .identity import Identity, describe, differences
+from .identity import Identity, differences, made_otherwise
 from .io import atomic_write_json, sha256_file, temp_files
 
 RUN_SUFFIX = ".run.trec.gz"
@@ -116,18 +117,31 @@ def validate_name(name: str, what: str, max_slashes: int) -> None:
         raise ValueError(f"invalid {what} name {name!r}: {problem}")
 
 
-def reuse(stored: StoredResult, wanted: Identity) -> StoredResult:
-    """`stored`, if it was made from exactly the inputs `wanted` names; else `Refused`, saying in one
-    line what differs (the first differences) and how to replace it."""
+def reuse(stored: StoredResult, wanted: Identity, rename: str = "--name NAME") -> StoredResult:
+    """`stored`, if it was made from exactly the inputs `wanted` names; else `Refused`, one line
+    saying what it was made with (the first differences), then how to keep both (`rename`: another
+    name) or replace it: `bm25 on scifact was made with other qrels (qrels/test.tsv differs); use
+    --name NAME to keep both, or --overwrite to replace it`."""
     if stored.identity is not None and stored.identity.digest == wanted.digest:
         return stored
+    subject = f"{stored.system} on {stored.label}"
+    hint = f"use {rename} to keep both, or --overwrite to replace it"
     if stored.identity is None:
-        raise Refused("it records no identity (what made it); --overwrite replaces it")
+        raise Refused(f"{subject} records no identity (what made it); {hint}")
     old, new = stored.identity, wanted
     changes = differences(
         {"system": old.system, "dataset": old.dataset}, {"system": new.system, "dataset": new.dataset}
     )
-    raise Refused(f"{describe(changes) or 'what made it differs'}; --overwrite replaces it")
+    raise Refused(f"{subject} was made {made_otherwise(changes)}; {hint}")
+
+
+def matching(pattern: str, names: Iterable[str]) -> list[str]:
+    """The names `pattern` selects: itself when it is one of them (`bm25[k1=0.9]` is a name, though
+    `[` is also a glob's), else those its glob matches (`fnmatchcase`), in the order given."""
+    names = list(names)
+    if pattern in names:
+        return [pattern]
+    return [n for n in names if fnmatchcase(n, pattern)]
 
 
 @dataclass(frozen=True)

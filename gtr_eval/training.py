@@ -180,9 +180,11 @@ class BeirEvaluator(BaseEvaluator):
             return True
         stored = results.load(system, unit.name, unit.split)
         try:
-            reuse(stored, Identity.of(made.spec, unit.fingerprint(files_sha256=data.checksums)))
+            reuse(
+                stored, Identity.of(made.spec, unit.fingerprint(files_sha256=data.checksums)), "system=NAME"
+            )
         except Refused as e:  # it says what differs
-            self.echo(f"[refused] {system} on {unit.name}: not stored: {str(e).splitlines()[0]}")
+            self.echo(f"[refused] not stored: {str(e).splitlines()[0]}")
         return False
 
 

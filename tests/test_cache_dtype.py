@@ -167,33 +167,25 @@ def test_cli_cache_dtype_encode_then_run_and_the_reuse_check(tiny_gtr, tmp_path)
     res = CliRunner().invoke(cli, ["run", *common, *results, "--cache-dtype", "fp16"])
     assert res.exit_code == 0, res.output
     assert "encoded 0 of 1 corpus shards, reused 1" in res.output  # the same key as `encode`
-    path = tmp_path / "results" / "model" / "demo.json"
-    assert json.loads(path.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"
-    assert json.loads(path.read_text())["identity"]["system"]["cache_dtype"] == "fp16"
+    half = tmp_path / "results" / "model[cache_dtype=fp16]" / "demo.json"  # a variant of the preset
+    assert json.loads(half.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"
+    assert json.loads(half.read_text())["identity"]["system"]["cache_dtype"] == "fp16"
     # a result stored with fp16 vectors is not passed off as an fp32 one, nor the other way round
-    other = CliRunner().invoke(cli, ["run", *common, *results])
-    assert other.exit_code == 3
-    assert (
-        '[refused] model on demo: cache_dtype changed since the stored result ("fp16" → "fp32")'
-        in other.output
-    )
-    assert (
-        json.loads(path.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"
-    )  # refused: kept as it was
-    replaced = CliRunner().invoke(cli, ["run", *common, *results, "--overwrite"])
-    assert replaced.exit_code == 0, replaced.output
+    full = CliRunner().invoke(cli, ["run", *common, *results])
+    assert full.exit_code == 0 and "[done] model on demo" in full.output, full.output
+    path = tmp_path / "results" / "model" / "demo.json"
     stored = json.loads(path.read_text())
     assert stored["manifest"]["spec"]["cache_dtype"] == stored["identity"]["system"]["cache_dtype"] == "fp32"
     again = CliRunner().invoke(cli, ["run", *common, *results, "--cache-dtype", "fp16"])
-    assert again.exit_code == 3
-    assert (
-        '[refused] model on demo: cache_dtype changed since the stored result ("fp32" → "fp16")'
-        in again.output
-    )
+    assert again.exit_code == 0 and "[skip] model[cache_dtype=fp16] on demo: already done" in again.output
     # a result whose identity does not record the storage dtype (made before the option existed) is
     # served for neither: which vectors made it is not known
     del stored["identity"]["system"]["cache_dtype"]
     path.write_text(json.dumps(stored))
-    for asked in ([], ["--cache-dtype", "fp32"], ["--cache-dtype", "fp16"]):
-        out = CliRunner().invoke(cli, ["run", *common, *results, *asked])
-        assert out.exit_code == 3 and "does not record cache_dtype (made by an older gtr-eval)" in out.output
+    out = CliRunner().invoke(cli, ["run", *common, *results])
+    assert (
+        out.exit_code == 3
+        and "model on demo was made with other settings (cache_dtype not recorded)" in out.output
+    )
+    named = CliRunner().invoke(cli, ["run", *common, *results, "--cache-dtype", "fp16", "--name", "model"])
+    assert named.exit_code == 3 and "(cache_dtype not recorded)" in named.output

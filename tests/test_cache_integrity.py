@@ -92,7 +92,10 @@ def test_qrels_edited_in_place_is_refused_not_served(tmp_path):
     assert "[skip]" not in again.output
     assert again.exit_code == 3
     refusals = [line for line in again.output.splitlines() if line.startswith("[refused]")]
-    assert len(refusals) == 1 and "qrels/test.tsv changed since the stored result" in refusals[0]
+    assert refusals == [
+        "[refused] bm25 on demo was made with other qrels (qrels/test.tsv differs); use --name NAME to keep "
+        "both, or --overwrite to replace it"
+    ]
     recomputed = _run("bm25", demo, results, cache, "--overwrite")
     assert recomputed.exit_code == 0, recomputed.output
     stored = _stored(results)

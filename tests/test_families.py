@@ -145,7 +145,7 @@ def test_dpr_preset_on_demo_equals_the_library_and_keeps_a_cache_key_per_side(ti
     _install(tiny, hub, "dpr")
     results, cache = tmp_path / "results", tmp_path / "cache"
     _run("-m", "dpr", "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")
-    stored = ResultsStore(results).load("dpr", "demo")
+    stored = ResultsStore(results).load("dpr[top_k=5]", "demo")  # a variant: 5 documents a query
     want = _library_topk(tiny["query"], tiny["doc"], " [SEP] ", 5)
     _assert_same_top(read_trec_run(stored.run_path), want)
     keys = [json.loads(p.read_text()) for p in cache.glob("embeddings/*/*/key.json")]
@@ -161,14 +161,14 @@ def test_dpr_preset_on_demo_equals_the_library_and_keeps_a_cache_key_per_side(ti
     # the same two models named by their hub ids are the preset (its name and settings)
     res = _run("--query-model", PRESETS["dpr"].query_hub_id, "--doc-model", PRESETS["dpr"].hub_id, "-d", "demo",
                "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")  # fmt: skip
-    assert "[skip] dpr on demo: already done" in res.output
+    assert "[skip] dpr[top_k=5] on demo: already done" in res.output
 
 
 def test_query_and_doc_model_options_make_one_system_equal_to_the_library(tiny, tmp_path):
     results, cache = tmp_path / "results", tmp_path / "cache"
     _run("--query-model", str(tiny["query"]), "--doc-model", str(tiny["doc"]), "--score", "dot", "-d", "demo",
          "--results-dir", str(results), "--cache-dir", str(cache), "--top-k", "5")  # fmt: skip
-    stored = ResultsStore(results).load("question_encoder~ctx_encoder", "demo")
+    stored = ResultsStore(results).load("question_encoder~ctx_encoder[top_k=5,score=dot]", "demo")
     _assert_same_top(read_trec_run(stored.run_path), _library_topk(tiny["query"], tiny["doc"], " ", 5))
     man = stored.spec
     assert man["retriever"] == "dense" and man["score"] == "dot"
@@ -187,7 +187,7 @@ def test_a_router_model_routes_queries_and_documents_and_scores_as_it_declares(t
     results, cache = tmp_path / "results", tmp_path / "cache"
     _run("-m", str(tiny["router"]), "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache),
          "--top-k", "5")  # fmt: skip
-    stored = ResultsStore(results).load("model", "demo")
+    stored = ResultsStore(results).load("model[top_k=5]", "demo")
     assert stored.spec["score"] == "dot"  # from the model's config_sentence_transformers.json
     assert "Router" in stored.spec["routes"]
     _assert_same_top(

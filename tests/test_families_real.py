@@ -49,7 +49,7 @@ def test_dpr_preset_on_nfcorpus_equals_encode_query_and_encode_document(beir_dat
     _cli("run", "-m", "dpr", "-d", "nfcorpus", "--data-dir", str(beir_data), "--results-dir", str(results),
          "--cache-dir", str(tmp_path / "cache"), "--no-download", "--top-k", "10", "--max-length", str(MAX_LENGTH),
          env=env)  # fmt: skip
-    stored = ResultsStore(results).load("dpr", "nfcorpus")
+    (stored,) = list(ResultsStore(results))  # dpr, its variant for --top-k and --max-length
     run = read_trec_run(stored.run_path)
     assert len(run) == len(nfcorpus.queries) == 323
     assert stored.spec["query_weights_sha256"] != stored.spec["weights_sha256"]
@@ -82,8 +82,9 @@ def test_rerank_of_the_real_bm25_run_equals_cross_encoder_predict(beir_data, nfc
     rerank = ["rerank", "--run", "bm25", "-m", str(model), "--depth", str(depth), *data,
               "--cache-dir", str(tmp_path / "c"), "--max-length", str(MAX_LENGTH)]  # fmt: skip
     stderr = _cli(*rerank)
-    assert "[done] bm25>>tiny-ce on nfcorpus" in stderr
-    stored = ResultsStore(results).load("bm25>>tiny-ce", "nfcorpus")
+    name = f"bm25>>tiny-ce[max_length={MAX_LENGTH},depth={depth}]"  # a variant: the default depth is 100
+    assert f"[done] {name} on nfcorpus" in stderr
+    stored = ResultsStore(results).load(name, "nfcorpus")
     bm25 = read_trec_run(ResultsStore(results).load("bm25", "nfcorpus").run_path)
     run = read_trec_run(stored.run_path)
     assert run.keys() == {q for q, docs in bm25.items() if docs}  # 15 queries BM25 answers nothing for

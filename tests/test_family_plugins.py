@@ -145,7 +145,7 @@ def test_the_plan_prices_the_spec_the_run_resolves(tiny_gtr):
 
     for max_length in (None, 7):
         opts = factory.RetrieverOptions(max_length=max_length, progress=False)
-        spec = factory.resolve(str(tiny_gtr), opts)
+        spec = factory.resolve_named(str(tiny_gtr), opts)  # named as the run stores it (a variant for 7)
         cost = model_cost(str(tiny_gtr), opts)
         assert cost.system == spec.system and cost.cost.download_gb == 0.0
         assert cost.cost.encoding.max_length == (spec.max_length or 512)

@@ -92,9 +92,10 @@ def test_changed_data_under_the_same_name_is_refused_in_one_line(tmp_path, file)
     refused = _run(results, "-m", "bm25", "-d", str(folder))
     assert refused.exit_code == 3
     line = _refused_line(refused.output)
-    assert line == (
-        f"[refused] bm25 on demo-copy: {file} changed since the stored result "
-        f"(sha256 {before[:4]}… → {_sha(folder / file)[:4]}…); --overwrite replaces it"
+    kind = file.split("/")[0].removesuffix(".jsonl")
+    assert before != _sha(folder / file) and line == (
+        f"[refused] bm25 on demo-copy was made with other {kind} ({file} differs); use --name NAME to keep "
+        "both, or --overwrite to replace it"
     )
     assert "{" not in refused.output  # never a dict dump
     stale = ResultsStore(results).load("bm25", "demo-copy").metrics
@@ -107,23 +108,26 @@ def test_changed_data_under_the_same_name_is_refused_in_one_line(tmp_path, file)
         assert got != stale
 
 
-def test_a_changed_model_setting_is_refused_and_overwrite_gives_a_fresh_runs_score(tmp_path):
+def test_a_changed_model_setting_is_a_variant_and_an_explicit_name_refuses_it(tmp_path):
     results = tmp_path / "r"
     assert _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo").exit_code == 0
     assert ResultsStore(results).load("all-MiniLM-L6-v2", "demo").metrics["ndcg@10"] == pytest.approx(
         0.9905, abs=5e-5
     )
     shorter = _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8")
-    assert shorter.exit_code == 3
-    assert _refused_line(shorter.output).startswith(
-        "[refused] all-MiniLM-L6-v2 on demo: max_length changed since the stored result (256 → 8)"
+    assert shorter.exit_code == 0 and "[done] all-MiniLM-L6-v2[max_length=8] on demo" in shorter.output
+    named = _run(
+        results, "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8", "--name", "all-MiniLM-L6-v2"
     )
-    replaced = _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8", "--overwrite")
-    assert replaced.exit_code == 0, replaced.output
+    assert named.exit_code == 3
+    assert _refused_line(named.output) == (
+        "[refused] all-MiniLM-L6-v2 on demo was made with other settings (max_length 256 → 8; query_max_length "
+        "256 → 8); use --name NAME to keep both, or --overwrite to replace it"
+    )
     fresh = _run(tmp_path / "fresh", "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8")
     assert fresh.exit_code == 0
-    got = ResultsStore(results).load("all-MiniLM-L6-v2", "demo").metrics
-    assert got == ResultsStore(tmp_path / "fresh").load("all-MiniLM-L6-v2", "demo").metrics
+    got = ResultsStore(results).load("all-MiniLM-L6-v2[max_length=8]", "demo").metrics
+    assert got == ResultsStore(tmp_path / "fresh").load("all-MiniLM-L6-v2[max_length=8]", "demo").metrics
     assert got["ndcg@10"] == pytest.approx(0.9525, abs=5e-5)
 
 
@@ -137,14 +141,15 @@ def test_a_fused_result_of_an_older_input_run_is_refused(tmp_path):
         served.exit_code == 0 and "[skip] rrf(bm25+all-MiniLM-L6-v2) on demo: already done" in served.output
     )
     old_run = _sha(ResultsStore(results).load("all-MiniLM-L6-v2", "demo").run_path)
-    rerun = _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8", "--overwrite")
+    rerun = _run(results, "-m", "all-MiniLM-L6-v2", "-d", "demo", "--max-length", "8", "--name",
+                 "all-MiniLM-L6-v2", "--overwrite")  # fmt: skip
     assert rerun.exit_code == 0
     refused = _cli(*fuse)
     assert refused.exit_code == 3
     new_run = _sha(ResultsStore(results).load("all-MiniLM-L6-v2", "demo").run_path)
-    assert _refused_line(refused.output) == (
-        "[refused] rrf(bm25+all-MiniLM-L6-v2) on demo: the run of all-MiniLM-L6-v2 changed since the stored "
-        f"result was made from it (sha256 {old_run[:4]}… → {new_run[:4]}…); --overwrite replaces it"
+    assert old_run != new_run and _refused_line(refused.output) == (
+        "[refused] rrf(bm25+all-MiniLM-L6-v2) on demo was made with other input runs (the run of "
+        "all-MiniLM-L6-v2 differs); use --name NAME to keep both, or --overwrite to replace it"
     )
     assert _cli(*fuse, "--overwrite").exit_code == 0
     inputs = ResultsStore(results).load("rrf(bm25+all-MiniLM-L6-v2)", "demo").spec["inputs"]

@@ -465,9 +465,11 @@ def test_import_scores_like_evaluate_and_records_where_it_came_from(demo, tmp_pa
     assert stored.path.read_bytes() == before
     # another file under the same name: refused, the stored result kept
     other = _write_run(tmp_path / "ext.trec", demo_run(data, "other", 0.1))
-    with pytest.raises(Refused, match="the run of ext.trec changed since the stored result") as refused:
+    with pytest.raises(Refused, match=r"with other input runs \(the run of ext.trec differs\)") as refused:
         import_trec_run(other, demo, "pyserini-bm25", "demo", qrels_file=DEMO / "qrels" / "test.tsv")
-    assert refused.value.stage == "reuse" and "--overwrite replaces it" in str(refused.value)
+    assert refused.value.stage == "reuse" and str(refused.value).endswith(
+        "; use another SYSTEM name to keep both, or --overwrite to replace it"
+    )
     assert stored.path.read_bytes() == before
     # the same file scored with other judgments (the dataset's queries and qrels): refused too
     _write_run(run_file, run)
@@ -542,9 +544,10 @@ def test_import_cli_and_bad_input(demo, tmp_path):
     refused = runner.invoke(cli, args)
     assert refused.exit_code == 3
     assert (
-        "[refused] anserini on demo: the run of r.trec.gz changed since the stored result" in refused.output
+        "[refused] anserini on demo was made with other input runs (the run of r.trec.gz differs); use another "
+        "SYSTEM name to keep both, or --overwrite to replace it" in refused.output
     )
-    assert "--overwrite replaces it" in refused.output and stored.path.read_bytes() == before
+    assert stored.path.read_bytes() == before
     replaced = runner.invoke(cli, [*args, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     assert read_trec_run(ResultsStore(demo).load("anserini", "demo").run_path) == read_trec_run(other)

@@ -263,11 +263,11 @@ def test_lucene_runs_are_first_stages_for_colbert_and_cross_encoders(tmp_path):
     assert out.exit_code == 0, out.output
     out = runner.invoke(cli, ["rerank", "--run", "bm25-multifield", "-m", str(ce), "--depth", "5", *common])
     assert out.exit_code == 0, out.output
-    two_stage = ResultsStore(tmp_path / "r").load("bm25-flat>>tiny-colbert", "demo").spec
+    two_stage = ResultsStore(tmp_path / "r").load("bm25-flat>>tiny-colbert[depth=10]", "demo").spec
     assert two_stage["search"] == "rerank" and [i["system"] for i in two_stage["inputs"]] == ["bm25-flat"]
     flat = ResultsStore(tmp_path / "r").load("bm25-flat", "demo")
     assert two_stage["inputs"][0]["run_sha256"] == sha256_file(flat.run_path)
-    reranked = ResultsStore(tmp_path / "r").load("bm25-multifield>>tiny-ce", "demo")
+    reranked = ResultsStore(tmp_path / "r").load("bm25-multifield>>tiny-ce[depth=5]", "demo")
     assert [i["system"] for i in reranked.spec["inputs"]] == ["bm25-multifield"]
 
 

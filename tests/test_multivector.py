@@ -245,9 +245,9 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
                env)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert (
-        "[cache] bm25>>colbertv2 on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr
+        "[cache] bm25>>colbertv2[depth=5] on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr
     )  # same vectors
-    stored = json.loads((two / "bm25>>colbertv2" / "demo.json").read_text())
+    stored = json.loads((two / "bm25>>colbertv2[depth=5]" / "demo.json").read_text())
     man = stored["manifest"]["spec"]
     bm25_run = ResultsStore(two).load("bm25", "demo").run_path
     assert (man["retriever"], man["search"], man["candidates"], man["depth"]) == (
@@ -263,7 +263,7 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
 
     first, second = (
         read_trec_run(bm25_run),
-        read_trec_run(ResultsStore(two).load("bm25>>colbertv2", "demo").run_path),
+        read_trec_run(ResultsStore(two).load("bm25>>colbertv2[depth=5]", "demo").run_path),
     )
     full_run = read_trec_run(ResultsStore(full).load("colbertv2", "demo").run_path)
     for qid, hits in second.items():
@@ -272,7 +272,7 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
             assert score == pytest.approx(full_run[qid][doc], rel=1e-6)
     data = load_beir_folder(DEMO)
     model = load_multivector_encoder(next(hub.glob("models--*/snapshots/*")), document_length=300)
-    for qid, hits in stored_pairs(two, "bm25>>colbertv2", "demo", 8, 5):
+    for qid, hits in stored_pairs(two, "bm25>>colbertv2[depth=5]", "demo", 8, 5):
         docs = [data.corpus.text(data.corpus.index_of(d)) for d, _ in hits]
         lib = library_scores(model, "multivector", [data.queries[qid]], docs, np.float16)
         np.testing.assert_allclose([s for _, s in hits], lib[0], rtol=1e-5)
@@ -286,11 +286,11 @@ def test_api_rerank_takes_a_late_interaction_model(tiny_colbert, tmp_path):
     (result,) = rerank("bm25", [str(tiny_colbert)], ["demo"], depth=3, **quiet)
     man = result.spec
     assert (result.system, man["search"], man["candidates"], man["depth"], man["top_k"]) == (
-        "bm25>>tiny-colbert", "rerank", "bm25", 3, 3
+        "bm25>>tiny-colbert[depth=3]", "rerank", "bm25", 3, 3
     )  # fmt: skip
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
     first = read_trec_run(ResultsStore(tmp_path / "r").load("bm25", "demo").run_path)
-    second = read_trec_run(ResultsStore(tmp_path / "r").load("bm25>>tiny-colbert", "demo").run_path)
+    second = read_trec_run(ResultsStore(tmp_path / "r").load("bm25>>tiny-colbert[depth=3]", "demo").run_path)
     assert {q: set(h) for q, h in second.items()} == {q: _top(h, 3) for q, h in first.items() if h}
 
 
@@ -319,7 +319,7 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
               "--cache-dir", str(shared_cache_dir), "--no-download", "--quiet"]  # fmt: skip
     out = _cli(["run", "-m", "bm25", "-m", str(tiny_colbert), *common], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
-    stored = json.loads((results / "tiny-colbert" / "nfcorpus.json").read_text())
+    stored = json.loads((results / "tiny-colbert[max_length=128]" / "nfcorpus.json").read_text())
     assert (
         stored["manifest"]["spec"]["search"] == "full"
         and stored["manifest"]["stats"]["index"]["docs"] == 3633
@@ -327,18 +327,25 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")
     model = load_multivector_encoder(tiny_colbert, document_length=128)
-    check_sampled_pairs(results, "tiny-colbert", data, model, "multivector", 15, np.float16)
+    check_sampled_pairs(results, "tiny-colbert[max_length=128]", data, model, "multivector", 15, np.float16)
 
     # two-stage on the same cache: bm25's top 100 re-scored, each score the full search's
-    full = read_trec_run(ResultsStore(results).load("tiny-colbert", "nfcorpus").run_path)
+    full = read_trec_run(ResultsStore(results).load("tiny-colbert[max_length=128]", "nfcorpus").run_path)
     out = _cli(["rerank", "--run", "bm25", "-m", str(tiny_colbert), *common, "--depth", "100"], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "[cache] bm25>>tiny-colbert on nfcorpus: encoded 0 of 2 corpus shards, reused 2" in out.stderr
-    man = json.loads((results / "bm25>>tiny-colbert" / "nfcorpus.json").read_text())["manifest"]["spec"]
+    assert (
+        "[cache] bm25>>tiny-colbert[max_length=128] on nfcorpus: encoded 0 of 2 corpus shards, reused 2"
+        in out.stderr
+    )
+    man = json.loads((results / "bm25>>tiny-colbert[max_length=128]" / "nfcorpus.json").read_text())[
+        "manifest"
+    ]["spec"]
     assert (man["search"], man["depth"]) == ("rerank", 100)
     assert [i["system"] for i in man["inputs"]] == ["bm25"]
     first = read_trec_run(ResultsStore(results).load("bm25", "nfcorpus").run_path)
-    second = read_trec_run(ResultsStore(results).load("bm25>>tiny-colbert", "nfcorpus").run_path)
+    second = read_trec_run(
+        ResultsStore(results).load("bm25>>tiny-colbert[max_length=128]", "nfcorpus").run_path
+    )
     assert set(second) == {q for q, hits in first.items() if hits}  # BM25 finds nothing for some queries
     compared = 0
     for qid, hits in second.items():

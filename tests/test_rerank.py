@@ -75,7 +75,7 @@ def _copy(src: Path, dst: Path) -> Path:
 def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_ce, demo_bm25, tmp_path):
     results = _copy(demo_bm25, tmp_path / "results")
     res = _rerank(results, tiny_ce, tmp_path / "cache", "--depth", "5")
-    stored = ResultsStore(results).load(f"bm25>>{CE}", "demo")
+    stored = ResultsStore(results).load(f"bm25>>{CE}[depth=5]", "demo")  # the default depth is 100
     bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
     ours = read_trec_run(stored.run_path)
     want = _library_scores(tiny_ce, bm25, depth=5)
@@ -97,16 +97,17 @@ def test_rerank_scores_equal_cross_encoder_predict_and_keep_the_top_depth(tiny_c
     )
     assert stored.identity.system["inputs"] == [{"system": "bm25", "run_sha256": candidates["run_sha256"]}]
     assert stored.manifest["stats"]["pair_stats"]["pairs_scored"] == sum(len(d) for d in ours.values())
-    assert f"[cache] bm25>>{CE} on demo" in res.output
+    assert f"[cache] bm25>>{CE}[depth=5] on demo" in res.output
     with open(stored.run_path, "rb") as fh:
         import gzip
 
         assert all(
-            line.split()[-1] == f"bm25>>{CE}" for line in gzip.decompress(fh.read()).decode().splitlines()
+            line.split()[-1] == f"bm25>>{CE}[depth=5]"
+            for line in gzip.decompress(fh.read()).decode().splitlines()
         )
-    assert {r.system for r in list(ResultsStore(results))} == {"bm25", f"bm25>>{CE}"}
+    assert {r.system for r in list(ResultsStore(results))} == {"bm25", f"bm25>>{CE}[depth=5]"}
     table = _invoke("table", "--results-dir", str(results), "--baseline", "bm25").output
-    assert f"bm25>>{CE}" in table
+    assert f"bm25>>{CE}[depth=5]" in table
     latex = _invoke("table", "--results-dir", str(results), "--format", "latex").output
     assert rf"bm25\textgreater{{}}\textgreater{{}}{CE}" in latex
 
@@ -122,7 +123,7 @@ def test_without_an_activation_in_the_config_the_library_default_applies(tiny_ce
     (model / "config.json").write_text(json.dumps(config))
     results = _copy(demo_bm25, tmp_path / "results")
     _rerank(results, model, tmp_path / "cache", "--depth", "4")
-    stored = ResultsStore(results).load("bm25>>plain-ce", "demo")
+    stored = ResultsStore(results).load("bm25>>plain-ce[depth=4]", "demo")
     assert stored.manifest["stats"]["pair_stats"]["activation"] == "torch.nn.modules.activation.Sigmoid"
     ours = read_trec_run(stored.run_path)
     want = _library_scores(model, read_trec_run(ResultsStore(results).load("bm25", "demo").run_path), depth=4)
@@ -134,7 +135,7 @@ def test_without_an_activation_in_the_config_the_library_default_applies(tiny_ce
 def test_pair_cache_reuses_pairs_across_depths_and_first_stages(tiny_ce, demo_bm25, tmp_path):
     results, cache = _copy(demo_bm25, tmp_path / "results"), tmp_path / "cache"
     _rerank(results, tiny_ce, cache, "--depth", "3")
-    first = ResultsStore(results).load(f"bm25>>{CE}", "demo").manifest["stats"]["pair_stats"]
+    first = ResultsStore(results).load(f"bm25>>{CE}[depth=3]", "demo").manifest["stats"]["pair_stats"]
     assert first["pairs_reused"] == 0 and first["pairs_scored"] == first["pairs"] > 0
     _rerank(results, tiny_ce, cache, "--depth", "6", "--name", "deeper")
     deeper = ResultsStore(results).load("deeper", "demo")
@@ -143,42 +144,43 @@ def test_pair_cache_reuses_pairs_across_depths_and_first_stages(tiny_ce, demo_bm
         stats["pairs_reused"] == first["pairs"] and stats["pairs_scored"] == stats["pairs"] - first["pairs"]
     )
     # scores of reused pairs are the same floats as in the first re-ranking
-    shallow = read_trec_run(ResultsStore(results).load(f"bm25>>{CE}", "demo").run_path)
+    shallow = read_trec_run(ResultsStore(results).load(f"bm25>>{CE}[depth=3]", "demo").run_path)
     deep = read_trec_run(deeper.run_path)
     assert all(deep[q][d] == s for q, docs in shallow.items() for d, s in docs.items())
     # a re-ranking of a fused first stage reuses every pair bm25's re-ranking already scored
     _invoke("fuse", "bm25", "deeper", "-d", "demo", "--results-dir", str(results))
     _invoke("rerank", "--run", "rrf(bm25+deeper)", "-m", str(tiny_ce), "--depth", "6", "-d", "demo",
             "--results-dir", str(results), "--cache-dir", str(cache), "--quiet")  # fmt: skip
-    fused = ResultsStore(results).load(f"rrf(bm25+deeper)>>{CE}", "demo").manifest["stats"]["pair_stats"]
+    fused = (
+        ResultsStore(results).load(f"rrf(bm25+deeper)>>{CE}[depth=6]", "demo").manifest["stats"]["pair_stats"]
+    )
     assert fused["pairs_scored"] == 0 and fused["pairs_reused"] == fused["distinct_pairs"]
     # without a cache the same scores come from a temporary folder
     _rerank(results, tiny_ce, cache, "--depth", "3", "--name", "uncached", "--no-cache")
     assert read_trec_run(ResultsStore(results).load("uncached", "demo").run_path) == shallow
 
 
-def test_a_result_made_from_another_candidate_run_or_depth_is_refused(tiny_ce, demo_bm25, tmp_path):
+def test_another_depth_is_a_variant_and_another_candidate_run_is_refused(tiny_ce, demo_bm25, tmp_path):
     results, cache = _copy(demo_bm25, tmp_path / "results"), tmp_path / "cache"
     _rerank(results, tiny_ce, cache, "--depth", "3")
+    three = f"bm25>>{CE}[depth=3]"  # the default depth is 100
     args = ["rerank", "--run", "bm25", "-m", str(tiny_ce), "-d", "demo", "--results-dir", str(results),
             "--cache-dir", str(cache), "--quiet"]  # fmt: skip
     out = CliRunner().invoke(cli, [*args, "--depth", "4"])
-    assert out.exit_code == 3, out.output  # refused, recorded as a failure (stage reuse)
-    assert f"[refused] bm25>>{CE} on demo: " in out.output
-    assert "depth changed since the stored result (3 → 4)" in out.output
-    assert "--overwrite replaces it" in out.output
-    assert ResultsStore(results).load(f"bm25>>{CE}", "demo").spec["depth"] == 3  # neither served nor replaced
+    assert out.exit_code == 0 and f"[done] bm25>>{CE}[depth=4] on demo" in out.output, out.output
+    assert ResultsStore(results).load(three, "demo").spec["depth"] == 3  # kept beside it
     bm25 = ["run", "-m", "bm25", "-d", "demo", "--results-dir", str(results), "--quiet", "--overwrite"]
-    assert CliRunner().invoke(cli, [*bm25, "--bm25-k1", "0.3"]).exit_code == 0  # bm25 re-run, changed
+    rerun = CliRunner().invoke(cli, [*bm25, "--bm25-k1", "0.3", "--name", "bm25"])
+    assert rerun.exit_code == 0  # bm25 re-run under its name, changed
     out = CliRunner().invoke(cli, [*args, "--depth", "3"])
     assert out.exit_code == 3, out.output
     (refused,) = [line for line in out.output.splitlines() if line.startswith("[refused]")]
-    assert refused.startswith(
-        f"[refused] bm25>>{CE} on demo: the run of bm25 changed since the stored result was made from it (sha256 "
-    )
-    assert "depth" not in refused  # only what changed is named
+    assert refused == (
+        f"[refused] {three} on demo was made with other input runs (the run of bm25 differs); use --name NAME "
+        "to keep both, or --overwrite to replace it"
+    )  # only what changed is named
     _invoke(*args, "--depth", "3", "--overwrite")
-    redone = ResultsStore(results).load(f"bm25>>{CE}", "demo")
+    redone = ResultsStore(results).load(three, "demo")
     assert redone.spec["inputs"][0]["run_sha256"] == ResultsStore(results).load("bm25", "demo").run_sha256
     assert "[skip]" in _invoke(*args, "--depth", "3").output  # the same inputs again: served
 
@@ -208,11 +210,14 @@ def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm
     _invoke("run", "-m", str(colbert), "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache),
             "--quiet")  # fmt: skip
     res = _rerank(results, tiny_ce, cache, "-m", str(colbert), "--depth", "5")
-    assert "[cache] bm25>>tiny-colbert on demo: encoded 0 of 1 corpus shards, reused 1" in res.output
+    assert "[cache] bm25>>tiny-colbert[depth=5] on demo: encoded 0 of 1 corpus shards, reused 1" in res.output
     bm25_sha = hashlib.sha256(ResultsStore(results).load("bm25", "demo").run_path.read_bytes()).hexdigest()
     bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
     full = read_trec_run(ResultsStore(results).load("tiny-colbert", "demo").run_path)
-    for system, retriever in [(f"bm25>>{CE}", "rerank"), ("bm25>>tiny-colbert", "multivector")]:
+    for system, retriever in [
+        (f"bm25>>{CE}[depth=5]", "rerank"),
+        ("bm25>>tiny-colbert[depth=5]", "multivector"),
+    ]:
         stored = ResultsStore(results).load(system, "demo")
         man = stored.spec
         assert (man["retriever"], man["candidates"], man["depth"], man["top_k"]) == (retriever, "bm25", 5, 5)
@@ -221,17 +226,18 @@ def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm
         assert {q: set(d) for q, d in ours.items()} == {
             q: {d for d, _ in ranked(h)[:5]} for q, h in bm25.items() if h
         }
-    maxsim = read_trec_run(ResultsStore(results).load("bm25>>tiny-colbert", "demo").run_path)
+    maxsim = read_trec_run(ResultsStore(results).load("bm25>>tiny-colbert[depth=5]", "demo").run_path)
     assert all(s == full[q][d] for q, docs in maxsim.items() for d, s in docs.items())  # to the digit
-    assert ResultsStore(results).load("bm25>>tiny-colbert", "demo").spec["search"] == "rerank"
+    assert ResultsStore(results).load("bm25>>tiny-colbert[depth=5]", "demo").spec["search"] == "rerank"
     # a first stage run again with other settings is another input: refused until --overwrite
-    again = _invoke("run", "-m", "bm25", "--bm25-k1", "0.9", "--overwrite", "-d", "demo", "--results-dir",
-                    str(results), "--cache-dir", str(cache), "--quiet")  # fmt: skip
+    again = _invoke("run", "-m", "bm25", "--bm25-k1", "0.9", "--name", "bm25", "--overwrite", "-d", "demo",
+                    "--results-dir", str(results), "--cache-dir", str(cache), "--quiet")  # fmt: skip
     assert ResultsStore(results).load("bm25", "demo").spec["bm25"]["k1"] == 0.9, again.output
     out = CliRunner().invoke(cli, ["rerank", "--run", "bm25", "-m", str(colbert), "-d", "demo", "--depth", "5",
                                    "--results-dir", str(results), "--cache-dir", str(cache), "--quiet"])  # fmt: skip
     assert (
-        out.exit_code == 3 and "[refused] bm25>>tiny-colbert on demo: the run of bm25 changed" in out.output
+        out.exit_code == 3
+        and "[refused] bm25>>tiny-colbert[depth=5] on demo was made with other input runs" in out.output
     )
 
 
@@ -315,7 +321,7 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
         ]
 
     _invoke(*args(reference, tmp_path / "reference-cache"))
-    want = ResultsStore(reference).load(f"bm25>>{CE}", "synthetic")
+    want = ResultsStore(reference).load(f"bm25>>{CE}[depth=50]", "synthetic")
     want_stats = want.manifest["stats"]["pair_stats"]
     total = want_stats["shards_encoded"]
     assert total > 10 and want_stats["distinct_pairs"] > 1000
@@ -323,7 +329,7 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
     out = subprocess.run([sys.executable, "-c", KILL_AT_SHARD_WRITE, "4", *args(results, cache)],
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert out.returncode == -signal.SIGKILL, out.stderr
-    assert not ResultsStore(results).done(f"bm25>>{CE}", "synthetic")
+    assert not ResultsStore(results).done(f"bm25>>{CE}[depth=50]", "synthetic")
     jobs = list((cache / "pair-scores").glob("*/*/jobs/*"))
     assert len(jobs) == 1 and len(list(jobs[0].glob("shard-*.json"))) == 4
 
@@ -331,7 +337,7 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
     assert (
         f"0 reused, {want_stats['pairs_scored']} scored in {total - 4} new shards (+4 resumed)" in res.output
     )
-    got = ResultsStore(results).load(f"bm25>>{CE}", "synthetic")
+    got = ResultsStore(results).load(f"bm25>>{CE}[depth=50]", "synthetic")
     assert got.metrics == want.metrics and got.per_query == want.per_query
     assert read_trec_run(got.run_path) == read_trec_run(want.run_path)
     assert list((cache / "pair-scores").glob("*/*/jobs/*")) == jobs  # the same job, resumed

@@ -63,6 +63,8 @@ def _killed_overwrite(results: Path) -> subprocess.CompletedProcess:
         "--overwrite",
         "--bm25-k1",
         "0.3",
+        "--name",
+        "bm25",
     ]
     return subprocess.run(
         [sys.executable, "-c", KILLED_AT_COMMIT, *args], capture_output=True, text=True, env=dict(os.environ)
@@ -103,7 +105,7 @@ def test_a_kill_between_the_run_and_the_json_leaves_the_old_result_whole(tmp_pat
 
     # The same overwrite, not killed: the new result replaces the old one, and the orphan run and the
     # old run are gone.
-    done = _run(results, "-m", "bm25", "--overwrite", "--bm25-k1", "0.3", "--quiet")
+    done = _run(results, "-m", "bm25", "--overwrite", "--bm25-k1", "0.3", "--name", "bm25", "--quiet")
     assert done.exit_code == 0, done.output
     new = store.load("bm25", "demo")
     assert new.spec["bm25"]["k1"] == 0.3 and new.run_sha256 != old.run_sha256

@@ -287,17 +287,23 @@ def test_bench_sparse_quick():
 @pytest.mark.slow
 def test_tiny_splade_on_nfcorpus_scores_equal_the_library(tiny_splade, beir_data, shared_cache_dir, tmp_path):
     """The real NFCorpus end to end (128 tokens: the tiny vocabulary spells most words letter by
-    letter, so longer inputs only cost time); sampled pairs scored again by the library."""
+    letter, so longer inputs only cost time; a variant, `tiny-splade[max_length=128]`); sampled pairs
+    scored again by the library."""
     results = tmp_path / "results"
     cmd = ["run", "-m", str(tiny_splade), "-d", "nfcorpus", "--data-dir", str(beir_data), "--max-length",
            "128", "--results-dir", str(results), "--cache-dir", str(shared_cache_dir), "--no-download", "--quiet"]  # fmt: skip
     out = gtr_eval(*cmd, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
-    stored = json.loads((results / "tiny-splade" / "nfcorpus.json").read_text())
+    stored = json.loads((results / "tiny-splade[max_length=128]" / "nfcorpus.json").read_text())
     assert stored["manifest"]["stats"]["index"]["docs"] == 3633 and stored["scoring"]["judged_queries"] == 323
-    assert "[index] tiny-splade on nfcorpus: index_bytes" in out.stderr
+    assert "[index] tiny-splade[max_length=128] on nfcorpus: index_bytes" in out.stderr
 
     data = load_beir_folder(beir_data / "nfcorpus", split="test")
     check_sampled_pairs(
-        results, "tiny-splade", data, load_sparse_encoder(tiny_splade, max_length=128), "sparse", 25
+        results,
+        "tiny-splade[max_length=128]",
+        data,
+        load_sparse_encoder(tiny_splade, max_length=128),
+        "sparse",
+        25,
     )

@@ -326,7 +326,7 @@ def _exploding(monkeypatch, fail: str | None = None, resolved: list | None = Non
     from gtr_eval.pipeline import runner
 
     monkeypatch.setattr(families, "_registered", [_ExplodingFamily()])  # restored after the test
-    real_resolve = runner.resolve
+    real_resolve = runner.resolve_named  # what a run resolves its models with (and names them)
 
     def resolve(request, opts, top_k=1000):
         if resolved is not None:
@@ -335,7 +335,7 @@ def _exploding(monkeypatch, fail: str | None = None, resolved: list | None = Non
             raise ModelError(f"cannot get model {fail!r} from the Hugging Face hub (offline)")
         return real_resolve(request, opts, top_k)
 
-    monkeypatch.setattr(runner, "resolve", resolve)
+    monkeypatch.setattr(runner, "resolve_named", resolve)
 
 
 def test_out_of_memory_fails_the_pair_not_the_sweep(tmp_path, monkeypatch):

@@ -193,7 +193,11 @@ def test_stored_evaluations_are_ordinary_results_and_never_silently_replaced(tmp
         next(model.parameters()).add_(0.5)
     try:
         ev(model, steps=5)
-        assert any(line.startswith("[refused] tiny@step-5 on demo: not stored:") for line in lines)
+        assert any(
+            line.startswith("[refused] not stored: tiny@step-5 on demo was made with other weights (")
+            and line.endswith("; use system=NAME to keep both, or --overwrite to replace it")
+            for line in lines
+        )
         assert ResultsStore(tmp_path / "r").load("tiny@step-5", "demo").path.stat().st_mtime_ns == stamp
     finally:
         with torch.no_grad():

@@ -603,8 +603,10 @@ def _reproduce(paper, data_dir, results_dir, dry_run, device, dtype, yes) -> Non
     if not (yes or click.confirm(f"Start? ({about})", default=not long)):
         click.echo("not started", err=True)
         return
-    run(["bm25", *paper.GTR_MODELS], [r.dataset for r in plan.datasets], data_dir=data_dir, results_dir=results_dir,
-        device=plan.device.name, dtype=plan.device.dtype, echo=lambda s: click.echo(s, err=True))  # fmt: skip
+    # each model under its own name, the paper's column, in the precision the plan chose (it says which)
+    for model in ("bm25", *paper.GTR_MODELS):
+        run([model], [r.dataset for r in plan.datasets], data_dir=data_dir, results_dir=results_dir, name=model,
+            device=plan.device.name, dtype=plan.device.dtype, echo=lambda s: click.echo(s, err=True))  # fmt: skip
     for metric in paper.METRICS:
         table = paper.paper_table(
             list(ResultsStore(results_dir)), metric, only_run=True, run_systems_only=True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import defaults, fusion, paths
@@ -21,7 +21,7 @@ from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
 from ..errors import Mistake, did_you_mean
 from ..evaluation import Run, ranked
-from ..identity import Identity
+from ..identity import Identity, variant_suffix
 from ..results import ResultsStore, validate_name
 from ..retrieval.base import Candidates, Report, Reranker
 from ..retrieval.factory import check_request
@@ -72,16 +72,7 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     for model in cfg.models:
         check_request(model, known=[*CROSS_ENCODERS, *PRESETS])
     check_stored(cfg.results_dir, [cfg.candidates], cfg.data, cfg.datasets, "rerank")
-    specs = [
-        resolve_reranker(
-            CrossEncoderConfig(**{**cfg.encoder.__dict__, "model": m, "progress": cfg.progress}),
-            cfg.candidates,
-            cfg.depth,
-            cfg.name,
-            CacheRoot.optional(cfg.cache_dir),
-        )
-        for m in cfg.models
-    ]
+    specs = [_reranker_spec(cfg, m) for m in cfg.models]
     for spec in specs:
         validate_name(spec.system, "system", max_slashes=0)
     units = _units(cfg.data, cfg.datasets)
@@ -102,6 +93,21 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     finally:
         for reranker in rerankers:
             reranker.close()
+
+
+def _reranker_spec(cfg: RerankConfig, model: str) -> SystemSpec:
+    """The spec of `candidates>>model`, named `--name`, else for what differs from the re-ranker with
+    the default options (`bm25>>ms-marco-MiniLM-L6-v2[depth=50]`), as `run` names its variants."""
+    c = CrossEncoderConfig(**{**cfg.encoder.__dict__, "model": model, "progress": cfg.progress})
+    cache = CacheRoot.optional(cfg.cache_dir)
+    spec = resolve_reranker(c, cfg.candidates, cfg.depth, cfg.name, cache)
+    if cfg.name is not None:
+        return spec
+    preset = CrossEncoderConfig(model=model, revision=c.revision, device=c.device,
+                                trust_remote_code=c.trust_remote_code, progress=c.progress)  # fmt: skip
+    preset_spec = resolve_reranker(preset, cfg.candidates, defaults.RERANK_DEPTH, None, cache)
+    # a re-ranked run keeps `depth` documents a query: its top_k is said by its depth
+    return replace(spec, system=spec.system + variant_suffix(replace(preset_spec, top_k=spec.top_k), spec))
 
 
 def candidates_of(run: Run, data: BeirData, depth: int, first_stage: str) -> Candidates:
@@ -151,9 +157,15 @@ class FuseConfig:
     progress: bool = True
 
     def spec(self) -> fusion.FusionSpec:
-        return fusion.fusion_spec(
+        """The fused system's spec, named `--name`, else `fusion.fused_name` and what else differs
+        from the defaults (`rrf(bm25+dense)[top_k=100]`), as `run` names its variants."""
+        spec = fusion.fusion_spec(
             self.systems, self.method, self.k, self.weights, self.top_k, self.name, self.progress
         )
+        if self.name is not None:
+            return spec
+        preset = fusion.fusion_spec(self.systems, self.method, self.k, self.weights, defaults.TOP_K, None)
+        return replace(spec, system=spec.system + variant_suffix(preset, spec))
 
     def system_name(self) -> str:
         return self.spec().system

@@ -84,7 +84,7 @@ def import_trec_run(
             "qrels_sha256": sha256_file(qrels_path),
         },
     )
-    store = PairStore(Path(results_dir), None, overwrite)
+    store = PairStore(Path(results_dir), None, overwrite, rename="another SYSTEM name")
     job = PairJob(
         system,
         unit,

@@ -64,8 +64,8 @@ class PairFailure:
     cause: BaseException | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
-        if self.stage == "reuse":
-            return f"{self.system} on {self.dataset}: refused: {self.error}"
+        if self.stage == "reuse":  # the error names the pair (`results.reuse`)
+            return f"refused: {self.error}"
         return f"{self.system} on {self.dataset}: {self.stage} failed: {self.error}"
 
 
@@ -113,8 +113,7 @@ class Sweep:
         self.out.failures.append(failure)
         if say:
             refused = stage == "reuse"
-            line = f"{system} on {dataset}: {failure.error}" if refused else str(failure)
-            self.say(f"[{'refused' if refused else 'fail'}] {line}")
+            self.say(f"[refused] {failure.error}" if refused else f"[fail] {failure}")
         self.step()
 
     def step(self) -> None:
@@ -166,6 +165,7 @@ class PairStore:
     results_dir: Path
     store_dir: Path | None = None  # the corpus store; None: the user cache's
     overwrite: bool = False
+    rename: str = "--name NAME"  # how a refusal says to keep both (`results.reuse`)
 
     @property
     def results(self) -> ResultsStore:
@@ -234,7 +234,7 @@ def _serve(job: PairJob, store: PairStore, sweep: Sweep, why: str) -> None:
     """The stored result, if it was made from the inputs asked for now; else refused (one line)."""
     try:
         stored = store.results.load(job.system, job.dataset, job.unit.split)
-        sweep.out.append(reuse(stored, job.identity()))
+        sweep.out.append(reuse(stored, job.identity(), store.rename))
     except Exception as e:
         if not isolated(e):
             raise
@@ -437,7 +437,10 @@ def summary_table(results: list[StoredResult], metrics: tuple[str, ...] = SUMMAR
 
 
 def failure_summary(results: RunResults) -> str:
-    """What failed and why; CQADupStack subforums that failed alike are one line."""
+    """What failed and why; CQADupStack subforums that failed alike are one line.  Empty when the
+    command was one pair that failed: its own line said it."""
+    if len(results.failures) == 1 and not results:
+        return ""
     groups: dict[tuple[str, str, str, str], list[str]] = {}
     for f in results.failures:
         groups.setdefault((f.system, f.dataset.split("/")[0], f.stage, f.error), []).append(f.dataset)
@@ -449,7 +452,9 @@ def failure_summary(results: RunResults) -> str:
     ]
     lines = [f"{' and '.join(h for h in head if h)} and were skipped; the others finished:"]
     for (system, dataset, stage, error), units in groups.items():
+        if stage == "reuse":  # the error names the pair
+            lines.append(f"  - refused: {error}")
+            continue
         where = units[0] if len(units) == 1 else f"{dataset} ({len(units)} subforums)"
-        what = "refused" if stage == "reuse" else f"{stage} failed"
-        lines.append(f"  - {system} on {where}: {what}: {error}")
+        lines.append(f"  - {system} on {where}: {stage} failed: {error}")
     return "\n".join(lines)

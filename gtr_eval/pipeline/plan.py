@@ -39,7 +39,7 @@ from ..retrieval import families, presets
 from ..retrieval import models as model_registry
 from ..retrieval.backends import ONNX_MAX_BYTES
 from ..retrieval.bm25 import BM25_WORDS_PER_S
-from ..retrieval.factory import ModelPair, Request, RetrieverOptions, resolve, system_of
+from ..retrieval.factory import ModelPair, Request, RetrieverOptions, resolve_named, system_of
 from ..retrieval.families import Cost, Encoding
 from ..retrieval.lucene import LUCENE_WORDS_PER_S
 from .runner import RunConfig
@@ -119,7 +119,7 @@ def model_cost(request: Request, opts: RetrieverOptions | None = None, top_k: in
     if not _on_this_machine(request):
         return ModelCost(str(request), system_of(request), _published(request, opts))
     try:
-        spec = resolve(request, opts, top_k)
+        spec = resolve_named(request, opts, top_k)  # a variant's name: `bm25[k1=0.9]`, as `run` stores it
     except Exception as e:
         if not isolated(e):
             raise

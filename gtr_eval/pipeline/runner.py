@@ -38,6 +38,7 @@ from ..retrieval.factory import (
     check_request,
     expand_requests,
     resolve,
+    resolve_named,
     system_of,
 )
 from ..retrieval.spec import SystemSpec
@@ -74,12 +75,20 @@ class RunConfig:
         self.models = expand_requests(self.models)
 
     def system_of(self, request: Request) -> str:
-        """The system `request`'s results are stored under: its own name, or `--name`'s; of a
-        checkpoint, `NAME@step-N` (`--name` names a checkpoint sweep's training run)."""
+        """The system `request`'s results are stored under, found without resolving it: its own name
+        (less a variant's suffix: see `spec_of`), or `--name`'s; of a checkpoint, `NAME@step-N`
+        (`--name` names a checkpoint sweep's training run)."""
         if self.name is None:
             return system_of(request)
         step = step_of_folder(request) if isinstance(request, str) else None
         return self.name if step is None else checkpoint_system(self.name, step)
+
+    def spec_of(self, request: Request) -> SystemSpec:
+        """`request`'s spec under this run's options, named as its results are stored: `--name`'s, or
+        its own with what differs from its preset's defaults (`factory.resolve_named`: `bm25[k1=0.9]`)."""
+        if self.name is None:
+            return resolve_named(request, self.options, self.top_k)
+        return replace(resolve(request, self.options, self.top_k), system=self.system_of(request))
 
     def check(self) -> None:
         """What can be wrong with the request itself, said before any work: unknown models or
@@ -202,8 +211,7 @@ def run(cfg: RunConfig, echo: Echo = print) -> RunResults:
     def jobs() -> Iterator[PairJob]:
         for request in cfg.models:
             try:
-                spec = resolve(request, cfg.options, cfg.top_k)
-                spec = replace(spec, system=cfg.system_of(request)) if cfg.name else spec
+                spec = cfg.spec_of(request)
             except Exception as e:
                 if not isolated(e):
                     raise

@@ -46,7 +46,7 @@ class EncodedSpec(SystemSpec):
     doc_prompt: str | None = ranking(None, caches=("corpus",))
     query_prompt: str | None = ranking(None, caches=("queries",))
     max_length: int | None = ranking(None, caches=("corpus",))
-    query_max_length: int | None = ranking(None, caches=("queries",))
+    query_max_length: int | None = ranking(None, caches=("queries",), follows="max_length")
     text_format: str = ranking(TEXT_FORMAT, caches=("corpus",))
     dtype: str = ranking("fp32", caches=("corpus", "queries"))
     batch_size: int = setting(defaults.BATCH_SIZE)

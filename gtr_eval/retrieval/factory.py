@@ -11,14 +11,21 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 
 from .. import defaults
-from ..checkpoints import find_checkpoints, in_step_order, step_of_folder
+from ..checkpoints import (
+    checkpoint_system,
+    find_checkpoints,
+    in_step_order,
+    parse_checkpoint_system,
+    step_of_folder,
+)
 from ..data.units import looks_like_path, missing_folder
-from ..errors import Mistake, did_you_mean
+from ..errors import Mistake, did_you_mean, isolated
+from ..identity import variant_suffix
 from . import families
 from .base import Retriever
 from .bm25 import BM25Config
@@ -28,7 +35,7 @@ from .models import MODEL_MARKERS, system_name
 from .presets import PRESETS
 from .spec import SystemSpec
 
-__all__ = ["ModelPair", "Request", "RetrieverOptions", "build", "make_retriever", "resolve"]
+__all__ = ["ModelPair", "Request", "RetrieverOptions", "build", "make_retriever", "resolve", "resolve_named"]
 
 
 @dataclass
@@ -169,6 +176,34 @@ def resolve(request: Request, opts: RetrieverOptions, top_k: int = defaults.TOP_
     """The spec of `request` (`bm25`, `bm25-flat`, a preset, a hub id, a local folder, a `ModelPair`),
     made by the family that runs it (`families.of_request`)."""
     return families.of_request(request, opts.family).resolve(request, opts, top_k)
+
+
+def resolve_named(request: Request, opts: RetrieverOptions, top_k: int = defaults.TOP_K) -> SystemSpec:
+    """`resolve`, its system named for what it is: the preset's name with default options, else that
+    name with what changes its rankings (`identity.variant_suffix`): `bm25[k1=0.9]`,
+    `all-MiniLM-L6-v2[max_length=128]`, a checkpoint `out[max_length=128]@step-1000`.  So a variant
+    is stored beside its preset, never in its place."""
+    spec = resolve(request, opts, top_k)
+    preset = preset_options(opts)
+    if opts == preset and top_k == defaults.TOP_K:
+        return spec
+    try:
+        suffix = variant_suffix(resolve(request, preset), spec)
+    except Exception as e:  # the preset itself does not resolve: the name stays (a refusal guards it)
+        if not isolated(e):
+            raise
+        return spec
+    checkpoint = parse_checkpoint_system(spec.system)
+    if checkpoint is None:
+        return replace(spec, system=spec.system + suffix)
+    return replace(spec, system=checkpoint_system(checkpoint.run + suffix, checkpoint.step))
+
+
+def preset_options(opts: RetrieverOptions) -> RetrieverOptions:
+    """The default options, but for those that find the model and say where it runs (which only
+    settings depend on): what a system's variant name is measured from."""
+    return RetrieverOptions(cache_dir=opts.cache_dir, device=opts.device, family=opts.family,
+                            trust_remote_code=opts.trust_remote_code, progress=opts.progress)  # fmt: skip
 
 
 def build(spec: SystemSpec, cache_dir: Path | None = None) -> Retriever:
