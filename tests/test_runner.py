@@ -52,6 +52,18 @@ def test_a_variant_is_stored_beside_its_preset_and_served_again(tmp_path):
     assert table.exit_code == 0
     columns = [c.strip() for c in header.strip("|").split("|")][1:]
     assert sorted(columns) == sorted(["bm25", "bm25[k1=0.9]", "bm25[k1=0.9,b=0.4]", "bm25[top_k=5]"])
+    # -s takes a variant's name as itself (its brackets are not a glob's class), and globs over names
+    chosen = _cli(
+        "table", "--results-dir", results, "--metric", "ndcg@10", "-s", "bm25[k1=0.9]", "-s", "bm25"
+    )
+    header = chosen.output.splitlines()[0]
+    assert chosen.exit_code == 0, chosen.output
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == ["bm25[k1=0.9]", "bm25"]
+    globbed = _cli("table", "--results-dir", results, "--metric", "ndcg@10", "-s", "bm25[[]k1*")
+    header = globbed.output.splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")][1:] == sorted(
+        ["bm25[k1=0.9]", "bm25[k1=0.9,b=0.4]"]
+    )
 
 
 def test_plan_names_the_variant_as_run_stores_it(tmp_path):
