@@ -14,7 +14,44 @@ from .results import evaluate_cmd, paper_cmd, plot_cmd, references_cmd, table_cm
 from .run import encode_cmd, run_cmd
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Commands(click.Group):
+    """The group of commands, and the one place a command's failure becomes its exit code
+    (`errors.EXIT_CODES`): a `Mistake` exits 2 and a `PairError` (a refusal) 3, each as one `Error:`
+    line printed once; click's usage errors stay 2, with a hint when the shell expanded a glob."""
+
+    def invoke(self, ctx: click.Context):
+        from ..errors import Mistake, PairError, exit_code
+
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            raise _with_glob_hint(e) from e
+        except (Mistake, PairError) as e:
+            raise _one_line(e, exit_code(e)) from e
+
+
+def _one_line(e: BaseException, code: int) -> click.ClickException:
+    """`Error: <message>` (its first line), exiting with `code`."""
+    error = click.ClickException(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    error.exit_code = code
+    return error
+
+
+def _with_glob_hint(e: click.UsageError) -> click.UsageError:
+    """click's `Got unexpected extra argument (out/checkpoint-2 …)`, with how to pass a glob when the
+    extra arguments look like paths (an unquoted `-m out/checkpoint-*` the shell expanded)."""
+    import re
+    from pathlib import Path
+
+    found = re.match(r"Got unexpected extra arguments? \((.*)\)$", e.message)
+    if found and any("/" in a or Path(a).exists() for a in found.group(1).split()):
+        e.message += (
+            "; -m takes one model: quote a glob so the shell does not expand it (-m 'out/checkpoint-*')"
+        )
+    return e
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gtr-eval")
 def cli() -> None:
     """Zero-shot BEIR evaluation of dense (GTR, sentence-transformers) and BM25 retrievers, re-ranking and fusion."""
