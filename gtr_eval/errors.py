@@ -102,14 +102,26 @@ def short_list(names: Iterable[str], see: str, near: str | None = None, few: int
     return f"{', '.join(shown)}{more}; see `gtr-eval {see}`"
 
 
-def unknown(what: str, name: str, known: Iterable[str], see: str, other: str = "") -> Mistake:
+def unknown(
+    what: str, name: str, known: Iterable[str], see: str, other: str = "", problem: str | None = None
+) -> Mistake:
     """`unknown <what> 'name'; did you mean X? (see `gtr-eval <see>`)`, or with no close name
     `unknown <what> 'name' (known: a, b, c, d …; see `gtr-eval <see>`)`: one line.  `other` says
-    what else is accepted (e.g. `or a BEIR folder`)."""
+    what else is accepted (e.g. `or a BEIR folder`); `problem` replaces `unknown <what> 'name'`."""
     known = list(known)
     hint = did_you_mean(name, known)
     listed = f"see `gtr-eval {see}`" if hint else f"known: {short_list(known, see)}"
-    return Mistake(f"unknown {what} {name!r}{hint} ({listed}{f'; {other}' if other else ''})")
+    head = problem or f"unknown {what} {name!r}"
+    return Mistake(f"{head}{hint} ({listed}{f'; {other}' if other else ''})")
+
+
+def resolve(what: str, name: str, known: Iterable[str], see: str, **unknown_kw) -> str:
+    """The known name `name` stands for, case aside (`canonical`), else the `unknown` mistake."""
+    known = list(known)
+    found = canonical(name, known)
+    if found is None:
+        raise unknown(what, name, known, see, **unknown_kw)
+    return found
 
 
 class Interrupted(KeyboardInterrupt):

@@ -9,7 +9,7 @@ import click
 
 from .. import paths
 from ..options import DataGroup, pick
-from .options import FolderPath, bootstrap_options, click_option, results_dir_option
+from .options import FolderPath, bootstrap_options, click_option, one_line_errors, results_dir_option
 
 _text_dir_option = click_option(
     pick(DataGroup, only=["data_dir"])[0],
@@ -86,7 +86,7 @@ def report_cmd(
     """
     from ..api import report
 
-    try:
+    with one_line_errors():
         index = report(
             results_dir,
             output,
@@ -103,8 +103,6 @@ def report_cmd(
             resamples=bootstrap.resamples,
             seed=bootstrap.seed,
         )
-    except (ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e
     click.echo(str(index))
 
 
@@ -135,10 +133,8 @@ def export_cmd(
     """Write stored results for other tools: MTEB, trec_eval, ranx, pandas."""
     from ..api import export
 
-    try:
+    with one_line_errors():
         done = export(results_dir, fmt, output, systems=systems, datasets=datasets, data_dir=data_dir)
-    except (ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e
     for note in done.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"{len(done.written)} files written under {output}")
@@ -194,27 +190,25 @@ def import_cmd(
 ) -> None:
     """Store an external TREC run as a system, scored like ours (tables, significance, reports)."""
     from ..api import import_run
-    from ..data.loader import DataError
     from ..errors import Refused
 
-    try:
-        done = import_run(
-            run_file,
-            system,
-            dataset,
-            results_dir=results_dir,
-            qrels=qrels_file,
-            data_dir=data_dir,
-            split=split,
-            ignore_identical_ids=not no_ignore_identical_ids,
-            overwrite=overwrite,
-            echo=lambda line: click.echo(line, err=True) if line.startswith("[skip]") else None,
-        )
-    except Refused as e:  # a stored result of this name made from another file: as `run` says it
-        click.echo(f"[refused] {system} on {dataset}: {e}", err=True)
-        sys.exit(3)
-    except (DataError, ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e
+    with one_line_errors():
+        try:
+            done = import_run(
+                run_file,
+                system,
+                dataset,
+                results_dir=results_dir,
+                qrels=qrels_file,
+                data_dir=data_dir,
+                split=split,
+                ignore_identical_ids=not no_ignore_identical_ids,
+                overwrite=overwrite,
+                echo=lambda line: click.echo(line, err=True) if line.startswith("[skip]") else None,
+            )
+        except Refused as e:  # a stored result of this name made from another file: as `run` says it
+            click.echo(f"[refused] {system} on {dataset}: {e}", err=True)
+            sys.exit(3)
     for warning in done.warnings:
         click.echo(f"warning: {warning}", err=True)
     m, judged = done.result.metrics, len(done.result.per_query.get("ndcg@10", {}))

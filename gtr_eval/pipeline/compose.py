@@ -19,7 +19,7 @@ from .. import defaults, fusion, paths
 from ..artifacts import CacheRoot
 from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
-from ..errors import Mistake, did_you_mean
+from ..errors import Mistake, ModelError, did_you_mean
 from ..evaluation import Run, ranked
 from ..identity import Identity
 from ..results import ResultsStore, validate_name
@@ -66,22 +66,25 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     dataset.  Documents below `depth` are dropped, as in BEIR's `Rerank` (its result holds only the
     re-ranked top-k), so a re-ranked run's Recall@k for k >= depth is the first stage's Recall@depth."""
     if cfg.depth < 1:
-        raise ValueError(f"depth must be >= 1, not {cfg.depth}")
+        raise Mistake(f"--depth must be >= 1, not {cfg.depth}")
     if cfg.name and len(cfg.models) != 1:
         raise Mistake("--name names one system: give one model with it")
     for model in cfg.models:
         check_request(model, known=[*CROSS_ENCODERS, *PRESETS])
     check_stored(cfg.results_dir, [cfg.candidates], cfg.data, cfg.datasets, "rerank")
-    specs = [
-        resolve_reranker(
-            CrossEncoderConfig(**{**cfg.encoder.__dict__, "model": m, "progress": cfg.progress}),
-            cfg.candidates,
-            cfg.depth,
-            cfg.name,
-            CacheRoot.optional(cfg.cache_dir),
-        )
-        for m in cfg.models
-    ]
+    try:
+        specs = [
+            resolve_reranker(
+                CrossEncoderConfig(**{**cfg.encoder.__dict__, "model": m, "progress": cfg.progress}),
+                cfg.candidates,
+                cfg.depth,
+                cfg.name,
+                CacheRoot.optional(cfg.cache_dir),
+            )
+            for m in cfg.models
+        ]
+    except ModelError as e:  # not found (offline, a typo of a hub id) before any work: a mistake
+        raise Mistake(str(e)) from e
     for spec in specs:
         validate_name(spec.system, "system", max_slashes=0)
     units = _units(cfg.data, cfg.datasets)

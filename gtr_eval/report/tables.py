@@ -32,7 +32,7 @@ from tabulate import tabulate
 
 from ..checkpoints import CheckpointName, parse_checkpoint_system
 from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
-from ..errors import Mistake
+from ..errors import Mistake, resolve
 from ..evaluation import CONDENSED as CONDENSED_SUFFIX
 from ..evaluation import is_condensed, is_judged, normalise_metric
 from ..judgments import Judgments, is_derived
@@ -309,9 +309,10 @@ def leaderboard(
         results = picks.results
     cells, notes = _collect(results, metric)
     systems = sorted({r.system for r in results})
-    for name, role in ((baseline, "baseline"), (diff_against, "diff-against system")):
-        if name is not None and name not in systems:
-            raise ValueError(f"{role} {name!r} has no stored results; systems: {systems}")
+    baseline, diff_against = (
+        None if name is None else resolve(role, name, systems, "table", problem=f"{role} {name!r} has no stored results")
+        for name, role in ((baseline, "baseline"), (diff_against, "diff-against system"))
+    )  # fmt: skip
     if baseline is not None:
         systems.remove(baseline)
         systems.insert(0, baseline)
