@@ -294,12 +294,17 @@ def export(
     data_dir: Path | str | None = None,
 ):
     """`gtr-eval export`: stored results as MTEB files, TREC runs, ranx JSON or CSV."""
+    from .errors import resolve
     from .report.export import export_results
 
+    stored = list(ResultsStore(results_dir))
+    systems, datasets = (  # each a stored one, case aside (`BM25`: bm25), else a mistake naming the closest
+        {resolve(what, x, sorted({getattr(r, what) for r in stored}), "table",
+                 problem=f"{what} {x!r} has no stored results in {results_dir}") for x in asked}
+        for what, asked in (("system", systems), ("dataset", datasets))
+    )  # fmt: skip
     chosen = [
-        r
-        for r in ResultsStore(results_dir)
-        if (not systems or r.system in systems) and (not datasets or r.dataset in datasets)
+        r for r in stored if (not systems or r.system in systems) and (not datasets or r.dataset in datasets)
     ]
     return export_results(chosen, fmt, output, data_dir=data_dir)
 

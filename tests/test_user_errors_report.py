@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from gtr_eval import api
 from gtr_eval.cli import cli
-from gtr_eval.evaluation import metric_names
 from gtr_eval.report import paper
 from gtr_eval.report.tables import AVERAGE, RefSpec, load_references, reference_catalogue, resolve_reference
 
@@ -97,7 +96,7 @@ def test_an_unknown_metric_is_a_usage_error_listing_the_valid_names(
     assert out.exit_code == 2, out.output
     (error,) = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
     assert said in error
-    assert all(name in error for name in metric_names())  # every valid name is listed
+    assert len(error) < 200 and "see `gtr-eval table --help`" in error  # the closest few, not all of them
     assert not (tmp_path / "chart.png").exists()  # no chart of "n/a" bars
     assert not out.stdout  # nothing printed as if it had worked
 

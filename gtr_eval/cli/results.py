@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import Mistaken, bootstrap_options, data_dir_option, results_dir_option
+from .options import Mistaken, bootstrap_options, data_dir_option, one_line_errors, results_dir_option
 
 
 class MetricName(click.ParamType):
@@ -81,7 +81,6 @@ def evaluate_cmd(
 
     from tabulate import tabulate
 
-    from ..data.loader import DataError
     from ..evaluation import (
         check_overlap,
         condensed_names,
@@ -91,13 +90,11 @@ def evaluate_cmd(
         read_trec_run,
     )
 
-    try:
+    with one_line_errors():
         qrels, run = read_qrels_any(qrels_path), read_trec_run(run_path)
         if warning := check_overlap(qrels, run, qrels_path, run_path):
             click.echo(f"warning: {warning}", err=True)
         ev = evaluate(qrels, run, ignore_identical_ids=not no_ignore_identical_ids, condensed=condensed)
-    except (DataError, OSError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
     if ev.missing_queries or ev.unjudged_queries:
         click.echo(
             f"note: {len(ev.missing_queries)} judged queries have no results (scored 0); "

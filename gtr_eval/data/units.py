@@ -98,10 +98,16 @@ class DataOptions:
             return
         for spec in self.expand(specs).datasets:
             for name, folder in _local_folders(spec, self.data_dir):
-                qrels = Path(folder) / "qrels"
-                if qrels.is_dir() and not (qrels / f"{self.split}.tsv").is_file():
-                    have = ", ".join(sorted(p.stem for p in qrels.glob("*.tsv"))) or "none"
-                    raise Mistake(f"--split {self.split}: {name} has no such split (its splits: {have})")
+                check_has_split(name, folder, self.split)
+
+
+def check_has_split(name: str, folder: Path, split: str) -> None:
+    """A split the dataset in `folder` lacks (it has qrels/, but no qrels/<split>.tsv): a `Mistake`
+    naming the splits it has."""
+    qrels = Path(folder) / "qrels"
+    if qrels.is_dir() and not (qrels / f"{split}.tsv").is_file():
+        have = ", ".join(sorted(p.stem for p in qrels.glob("*.tsv"))) or "none"
+        raise Mistake(f"--split {split}: {name} has no such split (its splits: {have})")
 
 
 def _local_folders(spec: str, data_dir: Path) -> list[tuple[str, Path]]:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from ..data import registry
 from ..data.loader import BeirData, Corpus, DataError, Qrels, read_qrels, read_queries
-from ..data.units import DatasetUnit
+from ..data.units import DatasetUnit, check_has_split, missing_folder
 from ..dataset_files import locate
+from ..errors import Mistake
 from ..evaluation import check_overlap, read_qrels_any, read_trec_run
 from ..identity import Identity, setting
 from ..io import sha256_file
@@ -65,6 +66,7 @@ def import_trec_run(
     """Score `run_file` and store it as `system` on `dataset`.  Stored already from the same file and
     judgments: served as it is; from another: refused unless `overwrite` (`errors.Refused`)."""
     run_file = Path(run_file)
+    dataset = registry.canonical_name(dataset)  # `SciFact`: scifact
     split = split or registry.default_split(dataset)
     ResultsStore(results_dir).path(system, dataset, split)  # validates the names before any work
     unit = _unit(dataset, split, Path(qrels_file) if qrels_file else None, data_dir, ignore_identical_ids)
@@ -115,6 +117,9 @@ def _unit(
     if data_dir is None:
         raise ValueError("give --qrels FILE, or --data-dir holding the dataset")
     folder = Path(data_dir).expanduser() / dataset
+    if not folder.is_dir():
+        raise Mistake(f"{missing_folder(str(folder), 'dataset folder')} (or give --qrels FILE)")
+    check_has_split(dataset, folder, split)
     if not (folder / "qrels" / f"{split}.tsv").is_file() or not (folder / "queries.jsonl").is_file():
         raise DataError(
             folder, None, f"no BEIR dataset here (queries.jsonl, qrels/{split}.tsv); give --qrels FILE"
