@@ -198,7 +198,7 @@ def test_paper_check_still_fails_on_a_changed_score_and_on_nothing_to_check(bm25
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = _cli("paper", "--check", "--results-dir", str(empty))
-    assert nothing.exit_code == 1
+    assert nothing.exit_code == 2  # nothing to check: a mistake in what was asked
     assert "Error: nothing checked: none of the 32 checks" in nothing.stderr
     missing = _cli("paper", "--check", "--results-dir", str(bm25_only), "--golden", str(tmp_path / "no.yaml"))
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
@@ -239,7 +239,7 @@ def test_paper_output_dir_still_writes_the_committed_tables(results, tmp_path):
 
 def test_paper_with_no_results_says_so(tmp_path):
     out = _cli("paper", "--results-dir", str(tmp_path / "none"))
-    assert out.exit_code == 1
+    assert out.exit_code == 2
     assert "Error: no stored result in" in out.stderr and "paper --all" in out.stderr
     assert _cli("paper", "--results-dir", str(tmp_path / "none"), "--all").exit_code == 0
 

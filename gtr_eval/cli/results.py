@@ -488,7 +488,7 @@ def paper_cmd(
     }
     if not show_all and all(t.empty for t in tables.values()):
         where = "" if Path(results_dir).is_dir() else " (the folder does not exist)"
-        raise click.ClickException(
+        raise Mistaken(
             f"no stored result in {results_dir}{where} on a dataset of the paper for "
             f"{', '.join(metrics)}: nothing to print; `gtr-eval paper --all` prints the paper's layout "
             "with the published figures alone"
@@ -508,7 +508,7 @@ def _check(paper, results, results_dir: Path, golden: Path | None) -> None:
     rows = paper.check_golden(results, expected)
     click.echo(paper.render_check(rows))
     if all(r.status == "MISSING" for r in rows):
-        raise click.ClickException(
+        raise Mistaken(
             f"nothing checked: none of the {len(rows)} checks of {path} has a stored result in {results_dir}"
         )
     if any(r.status == "FAIL" for r in rows):
