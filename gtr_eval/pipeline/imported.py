@@ -16,12 +16,13 @@ from pathlib import Path
 
 from ..data import registry
 from ..data.loader import BeirData, Corpus, DataError, Qrels, read_qrels, read_queries
-from ..data.units import DatasetUnit, check_has_split, missing_folder
+from ..data.units import DatasetUnit, check_has_split
 from ..dataset_files import locate
-from ..errors import Mistake
+from ..errors import Mistake, did_you_mean
 from ..evaluation import check_overlap, read_qrels_any, read_trec_run
 from ..identity import Identity, setting
 from ..io import sha256_file
+from ..paths import BUNDLED
 from ..results import ResultsStore, StoredResult
 from ..retrieval.spec import InputRun, SystemSpec
 from .pairs import Made, PairJob, PairStore, Sweep, each_pair
@@ -116,9 +117,13 @@ def _unit(
                            files=(qrels_file.name,))  # fmt: skip
     if data_dir is None:
         raise ValueError("give --qrels FILE, or --data-dir holding the dataset")
-    folder = Path(data_dir).expanduser() / dataset
+    root = Path(data_dir).expanduser()
+    bundled = dataset in registry.names() and registry.get(dataset).bundled
+    folder = BUNDLED / dataset if bundled else root / dataset
     if not folder.is_dir():
-        raise Mistake(f"{missing_folder(str(folder), 'dataset folder')} (or give --qrels FILE)")
+        here = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+        near = did_you_mean(dataset, [*here, *registry.names()])
+        raise Mistake(f"{folder}: no such dataset folder{near} (or give --qrels FILE)")
     check_has_split(dataset, folder, split)
     if not (folder / "qrels" / f"{split}.tsv").is_file() or not (folder / "queries.jsonl").is_file():
         raise DataError(
