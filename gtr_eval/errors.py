@@ -70,8 +70,8 @@ class Mistake(ValueError):
 
 
 def closest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
-    """The (at most `n`) known names closest to `name`, case folded, closest first."""
-    by_folded = {k.casefold(): k for k in known}
+    """The (at most `n`) known names closest to `name`, case folded, closest first (not `name` itself)."""
+    by_folded = {k.casefold(): k for k in known if k != name}
     return [
         by_folded[c] for c in difflib.get_close_matches(name.casefold(), list(by_folded), n=n, cutoff=0.6)
     ]

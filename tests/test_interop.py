@@ -365,7 +365,7 @@ def test_export_cli_filters_and_reports(demo, tmp_path):
             "nobody",
         ],
     )
-    assert bad.exit_code != 0 and "no stored results to export" in bad.output
+    assert bad.exit_code == 2 and "system 'nobody' has no stored results" in bad.output
 
 
 @pytest.mark.slow

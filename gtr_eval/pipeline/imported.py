@@ -123,7 +123,7 @@ def _unit(
     if not folder.is_dir():
         here = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
         near = did_you_mean(dataset, [*here, *registry.names()])
-        raise Mistake(f"{folder}: no such dataset folder{near} (or give --qrels FILE)")
+        raise Mistake(f"{folder}: no BEIR dataset here (no such folder{near}); give --qrels FILE")
     check_has_split(dataset, folder, split)
     if not (folder / "qrels" / f"{split}.tsv").is_file() or not (folder / "queries.jsonl").is_file():
         raise DataError(
