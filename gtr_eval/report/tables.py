@@ -32,7 +32,7 @@ from tabulate import tabulate
 
 from ..checkpoints import CheckpointName, parse_checkpoint_system
 from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
-from ..errors import Mistake, resolve
+from ..errors import Mistake, resolve, unknown
 from ..evaluation import CONDENSED as CONDENSED_SUFFIX
 from ..evaluation import is_condensed, is_judged, normalise_metric
 from ..judgments import Judgments, is_derived
@@ -134,13 +134,16 @@ def resolve_reference(refs: pd.DataFrame, spec: RefSpec) -> RefSpec:
     sources = sorted(refs["source"].unique())
     matches = [s for s in sources if s == spec.source] or [s for s in sources if s.startswith(spec.source)]
     if len(matches) != 1:
-        raise ValueError(f"reference source {spec.source!r} matches {matches or 'nothing'}; known: {sources}")
+        if matches:
+            raise Mistake(f"reference source {spec.source!r} matches several: {', '.join(matches)}")
+        raise unknown("reference source", spec.source, sources, "references")
     systems = sorted(refs.loc[refs["source"] == matches[0], "system"].unique())
     if spec.system not in systems:
         hint = (
             f" (nor is {spec.system!r} a folder of MTEB result files)" if spec.source == MTEB_FOLDER else ""
         )
-        raise ValueError(f"source {matches[0]!r} has no system {spec.system!r}{hint}; it has {systems}")
+        problem = f"source {matches[0]!r} has no system {spec.system!r}{hint}"
+        raise unknown("system", spec.system, systems, "references", problem=problem)
     return RefSpec(matches[0], spec.system)
 
 
