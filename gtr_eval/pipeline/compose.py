@@ -193,10 +193,11 @@ def check_stored(
         if Path(results_dir).is_dir()
         else []
     )
+    where = ", ".join(names) if len(names) <= 3 else f"any of the {len(names)} datasets ({names[0]} …)"
     for system in systems:
         if not any(ResultsStore(results_dir).path(system, n, data.split).is_file() for n in names):
             raise Mistake(
-                f"{role}: no stored result of {system} on {', '.join(names)} in {results_dir}; run it first"
+                f"{role}: no stored result of {system} on {where} in {results_dir}; run it first"
                 f"{did_you_mean(system, [s for s in stored if s != system])}"
             )
 
