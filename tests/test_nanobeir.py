@@ -185,7 +185,7 @@ def test_a_misspelt_name_gets_the_closest_one():
     out = _cli("run", "-m", "bm25", "-d", "nano-scifactt", "--plan")
     assert out.exit_code == 2
     assert "unknown dataset 'nano-scifactt'; did you mean nano-scifact?" in out.output
-    assert "sweeps: beir, beir-small, paper, nanobeir" in out.output
+    assert "(see `gtr-eval datasets`; or a BEIR folder)" in out.output  # which lists them all, sweeps too
 
 
 # ---------------------------------------------------------------------------------------------
