@@ -128,3 +128,14 @@ def test_the_table_decides_each_kind_of_failure():
     assert exit_code(Mistake("x")) == 2 and exit_code(DataError("f", 1, "x")) == 2  # bad input, alone
     assert exit_code(Refused("x")) == 3 and exit_code(PairError("x")) == 3
     assert exit_code(KeyboardInterrupt()) == 130 and exit_code(RuntimeError("bug")) == 1
+
+
+def test_a_failed_pair_in_a_sweep_exits_3_and_the_others_finish(tmp_path):
+    bad = shutil.copytree(DEMO, tmp_path / "bad")
+    (bad / "corpus.jsonl").write_text('{"_id": "d01", "text": "cut short\n')
+    results = tmp_path / "results"
+    line = ["run", "-m", "bm25", "-d", str(bad), "-d", "demo", "--results-dir", str(results), "--quiet"]
+    out = CliRunner().invoke(cli, line)
+    assert out.exit_code == FAILED, out.output
+    assert (results / "bm25" / "demo.json").is_file() and not (results / "bm25" / "bad.json").exists()
+    assert f"bm25 on bad: data failed: {bad / 'corpus.jsonl'}:1" in out.stderr
