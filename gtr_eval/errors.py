@@ -4,8 +4,8 @@ One contract for every command (`exit_code` reads it from `EXIT_CODES`; the CLI 
 
     code  meaning                                                  raised as
     0     done
-    2     a mistake in what was asked, found before any work:      `Mistake` (or click's usage errors)
-          one line, printed once
+    2     a mistake in what was asked, found before any work:      `Mistake`, click's usage errors;
+          one line, printed once                                   `DataError` raised alone (bad input)
     3     a refusal, or a failed pair in a sweep (the others       `Refused`, `PairError` (and its
           finish)                                                  kinds: `ModelError`, `TooLarge`)
     1     an unexpected error (a bug, or a failure outside these)  anything else
