@@ -119,6 +119,12 @@ def test_names_are_taken_case_aside_when_that_is_unambiguous(stored, tmp_path):
     run = runner.invoke(cli, ["run", "-m", "BM25", "-d", "Demo", "--results-dir", str(tmp_path), "--quiet"])
     assert run.exit_code == 0, run.output
     assert (tmp_path / "bm25" / "demo.json").is_file()  # stored under the canonical names
+    results = shutil.copytree(stored / "results", tmp_path / "copy")
+    fused = runner.invoke(
+        cli, ["fuse", "--rrf", "ALPHA", "Beta", "-d", "demo", "--results-dir", str(results)]
+    )
+    assert fused.exit_code == 0, fused.output
+    assert (results / "rrf(alpha+beta)" / "demo.json").is_file()
 
 
 def test_the_table_decides_each_kind_of_failure():
