@@ -426,7 +426,7 @@ def normalise_metric(name: str, known: Iterable[str] = ()) -> str:
     an `errors.Mistake` (a ValueError) listing the valid names, with the closest one suggested."""
     import re
 
-    from .errors import Mistake
+    from .errors import Mistake, short_list
 
     valid = list(dict.fromkeys([*metric_names(), *known]))
     if name in valid or name in condensed_names():
@@ -449,7 +449,7 @@ def normalise_metric(name: str, known: Iterable[str] = ()) -> str:
         return by_lower[text]
     closest = _closest_metric(text, family, k, valid)
     hint = f"; did you mean {closest}?" if closest else ""
-    raise Mistake(f"unknown metric {name!r}{hint} (valid: {', '.join(valid)})")
+    raise Mistake(f"unknown metric {name!r}{hint} (valid: {short_list(valid, 'table --help', near=text)})")
 
 
 def _closest_metric(text: str, family: str | None, k: str | None, valid: Sequence[str]) -> str | None:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import defaults
+from .errors import Mistake
 from .evaluation import Run, ranked
 from .identity import setting
 from .retrieval.spec import SystemSpec
@@ -63,17 +64,17 @@ def fusion_spec(
 ) -> FusionSpec:
     """The spec of the fusion of `systems` (checked: two or more, each once, arguments that fit)."""
     if len(systems) < 2:
-        raise ValueError(f"fusion needs at least two systems, got {len(systems)}")
+        raise Mistake(f"fusion needs at least two systems, got {len(systems)}")
     if len(set(systems)) != len(systems):
-        raise ValueError(f"a system is listed twice: {list(systems)}")
+        raise Mistake(f"a system is listed twice: {', '.join(systems)}")
     if method not in METHODS:
-        raise ValueError(f"fusion method must be one of {METHODS}, not {method!r}")
+        raise Mistake(f"fusion method must be one of {', '.join(METHODS)}, not {method!r}")
     if method == "rrf" and weights is not None:
-        raise ValueError("RRF takes no weights (use --minmax or --zscore for a weighted sum)")
+        raise Mistake("RRF takes no weights (use --minmax or --zscore for a weighted sum)")
     if method == "rrf" and k < 0:
-        raise ValueError(f"RRF k must be >= 0, not {k}")
+        raise Mistake(f"RRF k must be >= 0, not {k}")
     if weights is not None and len(weights) != len(systems):
-        raise ValueError(f"{len(weights)} weights for {len(systems)} systems")
+        raise Mistake(f"{len(weights)} weights for {len(systems)} systems")
     if method == "rrf":
         params = FusionParams("rrf", k=k)
     else:
@@ -123,7 +124,7 @@ def fuse(
     if len(runs) < 2:
         raise ValueError(f"fusion needs at least two runs, got {len(runs)}")
     if method not in METHODS:
-        raise ValueError(f"fusion method must be one of {METHODS}, not {method!r}")
+        raise ValueError(f"fusion method must be one of {', '.join(METHODS)}, not {method!r}")
     if method == "rrf":
         if weights is not None:
             raise ValueError("RRF takes no weights (use --minmax or --zscore for a weighted sum)")
@@ -161,9 +162,9 @@ def parse_weights(text: str | None) -> list[float] | None:
     try:
         values = [float(x) for x in re.split(r"[,\s]+", text.strip()) if x]
     except ValueError:
-        raise ValueError(f"--weights must be numbers separated by commas, not {text!r}") from None
+        raise Mistake(f"--weights must be numbers separated by commas, not {text!r}") from None
     if not values or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"--weights must be finite numbers, not {text!r}")
+        raise Mistake(f"--weights must be finite numbers, not {text!r}")
     return values
 
 

@@ -125,11 +125,14 @@ def test_name_validation(name, problem):
         datasets.evaluation_units(name, Path("/tmp"))
 
 
-def test_unknown_name_lists_known():
+def test_unknown_name_suggests_the_closest_or_lists_a_few_known():
     with pytest.raises(KeyError) as e:
         datasets.get("scifcat")
     msg = str(e.value)
-    assert "unknown dataset 'scifcat'" in msg and "scifact" in msg and "nfcorpus" in msg
+    assert msg.startswith("unknown dataset 'scifcat'; did you mean scifact?") and "gtr-eval datasets" in msg
+    with pytest.raises(KeyError) as e:
+        datasets.get("zzzzzz")
+    assert "(known: " in str(e.value) and "nfcorpus" in str(e.value) and len(str(e.value)) < 150
 
 
 def test_cli_datasets_table():

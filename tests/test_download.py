@@ -256,7 +256,7 @@ def test_corrupted_zip_fails_checksum_and_leaves_nothing(server, tmp_path):
     res = CliRunner().invoke(
         cli, ["download", "nfcorpus", "--base-url", server.url, "--data-dir", str(data), "--no-progress"]
     )
-    assert res.exit_code == 1
+    assert res.exit_code == 3
     assert "checksum" in res.stderr and NFCORPUS_MD5 in res.stderr and _md5(bytes(blob)) in res.stderr
     assert "Traceback" not in res.output
     _assert_clean(data, "nfcorpus")
@@ -463,7 +463,7 @@ def test_bad_names_rejected_before_any_io(tmp_path, name):
     assert not (tmp_path / "d").exists()
 
 
-def test_cli_errors_exit_1_without_traceback(server, tiny, tmp_path):
+def test_cli_an_unknown_name_exits_2_before_any_download_and_a_failed_one_3(server, tiny, tmp_path):
     server.rules["tiny.zip"] = 500
     args = [
         "download",
@@ -476,8 +476,12 @@ def test_cli_errors_exit_1_without_traceback(server, tiny, tmp_path):
         "--no-progress",
     ]
     res = CliRunner().invoke(cli, [*args, "--retries", "0"])
-    assert res.exit_code == 1
-    assert "Error: tiny: HTTP 500" in res.stderr and "Error: nope: unknown dataset 'nope'" in res.stderr
+    assert res.exit_code == 2, res.output  # a mistake in what was asked: nothing was fetched
+    assert res.stderr.splitlines() == [res.stderr.strip()] and "Error: unknown dataset 'nope'" in res.stderr
+    assert not server.hits and not list(tmp_path.iterdir())
+    res = CliRunner().invoke(cli, [*args[:2], *args[3:], "--retries", "0"])
+    assert res.exit_code == 3  # a dataset that failed to download: reported, the others would go on
+    assert "Error: tiny: HTTP 500" in res.stderr
     assert "Traceback" not in res.output and res.stdout == ""
 
 
@@ -522,7 +526,7 @@ def test_cli_an_unreachable_server_fails_at_once_in_one_line(monkeypatch, tmp_pa
     start = time.monotonic()
     res = CliRunner().invoke(cli, args)
     elapsed = time.monotonic() - start
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 3, res.output
     assert elapsed < 5, f"took {elapsed:.1f} s: retried or waited"  # 5 retries would wait 2+4+8+16+30 s
     lines = res.stderr.splitlines()
     assert len(lines) == 1, res.stderr
@@ -654,7 +658,7 @@ def test_cli_folder_mirror_faults_are_one_line_and_leave_nothing(tmp_path, monke
     def run(base: str):
         args = ["download", "tiny", "--base-url", base, "--data-dir", str(data), "--no-progress"]
         res = CliRunner().invoke(cli, args)
-        assert res.exit_code == 1 and len(res.stderr.splitlines()) == 1, res.output
+        assert res.exit_code == 3 and len(res.stderr.splitlines()) == 1, res.output
         assert "Traceback" not in res.output
         _assert_clean(data)
         return res.stderr.strip()

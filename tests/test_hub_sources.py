@@ -595,7 +595,7 @@ def test_cli_offline_download_of_scifact_and_nfcorpus_is_quick_and_one_line_per_
     start = time.monotonic()
     out = gtr_eval(*cmd, env=env, timeout=120)
     elapsed = time.monotonic() - start
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 3 and out.stdout == ""
     assert elapsed < 20, f"{elapsed:.1f} s"  # the process starts in a few; no retries, no waits
     lines = out.stderr.splitlines()
     assert len(lines) == 6, out.stderr  # one per source and dataset

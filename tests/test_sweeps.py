@@ -87,7 +87,9 @@ def test_paper_takes_non_public_sets_found_locally_and_says_why_others_are_skipp
         again.datasets[0] == "scifact"
         and again.datasets.count("scifact") == again.datasets.count("nfcorpus") == 1
     )
-    with pytest.raises(KeyError, match="unknown dataset 'bier'.*sweeps: beir, beir-small, paper"):
+    with pytest.raises(
+        KeyError, match="unknown dataset 'bier'; did you mean beir\\? .see `gtr-eval datasets`"
+    ):
         expand_datasets(["bier"], tmp_path)
 
 

@@ -218,7 +218,7 @@ def test_reference_column_and_delta():
     assert f"{expected:+.4f}" in md
     with pytest.raises(ValueError, match="no system"):
         leaderboard(two_by_two(), references=[RefSpec("other", "bm25")], reference_table=REFS)
-    with pytest.raises(ValueError, match="matches"):
+    with pytest.raises(ValueError, match="unknown reference source .nope. .known: other"):
         leaderboard(two_by_two(), references=[RefSpec("nope", "gtr")], reference_table=REFS)
 
 

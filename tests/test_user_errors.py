@@ -117,14 +117,14 @@ def test_a_run_of_another_dataset_is_refused_by_import_and_evaluate(tmp_path):
     other = tmp_path / "other-qrels.tsv"
     other.write_text("query-id\tcorpus-id\tscore\nx1\td01\t1\nx2\td02\t1\n")
     out = _cli("evaluate", "--qrels", str(other), "--run", str(run_file))
-    assert out.exit_code == 1
+    assert out.exit_code == 2  # a mistake in what was given, found before scoring
     assert (
         f"none of its 8 queries is judged in {other} (2 judged queries): a run of another dataset or split?"
         in (out.output)
     )
     imported = _cli("import", "--run", str(run_file), "--name", "ext", "--dataset", "demo", "--qrels", str(other),
                     "--results-dir", str(results))  # fmt: skip
-    assert imported.exit_code == 1 and "none of its 8 queries is judged" in imported.output
+    assert imported.exit_code == 2 and "none of its 8 queries is judged" in imported.output
     assert not (results / "ext").exists()
     # a small overlap is scored, with a warning that counts it
     some = tmp_path / "some-qrels.tsv"

@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from gtr_eval import api
 from gtr_eval.cli import cli
-from gtr_eval.evaluation import metric_names
 from gtr_eval.report import paper
 from gtr_eval.report.tables import AVERAGE, RefSpec, load_references, reference_catalogue, resolve_reference
 
@@ -97,7 +96,7 @@ def test_an_unknown_metric_is_a_usage_error_listing_the_valid_names(
     assert out.exit_code == 2, out.output
     (error,) = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
     assert said in error
-    assert all(name in error for name in metric_names())  # every valid name is listed
+    assert len(error) < 200 and "see `gtr-eval table --help`" in error  # the closest few, not all of them
     assert not (tmp_path / "chart.png").exists()  # no chart of "n/a" bars
     assert not out.stdout  # nothing printed as if it had worked
 
@@ -202,7 +201,7 @@ def test_paper_check_still_fails_on_a_changed_score_and_on_nothing_to_check(bm25
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = _cli("paper", "--check", "--results-dir", str(empty))
-    assert nothing.exit_code == 1
+    assert nothing.exit_code == 2  # nothing to check: a mistake in what was asked
     assert "Error: nothing checked: none of the 36 checks" in nothing.stderr
     missing = _cli("paper", "--check", "--results-dir", str(bm25_only), "--golden", str(tmp_path / "no.yaml"))
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
@@ -244,7 +243,7 @@ def test_paper_output_dir_still_writes_the_committed_tables(results, tmp_path):
 
 def test_paper_with_no_results_says_so(tmp_path):
     out = _cli("paper", "--results-dir", str(tmp_path / "none"))
-    assert out.exit_code == 1
+    assert out.exit_code == 2
     assert "Error: no stored result in" in out.stderr and "paper --all" in out.stderr
     assert _cli("paper", "--results-dir", str(tmp_path / "none"), "--all").exit_code == 0
 

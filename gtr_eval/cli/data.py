@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import FAILED
 from .options import base_url_option, data_dir_option, source_option
 
 
@@ -40,15 +41,17 @@ def download_cmd(
 ) -> None:
     """Download and verify BEIR datasets into DATA_DIR/NAME (BEIR's folder layout); prints each folder.
 
-    Sweeps work too (`gtr-eval download beir-small`)."""
+    Sweeps work too (`gtr-eval download beir-small`).  An unknown name stops it before any download
+    (exit 2); a dataset that fails to download is reported and the others go on (exit 3)."""
     from ..data.download import download
-    from ..data.registry import group
+    from ..data.registry import canonical_name, get, group
     from ..data.units import expand_datasets
 
     failed = 0
     wanted: list[str] = []
-    for name in names:  # a sweep stands for its datasets; any other name is tried (and reported) as is
+    for name in map(canonical_name, names):  # a sweep stands for its datasets
         if group(name) is None:
+            get(name)  # an unknown name: a mistake, said before anything is downloaded
             wanted.append(name)
             continue
         selection = expand_datasets([name], data_dir)
@@ -72,4 +75,4 @@ def download_cmd(
         else:
             click.echo(str(path))
     if failed:
-        sys.exit(1)
+        sys.exit(FAILED)

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from .. import paths
+from ..errors import MISTAKE
 from ..options import DataGroup, ResultsGroup, pick
 
 FolderPath = click.Path(file_okay=False, path_type=Path)
@@ -95,21 +96,23 @@ datasets_option = click.option(
 
 
 class Mistaken(click.ClickException):
-    """A mistake in what was asked: `Error: <one line>`, exit code 2 (as click's own usage errors)."""
+    """A mistake in what was asked, found in the CLI's own checks: `Error: <one line>`, exit code 2 (as
+    `errors.Mistake`, and click's own usage errors)."""
 
-    exit_code = 2
+    exit_code = MISTAKE
 
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """A command's errors as one `Error:` line, no traceback: a mistake in what was asked exits 2
-    (`errors.Mistake`), any other failure before the pairs run exits 1."""
-    from ..errors import Mistake
+    """A command's errors as one `Error:` line, no traceback: a `Mistake` or a `PairError` goes on to
+    the group of commands, which gives it its exit code (2, 3: `errors.EXIT_CODES`); any other failure
+    of the kinds below, before the pairs run, exits 1."""
+    from ..errors import Mistake, PairError
 
     try:
         yield
-    except Mistake as e:
-        raise Mistaken(str(e)) from e
+    except (Mistake, PairError):
+        raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
 

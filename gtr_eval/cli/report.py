@@ -11,9 +11,9 @@ from .. import paths
 from ..options import DataGroup, pick
 from .options import (
     FolderPath,
-    Mistaken,
     bootstrap_options,
     click_option,
+    one_line_errors,
     results_dir_option,
     selection_options,
 )
@@ -94,9 +94,8 @@ def report_cmd(
     gtr-eval report --reference mteb:mteb-results/sentence-transformers__gtr-t5-base
     """
     from ..api import report
-    from ..errors import Mistake
 
-    try:
+    with one_line_errors():
         index = report(
             results_dir,
             output,
@@ -115,10 +114,6 @@ def report_cmd(
             systems=selection.systems,
             datasets=selection.datasets,
         )
-    except Mistake as e:
-        raise Mistaken(str(e)) from e
-    except (ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e
     click.echo(str(index))
 
 
@@ -144,9 +139,8 @@ def export_cmd(
 ) -> None:
     """Write stored results for other tools: MTEB, trec_eval, ranx, pandas."""
     from ..api import export
-    from ..errors import Mistake
 
-    try:
+    with one_line_errors():
         done = export(
             results_dir,
             fmt,
@@ -155,10 +149,6 @@ def export_cmd(
             datasets=selection.datasets,
             data_dir=data_dir,
         )
-    except Mistake as e:
-        raise Mistaken(str(e)) from e
-    except (ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e
     for note in done.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"{len(done.written)} files written under {output}")
@@ -214,27 +204,25 @@ def import_cmd(
 ) -> None:
     """Store an external TREC run as a system, scored like ours (tables, significance, reports)."""
     from ..api import import_run
-    from ..data.loader import DataError
     from ..errors import Refused
 
-    try:
-        done = import_run(
-            run_file,
-            system,
-            dataset,
-            results_dir=results_dir,
-            qrels=qrels_file,
-            data_dir=data_dir,
-            split=split,
-            ignore_identical_ids=not no_ignore_identical_ids,
-            overwrite=overwrite,
-            echo=lambda line: click.echo(line, err=True) if line.startswith("[skip]") else None,
-        )
-    except Refused as e:  # a stored result of this name made from another file: as `run` says it
-        click.echo(f"[refused] {e}", err=True)
-        sys.exit(3)
-    except (DataError, ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e
+    with one_line_errors():
+        try:
+            done = import_run(
+                run_file,
+                system,
+                dataset,
+                results_dir=results_dir,
+                qrels=qrels_file,
+                data_dir=data_dir,
+                split=split,
+                ignore_identical_ids=not no_ignore_identical_ids,
+                overwrite=overwrite,
+                echo=lambda line: click.echo(line, err=True) if line.startswith("[skip]") else None,
+            )
+        except Refused as e:  # a stored result of this name made from another file: as `run` says it
+            click.echo(f"[refused] {system} on {dataset}: {e}", err=True)
+            sys.exit(3)
     for warning in done.warnings:
         click.echo(f"warning: {warning}", err=True)
     m, judged = done.result.metrics, len(done.result.per_query.get("ndcg@10", {}))

@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 
 from .. import defaults
-from .options import Mistaken, bootstrap_options, data_dir_option, results_dir_option, selection_options
+from .options import (
+    Mistaken,
+    bootstrap_options,
+    data_dir_option,
+    one_line_errors,
+    results_dir_option,
+    selection_options,
+)
 
 
 class MetricName(click.ParamType):
@@ -82,7 +89,6 @@ def evaluate_cmd(
 
     from tabulate import tabulate
 
-    from ..data.loader import DataError
     from ..evaluation import (
         check_overlap,
         condensed_names,
@@ -92,13 +98,11 @@ def evaluate_cmd(
         read_trec_run,
     )
 
-    try:
+    with one_line_errors():
         qrels, run = read_qrels_any(qrels_path), read_trec_run(run_path)
         if warning := check_overlap(qrels, run, qrels_path, run_path):
             click.echo(f"warning: {warning}", err=True)
         ev = evaluate(qrels, run, ignore_identical_ids=not no_ignore_identical_ids, condensed=condensed)
-    except (DataError, OSError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
     if ev.missing_queries or ev.unjudged_queries:
         click.echo(
             f"note: {len(ev.missing_queries)} judged queries have no results (scored 0); "
@@ -552,7 +556,7 @@ def paper_cmd(
         raise click.ClickException(str(e)) from e
     if not show_all and all(t.empty for t in tables.values()):
         where = "" if Path(results_dir).is_dir() else " (the folder does not exist)"
-        raise click.ClickException(
+        raise Mistaken(
             f"no stored result in {results_dir}{where} on a dataset of the paper for "
             f"{', '.join(metrics)}: nothing to print; `gtr-eval paper --all` prints the paper's layout "
             "with the published figures alone"
@@ -574,7 +578,7 @@ def _check(paper, results, results_dir: Path, golden: Path | None) -> None:
     rows = paper.check_golden(results, expected)
     click.echo(paper.render_check(rows))
     if all(r.status == "MISSING" for r in rows):
-        raise click.ClickException(
+        raise Mistaken(
             f"nothing checked: none of the {len(rows)} checks of {path} has a stored result in {results_dir}"
         )
     if any(r.status == "FAIL" for r in rows):

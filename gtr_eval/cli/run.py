@@ -138,6 +138,7 @@ def encode_cmd(
         if options["no_cache"]:
             raise ValueError("encode fills the embedding cache: drop --no-cache")
         cfg = run_config(list(models), list(datasets), **options)
+        cfg.check()  # a typo in a name, a split a dataset lacks: said before anything is downloaded
         units = cfg.units()
         dense = dense_models(cfg.models)  # a glob or a trainer's folder: its checkpoints
         if len(dense) < len(cfg.models):

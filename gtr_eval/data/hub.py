@@ -177,7 +177,7 @@ def _quiet(progress: bool) -> Iterator[None]:
             enable_progress_bars()
 
 
-def _offline() -> bool:
+def offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, or as huggingface_hub read it at import
     (it then refuses every request)."""
     from huggingface_hub import constants
@@ -198,7 +198,7 @@ def snapshot(repo: str, revision: str | None, patterns: list[str], hub: Hub | No
     hub = hub or Hub()
     where = f"{repo}@{(revision or 'main')[:12]}"
     cache = os.environ.get("HF_HUB_CACHE") or None
-    why = "HF_HUB_OFFLINE is set" if _offline() else hub.reach(repo, revision)
+    why = "HF_HUB_OFFLINE is set" if offline() else hub.reach(repo, revision)
     try:
         with _quiet(hub.progress and interactive()):  # huggingface_hub's bars only on a terminal
             path = snapshot_download(

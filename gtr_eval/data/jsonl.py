@@ -10,11 +10,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import PairError
+from ..errors import Mistake, PairError
 
 
-class DataError(PairError, ValueError):
-    """Bad input: the message names the file, the line and the problem."""
+class DataError(PairError, Mistake):
+    """Bad input: the message names the file, the line and the problem.  In a sweep, its pair's failure
+    (exit 3, the others finish); alone, a mistake in what was given (exit 2)."""
 
     stage = "data"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from ..errors import Mistake, did_you_mean
+from ..errors import Mistake, canonical, unknown
 
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 BEIR_NONPUBLIC_HELP = "https://github.com/beir-cellar/beir/blob/main/examples/dataset/README.md"
@@ -719,11 +719,19 @@ def get(name: str) -> DatasetInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = [*_REGISTRY, *GROUPS, "peerqa", "peerqa-sentences"]
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}{did_you_mean(name, known)} (known datasets: {', '.join(_REGISTRY)}; "
-            f"sweeps: {', '.join(GROUPS)}; or a BEIR folder)"
+            str(unknown("dataset", name, known_names(), "datasets", other="or a BEIR folder"))
         ) from None
+
+
+def known_names() -> list[str]:
+    """Every name `-d` accepts besides a folder: datasets, sweeps, PeerQA."""
+    return [*_REGISTRY, *GROUPS, "peerqa", "peerqa-sentences"]
+
+
+def canonical_name(spec: str) -> str:
+    """The known name `spec` is, case aside (`SciFact` -> `scifact`), else `spec` as it is."""
+    return canonical(spec, known_names()) or spec
 
 
 def default_split(dataset: str) -> str:

@@ -91,6 +91,34 @@ class DataOptions:
         """The datasets `specs` stand for, sweeps expanded; nothing is downloaded or read."""
         return expand_datasets(specs, self.data_dir)
 
+    def check_split(self, specs: list[str]) -> None:
+        """A `--split` that a dataset found here does not have: a `Mistake` naming the splits it has
+        (a dataset still to be downloaded is checked once it is there)."""
+        if self.split is None:
+            return
+        for spec in self.expand(specs).datasets:
+            for name, folder in _local_folders(spec, self.data_dir):
+                check_has_split(name, folder, self.split)
+
+
+def check_has_split(name: str, folder: Path, split: str) -> None:
+    """A split the dataset in `folder` lacks (it has qrels/, but no qrels/<split>.tsv): a `Mistake`
+    naming the splits it has."""
+    qrels = Path(folder) / "qrels"
+    if qrels.is_dir() and not (qrels / f"{split}.tsv").is_file():
+        have = ", ".join(sorted(p.stem for p in qrels.glob("*.tsv"))) or "none"
+        raise Mistake(f"--split {split}: {name} has no such split (its splits: {have})")
+
+
+def _local_folders(spec: str, data_dir: Path) -> list[tuple[str, Path]]:
+    """Where the units of `spec` are (or will be, once downloaded); none for PeerQA."""
+    if _is_folder(spec):
+        return [(Path(spec).expanduser().resolve().name, Path(spec).expanduser())]
+    if spec in ("peerqa", "peerqa-sentences"):
+        return []
+    info = registry.get(spec)
+    return [(info.name, BUNDLED / info.name)] if info.bundled else registry.evaluation_units(spec, data_dir)
+
 
 @dataclass
 class Selection:
@@ -109,6 +137,7 @@ def expand_datasets(specs: list[str], data_dir: Path | str = paths.DATA_DIR) -> 
     skipped: list[tuple[str, str]] = []
     for spec in specs:
         check_folder(spec)
+        spec = spec if _is_folder(spec) else registry.canonical_name(spec)  # `SciFact`: scifact
         group = None if _is_folder(spec) else registry.group(spec)
         if group is None:
             if not _is_folder(spec) and spec not in ("peerqa", "peerqa-sentences"):

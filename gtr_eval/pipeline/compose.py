@@ -19,7 +19,7 @@ from .. import defaults, fusion, paths
 from ..artifacts import CacheRoot
 from ..data.loader import BeirData
 from ..data.units import DataOptions, DatasetUnit, unit_names
-from ..errors import Mistake, did_you_mean
+from ..errors import Mistake, ModelError, canonical, did_you_mean
 from ..evaluation import Run, ranked
 from ..identity import Identity, variant_suffix
 from ..results import ResultsStore, validate_name
@@ -66,13 +66,17 @@ def rerank(cfg: RerankConfig, echo: Echo = print) -> RunResults:
     dataset.  Documents below `depth` are dropped, as in BEIR's `Rerank` (its result holds only the
     re-ranked top-k), so a re-ranked run's Recall@k for k >= depth is the first stage's Recall@depth."""
     if cfg.depth < 1:
-        raise ValueError(f"depth must be >= 1, not {cfg.depth}")
+        raise Mistake(f"--depth must be >= 1, not {cfg.depth}")
     if cfg.name and len(cfg.models) != 1:
         raise Mistake("--name names one system: give one model with it")
     for model in cfg.models:
         check_request(model, known=[*CROSS_ENCODERS, *PRESETS])
+    cfg = replace(cfg, candidates=stored_name(cfg.results_dir, cfg.candidates))
     check_stored(cfg.results_dir, [cfg.candidates], cfg.data, cfg.datasets, "rerank")
-    specs = [_reranker_spec(cfg, m) for m in cfg.models]
+    try:
+        specs = [_reranker_spec(cfg, m) for m in cfg.models]
+    except ModelError as e:  # not found (offline, a typo of a hub id) before any work: a mistake
+        raise Mistake(str(e)) from e
     for spec in specs:
         validate_name(spec.system, "system", max_slashes=0)
     units = _units(cfg.data, cfg.datasets)
@@ -173,6 +177,7 @@ class FuseConfig:
 
 def fuse(cfg: FuseConfig, echo: Echo = print) -> RunResults:
     """Fuse the stored runs of `systems` on every dataset into one new stored system."""
+    cfg = replace(cfg, systems=[stored_name(cfg.results_dir, s) for s in cfg.systems])
     spec = cfg.spec()
     validate_name(spec.system, "system", max_slashes=0)
     check_stored(cfg.results_dir, cfg.systems, cfg.data, cfg.datasets, "fuse")
@@ -190,6 +195,20 @@ def fuse(cfg: FuseConfig, echo: Echo = print) -> RunResults:
 # ---------------------------------------------------------------------------------------- shared
 
 
+def _stored_systems(results_dir: Path) -> list[str]:
+    folder = Path(results_dir)
+    return (
+        sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if folder.is_dir()
+        else []
+    )
+
+
+def stored_name(results_dir: Path, system: str) -> str:
+    """`system` as stored, case aside (`BM25`: bm25, when exactly one stored system is spelt so)."""
+    return canonical(system, _stored_systems(results_dir)) or system
+
+
 def check_stored(
     results_dir: Path, systems: Sequence[str], data: DataOptions, datasets: Sequence[str], role: str
 ):
@@ -197,15 +216,12 @@ def check_stored(
     can be made: a `Mistake`, said before any data is read or downloaded).  A pair whose input alone is
     missing, or is stored but cannot be served, fails on its own (`InputMissing`, saying why)."""
     names = [n for spec in data.expand(list(datasets)).datasets for n in unit_names(spec, data.data_dir)]
-    stored = (
-        sorted(p.name for p in Path(results_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
-        if Path(results_dir).is_dir()
-        else []
-    )
+    stored = _stored_systems(results_dir)
+    where = ", ".join(names) if len(names) <= 3 else f"any of the {len(names)} datasets ({names[0]} …)"
     for system in systems:
         if not any(ResultsStore(results_dir).path(system, n, data.split).is_file() for n in names):
             raise Mistake(
-                f"{role}: no stored result of {system} on {', '.join(names)} in {results_dir}; run it first"
+                f"{role}: no stored result of {system} on {where} in {results_dir}; run it first"
                 f"{did_you_mean(system, [s for s in stored if s != system])}"
             )
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from ..data import registry
 from ..data.loader import BeirData, Corpus, DataError, Qrels, read_qrels, read_queries
-from ..data.units import DatasetUnit
+from ..data.units import DatasetUnit, check_has_split
 from ..dataset_files import locate
+from ..errors import Mistake, did_you_mean
 from ..evaluation import check_overlap, read_qrels_any, read_trec_run
 from ..identity import Identity, setting
 from ..io import sha256_file
+from ..paths import BUNDLED
 from ..results import ResultsStore, StoredResult
 from ..retrieval.spec import InputRun, SystemSpec
 from .pairs import Made, PairJob, PairStore, Sweep, each_pair
@@ -65,6 +67,7 @@ def import_trec_run(
     """Score `run_file` and store it as `system` on `dataset`.  Stored already from the same file and
     judgments: served as it is; from another: refused unless `overwrite` (`errors.Refused`)."""
     run_file = Path(run_file)
+    dataset = registry.canonical_name(dataset)  # `SciFact`: scifact
     split = split or registry.default_split(dataset)
     ResultsStore(results_dir).path(system, dataset, split)  # validates the names before any work
     unit = _unit(dataset, split, Path(qrels_file) if qrels_file else None, data_dir, ignore_identical_ids)
@@ -114,7 +117,14 @@ def _unit(
                            files=(qrels_file.name,))  # fmt: skip
     if data_dir is None:
         raise ValueError("give --qrels FILE, or --data-dir holding the dataset")
-    folder = Path(data_dir).expanduser() / dataset
+    root = Path(data_dir).expanduser()
+    bundled = dataset in registry.names() and registry.get(dataset).bundled
+    folder = BUNDLED / dataset if bundled else root / dataset
+    if not folder.is_dir():
+        here = [p.name for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+        near = did_you_mean(dataset, [*here, *registry.names()])
+        raise Mistake(f"{folder}: no BEIR dataset here (no such folder{near}); give --qrels FILE")
+    check_has_split(dataset, folder, split)
     if not (folder / "qrels" / f"{split}.tsv").is_file() or not (folder / "queries.jsonl").is_file():
         raise DataError(
             folder, None, f"no BEIR dataset here (queries.jsonl, qrels/{split}.tsv); give --qrels FILE"

@@ -92,11 +92,12 @@ class RunConfig:
 
     def check(self) -> None:
         """What can be wrong with the request itself, said before any work: unknown models or
-        datasets, `--name` with several models (but checkpoints)."""
+        datasets, `--name` with several models (but checkpoints), a `--split` a dataset lacks."""
         for request in self.models:
             check_request(request)
         if self.name is not None:
             self._check_name(self.name)
+        self.data.check_split(self.datasets)
 
     def _check_name(self, name: str) -> None:
         """`--name` names one system, or the run of checkpoints, whose systems must stay apart."""

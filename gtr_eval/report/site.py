@@ -23,7 +23,7 @@ import json
 import math
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from itertools import combinations
 from pathlib import Path
@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import __version__
 from ..dataset_files import DatasetFiles, locate, read_documents
+from ..errors import resolve
 from ..evaluation import metric_names, ranked
 from ..io import atomic_write_text
 from ..judgments import Judgments
@@ -101,6 +102,10 @@ def build_site(
     if not results:
         raise ValueError("no stored results to report")
     results = select(results, config.selection)
+    if config.baseline not in (None, "auto"):  # checked before anything is written (`BM25`: bm25)
+        systems, base = sorted({r.system for r in results}), config.baseline
+        problem = f"baseline {base!r} has no stored results"
+        config = replace(config, baseline=resolve("baseline", base, systems, "table", problem=problem))
     ctx = _Context(sorted(results, key=lambda r: (r.system, r.label)), config, reference_table)
     ctx.judgments = Judgments(config.data_dir)
     ctx.draws = Draws(config.bootstrap) if config.bootstrap is not None else None
@@ -231,8 +236,6 @@ def _baselines(ctx: _Context, systems: list[str]) -> tuple[list[str], str | None
     base = ctx.config.baseline
     if base == "auto":
         base = "bm25" if "bm25" in systems and len(systems) > 1 else None
-    if base is not None and base not in systems:
-        raise ValueError(f"baseline {base!r} has no stored results; systems: {systems}")
     return (systems if len(systems) > 1 else []), base
 
 

@@ -33,7 +33,7 @@ from tabulate import tabulate
 from .. import defaults
 from ..checkpoints import CheckpointName, parse_checkpoint_system
 from ..data.registry import CQADUPSTACK_SUBSETS, DATASET_ORDER
-from ..errors import Mistake
+from ..errors import Mistake, resolve, unknown
 from ..evaluation import CONDENSED as CONDENSED_SUFFIX
 from ..evaluation import is_condensed, is_judged, normalise_metric
 from ..judgments import Judgments, is_derived
@@ -201,13 +201,16 @@ def resolve_reference(refs: pd.DataFrame, spec: RefSpec) -> RefSpec:
     sources = sorted(refs["source"].unique())
     matches = [s for s in sources if s == spec.source] or [s for s in sources if s.startswith(spec.source)]
     if len(matches) != 1:
-        raise ValueError(f"reference source {spec.source!r} matches {matches or 'nothing'}; known: {sources}")
+        if matches:
+            raise Mistake(f"reference source {spec.source!r} matches several: {', '.join(matches)}")
+        raise unknown("reference source", spec.source, sources, "references")
     systems = sorted(refs.loc[refs["source"] == matches[0], "system"].unique())
     if spec.system not in systems:
         hint = (
             f" (nor is {spec.system!r} a folder of MTEB result files)" if spec.source == MTEB_FOLDER else ""
         )
-        raise ValueError(f"source {matches[0]!r} has no system {spec.system!r}{hint}; it has {systems}")
+        problem = f"source {matches[0]!r} has no system {spec.system!r}{hint}"
+        raise unknown("system", spec.system, systems, "references", problem=problem)
     return RefSpec(matches[0], spec.system)
 
 
@@ -405,10 +408,11 @@ def leaderboard(
         results = picks.results
     cells, notes = _collect(results, metric)
     systems = sorted({r.system for r in results}, key=lambda s: (selection.system_rank(s), s))
-    for name, role in ((baseline, "baseline"), (diff_against, "diff-against system")):
-        if name is not None and name not in systems:
-            shown = " among the systems selected" if selection.systems else ""
-            raise ValueError(f"{role} {name!r} has no stored results{shown}; systems: {systems}")
+    shown = " among the systems selected" if selection.systems else ""
+    baseline, diff_against = (
+        None if name is None else resolve(role, name, systems, "table", problem=f"{role} {name!r} has no stored results{shown}")
+        for name, role in ((baseline, "baseline"), (diff_against, "diff-against system"))
+    )  # fmt: skip
     rows = _order_rows(cells, selection)
     values = pd.DataFrame(
         [[cells[r][s].value if s in cells[r] else math.nan for s in systems] for r in rows],

@@ -24,7 +24,7 @@ from ..checkpoints import (
     step_of_folder,
 )
 from ..data.units import looks_like_path, missing_folder
-from ..errors import Mistake, did_you_mean, isolated
+from ..errors import Mistake, canonical, did_you_mean, isolated, unknown
 from ..identity import variant_suffix
 from . import families
 from .base import Retriever
@@ -101,10 +101,7 @@ def check_request(request: Request, known: Iterable[str] | None = None) -> None:
     ):
         raise missing_folder(request, "model folder")
     if not HUB_ID.fullmatch(request):
-        raise Mistake(
-            f"unknown model {request!r}{did_you_mean(request, known)} (known: {', '.join(known)}; or a model "
-            "folder, or a Hugging Face hub id org/name)"
-        )
+        raise unknown("model", request, known, "run --help", other="or a model folder, or a hub id org/name")
 
 
 def expand_requests(requests: Iterable[Request]) -> list[Request]:
@@ -139,8 +136,8 @@ def _expand(request: Request) -> list[Request]:
             f"{request}: no model in this folder (no {' or '.join(MODEL_MARKERS)}) and no checkpoint-<N> "
             "folders in it"
         )
-    if not _GLOB.search(request):
-        return [request]
+    if not _GLOB.search(request):  # a preset or family name, case aside: `GTR-T5-Base` is gtr-t5-base
+        return [canonical(request, [*families.request_names(), *PRESETS]) or request]
     matches = [Path(p) for p in sorted(glob.glob(str(folder)))]
     models = [str(p) for p in matches if p.is_dir() and (families.detecting(p) or find_checkpoints(p))]
     if not models:

@@ -119,10 +119,12 @@ def _snapshot(hub_id: str, revision: str | None) -> Path:
     try:
         return Path(snapshot_download(hub_id, revision=revision))
     except Exception as e:  # the hub raises many types; all mean "not available"
+        from ..data.hub import offline
         from ..data.network import connection_failure
 
-        lines = str(e).strip().splitlines()
-        why = connection_failure(e) or f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]  # the hub's messages run long
+        why = connection_failure(e) or f"{type(e).__name__}: {first}".rstrip(": ")
+        why = "HF_HUB_OFFLINE is set and the hub cache does not hold it" if offline() else why
         raise ModelError(
             f"cannot get model {hub_id!r}{f' at {revision}' if revision else ''} from the Hugging Face hub "
             f"({why}); pass a local folder (sentence-transformers layout) instead, or check the name and "

@@ -138,8 +138,10 @@ def reranker_family(model: str, revision: str | None = None) -> str:
         raise Mistake(f"rerank: {model} is a learned sparse model; re-rank with a cross-encoder or a "
                       f"late-interaction model, or search with gtr-eval run -m {model}")  # fmt: skip
     if model in PRESETS or _bi_encoder_files(resolve_model(model, revision).path):
-        raise Mistake(f"rerank: {model} is a bi-encoder (queries and documents encoded apart); re-rank with "
-                      f"a cross-encoder or a late-interaction model, or search with gtr-eval run -m {model}")  # fmt: skip
+        raise Mistake(f"rerank: {model} is a bi-encoder (it encodes queries and documents apart), not a "
+                      "re-ranker (a cross-encoder or a late-interaction model): search with `gtr-eval run -m "
+                      f"{model}` and combine with `gtr-eval fuse`, or re-rank with a cross-encoder "
+                      "(e.g. ms-marco-MiniLM-L6-v2)")  # fmt: skip
     return "cross-encoder"
 
 
