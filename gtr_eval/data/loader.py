@@ -9,6 +9,7 @@ line: a week-long run should not fail an hour in on a bad row.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import warnings
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .jsonl import DataError, check_record, jsonl_records, numbered_lines, unique_records
+from .jsonl import DataError, check_id, check_record, jsonl_records, numbered_lines, unique_records
 from .store import open_corpus
 
 log = logging.getLogger(__name__)
@@ -259,10 +260,18 @@ def read_queries(path: Path) -> tuple[dict[str, str], str]:
 
 
 def read_qrels(path: Path) -> tuple[Qrels, str]:
-    """BEIR qrels: a `query-id corpus-id score` header, then tab-separated rows with integer scores."""
+    """BEIR qrels: a `query-id corpus-id score` header, then tab-separated rows with integer scores.
+
+    Ids are read as BEIR's `GenericDataLoader` reads them (`csv.reader` with a tab delimiter: a
+    field is kept as written, spaces included, unless it is quoted) and must then be usable ids
+    (`jsonl.check_id`).  The same (query, document) judged twice with different grades is a
+    `DataError` naming both lines (BEIR would silently keep the last); judged twice alike, a warning.
+    """
     path = Path(path)
     hasher = hashlib.sha256()
     qrels: Qrels = {}
+    first_line: dict[tuple[str, str], int] = {}
+    repeated: list[tuple[int, int]] = []
     for lineno, line in numbered_lines(path, hasher):
         if lineno == 1:
             header = tuple(c.strip() for c in line.split("\t"))
@@ -271,17 +280,37 @@ def read_qrels(path: Path) -> tuple[Qrels, str]:
             continue
         if not line.strip():
             continue
-        cols = line.split("\t")
+        cols = next(csv.reader([line], delimiter="\t")) if '"' in line else line.split("\t")
         if len(cols) != 3:
             raise DataError(path, lineno, f"expected 3 tab-separated columns, found {len(cols)}")
-        qid, did, score = (c.strip() for c in cols)
+        qid, did, score = cols
+        check_id(path, lineno, qid, "query")
+        check_id(path, lineno, did, "document")
         try:
             grade = int(score)
         except ValueError:
             raise DataError(path, lineno, f"score {score!r} is not an integer") from None
-        qrels.setdefault(qid, {})[did] = grade
+        docs = qrels.setdefault(qid, {})
+        if did in docs:
+            before = first_line[qid, did]
+            if docs[did] != grade:
+                raise DataError(
+                    path,
+                    lineno,
+                    f"query {qid!r} judges document {did!r} {grade}, but {docs[did]} on line {before}",
+                )
+            repeated.append((before, lineno))
+        else:
+            first_line[qid, did] = lineno
+        docs[did] = grade
     if not qrels:
         raise DataError(path, None, "no judgments")
+    if repeated:
+        warnings.warn(
+            f"{path}: {len(repeated)} judgment(s) repeated with the same grade (first: lines "
+            f"{repeated[0][0]} and {repeated[0][1]}); each counted once",
+            stacklevel=2,
+        )
     return qrels, hasher.hexdigest()
 
 
