@@ -1,10 +1,10 @@
 """The cache: one root, its areas, the key-to-folder rule, memos, and folders built atomically and verified.
 
 Everything the harness derives from its inputs and keeps for later runs (corpus stores, BM25 and
-Lucene indexes, ONNX exports, embeddings, re-ranker pair scores) lives in one `CacheRoot`:
+Lucene indexes, ONNX exports, embeddings, re-ranker pair scores, reduced datasets) lives in one `CacheRoot`:
 `--cache-dir`, else `$GTR_EVAL_CACHE_DIR`, else the user cache.  Its memos live there too, never in
 another root, so a run under a fresh `--cache-dir` owes nothing to what the user cache remembers.
-Reduced corpora and downloads live in the data folder but are built and verified the same way.
+Downloads live in the data folder but are built and verified the same way.
 
 A stored number is only as good as the files it was made from, so:
 - A memo of a file's digest is keyed by the file's full stat key (`stat_key`): size, mtime, ctime,
@@ -32,7 +32,7 @@ from .paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-AREAS = ("corpus", "bm25", "lucene", "onnx", "embeddings", "pair-scores", "memos")
+AREAS = ("corpus", "bm25", "lucene", "onnx", "embeddings", "pair-scores", "reduced", "memos")
 """The cache root's folders, one per kind of artifact (`memos`: file and folder digests)."""
 RECORD = ".checksums.json"
 """The checksum record `build_folder` writes in each artifact folder: relative path -> [size, sha256]."""
