@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from gtr_eval.artifacts import CacheRoot
 from gtr_eval.cli import cli
 from gtr_eval.errors import Mistake
 from gtr_eval.paths import BUNDLED
-from gtr_eval.artifacts import CacheRoot
 from gtr_eval.pipeline.reduction import reduce_unit, reduction_of
 from gtr_eval.results import ResultsStore
 from gtr_eval.retrieval.models import packaged_minilm
