@@ -111,3 +111,21 @@ def test_first_hour_bm25_on_a_read_only_copy_of_scifact(tmp_path, beir_data, red
         assert os.access(tmp_path / "cache", os.W_OK) and any((tmp_path / "cache").iterdir())
     finally:
         _writable_again(data.parent)
+
+
+def test_a_bad_id_is_refused_before_any_index_and_the_other_datasets_run(tmp_path):
+    """A query id with a tab fails its pair at load, naming file and line, before BM25 indexes
+    anything; the next dataset of the run still runs."""
+    bad = tmp_path / "bad"
+    shutil.copytree(BUNDLED / "demo", bad)
+    queries = bad / "queries.jsonl"
+    lines = queries.read_text().splitlines()
+    lines[-1] = lines[-1].replace('"_id": "', '"_id": "x\\t', 1)
+    queries.write_text("\n".join(lines) + "\n")
+    cache = tmp_path / "cache"
+    code, output = _cli("run", "-m", "bm25", "-d", bad, "-d", "demo", "--results-dir", tmp_path / "results",
+                        "--cache-dir", cache, "--quiet")  # fmt: skip
+    assert code == 3, output
+    assert f"{queries}:{len(lines)}: query id 'x\\t" in output and "contains a tab" in output
+    assert [r.dataset for r in ResultsStore(tmp_path / "results")] == ["demo"]
+    assert len([p for p in (cache / "bm25").glob("*/*") if p.is_dir()]) == 1  # demo's index only
