@@ -123,11 +123,13 @@ def check_record(
             raise DataError(path, where, f"field {key!r} must be a string")
 
 
-def jsonl_records(path: Path, required: tuple[str, ...], opener=open) -> Iterator[tuple[int, dict]]:
+def jsonl_records(
+    path: Path, required: tuple[str, ...], opener=open, what: str = "record"
+) -> Iterator[tuple[int, dict]]:
     """(line number, record) for each non-blank line, checked exactly as corpus.jsonl's lines are."""
     for lineno, line in numbered_lines(path, _NoHash(), opener):
         if line.strip():
-            yield lineno, json_record(path, lineno, line, required)
+            yield lineno, json_record(path, lineno, line, required, what)
 
 
 class _NoHash:
