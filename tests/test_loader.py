@@ -244,6 +244,20 @@ def test_identical_repeated_judgments_warn_once_and_count_once(tmp_path):
     assert data.qrels == {"q1": {"d1": 1}, "q2": {"d3": 2}}
 
 
+def test_trec_qrels_follow_the_same_rules(tmp_path):
+    from gtr_eval.evaluation import read_qrels_any
+
+    path = tmp_path / "qrels.txt"
+    path.write_text("q1 0 d1 1\nq1 0 d2 0\nq1 0 d1 2\n")
+    with pytest.raises(DataError, match=r"qrels.txt:3: query 'q1' judges document 'd1' 2, but 1 on line 1"):
+        read_qrels_any(path)
+    path.write_text("q1 0 d1 1\nq1 0 d1 1\nq2 0 d\x07 1\n")
+    with pytest.raises(
+        DataError, match=r"qrels.txt:3: document id 'd\\x07' contains a control character U\+0007"
+    ):
+        read_qrels_any(path)
+
+
 def test_qrels_ids_read_as_beir_reads_them(tmp_path):
     """BEIR's csv reader strips nothing (a padded id is refused above) and unquotes a quoted field."""
     from beir.datasets.data_loader import GenericDataLoader

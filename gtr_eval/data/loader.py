@@ -269,9 +269,7 @@ def read_qrels(path: Path) -> tuple[Qrels, str]:
     """
     path = Path(path)
     hasher = hashlib.sha256()
-    qrels: Qrels = {}
-    first_line: dict[tuple[str, str], int] = {}
-    repeated: list[tuple[int, int]] = []
+    judged = Judgments(path)
     for lineno, line in numbered_lines(path, hasher):
         if lineno == 1:
             header = tuple(c.strip() for c in line.split("\t"))
@@ -284,34 +282,49 @@ def read_qrels(path: Path) -> tuple[Qrels, str]:
         if len(cols) != 3:
             raise DataError(path, lineno, f"expected 3 tab-separated columns, found {len(cols)}")
         qid, did, score = cols
-        check_id(path, lineno, qid, "query")
-        check_id(path, lineno, did, "document")
         try:
             grade = int(score)
         except ValueError:
             raise DataError(path, lineno, f"score {score!r} is not an integer") from None
-        docs = qrels.setdefault(qid, {})
-        if did in docs:
-            before = first_line[qid, did]
-            if docs[did] != grade:
-                raise DataError(
-                    path,
-                    lineno,
-                    f"query {qid!r} judges document {did!r} {grade}, but {docs[did]} on line {before}",
-                )
-            repeated.append((before, lineno))
+        judged.add(lineno, qid, did, grade)
+    return judged.qrels(), hasher.hexdigest()
+
+
+class Judgments:
+    """Judgments of one file as they are read: ids checked (`jsonl.check_id`), a (query, document)
+    judged twice with different grades refused naming both lines, judged twice alike warned of once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._qrels: Qrels = {}
+        self._first: dict[tuple[str, str], int] = {}
+        self._repeated: list[tuple[int, int]] = []
+
+    def add(self, lineno: int, qid: str, did: str, grade: int) -> None:
+        check_id(self.path, lineno, qid, "query")
+        check_id(self.path, lineno, did, "document")
+        docs = self._qrels.setdefault(qid, {})
+        if did not in docs:
+            self._first[qid, did] = lineno
+        elif docs[did] != grade:
+            raise DataError(self.path, lineno, f"query {qid!r} judges document {did!r} {grade}, but "
+                                               f"{docs[did]} on line {self._first[qid, did]}")  # fmt: skip
         else:
-            first_line[qid, did] = lineno
+            self._repeated.append((self._first[qid, did], lineno))
         docs[did] = grade
-    if not qrels:
-        raise DataError(path, None, "no judgments")
-    if repeated:
-        warnings.warn(
-            f"{path}: {len(repeated)} judgment(s) repeated with the same grade (first: lines "
-            f"{repeated[0][0]} and {repeated[0][1]}); each counted once",
-            stacklevel=2,
-        )
-    return qrels, hasher.hexdigest()
+
+    def qrels(self) -> Qrels:
+        """What was read; `DataError` for none, one warning for the repeats."""
+        if not self._qrels:
+            raise DataError(self.path, None, "no judgments")
+        if self._repeated:
+            (a, b), n = self._repeated[0], len(self._repeated)
+            warnings.warn(
+                f"{self.path}: {n} judgment(s) repeated with the same grade (first: lines {a} and {b}); "
+                "each counted once",
+                stacklevel=3,
+            )
+        return self._qrels
 
 
 def load_beir_folder(
