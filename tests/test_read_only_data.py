@@ -80,6 +80,12 @@ def test_reduce_corpus_builds_in_the_cache_and_the_plan_shows_it(tmp_path, read_
     assert "1 already done, 0 to run" in planned and "Reduced corpora built in the cache" in planned
     assert _snapshot(data.parent) == before
 
+    _writable_again(data.parent)  # the source changes: the reduction in the cache is no longer its
+    with (data / "corpus.jsonl").open("a") as fh:
+        fh.write('{"_id": "new", "title": "", "text": "a document added since"}\n')
+    code, planned = _cli("run", "-m", "bm25", "-d", data, "--reduce-corpus", 2, "--plan", *common)
+    assert code == 0 and "Reduced corpora to make first" in planned and "built in the cache" not in planned
+
 
 def test_reduce_corpus_with_no_cache_writes_neither_data_folder_nor_cache_dir(tmp_path, read_only_demo):
     data, before = read_only_demo, _snapshot(read_only_demo.parent)

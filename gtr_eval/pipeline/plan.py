@@ -42,7 +42,7 @@ from ..retrieval.bm25 import BM25_WORDS_PER_S
 from ..retrieval.factory import ModelPair, Request, RetrieverOptions, resolve, system_of
 from ..retrieval.families import Cost, Encoding
 from ..retrieval.lucene import LUCENE_WORDS_PER_S
-from .reduction import kept_count, reduced_folder, reduced_name
+from .reduction import built_count, reduced_name
 from .runner import RunConfig
 
 # all-MiniLM-L6-v2's WordPiece tokens per whitespace word on SciFact (1.571) and NFCorpus (1.529).
@@ -289,11 +289,10 @@ def _reduced(
     spec: str, data_dir: Path, reduction: Reduction, docs: int | None, queries: int | None
 ) -> tuple[list[str], int | None, str]:
     """The reduced units' names, their documents and whether that count is what was built (every
-    unit's reduction is in the cache, made from the source as it is named now) or estimated (BM25's
-    top k of each query, at most the whole corpus; relevant documents outside it not counted)."""
+    unit's reduction is in the cache, made from the source files as they are now) or estimated
+    (BM25's top k of each query, at most the whole corpus; relevant documents outside it not counted)."""
     units = folder_units(spec, data_dir, reduction.split)
-    built = [kept_count(reduced_folder(reduction.cache, u, reduction.top_k)) if reduction.cache else None
-             for u in units]  # fmt: skip
+    built = [built_count(reduction.cache, u, reduction.top_k) if reduction.cache else None for u in units]
     names = [reduced_name(u.name, reduction.top_k) for u in units]
     if all(n is not None for n in built):
         return names, sum(built), "built"  # type: ignore[arg-type]

@@ -23,10 +23,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..artifacts import CacheRoot, key_digest
+from ..artifacts import CacheRoot, file_memo, key_digest
 from ..data.units import DatasetUnit
 from ..identity import record
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_memo
 
 RECIPE = "qrels-relevant + bm25 top-k, v1"
 MARKER = "reduction.json"
@@ -78,9 +78,23 @@ def _temporary_cache() -> CacheRoot:
     return CacheRoot(Path(_TEMPORARY[0].name))
 
 
-def kept_count(folder: Path) -> int | None:
-    """How many documents the reduced folder holds, as its marker records (None: not built)."""
-    kept = _marker(Path(folder)).get("documents")
+def built_count(cache: CacheRoot, unit: DatasetUnit, top_k: int) -> int | None:
+    """How many documents the reduction of `unit` in `cache` holds, if it is there and was made from
+    the source files as they are now (by the cache's memos of their digests: nothing is read); None
+    when it is not, or cannot be told without reading the files (the run then makes it)."""
+    folder = reduced_folder(cache, unit, top_k)
+    made = _marker(folder).get("made_from") or {}
+    recorded = (made.get("source") or {}).get("files_sha256") or {}
+    if made.get("recipe") != RECIPE or not recorded:
+        return None
+    for name in unit.data_files():
+        try:
+            digest = read_memo(file_memo(Path(unit.path) / name, cache.memos("files")))
+        except OSError:
+            return None
+        if digest is None or digest != recorded.get(name):
+            return None
+    kept = _marker(folder).get("documents")
     return kept if isinstance(kept, int) else None
 
 
