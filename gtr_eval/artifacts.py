@@ -1,10 +1,10 @@
 """The cache: one root, its areas, the key-to-folder rule, memos, and folders built atomically and verified.
 
 Everything the harness derives from its inputs and keeps for later runs (corpus stores, BM25 and
-Lucene indexes, ONNX exports, embeddings, re-ranker pair scores) lives in one `CacheRoot`:
+Lucene indexes, ONNX exports, embeddings, re-ranker pair scores, reduced datasets) lives in one `CacheRoot`:
 `--cache-dir`, else `$GTR_EVAL_CACHE_DIR`, else the user cache.  Its memos live there too, never in
 another root, so a run under a fresh `--cache-dir` owes nothing to what the user cache remembers.
-Reduced corpora and downloads live in the data folder but are built and verified the same way.
+Downloads live in the data folder but are built and verified the same way.
 
 A stored number is only as good as the files it was made from, so:
 - A memo of a file's digest is keyed by the file's full stat key (`stat_key`): size, mtime, ctime,
@@ -18,6 +18,7 @@ A stored number is only as good as the files it was made from, so:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -27,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import atomic_write_json, read_memo, sha256_file, write_memo
+from .io import DiskFull, atomic_write_json, read_memo, sha256_file, write_memo
 from .paths import default_cache_dir
 
 log = logging.getLogger(__name__)
 
-AREAS = ("corpus", "bm25", "lucene", "onnx", "embeddings", "pair-scores", "memos")
+AREAS = ("corpus", "bm25", "lucene", "onnx", "embeddings", "pair-scores", "reduced", "memos")
 """The cache root's folders, one per kind of artifact (`memos`: file and folder digests)."""
 RECORD = ".checksums.json"
 """The checksum record `build_folder` writes in each artifact folder: relative path -> [size, sha256]."""
@@ -132,7 +133,8 @@ def build_folder(
     that fails is removed and built again, with a note naming the file.  `remove` deletes a killed
     build's leftovers (default: `shutil.rmtree`).  A folder named for something other than its full
     key (a reduced dataset) says through `current` whether it was made from the inputs of now; one
-    that was not is built again without a note."""
+    that was not is built again without a note.  A full disk is a `DiskFull` naming the folder and
+    how much the build had written."""
     from filelock import FileLock
 
     remove = remove or (lambda p: shutil.rmtree(p, ignore_errors=True))
@@ -154,12 +156,21 @@ def build_folder(
             make(tmp)
             write_record(tmp)
             tmp.rename(folder)
+        except OSError as e:
+            if e.errno != errno.ENOSPC or isinstance(e, DiskFull):
+                raise
+            raise DiskFull(folder, written=_folder_bytes(tmp)) from e
         finally:
             if tmp.exists():
                 remove(tmp)
     _remember(folder, memo_dir)
     log.info("%s saved to %s", what, folder)
     return False
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (what a build had written when the disk filled)."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def write_record(folder: Path) -> None:

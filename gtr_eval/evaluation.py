@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pytrec_eval
 
-from .data.loader import QRELS_HEADER, DataError, read_qrels
+from .data.loader import QRELS_HEADER, DataError, Judgments, read_qrels
 from .io import atomic_writer
 from .uncertainty import Bootstrap, Draws, percentile_interval
 
@@ -355,7 +355,7 @@ def read_qrels_any(path: Path | str) -> Qrels:
 
 
 def _read_trec_qrels(path: Path) -> Qrels:
-    qrels: Qrels = {}
+    judged = Judgments(path)
     for lineno, line in _text_lines(path):
         if not line.strip():
             continue
@@ -368,12 +368,11 @@ def _read_trec_qrels(path: Path) -> Qrels:
             )
         qid, _, doc_id, grade = cols
         try:
-            qrels.setdefault(qid, {})[doc_id] = int(grade)
+            value = int(grade)
         except ValueError:
             raise DataError(path, lineno, f"grade {grade!r} is not an integer") from None
-    if not qrels:
-        raise DataError(path, None, "no judgments")
-    return qrels
+        judged.add(lineno, qid, doc_id, value)
+    return judged.qrels()
 
 
 def check_overlap(qrels: Qrels, run: Run, qrels_file: Path | str, run_file: Path | str) -> str | None:

@@ -114,10 +114,8 @@ class BeirEvaluator(BaseEvaluator):
     def _load(self, spec: str, options: DataOptions, cache: Path | None) -> _Dataset:
         units = options.units(spec)
         if self.reduce_corpus is not None:
-            root = Path(options.data_dir)
-            units = [
-                reduce_unit(u, self.reduce_corpus, root, self.store_dir, cache, self.echo) for u in units
-            ]
+            root = CacheRoot.of(cache)
+            units = [reduce_unit(u, self.reduce_corpus, root, self.store_dir, self.echo) for u in units]
         key = spec if len(units) > 1 else units[0].name
         if len(units) > 1 and self.reduce_corpus is not None:
             key = reduced_name(spec, self.reduce_corpus)

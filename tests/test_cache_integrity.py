@@ -270,12 +270,12 @@ def test_an_edited_reduced_corpus_is_made_again_with_a_note(tmp_path, caplog):
     from gtr_eval.pipeline.reduction import reduce_unit
 
     unit = DatasetUnit("demo", _demo(tmp_path), "test")
-    made = reduce_unit(unit, 2, tmp_path / "data", cache_dir=tmp_path / "cache", echo=lambda _: None)
+    made = reduce_unit(unit, 2, CacheRoot(tmp_path / "cache"), echo=lambda _: None)
     corpus = made.path / "corpus.jsonl"
     original = corpus.read_bytes()
     _edit_in_place(corpus, lambda b: _rot13_texts(b, [json.loads(b.splitlines()[0])["text"]]))
     with caplog.at_level(logging.WARNING):
-        again = reduce_unit(unit, 2, tmp_path / "data", cache_dir=tmp_path / "cache", echo=lambda _: None)
+        again = reduce_unit(unit, 2, CacheRoot(tmp_path / "cache"), echo=lambda _: None)
     assert "[cache] reduced dataset" in caplog.text and "failed its checksum (corpus.jsonl)" in caplog.text
     assert (again.path / "corpus.jsonl").read_bytes() == original
 

@@ -226,6 +226,12 @@ def test_a_copy_judging_other_queries_is_refused(tiny, tiny_folder, tmp_path):
         (
             "hf-beir parquet",
             "queries/queries-00000-of-00001.parquet",
+            parquet({"_id": ["q1", "q 2"], "title": ["", ""], "text": ["a", "b"]}),
+            r"queries-00000-of-00001.parquet:row 1: query id 'q 2' contains a space",
+        ),
+        (
+            "hf-beir parquet",
+            "queries/queries-00000-of-00001.parquet",
             parquet({"_id": ["q1"], "title": [""]}),
             r"queries-00000-of-00001.parquet:row 0: missing field 'text'",
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -146,6 +147,70 @@ BAD = [
         4,
         "surrogate",
     ),
+    # Ids are one token of a TREC line: no whitespace, no control character; read as BEIR reads them
+    (
+        "doc-id-space",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": "a b", "text": "x"}\n'},
+        4,
+        "document id 'a b' contains a space",
+    ),
+    (
+        "doc-id-tab",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": "a\\tb", "text": "x"}\n'},
+        4,
+        "document id 'a\\tb' contains a tab",
+    ),
+    (
+        "doc-id-newline",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": "d4\\n", "text": "x"}\n'},
+        4,
+        "contains a newline",
+    ),
+    (
+        "doc-id-c1",
+        "corpus.jsonl",
+        {"corpus": CORPUS + b'{"_id": "d\xc2\x85", "text": "x"}\n'},
+        4,
+        "contains whitespace U+0085",
+    ),
+    (
+        "query-id-trailing-space",
+        "queries.jsonl",
+        {"queries": QUERIES + b'{"_id": "q3 ", "text": "x"}\n'},
+        3,
+        "query id 'q3 ' contains a space",
+    ),
+    (
+        "query-id-control",
+        "queries.jsonl",
+        {"queries": QUERIES + b'{"_id": "q\\u0001", "text": "x"}\n'},
+        3,
+        "contains a control character U+0001",
+    ),
+    (
+        "qrels-query-id-space",
+        "qrels/test.tsv",
+        {"qrels": QRELS + b"q1 \td2\t1\n"},
+        4,
+        "query id 'q1 ' contains a space",
+    ),
+    (
+        "qrels-doc-id-space",
+        "qrels/test.tsv",
+        {"qrels": QRELS + b"q1\t d2\t1\n"},
+        4,
+        "document id ' d2' contains a space",
+    ),
+    (
+        "qrels-conflict",
+        "qrels/test.tsv",
+        {"qrels": QRELS + b"q2\td2\t0\nq1\td1\t2\n"},
+        5,
+        "query 'q1' judges document 'd1' 2, but 1 on line 2",
+    ),
     ("deep-nesting", "queries.jsonl", {"queries": QUERIES + b"[" * 100_000 + b"\n"}, 3, "invalid JSON"),
     (
         "huge-number",
@@ -168,6 +233,50 @@ def test_bad_input_is_a_data_error(tmp_path, case, fname, files, line, problem):
     assert problem in err.problem
     where = f"{root / fname}:{line}" if line else str(root / fname)
     assert str(err).startswith(where + ": ")
+
+
+def test_identical_repeated_judgments_warn_once_and_count_once(tmp_path):
+    qrels = QRELS + b"q1\td1\t1\nq2\td3\t2\n"
+    with pytest.warns(UserWarning) as caught:
+        data = load_beir_folder(_write(tmp_path, qrels=qrels))
+    assert len(caught) == 1
+    assert "2 judgment(s) repeated with the same grade (first: lines 2 and 4)" in str(caught[0].message)
+    assert data.qrels == {"q1": {"d1": 1}, "q2": {"d3": 2}}
+
+
+def test_trec_qrels_follow_the_same_rules(tmp_path):
+    from gtr_eval.evaluation import read_qrels_any
+
+    path = tmp_path / "qrels.txt"
+    path.write_text("q1 0 d1 1\nq1 0 d2 0\nq1 0 d1 2\n")
+    with pytest.raises(DataError, match=r"qrels.txt:3: query 'q1' judges document 'd1' 2, but 1 on line 1"):
+        read_qrels_any(path)
+    path.write_text("q1 0 d1 1\nq1 0 d1 1\nq2 0 d\x07 1\n")
+    with pytest.raises(
+        DataError, match=r"qrels.txt:3: document id 'd\\x07' contains a control character U\+0007"
+    ):
+        read_qrels_any(path)
+
+
+def test_qrels_ids_read_as_beir_reads_them(tmp_path):
+    """BEIR's csv reader strips nothing (a padded id is refused above) and unquotes a quoted field."""
+    from beir.datasets.data_loader import GenericDataLoader
+
+    root = _write(tmp_path, qrels=b'query-id\tcorpus-id\tscore\n"q1"\td1\t 1\nq2\t"d3"\t2\n')
+    _, _, qrels = GenericDataLoader(str(root)).load(split="test")
+    assert load_beir_folder(root).qrels == qrels == {"q1": {"d1": 1}, "q2": {"d3": 2}}
+
+
+def test_bad_id_refused_fast_at_scifact_size(tmp_path):
+    """5,183 documents with one bad id on the last line: refused, naming the line, well under 2 s."""
+    lines = [json.dumps({"_id": str(i), "title": "t", "text": "word " * 40}) for i in range(5182)]
+    corpus = "\n".join([*lines, json.dumps({"_id": "last one", "text": "x"})]) + "\n"
+    root = _write(tmp_path / "data", corpus=corpus.encode())
+    start = time.perf_counter()
+    with pytest.raises(DataError, match=r"corpus.jsonl:5183: document id 'last one' contains a space"):
+        load_beir_folder(root, store_dir=tmp_path / "cache" / "corpus")
+    assert time.perf_counter() - start < 2.0
+    assert not list((tmp_path / "cache").rglob("*.arrow"))  # nothing stored for a corpus refused
 
 
 def test_missing_file_is_a_data_error(tmp_path):

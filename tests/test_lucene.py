@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -438,3 +439,22 @@ def test_lucene_results_are_ordinary_systems(lucene_run, tmp_path):
     assert fused.exit_code == 0, fused.output
     inputs = _load(lucene_run, "rrf(bm25-flat+bm25-multifield)", "scifact").spec["inputs"]
     assert [i["system"] for i in inputs] == ["bm25-flat", "bm25-multifield"]
+
+
+@needs_lucene
+def test_bm25_flat_runs_with_spaces_in_the_cache_data_and_results_paths(tmp_path):
+    """Anserini's `-topics` splits its value on whitespace: a cache path with a space once made the
+    search write no run (`No such file or directory: …/run.trec`)."""
+    from gtr_eval.cli import cli
+    from gtr_eval.results import ResultsStore
+
+    data = tmp_path / "my data" / "demo set"
+    shutil.copytree(Path(lucene.__file__).parents[1] / "data" / "bundled" / "demo", data)
+    cache, results = tmp_path / "a cache" / "root", tmp_path / "my results"
+    out = CliRunner().invoke(cli, ["run", "-m", "bm25-flat", "-d", str(data), "--results-dir", str(results),
+                                   "--cache-dir", str(cache), "--quiet"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert _trusted(cache)  # the index was built and kept under the spaced cache path
+    (stored,) = list(ResultsStore(results))
+    assert stored.system == "bm25-flat" and stored.metrics["ndcg@10"] > 0
+    assert stored.run_path.is_file() and not list((cache / "lucene" / "tmp").glob("*"))

@@ -124,6 +124,10 @@ DECLINED = [
     ("lone-surrogate", DOCS + b'{"_id": "d4", "text": "\\ud800"}\n', "surrogate"),
     ("text-not-string", DOCS + _lines({"_id": "d4", "text": 5}), "must be a string"),
     ("duplicate-key", DOCS + b'{"_id": "d4", "_id": "d2", "text": "x"}\n', "duplicate document id 'd2'"),
+    ("id-with-space", DOCS + _lines({"_id": "d 4", "text": "x"}), "document id 'd 4' contains a space"),
+    ("id-with-tab", DOCS + _lines({"_id": "d4\t", "text": "x"}), "contains a tab"),
+    ("id-with-nbsp", DOCS + _lines({"_id": "d\u00a04", "text": "x"}), "contains whitespace U+00A0"),
+    ("id-with-control", DOCS + _lines({"_id": "d\x7f", "text": "x"}), "contains a control character U+007F"),
 ]
 ACCEPTED_BY_STRICT_ONLY = [
     ("integer-id", DOCS + _lines({"_id": 7, "text": "x"})),
@@ -167,7 +171,8 @@ _pieces = st.sampled_from(
         '{"_id": "d", "text": "\\ud800"}', '{"_id": "e", "text": "\\ud83d\\ude00 \\u0000"}', "null", "[]", "5",
         '{"_id": "a", "text": "dup"}', '{"_id": "f", "text": "t", "x": [1, {"y": NaN}]}', '"s"', "{", "}",
         '{"_id": "g", "text": "h"} {"_id": "i", "text": "j"}', '{"_id": "k", "title": 1, "text": "l"}',
-        '{"_id": "n", "text": "o", "_id": "p"}', " ", "", "\t", "\r", "\ufeff", "\u2028", "\xe9",
+        '{"_id": "n", "text": "o", "_id": "p"}', '{"_id": "q r", "text": "s"}', '{"_id": "t\\u2028", "text": "u"}',
+        '{"_id": "v\\u0000", "text": "w"}', " ", "", "\t", "\r", "\ufeff", "\u2028", "\xe9",
     ]
 )  # fmt: skip
 _corpora = st.one_of(

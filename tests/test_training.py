@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from gtr_eval.artifacts import CacheRoot
 from gtr_eval.cli import cli
 from gtr_eval.errors import Mistake
 from gtr_eval.paths import BUNDLED
@@ -60,8 +61,9 @@ def test_reduced_corpus_is_relevant_plus_bm25_top_k_lines_kept_as_they_are(tmp_p
     from gtr_eval.data.units import DatasetUnit
 
     unit = DatasetUnit("demo", _demo_copy(tmp_path), "test")
-    reduced = reduce_unit(unit, 2, tmp_path / "data", cache_dir=tmp_path / "cache", echo=lambda _: None)
-    assert reduced.name == "demo~bm25top2" and reduced.path == tmp_path / "data" / "reduced" / "demo~bm25top2"
+    reduced = reduce_unit(unit, 2, CacheRoot(tmp_path / "cache"), echo=lambda _: None)
+    assert reduced.name == "demo~bm25top2"
+    assert reduced.path.parent == tmp_path / "cache" / "reduced" / "demo~bm25top2"  # in the cache
     lines = (unit.path / "corpus.jsonl").read_bytes().splitlines(keepends=True)
     kept = (reduced.path / "corpus.jsonl").read_bytes().splitlines(keepends=True)
     assert kept == [line for line in lines if line in kept]  # a sub-list, in order, byte for byte
@@ -91,20 +93,20 @@ def test_reduction_is_made_again_when_its_source_changes_and_reused_otherwise(tm
 
     unit = DatasetUnit("demo", _demo_copy(tmp_path), "test")
     said: list[str] = []
-    first = reduce_unit(unit, 2, tmp_path / "data", cache_dir=tmp_path / "cache", echo=said.append)
+    first = reduce_unit(unit, 2, CacheRoot(tmp_path / "cache"), echo=said.append)
     stamp = (first.path / "corpus.jsonl").stat().st_mtime_ns
-    again = reduce_unit(unit, 2, tmp_path / "data", cache_dir=tmp_path / "cache", echo=said.append)
+    again = reduce_unit(unit, 2, CacheRoot(tmp_path / "cache"), echo=said.append)
     assert len(said) == 1 and (again.path / "corpus.jsonl").stat().st_mtime_ns == stamp
     corpus = unit.path / "corpus.jsonl"
     corpus.write_bytes(corpus.read_bytes().replace(b"bread", b"BREAD", 1))
-    remade = reduce_unit(unit, 2, tmp_path / "data", cache_dir=tmp_path / "cache", echo=said.append)
+    remade = reduce_unit(unit, 2, CacheRoot(tmp_path / "cache"), echo=said.append)
     assert len(said) == 2  # rebuilt: the recipe names the source's digests
     from gtr_eval.io import sha256_file
 
     source = reduction_of(remade.path)["made_from"]["source"]["files_sha256"]
     assert source["corpus.jsonl"] == sha256_file(corpus)
     with pytest.raises(ValueError, match="positive"):
-        reduce_unit(unit, 0, tmp_path / "data")
+        reduce_unit(unit, 0, CacheRoot(tmp_path / "cache"))
 
 
 def test_run_reduce_corpus_names_the_dataset_as_reduced_and_records_how(tmp_path):

@@ -359,19 +359,22 @@ def _rel(p: Path, repo_of: dict[Path, str]) -> str:
 # ---------------------------------------------------------------------------------------- records
 
 
-def _records(files: list[Path], required: tuple[str, ...]) -> Iterator[tuple[Path, int | str, dict]]:
-    """(file, line or parquet row, record) with `_id` as the id column, each record checked."""
+def _records(
+    files: list[Path], required: tuple[str, ...], what: str
+) -> Iterator[tuple[Path, int | str, dict]]:
+    """(file, line or parquet row, record) with `_id` as the id column, each record checked (its id
+    as a `what` id: `jsonl.check_id`)."""
     for f in files:
         if f.suffix == ".parquet":
             for where, rec in _parquet_rows(f):
                 if "_id" not in rec and "id" in rec:  # MTEB's parquet names the column `id`
                     rec["_id"] = rec.pop("id")
-                check_record(f, where, rec, required)
+                check_record(f, where, rec, required, what)
                 yield f, where, rec
         else:
             opener = gzip.open if f.suffix == ".gz" else open
             try:
-                for lineno, rec in jsonl_records(f, required, opener):
+                for lineno, rec in jsonl_records(f, required, opener, what):
                     yield f, lineno, rec
             except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
                 raise DataError(f, None, f"corrupt compressed file ({e})") from None
@@ -399,7 +402,7 @@ def _write_table(files: list[Path], dest: Path, corpus: bool, progress: bool, to
         open(dest, "w", encoding="utf-8", newline="\n") as out,
         progress_bar(total, f"converting {dest.name}", "doc", enabled=progress) as bar,
     ):
-        for f, where, rec in _records(files, ("_id", "text")):
+        for f, where, rec in _records(files, ("_id", "text"), "document"):
             doc_id = str(rec["_id"])
             if doc_id in seen:
                 first = seen[doc_id][1]
@@ -416,7 +419,7 @@ def _write_table(files: list[Path], dest: Path, corpus: bool, progress: bool, to
 def _write_queries(files: list[Path], dest: Path) -> set[str]:
     ids: dict[str, int | str] = {}
     with open(dest, "w", encoding="utf-8", newline="\n") as out:
-        for f, where, rec in _records(files, ("_id", "text")):
+        for f, where, rec in _records(files, ("_id", "text"), "query"):
             qid = str(rec["_id"])
             if qid in ids:
                 raise DataError(f, where, f"duplicate query id {qid!r} (first at {ids[qid]})")

@@ -9,6 +9,7 @@ line: a week-long run should not fail an hour in on a bad row.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import warnings
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .jsonl import DataError, check_record, jsonl_records, numbered_lines, unique_records
+from .jsonl import DataError, check_id, check_record, jsonl_records, numbered_lines, unique_records
 from .store import open_corpus
 
 log = logging.getLogger(__name__)
@@ -259,10 +260,16 @@ def read_queries(path: Path) -> tuple[dict[str, str], str]:
 
 
 def read_qrels(path: Path) -> tuple[Qrels, str]:
-    """BEIR qrels: a `query-id corpus-id score` header, then tab-separated rows with integer scores."""
+    """BEIR qrels: a `query-id corpus-id score` header, then tab-separated rows with integer scores.
+
+    Ids are read as BEIR's `GenericDataLoader` reads them (`csv.reader` with a tab delimiter: a
+    field is kept as written, spaces included, unless it is quoted) and must then be usable ids
+    (`jsonl.check_id`).  The same (query, document) judged twice with different grades is a
+    `DataError` naming both lines (BEIR would silently keep the last); judged twice alike, a warning.
+    """
     path = Path(path)
     hasher = hashlib.sha256()
-    qrels: Qrels = {}
+    judged = Judgments(path)
     for lineno, line in numbered_lines(path, hasher):
         if lineno == 1:
             header = tuple(c.strip() for c in line.split("\t"))
@@ -271,18 +278,53 @@ def read_qrels(path: Path) -> tuple[Qrels, str]:
             continue
         if not line.strip():
             continue
-        cols = line.split("\t")
+        cols = next(csv.reader([line], delimiter="\t")) if '"' in line else line.split("\t")
         if len(cols) != 3:
             raise DataError(path, lineno, f"expected 3 tab-separated columns, found {len(cols)}")
-        qid, did, score = (c.strip() for c in cols)
+        qid, did, score = cols
         try:
             grade = int(score)
         except ValueError:
             raise DataError(path, lineno, f"score {score!r} is not an integer") from None
-        qrels.setdefault(qid, {})[did] = grade
-    if not qrels:
-        raise DataError(path, None, "no judgments")
-    return qrels, hasher.hexdigest()
+        judged.add(lineno, qid, did, grade)
+    return judged.qrels(), hasher.hexdigest()
+
+
+class Judgments:
+    """Judgments of one file as they are read: ids checked (`jsonl.check_id`), a (query, document)
+    judged twice with different grades refused naming both lines, judged twice alike warned of once."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._qrels: Qrels = {}
+        self._first: dict[tuple[str, str], int] = {}
+        self._repeated: list[tuple[int, int]] = []
+
+    def add(self, lineno: int, qid: str, did: str, grade: int) -> None:
+        check_id(self.path, lineno, qid, "query")
+        check_id(self.path, lineno, did, "document")
+        docs = self._qrels.setdefault(qid, {})
+        if did not in docs:
+            self._first[qid, did] = lineno
+        elif docs[did] != grade:
+            raise DataError(self.path, lineno, f"query {qid!r} judges document {did!r} {grade}, but "
+                                               f"{docs[did]} on line {self._first[qid, did]}")  # fmt: skip
+        else:
+            self._repeated.append((self._first[qid, did], lineno))
+        docs[did] = grade
+
+    def qrels(self) -> Qrels:
+        """What was read; `DataError` for none, one warning for the repeats."""
+        if not self._qrels:
+            raise DataError(self.path, None, "no judgments")
+        if self._repeated:
+            (a, b), n = self._repeated[0], len(self._repeated)
+            warnings.warn(
+                f"{self.path}: {n} judgment(s) repeated with the same grade (first: lines {a} and {b}); "
+                "each counted once",
+                stacklevel=3,
+            )
+        return self._qrels
 
 
 def load_beir_folder(

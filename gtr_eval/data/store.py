@@ -11,7 +11,8 @@ crash of the parser on hostile input, as pyarrow segfaults on a line holding onl
 take the run down) while this process scans it (sha256, line count, UTF-8 validity, no byte-order
 mark, no blank or indented line).  The child's result is kept only when it is provably what the
 strict line-by-line reader (`jsonl.corpus_records`) gives: one row per line, every `_id` present,
-non-empty and unique, every `text` present.  Anything else (the parser's refusal or crash, a count
+non-empty, unique and free of whitespace and control characters (`jsonl.id_problem`, checked
+on the id column at once), every `text` present.  Anything else (the parser's refusal or crash, a count
 mismatch, a null) sends the file through the strict reader, which either loads it (integer ids,
 null texts, blank lines are fine there) or raises its `DataError` naming the file and line.  Small
 files go straight to the strict reader.
@@ -47,11 +48,11 @@ import pyarrow as pa
 
 from ..artifacts import RECORD, CacheRoot, file_memo, memoised_sha256, verify_folder
 from ..io import last_json_object, read_memo, write_memo
-from .jsonl import DataError, corpus_records
+from .jsonl import BAD_ID_CHAR_RE2, DataError, corpus_records
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: ids with whitespace or control characters are refused
 # Files below this size go straight to the strict reader: it takes well under a second on them,
 # less than starting the fast path's child process.
 FAST_PATH_MIN_BYTES = 32 << 20
@@ -326,7 +327,7 @@ class FastConversion:
         agrees = (
             stats["rows"] == scan.lines > 0
             and stats["distinct_ids"] == stats["rows"]
-            and not (stats["null_ids"] or stats["empty_ids"] or stats["null_texts"])
+            and not (stats["null_ids"] or stats["empty_ids"] or stats["null_texts"] or stats["bad_ids"])
         )
         if not agrees:
             log.info("%s: the fast reader's result needs the line-by-line check (%s)", self.src, stats)
@@ -394,7 +395,8 @@ def _fast_child(src: str, dst: str) -> None:
 
     The file is parsed piece by piece with `read_json`, which splits each piece into blocks parsed
     on all cores (pyarrow's streaming JSON reader is single-threaded).  Stops at the first piece
-    with a missing or empty `_id` or a missing `text`: the parent then reads the file line by line.
+    with a missing, empty or unusable `_id` or a missing `text`: the parent then reads the file
+    line by line, which names the line.
     """
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -408,7 +410,7 @@ def _fast_child(src: str, dst: str) -> None:
     parse_options = pj.ParseOptions(
         explicit_schema=pa.schema([(c, pa.string()) for c in _COLUMNS]), unexpected_field_behavior="ignore"
     )
-    stats = {"rows": 0, "null_ids": 0, "empty_ids": 0, "null_texts": 0, "distinct_ids": 0}
+    stats = {"rows": 0, "null_ids": 0, "empty_ids": 0, "null_texts": 0, "bad_ids": 0, "distinct_ids": 0}
     ids_seen = []
     with pa.OSFile(dst, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         for piece in _pieces(src, JSON_PIECE):
@@ -421,7 +423,8 @@ def _fast_child(src: str, dst: str) -> None:
             stats["null_ids"] += ids.null_count
             stats["null_texts"] += text.null_count
             stats["empty_ids"] += int(pc.sum(pc.equal(pc.binary_length(ids), 0)).as_py() or 0)
-            if stats["null_ids"] or stats["empty_ids"] or stats["null_texts"]:
+            stats["bad_ids"] += int(pc.sum(pc.match_substring_regex(ids, BAD_ID_CHAR_RE2)).as_py() or 0)
+            if stats["null_ids"] or stats["empty_ids"] or stats["null_texts"] or stats["bad_ids"]:
                 break
             writer.write_table(pa.table([ids, pc.fill_null(title, ""), text], schema=schema))
             ids_seen.extend(ids.chunks)

@@ -204,6 +204,27 @@ def resolve_dataset(
     source: str = "auto",
 ) -> list[DatasetUnit]:
     """The units `spec` stands for; a missing registry dataset is downloaded into `data_dir` first."""
+    if spec in ("peerqa", "peerqa-sentences"):
+        return peerqa_units(Path(data_dir), spec)
+    units = folder_units(spec, data_dir, split)
+    if any(not (u.path / "corpus.jsonl").is_file() for u in units):
+        if not download:
+            from .download import DownloadError
+
+            raise DownloadError(
+                f"not found under {data_dir} and --no-download given (run `gtr-eval download {spec}`)"
+            )
+        from .download import download as fetch
+
+        fetch(spec, Path(data_dir), base_url=base_url, source=source)
+    return units
+
+
+def folder_units(
+    spec: str, data_dir: Path | str = paths.DATA_DIR, split: str | None = None
+) -> list[DatasetUnit]:
+    """The BEIR-folder units `spec` stands for (a folder, the bundled demo, a registry name), where
+    they are or will be downloaded to; nothing is downloaded or read."""
     path = Path(spec).expanduser()
     if _is_folder(spec):
         name = path.resolve().name
@@ -216,22 +237,10 @@ def resolve_dataset(
                 known.remove_identical_ids if known else True,
             )
         ]
-    if spec in ("peerqa", "peerqa-sentences"):
-        return peerqa_units(Path(data_dir), spec)
     info = registry.get(spec)
     if info.bundled:
         return [DatasetUnit(info.name, BUNDLED / info.name, split or info.split)]
     units = registry.evaluation_units(spec, Path(data_dir))
-    if any(not (p / "corpus.jsonl").is_file() for _, p in units):
-        if not download:
-            from .download import DownloadError
-
-            raise DownloadError(
-                f"not found under {data_dir} and --no-download given (run `gtr-eval download {spec}`)"
-            )
-        from .download import download as fetch
-
-        fetch(spec, Path(data_dir), base_url=base_url, source=source)
     return [DatasetUnit(n, p, split or info.split, info.remove_identical_ids) for n, p in units]
 
 

@@ -31,8 +31,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from .. import defaults
+from ..artifacts import CacheRoot
 from ..data import registry
-from ..data.units import Selection, unit_names
+from ..data.units import Selection, folder_units, unit_names
 from ..errors import isolated
 from ..results import ResultsStore
 from ..retrieval import families, presets
@@ -42,6 +43,7 @@ from ..retrieval.bm25 import BM25_WORDS_PER_S
 from ..retrieval.factory import ModelPair, Request, RetrieverOptions, resolve_named, system_of
 from ..retrieval.families import Cost, Encoding
 from ..retrieval.lucene import LUCENE_WORDS_PER_S
+from .reduction import built_count, reduced_name
 from .runner import RunConfig
 
 # all-MiniLM-L6-v2's WordPiece tokens per whitespace word on SciFact (1.571) and NFCorpus (1.529).
@@ -84,6 +86,16 @@ class Device:
     backend: str = "torch"
 
 
+@dataclass(frozen=True)
+class Reduction:
+    """`--reduce-corpus k`: each corpus reduced to its relevant documents and BM25's top k, in
+    `cache` (None: a temporary one, so nothing is built yet)."""
+
+    top_k: int
+    cache: CacheRoot | None
+    split: str | None = None
+
+
 @dataclass
 class DatasetPlan:
     dataset: str
@@ -93,6 +105,7 @@ class DatasetPlan:
     download_gb: float | None  # 0 when present locally; None: unknown
     done: dict[str, int] = field(default_factory=dict)  # system -> units with a stored result
     seconds: dict[str, float | None] = field(default_factory=dict)  # system -> for the units left
+    reduced: str | None = None  # with --reduce-corpus: "built" (num_docs counted), else "estimated"
 
 
 @dataclass
@@ -210,9 +223,13 @@ def make_plan(
     device: Device,
     data_dir: Path,
     results_dir: Path,
+    reduction: Reduction | None = None,
 ) -> Plan:
     data_dir = Path(data_dir).expanduser()
-    rows = [_dataset_plan(spec, models, device, data_dir, Path(results_dir)) for spec in selection.datasets]
+    rows = [
+        _dataset_plan(spec, models, device, data_dir, Path(results_dir), reduction)
+        for spec in selection.datasets
+    ]
     return Plan(rows, list(models), device, list(selection.skipped))
 
 
@@ -227,15 +244,28 @@ def plan_run(cfg: RunConfig) -> Plan:
         costs = [replace(c, system=cfg.system_of(m)) for c, m in zip(costs, cfg.models, strict=True)]
     encodes = any(c.encodes for c in costs)  # BM25 alone runs on the CPU: no need to look for a GPU
     where = resolve_device(o.device, o.devices, o.dtype, o.backend) if encodes else Device("cpu", "cpu")
-    return make_plan(cfg.data.expand(cfg.datasets), costs, where, cfg.data.data_dir, cfg.results_dir)
+    reduction = None
+    if cfg.reduce_corpus is not None:
+        reduction = Reduction(cfg.reduce_corpus, CacheRoot.optional(o.cache_dir), cfg.data.split)
+    return make_plan(
+        cfg.data.expand(cfg.datasets), costs, where, cfg.data.data_dir, cfg.results_dir, reduction
+    )
 
 
 def _dataset_plan(
-    spec: str, models: Sequence[ModelCost], device: Device, data_dir: Path, results_dir: Path
+    spec: str,
+    models: Sequence[ModelCost],
+    device: Device,
+    data_dir: Path,
+    results_dir: Path,
+    reduction: Reduction | None = None,
 ) -> DatasetPlan:
     units = unit_names(spec, data_dir)
     docs, queries, doc_words, query_words, download = _sizes(spec, data_dir)
     row = DatasetPlan(spec, units, docs, queries, download)
+    if reduction is not None and spec not in ("peerqa", "peerqa-sentences"):
+        row.units, row.num_docs, row.reduced = _reduced(spec, data_dir, reduction, docs, queries)
+        units, docs = row.units, row.num_docs
     for m in models:
         done = sum(ResultsStore(results_dir).done(m.system, u) for u in units)
         row.done[m.system] = done
@@ -254,6 +284,22 @@ def _dataset_plan(
             )
             row.seconds[m.system] = None if per_unit is None else per_unit * (len(units) - done)
     return row
+
+
+def _reduced(
+    spec: str, data_dir: Path, reduction: Reduction, docs: int | None, queries: int | None
+) -> tuple[list[str], int | None, str]:
+    """The reduced units' names, their documents and whether that count is what was built (every
+    unit's reduction is in the cache, made from the source files as they are now) or estimated
+    (BM25's top k of each query, at most the whole corpus; relevant documents outside it not counted)."""
+    units = folder_units(spec, data_dir, reduction.split)
+    built = [built_count(reduction.cache, u, reduction.top_k) if reduction.cache else None for u in units]
+    names = [reduced_name(u.name, reduction.top_k) for u in units]
+    if all(n is not None for n in built):
+        return names, sum(built), "built"  # type: ignore[arg-type]
+    if docs is None or queries is None:
+        return names, None, "estimated"
+    return names, min(docs, queries * reduction.top_k), "estimated"
 
 
 def _sizes(spec: str, data_dir: Path) -> tuple[int | None, int | None, float, float, float | None]:
@@ -309,7 +355,7 @@ def render_plan(plan: Plan) -> str:
         cells = []
         for s in systems:
             cells += [f"{d.done[s]}/{len(d.units)}", duration(d.seconds[s])]
-        docs = "?" if d.num_docs is None else f"{d.num_docs:,}"
+        docs = "?" if d.num_docs is None else f"{'~' if d.reduced == 'estimated' else ''}{d.num_docs:,}"
         queries = "?" if d.num_queries is None else f"{d.num_queries:,}"
         body.append([d.dataset, docs, queries, _gb(d.download_gb), *cells])
     totals = []
@@ -340,6 +386,7 @@ def render_plan(plan: Plan) -> str:
         "",
     ]
     lines += [f"Skipped: {name}: {why}" for name, why in plan.skipped]
+    lines += _reduction_note(plan)
     if weights:
         sizes = ", ".join(
             f"{system} {'size unknown' if gb is None else f'{gb:.2f} GB'}" for system, gb in weights
@@ -347,6 +394,23 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"Model weights to download (in the total): {sizes}")
     lines += ["", *textwrap.wrap(_basis(plan.device), 100)]
     return "\n".join(lines) + "\n"
+
+
+def _reduction_note(plan: Plan) -> list[str]:
+    """With --reduce-corpus: which reduced corpora are built (their document counts are exact) and
+    which are to be made first (counts estimated, BM25 over the whole corpus to run)."""
+    reduced = [d for d in plan.datasets if d.reduced is not None]
+    if not reduced:
+        return []
+    built = [u for d in reduced if d.reduced == "built" for u in d.units]
+    todo = [u for d in reduced if d.reduced != "built" for u in d.units]
+    lines = [f"Reduced corpora built in the cache (documents counted): {', '.join(built)}"] if built else []
+    if todo:
+        lines.append(
+            f"Reduced corpora to make first (~ documents: BM25's top k per query, estimated; BM25 runs over "
+            f"the whole corpus once): {', '.join(todo)}"
+        )
+    return lines
 
 
 def _basis(device: Device) -> str:

@@ -2,8 +2,10 @@
 documents judged relevant for the split's queries plus BM25's top-k documents of each query, the way
 NanoBEIR's corpora were built.
 
-The reduced dataset is a BEIR folder of its own (`<data dir>/reduced/<name>~bm25top<k>/`): its corpus
-holds the kept lines of the original `corpus.jsonl` byte for byte, in their order; `queries.jsonl`
+The reduced dataset is a BEIR folder of its own, derived data in the cache, never in the data folder
+(which may be read-only): `<cache>/reduced/<name>~bm25top<k>/<source>/`, where `<source>` names the
+source folder and split (so two folders of the same name never share one); with no cache
+(`--no-cache`) in a temporary folder removed when the process ends.  Its corpus holds the kept lines of the original `corpus.jsonl` byte for byte, in their order; `queries.jsonl`
 and the split's qrels are copied as they are.  Its name says it is reduced, and its files' digests
 differ from the full dataset's, so a result on it is never taken for (or served as) one on the full
 set.  `reduction.json` records what it was made from (the source's fingerprint) and how; a source
@@ -18,12 +20,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
-from ..artifacts import CacheRoot, build_folder
+from ..artifacts import CacheRoot, file_memo, key_digest
 from ..data.units import DatasetUnit
 from ..identity import record
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_memo
 
 RECIPE = "qrels-relevant + bm25 top-k, v1"
 MARKER = "reduction.json"
@@ -33,30 +36,66 @@ def reduced_name(name: str, top_k: int) -> str:
     return f"{name}~bm25top{top_k}"
 
 
+def reduced_folder(cache: CacheRoot, unit: DatasetUnit, top_k: int) -> Path:
+    """Where the reduction of `unit` to `top_k` lives in `cache` (`run --plan` looks there too)."""
+    source = key_digest({"source": str(Path(unit.path).expanduser().resolve()), "split": unit.split})
+    return cache.area("reduced") / reduced_name(unit.name, top_k) / source[:16]
+
+
 def reduce_unit(
     unit: DatasetUnit,
     top_k: int,
-    root: Path,
+    cache: CacheRoot | None,
     store_dir: Path | None = None,
-    cache_dir: Path | None = None,
     echo=print,
 ) -> DatasetUnit:
-    """The reduced copy of `unit` under `root/reduced/` (made now unless one of the same source and k
-    is there)."""
+    """The reduced copy of `unit` in `cache` (made now unless one of the same source and k is there);
+    with no cache, in a temporary folder that lasts as long as the process."""
     if top_k < 1:
         raise ValueError(f"--reduce-corpus takes a positive number of BM25 documents per query, not {top_k}")
     if unit.loader is not None:
         raise ValueError(f"{unit.name}: only BEIR folders can be reduced (not {unit.name}'s own layout)")
+    index_cache = cache.path if cache is not None else None
+    cache = cache if cache is not None else _temporary_cache()
     name = reduced_name(unit.name, top_k)
-    folder = Path(root) / "reduced" / name
+    folder = reduced_folder(cache, unit, top_k)
     recipe = {"recipe": RECIPE, "top_k": top_k, "source": record(unit.fingerprint(store_dir))}
-    memos = root.memos("folders") if (root := CacheRoot.optional(cache_dir)) is not None else None
-    made = build_folder(folder, lambda tmp: _build(unit, tmp, recipe, store_dir, cache_dir), "reduced dataset",
-                        memos, current=lambda f: _marker(f).get("made_from") == recipe)  # fmt: skip
+    made = cache.build(folder, lambda tmp: _build(unit, tmp, recipe, store_dir, index_cache), "reduced dataset",
+                       current=lambda f: _marker(f).get("made_from") == recipe)  # fmt: skip
     if not made:
         kept = _marker(folder)["documents"]
         echo(f"[data] {name}: {kept:,} documents kept (relevant + BM25 top {top_k}) -> {folder}")
     return DatasetUnit(name, folder, unit.split, unit.ignore_identical_ids)
+
+
+_TEMPORARY: list[tempfile.TemporaryDirectory] = []
+
+
+def _temporary_cache() -> CacheRoot:
+    """A cache for this process only (`--no-cache`), removed when it ends."""
+    if not _TEMPORARY:
+        _TEMPORARY.append(tempfile.TemporaryDirectory(prefix="gtr-eval-reduced-"))
+    return CacheRoot(Path(_TEMPORARY[0].name))
+
+
+def built_count(cache: CacheRoot, unit: DatasetUnit, top_k: int) -> int | None:
+    """How many documents the reduction of `unit` in `cache` holds, if it is there and was made from
+    the source files as they are now (by the cache's memos of their digests: nothing is read); None
+    when it is not, or cannot be told without reading the files (the run then makes it)."""
+    folder = reduced_folder(cache, unit, top_k)
+    made = _marker(folder).get("made_from") or {}
+    recorded = (made.get("source") or {}).get("files_sha256") or {}
+    if made.get("recipe") != RECIPE or not recorded:
+        return None
+    for name in unit.data_files():
+        try:
+            digest = read_memo(file_memo(Path(unit.path) / name, cache.memos("files")))
+        except OSError:
+            return None
+        if digest is None or digest != recorded.get(name):
+            return None
+    kept = _marker(folder).get("documents")
+    return kept if isinstance(kept, int) else None
 
 
 def reduction_of(folder: Path | str) -> dict | None:

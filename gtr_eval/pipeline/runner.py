@@ -152,8 +152,8 @@ class Units:
             return units
         from .reduction import reduce_unit
 
-        root, cache = Path(cfg.data.data_dir), cfg.options.cache_dir
-        return [reduce_unit(u, cfg.reduce_corpus, root, cfg.store_dir, cache, self.say) for u in units]
+        cache = CacheRoot.optional(cfg.options.cache_dir)
+        return [reduce_unit(u, cfg.reduce_corpus, cache, cfg.store_dir, self.say) for u in units]
 
 
 class Built:

@@ -318,14 +318,18 @@ class LuceneRetriever(Retriever):
                         asked += 1
             if asked:
                 output = Path(tmp) / "run.trec"
-                cmd = ["io.anserini.search.SearchCollection", "-index", str(self._index), "-topics", str(topics),
+                # `-topics` takes several files and splits its value on whitespace: named relative to
+                # the child's working folder (`_java`), so that a cache path with a space still works
+                cmd = ["io.anserini.search.SearchCollection", "-index", str(self._index), "-topics", topics.name,
                        "-topicReader", self.spec.topic_reader, "-output", str(output), "-bm25",
                        "-bm25.k1", repr(self.spec.k1), "-bm25.b", repr(self.spec.b), "-hits", str(top_k),
                        "-threads", str(self.threads), "-language", self.spec.language, "-stemmer", self.spec.stemmer,
                        *(["-keepStopwords"] if self.spec.keep_stopwords else []),
                        *(["-removeQuery"] if self.spec.remove_query else []),
                        *(["-fields", *self.spec.query_fields] if self.spec.query_fields else [])]  # fmt: skip
-                self._java(cmd, Path(tmp), "search")
+                log_text = self._java(cmd, Path(tmp), "search")
+                if not output.is_file():  # SearchCollection reports some errors with exit code 0
+                    raise LuceneError(f"Anserini SearchCollection wrote no run: {_last_error(log_text)}")
                 read_run(output, run)
         return Searched(run, Report({"search_s": time.perf_counter() - t0}))
 
@@ -346,14 +350,15 @@ class LuceneRetriever(Retriever):
     # --- the Java child ------------------------------------------------------------------------
 
     def _java(self, args: list[str], folder: Path, what: str) -> str:
-        """Run one Anserini class; its log goes to `folder/<what>.log` (returned).  The child's pid is
-        written to `folder/java.pid` while it runs, so that a later build can end an orphan."""
+        """Run one Anserini class in `folder` (its working folder); its log goes to `folder/<what>.log`
+        (returned).  The child's pid is written to `folder/java.pid` while it runs, so that a later
+        build can end an orphan."""
         log_path = folder / f"{what}.log"
         cmd = [str(self.runtime.java), "-cp", str(self.runtime.jar), *args]
         env = {**os.environ, "JAVA_HOME": str(self.runtime.java.parent.parent)}
         with open(log_path, "wb") as out:
             child = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=folder
             )
             pid_file = folder / "java.pid"
             try:
