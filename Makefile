@@ -53,4 +53,4 @@ screenshot: report
 	  "file://$(CURDIR)/build/report/index.html"
 
 clean:
-	rm -rf runs .pytest_cache build/report
+	rm -rf $(DEMO) .pytest_cache build/report  # runs/ holds your own results: only the demo's go

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_pip_install_then_a_demo_run_stores_a_result(tmp_path):
     out = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "check_install.sh"), str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     said = out.stdout[-3000:] + out.stderr[-3000:]
     assert out.returncode == 0, said
