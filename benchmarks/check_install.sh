@@ -8,6 +8,7 @@
 # TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) picks where torch comes from; unset,
 # pip's own configuration decides (here: the CPU wheel on local disk). tests/test_install.py runs it.
 set -euo pipefail
+unset PYTHONPATH  # a user's environment: only what pip installed is importable
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${1:-$(mktemp -d)}
 PYTHON=${PYTHON:-python3}
