@@ -32,7 +32,7 @@ def run_config(models: Sequence[str | ModelPair], datasets: Sequence[str], **val
     """What `run` (and `gtr-eval run`, which calls this with its options) will do.  The keyword
     parameters are `gtr-eval run`'s options under their field names (`options.RUN`), with the same
     defaults: `data_dir`, `results_dir` and `cache_dir` None are `$GTR_EVAL_DATA_DIR` (else ./data),
-    `$GTR_EVAL_RESULTS_DIR` (else ./results) and `$GTR_EVAL_CACHE_DIR` (else the user cache), read at
+    `$GTR_EVAL_RESULTS_DIR` (else ./runs) and `$GTR_EVAL_CACHE_DIR` (else the user cache), read at
     call time; `no_cache=True` encodes into a temporary folder.  `reduce_corpus=k`: each corpus reduced
     to the documents judged relevant plus BM25's top k per query (a dataset of its own,
     `<name>~bm25top<k>`; `pipeline.reduction`)."""

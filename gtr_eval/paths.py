@@ -15,8 +15,9 @@ CACHE_DIR_ENV = "GTR_EVAL_CACHE_DIR"
 
 DATA_DIR = Path("data")
 """Datasets when neither the caller nor `$GTR_EVAL_DATA_DIR` says where (relative to the working folder)."""
-RESULTS_DIR = Path("results")
-"""The results store when neither the caller nor `$GTR_EVAL_RESULTS_DIR` says where."""
+RESULTS_DIR = Path("runs")
+"""The results store when neither the caller nor `$GTR_EVAL_RESULTS_DIR` says where: not `results/`, a
+checkout's committed results, so a newcomer's first run computes their own (runs/ is git-ignored)."""
 
 BUNDLED = Path(__file__).resolve().parent / "data" / "bundled"
 
@@ -27,7 +28,7 @@ def data_dir(given: Path | str | None = None) -> Path:
 
 
 def results_dir(given: Path | str | None = None) -> Path:
-    """`given`, else `$GTR_EVAL_RESULTS_DIR`, else ./results."""
+    """`given`, else `$GTR_EVAL_RESULTS_DIR`, else RESULTS_DIR (./runs)."""
     return _folder(given, RESULTS_DIR_ENV, RESULTS_DIR)
 
 

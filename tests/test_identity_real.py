@@ -96,8 +96,8 @@ def test_qrels_cut_to_60_lines_are_refused_and_overwrite_scores_them_afresh(beir
 
 @pytest.fixture
 def committed_copy(tmp_path, beir_data) -> Path:
-    """A working folder as the README's commands expect it: `results/` (a copy of the committed one)
-    and `data/` (the real SciFact and NFCorpus)."""
+    """A working folder holding `results/` (a copy of the committed one) and `data/` (the real SciFact
+    and NFCorpus), as a checkout is after `make test`."""
     shutil.copytree(COMMITTED, tmp_path / "results")
     (tmp_path / "data").symlink_to(beir_data)
     return tmp_path
@@ -105,7 +105,8 @@ def committed_copy(tmp_path, beir_data) -> Path:
 
 @pytest.mark.slow
 def test_fusing_the_committed_results_needs_no_overwrite_and_stays_0_7182(committed_copy):
-    out = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", cwd=committed_copy)
+    out = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", "--results-dir", "results",
+               cwd=committed_copy)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert f"[skip] {FUSED} on scifact: already done" in out.stderr
     assert (
@@ -114,7 +115,8 @@ def test_fusing_the_committed_results_needs_no_overwrite_and_stays_0_7182(commit
     # and made afresh from the committed inputs, it is the committed fused result, byte for byte
     committed_run = ResultsStore(COMMITTED).load(FUSED, "scifact").run_path
     shutil.rmtree(committed_copy / "results" / FUSED)
-    again = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", cwd=committed_copy)
+    again = _gtr("fuse", "--rrf", "bm25", "all-MiniLM-L6-v2", "-d", "scifact", "--results-dir", "results",
+               cwd=committed_copy)  # fmt: skip
     assert again.returncode == 0, again.stderr
     fresh = ResultsStore(committed_copy / "results").load(FUSED, "scifact")
     assert round(fresh.metrics["ndcg@10"], 4) == 0.7182 and _sha(fresh.run_path) == _sha(committed_run)

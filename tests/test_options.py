@@ -87,7 +87,7 @@ def test_flags_set_their_field():
 
 def test_api_run_honours_the_folder_environment_variables(tmp_path, monkeypatch):
     """No folder argument: data from $GTR_EVAL_DATA_DIR, results to $GTR_EVAL_RESULTS_DIR, the cache in
-    $GTR_EVAL_CACHE_DIR, read at call time (none of ./data, ./results or the user cache is touched)."""
+    $GTR_EVAL_CACHE_DIR, read at call time (none of ./data, ./runs or the user cache is touched)."""
     data, results, cache, work = (tmp_path / n for n in ("data", "results", "cache", "work"))
     shutil.copytree(BUNDLED / "demo", data / "mine")
     work.mkdir()

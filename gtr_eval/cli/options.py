@@ -72,7 +72,7 @@ def _field(group: type, name: str) -> Field:
 data_dir_option = click_option(_field(DataGroup, "data_dir"), resolve=paths.data_dir)
 """`--data-dir` for commands that take the folder itself (`$GTR_EVAL_DATA_DIR` or ./data when not given)."""
 results_dir_option = click_option(_field(ResultsGroup, "results_dir"), resolve=paths.results_dir)
-"""`--results-dir` for commands that take the folder itself (`$GTR_EVAL_RESULTS_DIR` or ./results)."""
+"""`--results-dir` for commands that take the folder itself (`$GTR_EVAL_RESULTS_DIR` or ./runs)."""
 base_url_option = click_option(_field(DataGroup, "base_url"))
 source_option = click_option(_field(DataGroup, "source"))
 models_option = click.option(

@@ -90,7 +90,7 @@ def report_cmd(
     """A static results site that opens from file:// offline: leaderboard, paper tables, a page per dataset.
 
     \b
-    gtr-eval report                                  ./results -> ./report/index.html
+    gtr-eval report                                  ./runs -> ./report/index.html
     gtr-eval report --reference mteb:mteb-results/sentence-transformers__gtr-t5-base
     """
     from ..api import report
