@@ -265,10 +265,16 @@ def made_otherwise(changes: list[Change], limit: int = 2) -> str:
     """What a stored result was made with, unlike what is asked for now, in a few words and then the
     first `limit` differences: `with other qrels (qrels/test.tsv differs)`."""
     kinds = list(dict.fromkeys(_kind(c) for c in changes)) or ["inputs"]
-    shown = "; ".join(_detail(c) for c in changes[:limit])
+    kinds = kinds[:2] + ([f"{len(kinds) - 2} more kinds"] if len(kinds) > 3 else kinds[2:])
+    shown = "; ".join(_shortened(_detail(c)) for c in changes[:limit])
     more = len(changes) - limit
     shown += f" and {more} more" if more > 0 else ""
     return f"with other {' and '.join(kinds)}" + (f" ({shown})" if shown else "")
+
+
+def _shortened(text: str, most: int = 60) -> str:
+    """One difference in at most `most` characters: a refusal stays one short line."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _kind(change: Change) -> str:

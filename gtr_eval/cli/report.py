@@ -221,7 +221,7 @@ def import_cmd(
                 echo=lambda line: click.echo(line, err=True) if line.startswith("[skip]") else None,
             )
         except Refused as e:  # a stored result of this name made from another file: as `run` says it
-            click.echo(f"[refused] {system} on {dataset}: {e}", err=True)
+            click.echo(f"[refused] {e}", err=True)
             sys.exit(3)
     for warning in done.warnings:
         click.echo(f"warning: {warning}", err=True)
