@@ -40,14 +40,14 @@ README = ROOT / "README.md"
 # What each command of the usage block does offline: 0 (it succeeds), or the exit code and a phrase of
 # the one line that says why it cannot (matched against the start of the command).
 NEEDS_MORE = {
-    "gtr-eval download scifact nfcorpus": (1, "every source failed"),
-    "gtr-eval download scifact --source hf-beir": (1, "cannot get BeIR/scifact"),
+    "gtr-eval download scifact nfcorpus": (3, "every source failed"),
+    "gtr-eval download scifact --source hf-beir": (3, "cannot get BeIR/scifact"),
     "gtr-eval run -m bm25 -m gtr-t5-base": (3, "gtr-t5-base: model failed"),
     "gtr-eval run -m bm25 -d beir-small": (3, "download failed"),
     "gtr-eval run -m ./my-model": (2, "./my-model: no such model folder"),
     "gtr-eval run -m dpr -m tas-b --query-model ./q-encoder": (2, "./q-encoder: no such model folder"),
     "gtr-eval rerank --run bm25 -m cross-encoder/ms-marco-MiniLM-L6-v2": (
-        1,
+        2,
         "cannot get model 'cross-encoder/ms-marco-MiniLM-L6-v2' from the Hugging Face hub (connection refused)",
     ),
     "gtr-eval paper --reproduce": (1, "Aborted: no answer"),
