@@ -61,9 +61,12 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a command's pairs, with how many had finished (they stay stored: the same command
-    resumes after them)."""
+    """Ctrl-C during a command, with what was kept: the pairs that had finished (stored) and, for a
+    stage cut short, its shards already saved (`saved`).  The same command resumes from both."""
 
-    def __init__(self, done: int, failed: int = 0):
-        super().__init__(f"interrupted; {done} pair(s) done, resume with the same command")
-        self.done, self.failed = done, failed
+    def __init__(self, done: int | None = None, failed: int = 0, saved: str | None = None):
+        kept = [saved] if saved else []
+        if done is not None:
+            kept.append(f"{done} pair{'' if done == 1 else 's'} done")
+        super().__init__(f"interrupted: {'; '.join(kept + ['rerun the same command to resume'])}")
+        self.done, self.failed, self.saved = done, failed, saved

@@ -717,7 +717,7 @@ def _build(corpus, folder: Path, config, pool, workers: int, progress: bool) -> 
         job[name], job[f"{name}_offset"] = str(path), _empty_npy(path, dtype, nnz)
     per_bucket = [[(first, name, wide, offsets[b], counts[b]) for first, name, (wide, offsets, counts) in pieces
                    if counts[b]] for b in range(nb)]  # fmt: skip
-    bar = bars.bar(nb, "BM25: score", "bucket", enabled=progress)
+    bar = bars.bar(nb, "BM25: weigh terms", "part", enabled=progress)  # a part: a bucket of terms
     if pool is None:
         cache: dict = {}
         results = (score_bucket(job, b, per_bucket[b], cache) for b in range(nb))
