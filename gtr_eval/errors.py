@@ -48,6 +48,18 @@ def isolated(e: BaseException) -> bool:
     return isinstance(e, PairError) or is_out_of_memory(e)
 
 
+class PairsFailed(RuntimeError):
+    """Pairs of a sweep failed (or were refused); raised by the Python API once the others are done
+    (`failures="raise"`).  `results` holds what succeeded, `results.failures` what did not; the
+    first failure's own exception is the `__cause__`."""
+
+    def __init__(self, results):
+        failures = results.failures
+        listed = "; ".join(str(f) for f in failures[:3]) + ("; …" if len(failures) > 3 else "")
+        super().__init__(f"{len(failures)} pair{'' if len(failures) == 1 else 's'} failed: {listed}")
+        self.results, self.failures = results, failures
+
+
 class Mistake(ValueError):
     """A mistake in what was asked (an unknown model, dataset or metric name, a folder that does not
     exist): said in one line, with the closest known name, before any work starts."""

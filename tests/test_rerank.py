@@ -208,7 +208,7 @@ def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm
     _invoke("run", "-m", str(colbert), "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache),
             "--quiet")  # fmt: skip
     res = _rerank(results, tiny_ce, cache, "-m", str(colbert), "--depth", "5")
-    assert "[cache] bm25>>tiny-colbert on demo: encoded 0 of 1 corpus shards, reused 1" in res.output
+    assert "[cache] bm25>>tiny-colbert on demo: corpus embeddings: 1 shard from cache" in res.output
     bm25_sha = hashlib.sha256(ResultsStore(results).load("bm25", "demo").run_path.read_bytes()).hexdigest()
     bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
     full = read_trec_run(ResultsStore(results).load("tiny-colbert", "demo").run_path)

@@ -205,7 +205,7 @@ def test_the_python_api_returns_failures_for_rerank_and_fuse_as_for_run(tmp_path
     from gtr_eval import api
 
     results, copy = tmp_path / "r", shutil.copytree(DEMO, tmp_path / "demo-copy")
-    quiet = dict(results_dir=results, progress=False, echo=lambda s: None)
+    quiet = dict(results_dir=results, progress=False, echo=lambda s: None, failures="collect")
     api.run(["bm25"], ["demo", str(copy)], **quiet)
     api.run(["bm25"], ["demo"], bm25_k1=0.9, name="bm25-k0.9", **quiet)
     fused = api.fuse(["bm25", "bm25-k0.9"], ["demo", str(copy)], **quiet)
