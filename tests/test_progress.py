@@ -140,6 +140,12 @@ def test_piped_output_is_plain_lines_per_stage_with_nothing_from_dependencies(ti
     n_docs = sum(1 for _ in (BUNDLED / "demo" / "corpus.jsonl").open())
     assert f"BM25: tokenise: {n_docs} docs in" in "\n".join(lines)
     assert any(x.startswith(f"{tiny_gtr.name}: encode corpus: {n_docs} docs in ") for x in lines), lines
+    n_queries = sum(1 for _ in (BUNDLED / "demo" / "queries.jsonl").open())
+    assert any(x.startswith(f"BM25: search: {n_queries} queries in ") for x in lines), lines
+    assert any(x.startswith(f"{tiny_gtr.name}: search: {n_queries} queries in ") for x in lines), lines
+    assert f"[cache] {tiny_gtr.name} on demo: corpus embeddings: 1 shard computed and saved" in lines
+    assert any(re.fullmatch(r"BM25: weigh terms: [\d,]+ terms in \d\.\d s", x) for x in lines), lines
+    assert "bucket" not in err and "reused" not in err  # plain words
     assert lines[-1].startswith("pairs: 2 pairs in ")
     assert sum(x.startswith("[done]") for x in lines) == 2
 
