@@ -329,9 +329,12 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
 
     res = _invoke(*args(results, cache))
     assert (
-        f"0 reused, {want_stats['pairs_scored']} scored in {total - 4} new shards (+4 resumed)" in res.output
+        f"scores of {want_stats['pairs']:,} pairs: {want_stats['pairs_scored']:,} distinct pairs computed and "
+        "saved (4 shards from an interrupted run)" in res.output
     )
     got = ResultsStore(results).load(f"bm25>>{CE}", "synthetic")
+    stats = got.manifest["stats"]["pair_stats"]
+    assert (stats["shards_encoded"], stats["shards_reused"], stats["pairs_reused"]) == (total - 4, 4, 0)
     assert got.metrics == want.metrics and got.per_query == want.per_query
     assert read_trec_run(got.run_path) == read_trec_run(want.run_path)
     assert list((cache / "pair-scores").glob("*/*/jobs/*")) == jobs  # the same job, resumed

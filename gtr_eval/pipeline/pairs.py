@@ -300,7 +300,7 @@ def _echo_stats(echo: Echo, system: str, dataset: str, stats) -> None:
         echo(f"[cache] {system} on {dataset}: corpus embeddings: {shards}")
     if st := stats.get("pair_stats"):
         scores = _served(st["distinct_pairs"] - st["pairs_scored"], st["pairs_scored"], "distinct pair")
-        resumed = f" ({st['shards_reused']} shards of them resumed)" if st["shards_reused"] else ""
+        resumed = f" ({st['shards_reused']} shards from an interrupted run)" if st["shards_reused"] else ""
         echo(f"[cache] {system} on {dataset}: scores of {st['pairs']:,} pairs: {scores}{resumed}")
 
 
