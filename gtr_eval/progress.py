@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -89,7 +90,9 @@ class LogLine:
         self._stop = threading.Event()
         if watch and heartbeat is not None:
             wake = max(0.01, min(heartbeat / 60, 1.0))  # a line at most a second late
-            threading.Thread(target=self._watch, args=(wake,), daemon=True, name=f"progress {desc}").start()
+            # It holds the line weakly: a stage dropped without `close` (an error) stops its timer too.
+            args = (weakref.ref(self), self._stop, wake)
+            threading.Thread(target=_watch, args=args, daemon=True, name=f"progress {desc}").start()
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -109,10 +112,6 @@ class LogLine:
             self._last = now
             of = f"/{self.total:,}" if self.total else ""
             self._write(f"{self.desc}: {self.n:,}{of} {plural(self.unit)} ({elapsed(now - self._start)})")
-
-    def _watch(self, wake: float) -> None:
-        while not self._stop.wait(wake):
-            self.beat()
 
     def set_postfix(self, refresh: bool = True, **values: Any) -> None:
         self._postfix.update(values)
@@ -143,6 +142,16 @@ class LogLine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _watch(line: weakref.ref[LogLine], stop: threading.Event, wake: float) -> None:
+    """A `LogLine`'s timer: a beat every `wake` seconds until it is closed or gone."""
+    while not stop.wait(wake):
+        alive = line()
+        if alive is None:
+            return
+        alive.beat()
+        del alive
 
 
 def served(progress_bar, n: int) -> None:

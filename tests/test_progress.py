@@ -209,6 +209,11 @@ def test_a_piped_bar_has_a_timer_that_speaks_without_updates(monkeypatch):
     assert lines[-1].startswith("encode queries: 0 queries in ")
     time.sleep(0.2)
     assert out.getvalue().splitlines() == lines  # closed: the timer stopped
+    dropped = io.StringIO()
+    progress.LogLine(10, "encode queries", "query", stream=dropped, heartbeat=0.05, watch=True)
+    time.sleep(0.2)  # never closed (an error dropped it): its timer stops with it
+    assert dropped.getvalue() == ""
+    assert not [t for t in threading.enumerate() if t.name.startswith("progress encode queries")]
 
 
 def test_a_stage_served_from_cache_says_so():
