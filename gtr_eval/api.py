@@ -6,6 +6,10 @@
 >>> print(table("results", metric="ndcg@10", baseline="bm25", ci=True))
 >>> evaluate_run("data/scifact/qrels/test.tsv", "my-run.trec.gz").intervals()
 
+`run`, `rerank` and `fuse` say what they do, line by line, to `echo` (default: stderr, never stdout;
+pass any callable to collect the lines), and raise `errors.PairsFailed` when a pair fails unless
+`failures="collect"` (then the returned list's `.failures` says which and why).
+
 Functions that take folders read `$GTR_EVAL_DATA_DIR`, `$GTR_EVAL_RESULTS_DIR` and `$GTR_EVAL_CACHE_DIR`
 when none is given, as the commands do (`paths`); `run`, `plan`, `rerank` and `fuse` take their
 command's options under the same names with the same defaults (`options`).
@@ -13,13 +17,37 @@ command's options under the same names with the same defaults (`options`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from . import defaults, options, paths
+from .errors import PairsFailed
 from .options import takes
 from .results import ResultsStore
+
+Failures = Literal["raise", "collect"]
+
+
+def to_stderr(line: str) -> None:
+    """Where the API says what it does by default (`echo=`): stderr, apart from the caller's own output."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _check(failures: Failures) -> None:
+    """Said before any work, as a command says a mistake."""
+    if failures not in ("raise", "collect"):
+        raise ValueError(f'failures must be "raise" or "collect", not {failures!r}')
+
+
+def _finished(results: RunResults, failures: Failures) -> RunResults:
+    """`failures="raise"`: a sweep with a failed (or refused) pair raises `errors.PairsFailed` once the
+    other pairs are done; `"collect"`: the failures stay in `.failures`, as the commands report them."""
+    if results.failures and failures == "raise":
+        raise PairsFailed(results) from results.failures[0].cause
+    return results
+
 
 if TYPE_CHECKING:
     from .pipeline.pairs import RunResults
@@ -45,18 +73,28 @@ def run_config(models: Sequence[str | ModelPair], datasets: Sequence[str], **val
 
 
 @takes(options.RUN)
-def run(models: Sequence[str | ModelPair], datasets: Sequence[str], *, echo=print, **values) -> RunResults:
+def run(
+    models: Sequence[str | ModelPair],
+    datasets: Sequence[str],
+    *,
+    echo: Callable[[str], None] = to_stderr,
+    failures: Failures = "raise",
+    **values,
+) -> RunResults:
     """`gtr-eval run`: every model on every dataset (the options as for `run_config`). `datasets` may
     hold sweeps (`beir`); `source` is where missing datasets come from (auto, ukp, hf-beir, hf-mteb). A
     model may be a `retrieval.factory.ModelPair(query, doc)`: one asymmetric system
     (`--query-model/--doc-model`); a glob (`"out/checkpoint-*"`) or a trainer's output folder, its
     checkpoints, each as system `out@step-N` (`RunConfig` expands them). A stored result is served only
     for the inputs that made it (one made otherwise is refused, `overwrite=True` replaces it). The
-    returned list holds the pairs that succeeded; its `.failures` says which failed, or were refused,
-    and why."""
+    returned list holds the pairs that succeeded.  A pair that fails or is refused raises
+    `errors.PairsFailed` once the others are done (its `.results` holds them); with
+    `failures="collect"` it is listed in the returned list's `.failures` instead.  Progress and each
+    pair's line go to `echo` (stderr by default)."""
     from .pipeline.runner import run as _run
 
-    return _run(run_config(models, datasets, **values), echo=echo)
+    _check(failures)
+    return _finished(_run(run_config(models, datasets, **values), echo=echo), failures)
 
 
 @takes(options.RUN)
@@ -70,13 +108,20 @@ def plan(models: Sequence[str | ModelPair], datasets: Sequence[str], **values) -
 
 @takes(options.RERANK)
 def rerank(
-    candidates: str, models: Sequence[str], datasets: Sequence[str], *, echo=print, **values
+    candidates: str,
+    models: Sequence[str],
+    datasets: Sequence[str],
+    *,
+    echo: Callable[[str], None] = to_stderr,
+    failures: Failures = "raise",
+    **values,
 ) -> RunResults:
     """`gtr-eval rerank`: the stored run of `candidates` re-ranked by each model in `models` (a
     cross-encoder, or a late-interaction model: exact MaxSim, the two-stage search; a bi-encoder is
     refused).
     The keyword parameters are `gtr-eval rerank`'s options (`options.RERANK`; folders as for
-    `run_config`).  Returns what `run` returns (`.failures` included)."""
+    `run_config`).  Returns what `run` returns; `echo` and `failures` as for `run`."""
+    _check(failures)
     from .pipeline.compose import RerankConfig
     from .pipeline.compose import rerank as _rerank
     from .retrieval.rerank import CrossEncoderConfig
@@ -96,13 +141,22 @@ def rerank(
         encoder=CrossEncoderConfig(model="", **encoder, shard_size=values["pair_shard_size"]),
         progress=values["progress"],
     )
-    return _rerank(cfg, echo=echo)
+    return _finished(_rerank(cfg, echo=echo), failures)
 
 
 @takes(options.FUSE)
-def fuse(systems: Sequence[str], datasets: Sequence[str], *, echo=print, **values) -> RunResults:
+def fuse(
+    systems: Sequence[str],
+    datasets: Sequence[str],
+    *,
+    echo: Callable[[str], None] = to_stderr,
+    failures: Failures = "raise",
+    **values,
+) -> RunResults:
     """`gtr-eval fuse`: the stored runs of `systems` fused (method "rrf", "minmax" or "zscore").  The
-    keyword parameters are `gtr-eval fuse`'s options (`options.FUSE`; folders as for `run_config`)."""
+    keyword parameters are `gtr-eval fuse`'s options (`options.FUSE`; folders as for `run_config`);
+    `echo` and `failures` as for `run`."""
+    _check(failures)
     from .pipeline.compose import FuseConfig
     from .pipeline.compose import fuse as _fuse
 
@@ -121,7 +175,7 @@ def fuse(systems: Sequence[str], datasets: Sequence[str], *, echo=print, **value
         overwrite=stored.overwrite,
         progress=values["progress"],
     )
-    return _fuse(cfg, echo=echo)
+    return _finished(_fuse(cfg, echo=echo), failures)
 
 
 def table(

@@ -63,6 +63,18 @@ def isolated(e: BaseException) -> bool:
     return isinstance(e, PairError) or is_out_of_memory(e)
 
 
+class PairsFailed(RuntimeError):
+    """Pairs of a sweep failed (or were refused); raised by the Python API once the others are done
+    (`failures="raise"`).  `results` holds what succeeded, `results.failures` what did not; the
+    first failure's own exception is the `__cause__`."""
+
+    def __init__(self, results):
+        failures = results.failures
+        listed = "; ".join(str(f) for f in failures[:3]) + ("; …" if len(failures) > 3 else "")
+        super().__init__(f"{len(failures)} pair{'' if len(failures) == 1 else 's'} failed: {listed}")
+        self.results, self.failures = results, failures
+
+
 class Mistake(ValueError):
     """A mistake in what was asked (an unknown model, dataset or metric name, a folder that does not
     exist, options that do not fit together): said in one line, with the closest known name, before
@@ -125,12 +137,15 @@ def resolve(what: str, name: str, known: Iterable[str], see: str, **unknown_kw) 
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a command's pairs, with how many had finished (they stay stored: the same command
-    resumes after them)."""
+    """Ctrl-C during a command, with what was kept: the pairs that had finished (stored) and, for a
+    stage cut short, its shards already saved (`saved`).  The same command resumes from both."""
 
-    def __init__(self, done: int, failed: int = 0):
-        super().__init__(f"interrupted; {done} pair(s) done, resume with the same command")
-        self.done, self.failed = done, failed
+    def __init__(self, done: int | None = None, failed: int = 0, saved: str | None = None):
+        kept = [saved] if saved else []
+        if done is not None:
+            kept.append(f"{done} pair{'' if done == 1 else 's'} done")
+        super().__init__(f"interrupted: {'; '.join(kept + ['rerun the same command to resume'])}")
+        self.done, self.failed, self.saved = done, failed, saved
 
 
 # Exit codes, as the module docstring's table: the first class `e` is an instance of decides.

@@ -3,8 +3,10 @@
 On a terminal (stderr is a TTY) a stage is a tqdm bar: the pairs of a command at the bottom, the
 stage of the current pair above it, moving at least once per batch (`tick`). Piped or redirected
 (`2>log`, CI, SLURM) there is no bar, no carriage return and no cursor escape: a stage says one plain
-line when it ends (`all-MiniLM-L6-v2: encode corpus: 3,633 docs in 1 min 17 s`) and, when it runs
-longer, where it is once a minute, so a log shows that a long job is alive.
+line when it ends (`all-MiniLM-L6-v2: encode corpus: 3,633 docs in 1 min 17 s`, or `5,183 docs
+from cache (0.0 s)` when nothing had to be computed) and, while it runs, where it is at least once a
+minute in its own units (documents, queries, pairs), moving or not, so a log shows that a long job is
+alive.
 
 Dependencies draw their own bars and log lines (transformers' "Loading weights", huggingface_hub's
 downloads); `quiet_dependencies` keeps them out while a model loads, and puts their settings back.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -46,9 +49,19 @@ def elapsed(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-class LogLine:
-    """A stage's progress as plain lines (no `\\r`): one when it ends, one a minute while it runs.
+def plural(unit: str, n: int = 2) -> str:
+    """`doc` -> `docs`, `query` -> `queries`; the unit itself for one."""
+    if n == 1:
+        return unit
+    return unit[:-1] + "ies" if unit.endswith("y") and unit[-2:-1] not in "aeiou" else unit + "s"
 
+
+class LogLine:
+    """A stage's progress as plain lines (no `\\r`): one when it ends, and one a minute while it runs.
+
+    With `watch`, a timer thread says where the stage is once a minute even when nothing moves (a
+    batch that takes minutes, a model still loading), so a log never goes quiet for longer.  Items
+    served from a cache (`served`) are counted apart: a stage that computed nothing says `from cache`.
     It offers the part of tqdm's interface this package uses (`update`, `set_postfix`, `close`,
     `n`, `total`, `disable`, a context manager), so callers do not care which one they hold."""
 
@@ -62,36 +75,63 @@ class LogLine:
         stream: TextIO | None = None,
         heartbeat: float | None = HEARTBEAT_S,
         clock=time.monotonic,
+        watch: bool = False,
     ):
         self.total, self.desc, self.unit = total, desc, unit
         self.n = 0
+        self.cached = 0  # of `n`, served from a cache
         self._stream = stream
         self._heartbeat = heartbeat
         self._clock = clock
         self._start = self._last = clock()
         self._postfix: dict[str, Any] = {}
         self._closed = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if watch and heartbeat is not None:
+            wake = max(0.01, min(heartbeat / 60, 1.0))  # a line at most a second late
+            # It holds the line weakly: a stage dropped without `close` (an error) stops its timer too.
+            args = (weakref.ref(self), self._stop, wake)
+            threading.Thread(target=_watch, args=args, daemon=True, name=f"progress {desc}").start()
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        now = self._clock()
-        if self._heartbeat is not None and now - self._last >= self._heartbeat:
+        self.beat()
+
+    def served(self, n: int) -> None:
+        """`n` more items, read from a cache rather than computed."""
+        self.cached += n
+        self.update(n)
+
+    def beat(self) -> None:
+        """Say where the stage is, if the last line is a heartbeat old."""
+        with self._lock:
+            now = self._clock()
+            if self._closed or self._heartbeat is None or now - self._last < self._heartbeat:
+                return
             self._last = now
             of = f"/{self.total:,}" if self.total else ""
-            self._write(f"{self.desc}: {self.n:,}{of} {self.unit}s ({elapsed(now - self._start)})")
+            self._write(f"{self.desc}: {self.n:,}{of} {plural(self.unit)} ({elapsed(now - self._start)})")
 
     def set_postfix(self, refresh: bool = True, **values: Any) -> None:
         self._postfix.update(values)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.n == 0 and not self.total:
-            return  # a stage with nothing to do says nothing
-        extra = "".join(f", {k} {v}" for k, v in self._postfix.items())
-        took = elapsed(self._clock() - self._start)
-        self._write(f"{self.desc}: {self.n:,} {self.unit}{'' if self.n == 1 else 's'} in {took}{extra}")
+        self._stop.set()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.n == 0 and not self.total:
+                return  # a stage with nothing to do says nothing
+            extra = "".join(f", {k} {v}" for k, v in self._postfix.items())
+            took = elapsed(self._clock() - self._start)
+            count = f"{self.n:,} {plural(self.unit, self.n)}"
+            if self.n and self.cached == self.n:
+                self._write(f"{self.desc}: {count} from cache ({took}){extra}")
+            else:
+                cached = f" ({self.cached:,} from cache)" if self.cached else ""
+                self._write(f"{self.desc}: {count} in {took}{cached}{extra}")
 
     def _write(self, line: str) -> None:
         stream = sys.stderr if self._stream is None else self._stream
@@ -102,6 +142,21 @@ class LogLine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _watch(line: weakref.ref[LogLine], stop: threading.Event, wake: float) -> None:
+    """A `LogLine`'s timer: a beat every `wake` seconds until it is closed or gone."""
+    while not stop.wait(wake):
+        alive = line()
+        if alive is None:
+            return
+        alive.beat()
+        del alive
+
+
+def served(progress_bar, n: int) -> None:
+    """`n` items of `progress_bar`'s stage read from a cache: a `LogLine` says so, a tqdm bar moves."""
+    getattr(progress_bar, "served", progress_bar.update)(n)
 
 
 def bar(
@@ -121,7 +176,7 @@ def bar(
     if not enabled:
         return tqdm(total=total, disable=True)
     if not interactive():
-        return LogLine(total, desc, unit, heartbeat=heartbeat)
+        return LogLine(total, desc, unit, heartbeat=heartbeat, watch=True)
     return tqdm(total=total, desc=desc, unit=unit, leave=leave, position=position, file=sys.stderr,
                 dynamic_ncols=True)  # fmt: skip
 

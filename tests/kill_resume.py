@@ -22,8 +22,10 @@ from pathlib import Path
 from cli_process import GTR_EVAL
 
 SYSTEM, DATASET = "all-MiniLM-L6-v2", "scifact"
-CACHE_LINE = re.compile(
-    r"\[cache\] all-MiniLM-L6-v2 on scifact: encoded (\d+) of (\d+) corpus shards, reused (\d+)"
+CACHE_LINE = re.compile(  # (reused, encoded): either may be absent
+    r"\[cache\] all-MiniLM-L6-v2 on scifact: corpus embeddings: (?:(\d+) shards? from cache)?(?:, )?"
+    r"(?:(\d+)(?: shards?)? computed and saved)?$",
+    re.M,
 )
 FIRST_SHARD_TIMEOUT = 1200  # seconds: the first shard holds the 2,048 longest documents
 RESTART_TIMEOUT = 1800

@@ -166,7 +166,7 @@ def test_cli_cache_dtype_encode_then_run_and_the_reuse_check(tiny_gtr, tmp_path)
     assert enc.exit_code == 0, enc.output
     res = CliRunner().invoke(cli, ["run", *common, *results, "--cache-dtype", "fp16"])
     assert res.exit_code == 0, res.output
-    assert "encoded 0 of 1 corpus shards, reused 1" in res.output  # the same key as `encode`
+    assert "corpus embeddings: 1 shard from cache" in res.output  # the same key as `encode`
     half = tmp_path / "results" / "model[cache_dtype=fp16]" / "demo.json"  # a variant of the preset
     assert json.loads(half.read_text())["manifest"]["spec"]["cache_dtype"] == "fp16"
     assert json.loads(half.read_text())["identity"]["system"]["cache_dtype"] == "fp16"

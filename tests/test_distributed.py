@@ -70,7 +70,7 @@ def test_encode_shard_jobs_then_run_reuses_every_shard(tiny_gtr, tmp_path):
     assert "encoded 2, reused 0 of the 5 corpus shards; all complete: yes" in second.output
     merged = runner.invoke(cli, ["run", *common, "--results-dir", results])
     assert merged.exit_code == 0, merged.output
-    assert "encoded 0 of 5 corpus shards, reused 5" in merged.output
+    assert "corpus embeddings: 5 shards from cache" in merged.output
     bad = runner.invoke(cli, ["encode", *common, "--shard", "2/2"])
     assert bad.exit_code != 0 and "--shard must be I/N" in bad.output
 
@@ -97,7 +97,7 @@ def test_ray_and_shard_jobs_match_a_single_process_on_nfcorpus(tiny_gtr, beir_da
     jobs = [encode_job(model, unit, opts, (i, 2)) for i in range(2)]
     assert [j["corpus_shards_encoded"] for j in jobs] == [1, 1] and jobs[1]["complete"]
     sharded, lines = merged_run(tmp_path / "shards")
-    assert any("encoded 0 of 2 corpus shards, reused 2" in s for s in lines)
+    assert any("corpus embeddings: 2 shards from cache" in s for s in lines)
     assert sharded == single
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -113,5 +113,5 @@ def test_ray_and_shard_jobs_match_a_single_process_on_nfcorpus(tiny_gtr, beir_da
         ray.shutdown()
     assert merged[0]["corpus_shards_reused"] == 2 and merged[0]["corpus_shards_encoded"] == 0
     via_ray, lines = merged_run(tmp_path / "ray")
-    assert any("encoded 0 of 2 corpus shards, reused 2" in s for s in lines)
+    assert any("corpus embeddings: 2 shards from cache" in s for s in lines)
     assert via_ray == single

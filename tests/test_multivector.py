@@ -245,7 +245,7 @@ def test_colbertv2_preset_full_and_two_stage_through_the_hub_path(tmp_path):
                env)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert (
-        "[cache] bm25>>colbertv2[depth=5] on demo: encoded 0 of 1 corpus shards, reused 1" in out.stderr
+        "[cache] bm25>>colbertv2[depth=5] on demo: corpus embeddings: 1 shard from cache" in out.stderr
     )  # same vectors
     stored = json.loads((two / "bm25>>colbertv2[depth=5]" / "demo.json").read_text())
     man = stored["manifest"]["spec"]
@@ -334,7 +334,7 @@ def test_tiny_colbert_on_nfcorpus_full_and_reranked_scores_equal_the_library(
     out = _cli(["rerank", "--run", "bm25", "-m", str(tiny_colbert), *common, "--depth", "100"], timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (
-        "[cache] bm25>>tiny-colbert[max_length=128] on nfcorpus: encoded 0 of 2 corpus shards, reused 2"
+        "[cache] bm25>>tiny-colbert[max_length=128] on nfcorpus: corpus embeddings: 2 shards from cache"
         in out.stderr
     )
     man = json.loads((results / "bm25>>tiny-colbert[max_length=128]" / "nfcorpus.json").read_text())[

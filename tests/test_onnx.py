@@ -281,7 +281,7 @@ def test_default_cli_run_and_encode_agree_on_the_backend(tiny_gtr, tmp_path):
     res = CliRunner().invoke(cli, ["run", *common, "--results-dir", str(tmp_path / "results")])
     assert res.exit_code == 0, res.output
     assert "[backend] model: onnx (auto: CPU, fp32" in res.output
-    assert "encoded 0 of 1 corpus shards, reused 1" in res.output
+    assert "corpus embeddings: 1 shard from cache" in res.output
     stored = json.loads((tmp_path / "results" / "model" / "demo.json").read_text())["manifest"]["spec"]
     assert (stored["backend"], stored["backend_requested"]) == ("onnx", "auto")
     assert "auto" in CliRunner().invoke(cli, ["run", "--help"]).output

@@ -42,7 +42,11 @@ N_DOCS = 3000
 SHARD = 64  # -> 47 corpus shards: a wide window to kill between two of them
 N_SHARDS = math.ceil(N_DOCS / SHARD)
 TIMEOUT = 180  # seconds; any single gtr-eval process here takes ~10 s
-CACHE_LINE = re.compile(r"\[cache\] (\S+) on (\S+): encoded (\d+) of (\d+) corpus shards, reused (\d+)")
+CACHE_LINE = re.compile(
+    r"\[cache\] (\S+) on (\S+): corpus embeddings: (?:([\d,]+) shards? from cache)?(?:, )?"
+    r"(?:([\d,]+)(?: shards?)? computed and saved)?$",
+    re.M,
+)
 WORDS = (
     "retrieval dense encoder query document passage bm25 model search index corpus bread oven "
     "yeast comet planet star tomato garden run marathon water chess coffee tea bee sleep memory"
@@ -94,7 +98,8 @@ def _in_process(args: list[str]):
 
 def _cache_lines(stderr: str) -> dict[str, tuple[int, int, int]]:
     """dataset -> (encoded, total, reused) from the `[cache]` lines."""
-    return {m[2]: (int(m[3]), int(m[4]), int(m[5])) for m in CACHE_LINE.finditer(stderr)}
+    counts = {m[2]: (int(m[4] or 0), int(m[3] or 0)) for m in CACHE_LINE.finditer(stderr)}
+    return {name: (encoded, encoded + reused, reused) for name, (encoded, reused) in counts.items()}
 
 
 def _corpus_shard_folder(cache: Path) -> Path | None:

@@ -210,7 +210,7 @@ def test_a_late_interaction_model_reranks_through_the_same_path(tiny_ce, demo_bm
     _invoke("run", "-m", str(colbert), "-d", "demo", "--results-dir", str(results), "--cache-dir", str(cache),
             "--quiet")  # fmt: skip
     res = _rerank(results, tiny_ce, cache, "-m", str(colbert), "--depth", "5")
-    assert "[cache] bm25>>tiny-colbert[depth=5] on demo: encoded 0 of 1 corpus shards, reused 1" in res.output
+    assert "[cache] bm25>>tiny-colbert[depth=5] on demo: corpus embeddings: 1 shard from cache" in res.output
     bm25_sha = hashlib.sha256(ResultsStore(results).load("bm25", "demo").run_path.read_bytes()).hexdigest()
     bm25 = read_trec_run(ResultsStore(results).load("bm25", "demo").run_path)
     full = read_trec_run(ResultsStore(results).load("tiny-colbert", "demo").run_path)
@@ -335,9 +335,12 @@ def test_kill_9_while_scoring_pairs_resumes_from_the_last_complete_shard(tiny_ce
 
     res = _invoke(*args(results, cache))
     assert (
-        f"0 reused, {want_stats['pairs_scored']} scored in {total - 4} new shards (+4 resumed)" in res.output
+        f"scores of {want_stats['pairs']:,} pairs: {want_stats['pairs_scored']:,} distinct pairs computed and "
+        "saved (4 shards from an interrupted run)" in res.output
     )
     got = ResultsStore(results).load(f"bm25>>{CE}[depth=50]", "synthetic")
+    stats = got.manifest["stats"]["pair_stats"]
+    assert (stats["shards_encoded"], stats["shards_reused"], stats["pairs_reused"]) == (total - 4, 4, 0)
     assert got.metrics == want.metrics and got.per_query == want.per_query
     assert read_trec_run(got.run_path) == read_trec_run(want.run_path)
     assert list((cache / "pair-scores").glob("*/*/jobs/*")) == jobs  # the same job, resumed

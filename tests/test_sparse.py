@@ -264,7 +264,7 @@ def test_encode_shard_jobs_fill_the_sparse_cache_and_the_run_only_searches(tiny_
         cli, ["run", "-m", str(tiny_splade), *common, "--results-dir", str(tmp_path / "r")]
     )
     assert res.exit_code == 0, res.output
-    assert "[cache] tiny-splade on demo: encoded 0 of 5 corpus shards, reused 5" in res.stderr
+    assert "[cache] tiny-splade on demo: corpus embeddings: 5 shards from cache" in res.stderr
 
 
 def test_kill_9_during_sparse_encoding_resumes_from_the_last_complete_shard(tiny_splade, tmp_path):

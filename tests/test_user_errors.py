@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -204,7 +205,7 @@ def test_the_python_api_returns_failures_for_rerank_and_fuse_as_for_run(tmp_path
     from gtr_eval import api
 
     results, copy = tmp_path / "r", shutil.copytree(DEMO, tmp_path / "demo-copy")
-    quiet = dict(results_dir=results, progress=False, echo=lambda s: None)
+    quiet = dict(results_dir=results, progress=False, echo=lambda s: None, failures="collect")
     api.run(["bm25"], ["demo", str(copy)], **quiet)
     api.run(["bm25"], ["demo"], bm25_k1=0.9, name="bm25-k0.9", **quiet)
     fused = api.fuse(["bm25", "bm25-k0.9"], ["demo", str(copy)], **quiet)
@@ -253,7 +254,12 @@ def test_ctrl_c_says_how_many_pairs_are_done_and_exits_130(beir_data, tmp_path):
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 130, rest
-    assert rest.strip().splitlines()[-1] == "interrupted; 1 pair(s) done, resume with the same command"
+    said = rest.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"interrupted: \d+ of \d+ corpus shards saved \([\d,]+ of 3,633 docs\); 1 pair done; "
+        r"rerun the same command to resume",
+        said,
+    ), said
     assert "Traceback" not in rest and any(x.startswith("[done] bm25 on nfcorpus") for x in seen)
     again = subprocess.run(cmd[:6] + cmd[8:], capture_output=True, text=True, timeout=300)  # -m bm25 only
     assert again.returncode == 0 and "[skip] bm25 on nfcorpus: already done" in again.stderr

@@ -68,7 +68,7 @@ def rerank_cmd(candidates, models, datasets, **options) -> None:
     from ..api import rerank
 
     with one_line_errors():
-        results = rerank(candidates, list(models), list(datasets), echo=_echo, **options)
+        results = rerank(candidates, list(models), list(datasets), echo=_echo, failures="collect", **options)
     _finish(results)
 
 
@@ -93,5 +93,12 @@ def fuse_cmd(systems, datasets, weights: str | None, **options) -> None:
     from ..fusion import parse_weights
 
     with one_line_errors():
-        results = fuse(list(systems), list(datasets), weights=parse_weights(weights), echo=_echo, **options)
+        results = fuse(
+            list(systems),
+            list(datasets),
+            weights=parse_weights(weights),
+            echo=_echo,
+            failures="collect",
+            **options,
+        )
     _finish(results)

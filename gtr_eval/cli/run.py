@@ -75,7 +75,7 @@ def run_cmd(
             ray_encode_for_run(
                 api.run_config(requests, list(datasets), **options), address=ray_address, echo=_echo
             )
-        results = api.run(requests, list(datasets), echo=_echo, **options)
+        results = api.run(requests, list(datasets), echo=_echo, failures="collect", **options)
     if results:
         click.echo(summary_table(results))
     if results.failures:

@@ -181,10 +181,8 @@ def each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunRes
     """
     try:
         return _each_pair(jobs, store, sweep)
-    except Interrupted:
-        raise
-    except KeyboardInterrupt:
-        raise Interrupted(len(sweep.out), len(sweep.out.failures)) from None
+    except KeyboardInterrupt as e:  # a stage cut short says what it saved (`Interrupted.saved`)
+        raise Interrupted(len(sweep.out), len(sweep.out.failures), getattr(e, "saved", None)) from None
 
 
 def _each_pair(jobs: Iterable[PairJob], store: PairStore, sweep: Sweep) -> RunResults:
@@ -302,16 +300,23 @@ def _echo_stats(echo: Echo, system: str, dataset: str, stats) -> None:
         parts = (f"{k} {v:,}" if isinstance(v, int | float) else f"{k} {v}" for k, v in index.items())
         echo(f"[index] {system} on {dataset}: " + ", ".join(parts))
     if "corpus_shards" in stats:
-        echo(
-            f"[cache] {system} on {dataset}: encoded {stats['corpus_shards_encoded']} of "
-            f"{stats['corpus_shards']} corpus shards, reused {stats['corpus_shards_reused']}"
-        )
+        shards = _served(stats["corpus_shards_reused"], stats["corpus_shards_encoded"], "shard")
+        echo(f"[cache] {system} on {dataset}: corpus embeddings: {shards}")
     if st := stats.get("pair_stats"):
-        echo(
-            f"[cache] {system} on {dataset}: {st['pairs']} pairs ({st['distinct_pairs']} distinct): "
-            f"{st['pairs_reused']} reused, {st['pairs_scored']} scored in {st['shards_encoded']} new shards "
-            f"(+{st['shards_reused']} resumed)"
-        )
+        scores = _served(st["distinct_pairs"] - st["pairs_scored"], st["pairs_scored"], "distinct pair")
+        resumed = f" ({st['shards_reused']} shards from an interrupted run)" if st["shards_reused"] else ""
+        echo(f"[cache] {system} on {dataset}: scores of {st['pairs']:,} pairs: {scores}{resumed}")
+
+
+def _served(cached: int, computed: int, unit: str) -> str:
+    """`11 shards from cache`, `1 shard computed and saved`, `3 shards from cache, 8 computed and saved`."""
+    from ..progress import plural
+
+    if not computed:
+        return f"{cached:,} {plural(unit, cached)} from cache"
+    if not cached:
+        return f"{computed:,} {plural(unit, computed)} computed and saved"
+    return f"{cached:,} {plural(unit, cached)} from cache, {computed:,} computed and saved"
 
 
 def dataset_manifest(

@@ -33,7 +33,7 @@ from tabulate import tabulate
 from .. import defaults
 from ..artifacts import CacheRoot
 from ..data import registry
-from ..data.units import Selection, folder_units, unit_names
+from ..data.units import DataOptions, Selection, folder_units, unit_names
 from ..errors import isolated
 from ..results import ResultsStore
 from ..retrieval import families, presets
@@ -43,6 +43,7 @@ from ..retrieval.bm25 import BM25_WORDS_PER_S
 from ..retrieval.factory import ModelPair, Request, RetrieverOptions, resolve_named, system_of
 from ..retrieval.families import Cost, Encoding
 from ..retrieval.lucene import LUCENE_WORDS_PER_S
+from ..retrieval.spec import SystemSpec
 from .reduction import built_count, reduced_name
 from .runner import RunConfig
 
@@ -70,6 +71,7 @@ class ModelCost:
     spec: str
     system: str
     cost: Cost
+    resolved: SystemSpec | None = None  # as `run` resolves it (None: not on this machine, or unresolvable)
 
     @property
     def encodes(self) -> bool:
@@ -106,6 +108,7 @@ class DatasetPlan:
     done: dict[str, int] = field(default_factory=dict)  # system -> units with a stored result
     seconds: dict[str, float | None] = field(default_factory=dict)  # system -> for the units left
     reduced: str | None = None  # with --reduce-corpus: "built" (num_docs counted), else "estimated"
+    cached: dict[str, float] = field(default_factory=dict)  # system -> share of its corpus vectors cached
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Plan:
     models: list[ModelCost]
     device: Device
     skipped: list[tuple[str, str]]
+    calibration: Calibration | None = None
 
     @property
     def pairs(self) -> int:
@@ -137,7 +141,7 @@ def model_cost(request: Request, opts: RetrieverOptions | None = None, top_k: in
         if not isolated(e):
             raise
         return ModelCost(str(request), system_of(request), Cost(download_gb=None))
-    return ModelCost(str(request), spec.system, families.of_spec(spec).cost(spec))
+    return ModelCost(str(request), spec.system, families.of_spec(spec).cost(spec), spec)
 
 
 def _on_this_machine(request: Request) -> bool:
@@ -224,13 +228,15 @@ def make_plan(
     data_dir: Path,
     results_dir: Path,
     reduction: Reduction | None = None,
+    caches: Caches | None = None,
 ) -> Plan:
+    """The plan of `models` on `selection`; with `caches`, what the cache already holds shortens it, and
+    the runs stored in `results_dir` on this machine calibrate its rates."""
     data_dir = Path(data_dir).expanduser()
-    rows = [
-        _dataset_plan(spec, models, device, data_dir, Path(results_dir), reduction)
-        for spec in selection.datasets
-    ]
-    return Plan(rows, list(models), device, list(selection.skipped))
+    calibration = calibrate(results_dir, models, device)
+    rows = [_dataset_plan(spec, models, device, data_dir, Path(results_dir), reduction, caches, calibration)
+            for spec in selection.datasets]  # fmt: skip
+    return Plan(rows, list(models), device, list(selection.skipped), calibration)
 
 
 def plan_run(cfg: RunConfig) -> Plan:
@@ -247,8 +253,9 @@ def plan_run(cfg: RunConfig) -> Plan:
     reduction = None
     if cfg.reduce_corpus is not None:
         reduction = Reduction(cfg.reduce_corpus, CacheRoot.optional(o.cache_dir), cfg.data.split)
+    caches = Caches(cfg.data, o.cache_dir, cfg.store_dir)
     return make_plan(
-        cfg.data.expand(cfg.datasets), costs, where, cfg.data.data_dir, cfg.results_dir, reduction
+        cfg.data.expand(cfg.datasets), costs, where, cfg.data.data_dir, cfg.results_dir, reduction, caches
     )
 
 
@@ -259,6 +266,8 @@ def _dataset_plan(
     data_dir: Path,
     results_dir: Path,
     reduction: Reduction | None = None,
+    caches: Caches | None = None,
+    calibration: Calibration | None = None,
 ) -> DatasetPlan:
     units = unit_names(spec, data_dir)
     docs, queries, doc_words, query_words, download = _sizes(spec, data_dir)
@@ -272,17 +281,29 @@ def _dataset_plan(
         left = (len(units) - done) / len(units)
         if left == 0:
             row.seconds[m.system] = 0.0
-        elif docs is None or queries is None:
+            continue
+        if docs is None or queries is None:
             row.seconds[m.system] = None
-        elif not m.encodes:
-            work = m.cost.seconds
-            row.seconds[m.system] = None if work is None else left * work(docs, doc_words, queries)
-        else:
-            # CQADupStack: each subforum searches only its own documents (about 1/12 of the total).
-            per_unit = encode_seconds(
+            continue
+        # CQADupStack: each subforum searches only its own documents (about 1/12 of the total).
+        per_unit = estimate(m, device, docs / len(units), doc_words, queries / len(units), query_words)
+        if per_unit is None:
+            row.seconds[m.system] = None
+            continue
+        if calibration is not None:
+            per_unit *= calibration.factor(m)[0]
+        cached = 0.0
+        if m.encodes and caches is not None and download == 0:
+            cached = caches.corpus_share(
+                spec, m, [u for u in units if not ResultsStore(results_dir).done(m.system, u)]
+            )
+            row.cached[m.system] = cached
+            # what is cached is the corpus encode; queries and search still run
+            search_share = _search_share(
                 m, device, docs / len(units), doc_words, queries / len(units), query_words
             )
-            row.seconds[m.system] = None if per_unit is None else per_unit * (len(units) - done)
+            per_unit *= 1 - cached * (1 - search_share)
+        row.seconds[m.system] = per_unit * (len(units) - done)
     return row
 
 
@@ -300,6 +321,178 @@ def _reduced(
     if docs is None or queries is None:
         return names, None, "estimated"
     return names, min(docs, queries * reduction.top_k), "estimated"
+
+
+def estimate(
+    m: ModelCost, device: Device, docs: float, doc_words: float, queries: float, query_words: float
+) -> float | None:
+    """Seconds for `m` on one unit of these sizes, by the compute model (uncalibrated)."""
+    if not m.encodes:
+        work = m.cost.seconds
+        return None if work is None else work(docs, doc_words, queries)
+    return encode_seconds(m, device, docs, doc_words, queries, query_words)
+
+
+def _search_share(m: ModelCost, device: Device, docs, doc_words, queries, query_words) -> float:
+    """The part of a dense estimate that is not the corpus encode (queries and search)."""
+    whole = encode_seconds(m, device, docs, doc_words, queries, query_words) or 0.0
+    corpus = encode_seconds(m, device, docs, doc_words, 0, query_words) or 0.0
+    return 0.0 if whole <= 0 else max(0.0, (whole - corpus) / whole)
+
+
+# ------------------------------------------------------------------------------------- the cache
+
+
+@dataclass(frozen=True)
+class Caches:
+    """Where a run's caches are, to see what a plan need not compute again."""
+
+    data: DataOptions
+    cache_dir: Path | None
+    store_dir: Path | None
+
+    def corpus_share(self, spec: str, m: ModelCost, units: Sequence[str]) -> float:
+        """The share of the corpus vectors of `units` (names) already in the cache as complete shards
+        (each checked against its sha256, as a run checks it); 0 when unknown."""
+        if m.resolved is None or not units:
+            return 0.0
+        try:
+            found = {u.name: u for u in self.data.units(spec)}
+            retriever = families.of_spec(m.resolved).build(m.resolved, self.cache_dir)
+            shares = [corpus_cached(retriever, found[name], self.store_dir) for name in units]
+        except Exception as e:  # the plan guesses; the run will say what is wrong
+            if not isolated(e) and not isinstance(e, (OSError, ValueError, KeyError, AttributeError)):
+                raise
+            return 0.0
+        return sum(shares) / len(shares)
+
+
+def corpus_cached(retriever, unit, store_dir: Path | None) -> float:
+    """The share of `unit`'s corpus whose vectors `retriever` would read from its cache."""
+    if getattr(retriever, "cache_dir", None) is None or not hasattr(retriever, "key"):
+        return 0.0
+    import numpy as np
+
+    content = unit.fingerprint(store_dir).files_sha256["corpus.jsonl"]
+    folder = CacheRoot(Path(retriever.cache_dir)).entry("embeddings", retriever.key("corpus", content))
+    order = folder / "order.npy"
+    if not order.is_file():
+        return 0.0
+    n = len(np.load(order, mmap_mode="r", allow_pickle=False))
+    size, fmt = retriever.spec.shard_size, retriever.doc_format
+    rows = [min(size, n - start) for start in range(0, n, size)]
+    done = sum(r for i, r in enumerate(rows) if fmt.complete(fmt.path(folder, i), r, i * size))
+    return done / n if n else 0.0
+
+
+# ------------------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A run stored on this machine beside what the compute model says it costs."""
+
+    system: str
+    dataset: str
+    encodes: bool
+    seconds: float  # what it took (model loading and data loading aside)
+    predicted: float
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.predicted
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The compute model's rates scaled by runs stored on this machine: a system by its own fastest run,
+    else by the fastest run of its kind (encoders, or the rest).  The fastest, because other work on the
+    machine only ever slows a run down: the fastest is the nearest to what the machine can do."""
+
+    runs: tuple[Measured, ...]
+
+    def factor(self, m: ModelCost) -> tuple[float, str]:
+        """(factor, where it comes from): 1 when nothing measured applies."""
+        own = [r.ratio for r in self.runs if r.system == m.system]
+        if own:
+            return min(own), "its own fastest run"
+        kind = [r.ratio for r in self.runs if r.encodes == m.encodes]
+        if kind:
+            return min(kind), "the fastest run of its kind"
+        return 1.0, "not calibrated"
+
+
+def same_machine(recorded: dict, device: Device) -> bool:
+    """A stored run's `hardware` is this machine's, on the kind of device the plan prices."""
+    from ..results import hardware
+
+    here = hardware()
+    keys = ("platform", "machine", "cpu_count")
+    gpu = "cuda_device" in recorded
+    return all(recorded.get(k) == here.get(k) for k in keys) and gpu == (device.kind == "gpu")
+
+
+def calibrate(results_dir: Path, models: Sequence[ModelCost], device: Device) -> Calibration:
+    """The runs in `results_dir` made on this machine, each priced by the compute model (systems of
+    the plan as the plan prices them, others as `run` would resolve their names; a composed or unknown
+    system is left out, and so is a run that computed nothing: all vectors or its index cached)."""
+    planned = {m.system: m for m in models}
+    priced: dict[str, ModelCost | None] = {}
+    runs = []
+    try:
+        stored = list(ResultsStore(results_dir))
+    except Exception as e:  # a results folder that will not read: plan uncalibrated
+        if not isolated(e):
+            raise
+        stored = []
+    for result in stored:
+        manifest = result.manifest or {}
+        if not same_machine(manifest.get("hardware") or {}, device) or result.dataset not in registry.names():
+            continue
+        if result.system not in priced:
+            priced[result.system] = planned.get(result.system) or _priced(result.system)
+        m = priced[result.system]
+        took = _computed_seconds(manifest)
+        if m is None or took is None:
+            continue
+        info = registry.get(result.dataset)
+        docs = (manifest.get("dataset") or {}).get("num_docs") or info.num_docs
+        queries = (manifest.get("dataset") or {}).get("num_queries") or info.num_queries
+        predicted = estimate(m, device, docs, info.doc_words, queries, info.query_words)
+        if predicted:
+            runs.append(Measured(result.system, result.dataset, m.encodes, took, predicted))
+    return Calibration(tuple(runs))
+
+
+def _priced(system: str) -> ModelCost | None:
+    """A stored system priced by its name, when its name is something `run` resolves (a preset, bm25)."""
+    if ">>" in system or "(" in system or not (families.by_request_name(system) or presets.preset_of(system)):
+        return None
+    try:
+        return model_cost(system)
+    except Exception as e:
+        if not isolated(e):
+            raise
+        return None
+
+
+def _computed_seconds(manifest: dict) -> float | None:
+    """What a stored run spent computing, scaled to the whole corpus when some vectors were cached;
+    None when it computed nothing (its vectors or index all cached) or did not say."""
+    t, stats = manifest.get("timings") or {}, manifest.get("stats") or {}
+    total = t.get("retrieve_total_s")
+    if total is None:
+        return None
+    total -= t.get("load_model_s") or 0.0
+    if (stats.get("bm25_index") or {}).get("reused"):
+        return None
+    if "corpus_shards" in stats:
+        encoded, shards = stats.get("corpus_shards_encoded", 0), stats["corpus_shards"]
+        if not encoded:
+            return None
+        corpus = t.get("encode_corpus_s") or 0.0
+        total += corpus * (shards / encoded - 1)
+    return total
 
 
 def _sizes(spec: str, data_dir: Path) -> tuple[int | None, int | None, float, float, float | None]:
@@ -354,7 +547,9 @@ def render_plan(plan: Plan) -> str:
     for d in plan.datasets:
         cells = []
         for s in systems:
-            cells += [f"{d.done[s]}/{len(d.units)}", duration(d.seconds[s])]
+            cached = d.cached.get(s, 0.0)
+            note = f" ({cached:.0%} of vectors cached)" if cached and d.seconds[s] else ""
+            cells += [f"{d.done[s]}/{len(d.units)}", duration(d.seconds[s]) + note]
         docs = "?" if d.num_docs is None else f"{'~' if d.reduced == 'estimated' else ''}{d.num_docs:,}"
         queries = "?" if d.num_queries is None else f"{d.num_queries:,}"
         body.append([d.dataset, docs, queries, _gb(d.download_gb), *cells])
@@ -392,7 +587,8 @@ def render_plan(plan: Plan) -> str:
             f"{system} {'size unknown' if gb is None else f'{gb:.2f} GB'}" for system, gb in weights
         )
         lines.append(f"Model weights to download (in the total): {sizes}")
-    lines += ["", *textwrap.wrap(_basis(plan.device), 100)]
+    lines += ["", *textwrap.wrap(_calibration_note(plan), 100)]
+    lines += [*textwrap.wrap(_basis(plan.device), 100)]
     return "\n".join(lines) + "\n"
 
 
@@ -411,6 +607,20 @@ def _reduction_note(plan: Plan) -> list[str]:
             f"the whole corpus once): {', '.join(todo)}"
         )
     return lines
+
+
+def _calibration_note(plan: Plan) -> str:
+    """Which stored runs scaled the rates, and by how much; or that none did."""
+    runs = plan.calibration.runs if plan.calibration is not None else ()
+    if not runs:
+        return "Not calibrated: no run in the results folder was made on this machine (rates as below)."
+    said = "; ".join(f"{r.system} on {r.dataset} took {duration(r.seconds)} where the rates below give "
+                     f"{duration(r.predicted)} (x{r.ratio:.2f})" for r in runs[:4])  # fmt: skip
+    more = f"; and {len(runs) - 4} more" if len(runs) > 4 else ""
+    factors = ", ".join(
+        f"{m.system} x{f:.2f} ({why})" for m in plan.models for f, why in [plan.calibration.factor(m)]
+    )
+    return f"Calibrated on this machine by {len(runs)} stored run(s): {said}{more}. Scaled: {factors}."
 
 
 def _basis(device: Device) -> str:

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .. import progress as bars
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..data.store import store_sha256
@@ -157,14 +158,18 @@ class BM25Retriever(Retriever):
         qids = list(queries)
         n_docs = int(self._model.scores["num_docs"])
         k = min(top_k, n_docs)
-        tokens = self._tokenize([queries[q] for q in qids])
-        if self._model.nonoccurrence_array is not None:  # bm25l, bm25+: every document has a score
-            indices, scores = self._model.retrieve(tokens, k=k, show_progress=False, n_threads=self.workers)
-        else:
-            strings = bm25s.tokenization.convert_tokenized_to_string_list(tokens)
-            token_ids = [self._model.get_tokens_ids(q) for q in strings]
-            indices, scores = search(self._model, token_ids, k, self.workers, self._folder, self._store_path,
-                                     tie_ids=self._doc_ids)  # fmt: skip
+        with bars.bar(len(qids), "BM25: search", "query", enabled=self.progress) as searching:
+            tokens = self._tokenize([queries[q] for q in qids])
+            if self._model.nonoccurrence_array is not None:  # bm25l, bm25+: every document has a score
+                indices, scores = self._model.retrieve(
+                    tokens, k=k, show_progress=False, n_threads=self.workers
+                )
+            else:
+                strings = bm25s.tokenization.convert_tokenized_to_string_list(tokens)
+                token_ids = [self._model.get_tokens_ids(q) for q in strings]
+                indices, scores = search(self._model, token_ids, k, self.workers, self._folder, self._store_path,
+                                         tie_ids=self._doc_ids)  # fmt: skip
+            searching.update(len(qids))
         # bm25s pads with score 0 when fewer than k documents share a term: keep real hits only.
         run = to_run(qids, self._doc_ids, scores, indices, keep=scores > 0)
         return Searched(run, Report({"search_s": time.perf_counter() - t0}))

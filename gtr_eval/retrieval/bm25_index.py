@@ -717,15 +717,15 @@ def _build(corpus, folder: Path, config, pool, workers: int, progress: bool) -> 
         job[name], job[f"{name}_offset"] = str(path), _empty_npy(path, dtype, nnz)
     per_bucket = [[(first, name, wide, offsets[b], counts[b]) for first, name, (wide, offsets, counts) in pieces
                    if counts[b]] for b in range(nb)]  # fmt: skip
-    bar = bars.bar(nb, "BM25: score", "bucket", enabled=progress)
+    bar = bars.bar(vocab_size, "BM25: weigh terms", "term", enabled=progress)  # bucket by bucket
     if pool is None:
         cache: dict = {}
         results = (score_bucket(job, b, per_bucket[b], cache) for b in range(nb))
     else:
         results = pool.map(_worker_score, [job] * nb, range(nb), per_bucket)
-    for r in results:
+    for b, r in enumerate(results):
         _add_steps(steps, "scores: ", r)
-        bar.update(1)
+        bar.update(first_column[b + 1] - first_column[b])
     bar.close()
     np.save(folder / INDEX_FILES[2], indptr, allow_pickle=False)
     shutil.rmtree(spill)

@@ -44,6 +44,7 @@ from filelock import FileLock, Timeout
 from .. import defaults
 from .. import progress as bars
 from ..artifacts import CacheRoot
+from ..errors import Interrupted
 from ..io import atomic_write_bytes, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
@@ -319,6 +320,8 @@ def encode_sharded(
     folder: Path | None = None,
     fmt: ShardFormat = DENSE,
     storage_dtype: str | None = None,
+    unit: str = "doc",
+    what: str = "corpus",
 ) -> ShardedEmbeddings:
     """Encode `texts(order[a:b])` shard by shard, reusing complete shards from the cache.
 
@@ -336,6 +339,9 @@ def encode_sharded(
     `DenseFormat("float16")`, `CSRFormat`, `TokensFormat`).  `storage_dtype` ("float32" or "float16")
     is shorthand for a dense format of that dtype; put it in `key` too (a shard whose sidecar names
     another dtype is not complete, so it is encoded again rather than misread).
+
+    Progress counts `unit`s (docs, queries, pairs); shards found complete count as served from the
+    cache.  Ctrl-C raises `errors.Interrupted` saying how many `what` shards are saved.
     """
     if storage_dtype is not None:
         fmt = DenseFormat(storage_dtype)
@@ -362,7 +368,7 @@ def encode_sharded(
     def complete(i: int) -> bool:
         return fmt.complete(paths[i], len(rows(i)), i * shard_size)
 
-    bar = bars.bar(sum(len(rows(i)) for i in chosen), desc, "doc", enabled=progress)
+    bar = bars.bar(sum(len(rows(i)) for i in chosen), desc, unit, enabled=progress)
     ticks = bars.ShardTicks(bar)  # the encoder's batch loop moves it per batch
 
     def claims() -> Iterator[tuple[int, FileLock]]:
@@ -378,7 +384,7 @@ def encode_sharded(
             if complete(i):
                 lock.release()
                 stats.shards_reused += 1
-                bar.update(len(rows(i)))
+                bars.served(bar, len(rows(i)))
                 continue
             yield i, lock
         for i in busy:
@@ -387,7 +393,7 @@ def encode_sharded(
             if complete(i):
                 lock.release()
                 stats.shards_reused += 1
-                bar.update(len(rows(i)))
+                bars.served(bar, len(rows(i)))
                 continue
             yield i, lock  # its owner died: encode it here
 
@@ -408,6 +414,12 @@ def encode_sharded(
                 lock.release()
                 stats.shards_encoded += 1
                 ticks.done(n)
+    except KeyboardInterrupt:
+        saved = [i for i in chosen if complete(i)]
+        raise Interrupted(
+            saved=f"{len(saved)} of {len(chosen)} {what} shards saved ({sum(len(rows(i)) for i in saved):,} "
+            f"of {sum(len(rows(i)) for i in chosen):,} {bars.plural(unit)})"
+        ) from None
     finally:
         for _, lock in held:
             lock.release()

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import defaults
+from .. import progress as bars
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..identity import ranking, setting
@@ -362,7 +363,9 @@ class DenseRetriever(EncodedRetriever):
         q_emb = self.encode_queries(queries)
         t1 = time.perf_counter()
         device = self.spec.device or default_device()
-        scores, rows = exact_search(q_emb, emb.chunks(), top_k, score=self.spec.score, device=device)
+        with bars.bar(len(queries), f"{self.name}: search", "query", enabled=self.progress) as searching:
+            scores, rows = exact_search(q_emb, emb.chunks(), top_k, score=self.spec.score, device=device)
+            searching.update(len(queries))
         run = to_run(list(queries), self._doc_ids, scores, emb.order[rows])
         return Searched(
             run, self._report({"encode_queries_s": t1 - t0, "search_s": time.perf_counter() - t1})

@@ -212,6 +212,8 @@ class EncodedRetriever(Retriever):
             shard_size=max(1, len(texts)),
             desc=f"{self.name}: encode queries",
             progress=False,
+            unit="query",
+            what="query",
             fmt=self.query_format,
         )
         try:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import defaults
+from .. import progress as bars
 from ..artifacts import CacheRoot
 from ..data.loader import Corpus
 from ..errors import Mistake
@@ -215,11 +216,20 @@ class CrossEncoderReranker(Reranker):
         """The library's own scores, one float32 per pair (no cache)."""
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        scores = self.model.predict(
-            [list(p) for p in pairs], batch_size=self.spec.batch_size, show_progress_bar=False,
-            convert_to_numpy=True,
-        )  # fmt: skip
-        return np.asarray(scores, dtype=np.float32).reshape(len(pairs))
+        # A batch at a time, so the progress line moves per batch; longest first, as the library
+        # orders one call's pairs, so batches of similar length waste little on padding.
+        order = np.argsort([-(len(q) + len(d)) for q, d in pairs], kind="stable")
+        out = np.empty(len(pairs), dtype=np.float32)
+        size = self.spec.batch_size
+        for start in range(0, len(pairs), size):
+            rows = order[start : start + size]
+            batch = [list(pairs[i]) for i in rows]
+            scores = self.model.predict(
+                batch, batch_size=size, show_progress_bar=False, convert_to_numpy=True
+            )
+            out[rows] = np.asarray(scores, dtype=np.float32).reshape(len(batch))
+            bars.tick(len(batch))
+        return out
 
     def key(self) -> dict:
         """Everything that changes a pair's score: the spec's fields that key the pair cache."""
@@ -304,6 +314,8 @@ class PairScoreCache:
                 shard_size=self.shard_size,
                 desc=desc,
                 progress=progress,
+                unit="pair",
+                what="pair score",
             )
             try:
                 values[missing] = emb.matrix()[:, 0]
@@ -311,6 +323,9 @@ class PairScoreCache:
                 emb.close()
             stats.update(pairs_scored=len(rows), shards_encoded=emb.stats.shards_encoded,
                          shards_reused=emb.stats.shards_reused)  # fmt: skip
+        elif progress:  # every pair was scored before: the stage says so
+            with bars.bar(len(pairs), desc, "pair") as done:
+                bars.served(done, len(pairs))
         return values[inverse.reshape(-1)], stats
 
     def _lookup(self, uniq: np.ndarray, values: np.ndarray) -> np.ndarray:
