@@ -14,8 +14,10 @@ $(RUN_STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	# Pin torch first: here this takes the CPU build from local disk; an unpinned torch would pull a
 	# multi-GB CUDA build. (On a GPU machine the same pin gives the CUDA build from PyPI.)
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e .
+	# --no-compile: Python writes the bytecode of what it imports, when it imports it, instead of pip
+	# compiling every module of every package up front (about 380 MB of the venv, mostly never used).
+	$(BIN)/python -m pip install -q --no-compile torch==2.13.0
+	$(BIN)/python -m pip install -q --no-compile -e .
 	touch $@
 
 $(TEST_STAMP): $(RUN_STAMP)
