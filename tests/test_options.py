@@ -25,6 +25,8 @@ CLI_ONLY = {
     "fuse": {"systems", "datasets"},
 }
 API = {"run": api.run, "rerank": api.rerank, "fuse": api.fuse}
+# Where progress goes, and whether a failed pair raises: the commands print and exit 3 instead.
+API_ONLY = {"echo", "failures"}
 
 
 def _cli_defaults(command: click.Command) -> dict[str, object]:
@@ -39,7 +41,7 @@ def _cli_defaults(command: click.Command) -> dict[str, object]:
 
 def _api_defaults(func) -> dict[str, object]:
     params = inspect.signature(func).parameters.values()
-    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name != "echo"}
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name not in API_ONLY}
 
 
 @pytest.mark.parametrize("name", sorted(API))
