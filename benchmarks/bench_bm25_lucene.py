@@ -17,7 +17,7 @@ Memory as in `bench_scale.py` (a watchdog reads /proc every 0.2 s): peak RSS of 
 tree, mapped file pages included and summed over its processes, and its anonymous memory alone.
 The record holds both sides' wall time, CPU time, peak RSS, NDCG@10, our stages (from the result
 manifest: where the time goes, the index build's steps included), the ratio ours / Lucene and the
-targets: ratio <= 1.0, our peak RSS <= 4.3 GB.
+targets: ratio <= 0.6, our peak RSS <= 4.3 GB.
 
     python benchmarks/bench_bm25_lucene.py                  # 8,841,823 passages (about 4.1 GB)
     python benchmarks/bench_bm25_lucene.py --docs 1000000   # another size (a corpus of its own)
@@ -47,7 +47,7 @@ NAME = "bm25_lucene"
 DATA_ROOT = Path(os.environ.get("GTR_EVAL_SCALE_DATA", "/work/scale-data"))
 MSMARCO_DOCS = 8_841_823
 QUICK_DOCS, QUICK_QUERIES, QUICK_VOCAB = 30_000, 300, 200_000
-TARGET_RATIO = 1.0
+TARGET_RATIO = 0.6  # ours / Lucene's index + search, the target of the BM25-at-scale work
 TARGET_RSS_GB = 4.3  # GB (10^9 bytes), peak RSS of our side
 JAVA_CLASSES = {"index": "io.anserini.index.IndexCollection", "search": "io.anserini.search.SearchCollection"}
 
