@@ -52,6 +52,9 @@ class MultiVectorConfig(EncodedConfig):
 @dataclass(frozen=True, kw_only=True)
 class MultiVectorSpec(EncodedSpec):
     retriever: str = "multivector"
+    # The checkpoint's own fixed, [MASK]-expanded query length (None): it does not follow the
+    # documents' --max-length, so a run at another document length is named for that alone.
+    query_max_length: int | None = ranking(None, caches=("queries",))
     token_dtype: str = ranking("float16", caches=("corpus",))
     search: str = "full"  # full, or rerank (of `inputs`' run, top `depth`)
     depth: int | None = None
