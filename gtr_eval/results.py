@@ -135,13 +135,21 @@ def reuse(stored: StoredResult, wanted: Identity, rename: str = "--name NAME") -
     raise Refused(f"{subject} was made {made_otherwise(changes)}; {hint}")
 
 
+def matches(pattern: str, name: str) -> bool:
+    """Whether `pattern` selects the system or dataset `name`: equal to it (case aside), or a shell-style
+    glob that matches it.  Brackets holding `=` are a variant's settings (`bm25[k1=0.9]`), not a glob's
+    character class: they match themselves."""
+    pattern, name = pattern.casefold(), name.casefold()
+    glob = _VARIANT.sub(lambda m: m.group(0).replace("[", "[[]", 1), pattern)
+    return name == pattern or fnmatchcase(name, glob)
+
+
+_VARIANT = re.compile(r"\[[^\]]*=[^\]]*\]")
+
+
 def matching(pattern: str, names: Iterable[str]) -> list[str]:
-    """The names `pattern` selects: itself when it is one of them (`bm25[k1=0.9]` is a name, though
-    `[` is also a glob's), else those its glob matches (`fnmatchcase`), in the order given."""
-    names = list(names)
-    if pattern in names:
-        return [pattern]
-    return [n for n in names if fnmatchcase(n, pattern)]
+    """The names `pattern` selects (`matches`), in the order given."""
+    return [n for n in names if matches(pattern, n)]
 
 
 @dataclass(frozen=True)

@@ -275,8 +275,10 @@ def _dataset_plan(
     if reduction is not None and spec not in ("peerqa", "peerqa-sentences"):
         row.units, row.num_docs, row.reduced = _reduced(spec, data_dir, reduction, docs, queries)
         units, docs = row.units, row.num_docs
+    store = ResultsStore(results_dir)
     for m in models:
-        done = sum(ResultsStore(results_dir).done(m.system, u) for u in units)
+        pending = [u for u in units if not store.done(m.system, u)]
+        done = len(units) - len(pending)
         row.done[m.system] = done
         left = (len(units) - done) / len(units)
         if left == 0:
@@ -294,9 +296,7 @@ def _dataset_plan(
             per_unit *= calibration.factor(m)[0]
         cached = 0.0
         if m.encodes and caches is not None and download == 0:
-            cached = caches.corpus_share(
-                spec, m, [u for u in units if not ResultsStore(results_dir).done(m.system, u)]
-            )
+            cached = caches.corpus_share(spec, m, pending)
             row.cached[m.system] = cached
             # what is cached is the corpus encode; queries and search still run
             search_share = _search_share(

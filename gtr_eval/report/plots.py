@@ -499,22 +499,14 @@ def curve_figure(curve: Curve, width: str = FIGURE_WIDTH) -> Figure:
                 ax.errorbar(
                     line.steps, scores, yerr=errors, fmt="none", ecolor=color, elinewidth=0.7, capsize=2
                 )
-            if line.baseline is not None:
-                ax.axhline(
-                    line.baseline,
-                    color=color,
-                    linestyle="--",
-                    linewidth=1,
-                    label=f"{curve.baseline}: {line.dataset}",
-                )
-            if line.reference is not None:
-                ax.axhline(
-                    line.reference,
-                    color=color,
-                    linestyle=":",
-                    linewidth=1.5,
-                    label=f"{curve.reference}: {line.dataset}",
-                )
+            for value, name, style, width in (
+                (line.baseline, curve.baseline, "--", 1),
+                (line.reference, curve.reference, ":", 1.5),
+            ):
+                if value is not None:
+                    ax.axhline(
+                        value, color=color, linestyle=style, linewidth=width, label=f"{name}: {line.dataset}"
+                    )
         handles += _style_handles(curve)
         steps = sorted({s for line in curve.lines for s in line.steps})
         if len(steps) <= 12:

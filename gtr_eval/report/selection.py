@@ -10,13 +10,11 @@ silently without the asked-for column reads as one where it was never run.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
 from ..errors import Mistake, did_you_mean
-from ..results import StoredResult
+from ..results import StoredResult, matches
 
 
 @dataclass(frozen=True)
@@ -55,14 +53,7 @@ def _dataset_names(dataset: str) -> list[str]:
 
 
 def _matches(pattern: str, names: Iterable[str]) -> bool:
-    """A name equal to `pattern` (case aside), or one its glob matches.  Brackets holding `=` are a
-    variant's settings (`bm25[k1=0.9]`), not a glob's character class: they match themselves."""
-    pattern = pattern.casefold()
-    glob = _VARIANT.sub(lambda m: m.group(0).replace("[", "[[]", 1), pattern)
-    return any(n.casefold() == pattern or fnmatchcase(n.casefold(), glob) for n in names)
-
-
-_VARIANT = re.compile(r"\[[^\]]*=[^\]]*\]")
+    return any(matches(pattern, n) for n in names)
 
 
 def _rank(patterns: Sequence[str], names: Sequence[str]) -> int:
