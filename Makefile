@@ -37,7 +37,8 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	# Two workers (tests/conftest.py keeps each module, and modules sharing a session fixture, on one).
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run_all.py

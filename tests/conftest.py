@@ -35,6 +35,41 @@ def pytest_runtest_makereport(item, call):
             report.longrepr = f"skipped under CI, which must test everything: {reason}"
 
 
+# Under pytest-xdist (`make test` runs `-n 2`) a module's tests stay on one worker, so a module-scoped
+# fixture is built once, and modules that share a costly session fixture share a worker.  Modules with
+# real-data (slow) tests are handed out first, so the two workers finish at about the same time.
+SAME_WORKER = {
+    "tests/test_kill_resume_real.py": "scifact-minilm",  # both use `scifact_minilm_resumed`
+    "tests/test_real_data.py": "scifact-minilm",
+}
+
+
+def _worker_group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return SAME_WORKER.get(module, module)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _worker_group(nodeid)
+
+    return ByModule(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = {_worker_group(item.nodeid) for item in items if item.get_closest_marker("slow")}
+
+    def order(item):  # the shared group first, then modules with slow tests, then the rest
+        group = _worker_group(item.nodeid)
+        return group not in SAME_WORKER.values(), group not in slow
+
+    items.sort(key=order)
+
+
 def _cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
