@@ -37,8 +37,8 @@ run: $(RUN_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	# Two workers (tests/conftest.py keeps each module, and modules sharing a session fixture, on one).
-	$(BIN)/python -m pytest -q -n 2
+	# Two workers, each test module on one (its fixtures built once; tests/conftest.py).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run_all.py

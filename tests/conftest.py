@@ -7,6 +7,7 @@ skips listed in `CI_MAY_SKIP` (facts of the machine, not of its set-up) stay ski
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 from pathlib import Path
@@ -35,39 +36,12 @@ def pytest_runtest_makereport(item, call):
             report.longrepr = f"skipped under CI, which must test everything: {reason}"
 
 
-# Under pytest-xdist (`make test` runs `-n 2`) a module's tests stay on one worker, so a module-scoped
-# fixture is built once, and modules that share a costly session fixture share a worker.  Modules with
-# real-data (slow) tests are handed out first, so the two workers finish at about the same time.
-SAME_WORKER = {
-    "tests/test_kill_resume_real.py": "scifact-minilm",  # both use `scifact_minilm_resumed`
-    "tests/test_real_data.py": "scifact-minilm",
-}
-
-
-def _worker_group(nodeid: str) -> str:
-    module = nodeid.split("::", 1)[0]
-    return SAME_WORKER.get(module, module)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ByModule(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return _worker_group(nodeid)
-
-    return ByModule(config, log)
-
-
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadfile`) a module's tests stay on one worker, so
+# its module- and session-scoped fixtures are built once.  Modules with the most real-data (slow) tests
+# are handed out first, so the two workers finish at about the same time.
 def pytest_collection_modifyitems(config, items):
-    slow = {_worker_group(item.nodeid) for item in items if item.get_closest_marker("slow")}
-
-    def order(item):  # the shared group first, then modules with slow tests, then the rest
-        group = _worker_group(item.nodeid)
-        return group not in SAME_WORKER.values(), group not in slow
-
-    items.sort(key=order)
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 def _cli_env(**extra: str) -> dict[str, str]:
@@ -92,17 +66,6 @@ def shared_cache_dir() -> Path:
     path = Path(os.environ.get("GTR_EVAL_TEST_CACHE", ROOT / ".pytest_cache" / "gtr-eval-embeddings"))
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-@pytest.fixture(scope="session")
-def scifact_minilm_resumed(beir_data, shared_cache_dir, tmp_path_factory):
-    """The session's one kill-and-resume of all-MiniLM-L6-v2 on the real SciFact (tests/kill_resume.py);
-    its vectors then serve the session's cache, so SciFact is encoded once per session."""
-    from kill_resume import hand_on_vectors, kill_and_resume
-
-    run = kill_and_resume(beir_data, tmp_path_factory.mktemp("kill-resume"))
-    hand_on_vectors(run, shared_cache_dir)
-    return run
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """kill -9 of a real SciFact run with all-MiniLM-L6-v2 after its first corpus shard, then the resume.
 
-It runs once per session (`scifact_minilm_resumed` in conftest.py): `test_kill_resume_real.py` checks
-what it did, and the session's embedding cache then takes its vectors, so `test_real_data.py`'s run
+It runs once per session (`scifact_minilm_resumed` in test_real_data.py), whose test checks what it
+did, and the session's embedding cache then takes its vectors, so `test_real_data.py`'s run
 does not encode SciFact a second time (one full encode of SciFact is about 3 minutes of CPU here).
 The vectors it hands on were made by a killed-and-resumed run, which that test holds to the scores
 of an uninterrupted run before anything else reads them.

@@ -1,12 +1,18 @@
 """End to end on the real BEIR SciFact and NFCorpus: BM25 and all-MiniLM-L6-v2 run once per session
 through the CLI (encodings shared through the session's embedding cache) and fused by RRF, then
 checked against the published figures, against pytrec_eval and beir on the saved TREC runs, the
-fusion against ranx, against the golden file, and the committed tables are regenerated and compared."""
+fusion against ranx, against the golden file, and the committed tables are regenerated and compared.
+
+SciFact's MiniLM vectors come from the module's kill -9 and resume of a real run
+(`scifact_minilm_resumed`, tests/kill_resume.py), which its own test holds to an uninterrupted run's
+scores: SciFact is encoded once per session."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import re
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +21,9 @@ import pytest
 import pytrec_eval
 from cli_process import gtr_eval
 from conftest import ROOT, SHARED
+from kill_resume import CACHE_LINE, hand_on_vectors, kill_and_resume
+
+from gtr_eval.results import ResultsStore
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +34,42 @@ FUSED = (
 DATASETS = ("scifact", "nfcorpus")
 
 
+@pytest.fixture(scope="module")
+def scifact_minilm_resumed(beir_data, shared_cache_dir, tmp_path_factory):
+    """The session's one kill-and-resume of all-MiniLM-L6-v2 on the real SciFact; its vectors then
+    serve the session's cache."""
+    run = kill_and_resume(beir_data, tmp_path_factory.mktemp("kill-resume"))
+    hand_on_vectors(run, shared_cache_dir)
+    return run
+
+
+COMMITTED_MINILM = ROOT / "results" / "all-MiniLM-L6-v2" / "scifact.json"  # an uninterrupted run
+SHARDS = 3  # 5,183 documents at the default 2,048 per shard
+
+
+def test_scifact_killed_after_first_shard_resumes_and_scores_the_same(scifact_minilm_resumed, capsys):
+    run = scifact_minilm_resumed
+    assert run.killed_returncode == -signal.SIGKILL
+    assert 1 <= run.shards_at_kill < SHARDS
+    assert not run.done_after_kill
+
+    assert run.resumed_returncode == 0, run.resumed_stderr
+    line = CACHE_LINE.search(run.resumed_stderr)
+    assert line, run.resumed_stderr
+    with capsys.disabled():
+        print(f"\n{line.group(0)}  (shards complete at the kill: {run.shards_at_kill})")
+    reused, encoded = (int(n or 0) for n in line.groups())
+    total = reused + encoded
+    assert (total, reused, encoded) == (SHARDS, run.shards_at_kill, SHARDS - run.shards_at_kill)
+
+    metrics = ResultsStore(run.results).load("all-MiniLM-L6-v2", "scifact").metrics
+    expected = json.loads(COMMITTED_MINILM.read_text(encoding="utf-8"))["metrics"]
+    assert metrics.keys() == expected.keys()
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, abs=1e-6), name
+    assert not run.leftovers
+
+
 @dataclass
 class RealRun:
     results: Path
@@ -32,7 +77,7 @@ class RealRun:
     seconds: float
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_run(beir_data, shared_cache_dir, scifact_minilm_resumed, tmp_path_factory) -> RealRun:
     """The session's run.  SciFact's MiniLM vectors come from `scifact_minilm_resumed` (whose test
     holds them to an uninterrupted run's scores); NFCorpus is encoded here."""
